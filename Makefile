@@ -1,0 +1,86 @@
+# Makefile — builds and installs pg_tsworker (PGXS).
+#
+#   make            the shim, the worker host, the N-API addon, the runtime
+#   make install    into PostgreSQL's own directories (pkglibdir, sharedir)
+#
+# Pieces:
+#   pg_tsworker.so        C shim (shared_preload_libraries); never links libnode
+#   pg_tsworker_host.so   worker entry point, embeds libnode 18 (deps/libnode)
+#   pg_tsworker_addon.node N-API addon built by node-gyp (binding.gyp)
+#   dist/                 TypeScript runtime compiled by tsc
+# Installed: $(pkglibdir)/pg_tsworker{,_host}.so, $(pkglibdir)/pg_tsworker/
+# (libnode.so.108, the addon) and $(sharedir)/pg_tsworker/ (runtime and the
+# node_modules it needs), so the server never reads this checkout.
+
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+LIBNODE_PREFIX ?= $(CURDIR)/deps/libnode/usr
+LIBNODE_SO = $(LIBNODE_PREFIX)/lib/x86_64-linux-gnu/libnode.so.108
+
+# No LLVM bitcode: the host is C++ and PGXS has no .bc rule for it.
+override with_llvm := no
+
+MODULE_big = pg_tsworker
+OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o
+PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
+EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) native/host/*.o dist build
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+HOST_SO = pg_tsworker_host$(DLSUFFIX)
+HOST_OBJS = native/host/host_pg.o native/host/host.o
+HOST_CXXFLAGS = -std=c++17 -fPIC -O2 -g -Wall -Wno-unused-parameter \
+	-fvisibility=hidden -I$(LIBNODE_PREFIX)/include/node
+ADDON = build/Release/pg_tsworker_addon.node
+ADDON_SRCS = native/addon/addon.cc native/addon/spi.c native/addon/spi.h binding.gyp
+RUNTIME_SRCS = $(shell find src -name '*.ts') tsconfig.json
+NODE_BIN = node_modules/.bin
+
+all: $(HOST_SO) $(ADDON) dist/.built
+
+native/host/host_pg.o: native/host/host_pg.h native/shim/pg_tsworker.h
+native/shim/pg_tsworker.o native/shim/worker_list.o: native/shim/pg_tsworker.h
+
+native/host/host.o: native/host/host.cc native/host/host_pg.h $(LIBNODE_SO)
+	$(CXX) $(HOST_CXXFLAGS) -c -o $@ $<
+
+$(LIBNODE_SO):
+	@echo "libnode 18 is missing from $(LIBNODE_PREFIX): run scripts/setup" >&2; exit 1
+
+$(HOST_SO): $(HOST_OBJS)
+	$(CXX) -shared -o $@ $(HOST_OBJS) $(LIBNODE_SO) -luv \
+		-Wl,-rpath,'$$ORIGIN/pg_tsworker' -Wl,--as-needed
+
+# node-gyp compiles against libnode 18's own headers: the addon then cannot
+# ask for an N-API level the embedded runtime lacks.
+$(ADDON): $(ADDON_SRCS) $(LIBNODE_SO)
+	PATH="$(dir $(PG_CONFIG)):$$PATH" $(NODE_BIN)/node-gyp rebuild --silent \
+		--nodedir=$(LIBNODE_PREFIX) --loglevel=error
+
+dist/.built: $(RUNTIME_SRCS)
+	rm -rf dist
+	$(NODE_BIN)/tsc -p tsconfig.json
+	touch $@
+
+RUNTIME_DEST = $(DESTDIR)$(datadir)/pg_tsworker
+NATIVE_DEST = $(DESTDIR)$(pkglibdir)/pg_tsworker
+
+install: install-tsworker
+
+install-tsworker: all installdirs
+	$(INSTALL_SHLIB) $(HOST_SO) '$(DESTDIR)$(pkglibdir)/$(HOST_SO)'
+	$(MKDIR_P) '$(NATIVE_DEST)'
+	install -C -m 644 $(LIBNODE_SO) '$(NATIVE_DEST)/libnode.so.108'
+	install -C -m 755 $(ADDON) '$(NATIVE_DEST)/pg_tsworker_addon.node'
+	scripts/install-runtime '$(RUNTIME_DEST)'
+
+uninstall: uninstall-tsworker
+
+uninstall-tsworker:
+	rm -f '$(DESTDIR)$(pkglibdir)/$(HOST_SO)'
+	rm -rf '$(NATIVE_DEST)' '$(RUNTIME_DEST)'
+
+print-installdirs:
+	@echo "$(DESTDIR)$(pkglibdir) $(RUNTIME_DEST)"
+
+.PHONY: install-tsworker uninstall-tsworker print-installdirs

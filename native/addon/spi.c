@@ -1,0 +1,569 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi.c
+ *		Transactions, queries, settings and logging for the N-API addon.
+ *
+ * Every function wraps its PostgreSQL calls in PG_TRY and reports a caught
+ * error as a malloc'd TswError, after cleaning up the same way PL/Python
+ * and plv8 do.  Transactions follow worker_spi's shape (start timestamp,
+ * StartTransactionCommand, SPI_connect, an active snapshot, activity
+ * reporting).  Each query runs in an internal subtransaction, so that a
+ * caught SQL error rolls back only that statement and the transaction can
+ * go on.
+ *
+ * Parameters arrive in their text form; their types are inferred from the
+ * query (setup_parse_variable_parameters, as the extended query protocol
+ * does) and the values go through the types' input functions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <stdlib.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/params.h"
+#include "parser/parse_param.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "spi.h"
+
+typedef struct TswParamState
+{
+	Oid		   *types;
+	int			ntypes;
+} TswParamState;
+
+static bool tsw_xact_open = false;
+
+static char *tsw_strdup(const char *s);
+static TswError *tsw_capture_error(MemoryContext oldcontext);
+static void tsw_param_setup(ParseState *pstate, void *arg);
+static const char *tsw_command_name(int spi_rc);
+static TswResult *tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc);
+
+static char *
+tsw_strdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+TswError *
+tsw_make_error(const char *sqlstate, const char *message)
+{
+	TswError   *e = calloc(1, sizeof(TswError));
+
+	if (e == NULL)
+		abort();
+	memcpy(e->sqlstate, sqlstate, 5);
+	e->severity = "ERROR";
+	e->message = tsw_strdup(message);
+	return e;
+}
+
+/* In PG_CATCH: copy the current error out of PostgreSQL's memory and clear it. */
+static TswError *
+tsw_capture_error(MemoryContext oldcontext)
+{
+	ErrorData  *edata;
+	TswError   *e;
+
+	MemoryContextSwitchTo(oldcontext);
+	edata = CopyErrorData();
+	FlushErrorState();
+
+	e = calloc(1, sizeof(TswError));
+	if (e == NULL)
+		abort();
+	memcpy(e->sqlstate, unpack_sql_state(edata->sqlerrcode), 5);
+	switch (edata->elevel)
+	{
+		case FATAL:
+			e->severity = "FATAL";
+			break;
+		case PANIC:
+			e->severity = "PANIC";
+			break;
+		default:
+			e->severity = "ERROR";
+			break;
+	}
+	e->message = tsw_strdup(edata->message);
+	e->detail = tsw_strdup(edata->detail);
+	e->hint = tsw_strdup(edata->hint);
+	e->context = tsw_strdup(edata->context);
+	e->schema = tsw_strdup(edata->schema_name);
+	e->table = tsw_strdup(edata->table_name);
+	e->column = tsw_strdup(edata->column_name);
+	e->datatype = tsw_strdup(edata->datatype_name);
+	e->constraint = tsw_strdup(edata->constraint_name);
+	e->internal_query = tsw_strdup(edata->internalquery);
+	e->position = edata->cursorpos;
+	e->internal_position = edata->internalpos;
+	FreeErrorData(edata);
+	return e;
+}
+
+void
+tsw_free_error(TswError *e)
+{
+	if (e == NULL)
+		return;
+	free(e->message);
+	free(e->detail);
+	free(e->hint);
+	free(e->context);
+	free(e->schema);
+	free(e->table);
+	free(e->column);
+	free(e->datatype);
+	free(e->constraint);
+	free(e->internal_query);
+	free(e);
+}
+
+void
+tsw_free_string(char *s)
+{
+	free(s);
+}
+
+int
+tsw_in_transaction(void)
+{
+	return tsw_xact_open ? 1 : 0;
+}
+
+int
+tsw_begin(TswError **err)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile int rc = 0;
+
+	if (tsw_xact_open)
+	{
+		*err = tsw_make_error("25001", "a transaction is already open in this worker");
+		return -1;
+	}
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		tsw_xact_open = true;
+	}
+	PG_CATCH();
+	{
+		*err = tsw_capture_error(oldcontext);
+		AbortCurrentTransaction();
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+int
+tsw_commit(TswError **err)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile int rc = 0;
+
+	if (!tsw_xact_open)
+	{
+		*err = tsw_make_error("25P01", "no transaction is open in this worker");
+		return -1;
+	}
+	tsw_xact_open = false;
+
+	PG_TRY();
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_stat(false);
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_CATCH();
+	{
+		/* e.g. a deferred constraint or a serialization failure at commit */
+		*err = tsw_capture_error(oldcontext);
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+int
+tsw_rollback(TswError **err)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile int rc = 0;
+
+	if (!tsw_xact_open)
+	{
+		*err = tsw_make_error("25P01", "no transaction is open in this worker");
+		return -1;
+	}
+	tsw_xact_open = false;
+
+	PG_TRY();
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_CATCH();
+	{
+		*err = tsw_capture_error(oldcontext);
+		AbortCurrentTransaction();
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+static void
+tsw_param_setup(ParseState *pstate, void *arg)
+{
+	TswParamState *state = (TswParamState *) arg;
+
+	setup_parse_variable_parameters(pstate, &state->types, &state->ntypes);
+}
+
+static const char *
+tsw_command_name(int spi_rc)
+{
+	switch (spi_rc)
+	{
+		case SPI_OK_SELECT:
+		case SPI_OK_SELINTO:
+			return "SELECT";
+		case SPI_OK_INSERT:
+		case SPI_OK_INSERT_RETURNING:
+			return "INSERT";
+		case SPI_OK_DELETE:
+		case SPI_OK_DELETE_RETURNING:
+			return "DELETE";
+		case SPI_OK_UPDATE:
+		case SPI_OK_UPDATE_RETURNING:
+			return "UPDATE";
+		case SPI_OK_MERGE:
+			return "MERGE";
+		case SPI_OK_UTILITY:
+			return "UTILITY";
+		case SPI_OK_REWRITTEN:
+			return "REWRITTEN";
+		default:
+			return "UNKNOWN";
+	}
+}
+
+/*
+ * Copy a tuple table into a TswResult, in its own memory context so that
+ * addon.cc can read it after the subtransaction has ended.  Types with a
+ * JavaScript counterpart are stored natively; everything else in its text
+ * form through the type's output function.
+ */
+static TswResult *
+tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc)
+{
+	MemoryContext mcxt;
+	MemoryContext old;
+	TswResult  *res;
+	TupleDesc	tupdesc;
+	FmgrInfo   *out_funcs;
+	uint64		r;
+	int			c;
+
+	mcxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker result",
+								 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(mcxt);
+
+	res = palloc0(sizeof(TswResult));
+	res->memory = mcxt;
+	res->command = tsw_command_name(rc);
+	res->row_count = processed;
+
+	if (tuptable == NULL)
+	{
+		MemoryContextSwitchTo(old);
+		return res;
+	}
+
+	tupdesc = tuptable->tupdesc;
+	res->ncolumns = tupdesc->natts;
+	res->columns = palloc0(sizeof(TswColumn) * Max(tupdesc->natts, 1));
+	out_funcs = palloc0(sizeof(FmgrInfo) * Max(tupdesc->natts, 1));
+
+	for (c = 0; c < tupdesc->natts; c++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(tupdesc, c);
+		Oid			base = getBaseType(attr->atttypid);
+		TswColumn  *col = &res->columns[c];
+
+		col->name = pstrdup(NameStr(attr->attname));
+		col->type_oid = attr->atttypid;
+		switch (base)
+		{
+			case BOOLOID:
+				col->kind = TSW_KIND_BOOL;
+				break;
+			case INT2OID:
+			case INT4OID:
+				col->kind = TSW_KIND_INT32;
+				break;
+			case OIDOID:
+				col->kind = TSW_KIND_INT32;
+				col->is_unsigned = 1;
+				break;
+			case INT8OID:
+				col->kind = TSW_KIND_INT64;
+				break;
+			case FLOAT4OID:
+			case FLOAT8OID:
+				col->kind = TSW_KIND_FLOAT64;
+				break;
+			default:
+				{
+					Oid			typoutput;
+					bool		typisvarlena;
+
+					col->kind = TSW_KIND_TEXT;
+					getTypeOutputInfo(base, &typoutput, &typisvarlena);
+					fmgr_info_cxt(typoutput, &out_funcs[c], mcxt);
+				}
+				break;
+		}
+	}
+
+	res->nrows = tuptable->numvals;
+	res->cells = palloc0(sizeof(TswCell) * Max(res->nrows * tupdesc->natts, 1));
+
+	for (r = 0; r < res->nrows; r++)
+	{
+		HeapTuple	tuple = tuptable->vals[r];
+
+		for (c = 0; c < tupdesc->natts; c++)
+		{
+			TswCell    *cell = &res->cells[r * tupdesc->natts + c];
+			bool		isnull;
+			Datum		d = heap_getattr(tuple, c + 1, tupdesc, &isnull);
+
+			cell->isnull = isnull;
+			if (isnull)
+				continue;
+			switch (res->columns[c].kind)
+			{
+				case TSW_KIND_BOOL:
+					cell->v.b = DatumGetBool(d);
+					break;
+				case TSW_KIND_INT32:
+					if (res->columns[c].is_unsigned)
+						cell->v.u32 = DatumGetObjectId(d);
+					else if (getBaseType(res->columns[c].type_oid) == INT2OID)
+						cell->v.i32 = DatumGetInt16(d);
+					else
+						cell->v.i32 = DatumGetInt32(d);
+					break;
+				case TSW_KIND_INT64:
+					cell->v.i64 = DatumGetInt64(d);
+					break;
+				case TSW_KIND_FLOAT64:
+					if (getBaseType(res->columns[c].type_oid) == FLOAT4OID)
+						cell->v.f64 = DatumGetFloat4(d);
+					else
+						cell->v.f64 = DatumGetFloat8(d);
+					break;
+				case TSW_KIND_TEXT:
+					{
+						char	   *s = OutputFunctionCall(&out_funcs[c], d);
+
+						cell->v.text.ptr = s;
+						cell->v.text.len = strlen(s);
+					}
+					break;
+			}
+		}
+	}
+
+	MemoryContextSwitchTo(old);
+	return res;
+}
+
+void
+tsw_free_result(TswResult *result)
+{
+	if (result != NULL)
+		MemoryContextDelete((MemoryContext) result->memory);
+}
+
+int
+tsw_query(const char *sql, int nparams, const char *const *params,
+		  TswResult **result, TswError **err)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile int rc = 0;
+	volatile bool in_subxact = false;
+
+	*result = NULL;
+	if (!tsw_xact_open)
+	{
+		*err = tsw_make_error("25P01", "no transaction is open in this worker");
+		return -1;
+	}
+
+	PG_TRY();
+	{
+		int			spi_rc;
+		SPIPlanPtr	plan = NULL;
+
+		BeginInternalSubTransaction(NULL);
+		in_subxact = true;
+		MemoryContextSwitchTo(oldcontext);
+
+		debug_query_string = sql;
+		pgstat_report_activity(STATE_RUNNING, sql);
+
+		if (nparams == 0)
+			spi_rc = SPI_execute(sql, false, 0);
+		else
+		{
+			TswParamState state = {NULL, 0};
+			ParamListInfo paramli;
+			int			i;
+
+			plan = SPI_prepare_params(sql, tsw_param_setup, &state, 0);
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare_params failed: %s",
+					 SPI_result_code_string(SPI_result));
+			if (state.ntypes > nparams)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_PARAMETER),
+						 errmsg("query uses parameter $%d but %d parameters were given",
+								state.ntypes, nparams)));
+			if (state.ntypes < nparams)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("%d parameters were given but the query uses %d",
+								nparams, state.ntypes)));
+
+			paramli = makeParamList(nparams);
+			for (i = 0; i < nparams; i++)
+			{
+				ParamExternData *prm = &paramli->params[i];
+				Oid			type = state.types[i];
+
+				if (type == InvalidOid)
+					type = UNKNOWNOID;	/* parameter not referenced */
+				prm->ptype = type;
+				prm->pflags = PARAM_FLAG_CONST;
+				prm->isnull = params[i] == NULL;
+				if (prm->isnull)
+					prm->value = (Datum) 0;
+				else
+				{
+					Oid			typinput;
+					Oid			typioparam;
+
+					getTypeInputInfo(type, &typinput, &typioparam);
+					prm->value = OidInputFunctionCall(typinput, (char *) params[i],
+													  typioparam, -1);
+				}
+			}
+			spi_rc = SPI_execute_plan_with_paramlist(plan, paramli, false, 0);
+		}
+
+		if (spi_rc < 0)
+			elog(ERROR, "SPI failed: %s", SPI_result_code_string(spi_rc));
+
+		*result = tsw_build_result(SPI_tuptable, SPI_processed, spi_rc);
+		SPI_freetuptable(SPI_tuptable);
+		if (plan != NULL)
+			SPI_freeplan(plan);
+
+		ReleaseCurrentSubTransaction();
+		in_subxact = false;
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		if (*result != NULL)
+		{
+			tsw_free_result(*result);
+			*result = NULL;
+		}
+		*err = tsw_capture_error(oldcontext);
+		if (in_subxact)
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		rc = -1;
+	}
+	PG_END_TRY();
+
+	debug_query_string = NULL;
+	return rc;
+}
+
+int
+tsw_get_setting(const char *name, char **value, TswError **err)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile int rc = 0;
+
+	*value = NULL;
+	PG_TRY();
+	{
+		const char *v = GetConfigOption(name, true, false);
+
+		if (v != NULL)
+			*value = tsw_strdup(v);
+	}
+	PG_CATCH();
+	{
+		*err = tsw_capture_error(oldcontext);
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+void
+tsw_log(int level, const char *msg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	const int	elevel = level == 0 ? DEBUG1 : level == 2 ? NOTICE :
+		level == 3 ? WARNING : LOG;
+	const char *name = MyBgworkerEntry ? MyBgworkerEntry->bgw_type : "?";
+
+	PG_TRY();
+	{
+		ereport(elevel,
+				(errmsg_internal("tsworker \"%s\": %s", name, msg)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}

@@ -1,0 +1,263 @@
+/*-------------------------------------------------------------------------
+ *
+ * host_pg.c
+ *		Entry point and PostgreSQL-facing half of the worker host.
+ *
+ * pg_tsworker_host_main() is each worker's bgw_function_name.  It runs the
+ * PostgreSQL steps (signals, connection, exit) itself, in C, and hands the
+ * Node.js part to host.cc.  Every function that host.cc calls while Node.js
+ * runs catches its own errors, so no ereport(ERROR) longjmp crosses a C++
+ * or V8 frame.
+ *
+ * Signal handling follows contrib/pg_prewarm/autoprewarm.c: SIGTERM and
+ * SIGHUP only set flags and the latch (SignalHandlerForShutdownRequest,
+ * SignalHandlerForConfigReload), so shutdown and reload arrive as events of
+ * the shared event loop instead of a FATAL under JavaScript frames.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "../shim/pg_tsworker.h"
+#include "host_pg.h"
+
+PG_MODULE_MAGIC;
+
+PGDLLEXPORT void pg_tsworker_host_main(Datum main_arg);
+
+static char tsw_host_name[TSW_NAME_MAXLEN + 1] = "?";
+static volatile sig_atomic_t tsw_node_loaded = 0;
+static WaitEventSet *tsw_wait_set = NULL;
+static int	tsw_wait_set_fd = -1;
+
+static void tsw_host_on_proc_exit(int code, Datum arg);
+static void tsw_host_setup(int index, TswHostInfo *info);
+static void tsw_host_log_caught(const char *what, MemoryContext oldcontext);
+
+void
+pg_tsworker_host_main(Datum main_arg)
+{
+	TswHostInfo info;
+	int			code;
+
+	tsw_host_setup(DatumGetInt32(main_arg), &info);
+
+	if (tsw_node_start(&info) != 0)
+		proc_exit(1);			/* tsw_node_start logged why */
+
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(info.database,
+										 tsw_role[0] != '\0' ? tsw_role : NULL,
+										 0);
+	SetConfigOption("application_name", tsw_host_name, PGC_USERSET, PGC_S_SESSION);
+	pgstat_report_appname(tsw_host_name);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	code = tsw_node_run();
+	ereport(LOG,
+			(errmsg("tsworker \"%s\": exiting with code %d", tsw_host_name, code)));
+	proc_exit(code);
+}
+
+/*
+ * Registered before anything else of ours, so it runs after the cleanup
+ * callbacks PostgreSQL registers while connecting (on_shmem_exit callbacks,
+ * which release shared resources, have all run before any on_proc_exit one).
+ * Once Node.js has been loaded, exit() is not safe: libnode's static
+ * destructors crash after V8 has been disposed (seen as SIGSEGV at exit),
+ * and if Node.js still runs (a FATAL raised inside a call from JavaScript)
+ * they would race V8's threads.  Either way the postmaster would treat the
+ * signal as a crash of the whole cluster, so leave with _exit() and the same
+ * code instead.
+ */
+static void
+tsw_host_on_proc_exit(int code, Datum arg)
+{
+	if (tsw_node_loaded)
+		_exit(code);
+}
+
+static void
+tsw_host_setup(int index, TswHostInfo *info)
+{
+	TswWorkerSpec *specs;
+	char	   *msg;
+	int			n;
+	char		dir[MAXPGPATH];
+
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	on_proc_exit(tsw_host_on_proc_exit, (Datum) 0);
+
+	n = tsw_parse_worker_list(tsw_workers, &specs, &msg);
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tsworker.workers: %s", msg)));
+	if (index < 0 || index >= n)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("pg_tsworker worker %d is not in tsworker.workers", index)));
+
+	strlcpy(tsw_host_name, specs[index].name, sizeof(tsw_host_name));
+	info->name = MemoryContextStrdup(TopMemoryContext, specs[index].name);
+	info->module = MemoryContextStrdup(TopMemoryContext, specs[index].module);
+	tsw_runtime_dir(dir, sizeof(dir));
+	info->runtime_dir = MemoryContextStrdup(TopMemoryContext, dir);
+	tsw_native_dir(dir, sizeof(dir));
+	info->native_dir = MemoryContextStrdup(TopMemoryContext, dir);
+	info->database = MemoryContextStrdup(TopMemoryContext, tsw_database);
+	info->max_old_space_mb = tsw_max_old_space_mb;
+}
+
+/* In a PG_CATCH block: log the error as LOG and clear it. */
+static void
+tsw_host_log_caught(const char *what, MemoryContext oldcontext)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(oldcontext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	ereport(LOG,
+			(errmsg("tsworker \"%s\": %s: %s", tsw_host_name, what, edata->message)));
+	FreeErrorData(edata);
+}
+
+int
+tsw_host_wait(int uv_fd, int timeout_ms)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	WaitEvent	events[3];
+	volatile int result = 0;
+
+	PG_TRY();
+	{
+		int			n;
+		int			i;
+
+		if (tsw_wait_set == NULL || tsw_wait_set_fd != uv_fd)
+		{
+			if (tsw_wait_set != NULL)
+				FreeWaitEventSet(tsw_wait_set);
+			tsw_wait_set = NULL;
+			tsw_wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+			AddWaitEventToSet(tsw_wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+			AddWaitEventToSet(tsw_wait_set, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
+			AddWaitEventToSet(tsw_wait_set, WL_SOCKET_READABLE, uv_fd, NULL, NULL);
+			tsw_wait_set_fd = uv_fd;
+		}
+
+		n = WaitEventSetWait(tsw_wait_set, timeout_ms, events, lengthof(events),
+							 PG_WAIT_EXTENSION);
+		if (n == 0)
+			result = TSW_EV_TIMEOUT;
+		for (i = 0; i < n; i++)
+		{
+			if (events[i].events & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				result |= TSW_EV_LATCH;
+			}
+			if (events[i].events & WL_POSTMASTER_DEATH)
+				result |= TSW_EV_PM_DEATH;
+			if (events[i].events & WL_SOCKET_READABLE)
+				result |= TSW_EV_LOOP;
+		}
+	}
+	PG_CATCH();
+	{
+		tsw_host_log_caught("wait failed", oldcontext);
+		result = TSW_EV_ERROR;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+void
+tsw_host_check_interrupts(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	if (!InterruptPending)
+		return;
+
+	/*
+	 * Outside a query a cancel request has nothing to cancel; an error raised
+	 * here is logged and the worker goes on, instead of unwinding to the
+	 * bgworker's error handler.
+	 */
+	PG_TRY();
+	{
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_CATCH();
+	{
+		tsw_host_log_caught("ignored interrupt outside a query", oldcontext);
+	}
+	PG_END_TRY();
+}
+
+int
+tsw_host_shutdown_requested(void)
+{
+	return ShutdownRequestPending ? 1 : 0;
+}
+
+int
+tsw_host_reload_if_pending(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	if (!ConfigReloadPending)
+		return 0;
+	ConfigReloadPending = false;
+	PG_TRY();
+	{
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+	PG_CATCH();
+	{
+		tsw_host_log_caught("could not reload configuration", oldcontext);
+	}
+	PG_END_TRY();
+	return 1;
+}
+
+void
+tsw_host_log(int level, const char *msg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	int			elevel = level == TSW_LOG_WARNING ? WARNING :
+		level == TSW_LOG_DEBUG ? DEBUG1 : LOG;
+
+	PG_TRY();
+	{
+		ereport(elevel,
+				(errmsg_internal("tsworker \"%s\": %s", tsw_host_name, msg)));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+void
+tsw_host_set_node_loaded(void)
+{
+	tsw_node_loaded = 1;
+}

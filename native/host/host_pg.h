@@ -1,0 +1,75 @@
+/*-------------------------------------------------------------------------
+ *
+ * host_pg.h
+ *		PostgreSQL-facing half of the worker host, callable from C++.
+ *
+ * host_pg.c holds every call into PostgreSQL that the host makes, so that
+ * no ereport(ERROR) longjmp can ever cross a C++ or V8 frame: each function
+ * here either cannot fail or catches the error itself.  host.cc includes
+ * only this header, never PostgreSQL's.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TSW_HOST_PG_H
+#define TSW_HOST_PG_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What the worker process runs, resolved from its registration. */
+typedef struct TswHostInfo
+{
+	const char *name;			/* worker name */
+	const char *module;			/* absolute module path */
+	const char *runtime_dir;	/* <sharedir>/pg_tsworker */
+	const char *native_dir;		/* <pkglibdir>/pg_tsworker */
+	const char *database;		/* database to connect to */
+	int			max_old_space_mb;	/* 0: V8 default */
+} TswHostInfo;
+
+/* Events returned by tsw_host_wait() */
+#define TSW_EV_LATCH		0x01
+#define TSW_EV_PM_DEATH		0x02
+#define TSW_EV_LOOP			0x04	/* libuv backend fd readable */
+#define TSW_EV_TIMEOUT		0x08
+#define TSW_EV_ERROR		0x10	/* the wait itself failed (logged) */
+
+/* Log levels for tsw_host_log() */
+#define TSW_LOG_DEBUG		0
+#define TSW_LOG_LOG			1
+#define TSW_LOG_WARNING		2
+
+/*
+ * Implemented in host.cc.  tsw_node_start() initialises Node.js while every
+ * signal is still blocked, so that the threads it creates (V8 platform,
+ * libuv threadpool) never receive one; it returns 0 on success.
+ * tsw_node_run() loads the runtime, runs the shared event loop until the
+ * worker finishes, tears Node.js down and returns the exit code (0 or 1).
+ */
+extern int	tsw_node_start(const TswHostInfo *info);
+extern int	tsw_node_run(void);
+
+/* Wait for the latch, postmaster death or the libuv fd, up to timeout_ms (-1: forever). */
+extern int	tsw_host_wait(int uv_fd, int timeout_ms);
+
+/* Process interrupts that are safe to handle between JavaScript calls. */
+extern void tsw_host_check_interrupts(void);
+
+/* True once SIGTERM asked the worker to stop. */
+extern int	tsw_host_shutdown_requested(void);
+
+/* If SIGHUP arrived, reread the configuration files and return 1. */
+extern int	tsw_host_reload_if_pending(void);
+
+/* Log a message from the host, prefixed with the worker's name. */
+extern void tsw_host_log(int level, const char *msg);
+
+/* Record that libnode has been initialised in this process. */
+extern void tsw_host_set_node_loaded(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* TSW_HOST_PG_H */

@@ -1,0 +1,151 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_tsworker.c
+ *		The pg_tsworker shim: GUCs and background worker registration.
+ *
+ * This library is listed in shared_preload_libraries and so is loaded by
+ * the postmaster.  It never links libnode: the postmaster must not start V8
+ * threads, and threads do not survive fork().  Each registered worker runs
+ * pg_tsworker_host_main() from the separate pg_tsworker_host library, which
+ * embeds Node.js.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "utils/guc.h"
+
+#include "pg_tsworker.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* GUC variables */
+char	   *tsw_workers = NULL;
+char	   *tsw_database = NULL;
+char	   *tsw_role = NULL;
+int			tsw_restart_interval = 10;
+int			tsw_max_old_space_mb = 256;
+
+static bool tsw_check_workers(char **newval, void **extra, GucSource source);
+static bool tsw_check_ident(char **newval, void **extra, GucSource source);
+static void tsw_register_workers(void);
+
+static bool
+tsw_check_workers(char **newval, void **extra, GucSource source)
+{
+	TswWorkerSpec *specs;
+	char	   *msg;
+
+	if (tsw_parse_worker_list(*newval, &specs, &msg) < 0)
+	{
+		GUC_check_errdetail("%s.", msg);
+		GUC_check_errhint("Each entry is a built-in worker name or an absolute path to a .ts or .js module, optionally prefixed by \"name=\".");
+		return false;
+	}
+	return true;
+}
+
+static bool
+tsw_check_ident(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("Names are at most %d bytes long.", NAMEDATALEN - 1);
+		return false;
+	}
+	return true;
+}
+
+void
+_PG_init(void)
+{
+	/*
+	 * Settings read when a worker starts.  They are PGC_SIGHUP so that a
+	 * changed value applies to workers started afterwards.
+	 */
+	DefineCustomIntVariable("tsworker.max_old_space_mb",
+							"V8 old-generation heap limit of each worker, in megabytes.",
+							"A worker that exceeds it is stopped with an error and restarted. 0 keeps V8's default.",
+							&tsw_max_old_space_mb,
+							256, 0, 65536,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomStringVariable("tsworker.workers",
+							   "Background workers to start: built-in names or absolute paths to .ts/.js modules.",
+							   "Comma-separated; an entry may be written name=module to choose the worker's name.",
+							   &tsw_workers,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_LIST_INPUT,
+							   tsw_check_workers, NULL, NULL);
+
+	DefineCustomStringVariable("tsworker.database",
+							   "Database the workers connect to.",
+							   NULL,
+							   &tsw_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   tsw_check_ident, NULL, NULL);
+
+	DefineCustomStringVariable("tsworker.role",
+							   "Role the workers connect as; empty means the bootstrap superuser.",
+							   NULL,
+							   &tsw_role,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   tsw_check_ident, NULL, NULL);
+
+	DefineCustomIntVariable("tsworker.restart_interval",
+							"Seconds before a worker that failed is started again; -1 never restarts it.",
+							NULL,
+							&tsw_restart_interval,
+							10, -1, 86400,
+							PGC_POSTMASTER,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	tsw_register_workers();
+}
+
+static void
+tsw_register_workers(void)
+{
+	TswWorkerSpec *specs;
+	char	   *msg;
+	int			n;
+	int			i;
+
+	n = tsw_parse_worker_list(tsw_workers, &specs, &msg);
+	if (n < 0)					/* the check hook has already refused it */
+		elog(ERROR, "invalid tsworker.workers: %s", msg);
+
+	for (i = 0; i < n; i++)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = tsw_restart_interval < 0 ? BGW_NEVER_RESTART : tsw_restart_interval;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_tsworker_host");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_tsworker_host_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_tsworker %s", specs[i].name);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "%s", specs[i].name);
+		worker.bgw_main_arg = Int32GetDatum(i);
+		worker.bgw_notify_pid = 0;
+
+		RegisterBackgroundWorker(&worker);
+	}
+}

@@ -1,0 +1,59 @@
+/**
+ * Typed view of the N-API addon (native/addon). Each function makes one
+ * PostgreSQL call; policy lives in the runtime.
+ */
+import * as path from 'path';
+
+/** A column of a result. */
+export interface FieldInfo {
+  /** Column name. */
+  name: string;
+  /** Type OID of the column (see pg_type). */
+  dataTypeID: number;
+}
+
+/** What the addon returns for one statement. */
+export interface RawResult {
+  rows: Record<string, unknown>[];
+  rowCount: number;
+  command: string;
+  fields: FieldInfo[];
+}
+
+/** Log levels understood by `Addon.log`. */
+export const enum LogLevel {
+  Debug = 0,
+  Log = 1,
+  Notice = 2,
+  Warning = 3,
+}
+
+export interface Addon {
+  init(pgError: new (message: string, fields: never) => Error): void;
+  begin(): void;
+  commit(): void;
+  rollback(): void;
+  inTransaction(): boolean;
+  query(sql: string, params?: (string | null)[]): RawResult;
+  getSetting(name: string): string | null;
+  log(level: LogLevel, message: string): void;
+}
+
+let loaded: Addon | undefined;
+
+/** Load the addon from the installed native directory (once). */
+export function loadAddon(nativeDir: string): Addon {
+  if (!loaded) {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    loaded = require(path.join(nativeDir, 'pg_tsworker_addon.node')) as Addon;
+  }
+  return loaded;
+}
+
+/** The addon, once the host has loaded it. */
+export function addon(): Addon {
+  if (!loaded) {
+    throw new Error('pg-tsworker: the native addon is only available inside a PostgreSQL background worker');
+  }
+  return loaded;
+}

@@ -1,0 +1,139 @@
+/**
+ * `defineWorker` and the types a worker module is written against.
+ */
+import type { FieldInfo } from './addon';
+import type { Param } from './params';
+import { validateSpec, type SettingsSpec, type SettingValues } from './settings';
+
+/** A row: column name to value. */
+export type Row = Record<string, unknown>;
+
+/**
+ * Rows returned by a statement. It is an array of rows with the statement's
+ * metadata as extra (non-enumerable) properties.
+ */
+export type QueryResult<R extends Row = Row> = R[] & {
+  /** Rows processed: returned by SELECT, or inserted, updated, deleted. */
+  readonly rowCount: number;
+  /** The kind of statement: SELECT, INSERT, UPDATE, DELETE, MERGE, UTILITY ... */
+  readonly command: string;
+  /** Result columns, in order. */
+  readonly fields: readonly FieldInfo[];
+};
+
+/** Runs statements inside one open transaction. */
+export interface Transaction {
+  /**
+   * Run one statement (or several separated by `;` when there are no
+   * parameters). `$1`, `$2` ... refer to `params`; their types are inferred
+   * from the statement. A SQL error throws a `PgError` and undoes only this
+   * statement: the transaction can go on.
+   */
+  query<R extends Row = Row>(sql: string, params?: readonly Param[]): QueryResult<R>;
+}
+
+/** Server log output of a worker; each line names the worker. */
+export interface Logger {
+  /** DEBUG1 */
+  debug(...args: unknown[]): void;
+  /** LOG: always written to the server log. */
+  info(...args: unknown[]): void;
+  /** NOTICE */
+  notice(...args: unknown[]): void;
+  /** WARNING */
+  warning(...args: unknown[]): void;
+}
+
+/** Options of `w.wait()`. */
+export interface WaitOptions {
+  /** Milliseconds to wait at most; without it, wait until woken. */
+  timeout?: number;
+}
+
+/** Events a worker can listen to with `w.on()`. */
+export interface WorkerEvents {
+  /** The configuration was reloaded (SIGHUP); `w.settings` holds the new values. */
+  reload: () => void;
+  /** The server asked the worker to stop (SIGTERM); `w.wait()` now returns false. */
+  shutdown: () => void;
+}
+
+/** What a worker's `main` receives. */
+export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
+  /** The worker's name, as registered in tsworker.workers. */
+  readonly name: string;
+  /** Current values of the declared settings; updated on reload. */
+  readonly settings: Readonly<SettingValues<S>>;
+  /** Logging to the server log. */
+  readonly log: Logger;
+  /** True once the server has asked the worker to stop. */
+  readonly shutdownRequested: boolean;
+  /**
+   * Wait until the worker's latch is set (`tsworker.wake()`, a signal), the
+   * timeout passes, or shutdown is asked. Resolves `false` once shutdown is
+   * asked, `true` otherwise. A wake-up that arrives while the worker is busy
+   * is kept: the next `wait()` returns at once.
+   */
+  wait(options?: WaitOptions): Promise<boolean>;
+  /**
+   * Run `fn` in a transaction: committed when `fn` returns, rolled back when
+   * it throws (the error is rethrown). `fn` must be synchronous: SPI runs on
+   * the worker's only thread, and no wait may happen inside a transaction.
+   */
+  transaction<T>(fn: (tx: Transaction) => T): T;
+  /** Run one statement in a transaction of its own. */
+  query<R extends Row = Row>(sql: string, params?: readonly Param[]): QueryResult<R>;
+  /** Current value of any configuration parameter, or null if it does not exist. */
+  setting(name: string): string | null;
+  /** Listen to a worker event. */
+  on<E extends keyof WorkerEvents>(event: E, listener: WorkerEvents[E]): void;
+}
+
+/** The definition of a worker, as returned by `defineWorker`. */
+export interface WorkerDefinition<S extends SettingsSpec = SettingsSpec> {
+  /** Name used in logs when the worker is not renamed in tsworker.workers. */
+  readonly name: string;
+  /** Settings, read from `tsworker.<worker>.<setting>`. */
+  readonly settings: S;
+  /** The worker's body. When it returns, the worker exits cleanly (code 0) and is not restarted. */
+  main(w: WorkerContext<S>): Promise<void> | void;
+}
+
+const DEFINITION = Symbol.for('pg-tsworker.definition');
+
+/**
+ * Define a worker. The module's default export must be the result.
+ *
+ * ```ts
+ * export default defineWorker({
+ *   name: 'cleanup',
+ *   settings: { naptime: { type: 'int', default: 10, min: 1, unit: 's' } },
+ *   async main(w) {
+ *     while (await w.wait({ timeout: w.settings.naptime * 1000 })) {
+ *       w.query('DELETE FROM jobs WHERE done');
+ *     }
+ *   },
+ * });
+ * ```
+ */
+export function defineWorker<S extends SettingsSpec = Record<string, never>>(def: {
+  name: string;
+  settings?: S;
+  main(w: WorkerContext<S>): Promise<void> | void;
+}): WorkerDefinition<S> {
+  if (typeof def !== 'object' || def === null) throw new TypeError('defineWorker() expects an object');
+  if (typeof def.name !== 'string' || !/^[A-Za-z0-9_-]{1,63}$/.test(def.name)) {
+    throw new TypeError('defineWorker(): name must be 1 to 63 letters, digits, _ or -');
+  }
+  if (typeof def.main !== 'function') throw new TypeError('defineWorker(): main must be a function');
+  const settings = (def.settings ?? {}) as S;
+  for (const [name, spec] of Object.entries(settings)) validateSpec(name, spec);
+  const out: WorkerDefinition<S> = { name: def.name, settings: Object.freeze({ ...settings }), main: def.main };
+  Object.defineProperty(out, DEFINITION, { value: true });
+  return Object.freeze(out);
+}
+
+/** True if `value` was made by `defineWorker`. */
+export function isWorkerDefinition(value: unknown): value is WorkerDefinition {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[DEFINITION] === true;
+}

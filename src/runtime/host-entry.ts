@@ -1,0 +1,166 @@
+/**
+ * Entry point called by the worker host (native/host/host.cc) once Node.js
+ * runs inside the background worker.
+ *
+ * `start(host)` loads the addon, makes `pg-tsworker` resolvable from any
+ * directory, registers tsx for TypeScript, turns every way JavaScript can
+ * fail into a logged exit with code 1, loads the worker module, runs its
+ * `main` and returns the function the host calls with loop events.
+ */
+import Module from 'module';
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { loadAddon, LogLevel, type Addon } from './addon';
+import { isWorkerDefinition, type WorkerDefinition } from './define';
+import { PgError } from './errors';
+import type { SettingsSpec } from './settings';
+import { Worker } from './worker';
+
+/** What the host hands over (built in host.cc). */
+export interface HostInterface {
+  /** Worker name from tsworker.workers. */
+  name: string;
+  /** Absolute path of the worker module. */
+  module: string;
+  /** <sharedir>/pg_tsworker: this runtime and its node_modules. */
+  runtimeDir: string;
+  /** <pkglibdir>/pg_tsworker: the addon. */
+  nativeDir: string;
+  /** Leave the loop and exit the process with this code (0 or 1). */
+  finish(code: number): void;
+}
+
+/** Loop events sent by the host. */
+export type HostEvent = 'latch' | 'reload' | 'shutdown';
+
+type ModuleInternals = typeof Module & {
+  _resolveFilename(request: string, parent: unknown, isMain: boolean, options?: unknown): string;
+  globalPaths: string[];
+};
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    let text = err.stack ?? `${err.name}: ${err.message}`;
+    if (err instanceof PgError) {
+      if (err.code) text += `\nSQLSTATE: ${err.code}`;
+      if (err.detail) text += `\nDETAIL: ${err.detail}`;
+      if (err.hint) text += `\nHINT: ${err.hint}`;
+      if (err.where) text += `\nCONTEXT: ${err.where}`;
+    }
+    return text;
+  }
+  return `non-error value thrown: ${String(err)}`;
+}
+
+/** Make `pg-tsworker` (and packages shipped with the runtime) resolvable from anywhere. */
+function setupResolution(runtimeDir: string): void {
+  const M = Module as ModuleInternals;
+  const index = path.join(runtimeDir, 'dist', 'runtime', 'index.js');
+  const original = M._resolveFilename;
+  M._resolveFilename = function (request, parent, isMain, options) {
+    if (request === 'pg-tsworker') return index;
+    return original.call(this, request, parent, isMain, options);
+  };
+  M.globalPaths.push(path.join(runtimeDir, 'node_modules'));
+}
+
+/** Send console output to the server log instead of the postmaster's stdout. */
+function redirectConsole(addon: Addon): void {
+  const { format } = require('util') as typeof import('util');
+  const to = (level: LogLevel) => (...args: unknown[]) => addon.log(level, format(...args));
+  console.log = to(LogLevel.Log);
+  console.info = to(LogLevel.Log);
+  console.debug = to(LogLevel.Debug);
+  console.warn = to(LogLevel.Warning);
+  console.error = to(LogLevel.Warning);
+  console.trace = (...args: unknown[]) => addon.log(LogLevel.Log, `${format(...args)}\n${new Error().stack ?? ''}`);
+}
+
+function loadDefinition(host: HostInterface): WorkerDefinition<SettingsSpec> {
+  const file = host.module;
+  if (!fs.existsSync(file)) {
+    throw new Error(`module ${file} does not exist (or the server's OS user cannot see it)`);
+  }
+  fs.accessSync(file, fs.constants.R_OK);
+  if (/\.c?ts$/.test(file)) {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const tsx = require(path.join(host.runtimeDir, 'node_modules', 'tsx', 'dist', 'cjs', 'api', 'index.cjs')) as {
+      register(): unknown;
+    };
+    tsx.register();
+  }
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const exported = require(file) as { default?: unknown };
+  const def = exported && typeof exported === 'object' && 'default' in exported ? exported.default : exported;
+  if (!isWorkerDefinition(def)) {
+    throw new TypeError(`module ${file} must have a default export made by defineWorker() from 'pg-tsworker'`);
+  }
+  return def;
+}
+
+/** Called by the host; returns the dispatcher for loop events. */
+export function start(host: HostInterface): (event: HostEvent) => void {
+  const addon = loadAddon(host.nativeDir);
+  addon.init(PgError as never);
+  let finished = false;
+  let worker: Worker<SettingsSpec> | undefined;
+
+  const finish = (code: number, message: string, level: LogLevel): void => {
+    if (finished) return;
+    finished = true;
+    addon.log(level, message);
+    host.finish(code);
+  };
+  const fail = (what: string, err: unknown): void => finish(1, `${what}: ${describe(err)}`, LogLevel.Warning);
+
+  process.on('uncaughtException', (err) => fail('uncaught exception', err));
+  process.on('unhandledRejection', (reason) => fail('unhandled promise rejection', reason));
+  const realExit = process.exit.bind(process);
+  process.exit = ((code?: number | string | null) => {
+    const n = Number(code ?? process.exitCode ?? 0);
+    finish(n === 0 ? 0 : 1, `process.exit(${String(code ?? '')}) called; exiting with code ${n === 0 ? 0 : 1}\n${new Error().stack ?? ''}`, LogLevel.Warning);
+    realExit(n);
+  }) as typeof process.exit;
+  redirectConsole(addon);
+  setupResolution(host.runtimeDir);
+
+  try {
+    const def = loadDefinition(host);
+    worker = new Worker(addon, host.name, def);
+    const w = worker;
+    addon.log(LogLevel.Debug, `module ${host.module} loaded`);
+    Promise.resolve()
+      .then(() => def.main(w))
+      .then(
+        () =>
+          finish(
+            0,
+            w.shutdownRequested ? 'stopped on shutdown request' : 'main() returned; worker finished',
+            LogLevel.Log,
+          ),
+        (err) => fail('worker failed', err),
+      );
+  } catch (err) {
+    fail(`could not load module ${host.module}`, err);
+  }
+
+  return (event: HostEvent) => {
+    if (!worker || finished) return;
+    try {
+      switch (event) {
+        case 'latch':
+          worker.onLatch();
+          break;
+        case 'reload':
+          worker.onReload();
+          break;
+        case 'shutdown':
+          worker.onShutdown();
+          break;
+      }
+    } catch (err) {
+      fail(`${event} handler failed`, err);
+    }
+  };
+}

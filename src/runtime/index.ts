@@ -1,0 +1,32 @@
+/**
+ * pg-tsworker: PostgreSQL background workers written in TypeScript.
+ *
+ * Worker modules import from here; inside the server, `pg-tsworker`
+ * resolves to the installed runtime whatever directory the module is in.
+ */
+export { defineWorker } from './define';
+export type {
+  Logger,
+  QueryResult,
+  Row,
+  Transaction,
+  WaitOptions,
+  WorkerContext,
+  WorkerDefinition,
+  WorkerEvents,
+} from './define';
+export { PgError } from './errors';
+export type { PgErrorFields } from './errors';
+export type { FieldInfo } from './addon';
+export type { Param } from './params';
+export type {
+  BoolSetting,
+  EnumSetting,
+  IntSetting,
+  RealSetting,
+  SettingSpec,
+  SettingsSpec,
+  SettingUnit,
+  SettingValues,
+  StringSetting,
+} from './settings';

@@ -1,0 +1,145 @@
+/**
+ * Worker settings declared in TypeScript.
+ *
+ * A worker named `cleanup` declaring `naptime` reads the configuration
+ * parameter `tsworker.cleanup.naptime`. Values are parsed and checked here
+ * against the declaration (type, bounds, unit); a bad value is reported and
+ * the previous value (at start: the default) is kept, as PostgreSQL does for
+ * a bad value in postgresql.conf at reload.
+ */
+
+/** Units an integer or real setting may be declared in. */
+export type SettingUnit = 'ms' | 's' | 'min' | 'h' | 'd' | 'B' | 'kB' | 'MB' | 'GB' | 'TB';
+
+interface BaseSpec {
+  /** One line shown to operators. */
+  description?: string;
+}
+
+/** An integer setting. */
+export interface IntSetting extends BaseSpec {
+  type: 'int';
+  default: number;
+  min?: number;
+  max?: number;
+  /** Unit of the value the worker sees; postgresql.conf may use another unit of the same kind. */
+  unit?: SettingUnit;
+}
+
+/** A floating-point setting. */
+export interface RealSetting extends BaseSpec {
+  type: 'real';
+  default: number;
+  min?: number;
+  max?: number;
+  unit?: SettingUnit;
+}
+
+/** A boolean setting (on/off, true/false, yes/no, 1/0). */
+export interface BoolSetting extends BaseSpec {
+  type: 'bool';
+  default: boolean;
+}
+
+/** A string setting. */
+export interface StringSetting extends BaseSpec {
+  type: 'string';
+  default: string;
+}
+
+/** One value out of a fixed list. */
+export interface EnumSetting<V extends string = string> extends BaseSpec {
+  type: 'enum';
+  values: readonly V[];
+  default: V;
+}
+
+export type SettingSpec = IntSetting | RealSetting | BoolSetting | StringSetting | EnumSetting;
+
+/** Declarations of a worker's settings, by name. */
+export type SettingsSpec = Record<string, SettingSpec>;
+
+/** The value type a declaration produces. */
+export type SettingValue<S extends SettingSpec> = S extends IntSetting | RealSetting
+  ? number
+  : S extends BoolSetting
+    ? boolean
+    : S extends EnumSetting<infer V>
+      ? V
+      : string;
+
+/** The values of all declared settings. */
+export type SettingValues<S extends SettingsSpec> = { [K in keyof S]: SettingValue<S[K]> };
+
+const TIME_UNITS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
+const MEMORY_UNITS: Record<string, number> = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+
+function unitTable(unit: SettingUnit): Record<string, number> {
+  return unit in TIME_UNITS ? TIME_UNITS : MEMORY_UNITS;
+}
+
+function parseNumber(spec: IntSetting | RealSetting, text: string): number {
+  const m = /^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$/.exec(text);
+  if (!m) throw new Error(`"${text}" is not a number`);
+  let value = Number(m[1]);
+  const suffix = m[2];
+  if (suffix) {
+    if (!spec.unit) throw new Error(`"${text}" has a unit but the setting takes none`);
+    const table = unitTable(spec.unit);
+    if (!(suffix in table)) {
+      throw new Error(`unit "${suffix}" is not valid here; use ${Object.keys(table).join(', ')}`);
+    }
+    value = (value * table[suffix]) / table[spec.unit];
+  }
+  if (spec.type === 'int') {
+    if (!Number.isInteger(value)) throw new Error(`"${text}" is not an integer${spec.unit ? ` number of ${spec.unit}` : ''}`);
+    if (!Number.isSafeInteger(value)) throw new Error(`"${text}" is out of range`);
+  }
+  if (spec.min !== undefined && value < spec.min) throw new Error(`${value} is below the minimum ${spec.min}`);
+  if (spec.max !== undefined && value > spec.max) throw new Error(`${value} is above the maximum ${spec.max}`);
+  return value;
+}
+
+const TRUE_WORDS = ['on', 'true', 'yes', '1', 't', 'y'];
+const FALSE_WORDS = ['off', 'false', 'no', '0', 'f', 'n'];
+
+/** Parse `text` according to `spec`; throws an Error saying why on a bad value. */
+export function parseSetting(spec: SettingSpec, text: string): number | boolean | string {
+  switch (spec.type) {
+    case 'int':
+    case 'real':
+      return parseNumber(spec, text);
+    case 'bool': {
+      const t = text.trim().toLowerCase();
+      if (TRUE_WORDS.includes(t)) return true;
+      if (FALSE_WORDS.includes(t)) return false;
+      throw new Error(`"${text}" is not a boolean`);
+    }
+    case 'enum':
+      if (!spec.values.includes(text)) throw new Error(`"${text}" is not one of ${spec.values.join(', ')}`);
+      return text;
+    case 'string':
+      return text;
+  }
+}
+
+/** Check a declaration itself (called when the worker is defined). */
+export function validateSpec(name: string, spec: SettingSpec): void {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) {
+    throw new TypeError(`setting name "${name}" must be lower case letters, digits and _`);
+  }
+  const ok: Record<SettingSpec['type'], (d: unknown) => boolean> = {
+    int: (d) => Number.isSafeInteger(d),
+    real: (d) => typeof d === 'number' && Number.isFinite(d),
+    bool: (d) => typeof d === 'boolean',
+    string: (d) => typeof d === 'string',
+    enum: (d) => typeof d === 'string' && (spec as EnumSetting).values.includes(d as string),
+  };
+  if (!(spec.type in ok)) throw new TypeError(`setting "${name}" has unknown type "${String(spec.type)}"`);
+  if (!ok[spec.type](spec.default)) {
+    throw new TypeError(`setting "${name}": default ${JSON.stringify(spec.default)} does not fit type ${spec.type}`);
+  }
+  if ((spec.type === 'int' || spec.type === 'real') && spec.unit && !(spec.unit in TIME_UNITS) && !(spec.unit in MEMORY_UNITS)) {
+    throw new TypeError(`setting "${name}" has unknown unit "${spec.unit}"`);
+  }
+}

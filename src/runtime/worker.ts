@@ -1,0 +1,198 @@
+/**
+ * The running worker: implements `WorkerContext` on top of the addon, and
+ * turns the host's loop events (latch, reload, shutdown) into resolved
+ * waits, fresh settings and listener calls.
+ */
+import { format } from 'util';
+
+import { LogLevel, type Addon, type RawResult } from './addon';
+import type { Logger, QueryResult, Row, Transaction, WaitOptions, WorkerContext, WorkerDefinition, WorkerEvents } from './define';
+import { formatParams, type Param } from './params';
+import { parseSetting, type SettingsSpec, type SettingValues } from './settings';
+
+interface Waiter {
+  resolve(value: boolean): void;
+  timer?: NodeJS.Timeout;
+}
+
+function isThenable(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+function toResult<R extends Row>(raw: RawResult): QueryResult<R> {
+  const rows = raw.rows as R[];
+  Object.defineProperties(rows, {
+    rowCount: { value: raw.rowCount },
+    command: { value: raw.command },
+    fields: { value: raw.fields },
+  });
+  return rows as QueryResult<R>;
+}
+
+/** Logger writing through elog, one line per call. */
+export function makeLogger(addon: Addon): Logger {
+  const at = (level: LogLevel) => (...args: unknown[]) => addon.log(level, format(...args));
+  return {
+    debug: at(LogLevel.Debug),
+    info: at(LogLevel.Log),
+    notice: at(LogLevel.Notice),
+    warning: at(LogLevel.Warning),
+  };
+}
+
+export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
+  readonly name: string;
+  readonly log: Logger;
+  private readonly addon: Addon;
+  private readonly spec: S;
+  private values: SettingValues<S>;
+  private waiters = new Set<Waiter>();
+  private latchPending = false;
+  private stopping = false;
+  private listeners: { [E in keyof WorkerEvents]: WorkerEvents[E][] } = { reload: [], shutdown: [] };
+  private readonly tx: Transaction;
+
+  constructor(addon: Addon, name: string, def: WorkerDefinition<S>) {
+    this.addon = addon;
+    this.name = name;
+    this.spec = def.settings;
+    this.log = makeLogger(addon);
+    this.values = this.readSettings(undefined);
+    this.tx = {
+      query: <R extends Row = Row>(sql: string, params?: readonly Param[]) => this.runQuery<R>(sql, params),
+    };
+  }
+
+  get settings(): Readonly<SettingValues<S>> {
+    return this.values;
+  }
+
+  get shutdownRequested(): boolean {
+    return this.stopping;
+  }
+
+  /** Setting name `tsworker.<worker>.<setting>` of a declared setting. */
+  settingName(key: string): string {
+    return `tsworker.${this.name}.${key}`;
+  }
+
+  private readSettings(previous: SettingValues<S> | undefined): SettingValues<S> {
+    const out: Record<string, unknown> = {};
+    for (const [key, spec] of Object.entries(this.spec)) {
+      const guc = this.settingName(key);
+      const text = this.addon.getSetting(guc);
+      const fallback = previous ? previous[key as keyof S] : spec.default;
+      if (text === null || text === '') {
+        out[key] = previous && text === '' ? fallback : spec.default;
+        continue;
+      }
+      try {
+        out[key] = parseSetting(spec, text);
+      } catch (err) {
+        this.log.warning(
+          `invalid value for parameter "${guc}": ${(err as Error).message}; keeping ${JSON.stringify(fallback)}`,
+        );
+        out[key] = fallback;
+      }
+    }
+    return Object.freeze(out) as SettingValues<S>;
+  }
+
+  wait(options: WaitOptions = {}): Promise<boolean> {
+    const { timeout } = options;
+    if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0))) {
+      return Promise.reject(new TypeError('wait(): timeout must be a number of milliseconds >= 0'));
+    }
+    if (this.stopping) return Promise.resolve(false);
+    if (this.latchPending) {
+      this.latchPending = false;
+      return Promise.resolve(true);
+    }
+    return new Promise<boolean>((resolve) => {
+      const waiter: Waiter = { resolve };
+      if (timeout !== undefined && Number.isFinite(timeout)) {
+        waiter.timer = setTimeout(() => this.settle(waiter, true), Math.min(timeout, 2 ** 31 - 1));
+      }
+      this.waiters.add(waiter);
+    });
+  }
+
+  private settle(waiter: Waiter, value: boolean): void {
+    if (!this.waiters.delete(waiter)) return;
+    if (waiter.timer) clearTimeout(waiter.timer);
+    waiter.resolve(value);
+  }
+
+  private settleAll(value: boolean): void {
+    for (const w of [...this.waiters]) this.settle(w, value);
+  }
+
+  transaction<T>(fn: (tx: Transaction) => T): T {
+    if (typeof fn !== 'function') throw new TypeError('transaction(fn): fn must be a function');
+    this.addon.begin();
+    let result: T;
+    try {
+      result = fn(this.tx);
+      if (isThenable(result)) {
+        throw new TypeError('transaction(fn): fn must be synchronous; it returned a promise (the transaction was rolled back)');
+      }
+    } catch (err) {
+      try {
+        this.addon.rollback();
+      } catch (rollbackErr) {
+        this.log.warning('rollback failed:', rollbackErr);
+      }
+      throw err;
+    }
+    this.addon.commit();
+    return result;
+  }
+
+  query<R extends Row = Row>(sql: string, params?: readonly Param[]): QueryResult<R> {
+    return this.transaction((tx) => tx.query<R>(sql, params));
+  }
+
+  private runQuery<R extends Row>(sql: string, params?: readonly Param[]): QueryResult<R> {
+    if (typeof sql !== 'string') throw new TypeError('query(sql, params): sql must be a string');
+    if (params !== undefined && !Array.isArray(params)) throw new TypeError('query(sql, params): params must be an array');
+    if (!this.addon.inTransaction()) {
+      throw new Error('query(): the transaction has ended; run queries inside the transaction callback');
+    }
+    return toResult<R>(this.addon.query(sql, params && params.length > 0 ? formatParams(params) : undefined));
+  }
+
+  setting(name: string): string | null {
+    if (typeof name !== 'string') throw new TypeError('setting(name): name must be a string');
+    return this.addon.getSetting(name);
+  }
+
+  on<E extends keyof WorkerEvents>(event: E, listener: WorkerEvents[E]): void {
+    if (!(event in this.listeners)) throw new TypeError(`on(): unknown event "${String(event)}"`);
+    if (typeof listener !== 'function') throw new TypeError('on(): listener must be a function');
+    this.listeners[event].push(listener);
+  }
+
+  private emit(event: keyof WorkerEvents): void {
+    for (const listener of this.listeners[event]) listener();
+  }
+
+  /** Host event: the latch was set. */
+  onLatch(): void {
+    if (this.waiters.size > 0) this.settleAll(true);
+    else this.latchPending = true;
+  }
+
+  /** Host event: configuration reloaded. */
+  onReload(): void {
+    this.values = this.readSettings(this.values);
+    this.emit('reload');
+  }
+
+  /** Host event: shutdown requested. */
+  onShutdown(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.settleAll(false);
+    this.emit('shutdown');
+  }
+}
