@@ -512,6 +512,19 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 			*result = NULL;
 		}
 		*err = tsw_capture_error(oldcontext);
+		/*
+		 * SPI reports a position in the statement as an internal position
+		 * of an internal query (_SPI_error_callback); the statement is the
+		 * caller's own, so report it as a plain position.
+		 */
+		if ((*err)->position == 0 && (*err)->internal_position > 0 &&
+			(*err)->internal_query != NULL && strcmp((*err)->internal_query, sql) == 0)
+		{
+			(*err)->position = (*err)->internal_position;
+			(*err)->internal_position = 0;
+			free((*err)->internal_query);
+			(*err)->internal_query = NULL;
+		}
 		if (in_subxact)
 			RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);

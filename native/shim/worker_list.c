@@ -7,8 +7,8 @@
  * name of a built-in worker (a file <sharedir>/pg_tsworker/dist/workers/
  * <name>.js) or an absolute path to a .ts, .cts, .js or .cjs file (loaded as CommonJS; TypeScript through tsx).
  * Without "name=", a built-in is named after itself and a path after its
- * file name without the extension.  Names are unique, at most 63 bytes of
- * letters, digits, '_' and '-'.
+ * file name without the extension.  Names are unique identifiers of at most
+ * 63 bytes (letters, digits and '_', not starting with a digit).
  *
  * Only syntax and built-in names are checked here: a missing module file is
  * reported by the worker when it starts, so that a file that appears later
@@ -49,6 +49,12 @@ tsw_native_dir(char *buf, size_t len)
 	snprintf(buf, len, "%s/pg_tsworker", pkglib_path);
 }
 
+/*
+ * A worker name is an identifier as postgresql.conf's lexer reads one
+ * ([A-Za-z_][A-Za-z0-9_]*): the worker's own settings are named
+ * tsworker_<name>.<setting>, and a configuration file accepts only
+ * two-part names made of such identifiers.
+ */
 static bool
 tsw_valid_name(const char *name)
 {
@@ -56,10 +62,12 @@ tsw_valid_name(const char *name)
 
 	if (*name == '\0' || strlen(name) > TSW_NAME_MAXLEN)
 		return false;
+	if (*name >= '0' && *name <= '9')
+		return false;
 	for (p = name; *p; p++)
 	{
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+			  (*p >= '0' && *p <= '9') || *p == '_'))
 			return false;
 	}
 	return true;
@@ -142,7 +150,7 @@ tsw_parse_worker_list(const char *value, TswWorkerSpec **specs, char **errmsg_ou
 			module = eq + 1;
 			if (!tsw_valid_name(entry))
 			{
-				*errmsg_out = psprintf("invalid worker name \"%s\": use at most %d letters, digits, '_' or '-'",
+				*errmsg_out = psprintf("invalid worker name \"%s\": use at most %d letters, digits or '_', not starting with a digit",
 									   entry, TSW_NAME_MAXLEN);
 				return -1;
 			}

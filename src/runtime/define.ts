@@ -93,7 +93,7 @@ export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
 export interface WorkerDefinition<S extends SettingsSpec = SettingsSpec> {
   /** Name used in logs when the worker is not renamed in tsworker.workers. */
   readonly name: string;
-  /** Settings, read from `tsworker.<worker>.<setting>`. */
+  /** Settings, read from `tsworker_<worker>.<setting>`. */
   readonly settings: S;
   /** The worker's body. When it returns, the worker exits cleanly (code 0) and is not restarted. */
   main(w: WorkerContext<S>): Promise<void> | void;
@@ -122,8 +122,8 @@ export function defineWorker<S extends SettingsSpec = Record<string, never>>(def
   main(w: WorkerContext<S>): Promise<void> | void;
 }): WorkerDefinition<S> {
   if (typeof def !== 'object' || def === null) throw new TypeError('defineWorker() expects an object');
-  if (typeof def.name !== 'string' || !/^[A-Za-z0-9_-]{1,63}$/.test(def.name)) {
-    throw new TypeError('defineWorker(): name must be 1 to 63 letters, digits, _ or -');
+  if (typeof def.name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(def.name)) {
+    throw new TypeError('defineWorker(): name must be 1 to 63 letters, digits or _, not starting with a digit');
   }
   if (typeof def.main !== 'function') throw new TypeError('defineWorker(): main must be a function');
   const settings = (def.settings ?? {}) as S;

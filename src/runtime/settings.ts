@@ -2,7 +2,8 @@
  * Worker settings declared in TypeScript.
  *
  * A worker named `cleanup` declaring `naptime` reads the configuration
- * parameter `tsworker.cleanup.naptime`. Values are parsed and checked here
+ * parameter `tsworker_cleanup.naptime` (PostgreSQL's configuration files
+ * accept only two-part names, so the worker's name is part of the prefix). Values are parsed and checked here
  * against the declaration (type, bounds, unit); a bad value is reported and
  * the previous value (at start: the default) is kept, as PostgreSQL does for
  * a bad value in postgresql.conf at reload.

@@ -71,9 +71,9 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     return this.stopping;
   }
 
-  /** Setting name `tsworker.<worker>.<setting>` of a declared setting. */
+  /** Configuration parameter `tsworker_<worker>.<setting>` of a declared setting. */
   settingName(key: string): string {
-    return `tsworker.${this.name}.${key}`;
+    return `tsworker_${this.name}.${key}`;
   }
 
   private readSettings(previous: SettingValues<S> | undefined): SettingValues<S> {

@@ -1,0 +1,47 @@
+/**
+ * Helpers shared by the test files: worker fixtures copied where the
+ * server's OS user can read them, and log checks.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import type { Cluster } from './harness/cluster';
+
+const FIXTURES = path.join(__dirname, 'fixtures', 'workers');
+
+/**
+ * Copy the worker fixtures into `<cluster.baseDir>/workers` (world-readable,
+ * since the checkout may not be) and return that directory.
+ */
+export function installFixtures(cluster: Cluster): string {
+  const dest = path.join(cluster.baseDir, 'workers');
+  fs.cpSync(FIXTURES, dest, { recursive: true });
+  const chmod = (p: string) => {
+    const st = fs.statSync(p);
+    fs.chmodSync(p, st.isDirectory() ? 0o755 : 0o644);
+    if (st.isDirectory()) for (const e of fs.readdirSync(p)) chmod(path.join(p, e));
+  };
+  chmod(dest);
+  return dest;
+}
+
+/** Lines of the server log, from `offset`, matching `re`. */
+export function logLines(cluster: Cluster, re: RegExp, offset = 0): string[] {
+  return cluster
+    .readLog(offset)
+    .split('\n')
+    .filter((l) => re.test(l));
+}
+
+/** Signs in the log that the postmaster crash-restarted the cluster. */
+export const CRASH_RESTART = /terminating any other active server processes|was terminated by signal|all server processes terminated; reinitializing/;
+
+/** Background worker pids, by backend_type. */
+export async function workerPids(cluster: Cluster): Promise<Map<string, number>> {
+  const rows = await cluster.query<{ backend_type: string; pid: number }>(
+    `SELECT backend_type, pid FROM pg_stat_activity WHERE backend_type NOT IN
+       ('client backend', 'autovacuum launcher', 'logical replication launcher', 'background writer',
+        'checkpointer', 'walwriter', 'archiver', 'startup', 'walreceiver', 'walsender', 'autovacuum worker')`,
+  );
+  return new Map(rows.map((r) => [r.backend_type, r.pid]));
+}
