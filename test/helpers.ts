@@ -7,15 +7,15 @@ import * as path from 'node:path';
 
 import type { Cluster } from './harness/cluster';
 
-const FIXTURES = path.join(__dirname, 'fixtures', 'workers');
+const FIXTURES = path.join(__dirname, 'fixtures');
 
 /**
- * Copy the worker fixtures into `<cluster.baseDir>/workers` (world-readable,
- * since the checkout may not be) and return that directory.
+ * Copy the fixtures of `test/fixtures/<set>` into `<cluster.baseDir>/<set>`
+ * (world-readable, since the checkout may not be) and return that directory.
  */
-export function installFixtures(cluster: Cluster): string {
-  const dest = path.join(cluster.baseDir, 'workers');
-  fs.cpSync(FIXTURES, dest, { recursive: true });
+export function installFixtures(cluster: Cluster, set = 'workers'): string {
+  const dest = path.join(cluster.baseDir, set);
+  fs.cpSync(path.join(FIXTURES, set), dest, { recursive: true });
   const chmod = (p: string) => {
     const st = fs.statSync(p);
     fs.chmodSync(p, st.isDirectory() ? 0o755 : 0o644);

@@ -80,6 +80,25 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
+	/*
+	 * A custom parameter whose configured value fails its check hook only
+	 * draws a WARNING and falls back to the default, which here would start
+	 * no worker at all without anyone noticing.  Refuse to start instead,
+	 * as PostgreSQL does for its own bad settings.
+	 */
+	{
+		const char *configured = GetConfigOption("tsworker.workers", true, false);
+		TswWorkerSpec *specs;
+		char	   *msg;
+
+		if (configured != NULL && tsw_parse_worker_list(configured, &specs, &msg) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid value for parameter \"tsworker.workers\": \"%s\"", configured),
+					 errdetail("%s.", msg),
+					 errhint("Each entry is a built-in worker name or an absolute path to a .ts or .js module, optionally prefixed by \"name=\".")));
+	}
+
 	DefineCustomStringVariable("tsworker.workers",
 							   "Background workers to start: built-in names or absolute paths to .ts/.js modules.",
 							   "Comma-separated; an entry may be written name=module to choose the worker's name.",

@@ -1,0 +1,83 @@
+/**
+ * [runtime] Bad configuration and broken modules: clear errors, and never a
+ * crash-restart of the cluster.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { Cluster } from './harness/cluster';
+import { CRASH_RESTART, installFixtures, logLines } from './helpers';
+
+describe('configuration errors', () => {
+  let c: Cluster;
+  let dir: string;
+
+  before(async () => {
+    c = await Cluster.create('config', { start: false });
+    dir = installFixtures(c, 'bad');
+    c.appendConf({ shared_preload_libraries: 'pg_tsworker', 'tsworker.restart_interval': -1 });
+  });
+
+  after(async () => {
+    await c?.cleanup();
+  });
+
+  const refused: [string, string, RegExp][] = [
+    ['a relative module path', 'relative/worker.ts', /module path "relative\/worker\.ts" is not absolute/],
+    ['an unknown built-in', 'no_such_builtin', /"no_such_builtin" is neither a built-in worker nor an absolute path to a module/],
+    ['a module without a known extension', '/tmp/worker.py', /module "\/tmp\/worker\.py" does not end in \.ts, \.cts, \.js or \.cjs/],
+    ['a duplicate name', 'a=/tmp/x.ts, a=/tmp/y.ts', /worker name "a" is used twice/],
+    ['a name that is not an identifier', 'my-worker=/tmp/x.ts', /invalid worker name "my-worker"/],
+    ['a file name that gives no valid name', '/tmp/my-worker.ts', /cannot derive a worker name from "\/tmp\/my-worker\.ts": write the entry as name=/],
+  ];
+  for (const [what, value, message] of refused) {
+    test(`the server refuses to start with ${what} in tsworker.workers`, async () => {
+      const off = c.logOffset();
+      c.appendConf({ 'tsworker.workers': value });
+      let started = false;
+      await c.start().then(
+        () => (started = true),
+        () => undefined,
+      );
+      if (started) await c.stop('immediate');
+      assert.equal(started, false, 'the server must not start');
+      await c.waitForLog(/invalid value for parameter "tsworker\.workers"/, off);
+      await c.waitForLog(message, off);
+    });
+  }
+
+  test('broken modules are reported by name and exit 1; the cluster stays up', async () => {
+    const off = c.logOffset();
+    c.appendConf({
+      'tsworker.workers': `missing=${dir}/missing.ts, nodefault=${dir}/nodefault.ts, syntax=${dir}/syntax.ts, heap=${dir}/heap.ts, ok=${dir}/ok.ts`,
+      'tsworker.max_old_space_mb': 32,
+    });
+    await c.start();
+    const client = await c.connect();
+    try {
+      const backend = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      await c.waitForLog(new RegExp(`tsworker "missing": could not load module ${dir}/missing\\.ts: Error: module ${dir}/missing\\.ts does not exist`), off);
+      await c.waitForLog(/tsworker "nodefault": could not load module .*nodefault\.ts: TypeError: module .* must have a default export made by defineWorker\(\)/, off);
+      await c.waitForLog(/tsworker "syntax": could not load module .*syntax\.ts: [\s\S]*?syntax\.ts:5:14: ERROR: Unexpected ";"/, off);
+      await c.waitForLog(/tsworker "heap": JavaScript heap limit reached \(32 MB, tsworker\.max_old_space_mb\); worker stopped/, off);
+      for (const name of ['missing', 'nodefault', 'syntax', 'heap']) {
+        await c.waitForLog(new RegExp(`background worker "${name}" \\(PID \\d+\\) exited with exit code 1`), off);
+      }
+      await c.pollQueryUntil(`SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'ok'`);
+      assert.equal((await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, backend);
+      assert.deepEqual(logLines(c, CRASH_RESTART, off), []);
+    } finally {
+      await client.end();
+    }
+  });
+
+  test('a database that does not exist: FATAL, exit 1, no crash-restart', async () => {
+    c.appendConf({ 'tsworker.workers': `ok=${dir}/ok.ts`, 'tsworker.database': 'no_such_db' });
+    const off = c.logOffset();
+    await c.restart();
+    await c.waitForLog(/ok FATAL:  database "no_such_db" does not exist/, off);
+    await c.waitForLog(/background worker "ok" \(PID \d+\) exited with exit code 1/, off);
+    assert.equal(await c.queryOne('SELECT 1'), 1);
+    assert.deepEqual(logLines(c, CRASH_RESTART, off), []);
+  });
+});
