@@ -20,7 +20,10 @@ LIBNODE_SO = $(LIBNODE_PREFIX)/lib/x86_64-linux-gnu/libnode.so.108
 override with_llvm := no
 
 MODULE_big = pg_tsworker
-OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o
+OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/slots.o \
+	native/shim/sql_functions.o
+EXTENSION = pg_tsworker
+DATA = sql/pg_tsworker--0.1.sql
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
 EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) native/host/*.o dist build
 
@@ -39,7 +42,7 @@ NODE_BIN = node_modules/.bin
 all: $(HOST_SO) $(ADDON) dist/.built
 
 native/host/host_pg.o: native/host/host_pg.h native/shim/pg_tsworker.h
-native/shim/pg_tsworker.o native/shim/worker_list.o: native/shim/pg_tsworker.h
+$(OBJS): native/shim/pg_tsworker.h native/shim/slots.h
 
 native/host/host.o: native/host/host.cc native/host/host_pg.h $(LIBNODE_SO)
 	$(CXX) $(HOST_CXXFLAGS) -c -o $@ $<

@@ -56,7 +56,7 @@ describe('configuration errors', () => {
     const client = await c.connect();
     try {
       const backend = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-      await c.waitForLog(new RegExp(`tsworker "missing": could not load module ${dir}/missing\\.ts: Error: module ${dir}/missing\\.ts does not exist`), off);
+      await c.waitForLog(new RegExp(`missing WARNING:  tsworker "missing": module "${dir}/missing\\.ts" does not exist or cannot be read by the server: No such file or directory`), off);
       await c.waitForLog(/tsworker "nodefault": could not load module .*nodefault\.ts: TypeError: module .* must have a default export made by defineWorker\(\)/, off);
       await c.waitForLog(/tsworker "syntax": could not load module .*syntax\.ts: [\s\S]*?syntax\.ts:5:14: ERROR: Unexpected ";"/, off);
       await c.waitForLog(/tsworker "heap": JavaScript heap limit reached \(32 MB, tsworker\.max_old_space_mb\); worker stopped/, off);

@@ -277,6 +277,54 @@ Log(const Napi::CallbackInfo &info)
 	return env.Undefined();
 }
 
+/* setState(n): 1 running, 2 waiting, 3 stopping */
+Napi::Value
+SetState(const Napi::CallbackInfo &info)
+{
+	if (info.Length() < 1 || !info[0].IsNumber())
+		return ThrowType(info.Env(), "setState(state) expects a number");
+	tsw_report_state(info[0].As<Napi::Number>().Int32Value());
+	return info.Env().Undefined();
+}
+
+/* noteLoop(): one more loop; last activity now */
+Napi::Value
+NoteLoop(const Napi::CallbackInfo &info)
+{
+	tsw_report_loop();
+	return info.Env().Undefined();
+}
+
+/* setError(message) */
+Napi::Value
+SetError(const Napi::CallbackInfo &info)
+{
+	if (info.Length() < 1 || !info[0].IsString())
+		return ThrowType(info.Env(), "setError(message) expects a string");
+	std::string msg = info[0].As<Napi::String>().Utf8Value();
+	tsw_report_error(msg.c_str());
+	return info.Env().Undefined();
+}
+
+/* setStatus(json) */
+Napi::Value
+SetStatus(const Napi::CallbackInfo &info)
+{
+	Napi::Env	env = info.Env();
+	int			maxlen;
+
+	if (info.Length() < 1 || !info[0].IsString())
+		return ThrowType(env, "setStatus(json) expects a string");
+	std::string json = info[0].As<Napi::String>().Utf8Value();
+	if (tsw_report_status(json.c_str(), &maxlen) != 0)
+	{
+		Napi::RangeError::New(env, "status is " + std::to_string(json.size()) +
+							  " bytes of JSON; at most " + std::to_string(maxlen) + " fit")
+			.ThrowAsJavaScriptException();
+	}
+	return env.Undefined();
+}
+
 Napi::Object
 InitModule(Napi::Env env, Napi::Object exports)
 {
@@ -288,6 +336,10 @@ InitModule(Napi::Env env, Napi::Object exports)
 	exports.Set("query", Napi::Function::New(env, Query, "query"));
 	exports.Set("getSetting", Napi::Function::New(env, GetSetting, "getSetting"));
 	exports.Set("log", Napi::Function::New(env, Log, "log"));
+	exports.Set("setState", Napi::Function::New(env, SetState, "setState"));
+	exports.Set("noteLoop", Napi::Function::New(env, NoteLoop, "noteLoop"));
+	exports.Set("setError", Napi::Function::New(env, SetError, "setError"));
+	exports.Set("setStatus", Napi::Function::New(env, SetStatus, "setStatus"));
 	return exports;
 }
 

@@ -37,6 +37,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "../shim/pg_tsworker.h"
 #include "spi.h"
 
 typedef struct TswParamState
@@ -579,4 +580,83 @@ tsw_log(int level, const char *msg)
 		FlushErrorState();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * Slot reports.  The shim's slot functions only take the slot lock, but
+ * LWLockAcquire can still raise an error (too many locks held), so they run
+ * under PG_TRY like everything else here; a failed report is dropped.
+ */
+void
+tsw_report_state(int state)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	const TswState st = state == TSW_REPORT_WAITING ? TSW_STATE_WAITING :
+		state == TSW_REPORT_STOPPING ? TSW_STATE_STOPPING : TSW_STATE_RUNNING;
+
+	PG_TRY();
+	{
+		tsw_slot_set_state(st);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+void
+tsw_report_loop(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		tsw_slot_note_loop();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+void
+tsw_report_error(const char *message)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		tsw_slot_set_error(message);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+int
+tsw_report_status(const char *json, int *maxlen)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	*maxlen = TSW_STATUS_MAXLEN - 1;
+	if (strlen(json) >= TSW_STATUS_MAXLEN)
+		return -1;
+	PG_TRY();
+	{
+		tsw_slot_set_status(json);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	return 0;
 }

@@ -102,6 +102,16 @@ extern int	tsw_get_setting(const char *name, char **value, TswError **err);
 /* level: 0 debug, 1 log, 2 notice, 3 warning */
 extern void tsw_log(int level, const char *msg);
 
+/* Report to the worker's shared-memory slot (see native/shim/slots.c). */
+#define TSW_REPORT_RUNNING	1
+#define TSW_REPORT_WAITING	2
+#define TSW_REPORT_STOPPING	3
+extern void tsw_report_state(int state);
+extern void tsw_report_loop(void);
+extern void tsw_report_error(const char *message);
+/* Returns -1 if the JSON text is longer than the slot holds (maxlen set). */
+extern int	tsw_report_status(const char *json, int *maxlen);
+
 extern void tsw_free_error(TswError *err);
 extern void tsw_free_string(char *s);
 

@@ -58,6 +58,9 @@ struct HostState
 	std::string module;
 	std::string runtime_dir;
 	std::string native_dir;
+	std::string settings;
+	bool		dynamic = false;
+	int			recent_failures = 0;
 
 	std::unique_ptr<node::InitializationResult> init;
 	std::unique_ptr<node::MultiIsolatePlatform> platform;
@@ -159,6 +162,9 @@ MakeHostObject(Isolate *isolate, Local<Context> context)
 	set("module", str(g_host->module));
 	set("runtimeDir", str(g_host->runtime_dir));
 	set("nativeDir", str(g_host->native_dir));
+	set("launchSettings", str(g_host->settings));
+	set("dynamic", v8::Boolean::New(isolate, g_host->dynamic));
+	set("recentFailures", Integer::New(isolate, g_host->recent_failures));
 	set("finish", FunctionTemplate::New(isolate, HostFinish)->GetFunction(context).ToLocalChecked());
 	return host;
 }
@@ -267,6 +273,9 @@ tsw_node_start(const TswHostInfo *info)
 	g_host->module = info->module;
 	g_host->runtime_dir = info->runtime_dir;
 	g_host->native_dir = info->native_dir;
+	g_host->settings = info->settings;
+	g_host->dynamic = info->dynamic != 0;
+	g_host->recent_failures = info->recent_failures;
 
 	if (info->max_old_space_mb > 0)
 		args.push_back("--max-old-space-size=" + std::to_string(info->max_old_space_mb));

@@ -43,29 +43,57 @@ static WaitEventSet *tsw_wait_set = NULL;
 static int	tsw_wait_set_fd = -1;
 
 static void tsw_host_on_proc_exit(int code, Datum arg);
-static void tsw_host_setup(int index, TswHostInfo *info);
+static void tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info);
 static void tsw_host_log_caught(const char *what, MemoryContext oldcontext);
 
 void
 pg_tsworker_host_main(Datum main_arg)
 {
 	TswHostInfo info;
+	TswSlotInfo slot;
 	int			code;
+	char	   *why;
 
-	tsw_host_setup(DatumGetInt32(main_arg), &info);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	on_proc_exit(tsw_host_on_proc_exit, (Datum) 0);
 
+	if (!tsw_slot_claim(DatumGetInt32(main_arg), &slot, &why))
+	{
+		ereport(LOG,
+				(errmsg("tsworker \"%s\": not starting: %s",
+						MyBgworkerEntry->bgw_type, why)));
+		proc_exit(0);
+	}
+	strlcpy(tsw_host_name, slot.name, sizeof(tsw_host_name));
+
+	why = tsw_check_module_file(slot.module);
+	if (why != NULL)
+	{
+		tsw_slot_set_error(why);
+		ereport(WARNING,
+				(errmsg("tsworker \"%s\": %s", tsw_host_name, why),
+				 errhint("A module must be a regular file that only root or the server's OS user can write, in a directory no one else can write.")));
+		proc_exit(tsw_slot_exit_code(1));
+	}
+
+	tsw_host_fill_info(&slot, &info);
 	if (tsw_node_start(&info) != 0)
-		proc_exit(1);			/* tsw_node_start logged why */
+		proc_exit(tsw_slot_exit_code(1));	/* tsw_node_start logged why */
 
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(info.database,
-										 tsw_role[0] != '\0' ? tsw_role : NULL,
-										 0);
+	if (OidIsValid(slot.dboid))
+		BackgroundWorkerInitializeConnectionByOid(slot.dboid, slot.roleid, 0);
+	else
+		BackgroundWorkerInitializeConnection(slot.database,
+											 tsw_role[0] != '\0' ? tsw_role : NULL,
+											 0);
 	SetConfigOption("application_name", tsw_host_name, PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname(tsw_host_name);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	code = tsw_node_run();
+	code = tsw_slot_exit_code(code);
 	ereport(LOG,
 			(errmsg("tsworker \"%s\": exiting with code %d", tsw_host_name, code)));
 	proc_exit(code);
@@ -90,35 +118,20 @@ tsw_host_on_proc_exit(int code, Datum arg)
 }
 
 static void
-tsw_host_setup(int index, TswHostInfo *info)
+tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info)
 {
-	TswWorkerSpec *specs;
-	char	   *msg;
-	int			n;
 	char		dir[MAXPGPATH];
 
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	on_proc_exit(tsw_host_on_proc_exit, (Datum) 0);
-
-	n = tsw_parse_worker_list(tsw_workers, &specs, &msg);
-	if (n < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid tsworker.workers: %s", msg)));
-	if (index < 0 || index >= n)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("pg_tsworker worker %d is not in tsworker.workers", index)));
-
-	strlcpy(tsw_host_name, specs[index].name, sizeof(tsw_host_name));
-	info->name = MemoryContextStrdup(TopMemoryContext, specs[index].name);
-	info->module = MemoryContextStrdup(TopMemoryContext, specs[index].module);
+	info->name = MemoryContextStrdup(TopMemoryContext, slot->name);
+	info->module = MemoryContextStrdup(TopMemoryContext, slot->module);
 	tsw_runtime_dir(dir, sizeof(dir));
 	info->runtime_dir = MemoryContextStrdup(TopMemoryContext, dir);
 	tsw_native_dir(dir, sizeof(dir));
 	info->native_dir = MemoryContextStrdup(TopMemoryContext, dir);
-	info->database = MemoryContextStrdup(TopMemoryContext, tsw_database);
+	info->database = MemoryContextStrdup(TopMemoryContext, slot->database);
+	info->settings = MemoryContextStrdup(TopMemoryContext, slot->settings);
+	info->dynamic = slot->dynamic;
+	info->recent_failures = slot->recent_failures;
 	info->max_old_space_mb = tsw_max_old_space_mb;
 }
 

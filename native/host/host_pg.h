@@ -25,6 +25,9 @@ typedef struct TswHostInfo
 	const char *runtime_dir;	/* <sharedir>/pg_tsworker */
 	const char *native_dir;		/* <pkglibdir>/pg_tsworker */
 	const char *database;		/* database to connect to */
+	const char *settings;		/* JSON object given to tsworker.launch() */
+	int			dynamic;		/* started by tsworker.launch() */
+	int			recent_failures;	/* failures in the crash-loop window */
 	int			max_old_space_mb;	/* 0: V8 default */
 } TswHostInfo;
 

@@ -30,6 +30,10 @@ char	   *tsw_database = NULL;
 char	   *tsw_role = NULL;
 int			tsw_restart_interval = 10;
 int			tsw_max_old_space_mb = 256;
+int			tsw_max_workers = 16;
+char	   *tsw_module_path = NULL;
+int			tsw_crash_loop_failures = 5;
+int			tsw_crash_loop_window = 60;
 
 static bool tsw_check_workers(char **newval, void **extra, GucSource source);
 static bool tsw_check_ident(char **newval, void **extra, GucSource source);
@@ -75,6 +79,33 @@ _PG_init(void)
 							256, 0, 65536,
 							PGC_SIGHUP,
 							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("tsworker.module_path",
+							   "Directories from which non-superusers may launch worker modules.",
+							   "Colon-separated absolute directories; relative module names given to tsworker.launch() resolve here.",
+							   &tsw_module_path,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("tsworker.crash_loop_failures",
+							"Failures within tsworker.crash_loop_window after which a worker is no longer restarted.",
+							"0 disables the limit.",
+							&tsw_crash_loop_failures,
+							5, 0, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("tsworker.crash_loop_window",
+							"Window in which worker failures are counted towards tsworker.crash_loop_failures.",
+							NULL,
+							&tsw_crash_loop_window,
+							60, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
@@ -135,6 +166,18 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("tsworker.max_workers",
+							"Worker slots in shared memory: configured plus launched workers.",
+							"Each worker also needs a background worker slot (max_worker_processes).",
+							&tsw_max_workers,
+							16, 1, 1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("tsworker");
+
+	tsw_shmem_init_hooks();
 	tsw_register_workers();
 }
 
@@ -149,6 +192,11 @@ tsw_register_workers(void)
 	n = tsw_parse_worker_list(tsw_workers, &specs, &msg);
 	if (n < 0)					/* the check hook has already refused it */
 		elog(ERROR, "invalid tsworker.workers: %s", msg);
+	if (n > tsw_max_workers)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("tsworker.workers lists %d workers but tsworker.max_workers is %d", n, tsw_max_workers),
+				 errhint("Raise tsworker.max_workers.")));
 
 	for (i = 0; i < n; i++)
 	{
@@ -162,9 +210,10 @@ tsw_register_workers(void)
 		snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_tsworker_host_main");
 		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_tsworker %s", specs[i].name);
 		snprintf(worker.bgw_type, BGW_MAXLEN, "%s", specs[i].name);
-		worker.bgw_main_arg = Int32GetDatum(i);
+		worker.bgw_main_arg = Int32GetDatum(i);	/* the worker's slot */
 		worker.bgw_notify_pid = 0;
 
+		tsw_register_static_worker(i, &specs[i]);
 		RegisterBackgroundWorker(&worker);
 	}
 }

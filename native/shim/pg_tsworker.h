@@ -28,12 +28,64 @@ typedef struct TswWorkerSpec
 	bool		builtin;		/* module is one of the shipped workers */
 } TswWorkerSpec;
 
+/* What a worker slot is doing, as shown by the tsworker.workers view. */
+typedef enum TswState
+{
+	TSW_STATE_STARTING = 0,		/* registered or starting; not yet running JS */
+	TSW_STATE_RUNNING,			/* running JavaScript */
+	TSW_STATE_WAITING,			/* in w.wait() */
+	TSW_STATE_STOPPING,			/* shutdown asked, main() not returned yet */
+	TSW_STATE_STOPPED,			/* exited with code 0 */
+	TSW_STATE_FAILED			/* exited with code 1 (restart pending, or crash loop) */
+} TswState;
+
+#define TSW_STATUS_MAXLEN	2048
+#define TSW_ERROR_MAXLEN	1024
+#define TSW_SETTINGS_MAXLEN	2048
+
+/* What a worker process learns about itself from its slot. */
+typedef struct TswSlotInfo
+{
+	int			index;
+	bool		dynamic;
+	char		name[TSW_NAME_MAXLEN + 1];
+	char		module[MAXPGPATH];
+	char		database[NAMEDATALEN];
+	Oid			dboid;			/* InvalidOid: connect to `database` by name */
+	Oid			roleid;			/* InvalidOid: connect as tsworker.role */
+	char		settings[TSW_SETTINGS_MAXLEN];	/* JSON object from tsworker.launch */
+	int			recent_failures;	/* failures in the crash-loop window */
+} TswSlotInfo;
+
+/*
+ * Slot functions for the worker process (host and addon).  They take the
+ * slot lock briefly and never raise an error.
+ */
+extern bool tsw_slot_claim(int index, TswSlotInfo *info, char **why);
+extern void tsw_slot_set_state(TswState state);
+extern void tsw_slot_note_loop(void);
+extern void tsw_slot_set_error(const char *message);
+extern void tsw_slot_set_status(const char *json);
+extern int	tsw_slot_exit_code(int code);
+extern const char *tsw_state_name(TswState state);
+
+/* Check a module file before it is loaded; returns NULL or a palloc'd reason. */
+extern char *tsw_check_module_file(const char *path);
+
+/* Shared memory (slots.c) */
+extern void tsw_shmem_init_hooks(void);
+extern void tsw_register_static_worker(int index, const TswWorkerSpec *spec);
+
 /* GUC variables (defined in pg_tsworker.c) */
 extern char *tsw_workers;
 extern char *tsw_database;
 extern char *tsw_role;
 extern int	tsw_restart_interval;
 extern int	tsw_max_old_space_mb;
+extern int	tsw_max_workers;
+extern char *tsw_module_path;
+extern int	tsw_crash_loop_failures;
+extern int	tsw_crash_loop_window;
 
 /*
  * Parse a tsworker.workers value.  Returns the number of entries and sets

@@ -28,6 +28,13 @@ export const enum LogLevel {
   Warning = 3,
 }
 
+/** Worker states reported to the slot (`tsworker.workers.state`). */
+export const enum SlotState {
+  Running = 1,
+  Waiting = 2,
+  Stopping = 3,
+}
+
 export interface Addon {
   init(pgError: new (message: string, fields: never) => Error): void;
   begin(): void;
@@ -37,6 +44,10 @@ export interface Addon {
   query(sql: string, params?: (string | null)[]): RawResult;
   getSetting(name: string): string | null;
   log(level: LogLevel, message: string): void;
+  setState(state: SlotState): void;
+  noteLoop(): void;
+  setError(message: string): void;
+  setStatus(json: string): void;
 }
 
 let loaded: Addon | undefined;

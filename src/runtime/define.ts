@@ -58,6 +58,27 @@ export interface WorkerEvents {
   shutdown: () => void;
 }
 
+/** A JSON-serialisable value. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** The status a worker publishes in `tsworker.workers.status`. */
+export interface WorkerStatus {
+  /** Replace the published status (at most 2047 bytes of JSON). */
+  set(value: { [key: string]: Json }): void;
+  /** Merge keys into the published status. */
+  update(value: { [key: string]: Json }): void;
+  /** The status as last published. */
+  get(): { [key: string]: Json };
+}
+
+/**
+ * When a worker is started again after it ends:
+ * - `on-failure` (default): after a failure (exit 1), not after `main` returns (exit 0);
+ * - `always`: also after `main` returns;
+ * - `never`: never (it exits 0 even on failure, and shows as failed).
+ */
+export type RestartPolicy = 'always' | 'on-failure' | 'never';
+
 /** What a worker's `main` receives. */
 export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
   /** The worker's name, as registered in tsworker.workers. */
@@ -83,6 +104,8 @@ export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
   transaction<T>(fn: (tx: Transaction) => T): T;
   /** Run one statement in a transaction of its own. */
   query<R extends Row = Row>(sql: string, params?: readonly Param[]): QueryResult<R>;
+  /** The JSON status shown in `tsworker.workers.status`. */
+  readonly status: WorkerStatus;
   /** Current value of any configuration parameter, or null if it does not exist. */
   setting(name: string): string | null;
   /** Listen to a worker event. */
@@ -95,6 +118,13 @@ export interface WorkerDefinition<S extends SettingsSpec = SettingsSpec> {
   readonly name: string;
   /** Settings, read from `tsworker_<worker>.<setting>`. */
   readonly settings: S;
+  /** Restart policy; default `on-failure`. */
+  readonly restart: RestartPolicy;
+  /**
+   * Longest delay, in ms, before `main` runs again after repeated failures
+   * (1 s, 2 s, 4 s ... up to this); default 60000. 0 disables the delay.
+   */
+  readonly backoffMax: number;
   /** The worker's body. When it returns, the worker exits cleanly (code 0) and is not restarted. */
   main(w: WorkerContext<S>): Promise<void> | void;
 }
@@ -119,6 +149,8 @@ const DEFINITION = Symbol.for('pg-tsworker.definition');
 export function defineWorker<S extends SettingsSpec = Record<string, never>>(def: {
   name: string;
   settings?: S;
+  restart?: RestartPolicy;
+  backoffMax?: number;
   main(w: WorkerContext<S>): Promise<void> | void;
 }): WorkerDefinition<S> {
   if (typeof def !== 'object' || def === null) throw new TypeError('defineWorker() expects an object');
@@ -128,7 +160,21 @@ export function defineWorker<S extends SettingsSpec = Record<string, never>>(def
   if (typeof def.main !== 'function') throw new TypeError('defineWorker(): main must be a function');
   const settings = (def.settings ?? {}) as S;
   for (const [name, spec] of Object.entries(settings)) validateSpec(name, spec);
-  const out: WorkerDefinition<S> = { name: def.name, settings: Object.freeze({ ...settings }), main: def.main };
+  const restart = def.restart ?? 'on-failure';
+  if (!['always', 'on-failure', 'never'].includes(restart)) {
+    throw new TypeError(`defineWorker(): restart must be 'always', 'on-failure' or 'never', not ${JSON.stringify(restart)}`);
+  }
+  const backoffMax = def.backoffMax ?? 60_000;
+  if (typeof backoffMax !== 'number' || !(backoffMax >= 0)) {
+    throw new TypeError('defineWorker(): backoffMax must be a number of milliseconds >= 0');
+  }
+  const out: WorkerDefinition<S> = {
+    name: def.name,
+    settings: Object.freeze({ ...settings }),
+    restart,
+    backoffMax,
+    main: def.main,
+  };
   Object.defineProperty(out, DEFINITION, { value: true });
   return Object.freeze(out);
 }

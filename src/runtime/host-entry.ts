@@ -11,7 +11,7 @@ import Module from 'module';
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { loadAddon, LogLevel, type Addon } from './addon';
+import { loadAddon, LogLevel, SlotState, type Addon } from './addon';
 import { isWorkerDefinition, type WorkerDefinition } from './define';
 import { PgError } from './errors';
 import type { SettingsSpec } from './settings';
@@ -27,6 +27,12 @@ export interface HostInterface {
   runtimeDir: string;
   /** <pkglibdir>/pg_tsworker: the addon. */
   nativeDir: string;
+  /** JSON object given to tsworker.launch() ('{}' for configured workers). */
+  launchSettings: string;
+  /** Started by tsworker.launch(). */
+  dynamic: boolean;
+  /** Failures of this worker within tsworker.crash_loop_window, before this start. */
+  recentFailures: number;
   /** Leave the loop and exit the process with this code (0 or 1). */
   finish(code: number): void;
 }
@@ -99,18 +105,36 @@ function loadDefinition(host: HostInterface): WorkerDefinition<SettingsSpec> {
   return def;
 }
 
+/** Delay before main() after `failures` recent failures: 1 s, 2 s, 4 s ... up to `max` ms. */
+export function backoffDelay(failures: number, max: number): number {
+  if (failures <= 0 || max <= 0) return 0;
+  return Math.min(1000 * 2 ** Math.min(failures - 1, 30), max);
+}
+
 /** Called by the host; returns the dispatcher for loop events. */
 export function start(host: HostInterface): (event: HostEvent) => void {
   const addon = loadAddon(host.nativeDir);
   addon.init(PgError as never);
   let finished = false;
   let worker: Worker<SettingsSpec> | undefined;
+  let policy: WorkerDefinition['restart'] = 'on-failure';
 
+  /** Exit with `code` as the restart policy has it. */
   const finish = (code: number, message: string, level: LogLevel): void => {
     if (finished) return;
     finished = true;
-    addon.log(level, message);
-    host.finish(code);
+    let exitCode = code;
+    let note = '';
+    if (policy === 'never' && code !== 0) {
+      exitCode = 0;
+      note = ' (restart: never)';
+    } else if (policy === 'always' && code === 0 && !worker?.shutdownRequested) {
+      exitCode = 1;
+      note = ' (restart: always; starting again after tsworker.restart_interval)';
+    }
+    if (code !== 0) addon.setError(message.split('\n')[0].slice(0, 1000));
+    addon.log(level, message + note);
+    host.finish(exitCode);
   };
   const fail = (what: string, err: unknown): void => finish(1, `${what}: ${describe(err)}`, LogLevel.Warning);
 
@@ -119,7 +143,11 @@ export function start(host: HostInterface): (event: HostEvent) => void {
   const realExit = process.exit.bind(process);
   process.exit = ((code?: number | string | null) => {
     const n = Number(code ?? process.exitCode ?? 0);
-    finish(n === 0 ? 0 : 1, `process.exit(${String(code ?? '')}) called; exiting with code ${n === 0 ? 0 : 1}\n${new Error().stack ?? ''}`, LogLevel.Warning);
+    finish(
+      n === 0 ? 0 : 1,
+      `process.exit(${String(code ?? '')}) called; exiting with code ${n === 0 ? 0 : 1}\n${new Error().stack ?? ''}`,
+      LogLevel.Warning,
+    );
     realExit(n);
   }) as typeof process.exit;
   redirectConsole(addon);
@@ -127,11 +155,18 @@ export function start(host: HostInterface): (event: HostEvent) => void {
 
   try {
     const def = loadDefinition(host);
-    worker = new Worker(addon, host.name, def);
+    policy = def.restart;
+    worker = new Worker(addon, host.name, def, host.launchSettings);
     const w = worker;
     addon.log(LogLevel.Debug, `module ${host.module} loaded`);
-    Promise.resolve()
-      .then(() => def.main(w))
+    const delay = backoffDelay(host.recentFailures, def.backoffMax);
+    if (delay > 0) w.log.info(`${host.recentFailures} recent failure(s): waiting ${delay} ms before starting`);
+    (delay > 0 ? w.wait({ timeout: delay }).then(() => undefined) : Promise.resolve())
+      .then(() => {
+        if (w.shutdownRequested) return undefined;
+        addon.setState(SlotState.Running);
+        return def.main(w);
+      })
       .then(
         () =>
           finish(

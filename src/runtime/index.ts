@@ -6,7 +6,9 @@
  */
 export { defineWorker } from './define';
 export type {
+  Json,
   Logger,
+  RestartPolicy,
   QueryResult,
   Row,
   Transaction,
@@ -14,6 +16,7 @@ export type {
   WorkerContext,
   WorkerDefinition,
   WorkerEvents,
+  WorkerStatus,
 } from './define';
 export { PgError } from './errors';
 export type { PgErrorFields } from './errors';

@@ -5,8 +5,19 @@
  */
 import { format } from 'util';
 
-import { LogLevel, type Addon, type RawResult } from './addon';
-import type { Logger, QueryResult, Row, Transaction, WaitOptions, WorkerContext, WorkerDefinition, WorkerEvents } from './define';
+import { LogLevel, SlotState, type Addon, type RawResult } from './addon';
+import type {
+  Json,
+  Logger,
+  QueryResult,
+  Row,
+  Transaction,
+  WaitOptions,
+  WorkerContext,
+  WorkerDefinition,
+  WorkerEvents,
+  WorkerStatus,
+} from './define';
 import { formatParams, type Param } from './params';
 import { parseSetting, type SettingsSpec, type SettingValues } from './settings';
 
@@ -51,13 +62,26 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   private stopping = false;
   private listeners: { [E in keyof WorkerEvents]: WorkerEvents[E][] } = { reload: [], shutdown: [] };
   private readonly tx: Transaction;
+  private readonly launched: Record<string, unknown>;
+  private published: { [key: string]: Json } = {};
+  readonly status: WorkerStatus;
 
-  constructor(addon: Addon, name: string, def: WorkerDefinition<S>) {
+  /**
+   * @param launchSettings JSON object given to tsworker.launch(): values
+   *   that take precedence over configuration parameters.
+   */
+  constructor(addon: Addon, name: string, def: WorkerDefinition<S>, launchSettings = '{}') {
     this.addon = addon;
     this.name = name;
     this.spec = def.settings;
     this.log = makeLogger(addon);
+    this.launched = this.parseLaunchSettings(launchSettings);
     this.values = this.readSettings(undefined);
+    this.status = {
+      set: (value) => this.publish({ ...value }),
+      update: (value) => this.publish({ ...this.published, ...value }),
+      get: () => ({ ...this.published }),
+    };
     this.tx = {
       query: <R extends Row = Row>(sql: string, params?: readonly Param[]) => this.runQuery<R>(sql, params),
     };
@@ -76,9 +100,47 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     return `tsworker_${this.name}.${key}`;
   }
 
+  private publish(value: { [key: string]: Json }): void {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new TypeError('status.set(): the status must be an object');
+    }
+    const json = JSON.stringify(value);
+    this.addon.setStatus(json);
+    this.published = JSON.parse(json) as { [key: string]: Json };
+  }
+
+  /** Check the settings given to tsworker.launch() against the declarations. */
+  private parseLaunchSettings(json: string): Record<string, unknown> {
+    const given = JSON.parse(json || '{}') as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(given)) {
+      const spec = this.spec[key];
+      if (!spec) {
+        const known = Object.keys(this.spec);
+        throw new Error(
+          `tsworker.launch() gave setting "${key}", which worker "${this.name}" does not declare` +
+            (known.length ? ` (it declares: ${known.join(', ')})` : ' (it declares none)'),
+        );
+      }
+      if (value !== null && typeof value === 'object') {
+        throw new Error(`tsworker.launch() setting "${key}" must be a string, number or boolean`);
+      }
+      try {
+        out[key] = parseSetting(spec, String(value));
+      } catch (err) {
+        throw new Error(`tsworker.launch() setting "${key}": ${(err as Error).message}`);
+      }
+    }
+    return out;
+  }
+
   private readSettings(previous: SettingValues<S> | undefined): SettingValues<S> {
     const out: Record<string, unknown> = {};
     for (const [key, spec] of Object.entries(this.spec)) {
+      if (key in this.launched) {
+        out[key] = this.launched[key];
+        continue;
+      }
       const guc = this.settingName(key);
       const text = this.addon.getSetting(guc);
       const fallback = previous ? previous[key as keyof S] : spec.default;
@@ -106,8 +168,10 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     if (this.stopping) return Promise.resolve(false);
     if (this.latchPending) {
       this.latchPending = false;
+      this.addon.noteLoop();
       return Promise.resolve(true);
     }
+    if (this.waiters.size === 0) this.addon.setState(SlotState.Waiting);
     return new Promise<boolean>((resolve) => {
       const waiter: Waiter = { resolve };
       if (timeout !== undefined && Number.isFinite(timeout)) {
@@ -120,6 +184,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   private settle(waiter: Waiter, value: boolean): void {
     if (!this.waiters.delete(waiter)) return;
     if (waiter.timer) clearTimeout(waiter.timer);
+    if (value && this.waiters.size === 0) this.addon.noteLoop();
     waiter.resolve(value);
   }
 
@@ -192,6 +257,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   onShutdown(): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.addon.setState(SlotState.Stopping);
     this.settleAll(false);
     this.emit('shutdown');
   }

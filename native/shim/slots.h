@@ -1,0 +1,54 @@
+/*-------------------------------------------------------------------------
+ *
+ * slots.h
+ *		Shared-memory layout of the worker slots (private to the shim).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TSW_SLOTS_H
+#define TSW_SLOTS_H
+
+#include "storage/lwlock.h"
+#include "utils/timestamp.h"
+
+#include "pg_tsworker.h"
+
+typedef struct TswSlot
+{
+	bool		in_use;
+	bool		dynamic;		/* started by tsworker.launch() */
+	bool		stop_requested; /* tsworker.stop(): exit 0, do not come back */
+	bool		disabled;		/* crash loop: not restarted */
+	char		name[TSW_NAME_MAXLEN + 1];
+	char		module[MAXPGPATH];
+	char		database[NAMEDATALEN];
+	Oid			dboid;			/* InvalidOid: connect by name */
+	Oid			roleid;			/* InvalidOid: tsworker.role */
+	char		settings[TSW_SETTINGS_MAXLEN];
+
+	TswState	state;
+	pid_t		pid;			/* 0 when not running */
+	int			procno;			/* PGPROC number, for wake() */
+	TimestampTz started_at;
+	TimestampTz last_activity;
+	int64		loops;
+	int32		starts;
+	int32		restarts;
+	char		last_error[TSW_ERROR_MAXLEN];
+	TimestampTz last_error_at;
+	char		status[TSW_STATUS_MAXLEN];
+
+	int32		recent_failures;
+	TimestampTz first_recent_failure;
+} TswSlot;
+
+typedef struct TswShared
+{
+	LWLock	   *lock;
+	int			nslots;
+	TswSlot		slots[FLEXIBLE_ARRAY_MEMBER];
+} TswShared;
+
+extern TswShared *tsw_shared;
+
+#endif							/* TSW_SLOTS_H */

@@ -1,0 +1,83 @@
+/* pg_tsworker--0.1.sql: status and control of pg_tsworker workers */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION pg_tsworker" to load this file. \quit
+
+-- Members of this role may launch, stop and wake workers and read their
+-- status.  Roles are cluster-wide: the role survives DROP EXTENSION.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_tsworker_admin') THEN
+    CREATE ROLE pg_tsworker_admin NOLOGIN;
+  END IF;
+END
+$$;
+
+CREATE FUNCTION tsworker.worker_status(
+    OUT name text,
+    OUT pid integer,
+    OUT module text,
+    OUT database text,
+    OUT state text,
+    OUT started_at timestamptz,
+    OUT last_activity timestamptz,
+    OUT loops bigint,
+    OUT restarts integer,
+    OUT last_error text,
+    OUT last_error_at timestamptz,
+    OUT status jsonb,
+    OUT dynamic boolean,
+    OUT disabled boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'tsworker_worker_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION tsworker.worker_status() IS
+  'One row per pg_tsworker worker slot; the tsworker.workers view reads it';
+
+CREATE VIEW tsworker.workers AS
+  SELECT * FROM tsworker.worker_status();
+COMMENT ON VIEW tsworker.workers IS
+  'pg_tsworker workers: state, pid, activity, restarts, last error and the status each worker publishes';
+
+CREATE FUNCTION tsworker.launch(name text, module text, settings jsonb DEFAULT '{}', database name DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tsworker_launch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.launch(text, text, jsonb, name) IS
+  'Starts a worker running module (a built-in name, an absolute path, or a path relative to tsworker.module_path) as the calling role; returns its pid';
+
+CREATE FUNCTION tsworker.stop(name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tsworker_stop'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.stop(text) IS
+  'Asks a worker to stop and not to be restarted; true if it was running';
+
+CREATE FUNCTION tsworker.wake(name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tsworker_wake'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.wake(text) IS
+  'Sets a worker''s latch, so that its w.wait() returns; true if it was running';
+
+CREATE FUNCTION tsworker.reload()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tsworker_reload'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.reload() IS
+  'Starts again the workers stopped by tsworker.stop() or disabled after repeated failures; returns how many';
+
+REVOKE ALL ON FUNCTION tsworker.worker_status() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.launch(text, text, jsonb, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.stop(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.wake(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.reload() FROM PUBLIC;
+REVOKE ALL ON tsworker.workers FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA tsworker TO pg_tsworker_admin;
+GRANT SELECT ON tsworker.workers TO pg_tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.worker_status() TO pg_tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.launch(text, text, jsonb, name) TO pg_tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.stop(text) TO pg_tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.wake(text) TO pg_tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.reload() TO pg_tsworker_admin;
