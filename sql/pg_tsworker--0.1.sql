@@ -3,12 +3,13 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION pg_tsworker" to load this file. \quit
 
--- Members of this role may launch, stop and wake workers and read their
--- status.  Roles are cluster-wide: the role survives DROP EXTENSION.
+-- Members of tsworker_admin may launch, stop and wake workers and read
+-- their status.  (Role names starting with "pg_" are reserved, so it cannot
+-- be pg_tsworker_admin.)  Roles are cluster-wide: it survives DROP EXTENSION.
 DO $$
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pg_tsworker_admin') THEN
-    CREATE ROLE pg_tsworker_admin NOLOGIN;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tsworker_admin') THEN
+    CREATE ROLE tsworker_admin NOLOGIN;
   END IF;
 END
 $$;
@@ -74,10 +75,10 @@ REVOKE ALL ON FUNCTION tsworker.wake(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tsworker.reload() FROM PUBLIC;
 REVOKE ALL ON tsworker.workers FROM PUBLIC;
 
-GRANT USAGE ON SCHEMA tsworker TO pg_tsworker_admin;
-GRANT SELECT ON tsworker.workers TO pg_tsworker_admin;
-GRANT EXECUTE ON FUNCTION tsworker.worker_status() TO pg_tsworker_admin;
-GRANT EXECUTE ON FUNCTION tsworker.launch(text, text, jsonb, name) TO pg_tsworker_admin;
-GRANT EXECUTE ON FUNCTION tsworker.stop(text) TO pg_tsworker_admin;
-GRANT EXECUTE ON FUNCTION tsworker.wake(text) TO pg_tsworker_admin;
-GRANT EXECUTE ON FUNCTION tsworker.reload() TO pg_tsworker_admin;
+GRANT USAGE ON SCHEMA tsworker TO tsworker_admin;
+GRANT SELECT ON tsworker.workers TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.worker_status() TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.launch(text, text, jsonb, name) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.stop(text) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.wake(text) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.reload() TO tsworker_admin;

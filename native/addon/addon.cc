@@ -168,6 +168,8 @@ Query(const Napi::CallbackInfo &info)
 	if (info.Length() < 1 || !info[0].IsString())
 		return ThrowType(env, "query(sql, params) expects sql to be a string");
 	std::string sql = info[0].As<Napi::String>().Utf8Value();
+	if (sql.find('\0') != std::string::npos)
+		return ThrowType(env, "query(sql, params): sql contains a NUL character");
 
 	if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull())
 	{
@@ -187,8 +189,17 @@ Query(const Napi::CallbackInfo &info)
 			if (!v.IsString())
 				return ThrowType(env, "query parameters must be strings or null after formatting");
 			storage.push_back(v.As<Napi::String>().Utf8Value());
-			params[i] = storage.back().c_str();
+			if (storage.back().find('\0') != std::string::npos)
+				return ThrowType(env, "query parameters must not contain NUL characters (PostgreSQL text cannot hold them)");
 		}
+	}
+
+	for (uint32_t i = 0, k = 0; i < params.size(); i++)
+	{
+		Napi::Value v = info[1].As<Napi::Array>().Get(i);
+
+		if (!v.IsNull() && !v.IsUndefined())
+			params[i] = storage[k++].c_str();
 	}
 
 	if (tsw_query(sql.c_str(), static_cast<int>(params.size()),

@@ -52,7 +52,7 @@ static char *tsw_strdup(const char *s);
 static TswError *tsw_capture_error(MemoryContext oldcontext);
 static void tsw_param_setup(ParseState *pstate, void *arg);
 static const char *tsw_command_name(int spi_rc);
-static TswResult *tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc);
+static void tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **out);
 
 static char *
 tsw_strdup(const char *s)
@@ -180,7 +180,6 @@ tsw_begin(TswError **err)
 int
 tsw_commit(TswError **err)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile int rc = 0;
 
 	if (!tsw_xact_open)
@@ -197,11 +196,13 @@ tsw_commit(TswError **err)
 		CommitTransactionCommand();
 		pgstat_report_stat(false);
 		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(TopMemoryContext);
 	}
 	PG_CATCH();
 	{
 		/* e.g. a deferred constraint or a serialization failure at commit */
-		*err = tsw_capture_error(oldcontext);
+		/* SPI_finish has deleted the context we were called in */
+		*err = tsw_capture_error(TopMemoryContext);
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		rc = -1;
@@ -213,7 +214,6 @@ tsw_commit(TswError **err)
 int
 tsw_rollback(TswError **err)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile int rc = 0;
 
 	if (!tsw_xact_open)
@@ -229,10 +229,12 @@ tsw_rollback(TswError **err)
 		PopActiveSnapshot();
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(TopMemoryContext);
 	}
 	PG_CATCH();
 	{
-		*err = tsw_capture_error(oldcontext);
+		/* SPI_finish has deleted the context we were called in */
+		*err = tsw_capture_error(TopMemoryContext);
 		AbortCurrentTransaction();
 		rc = -1;
 	}
@@ -282,8 +284,8 @@ tsw_command_name(int spi_rc)
  * JavaScript counterpart are stored natively; everything else in its text
  * form through the type's output function.
  */
-static TswResult *
-tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc)
+static void
+tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **out)
 {
 	MemoryContext mcxt;
 	MemoryContext old;
@@ -297,15 +299,20 @@ tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc)
 								 ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(mcxt);
 
+	/*
+	 * Hand the context to the caller at once, so that an error while
+	 * converting (an output function, a huge result) still frees it.
+	 */
 	res = palloc0(sizeof(TswResult));
 	res->memory = mcxt;
+	*out = res;
 	res->command = tsw_command_name(rc);
 	res->row_count = processed;
 
 	if (tuptable == NULL)
 	{
 		MemoryContextSwitchTo(old);
-		return res;
+		return;
 	}
 
 	tupdesc = tuptable->tupdesc;
@@ -405,7 +412,6 @@ tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc)
 	}
 
 	MemoryContextSwitchTo(old);
-	return res;
 }
 
 void
@@ -423,6 +429,7 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile int rc = 0;
 	volatile bool in_subxact = false;
+	MemoryContext qcxt;
 
 	*result = NULL;
 	if (!tsw_xact_open)
@@ -430,6 +437,15 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 		*err = tsw_make_error("25P01", "no transaction is open in this worker");
 		return -1;
 	}
+
+	/*
+	 * Parameters and their parse state live in a context of their own,
+	 * deleted when the statement ends, so that a long transaction does not
+	 * accumulate them.  (The types array must not be allocated by the
+	 * parser hook: that would be in SPI's executor context, which
+	 * SPI_prepare_params resets before returning.)
+	 */
+	qcxt = AllocSetContextCreate(oldcontext, "pg_tsworker query", ALLOCSET_SMALL_SIZES);
 
 	PG_TRY();
 	{
@@ -447,10 +463,12 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 			spi_rc = SPI_execute(sql, false, 0);
 		else
 		{
-			TswParamState state = {NULL, 0};
+			TswParamState state;
 			ParamListInfo paramli;
 			int			i;
 
+			state.types = MemoryContextAllocZero(qcxt, sizeof(Oid) * nparams);
+			state.ntypes = nparams;
 			plan = SPI_prepare_params(sql, tsw_param_setup, &state, 0);
 			if (plan == NULL)
 				elog(ERROR, "SPI_prepare_params failed: %s",
@@ -460,12 +478,8 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 						(errcode(ERRCODE_UNDEFINED_PARAMETER),
 						 errmsg("query uses parameter $%d but %d parameters were given",
 								state.ntypes, nparams)));
-			if (state.ntypes < nparams)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROTOCOL_VIOLATION),
-						 errmsg("%d parameters were given but the query uses %d",
-								nparams, state.ntypes)));
 
+			MemoryContextSwitchTo(qcxt);
 			paramli = makeParamList(nparams);
 			for (i = 0; i < nparams; i++)
 			{
@@ -473,7 +487,10 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 				Oid			type = state.types[i];
 
 				if (type == InvalidOid)
-					type = UNKNOWNOID;	/* parameter not referenced */
+					ereport(ERROR,
+							(errcode(ERRCODE_PROTOCOL_VIOLATION),
+							 errmsg("%d parameters were given but the query does not use $%d",
+									nparams, i + 1)));
 				prm->ptype = type;
 				prm->pflags = PARAM_FLAG_CONST;
 				prm->isnull = params[i] == NULL;
@@ -489,13 +506,14 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 													  typioparam, -1);
 				}
 			}
+			MemoryContextSwitchTo(oldcontext);
 			spi_rc = SPI_execute_plan_with_paramlist(plan, paramli, false, 0);
 		}
 
 		if (spi_rc < 0)
 			elog(ERROR, "SPI failed: %s", SPI_result_code_string(spi_rc));
 
-		*result = tsw_build_result(SPI_tuptable, SPI_processed, spi_rc);
+		tsw_build_result(SPI_tuptable, SPI_processed, spi_rc, result);
 		SPI_freetuptable(SPI_tuptable);
 		if (plan != NULL)
 			SPI_freeplan(plan);
@@ -513,6 +531,7 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 			*result = NULL;
 		}
 		*err = tsw_capture_error(oldcontext);
+
 		/*
 		 * SPI reports a position in the statement as an internal position
 		 * of an internal query (_SPI_error_callback); the statement is the
@@ -534,6 +553,7 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 	}
 	PG_END_TRY();
 
+	MemoryContextDelete(qcxt);
 	debug_query_string = NULL;
 	return rc;
 }

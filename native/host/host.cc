@@ -210,7 +210,15 @@ RunLoop()
 		if (g_host->exit_requested)
 			break;
 
-		events = tsw_host_wait(uv_backend_fd(loop), uv_backend_timeout(loop));
+		/*
+		 * uv_backend_timeout() is 0 when nothing keeps the loop alive (a
+		 * worker in w.wait() without a timeout): wait for the latch alone
+		 * then, instead of spinning.  The loop's clock is stale after
+		 * JavaScript ran; refresh it so timers are not late.
+		 */
+		uv_update_time(loop);
+		events = tsw_host_wait(uv_backend_fd(loop),
+							   uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1);
 		if (events & TSW_EV_PM_DEATH)
 		{
 			LogString(TSW_LOG_LOG, "postmaster died; exiting");
@@ -237,26 +245,45 @@ RunLoop()
 	return g_host->exit_code;
 }
 
+/*
+ * Stop JavaScript before the process exits.  The rest of Node's teardown
+ * (FreeEnvironment, disposing V8) is skipped on purpose: the process leaves
+ * through _exit() at the end of proc_exit() anyway (see host_pg.c), and a
+ * CHECK failing in that teardown would abort, which the postmaster treats
+ * as a crash of the whole cluster.
+ */
 void
 Teardown()
 {
 	if (g_host->setup)
 	{
 		Isolate    *isolate = g_host->setup->isolate();
+		Locker		locker(isolate);
+		Isolate::Scope isolate_scope(isolate);
 
-		{
-			Locker		locker(isolate);
-			Isolate::Scope isolate_scope(isolate);
-
-			g_host->dispatch.Reset();
-			node::Stop(g_host->setup->env());
-		}
-		g_host->setup.reset();
+		g_host->dispatch.Reset();
+		node::Stop(g_host->setup->env());
 	}
-	v8::V8::Dispose();
-	v8::V8::DisposePlatform();
-	g_host->platform.reset();
-	node::TearDownOncePerProcess();
+}
+
+/*
+ * V8's fatal and out-of-memory errors would otherwise abort() the process.
+ * Log, then leave through proc_exit(1) so that PostgreSQL's own cleanup
+ * runs and the postmaster sees an ordinary failure.
+ */
+void
+OnFatalError(const char *location, const char *message)
+{
+	tsw_host_fatal((std::string("V8 fatal error in ") + (location ? location : "?") +
+					": " + (message ? message : "")).c_str());
+}
+
+void
+OnOOMError(const char *location, bool is_heap_oom)
+{
+	tsw_host_fatal((std::string("JavaScript out of memory") +
+					(is_heap_oom ? " (heap)" : " (process)") + " in " +
+					(location ? location : "?")).c_str());
 }
 
 }								/* namespace */
@@ -324,6 +351,8 @@ tsw_node_start(const TswHostInfo *info)
 		Isolate    *isolate = g_host->setup->isolate();
 
 		isolate->AddNearHeapLimitCallback(NearHeapLimit, isolate);
+		isolate->SetFatalErrorHandler(OnFatalError);
+		isolate->SetOOMErrorHandler(OnOOMError);
 		node::SetProcessExitHandler(g_host->setup->env(),
 									[](node::Environment *env, int code) {
 			if (!g_host->exit_requested)

@@ -18,6 +18,7 @@
  */
 #include "postgres.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
@@ -44,6 +45,15 @@ static int	tsw_wait_set_fd = -1;
 
 static void tsw_host_on_proc_exit(int code, Datum arg);
 static void tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info);
+static bool tsw_host_on_main_thread(void);
+
+static pthread_t tsw_main_thread;
+
+static bool
+tsw_host_on_main_thread(void)
+{
+	return pthread_equal(pthread_self(), tsw_main_thread) != 0;
+}
 static void tsw_host_log_caught(const char *what, MemoryContext oldcontext);
 
 void
@@ -54,6 +64,7 @@ pg_tsworker_host_main(Datum main_arg)
 	int			code;
 	char	   *why;
 
+	tsw_main_thread = pthread_self();
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	on_proc_exit(tsw_host_on_proc_exit, (Datum) 0);
@@ -273,4 +284,37 @@ void
 tsw_host_set_node_loaded(void)
 {
 	tsw_node_loaded = 1;
+}
+
+/*
+ * Called by V8's fatal-error and out-of-memory handlers instead of abort().
+ * On the main thread: log and proc_exit(1), which runs PostgreSQL's cleanup
+ * (so the postmaster sees an ordinary exit 1) and ends in _exit().  On
+ * another thread nothing of PostgreSQL's may run: write the message and
+ * _exit(1) (the postmaster then restarts the cluster, but that is no worse
+ * than the abort it replaces).
+ */
+void
+tsw_host_fatal(const char *msg)
+{
+	if (getpid() != MyProcPid || !tsw_host_on_main_thread())
+	{
+		char		buf[512];
+		int			n = snprintf(buf, sizeof(buf), "tsworker \"%s\": %s\n", tsw_host_name, msg);
+
+		if (write(STDERR_FILENO, buf, Min(n, (int) sizeof(buf) - 1)) < 0)
+			_exit(1);
+		_exit(1);
+	}
+	PG_TRY();
+	{
+		ereport(LOG,
+				(errmsg("tsworker \"%s\": %s; worker stopped", tsw_host_name, msg)));
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	proc_exit(1);
 }

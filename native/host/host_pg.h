@@ -68,6 +68,9 @@ extern int	tsw_host_reload_if_pending(void);
 /* Log a message from the host, prefixed with the worker's name. */
 extern void tsw_host_log(int level, const char *msg);
 
+/* Log a fatal error of the JavaScript engine and proc_exit(1); never returns. */
+extern void tsw_host_fatal(const char *msg) __attribute__((noreturn));
+
 /* Record that libnode has been initialised in this process. */
 extern void tsw_host_set_node_loaded(void);
 

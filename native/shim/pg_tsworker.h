@@ -95,6 +95,9 @@ extern int	tsw_crash_loop_window;
 extern int	tsw_parse_worker_list(const char *value, TswWorkerSpec **specs,
 								  char **errmsg_out);
 
+/* Is `name` a valid worker name (an identifier of at most 63 bytes)? */
+extern bool tsw_valid_name(const char *name);
+
 /* Directory holding the installed runtime: <sharedir>/pg_tsworker */
 extern void tsw_runtime_dir(char *buf, size_t len);
 

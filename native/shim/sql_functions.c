@@ -5,7 +5,7 @@
  *		wake, reload.
  *
  * EXECUTE on all of them is revoked from PUBLIC by the extension script
- * and granted to pg_tsworker_admin.  Launching runs code as the server's
+ * and granted to tsworker_admin.  Launching runs code as the server's
  * OS user, so a non-superuser may only launch a built-in worker or a
  * module inside tsworker.module_path, and the worker's session runs as
  * the launching role (as pg_cron runs jobs as their owner).
@@ -261,18 +261,11 @@ tsworker_launch(PG_FUNCTION_ARGS)
 	}
 	database = PG_ARGISNULL(3) ? tsw_database : NameStr(*PG_GETARG_NAME(3));
 
-	{
-		TswWorkerSpec *specs;
-		char	   *msg;
-		char	   *entry = psprintf("%s=%s", name, "x.ts");
-
-		/* reuse the name rules of tsworker.workers */
-		if (tsw_parse_worker_list(entry, &specs, &msg) < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_NAME),
-					 errmsg("invalid worker name \"%s\"", name),
-					 errdetail("Names are at most %d letters, digits or '_', not starting with a digit.", TSW_NAME_MAXLEN)));
-	}
+	if (!tsw_valid_name(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid worker name \"%s\"", name),
+				 errdetail("Names are at most %d letters, digits or '_', not starting with a digit.", TSW_NAME_MAXLEN)));
 
 	path = tsw_resolve_module(module, &builtin);
 	if (!builtin)
@@ -377,6 +370,18 @@ tsworker_launch(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not register background worker \"%s\"", name),
 				 errhint("Raise max_worker_processes.")));
+	}
+	/*
+	 * Record the pid now, not only when the worker claims its slot a moment
+	 * later, so that a tsworker.stop() right after launch finds it (a SIGTERM
+	 * that early stays pending until the worker unblocks signals).
+	 */
+	if (pid > 0)
+	{
+		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+		if (slot->pid == 0 && slot->state == TSW_STATE_STARTING)
+			slot->pid = pid;
+		LWLockRelease(tsw_shared->lock);
 	}
 	if (pid == 0)
 		ereport(ERROR,

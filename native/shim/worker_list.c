@@ -26,7 +26,6 @@
 
 #include "pg_tsworker.h"
 
-static bool tsw_valid_name(const char *name);
 static bool tsw_has_module_suffix(const char *path);
 static void tsw_basename_noext(const char *path, char *out, size_t outlen);
 
@@ -55,7 +54,7 @@ tsw_native_dir(char *buf, size_t len)
  * tsworker_<name>.<setting>, and a configuration file accepts only
  * two-part names made of such identifiers.
  */
-static bool
+bool
 tsw_valid_name(const char *name)
 {
 	const char *p;

@@ -42,7 +42,6 @@ export type HostEvent = 'latch' | 'reload' | 'shutdown';
 
 type ModuleInternals = typeof Module & {
   _resolveFilename(request: string, parent: unknown, isMain: boolean, options?: unknown): string;
-  globalPaths: string[];
 };
 
 function describe(err: unknown): string {
@@ -59,16 +58,49 @@ function describe(err: unknown): string {
   return `non-error value thrown: ${String(err)}`;
 }
 
-/** Make `pg-tsworker` (and packages shipped with the runtime) resolvable from anywhere. */
+/**
+ * Make `pg-tsworker` resolvable from anywhere, and packages shipped with the
+ * runtime too when the module's own node_modules do not have them.
+ */
 function setupResolution(runtimeDir: string): void {
   const M = Module as ModuleInternals;
   const index = path.join(runtimeDir, 'dist', 'runtime', 'index.js');
+  const shipped = path.join(runtimeDir, 'node_modules');
   const original = M._resolveFilename;
   M._resolveFilename = function (request, parent, isMain, options) {
     if (request === 'pg-tsworker') return index;
-    return original.call(this, request, parent, isMain, options);
+    try {
+      return original.call(this, request, parent, isMain, options);
+    } catch (err) {
+      const bare = !request.startsWith('.') && !path.isAbsolute(request) && !request.startsWith('node:');
+      if (!bare || (err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+      return original.call(this, request, parent, isMain, { paths: [shipped] });
+    }
   };
-  M.globalPaths.push(path.join(runtimeDir, 'node_modules'));
+}
+
+const SIGNALS = new Set(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGCHLD', 'SIGURG', 'SIGPIPE', 'SIGFPE']);
+
+/**
+ * PostgreSQL owns the worker's signals: a process.on('SIGTERM') listener
+ * would replace its handler (through libuv) and break shutdown, latches
+ * and timeouts. Such listeners are refused with a warning; use
+ * w.on('shutdown') and w.on('reload') instead.
+ */
+function guardSignals(addon: Addon): void {
+  for (const method of ['on', 'once', 'addListener', 'prependListener', 'prependOnceListener'] as const) {
+    const original = process[method].bind(process) as (event: string | symbol, listener: (...args: unknown[]) => void) => NodeJS.Process;
+    (process as unknown as Record<string, unknown>)[method] = (event: string | symbol, listener: (...args: unknown[]) => void) => {
+      if (typeof event === 'string' && SIGNALS.has(event)) {
+        addon.log(
+          LogLevel.Warning,
+          `ignored process.${method}('${event}'): PostgreSQL handles this worker's signals; use w.on('shutdown') or w.on('reload')`,
+        );
+        return process;
+      }
+      return original(event, listener);
+    };
+  }
 }
 
 /** Send console output to the server log instead of the postmaster's stdout. */
@@ -90,6 +122,9 @@ function loadDefinition(host: HostInterface): WorkerDefinition<SettingsSpec> {
   }
   fs.accessSync(file, fs.constants.R_OK);
   if (/\.c?ts$/.test(file)) {
+    // esbuild would otherwise start a worker thread, created after signals
+    // were unblocked; keep every thread of the process PostgreSQL's.
+    process.env.ESBUILD_WORKER_THREADS = '0';
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const tsx = require(path.join(host.runtimeDir, 'node_modules', 'tsx', 'dist', 'cjs', 'api', 'index.cjs')) as {
       register(): unknown;
@@ -151,6 +186,7 @@ export function start(host: HostInterface): (event: HostEvent) => void {
     realExit(n);
   }) as typeof process.exit;
   redirectConsole(addon);
+  guardSignals(addon);
   setupResolution(host.runtimeDir);
 
   try {

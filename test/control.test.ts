@@ -1,0 +1,185 @@
+/**
+ * [control] Status and control from SQL: the tsworker.workers view,
+ * launch/stop/wake/reload, privileges, tsworker.module_path, crash loops.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { Cluster, waitFor } from './harness/cluster';
+import { CRASH_RESTART, installFixtures, logLines } from './helpers';
+
+describe('control plane', () => {
+  let c: Cluster;
+  let modules: string;
+  let outside: string;
+
+  const row = async (name: string) =>
+    (await c.query('SELECT * FROM tsworker.workers WHERE name = $1', [name]))[0];
+  const asRole = (role: string) => ({ user: role });
+
+  before(async () => {
+    c = await Cluster.create('control', { start: false });
+    modules = installFixtures(c, 'control');
+    outside = path.join(c.baseDir, 'outside');
+    fs.mkdirSync(outside, { mode: 0o755 });
+    fs.copyFileSync(path.join(modules, 'ctl.ts'), path.join(outside, 'ctl.ts'));
+    fs.chmodSync(path.join(outside, 'ctl.ts'), 0o644);
+    c.appendConf({
+      shared_preload_libraries: 'pg_tsworker',
+      'tsworker.workers': `${modules}/ctl.ts, crashy=${modules}/ctl.ts`,
+      'tsworker_crashy.fail': 'on',
+      'tsworker.restart_interval': 1,
+      'tsworker.crash_loop_failures': 3,
+      'tsworker.crash_loop_window': '1min',
+      'tsworker.max_workers': 6,
+      'tsworker.module_path': modules,
+      max_worker_processes: 16,
+    });
+    await c.start();
+    await c.query(`
+      CREATE EXTENSION pg_tsworker;
+      CREATE ROLE alice LOGIN;
+      CREATE ROLE bob LOGIN;
+      GRANT tsworker_admin TO alice;
+    `);
+  });
+
+  after(async () => {
+    await c?.cleanup();
+  });
+
+  test('the view shows a configured worker waiting, its status, and its loops after wake', async () => {
+    await c.pollQueryUntil(`SELECT state = 'waiting' FROM tsworker.workers WHERE name = 'ctl'`);
+    const r = await row('ctl');
+    assert.equal(r.module, `${modules}/ctl.ts`);
+    assert.equal(r.database, 'postgres');
+    assert.equal(r.dynamic, false);
+    assert.ok(r.pid > 0);
+    assert.ok(r.started_at instanceof Date);
+    assert.equal(r.status.who, 'postgres');
+    assert.equal(r.status.greeting, 'hello');
+    const loops = Number(r.loops);
+    const wakes = r.status.wakes as number;
+
+    assert.equal(await c.queryOne(`SELECT tsworker.wake('ctl')`), true);
+    await c.pollQueryUntil(`SELECT (status->>'wakes')::int = ${wakes + 1} FROM tsworker.workers WHERE name = 'ctl'`);
+    await c.pollQueryUntil(`SELECT state = 'waiting' AND loops > ${loops} FROM tsworker.workers WHERE name = 'ctl'`);
+
+    // PostgreSQL 15 has no custom wait events: a waiting worker shows Extension.
+    await c.pollQueryUntil(
+      `SELECT backend_type = 'ctl' AND wait_event_type = 'Extension' AND wait_event = 'Extension'
+         FROM pg_stat_activity WHERE pid = ${r.pid}`,
+    );
+  });
+
+  test('a crash-looping worker is disabled, shown as failed, and started again by tsworker.reload()', async () => {
+    await c.pollQueryUntil(`SELECT disabled AND state = 'failed' AND pid IS NULL FROM tsworker.workers WHERE name = 'crashy'`);
+    const r = await row('crashy');
+    assert.equal(r.restarts, 2, 'three starts: the first and two restarts');
+    assert.match(r.last_error, /worker failed: Error: ctl was told to fail/);
+    assert.ok(r.last_error_at instanceof Date);
+    // Not restarted any more (restart_interval is 1 s).
+    await new Promise((res) => setTimeout(res, 2500));
+    assert.equal((await row('crashy')).restarts, 2);
+    assert.equal((await row('crashy')).pid, null);
+
+    assert.equal(await c.queryOne('SELECT tsworker.reload()'), 1);
+    await waitFor(async () => (await row('crashy')).restarts >= 3, { what: 'crashy to start again' });
+    assert.deepEqual(logLines(c, CRASH_RESTART), []);
+  });
+
+  test('launch, wake and stop a worker from SQL; clear errors for bad calls', async () => {
+    const pid = await c.queryOne(`SELECT tsworker.launch('dyn1', $1, '{"greeting": "hi"}')`, [`${modules}/ctl.ts`]);
+    assert.ok(pid > 0);
+    await c.pollQueryUntil(`SELECT state = 'waiting' FROM tsworker.workers WHERE name = 'dyn1'`);
+    const r = await row('dyn1');
+    assert.equal(r.pid, pid);
+    assert.equal(r.dynamic, true);
+    assert.equal(r.status.greeting, 'hi', 'launch settings reach w.settings');
+
+    const wakes = r.status.wakes as number;
+    assert.equal(await c.queryOne(`SELECT tsworker.wake('dyn1')`), true);
+    await c.pollQueryUntil(`SELECT (status->>'wakes')::int = ${wakes + 1} FROM tsworker.workers WHERE name = 'dyn1'`);
+
+    await assert.rejects(c.query(`SELECT tsworker.launch('dyn1', $1)`, [`${modules}/ctl.ts`]), /worker "dyn1" already exists and is running/);
+    await assert.rejects(c.query(`SELECT tsworker.wake('nope')`), /worker "nope" does not exist/);
+    await assert.rejects(c.query(`SELECT tsworker.stop('nope')`), /worker "nope" does not exist/);
+    await assert.rejects(c.query(`SELECT tsworker.launch('bad-name', $1)`, [`${modules}/ctl.ts`]), /invalid worker name "bad-name"/);
+    await assert.rejects(c.query(`SELECT tsworker.launch('x', 'no_such_builtin')`), /"no_such_builtin" is not a built-in worker/);
+    await assert.rejects(c.query(`SELECT tsworker.launch('x', 'missing.ts')`), /module "missing\.ts" was not found in tsworker\.module_path/);
+    await assert.rejects(c.query(`SELECT tsworker.launch('x', $1, '[1]')`, [`${modules}/ctl.ts`]), /settings must be a JSON object/);
+
+    assert.equal(await c.queryOne(`SELECT tsworker.stop('dyn1')`), true);
+    await c.pollQueryUntil(`SELECT state = 'stopped' AND pid IS NULL FROM tsworker.workers WHERE name = 'dyn1'`);
+    await c.waitForLog(/tsworker "dyn1": stopped on shutdown request/);
+    // A stopped worker can be launched again under its name.
+    const again = await c.queryOne(`SELECT tsworker.launch('dyn1', $1)`, [`${modules}/ctl.ts`]);
+    assert.ok(again > 0 && again !== pid);
+    assert.equal(await c.queryOne(`SELECT tsworker.stop('dyn1')`), true);
+    await c.pollQueryUntil(`SELECT state = 'stopped' FROM tsworker.workers WHERE name = 'dyn1'`);
+  });
+
+  test('a full slot table is a clear error', async () => {
+    // 6 slots: ctl, crashy, dyn1 (stopped, reusable) + 3 more; the 7th fails.
+    const launched: string[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        await c.query(`SELECT tsworker.launch($1, $2)`, [`fill${i}`, `${modules}/ctl.ts`]);
+        launched.push(`fill${i}`);
+      }
+      await assert.rejects(c.query(`SELECT tsworker.launch('fill9', $1)`, [`${modules}/ctl.ts`]), /all 6 worker slots are in use/);
+    } finally {
+      for (const n of launched) await c.query(`SELECT tsworker.stop($1)`, [n]);
+    }
+    for (const n of launched) await c.pollQueryUntil(`SELECT state = 'stopped' FROM tsworker.workers WHERE name = '${n}'`);
+  });
+
+  test('a granted role launches inside tsworker.module_path and its worker runs as that role', async () => {
+    const pid = await c.queryOne(`SELECT tsworker.launch('alices', 'ctl.ts')`, [], asRole('alice'));
+    assert.ok(pid > 0);
+    await c.pollQueryUntil(`SELECT status->>'who' = 'alice' FROM tsworker.workers WHERE name = 'alices'`);
+    assert.equal((await c.query(`SELECT usename FROM pg_stat_activity WHERE pid = $1`, [pid]))[0].usename, 'alice');
+    assert.equal(await c.queryOne(`SELECT tsworker.wake('alices')`, [], asRole('alice')), true);
+    const seen = await c.query(`SELECT name FROM tsworker.workers`, [], asRole('alice'));
+    assert.ok(seen.some((r) => r.name === 'alices'));
+    assert.equal(await c.queryOne(`SELECT tsworker.stop('alices')`, [], asRole('alice')), true);
+  });
+
+  test('a granted role cannot launch outside tsworker.module_path, through .. or a symlink', async () => {
+    const denied = /permission denied to launch module/;
+    await assert.rejects(c.query(`SELECT tsworker.launch('a1', $1)`, [`${outside}/ctl.ts`], asRole('alice')), denied);
+    await assert.rejects(c.query(`SELECT tsworker.launch('a2', '../outside/ctl.ts')`, [], asRole('alice')), denied);
+    fs.symlinkSync(path.join(outside, 'ctl.ts'), path.join(modules, 'link.ts'));
+    await assert.rejects(c.query(`SELECT tsworker.launch('a3', 'link.ts')`, [], asRole('alice')), denied);
+    // A superuser may.
+    const pid = await c.queryOne(`SELECT tsworker.launch('su_outside', $1)`, [`${outside}/ctl.ts`]);
+    assert.ok(pid > 0);
+    await c.query(`SELECT tsworker.stop('su_outside')`);
+  });
+
+  test('roles without tsworker_admin are refused', async () => {
+    for (const sql of [
+      `SELECT tsworker.launch('b1', 'ctl.ts')`,
+      `SELECT tsworker.stop('ctl')`,
+      `SELECT tsworker.wake('ctl')`,
+      `SELECT tsworker.reload()`,
+      `SELECT * FROM tsworker.workers`,
+    ]) {
+      await assert.rejects(c.query(sql, [], asRole('bob')), /permission denied for (function|view|schema)/, sql);
+    }
+  });
+
+  test('a module writable by other OS users is refused', async () => {
+    const file = path.join(modules, 'open.ts');
+    fs.copyFileSync(path.join(modules, 'ctl.ts'), file);
+    fs.chmodSync(file, 0o666);
+    await assert.rejects(c.query(`SELECT tsworker.launch('open', $1)`, [file]), /refusing to launch module: module ".*open\.ts" is writable by other OS users \(mode 0666\)/);
+  });
+
+  test('the extension updates along its upgrade path', async () => {
+    assert.equal(await c.queryOne(`SELECT extversion FROM pg_extension WHERE extname = 'pg_tsworker'`), '0.1');
+    await c.query(`ALTER EXTENSION pg_tsworker UPDATE`);
+  });
+});
