@@ -21,11 +21,11 @@ override with_llvm := no
 
 MODULE_big = pg_tsworker
 OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/slots.o \
-	native/shim/sql_functions.o
+	native/shim/sql_functions.o native/shim/worker_settings.o
 EXTENSION = pg_tsworker
 DATA = sql/pg_tsworker--0.1.sql
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
-EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) native/host/*.o dist build
+EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -39,7 +39,15 @@ ADDON_SRCS = native/addon/addon.cc native/addon/spi.c native/addon/spi.h binding
 RUNTIME_SRCS = $(shell find src -name '*.ts') tsconfig.json
 NODE_BIN = node_modules/.bin
 
-all: $(HOST_SO) $(ADDON) dist/.built
+NODE_EXE = pg_tsworker_node
+
+all: $(HOST_SO) $(NODE_EXE) $(ADDON) dist/.built
+
+native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
+	$(CXX) $(HOST_CXXFLAGS) -c -o $@ $<
+
+$(NODE_EXE): native/host/node_main.o
+	$(CXX) -o $@ $< $(LIBNODE_SO) -Wl,-rpath,'$$ORIGIN' -Wl,--as-needed
 
 native/host/host_pg.o: native/host/host_pg.h native/shim/pg_tsworker.h
 $(OBJS): native/shim/pg_tsworker.h native/shim/slots.h
@@ -75,6 +83,7 @@ install-tsworker: all installdirs
 	$(MKDIR_P) '$(NATIVE_DEST)'
 	install -C -m 644 $(LIBNODE_SO) '$(NATIVE_DEST)/libnode.so.108'
 	install -C -m 755 $(ADDON) '$(NATIVE_DEST)/pg_tsworker_addon.node'
+	install -C -m 755 $(NODE_EXE) '$(NATIVE_DEST)/$(NODE_EXE)'
 	scripts/install-runtime '$(RUNTIME_DEST)'
 
 uninstall: uninstall-tsworker

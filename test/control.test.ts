@@ -28,12 +28,12 @@ describe('control plane', () => {
     fs.chmodSync(path.join(outside, 'ctl.ts'), 0o644);
     c.appendConf({
       shared_preload_libraries: 'pg_tsworker',
-      'tsworker.workers': `${modules}/ctl.ts, crashy=${modules}/ctl.ts`,
+      'tsworker.workers': `${modules}/ctl.ts, crashy=${modules}/ctl.ts, ${modules}/never.ts, ${modules}/always.ts`,
       'tsworker_crashy.fail': 'on',
       'tsworker.restart_interval': 1,
       'tsworker.crash_loop_failures': 3,
       'tsworker.crash_loop_window': '1min',
-      'tsworker.max_workers': 6,
+      'tsworker.max_workers': 8,
       'tsworker.module_path': modules,
       max_worker_processes: 16,
     });
@@ -85,7 +85,8 @@ describe('control plane', () => {
     assert.equal((await row('crashy')).restarts, 2);
     assert.equal((await row('crashy')).pid, null);
 
-    assert.equal(await c.queryOne('SELECT tsworker.reload()'), 1);
+    // reload() starts what is neither running nor due to run: crashy, and never.
+    assert.equal(await c.queryOne('SELECT tsworker.reload()'), 2);
     await waitFor(async () => (await row('crashy')).restarts >= 3, { what: 'crashy to start again' });
     assert.deepEqual(logLines(c, CRASH_RESTART), []);
   });
@@ -122,18 +123,58 @@ describe('control plane', () => {
   });
 
   test('a full slot table is a clear error', async () => {
-    // 6 slots: ctl, crashy, dyn1 (stopped, reusable) + 3 more; the 7th fails.
     const launched: string[] = [];
+    let refused: Error | undefined;
     try {
-      for (let i = 0; i < 4; i++) {
-        await c.query(`SELECT tsworker.launch($1, $2)`, [`fill${i}`, `${modules}/ctl.ts`]);
-        launched.push(`fill${i}`);
+      for (let i = 0; i < 9 && !refused; i++) {
+        try {
+          await c.query(`SELECT tsworker.launch($1, $2)`, [`fill${i}`, `${modules}/ctl.ts`]);
+          launched.push(`fill${i}`);
+        } catch (e) {
+          refused = e as Error;
+        }
       }
-      await assert.rejects(c.query(`SELECT tsworker.launch('fill9', $1)`, [`${modules}/ctl.ts`]), /all 6 worker slots are in use/);
+      assert.ok(refused, 'a launch beyond tsworker.max_workers must fail');
+      assert.match(refused.message, /all 8 worker slots are in use/);
+      assert.ok(launched.length >= 1);
     } finally {
       for (const n of launched) await c.query(`SELECT tsworker.stop($1)`, [n]);
     }
     for (const n of launched) await c.pollQueryUntil(`SELECT state = 'stopped' FROM tsworker.workers WHERE name = '${n}'`);
+  });
+
+  test('restart policies: never stays down as failed; always restarts without counting as a crash loop', async () => {
+    await c.pollQueryUntil(`SELECT state = 'failed' AND pid IS NULL FROM tsworker.workers WHERE name = 'never'`);
+    await c.waitForLog(/tsworker "never": worker failed: Error: never: failing once, for good[\s\S]*?\(restart: never\)/);
+    await c.waitForLog(/tsworker "never": exiting with code 0/);
+    await c.pollQueryUntil(`SELECT state = 'failed' AND pid IS NULL FROM tsworker.workers WHERE name = 'never'`);
+    const before = (await row('never')).restarts;
+    await new Promise((res) => setTimeout(res, 2500)); // restart_interval is 1 s
+    const never = await row('never');
+    assert.equal(never.restarts, before, 'not restarted');
+    assert.equal(never.pid, null);
+    assert.equal(never.disabled, false);
+
+    // crash_loop_failures is 3: four runs prove restarts are not failures.
+    await waitFor(async () => (await row('always')).restarts >= 3, { what: 'always to restart 3 times' });
+    const always = await row('always');
+    assert.equal(always.disabled, false);
+    assert.equal(always.last_error, null);
+  });
+
+  test('declared settings are parameters with bounds; a bad value is refused at reload', async () => {
+    const [slots] = await c.query(
+      `SELECT vartype, min_val, max_val, boot_val, context, short_desc FROM pg_settings WHERE name = 'tsworker_ctl.slots'`,
+    );
+    assert.deepEqual(slots, { vartype: 'integer', min_val: '1', max_val: '10', boot_val: '3', context: 'sighup', short_desc: 'A bounded integer.' });
+    const [fail] = await c.query(`SELECT vartype, setting FROM pg_settings WHERE name = 'tsworker_crashy.fail'`);
+    assert.deepEqual(fail, { vartype: 'bool', setting: 'on' });
+    const off = c.logOffset();
+    c.appendConf({ 'tsworker_ctl.slots': 50, 'tsworker_ctl.no_such_setting': 1 });
+    await c.reload();
+    await c.waitForLog(/50 is outside the valid range for parameter "tsworker_ctl\.slots" \(1 \.\. 10\)/, off);
+    await c.waitForLog(/invalid configuration parameter name "tsworker_ctl\.no_such_setting"/, off);
+    assert.equal(await c.queryOne(`SELECT setting FROM pg_settings WHERE name = 'tsworker_ctl.slots'`), '3');
   });
 
   test('a granted role launches inside tsworker.module_path and its worker runs as that role', async () => {

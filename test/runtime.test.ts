@@ -87,11 +87,14 @@ describe('runtime', () => {
     assert.equal(row.naptime, 120, '2min converted to the declared unit (s)');
     assert.equal((await workerPids(c)).get('sample'), pid);
 
-    // A bad value is reported and the previous one kept.
+    // The declared settings are real parameters: PostgreSQL refuses a bad value.
+    const [guc] = await c.query(`SELECT vartype, unit, min_val, context, short_desc FROM pg_settings WHERE name = 'tsworker_sample.naptime'`);
+    assert.deepEqual(guc, { vartype: 'integer', unit: 's', min_val: '1', context: 'sighup', short_desc: 'Seconds between heartbeats.' });
     const off = c.logOffset();
     c.appendConf({ 'tsworker_sample.naptime': '0' });
     await c.reload();
-    await c.waitForLog(/invalid value for parameter "tsworker_sample\.naptime": 0 is below the minimum 1; keeping 120/, off);
+    await c.waitForLog(/0 s is outside the valid range for parameter "tsworker_sample\.naptime" \(1 \.\. 2147483647\)/, off);
+    assert.equal(await c.queryOne(`SELECT setting FROM pg_settings WHERE name = 'tsworker_sample.naptime'`), '120');
   });
 
   test('SQL errors in transactions become PgErrors, roll back, and leave no leaks', async () => {

@@ -306,6 +306,14 @@ NoteLoop(const Napi::CallbackInfo &info)
 	return info.Env().Undefined();
 }
 
+/* requestRestart(): exit 1 is a requested restart, not a failure */
+Napi::Value
+RequestRestart(const Napi::CallbackInfo &info)
+{
+	tsw_report_restart();
+	return info.Env().Undefined();
+}
+
 /* setError(message) */
 Napi::Value
 SetError(const Napi::CallbackInfo &info)
@@ -350,6 +358,7 @@ InitModule(Napi::Env env, Napi::Object exports)
 	exports.Set("setState", Napi::Function::New(env, SetState, "setState"));
 	exports.Set("noteLoop", Napi::Function::New(env, NoteLoop, "noteLoop"));
 	exports.Set("setError", Napi::Function::New(env, SetError, "setError"));
+	exports.Set("requestRestart", Napi::Function::New(env, RequestRestart, "requestRestart"));
 	exports.Set("setStatus", Napi::Function::New(env, SetStatus, "setStatus"));
 	return exports;
 }

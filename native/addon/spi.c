@@ -644,6 +644,23 @@ tsw_report_loop(void)
 }
 
 void
+tsw_report_restart(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		tsw_slot_request_restart();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+void
 tsw_report_error(const char *message)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;

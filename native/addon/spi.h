@@ -108,6 +108,7 @@ extern void tsw_log(int level, const char *msg);
 #define TSW_REPORT_STOPPING	3
 extern void tsw_report_state(int state);
 extern void tsw_report_loop(void);
+extern void tsw_report_restart(void);
 extern void tsw_report_error(const char *message);
 /* Returns -1 if the JSON text is longer than the slot holds (maxlen set). */
 extern int	tsw_report_status(const char *json, int *maxlen);

@@ -294,7 +294,6 @@ tsw_node_start(const TswHostInfo *info)
 	std::vector<std::string> args = {"postgres"};
 	std::vector<std::string> errors;
 
-	tsw_host_set_node_loaded();
 	g_host = new HostState();
 	g_host->name = info->name;
 	g_host->module = info->module;

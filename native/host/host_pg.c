@@ -39,7 +39,6 @@ PG_MODULE_MAGIC;
 PGDLLEXPORT void pg_tsworker_host_main(Datum main_arg);
 
 static char tsw_host_name[TSW_NAME_MAXLEN + 1] = "?";
-static volatile sig_atomic_t tsw_node_loaded = 0;
 static WaitEventSet *tsw_wait_set = NULL;
 static int	tsw_wait_set_fd = -1;
 
@@ -85,12 +84,12 @@ pg_tsworker_host_main(Datum main_arg)
 		ereport(WARNING,
 				(errmsg("tsworker \"%s\": %s", tsw_host_name, why),
 				 errhint("A module must be a regular file that only root or the server's OS user can write, in a directory no one else can write.")));
-		proc_exit(tsw_slot_exit_code(1));
+		proc_exit(1);
 	}
 
 	tsw_host_fill_info(&slot, &info);
 	if (tsw_node_start(&info) != 0)
-		proc_exit(tsw_slot_exit_code(1));	/* tsw_node_start logged why */
+		proc_exit(1);			/* tsw_node_start logged why */
 
 	BackgroundWorkerUnblockSignals();
 	if (OidIsValid(slot.dboid))
@@ -104,7 +103,6 @@ pg_tsworker_host_main(Datum main_arg)
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	code = tsw_node_run();
-	code = tsw_slot_exit_code(code);
 	ereport(LOG,
 			(errmsg("tsworker \"%s\": exiting with code %d", tsw_host_name, code)));
 	proc_exit(code);
@@ -118,14 +116,14 @@ pg_tsworker_host_main(Datum main_arg)
  * destructors crash after V8 has been disposed (seen as SIGSEGV at exit),
  * and if Node.js still runs (a FATAL raised inside a call from JavaScript)
  * they would race V8's threads.  Either way the postmaster would treat the
- * signal as a crash of the whole cluster, so leave with _exit() and the same
- * code instead.
+ * signal as a crash of the whole cluster, so leave with _exit(), with the
+ * code the slot decided (0 instead of 1 when the worker was stopped or is
+ * disabled after a crash loop: see slots.c).
  */
 static void
 tsw_host_on_proc_exit(int code, Datum arg)
 {
-	if (tsw_node_loaded)
-		_exit(code);
+	_exit(tsw_slot_final_exit_code(code));
 }
 
 static void
@@ -280,11 +278,6 @@ tsw_host_log(int level, const char *msg)
 	PG_END_TRY();
 }
 
-void
-tsw_host_set_node_loaded(void)
-{
-	tsw_node_loaded = 1;
-}
 
 /*
  * Called by V8's fatal-error and out-of-memory handlers instead of abort().

@@ -71,8 +71,6 @@ extern void tsw_host_log(int level, const char *msg);
 /* Log a fatal error of the JavaScript engine and proc_exit(1); never returns. */
 extern void tsw_host_fatal(const char *msg) __attribute__((noreturn));
 
-/* Record that libnode has been initialised in this process. */
-extern void tsw_host_set_node_loaded(void);
 
 #ifdef __cplusplus
 }

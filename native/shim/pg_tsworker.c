@@ -216,4 +216,6 @@ tsw_register_workers(void)
 		tsw_register_static_worker(i, &specs[i]);
 		RegisterBackgroundWorker(&worker);
 	}
+
+	tsw_define_worker_settings(specs, n);
 }

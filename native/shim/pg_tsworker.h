@@ -66,11 +66,15 @@ extern void tsw_slot_set_state(TswState state);
 extern void tsw_slot_note_loop(void);
 extern void tsw_slot_set_error(const char *message);
 extern void tsw_slot_set_status(const char *json);
-extern int	tsw_slot_exit_code(int code);
+extern void tsw_slot_request_restart(void);
+extern int	tsw_slot_final_exit_code(int code);
 extern const char *tsw_state_name(TswState state);
 
 /* Check a module file before it is loaded; returns NULL or a palloc'd reason. */
 extern char *tsw_check_module_file(const char *path);
+
+/* Define the settings configured workers declare (worker_settings.c). */
+extern void tsw_define_worker_settings(TswWorkerSpec *specs, int n);
 
 /* Shared memory (slots.c) */
 extern void tsw_shmem_init_hooks(void);

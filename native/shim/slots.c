@@ -109,6 +109,7 @@ tsw_shmem_startup(void)
 			strlcpy(slot->settings, "{}", sizeof(slot->settings));
 			strlcpy(slot->status, "{}", sizeof(slot->status));
 			slot->state = TSW_STATE_STARTING;
+			slot->last_exit = -1;
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -166,6 +167,7 @@ tsw_slot_claim(int index, TswSlotInfo *info, char **why)
 		*why = pstrdup("stopped by tsworker.stop()");
 		slot->state = TSW_STATE_STOPPED;
 		slot->pid = 0;
+		slot->last_exit = 0;
 		ok = false;
 	}
 	else if (slot->disabled)
@@ -173,6 +175,7 @@ tsw_slot_claim(int index, TswSlotInfo *info, char **why)
 		*why = pstrdup("disabled after repeated failures; run tsworker.launch() or tsworker.reload() to start it again");
 		slot->state = TSW_STATE_FAILED;
 		slot->pid = 0;
+		slot->last_exit = 0;
 		ok = false;
 	}
 	else
@@ -186,6 +189,9 @@ tsw_slot_claim(int index, TswSlotInfo *info, char **why)
 		if (slot->starts > 0)
 			slot->restarts++;
 		slot->starts++;
+		slot->failed_run = false;
+		slot->restart_run = false;
+		slot->last_exit = -1;
 		strlcpy(slot->status, "{}", sizeof(slot->status));
 
 		info->index = index;
@@ -258,6 +264,7 @@ tsw_slot_set_error(const char *message)
 	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
 	strlcpy(slot->last_error, message, sizeof(slot->last_error));
 	slot->last_error_at = now;
+	slot->failed_run = true;
 	LWLockRelease(tsw_shared->lock);
 }
 
@@ -273,26 +280,55 @@ tsw_slot_set_status(const char *json)
 	LWLockRelease(tsw_shared->lock);
 }
 
-/*
- * Decide the exit code of a worker that is about to exit with `code`:
- * a failure counts towards the crash-loop limit (tsworker.crash_loop_failures
- * within tsworker.crash_loop_window seconds); at the limit the slot is
- * disabled and the worker exits 0 so that the postmaster does not start it
- * again.  A worker stopped by tsworker.stop() exits 0 as well.
- */
+/* The worker ends cleanly but asks to be started again (restart: always). */
+void
+tsw_slot_request_restart(void)
+{
+	TswSlot    *slot = tsw_own_slot();
+
+	if (slot == NULL)
+		return;
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	slot->restart_run = true;
+	LWLockRelease(tsw_shared->lock);
+}
+
+/* Exit code decided by tsw_slot_on_exit(), for the final _exit(). */
+static int	tsw_final_code = -1;
+
 int
-tsw_slot_exit_code(int code)
+tsw_slot_final_exit_code(int code)
+{
+	return tsw_final_code >= 0 ? tsw_final_code : code;
+}
+
+/*
+ * on_shmem_exit callback of a worker that claimed its slot: record how it
+ * ended and decide the exit code the process leaves with (host_pg.c's last
+ * on_proc_exit callback _exits with it, whatever path led here, a FATAL
+ * included).
+ *
+ * A failure (exit 1 that was not a requested restart) counts towards the
+ * crash-loop limit: tsworker.crash_loop_failures within
+ * tsworker.crash_loop_window seconds.  At the limit the slot is disabled
+ * and the worker exits 0, so that the postmaster does not start it again.
+ * A worker stopped by tsworker.stop() exits 0 as well.
+ */
+static void
+tsw_slot_on_exit(int code, Datum arg)
 {
 	TswSlot    *slot = tsw_own_slot();
 	TimestampTz now = GetCurrentTimestamp();
-	int			result = code;
+	bool		failure;
+	bool		disabled_now = false;
+	int			final = code;
+	int			failures = 0;
 
 	if (slot == NULL)
-		return code;
+		return;
 	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-	if (slot->stop_requested)
-		result = 0;
-	else if (code != 0)
+	failure = slot->failed_run || (code != 0 && !slot->restart_run);
+	if (failure && !slot->stop_requested)
 	{
 		if (slot->recent_failures == 0 ||
 			TimestampDifferenceExceeds(slot->first_recent_failure, now,
@@ -302,32 +338,31 @@ tsw_slot_exit_code(int code)
 			slot->first_recent_failure = now;
 		}
 		slot->recent_failures++;
-		if (tsw_crash_loop_failures > 0 &&
-			slot->recent_failures >= tsw_crash_loop_failures)
+		failures = slot->recent_failures;
+		if (tsw_crash_loop_failures > 0 && failures >= tsw_crash_loop_failures)
 		{
 			slot->disabled = true;
-			result = 0;
+			disabled_now = true;
 		}
 	}
-	LWLockRelease(tsw_shared->lock);
-	return result;
-}
-
-static void
-tsw_slot_on_exit(int code, Datum arg)
-{
-	TswSlot    *slot = tsw_own_slot();
-
-	if (slot == NULL)
-		return;
-	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	if (slot->stop_requested || slot->disabled)
+		final = 0;
 	if (slot->pid == MyProcPid)
 	{
 		slot->pid = 0;
-		slot->state = (code == 0 && !slot->disabled) ? TSW_STATE_STOPPED : TSW_STATE_FAILED;
+		slot->last_exit = final;
+		/* exit 1 without a failure: a requested restart is due */
+		slot->state = failure ? TSW_STATE_FAILED :
+			final == 0 ? TSW_STATE_STOPPED : TSW_STATE_STARTING;
 	}
 	LWLockRelease(tsw_shared->lock);
+
+	tsw_final_code = final;
 	tsw_my_slot = -1;
+	if (disabled_now)
+		ereport(LOG,
+				(errmsg("tsworker \"%s\": failed %d times within %d s; not restarted until tsworker.launch() or tsworker.reload()",
+						slot->name, failures, tsw_crash_loop_window)));
 }
 
 /*

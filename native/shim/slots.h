@@ -38,6 +38,9 @@ typedef struct TswSlot
 	TimestampTz last_error_at;
 	char		status[TSW_STATUS_MAXLEN];
 
+	int			last_exit;		/* exit code of the last run; -1 while one is due */
+	bool		failed_run;		/* this run reported a failure (last_error) */
+	bool		restart_run;	/* this run asked to be restarted (restart: always) */
 	int32		recent_failures;
 	TimestampTz first_recent_failure;
 } TswSlot;

@@ -289,10 +289,8 @@ tsworker_launch(PG_FUNCTION_ARGS)
 	if (i >= 0)
 	{
 		slot = &tsw_shared->slots[i];
-		if (slot->pid != 0 ||
-			(!slot->disabled && !slot->stop_requested && slot->state == TSW_STATE_STARTING) ||
-			(!slot->disabled && !slot->stop_requested && slot->state == TSW_STATE_FAILED &&
-			 tsw_restart_interval >= 0))
+		/* running, or due to run (registered, or exited 1 with a restart due) */
+		if (slot->pid != 0 || slot->last_exit != 0)
 		{
 			LWLockRelease(tsw_shared->lock);
 			ereport(ERROR,
@@ -351,6 +349,7 @@ tsworker_launch(PG_FUNCTION_ARGS)
 		strlcpy(slot->settings, settings, sizeof(slot->settings));
 		strlcpy(slot->status, "{}", sizeof(slot->status));
 	}
+	slot->last_exit = -1;
 	slot->stop_requested = false;
 	slot->disabled = false;
 	slot->recent_failures = 0;
@@ -364,7 +363,10 @@ tsworker_launch(PG_FUNCTION_ARGS)
 		if (slot->dynamic)
 			slot->in_use = false;
 		else
+		{
 			slot->state = TSW_STATE_STOPPED;
+			slot->last_exit = 0;
+		}
 		LWLockRelease(tsw_shared->lock);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -450,9 +452,8 @@ tsworker_wake(PG_FUNCTION_ARGS)
 
 /*
  * tsworker.reload() returns integer: starts again every worker that is not
- * running because it was stopped or disabled after a crash loop (configured
- * workers, and launched ones that are not stopped for good), and returns how
- * many it started.
+ * running and not due to run (stopped by tsworker.stop(), finished, or
+ * disabled after a crash loop), and returns how many it started.
  */
 Datum
 tsworker_reload(PG_FUNCTION_ARGS)
@@ -467,9 +468,10 @@ tsworker_reload(PG_FUNCTION_ARGS)
 		bool		start = false;
 
 		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-		if (slot->in_use && slot->pid == 0 &&
-			(slot->disabled || (!slot->dynamic && slot->state == TSW_STATE_STOPPED)))
+		/* not running and not due to run: stopped, finished, or disabled */
+		if (slot->in_use && slot->pid == 0 && slot->last_exit == 0)
 		{
+			slot->last_exit = -1;
 			slot->disabled = false;
 			slot->stop_requested = false;
 			slot->recent_failures = 0;

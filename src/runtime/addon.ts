@@ -47,6 +47,7 @@ export interface Addon {
   setState(state: SlotState): void;
   noteLoop(): void;
   setError(message: string): void;
+  requestRestart(): void;
   setStatus(json: string): void;
 }
 

@@ -62,7 +62,7 @@ function describe(err: unknown): string {
  * Make `pg-tsworker` resolvable from anywhere, and packages shipped with the
  * runtime too when the module's own node_modules do not have them.
  */
-function setupResolution(runtimeDir: string): void {
+export function setupResolution(runtimeDir: string): void {
   const M = Module as ModuleInternals;
   const index = path.join(runtimeDir, 'dist', 'runtime', 'index.js');
   const shipped = path.join(runtimeDir, 'node_modules');
@@ -115,7 +115,7 @@ function redirectConsole(addon: Addon): void {
   console.trace = (...args: unknown[]) => addon.log(LogLevel.Log, `${format(...args)}\n${new Error().stack ?? ''}`);
 }
 
-function loadDefinition(host: HostInterface): WorkerDefinition<SettingsSpec> {
+export function loadDefinition(host: Pick<HostInterface, 'module' | 'runtimeDir'>): WorkerDefinition<SettingsSpec> {
   const file = host.module;
   if (!fs.existsSync(file)) {
     throw new Error(`module ${file} does not exist (or the server's OS user cannot see it)`);
@@ -165,6 +165,7 @@ export function start(host: HostInterface): (event: HostEvent) => void {
       note = ' (restart: never)';
     } else if (policy === 'always' && code === 0 && !worker?.shutdownRequested) {
       exitCode = 1;
+      addon.requestRestart();
       note = ' (restart: always; starting again after tsworker.restart_interval)';
     }
     if (code !== 0) addon.setError(message.split('\n')[0].slice(0, 1000));

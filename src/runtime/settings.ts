@@ -9,8 +9,15 @@
  * a bad value in postgresql.conf at reload.
  */
 
-/** Units an integer or real setting may be declared in. */
-export type SettingUnit = 'ms' | 's' | 'min' | 'h' | 'd' | 'B' | 'kB' | 'MB' | 'GB' | 'TB';
+/**
+ * Units an integer or real setting may be declared in: PostgreSQL's own
+ * base units, so that the setting is a real configuration parameter with
+ * that unit. postgresql.conf may use any unit of the same kind
+ * (h, d, GB, TB ... too).
+ */
+export type SettingUnit = 'ms' | 's' | 'min' | 'B' | 'kB' | 'MB';
+
+const DECLARABLE_UNITS: readonly string[] = ['ms', 's', 'min', 'B', 'kB', 'MB'];
 
 interface BaseSpec {
   /** One line shown to operators. */
@@ -140,7 +147,10 @@ export function validateSpec(name: string, spec: SettingSpec): void {
   if (!ok[spec.type](spec.default)) {
     throw new TypeError(`setting "${name}": default ${JSON.stringify(spec.default)} does not fit type ${spec.type}`);
   }
-  if ((spec.type === 'int' || spec.type === 'real') && spec.unit && !(spec.unit in TIME_UNITS) && !(spec.unit in MEMORY_UNITS)) {
-    throw new TypeError(`setting "${name}" has unknown unit "${spec.unit}"`);
+  if ((spec.type === 'int' || spec.type === 'real') && spec.unit && !DECLARABLE_UNITS.includes(spec.unit)) {
+    throw new TypeError(`setting "${name}": unit must be one of ${DECLARABLE_UNITS.join(', ')}, not "${spec.unit}"`);
+  }
+  if (spec.type === 'enum' && (!Array.isArray(spec.values) || spec.values.length === 0)) {
+    throw new TypeError(`setting "${name}": an enum needs a non-empty values list`);
   }
 }
