@@ -224,3 +224,61 @@ describe('control plane', () => {
     await c.query(`ALTER EXTENSION pg_tsworker UPDATE`);
   });
 });
+
+// On a quiet cluster of its own: elsewhere, restarting workers make latches
+// fire now and then (sinval catch-up), which would hide a lost wake-up.
+describe('wake-ups', () => {
+  let c: Cluster;
+  let modules: string;
+  const row = async (name: string) =>
+    (await c.query('SELECT * FROM tsworker.workers WHERE name = $1', [name]))[0];
+
+  before(async () => {
+    c = await Cluster.create('wakeups', { start: false });
+    modules = installFixtures(c, 'control');
+    c.appendConf({ shared_preload_libraries: 'pg_tsworker' });
+    await c.start();
+    await c.query('CREATE EXTENSION pg_tsworker');
+  });
+
+  after(async () => {
+    await c?.cleanup();
+  });
+
+  test('a tsworker.wake() during a lock wait inside a query is not lost', async () => {
+    await c.query('CREATE TABLE lockme()');
+    await c.query(`SELECT tsworker.launch('locker', $1)`, [`${modules}/locker.ts`]);
+    const served = async () => Number((await row('locker')).status.served);
+    // Let any wake-up pending from the start be served: the count is stable and the worker waits.
+    let base = -1;
+    await waitFor(
+      async () => {
+        const before = await served();
+        await new Promise((res) => setTimeout(res, 500));
+        const r = await row('locker');
+        if (Number(r.status.served) !== before || r.state !== 'waiting') return false;
+        base = before;
+        return true;
+      },
+      { what: 'locker to settle' },
+    );
+
+    const holder = await c.connect();
+    try {
+      await holder.query('BEGIN; LOCK TABLE lockme IN ACCESS EXCLUSIVE MODE');
+      await holder.query(`SELECT tsworker.wake('locker')`);
+      await new Promise((res) => setTimeout(res, 500));
+      const [act] = (await holder.query(`SELECT wait_event_type FROM pg_stat_activity WHERE backend_type = 'locker'`)).rows;
+      assert.equal(act.wait_event_type, 'Lock', 'the worker waits for the lock inside its query');
+      // This wake-up's latch is reset by the lock wait inside the query.
+      await holder.query(`SELECT tsworker.wake('locker')`);
+      await new Promise((res) => setTimeout(res, 500));
+      await holder.query('COMMIT');
+    } finally {
+      await holder.end();
+    }
+    await waitFor(async () => (await served()) === base + 2, { timeoutMs: 2_000, intervalMs: 50, what: 'both wake-ups served' });
+    await c.query(`SELECT tsworker.stop('locker')`);
+  });
+
+});

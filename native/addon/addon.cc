@@ -306,6 +306,13 @@ NoteLoop(const Napi::CallbackInfo &info)
 	return info.Env().Undefined();
 }
 
+/* wakes(): tsworker.wake() calls so far (a Number; exact below 2^53) */
+Napi::Value
+Wakes(const Napi::CallbackInfo &info)
+{
+	return Napi::Number::New(info.Env(), static_cast<double>(tsw_read_wakes()));
+}
+
 /* requestRestart(): exit 1 is a requested restart, not a failure */
 Napi::Value
 RequestRestart(const Napi::CallbackInfo &info)
@@ -359,6 +366,7 @@ InitModule(Napi::Env env, Napi::Object exports)
 	exports.Set("noteLoop", Napi::Function::New(env, NoteLoop, "noteLoop"));
 	exports.Set("setError", Napi::Function::New(env, SetError, "setError"));
 	exports.Set("requestRestart", Napi::Function::New(env, RequestRestart, "requestRestart"));
+	exports.Set("wakes", Napi::Function::New(env, Wakes, "wakes"));
 	exports.Set("setStatus", Napi::Function::New(env, SetStatus, "setStatus"));
 	return exports;
 }

@@ -643,6 +643,25 @@ tsw_report_loop(void)
 	PG_END_TRY();
 }
 
+uint64_t
+tsw_read_wakes(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile uint64_t wakes = 0;
+
+	PG_TRY();
+	{
+		wakes = tsw_slot_wakes();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	return wakes;
+}
+
 void
 tsw_report_restart(void)
 {

@@ -109,6 +109,7 @@ extern void tsw_log(int level, const char *msg);
 extern void tsw_report_state(int state);
 extern void tsw_report_loop(void);
 extern void tsw_report_restart(void);
+extern uint64_t tsw_read_wakes(void);
 extern void tsw_report_error(const char *message);
 /* Returns -1 if the JSON text is longer than the slot holds (maxlen set). */
 extern int	tsw_report_status(const char *json, int *maxlen);

@@ -67,6 +67,7 @@ extern void tsw_slot_note_loop(void);
 extern void tsw_slot_set_error(const char *message);
 extern void tsw_slot_set_status(const char *json);
 extern void tsw_slot_request_restart(void);
+extern uint64 tsw_slot_wakes(void);
 extern int	tsw_slot_final_exit_code(int code);
 extern const char *tsw_state_name(TswState state);
 

@@ -280,6 +280,25 @@ tsw_slot_set_status(const char *json)
 	LWLockRelease(tsw_shared->lock);
 }
 
+/*
+ * How many times tsworker.wake() was called for this worker.  The runtime
+ * compares it at each w.wait(): a wake whose latch was reset by a wait
+ * inside PostgreSQL (a lock wait during a query) is not lost.
+ */
+uint64
+tsw_slot_wakes(void)
+{
+	TswSlot    *slot = tsw_own_slot();
+	uint64		wakes;
+
+	if (slot == NULL)
+		return 0;
+	LWLockAcquire(tsw_shared->lock, LW_SHARED);
+	wakes = slot->wakes;
+	LWLockRelease(tsw_shared->lock);
+	return wakes;
+}
+
 /* The worker ends cleanly but asks to be started again (restart: always). */
 void
 tsw_slot_request_restart(void)

@@ -32,6 +32,7 @@ typedef struct TswSlot
 	TimestampTz started_at;
 	TimestampTz last_activity;
 	int64		loops;
+	uint64		wakes;			/* tsworker.wake() calls, ever */
 	int32		starts;
 	int32		restarts;
 	char		last_error[TSW_ERROR_MAXLEN];

@@ -432,7 +432,7 @@ tsworker_wake(PG_FUNCTION_ARGS)
 	bool		woken = false;
 
 	tsw_require_shared();
-	LWLockAcquire(tsw_shared->lock, LW_SHARED);
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
 	i = tsw_find_slot(name);
 	if (i < 0)
 	{
@@ -443,6 +443,7 @@ tsworker_wake(PG_FUNCTION_ARGS)
 	}
 	if (tsw_shared->slots[i].pid != 0)
 	{
+		tsw_shared->slots[i].wakes++;
 		SetLatch(&ProcGlobal->allProcs[tsw_shared->slots[i].procno].procLatch);
 		woken = true;
 	}

@@ -48,6 +48,7 @@ export interface Addon {
   noteLoop(): void;
   setError(message: string): void;
   requestRestart(): void;
+  wakes(): number;
   setStatus(json: string): void;
 }
 

@@ -59,6 +59,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   private values: SettingValues<S>;
   private waiters = new Set<Waiter>();
   private latchPending = false;
+  private wakesSeen = 0;
   private stopping = false;
   private listeners: { [E in keyof WorkerEvents]: WorkerEvents[E][] } = { reload: [], shutdown: [] };
   private readonly tx: Transaction;
@@ -77,6 +78,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     this.log = makeLogger(addon);
     this.launched = this.parseLaunchSettings(launchSettings);
     this.values = this.readSettings(undefined);
+    this.wakesSeen = addon.wakes();
     this.status = {
       set: (value) => this.publish({ ...value }),
       update: (value) => this.publish({ ...this.published, ...value }),
@@ -166,6 +168,12 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
       return Promise.reject(new TypeError('wait(): timeout must be a number of milliseconds >= 0'));
     }
     if (this.stopping) return Promise.resolve(false);
+    // A tsworker.wake() whose latch a wait inside PostgreSQL reset is kept.
+    const wakes = this.addon.wakes();
+    if (wakes !== this.wakesSeen) {
+      this.wakesSeen = wakes;
+      this.latchPending = true;
+    }
     if (this.latchPending) {
       this.latchPending = false;
       this.addon.noteLoop();
@@ -243,6 +251,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   /** Host event: the latch was set. */
   onLatch(): void {
+    this.wakesSeen = this.addon.wakes();
     if (this.waiters.size > 0) this.settleAll(true);
     else this.latchPending = true;
   }
