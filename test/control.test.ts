@@ -281,4 +281,15 @@ describe('wake-ups', () => {
     await c.query(`SELECT tsworker.stop('locker')`);
   });
 
+
+  test('pg_stat_activity shows the statement a worker runs through SPI', async () => {
+    const pid = await c.queryOne(`SELECT tsworker.launch('sleeper', $1)`, [`${modules}/sleeper.ts`]);
+    await c.query(`SELECT tsworker.wake('sleeper')`);
+    await c.pollQueryUntil(
+      `SELECT state = 'active' AND query = 'SELECT pg_sleep(1.5) /* sleeper */' AND backend_type = 'sleeper'
+         FROM pg_stat_activity WHERE pid = ${pid}`,
+    );
+    await c.pollQueryUntil(`SELECT state = 'idle' FROM pg_stat_activity WHERE pid = ${pid}`);
+    await c.query(`SELECT tsworker.stop('sleeper')`);
+  });
 });
