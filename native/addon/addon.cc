@@ -153,8 +153,9 @@ CellValue(napi_env env, const TswColumn &col, const TswCell &cell)
 }
 
 /*
- * query(sql, params?) -> { rows, rowCount, command, fields }
+ * query(sql, params?, timeoutMs?) -> { rows, rowCount, command, fields }
  * params: array of string | null, already in PostgreSQL's text form.
+ * timeoutMs: 0 no limit; absent or -1: tsworker.statement_timeout.
  */
 Napi::Value
 Query(const Napi::CallbackInfo &info)
@@ -202,8 +203,13 @@ Query(const Napi::CallbackInfo &info)
 			params[i] = storage[k++].c_str();
 	}
 
+	int			timeout_ms = -1;
+
+	if (info.Length() > 2 && info[2].IsNumber())
+		timeout_ms = info[2].As<Napi::Number>().Int32Value();
+
 	if (tsw_query(sql.c_str(), static_cast<int>(params.size()),
-				  params.empty() ? nullptr : params.data(), &res, &err) != 0)
+				  params.empty() ? nullptr : params.data(), timeout_ms, &res, &err) != 0)
 		return ThrowPgError(env, err);
 
 	Napi::Object out = Napi::Object::New(env);
@@ -306,6 +312,13 @@ NoteLoop(const Napi::CallbackInfo &info)
 	return info.Env().Undefined();
 }
 
+/* shutdownRequested(): SIGTERM arrived */
+Napi::Value
+ShutdownRequested(const Napi::CallbackInfo &info)
+{
+	return Napi::Boolean::New(info.Env(), tsw_shutdown_requested() != 0);
+}
+
 /* wakes(): tsworker.wake() calls so far (a Number; exact below 2^53) */
 Napi::Value
 Wakes(const Napi::CallbackInfo &info)
@@ -367,6 +380,7 @@ InitModule(Napi::Env env, Napi::Object exports)
 	exports.Set("setError", Napi::Function::New(env, SetError, "setError"));
 	exports.Set("requestRestart", Napi::Function::New(env, RequestRestart, "requestRestart"));
 	exports.Set("wakes", Napi::Function::New(env, Wakes, "wakes"));
+	exports.Set("shutdownRequested", Napi::Function::New(env, ShutdownRequested, "shutdownRequested"));
 	exports.Set("setStatus", Napi::Function::New(env, SetStatus, "setStatus"));
 	return exports;
 }

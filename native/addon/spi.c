@@ -36,6 +36,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "postmaster/interrupt.h"
 
 #include "../shim/pg_tsworker.h"
 #include "spi.h"
@@ -422,9 +424,16 @@ tsw_free_result(TswResult *result)
 }
 
 int
-tsw_query(const char *sql, int nparams, const char *const *params,
-		  TswResult **result, TswError **err)
+tsw_shutdown_requested(void)
 {
+	return ShutdownRequestPending ? 1 : 0;
+}
+
+int
+tsw_query(const char *sql, int nparams, const char *const *params,
+		  int timeout_arg, TswResult **result, TswError **err)
+{
+	volatile int timeout_ms = timeout_arg;
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile int rc = 0;
@@ -447,11 +456,23 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 	 */
 	qcxt = AllocSetContextCreate(oldcontext, "pg_tsworker query", ALLOCSET_SMALL_SIZES);
 
+	/* a cancel the SIGTERM handler left behind belongs to an earlier statement */
+	if (tsw_cancel_for_shutdown)
+	{
+		tsw_cancel_for_shutdown = false;
+		QueryCancelPending = false;
+	}
+	if (timeout_ms < 0)
+		timeout_ms = tsw_statement_timeout;
+
 	PG_TRY();
 	{
 		int			spi_rc;
 		SPIPlanPtr	plan = NULL;
 
+		tsw_query_depth++;
+		if (timeout_ms > 0)
+			enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
 		BeginInternalSubTransaction(NULL);
 		in_subxact = true;
 		MemoryContextSwitchTo(oldcontext);
@@ -522,9 +543,15 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 		in_subxact = false;
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
+		if (timeout_ms > 0)
+			disable_timeout(STATEMENT_TIMEOUT, false);
+		tsw_query_depth--;
 	}
 	PG_CATCH();
 	{
+		tsw_query_depth--;
+		if (timeout_ms > 0)
+			disable_timeout(STATEMENT_TIMEOUT, false);
 		if (*result != NULL)
 		{
 			tsw_free_result(*result);
@@ -555,6 +582,12 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 
 	MemoryContextDelete(qcxt);
 	debug_query_string = NULL;
+	if (tsw_cancel_for_shutdown && tsw_query_depth == 0)
+	{
+		/* the statement ended before it noticed the cancel */
+		tsw_cancel_for_shutdown = false;
+		QueryCancelPending = false;
+	}
 	return rc;
 }
 

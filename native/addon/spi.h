@@ -91,9 +91,15 @@ extern int	tsw_commit(TswError **err);
 extern int	tsw_rollback(TswError **err);
 extern int	tsw_in_transaction(void);
 
-/* params[i] == NULL is SQL NULL; values are in their text form. */
+/*
+ * params[i] == NULL is SQL NULL; values are in their text form.
+ * timeout_ms: statement timeout; 0 none, -1 tsworker.statement_timeout.
+ */
 extern int	tsw_query(const char *sql, int nparams, const char *const *params,
-					  TswResult **result, TswError **err);
+					  int timeout_ms, TswResult **result, TswError **err);
+
+/* True once SIGTERM asked the worker to stop. */
+extern int	tsw_shutdown_requested(void);
 extern void tsw_free_result(TswResult *result);
 
 /* *value is NULL when the setting does not exist; free with tsw_free_string. */

@@ -21,8 +21,13 @@
 #include <uv.h>
 #include <v8.h>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "host_pg.h"
@@ -61,19 +66,93 @@ struct HostState
 	std::string settings;
 	bool		dynamic = false;
 	int			recent_failures = 0;
+	double		wakes = 0;
 
 	std::unique_ptr<node::InitializationResult> init;
 	std::unique_ptr<node::MultiIsolatePlatform> platform;
 	std::unique_ptr<node::CommonEnvironmentSetup> setup;
 	Global<Function> dispatch;
+	std::thread watchdog;
+	std::atomic<int> watchdog_fired{0};	/* a WatchdogReason */
 
-	bool exit_requested = false;
-	int exit_code = 0;
-	bool heap_limit_reached = false;
-	size_t heap_limit = 0;
+	bool		exit_requested = false;
+	int			exit_code = 0;
+	bool		heap_limit_reached = false;
+	size_t		heap_limit = 0;
 };
 
 HostState *g_host = nullptr;
+
+enum WatchdogReason
+{
+	kWatchdogIdle = 0,
+	kWatchdogGrace = 1,			/* no exit within terminate_grace of SIGTERM */
+	kWatchdogOrphan = 2			/* the postmaster is gone */
+};
+
+/*
+ * The watchdog thread (created with every signal blocked) stops JavaScript
+ * that does not give control back: a busy loop never reaches the event
+ * loop, so it can see neither SIGTERM nor postmaster death.  Once SIGTERM
+ * has been pending for tsworker.terminate_grace, or the postmaster is gone,
+ * it calls TerminateExecution() (V8 allows that from any thread) and sets
+ * the latch; the loop then logs why and exits with code 1.
+ */
+void
+WatchdogMain(Isolate *isolate)
+{
+	using Clock = std::chrono::steady_clock;
+	bool		shutdown_seen = false;
+	Clock::time_point shutdown_at;
+	int			postmaster = tsw_host_postmaster_pid();
+
+	for (;;)
+	{
+		int			reason = kWatchdogIdle;
+
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		if (g_host->watchdog_fired.load() != kWatchdogIdle)
+			continue;
+		if (getppid() != postmaster)
+			reason = kWatchdogOrphan;
+		else if (tsw_host_shutdown_requested())
+		{
+			if (!shutdown_seen)
+			{
+				shutdown_seen = true;
+				shutdown_at = Clock::now();
+			}
+			if (Clock::now() - shutdown_at >= std::chrono::seconds(tsw_host_terminate_grace()))
+				reason = kWatchdogGrace;
+		}
+		if (reason != kWatchdogIdle)
+		{
+			g_host->watchdog_fired.store(reason);
+			isolate->TerminateExecution();
+			tsw_host_wake();
+		}
+	}
+}
+
+/* If the watchdog fired, log why and ask the loop to exit; true if so. */
+bool
+CheckWatchdog()
+{
+	int			reason = g_host->watchdog_fired.load();
+
+	if (reason == kWatchdogIdle || g_host->exit_requested)
+		return reason != kWatchdogIdle;
+	if (reason == kWatchdogGrace)
+		tsw_host_log(TSW_LOG_WARNING,
+					 ("did not stop within tsworker.terminate_grace (" +
+					  std::to_string(tsw_host_terminate_grace()) +
+					  " s) after SIGTERM; JavaScript terminated").c_str());
+	else
+		tsw_host_log(TSW_LOG_LOG, "postmaster died; JavaScript terminated");
+	g_host->exit_requested = true;
+	g_host->exit_code = 1;
+	return true;
+}
 
 void
 RequestExit(int code)
@@ -165,6 +244,7 @@ MakeHostObject(Isolate *isolate, Local<Context> context)
 	set("launchSettings", str(g_host->settings));
 	set("dynamic", v8::Boolean::New(isolate, g_host->dynamic));
 	set("recentFailures", Integer::New(isolate, g_host->recent_failures));
+	set("wakesAtStart", v8::Number::New(isolate, g_host->wakes));
 	set("finish", FunctionTemplate::New(isolate, HostFinish)->GetFunction(context).ToLocalChecked());
 	return host;
 }
@@ -190,7 +270,7 @@ RunLoop()
 		MaybeLocal<Value> ret = node::LoadEnvironment(env, kBootstrap);
 		Local<Value> fn;
 
-		if (g_host->exit_requested)
+		if (CheckWatchdog() || g_host->exit_requested)
 			return g_host->exit_code;
 		if (!ret.ToLocal(&fn) || !fn->IsFunction())
 		{
@@ -207,7 +287,7 @@ RunLoop()
 		int			events;
 
 		RunPending();
-		if (g_host->exit_requested)
+		if (CheckWatchdog() || g_host->exit_requested)
 			break;
 
 		/*
@@ -241,6 +321,8 @@ RunLoop()
 		}
 		if (events & TSW_EV_LATCH)
 			Dispatch("latch");
+		if (CheckWatchdog())
+			break;
 	}
 	return g_host->exit_code;
 }
@@ -302,6 +384,7 @@ tsw_node_start(const TswHostInfo *info)
 	g_host->settings = info->settings;
 	g_host->dynamic = info->dynamic != 0;
 	g_host->recent_failures = info->recent_failures;
+	g_host->wakes = info->wakes;
 
 	if (info->max_old_space_mb > 0)
 		args.push_back("--max-old-space-size=" + std::to_string(info->max_old_space_mb));
@@ -379,6 +462,9 @@ tsw_node_start(const TswHostInfo *info)
 		while (!done)
 			uv_run(loop, UV_RUN_ONCE);
 	}
+
+	/* also created while every signal is blocked */
+	g_host->watchdog = std::thread(WatchdogMain, g_host->setup->isolate());
 	return 0;
 }
 

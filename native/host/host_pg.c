@@ -43,6 +43,7 @@ static WaitEventSet *tsw_wait_set = NULL;
 static int	tsw_wait_set_fd = -1;
 
 static void tsw_host_on_proc_exit(int code, Datum arg);
+static void tsw_host_sigterm(SIGNAL_ARGS);
 static void tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info);
 static bool tsw_host_on_main_thread(void);
 
@@ -64,7 +65,7 @@ pg_tsworker_host_main(Datum main_arg)
 	char	   *why;
 
 	tsw_main_thread = pthread_self();
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGTERM, tsw_host_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	on_proc_exit(tsw_host_on_proc_exit, (Datum) 0);
 
@@ -102,10 +103,42 @@ pg_tsworker_host_main(Datum main_arg)
 	pgstat_report_appname(tsw_host_name);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
+	/*
+	 * Start with a clear latch: PostgreSQL sets it while the process starts,
+	 * which would make the worker's first w.wait() return at once.  Wakes
+	 * asked with tsworker.wake() since the slot was claimed are not lost:
+	 * the runtime compares the slot's wake count with the one it started
+	 * with.
+	 */
+	ResetLatch(MyLatch);
+
 	code = tsw_node_run();
 	ereport(LOG,
 			(errmsg("tsworker \"%s\": exiting with code %d", tsw_host_name, code)));
 	proc_exit(code);
+}
+
+/*
+ * SIGTERM: shutdown arrives as a flag and a latch event
+ * (SignalHandlerForShutdownRequest), never as a FATAL under JavaScript
+ * frames.  A statement running at that moment is cancelled too, so that a
+ * long query does not hold the shutdown up: it fails with SQLSTATE 57014
+ * and JavaScript sees a PgError.
+ */
+static void
+tsw_host_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	ShutdownRequestPending = true;
+	if (tsw_query_depth > 0)
+	{
+		tsw_cancel_for_shutdown = true;
+		QueryCancelPending = true;
+		InterruptPending = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
 }
 
 /*
@@ -141,6 +174,7 @@ tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info)
 	info->settings = MemoryContextStrdup(TopMemoryContext, slot->settings);
 	info->dynamic = slot->dynamic;
 	info->recent_failures = slot->recent_failures;
+	info->wakes = (double) slot->wakes;
 	info->max_old_space_mb = tsw_max_old_space_mb;
 }
 
@@ -233,6 +267,12 @@ tsw_host_check_interrupts(void)
 }
 
 int
+tsw_host_terminate_grace(void)
+{
+	return tsw_terminate_grace;
+}
+
+int
 tsw_host_shutdown_requested(void)
 {
 	return ShutdownRequestPending ? 1 : 0;
@@ -310,4 +350,18 @@ tsw_host_fatal(const char *msg)
 	}
 	PG_END_TRY();
 	proc_exit(1);
+}
+
+/* Set the latch from the watchdog thread (SetLatch is signal-handler safe). */
+void
+tsw_host_wake(void)
+{
+	SetLatch(MyLatch);
+}
+
+/* The postmaster's pid, for the watchdog thread. */
+int
+tsw_host_postmaster_pid(void)
+{
+	return (int) PostmasterPid;
 }

@@ -28,6 +28,7 @@ typedef struct TswHostInfo
 	const char *settings;		/* JSON object given to tsworker.launch() */
 	int			dynamic;		/* started by tsworker.launch() */
 	int			recent_failures;	/* failures in the crash-loop window */
+	double		wakes;			/* tsworker.wake() count when the slot was claimed */
 	int			max_old_space_mb;	/* 0: V8 default */
 } TswHostInfo;
 
@@ -59,7 +60,16 @@ extern int	tsw_host_wait(int uv_fd, int timeout_ms);
 /* Process interrupts that are safe to handle between JavaScript calls. */
 extern void tsw_host_check_interrupts(void);
 
-/* True once SIGTERM asked the worker to stop. */
+/* Set the process latch; safe from the watchdog thread. */
+extern void tsw_host_wake(void);
+
+/* The postmaster's pid. */
+extern int	tsw_host_postmaster_pid(void);
+
+/* tsworker.terminate_grace, in seconds (read by the watchdog thread). */
+extern int	tsw_host_terminate_grace(void);
+
+/* True once SIGTERM asked the worker to stop (safe from any thread). */
 extern int	tsw_host_shutdown_requested(void);
 
 /* If SIGHUP arrived, reread the configuration files and return 1. */

@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
@@ -34,6 +36,10 @@ int			tsw_max_workers = 16;
 char	   *tsw_module_path = NULL;
 int			tsw_crash_loop_failures = 5;
 int			tsw_crash_loop_window = 60;
+int			tsw_statement_timeout = 0;
+int			tsw_terminate_grace = 5;
+volatile sig_atomic_t tsw_query_depth = 0;
+volatile sig_atomic_t tsw_cancel_for_shutdown = 0;
 
 static bool tsw_check_workers(char **newval, void **extra, GucSource source);
 static bool tsw_check_ident(char **newval, void **extra, GucSource source);
@@ -104,6 +110,24 @@ _PG_init(void)
 							NULL,
 							&tsw_crash_loop_window,
 							60, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("tsworker.statement_timeout",
+							"Longest a statement run by a worker may take; 0 is no limit.",
+							"A statement over it fails with SQLSTATE 57014. A call can set its own timeout.",
+							&tsw_statement_timeout,
+							0, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("tsworker.terminate_grace",
+							"Seconds a worker has to stop after SIGTERM before its JavaScript is terminated.",
+							"Covers busy loops that never wait and main() functions that do not return.",
+							&tsw_terminate_grace,
+							5, 0, 3600,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

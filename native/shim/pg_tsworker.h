@@ -14,6 +14,8 @@
 #ifndef PG_TSWORKER_H
 #define PG_TSWORKER_H
 
+#include <signal.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -55,6 +57,7 @@ typedef struct TswSlotInfo
 	Oid			roleid;			/* InvalidOid: connect as tsworker.role */
 	char		settings[TSW_SETTINGS_MAXLEN];	/* JSON object from tsworker.launch */
 	int			recent_failures;	/* failures in the crash-loop window */
+	uint64		wakes;			/* tsworker.wake() count when claimed */
 } TswSlotInfo;
 
 /*
@@ -91,6 +94,16 @@ extern int	tsw_max_workers;
 extern char *tsw_module_path;
 extern int	tsw_crash_loop_failures;
 extern int	tsw_crash_loop_window;
+extern int	tsw_statement_timeout;
+extern int	tsw_terminate_grace;
+
+/*
+ * Nonzero while the addon runs a statement through SPI: the worker's SIGTERM
+ * handler then also cancels the statement.  tsw_cancel_for_shutdown records
+ * that it did, so that the cancel does not leak into a later statement.
+ */
+extern volatile sig_atomic_t tsw_query_depth;
+extern volatile sig_atomic_t tsw_cancel_for_shutdown;
 
 /*
  * Parse a tsworker.workers value.  Returns the number of entries and sets

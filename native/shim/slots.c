@@ -203,6 +203,7 @@ tsw_slot_claim(int index, TswSlotInfo *info, char **why)
 		info->roleid = slot->roleid;
 		strlcpy(info->settings, slot->settings, sizeof(info->settings));
 		info->recent_failures = slot->recent_failures;
+		info->wakes = slot->wakes;
 	}
 	LWLockRelease(tsw_shared->lock);
 

@@ -41,7 +41,9 @@ export interface Addon {
   commit(): void;
   rollback(): void;
   inTransaction(): boolean;
-  query(sql: string, params?: (string | null)[]): RawResult;
+  /** timeoutMs: 0 no limit; -1 or absent: tsworker.statement_timeout. */
+  query(sql: string, params?: (string | null)[], timeoutMs?: number): RawResult;
+  shutdownRequested(): boolean;
   getSetting(name: string): string | null;
   log(level: LogLevel, message: string): void;
   setState(state: SlotState): void;

@@ -21,6 +21,15 @@ export type QueryResult<R extends Row = Row> = R[] & {
   readonly fields: readonly FieldInfo[];
 };
 
+/** Options of one statement. */
+export interface QueryOptions {
+  /**
+   * Milliseconds the statement may take; over it, it fails with a PgError of
+   * code 57014. 0 is no limit. Default: tsworker.statement_timeout.
+   */
+  timeout?: number;
+}
+
 /** Runs statements inside one open transaction. */
 export interface Transaction {
   /**
@@ -29,7 +38,7 @@ export interface Transaction {
    * from the statement. A SQL error throws a `PgError` and undoes only this
    * statement: the transaction can go on.
    */
-  query<R extends Row = Row>(sql: string, params?: readonly Param[]): QueryResult<R>;
+  query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R>;
 }
 
 /** Server log output of a worker; each line names the worker. */
@@ -87,7 +96,11 @@ export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
   readonly settings: Readonly<SettingValues<S>>;
   /** Logging to the server log. */
   readonly log: Logger;
-  /** True once the server has asked the worker to stop. */
+  /**
+   * True once the server has asked the worker to stop (SIGTERM). A statement
+   * running at that moment is cancelled (PgError 57014); if main() then
+   * ends with that error, the worker still stops cleanly.
+   */
   readonly shutdownRequested: boolean;
   /**
    * Wait until the worker's latch is set (`tsworker.wake()`, a signal), the
@@ -103,7 +116,7 @@ export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
    */
   transaction<T>(fn: (tx: Transaction) => T): T;
   /** Run one statement in a transaction of its own. */
-  query<R extends Row = Row>(sql: string, params?: readonly Param[]): QueryResult<R>;
+  query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R>;
   /** The JSON status shown in `tsworker.workers.status`. */
   readonly status: WorkerStatus;
   /** Current value of any configuration parameter, or null if it does not exist. */

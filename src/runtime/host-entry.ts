@@ -33,6 +33,8 @@ export interface HostInterface {
   dynamic: boolean;
   /** Failures of this worker within tsworker.crash_loop_window, before this start. */
   recentFailures: number;
+  /** tsworker.wake() count of the slot when this run claimed it. */
+  wakesAtStart: number;
   /** Leave the loop and exit the process with this code (0 or 1). */
   finish(code: number): void;
 }
@@ -193,7 +195,7 @@ export function start(host: HostInterface): (event: HostEvent) => void {
   try {
     const def = loadDefinition(host);
     policy = def.restart;
-    worker = new Worker(addon, host.name, def, host.launchSettings);
+    worker = new Worker(addon, host.name, def, host.launchSettings, host.wakesAtStart);
     const w = worker;
     addon.log(LogLevel.Debug, `module ${host.module} loaded`);
     const delay = backoffDelay(host.recentFailures, def.backoffMax);
@@ -211,7 +213,13 @@ export function start(host: HostInterface): (event: HostEvent) => void {
             w.shutdownRequested ? 'stopped on shutdown request' : 'main() returned; worker finished',
             LogLevel.Log,
           ),
-        (err) => fail('worker failed', err),
+        (err) => {
+          if (w.shutdownRequested && err instanceof PgError && err.code === '57014') {
+            finish(0, 'stopped on shutdown request (its running statement was cancelled)', LogLevel.Log);
+          } else {
+            fail('worker failed', err);
+          }
+        },
       );
   } catch (err) {
     fail(`could not load module ${host.module}`, err);

@@ -9,6 +9,7 @@ import { LogLevel, SlotState, type Addon, type RawResult } from './addon';
 import type {
   Json,
   Logger,
+  QueryOptions,
   QueryResult,
   Row,
   Transaction,
@@ -71,21 +72,22 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
    * @param launchSettings JSON object given to tsworker.launch(): values
    *   that take precedence over configuration parameters.
    */
-  constructor(addon: Addon, name: string, def: WorkerDefinition<S>, launchSettings = '{}') {
+  constructor(addon: Addon, name: string, def: WorkerDefinition<S>, launchSettings = '{}', wakesAtStart = 0) {
     this.addon = addon;
     this.name = name;
     this.spec = def.settings;
     this.log = makeLogger(addon);
     this.launched = this.parseLaunchSettings(launchSettings);
     this.values = this.readSettings(undefined);
-    this.wakesSeen = addon.wakes();
+    this.wakesSeen = wakesAtStart;
     this.status = {
       set: (value) => this.publish({ ...value }),
       update: (value) => this.publish({ ...this.published, ...value }),
       get: () => ({ ...this.published }),
     };
     this.tx = {
-      query: <R extends Row = Row>(sql: string, params?: readonly Param[]) => this.runQuery<R>(sql, params),
+      query: <R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions) =>
+        this.runQuery<R>(sql, params, options),
     };
   }
 
@@ -94,7 +96,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   }
 
   get shutdownRequested(): boolean {
-    return this.stopping;
+    return this.stopping || this.addon.shutdownRequested();
   }
 
   /** Configuration parameter `tsworker_<worker>.<setting>` of a declared setting. */
@@ -167,7 +169,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0))) {
       return Promise.reject(new TypeError('wait(): timeout must be a number of milliseconds >= 0'));
     }
-    if (this.stopping) return Promise.resolve(false);
+    if (this.shutdownRequested) return Promise.resolve(false);
     // A tsworker.wake() whose latch a wait inside PostgreSQL reset is kept.
     const wakes = this.addon.wakes();
     if (wakes !== this.wakesSeen) {
@@ -221,17 +223,25 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     return result;
   }
 
-  query<R extends Row = Row>(sql: string, params?: readonly Param[]): QueryResult<R> {
-    return this.transaction((tx) => tx.query<R>(sql, params));
+  query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
+    return this.transaction((tx) => tx.query<R>(sql, params, options));
   }
 
-  private runQuery<R extends Row>(sql: string, params?: readonly Param[]): QueryResult<R> {
+  private runQuery<R extends Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
     if (typeof sql !== 'string') throw new TypeError('query(sql, params): sql must be a string');
-    if (params !== undefined && !Array.isArray(params)) throw new TypeError('query(sql, params): params must be an array');
+    if (params !== undefined && params !== null && !Array.isArray(params)) {
+      throw new TypeError('query(sql, params): params must be an array');
+    }
+    const timeout = options?.timeout;
+    if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0) || timeout > 2 ** 31 - 1)) {
+      throw new TypeError('query(): options.timeout must be a number of milliseconds >= 0');
+    }
     if (!this.addon.inTransaction()) {
       throw new Error('query(): the transaction has ended; run queries inside the transaction callback');
     }
-    return toResult<R>(this.addon.query(sql, params && params.length > 0 ? formatParams(params) : undefined));
+    return toResult<R>(
+      this.addon.query(sql, params && params.length > 0 ? formatParams(params) : undefined, timeout === undefined ? -1 : Math.ceil(timeout)),
+    );
   }
 
   setting(name: string): string | null {

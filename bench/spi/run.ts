@@ -1,0 +1,514 @@
+/**
+ * bench/spi/run.ts — the SPI benchmark driver (started by bench/spi/run).
+ *
+ * One temporary cluster, the same tables and statements, four systems side
+ * by side, interleaved:
+ *   ts        the TypeScript worker (worker.ts) through pg-tsworker's bindings
+ *   c         a C dynamic background worker doing the same SPI calls (tsw_bench_c)
+ *   external  a separate Node process using `pg` over the Unix socket (external.ts)
+ *   plpgsql   the same loop in PL/pgSQL (plpgsql.sql), where it applies
+ * Each measurement is repeated (3 times by default) and the median is shown.
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import type pg from 'pg';
+
+import { Cluster } from '../../test/harness/cluster';
+
+const HERE = __dirname;
+const TOP = path.resolve(HERE, '..', '..');
+
+type System = 'ts' | 'c' | 'external' | 'plpgsql';
+type Workload = 'select1' | 'insert' | 'read' | 'lookup';
+
+const SYSTEMS: System[] = ['ts', 'c', 'external', 'plpgsql'];
+const WORKLOADS: Workload[] = ['select1', 'insert', 'read', 'lookup'];
+/** Workloads where each iteration is one statement: external/TS is judged on these. */
+const PER_STATEMENT: Workload[] = ['select1', 'insert', 'lookup'];
+const TARGET_TS_C = 1.5;
+const TARGET_EXT_TS = 15;
+
+interface Sizes {
+  select1: number;
+  insert: number;
+  /** rows of bench_read (the read workload reads them all) */
+  read: number;
+  lookup: number;
+}
+const FULL: Sizes = { select1: 20_000, insert: 100_000, read: 1_000_000, lookup: 100_000 };
+const QUICK: Sizes = { select1: 2_000, insert: 10_000, read: 100_000, lookup: 10_000 };
+
+const USAGE = `usage: bench/spi/run [--quick] [--reps N] [--only w1,w2] [--check] [--help]
+
+Runs the pg_tsworker SPI benchmark in a temporary cluster and prints a table:
+the median seconds of each workload for the TypeScript worker, a C background
+worker doing the same SPI calls, an external Node process using pg over the
+Unix socket and PL/pgSQL, with the TS/C and external/TS ratios.
+
+  --quick        small sizes (select1 ${QUICK.select1}, insert ${QUICK.insert}, read ${QUICK.read} rows, lookup ${QUICK.lookup}): a smoke run
+  --reps N       measurements per system and workload (default 3; the median is shown)
+  --only LIST    run only these workloads (comma-separated: ${WORKLOADS.join(',')})
+  --check        exit with status 2 when a target is missed
+  --help         this text
+
+Default sizes: select1 ${FULL.select1}, insert ${FULL.insert}, read ${FULL.read} rows, lookup ${FULL.lookup}.
+Builds and installs bench/spi (make -C bench/spi install) first; needs root
+or a user who may write PostgreSQL's directories. PG_TSWORKER_KEEP_TMP=1 keeps
+the cluster's directory (server stopped) for a look at its log.
+`;
+
+interface Options {
+  sizes: Sizes;
+  quick: boolean;
+  reps: number;
+  only: Workload[];
+  check: boolean;
+}
+
+function parseOptions(argv: string[]): Options {
+  const opts: Options = { sizes: FULL, quick: false, reps: 3, only: WORKLOADS, check: false };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
+    const value = () => inline ?? argv[++i] ?? '';
+    switch (flag) {
+      case '-h':
+      case '--help':
+        process.stdout.write(USAGE);
+        process.exit(0);
+        break;
+      case '--quick':
+        opts.quick = true;
+        opts.sizes = QUICK;
+        break;
+      case '--reps': {
+        const r = Number(value());
+        if (!Number.isInteger(r) || r < 1) throw new Error('--reps needs a positive integer');
+        opts.reps = r;
+        break;
+      }
+      case '--only': {
+        const ws = value().split(',').map((s) => s.trim()).filter(Boolean);
+        for (const w of ws) if (!WORKLOADS.includes(w as Workload)) throw new Error(`unknown workload "${w}"`);
+        opts.only = WORKLOADS.filter((w) => ws.includes(w));
+        break;
+      }
+      case '--check':
+        opts.check = true;
+        break;
+      default:
+        throw new Error(`unknown argument "${argv[i]}"\n\n${USAGE}`);
+    }
+  }
+  return opts;
+}
+
+function sh(file: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      file,
+      args,
+      { cwd: opts.cwd ?? TOP, timeout: opts.timeoutMs ?? 600_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        if (err) {
+          reject(new Error(`${[file, ...args].join(' ')} failed: ${err.message}\n${stdout}${stderr}`));
+          return;
+        }
+        resolve(stdout);
+      },
+    );
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** The lookup checksum every system must report: sum of length(t) over the PRNG's ids. */
+function expectedLookupChecksum(n: number, rows: number): bigint {
+  let x = 42;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) & 0x7fffffff;
+    const id = 1 + (x % rows);
+    total += `text-${id}`.length + (id % 23);
+  }
+  return BigInt(total);
+}
+
+interface Measurement {
+  seconds: number;
+  checksum: bigint;
+}
+
+class Bench {
+  private workerDir = '';
+
+  constructor(
+    private readonly cluster: Cluster,
+    private readonly db: pg.Client,
+    private readonly opts: Options,
+  ) {}
+
+  static async setUp(cluster: Cluster, db: pg.Client, opts: Options): Promise<Bench> {
+    const b = new Bench(cluster, db, opts);
+    // worker.ts where the server's OS user can read it (the checkout may not be).
+    b.workerDir = path.join(cluster.baseDir, 'bench');
+    fs.mkdirSync(b.workerDir, { mode: 0o755 });
+    fs.chmodSync(b.workerDir, 0o755);
+    fs.copyFileSync(path.join(HERE, 'worker.ts'), path.join(b.workerDir, 'worker.ts'));
+    fs.chmodSync(path.join(b.workerDir, 'worker.ts'), 0o644);
+
+    await db.query('CREATE EXTENSION pg_tsworker');
+    await db.query('CREATE EXTENSION tsw_bench_c');
+    await db.query(`CREATE TABLE tsw_bench_results(
+      id bigserial PRIMARY KEY, system text NOT NULL, workload text NOT NULL, n int NOT NULL,
+      seconds float8 NOT NULL, checksum int8, token int8, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+    await db.query('CREATE TABLE bench_ins(id int8, v text)');
+    await db.query('CREATE TABLE bench_read(id int8, n numeric, f float8, t text, ts timestamptz, b bool)');
+    const rows = opts.sizes.read;
+    process.stderr.write(`filling bench_read with ${rows} rows ...\n`);
+    await db.query(
+      `INSERT INTO bench_read
+       SELECT i, round(i * 1.6180339887, 4), i / 7.0::float8, 'text-' || i || repeat('x', (i % 23)::int),
+              timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second', i % 2 = 0
+       FROM generate_series(1, $1::int8) AS i`,
+      [rows],
+    );
+    await db.query('ALTER TABLE bench_read ADD PRIMARY KEY (id)');
+    await db.query('VACUUM (FREEZE, ANALYZE) bench_read');
+    await db.query('CHECKPOINT');
+    await db.query(fs.readFileSync(path.join(HERE, 'plpgsql.sql'), 'utf8'));
+    // Warm shared buffers so that the first system does not pay for reading the table in.
+    await db.query('SELECT count(*), sum(length(t)) FROM bench_read');
+    return b;
+  }
+
+  n(w: Workload): number {
+    return this.opts.sizes[w];
+  }
+
+  expected(w: Workload): bigint {
+    switch (w) {
+      case 'select1':
+      case 'insert':
+        return BigInt(this.n(w));
+      case 'read':
+        return BigInt(this.opts.sizes.read);
+      case 'lookup':
+        return expectedLookupChecksum(this.n(w), this.opts.sizes.read);
+    }
+  }
+
+  async prepare(w: Workload): Promise<void> {
+    if (w === 'insert') await this.db.query('TRUNCATE bench_ins');
+  }
+
+  async verify(w: Workload, system: System, m: Measurement): Promise<void> {
+    const want = this.expected(w);
+    if (m.checksum !== want) {
+      throw new Error(`${system} ${w}: checksum ${m.checksum}, expected ${want}: the systems did not do the same work`);
+    }
+    if (w === 'insert') {
+      const got = Number((await this.db.query('SELECT count(*) AS c FROM bench_ins')).rows[0].c);
+      if (got !== this.n(w)) throw new Error(`${system} insert: bench_ins holds ${got} rows, expected ${this.n(w)}`);
+    }
+  }
+
+  async run(system: System, w: Workload): Promise<Measurement> {
+    await this.prepare(w);
+    let m: Measurement;
+    switch (system) {
+      case 'ts':
+        m = await this.runTs(w);
+        break;
+      case 'c':
+        m = await this.runC(w);
+        break;
+      case 'external':
+        m = await this.runExternal(w);
+        break;
+      case 'plpgsql':
+        m = await this.runPlpgsql(w);
+        break;
+    }
+    await this.verify(w, system, m);
+    return m;
+  }
+
+  private async runTs(w: Workload): Promise<Measurement> {
+    const before = (await this.db.query('SELECT coalesce(max(id), 0) AS m FROM tsw_bench_results')).rows[0].m as string;
+    const logOffset = this.cluster.logOffset();
+    await this.db.query(`SELECT tsworker.launch('bench_ts', $1, $2::jsonb)`, [
+      path.join(this.workerDir, 'worker.ts'),
+      JSON.stringify({ workload: w, n: this.n(w) }),
+    ]);
+    const deadline = Date.now() + 600_000;
+    for (;;) {
+      const st = (
+        await this.db.query(`SELECT state, last_error FROM tsworker.workers WHERE name = 'bench_ts'`)
+      ).rows[0] as { state: string; last_error: string | null } | undefined;
+      if (st?.state === 'stopped') break;
+      if (st?.state === 'failed') {
+        throw new Error(
+          `TypeScript worker failed on ${w}: ${st.last_error}\n--- server log ---\n` +
+            this.cluster.readLog(logOffset).split('\n').slice(-30).join('\n'),
+        );
+      }
+      if (Date.now() > deadline) throw new Error(`TypeScript worker did not finish ${w} within 600 s`);
+      await sleep(20);
+    }
+    const row = (
+      await this.db.query(
+        `SELECT seconds, checksum FROM tsw_bench_results WHERE system = 'ts' AND workload = $1 AND id > $2
+         ORDER BY id DESC LIMIT 1`,
+        [w, before],
+      )
+    ).rows[0] as { seconds: number; checksum: string } | undefined;
+    if (!row) {
+      throw new Error(
+        `TypeScript worker stopped without a result for ${w}\n--- server log ---\n` +
+          this.cluster.readLog(logOffset).split('\n').slice(-30).join('\n'),
+      );
+    }
+    return { seconds: row.seconds, checksum: BigInt(row.checksum) };
+  }
+
+  private async runC(w: Workload): Promise<Measurement> {
+    const logOffset = this.cluster.logOffset();
+    let seconds: number;
+    try {
+      seconds = (await this.db.query('SELECT tsw_bench_c.run($1, $2) AS s', [w, this.n(w)])).rows[0].s as number;
+    } catch (err) {
+      throw new Error(
+        `C worker failed on ${w}: ${(err as Error).message}\n--- server log ---\n` +
+          this.cluster.readLog(logOffset).split('\n').slice(-30).join('\n'),
+      );
+    }
+    const row = (
+      await this.db.query(
+        `SELECT checksum FROM tsw_bench_results WHERE system = 'c' AND workload = $1 ORDER BY id DESC LIMIT 1`,
+        [w],
+      )
+    ).rows[0] as { checksum: string };
+    return { seconds, checksum: BigInt(row.checksum) };
+  }
+
+  private async runExternal(w: Workload): Promise<Measurement> {
+    const out = await sh(process.execPath, [
+      '--import',
+      'tsx',
+      path.join(HERE, 'external.ts'),
+      '--host',
+      this.cluster.host,
+      '--port',
+      String(this.cluster.port),
+      '--workload',
+      w,
+      '--n',
+      String(this.n(w)),
+    ]);
+    const r = JSON.parse(out.trim().split('\n').pop() ?? '') as { seconds: number; checksum: string };
+    const m = { seconds: r.seconds, checksum: BigInt(r.checksum) };
+    await this.record('external', w, m);
+    return m;
+  }
+
+  private async runPlpgsql(w: Workload): Promise<Measurement> {
+    const sql =
+      w === 'read' ? 'SELECT seconds, checksum FROM bench_pl_read()' : `SELECT seconds, checksum FROM bench_pl_${w}($1)`;
+    const r = (await this.db.query(sql, w === 'read' ? [] : [this.n(w)])).rows[0] as { seconds: number; checksum: string };
+    const m = { seconds: r.seconds, checksum: BigInt(r.checksum) };
+    await this.record('plpgsql', w, m);
+    return m;
+  }
+
+  /** Keep every measurement in tsw_bench_results (the workers write their own rows). */
+  private async record(system: System, w: Workload, m: Measurement): Promise<void> {
+    await this.db.query(
+      'INSERT INTO tsw_bench_results(system, workload, n, seconds, checksum) VALUES ($1, $2, $3, $4, $5)',
+      [system, w, this.n(w), m.seconds, m.checksum.toString()],
+    );
+  }
+}
+
+// ---------------------------------------------------------------- output
+
+function fmtSeconds(s: number | undefined): string {
+  if (s === undefined) return '-';
+  if (s >= 100) return `${s.toFixed(0)} s`;
+  if (s >= 10) return `${s.toFixed(1)} s`;
+  if (s >= 1) return `${s.toFixed(2)} s`;
+  return `${(s * 1000).toFixed(s >= 0.1 ? 0 : s >= 0.01 ? 1 : 2)} ms`;
+}
+
+function fmtMicros(s: number | undefined, n: number): string {
+  if (s === undefined) return '-';
+  const us = (s / n) * 1e6;
+  return us >= 100 ? `${us.toFixed(0)} µs` : us >= 10 ? `${us.toFixed(1)} µs` : `${us.toFixed(2)} µs`;
+}
+
+function fmtRatio(r: number | undefined): string {
+  if (r === undefined || !Number.isFinite(r)) return '-';
+  return r >= 100 ? `${r.toFixed(0)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`;
+}
+
+function table(header: string[], rows: string[][], rightAlign: boolean[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (rightAlign[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('-+-'), ...rows.map(line)].join('\n');
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const t0 = Date.now();
+  const loadBefore = os.loadavg()[0];
+  if (loadBefore > 0.5) {
+    process.stderr.write(
+      `warning: load average ${loadBefore.toFixed(2)} before the run: other work on this machine makes the numbers noisy\n`,
+    );
+  }
+
+  process.stderr.write('building and installing bench/spi (tsw_bench_c) ...\n');
+  await sh('make', ['-s', '-C', HERE, 'install']);
+
+  process.stderr.write('creating the cluster ...\n');
+  const cluster = await Cluster.create('spibench', {
+    conf: {
+      shared_preload_libraries: 'pg_tsworker',
+      max_worker_processes: 16,
+      // The whole bench_read table (about 100 MB at 1M rows) stays in shared buffers.
+      shared_buffers: '512MB',
+      // No autovacuum or autoanalyze running beside a measurement on this 2-core machine.
+      autovacuum: false,
+      // The TypeScript worker's read returns all rows at once (no cursors
+      // in the runtime yet): 1M rows do not fit in the default 256 MB heap.
+      'tsworker.max_old_space_mb': 4096,
+      'tsworker.restart_interval': -1,
+    },
+  });
+  let db: pg.Client | undefined;
+  const onSignal = () => {
+    process.stderr.write('\ninterrupted: removing the cluster\n');
+    void cluster.cleanup().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let missed = false;
+  try {
+    db = await cluster.connect({ applicationName: 'tsw_bench_run' });
+    const version = (await db.query('SHOW server_version')).rows[0].server_version as string;
+    const bench = await Bench.setUp(cluster, db, opts);
+
+    const results = new Map<string, number[]>();
+    const key = (s: System, w: Workload) => `${s}/${w}`;
+    for (const w of opts.only) {
+      for (let rep = 0; rep < opts.reps; rep++) {
+        // Interleave the systems and rotate who goes first in each round.
+        const order = SYSTEMS.map((_, i) => SYSTEMS[(i + rep) % SYSTEMS.length]);
+        for (const s of order) {
+          const m = await bench.run(s, w);
+          const k = key(s, w);
+          results.set(k, [...(results.get(k) ?? []), m.seconds]);
+          process.stderr.write(`  ${w.padEnd(7)} ${s.padEnd(8)} run ${rep + 1}/${opts.reps}: ${fmtSeconds(m.seconds)}\n`);
+        }
+      }
+    }
+
+    const med = (s: System, w: Workload) => {
+      const xs = results.get(key(s, w));
+      return xs && xs.length ? median(xs) : undefined;
+    };
+    const sizes = opts.sizes;
+    const nOf = (w: Workload) => sizes[w];
+    const header = ['workload', 'N', 'TS worker', 'C worker', 'external pg', 'PL/pgSQL', 'TS/C', 'external/TS'];
+    const align = [false, true, true, true, true, true, true, true];
+    const rows: string[][] = [];
+    const perOp: string[][] = [];
+    const spread: string[][] = [];
+    const spreadOf = (s: System, w: Workload) => {
+      const xs = results.get(key(s, w));
+      return xs && xs.length > 1 ? `${fmtRatio(Math.max(...xs) / Math.min(...xs))}` : '-';
+    };
+    const verdicts: string[] = [];
+    for (const w of opts.only) {
+      const ts = med('ts', w);
+      const c = med('c', w);
+      const ext = med('external', w);
+      const pl = med('plpgsql', w);
+      const tsC = ts !== undefined && c ? ts / c : undefined;
+      const extTs = ext !== undefined && ts ? ext / ts : undefined;
+      const plLabel = w === 'select1' ? ' (1 txn)' : '';
+      const nLabel = w === 'read' ? `${nOf(w)} rows` : String(nOf(w));
+      rows.push([w, nLabel, fmtSeconds(ts), fmtSeconds(c), fmtSeconds(ext), fmtSeconds(pl) + plLabel, fmtRatio(tsC), fmtRatio(extTs)]);
+      perOp.push([
+        w,
+        w === 'read' ? 'per row' : 'per statement',
+        fmtMicros(ts, nOf(w)),
+        fmtMicros(c, nOf(w)),
+        fmtMicros(ext, nOf(w)),
+        fmtMicros(pl, nOf(w)) + plLabel,
+      ]);
+      spread.push([w, spreadOf('ts', w), spreadOf('c', w), spreadOf('external', w), spreadOf('plpgsql', w)]);
+      const okTsC = tsC !== undefined && tsC <= TARGET_TS_C;
+      verdicts.push(`TS/C ${w} ${fmtRatio(tsC)} ${okTsC ? 'ok' : `MISSED (> ${TARGET_TS_C}x)`}`);
+      if (!okTsC) missed = true;
+      if (PER_STATEMENT.includes(w)) {
+        const okExt = extTs !== undefined && extTs >= TARGET_EXT_TS;
+        verdicts.push(`external/TS ${w} ${fmtRatio(extTs)} ${okExt ? 'ok' : `MISSED (< ${TARGET_EXT_TS}x)`}`);
+        if (!okExt) missed = true;
+      }
+    }
+
+    const out: string[] = [];
+    out.push('');
+    out.push(
+      `pg_tsworker SPI benchmark — PostgreSQL ${version}, ${os.cpus().length} CPUs, ` +
+        `median of ${opts.reps} run${opts.reps === 1 ? '' : 's'}${opts.quick ? ' (--quick sizes)' : ''}`,
+    );
+    out.push('');
+    out.push('Time for the whole workload (lower is better):');
+    out.push(table(header, rows, align));
+    out.push('');
+    out.push('Per statement (per row for read):');
+    out.push(table(['workload', 'unit', 'TS worker', 'C worker', 'external pg', 'PL/pgSQL'], perOp, [false, false, true, true, true, true]));
+    out.push('');
+    if (opts.reps > 1) {
+      out.push(`Spread: slowest / fastest of the ${opts.reps} runs (large values: a noisy machine):`);
+      out.push(table(['workload', 'TS worker', 'C worker', 'external pg', 'PL/pgSQL'], spread, [false, true, true, true, true]));
+      out.push('');
+    }
+    out.push('(1 txn): PL/pgSQL runs every SELECT 1 inside the one transaction of the function call,');
+    out.push('         the other systems commit after each one: not comparable.');
+    out.push('');
+    out.push(`Targets: TS/C <= ${TARGET_TS_C}x on every workload; external/TS >= ${TARGET_EXT_TS}x on ${PER_STATEMENT.join(', ')}.`);
+    for (const v of verdicts) out.push(`  ${v}`);
+    const partial = opts.only.length !== WORKLOADS.length ? ' (only the workloads run)' : '';
+    out.push(missed ? `Targets NOT met${partial}.` : `Targets met${partial}.`);
+    out.push('');
+    const loadAfter = os.loadavg()[0];
+    out.push(
+      `Total run time ${((Date.now() - t0) / 1000).toFixed(0)} s; 1-minute load average ` +
+        `${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (the benchmark itself keeps about 1-2 CPUs busy).`,
+    );
+    process.stdout.write(out.join('\n') + '\n');
+  } finally {
+    await db?.end().catch(() => undefined);
+    await cluster.cleanup();
+  }
+  if (missed && opts.check) process.exit(2);
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  process.exit(1);
+});

@@ -1,0 +1,88 @@
+/**
+ * [spi] Statements, limits and interrupts through the bindings, on a real
+ * cluster.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { Cluster, pidAlive, waitFor } from './harness/cluster';
+import { CRASH_RESTART, installFixtures, logLines } from './helpers';
+
+describe('interrupts and limits', () => {
+  let c: Cluster;
+  let dir: string;
+
+  before(async () => {
+    c = await Cluster.create('spi-interrupts', { start: false });
+    dir = installFixtures(c, 'spi');
+    c.appendConf({
+      shared_preload_libraries: 'pg_tsworker',
+      'tsworker.statement_timeout': '300ms',
+      'tsworker.terminate_grace': '1s',
+      'tsworker.restart_interval': -1,
+    });
+    await c.start();
+    await c.query('CREATE EXTENSION pg_tsworker; CREATE TABLE spi_report(step text, value text)');
+  });
+
+  after(async () => {
+    await c?.cleanup();
+  });
+
+  test('tsworker.statement_timeout and a per-call timeout cancel statements with SQLSTATE 57014', async () => {
+    await c.query(`SELECT tsworker.launch('timeouts', $1)`, [`${dir}/timeouts.ts`]);
+    await c.pollQueryUntil(`SELECT count(*) = 1 FROM spi_report WHERE step = 'done'`, 't', { timeoutMs: 20_000 });
+    const rows = Object.fromEntries((await c.query('SELECT step, value FROM spi_report')).map((r) => [r.step, JSON.parse(r.value)]));
+    assert.equal(rows.guc.ok, false);
+    assert.equal(rows.guc.code, '57014');
+    assert.equal(rows.guc.message, 'canceling statement due to statement timeout');
+    assert.ok(rows.guc.ms >= 250 && rows.guc.ms < 2000, `guc timeout after ${rows.guc.ms} ms`);
+    assert.equal(rows.option.code, '57014');
+    assert.ok(rows.option.ms < 250, `per-call timeout after ${rows.option.ms} ms`);
+    assert.equal(rows.unlimited.ok, true, 'timeout 0 is no limit');
+    assert.equal(rows.after.ok, true, 'the worker goes on after a timeout');
+    await c.query(`SELECT tsworker.stop('timeouts')`);
+  });
+
+  test('SIGTERM during a long statement ends the statement and the worker within 2 s', async () => {
+    const pid = await c.queryOne(`SELECT tsworker.launch('longquery', $1)`, [`${dir}/longquery.ts`]);
+    await c.pollQueryUntil(`SELECT state = 'waiting' FROM tsworker.workers WHERE name = 'longquery'`);
+    await c.query(`SELECT tsworker.wake('longquery')`);
+    await c.pollQueryUntil(`SELECT query = 'SELECT pg_sleep(60)' AND state = 'active' FROM pg_stat_activity WHERE pid = ${pid}`);
+    const off = c.logOffset();
+    const start = Date.now();
+    process.kill(pid, 'SIGTERM');
+    await waitFor(() => !pidAlive(pid), { timeoutMs: 5_000, intervalMs: 20, what: 'the worker to exit' });
+    const ms = Date.now() - start;
+    assert.ok(ms < 2000, `worker exited ${ms} ms after SIGTERM`);
+    await c.waitForLog(/tsworker "longquery": stopped on shutdown request \(its running statement was cancelled\)/, off);
+    await c.waitForLog(/tsworker "longquery": exiting with code 0/, off);
+  });
+
+  test('a busy loop is terminated tsworker.terminate_grace after SIGTERM, without a crash-restart', async () => {
+    const pid = await c.queryOne(`SELECT tsworker.launch('busy', $1)`, [`${dir}/busy.ts`]);
+    await c.pollQueryUntil(`SELECT state = 'waiting' FROM tsworker.workers WHERE name = 'busy'`);
+    await c.query(`SELECT tsworker.wake('busy')`);
+    await c.pollQueryUntil(`SELECT (status->>'spinning')::bool FROM tsworker.workers WHERE name = 'busy'`);
+    const off = c.logOffset();
+    const start = Date.now();
+    await c.query(`SELECT tsworker.stop('busy')`);
+    await waitFor(() => !pidAlive(pid), { timeoutMs: 10_000, intervalMs: 20, what: 'the busy worker to exit' });
+    const ms = Date.now() - start;
+    assert.ok(ms >= 900 && ms < 3000, `busy worker ended ${ms} ms after SIGTERM (grace 1 s)`);
+    await c.waitForLog(/tsworker "busy": did not stop within tsworker\.terminate_grace \(1 s\) after SIGTERM; JavaScript terminated/, off);
+    assert.deepEqual(logLines(c, CRASH_RESTART), []);
+    assert.equal(await c.queryOne('SELECT 1'), 1);
+  });
+
+  test('a busy loop does not outlive a SIGKILLed postmaster', async () => {
+    const pid = await c.queryOne(`SELECT tsworker.launch('busy2', $1)`, [`${dir}/busy.ts`]);
+    await c.pollQueryUntil(`SELECT state = 'waiting' FROM tsworker.workers WHERE name = 'busy2'`);
+    await c.query(`SELECT tsworker.wake('busy2')`);
+    await c.pollQueryUntil(`SELECT (status->>'spinning')::bool FROM tsworker.workers WHERE name = 'busy2'`);
+    const start = Date.now();
+    await c.kill9({ waitChildren: false });
+    await waitFor(() => !pidAlive(pid), { timeoutMs: 5_000, intervalMs: 20, what: 'the busy worker to exit' });
+    console.log(`# spinning worker gone ${Date.now() - start} ms after the postmaster's SIGKILL`);
+  });
+});
