@@ -110,6 +110,7 @@ tsw_shmem_startup(void)
 			strlcpy(slot->status, "{}", sizeof(slot->status));
 			slot->state = TSW_STATE_STARTING;
 			slot->last_exit = -1;
+			slot->procno = -1;
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -203,7 +204,7 @@ tsw_slot_claim(int index, TswSlotInfo *info, char **why)
 		info->roleid = slot->roleid;
 		strlcpy(info->settings, slot->settings, sizeof(info->settings));
 		info->recent_failures = slot->recent_failures;
-		info->wakes = slot->wakes;
+		info->wakes = slot->wakes_base;
 	}
 	LWLockRelease(tsw_shared->lock);
 
@@ -367,6 +368,8 @@ tsw_slot_on_exit(int code, Datum arg)
 	}
 	if (slot->stop_requested || slot->disabled)
 		final = 0;
+	slot->wakes_base = slot->wakes;
+	slot->procno = -1;
 	if (slot->pid == MyProcPid)
 	{
 		slot->pid = 0;

@@ -28,11 +28,12 @@ typedef struct TswSlot
 
 	TswState	state;
 	pid_t		pid;			/* 0 when not running */
-	int			procno;			/* PGPROC number, for wake() */
+	int			procno;			/* PGPROC number, for wake(); -1 until claimed */
 	TimestampTz started_at;
 	TimestampTz last_activity;
 	int64		loops;
 	uint64		wakes;			/* tsworker.wake() calls, ever */
+	uint64		wakes_base;		/* wakes already seen by earlier runs */
 	int32		starts;
 	int32		restarts;
 	char		last_error[TSW_ERROR_MAXLEN];

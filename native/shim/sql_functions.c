@@ -349,6 +349,8 @@ tsworker_launch(PG_FUNCTION_ARGS)
 		strlcpy(slot->settings, settings, sizeof(slot->settings));
 		strlcpy(slot->status, "{}", sizeof(slot->status));
 	}
+	slot->procno = -1;
+	slot->wakes_base = slot->wakes;
 	slot->last_exit = -1;
 	slot->stop_requested = false;
 	slot->disabled = false;
@@ -443,8 +445,10 @@ tsworker_wake(PG_FUNCTION_ARGS)
 	}
 	if (tsw_shared->slots[i].pid != 0)
 	{
+		/* counted even before the worker has claimed its slot */
 		tsw_shared->slots[i].wakes++;
-		SetLatch(&ProcGlobal->allProcs[tsw_shared->slots[i].procno].procLatch);
+		if (tsw_shared->slots[i].procno >= 0)
+			SetLatch(&ProcGlobal->allProcs[tsw_shared->slots[i].procno].procLatch);
 		woken = true;
 	}
 	LWLockRelease(tsw_shared->lock);
