@@ -86,3 +86,45 @@ describe('interrupts and limits', () => {
     console.log(`# spinning worker gone ${Date.now() - start} ms after the postmaster's SIGKILL`);
   });
 });
+
+describe('transactions: savepoints, read-only, standby', () => {
+  let primary: Cluster;
+  let standby: Cluster;
+  let dir: string;
+
+  before(async () => {
+    primary = await Cluster.create('spi-tx', { allowStreaming: true, start: false });
+    dir = installFixtures(primary, 'spi');
+    primary.appendConf({ shared_preload_libraries: 'pg_tsworker' });
+    await primary.start();
+    await primary.query('CREATE EXTENSION pg_tsworker');
+    standby = await Cluster.createStandby(primary, 'spi-tx-standby');
+  });
+
+  after(async () => {
+    await standby?.cleanup();
+    await primary?.cleanup();
+  });
+
+  test('a savepoint undoes only its own work; nested savepoints commit with the transaction', async () => {
+    await primary.query(`SELECT tsworker.launch('txfeatures', $1)`, [`${dir}/txfeatures.ts`]);
+    await primary.pollQueryUntil(`SELECT status ? 'rows' FROM tsworker.workers WHERE name = 'txfeatures'`);
+    const st = (await primary.query(`SELECT status FROM tsworker.workers WHERE name = 'txfeatures'`))[0].status;
+    assert.match(st.inner, /^23505: duplicate key value violates unique constraint "sp_t_pkey"/);
+    assert.deepEqual(st.rows, [1, 3, 4]);
+    assert.equal(st.readOnlyWrite, '25006: cannot execute INSERT in a read-only transaction');
+    assert.equal(st.readOnlyRead, 'ok');
+    assert.equal(st.afterReadOnly, 'ok', 'read-only ends with its transaction');
+  });
+
+  test('on a hot standby a launched worker runs, and a write is a clear PgError', async () => {
+    await standby.pollQueryUntil(`SELECT count(*) = 1 FROM pg_extension WHERE extname = 'pg_tsworker'`);
+    const pid = await standby.queryOne(`SELECT tsworker.launch('txfeatures', $1)`, [`${dir}/txfeatures.ts`]);
+    assert.ok(pid > 0);
+    await standby.pollQueryUntil(`SELECT status ? 'standbyWrite' FROM tsworker.workers WHERE name = 'txfeatures'`);
+    const st = (await standby.query(`SELECT status FROM tsworker.workers WHERE name = 'txfeatures'`))[0].status;
+    assert.equal(st.standby, true);
+    assert.equal(st.standbyWrite, '25006: cannot execute CREATE TABLE in a read-only transaction');
+    assert.equal(st.standbyRead, 'ok');
+  });
+});

@@ -86,12 +86,37 @@ Init(const Napi::CallbackInfo &info)
 	return env.Undefined();
 }
 
+/* begin(readOnly?) */
 Napi::Value
 Begin(const Napi::CallbackInfo &info)
 {
 	TswError   *err = nullptr;
+	bool		read_only = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
 
-	if (tsw_begin(&err) != 0)
+	if (tsw_begin(read_only ? 1 : 0, &err) != 0)
+		return ThrowPgError(info.Env(), err);
+	return info.Env().Undefined();
+}
+
+/* savepoint(): open an internal subtransaction */
+Napi::Value
+Savepoint(const Napi::CallbackInfo &info)
+{
+	TswError   *err = nullptr;
+
+	if (tsw_savepoint(&err) != 0)
+		return ThrowPgError(info.Env(), err);
+	return info.Env().Undefined();
+}
+
+/* endSavepoint(release: boolean) */
+Napi::Value
+EndSavepoint(const Napi::CallbackInfo &info)
+{
+	TswError   *err = nullptr;
+	bool		release = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+
+	if (tsw_savepoint_end(release ? 1 : 0, &err) != 0)
 		return ThrowPgError(info.Env(), err);
 	return info.Env().Undefined();
 }
@@ -370,6 +395,8 @@ InitModule(Napi::Env env, Napi::Object exports)
 	exports.Set("init", Napi::Function::New(env, Init, "init"));
 	exports.Set("begin", Napi::Function::New(env, Begin, "begin"));
 	exports.Set("commit", Napi::Function::New(env, Commit, "commit"));
+	exports.Set("savepoint", Napi::Function::New(env, Savepoint, "savepoint"));
+	exports.Set("endSavepoint", Napi::Function::New(env, EndSavepoint, "endSavepoint"));
 	exports.Set("rollback", Napi::Function::New(env, Rollback, "rollback"));
 	exports.Set("inTransaction", Napi::Function::New(env, InTransaction, "inTransaction"));
 	exports.Set("query", Napi::Function::New(env, Query, "query"));

@@ -50,6 +50,16 @@ typedef struct TswParamState
 
 static bool tsw_xact_open = false;
 
+/* Savepoints opened by tsw_savepoint(), innermost last. */
+#define TSW_MAX_SAVEPOINTS 64
+typedef struct TswSavepoint
+{
+	MemoryContext context;
+	ResourceOwner owner;
+} TswSavepoint;
+static TswSavepoint tsw_savepoints[TSW_MAX_SAVEPOINTS];
+static int	tsw_savepoint_depth = 0;
+
 static char *tsw_strdup(const char *s);
 static TswError *tsw_capture_error(MemoryContext oldcontext);
 static void tsw_param_setup(ParseState *pstate, void *arg);
@@ -149,7 +159,7 @@ tsw_in_transaction(void)
 }
 
 int
-tsw_begin(TswError **err)
+tsw_begin(int read_only, TswError **err)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile int rc = 0;
@@ -166,8 +176,13 @@ tsw_begin(TswError **err)
 		StartTransactionCommand();
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		if (read_only)
+			(void) set_config_option("transaction_read_only", "on",
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_LOCAL, true, 0, false);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		tsw_xact_open = true;
+		tsw_savepoint_depth = 0;
 	}
 	PG_CATCH();
 	{
@@ -190,6 +205,7 @@ tsw_commit(TswError **err)
 		return -1;
 	}
 	tsw_xact_open = false;
+	tsw_savepoint_depth = 0;
 
 	PG_TRY();
 	{
@@ -224,6 +240,7 @@ tsw_rollback(TswError **err)
 		return -1;
 	}
 	tsw_xact_open = false;
+	tsw_savepoint_depth = 0;
 
 	PG_TRY();
 	{
@@ -238,6 +255,78 @@ tsw_rollback(TswError **err)
 		/* SPI_finish has deleted the context we were called in */
 		*err = tsw_capture_error(TopMemoryContext);
 		AbortCurrentTransaction();
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+/*
+ * Savepoints: internal subtransactions that JavaScript opens and closes
+ * (tx.savepoint(fn)), handled like PL/Python's subtransactions.
+ */
+int
+tsw_savepoint(TswError **err)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile int rc = 0;
+
+	if (!tsw_xact_open)
+	{
+		*err = tsw_make_error("25P01", "no transaction is open in this worker");
+		return -1;
+	}
+	if (tsw_savepoint_depth >= TSW_MAX_SAVEPOINTS)
+	{
+		*err = tsw_make_error("54000", "savepoints are nested too deeply");
+		return -1;
+	}
+	PG_TRY();
+	{
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcontext);
+		tsw_savepoints[tsw_savepoint_depth].context = oldcontext;
+		tsw_savepoints[tsw_savepoint_depth].owner = oldowner;
+		tsw_savepoint_depth++;
+	}
+	PG_CATCH();
+	{
+		*err = tsw_capture_error(oldcontext);
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+int
+tsw_savepoint_end(int commit, TswError **err)
+{
+	TswSavepoint sp;
+	volatile int rc = 0;
+
+	if (!tsw_xact_open || tsw_savepoint_depth == 0)
+	{
+		*err = tsw_make_error("3B001", "no savepoint is open");
+		return -1;
+	}
+	sp = tsw_savepoints[--tsw_savepoint_depth];
+	PG_TRY();
+	{
+		if (commit)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(sp.context);
+		CurrentResourceOwner = sp.owner;
+	}
+	PG_CATCH();
+	{
+		*err = tsw_capture_error(sp.context);
+		/* the subtransaction is still there after a failed release: undo it */
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(sp.context);
+		CurrentResourceOwner = sp.owner;
 		rc = -1;
 	}
 	PG_END_TRY();

@@ -86,7 +86,10 @@ typedef struct TswResult
 } TswResult;
 
 /* All return 0 on success, or -1 with *err set (free with tsw_free_error). */
-extern int	tsw_begin(TswError **err);
+extern int	tsw_begin(int read_only, TswError **err);
+extern int	tsw_savepoint(TswError **err);
+/* commit: 1 release, 0 roll back */
+extern int	tsw_savepoint_end(int commit, TswError **err);
 extern int	tsw_commit(TswError **err);
 extern int	tsw_rollback(TswError **err);
 extern int	tsw_in_transaction(void);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "access/htup_details.h"
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
@@ -187,7 +188,9 @@ tsw_start_slot(int index, bool wait)
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* launched on a hot standby, it runs there (read-only) */
+	worker.bgw_start_time = RecoveryInProgress() ? BgWorkerStart_ConsistentState :
+		BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = tsw_restart_interval < 0 ? BGW_NEVER_RESTART : tsw_restart_interval;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_tsworker_host");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_tsworker_host_main");

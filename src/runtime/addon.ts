@@ -37,7 +37,10 @@ export const enum SlotState {
 
 export interface Addon {
   init(pgError: new (message: string, fields: never) => Error): void;
-  begin(): void;
+  begin(readOnly?: boolean): void;
+  savepoint(): void;
+  /** release: true releases the savepoint, false rolls back to it. */
+  endSavepoint(release: boolean): void;
   commit(): void;
   rollback(): void;
   inTransaction(): boolean;

@@ -39,6 +39,18 @@ export interface Transaction {
    * statement: the transaction can go on.
    */
   query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R>;
+  /**
+   * Run `fn` in a savepoint (a subtransaction): when it throws, what it did
+   * is undone and the error rethrown, and the transaction goes on. `fn`
+   * must be synchronous.
+   */
+  savepoint<T>(fn: (tx: Transaction) => T): T;
+}
+
+/** Options of `w.transaction()`. */
+export interface TransactionOptions {
+  /** A read-only transaction: writes fail with a PgError of code 25006. */
+  readOnly?: boolean;
 }
 
 /** Server log output of a worker; each line names the worker. */
@@ -114,7 +126,7 @@ export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
    * it throws (the error is rethrown). `fn` must be synchronous: SPI runs on
    * the worker's only thread, and no wait may happen inside a transaction.
    */
-  transaction<T>(fn: (tx: Transaction) => T): T;
+  transaction<T>(fn: (tx: Transaction) => T, options?: TransactionOptions): T;
   /** Run one statement in a transaction of its own. */
   query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R>;
   /** The JSON status shown in `tsworker.workers.status`. */

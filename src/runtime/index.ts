@@ -12,6 +12,7 @@ export type {
   QueryResult,
   Row,
   Transaction,
+  TransactionOptions,
   WaitOptions,
   WorkerContext,
   WorkerDefinition,

@@ -13,6 +13,7 @@ import type {
   QueryResult,
   Row,
   Transaction,
+  TransactionOptions,
   WaitOptions,
   WorkerContext,
   WorkerDefinition,
@@ -88,6 +89,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     this.tx = {
       query: <R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions) =>
         this.runQuery<R>(sql, params, options),
+      savepoint: <T>(fn: (tx: Transaction) => T): T => this.savepoint(fn),
     };
   }
 
@@ -202,9 +204,9 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     for (const w of [...this.waiters]) this.settle(w, value);
   }
 
-  transaction<T>(fn: (tx: Transaction) => T): T {
+  transaction<T>(fn: (tx: Transaction) => T, options: TransactionOptions = {}): T {
     if (typeof fn !== 'function') throw new TypeError('transaction(fn): fn must be a function');
-    this.addon.begin();
+    this.addon.begin(options.readOnly === true);
     let result: T;
     try {
       result = fn(this.tx);
@@ -225,6 +227,24 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
     return this.transaction((tx) => tx.query<R>(sql, params, options));
+  }
+
+  private savepoint<T>(fn: (tx: Transaction) => T): T {
+    if (typeof fn !== 'function') throw new TypeError('savepoint(fn): fn must be a function');
+    if (!this.addon.inTransaction()) throw new Error('savepoint(): the transaction has ended');
+    this.addon.savepoint();
+    let result: T;
+    try {
+      result = fn(this.tx);
+      if (isThenable(result)) {
+        throw new TypeError('savepoint(fn): fn must be synchronous; it returned a promise (the savepoint was rolled back)');
+      }
+    } catch (err) {
+      this.addon.endSavepoint(false);
+      throw err;
+    }
+    this.addon.endSavepoint(true);
+    return result;
   }
 
   private runQuery<R extends Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
