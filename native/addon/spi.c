@@ -729,16 +729,14 @@ tsw_log(int level, const char *msg)
  * LWLockAcquire can still raise an error (too many locks held), so they run
  * under PG_TRY like everything else here; a failed report is dropped.
  */
-void
-tsw_report_state(int state)
+static void
+tsw_guarded(void (*fn) (void *), void *arg)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
-	const TswState st = state == TSW_REPORT_WAITING ? TSW_STATE_WAITING :
-		state == TSW_REPORT_STOPPING ? TSW_STATE_STOPPING : TSW_STATE_RUNNING;
 
 	PG_TRY();
 	{
-		tsw_slot_set_state(st);
+		fn(arg);
 	}
 	PG_CATCH();
 	{
@@ -746,95 +744,87 @@ tsw_report_state(int state)
 		FlushErrorState();
 	}
 	PG_END_TRY();
+}
+
+static void
+tsw_do_state(void *arg)
+{
+	int			state = *(int *) arg;
+
+	tsw_slot_set_state(state == TSW_REPORT_WAITING ? TSW_STATE_WAITING :
+					   state == TSW_REPORT_STOPPING ? TSW_STATE_STOPPING :
+					   TSW_STATE_RUNNING);
+}
+
+static void
+tsw_do_loop(void *arg)
+{
+	tsw_slot_note_loop();
+}
+
+static void
+tsw_do_restart(void *arg)
+{
+	tsw_slot_request_restart();
+}
+
+static void
+tsw_do_error(void *arg)
+{
+	tsw_slot_set_error((const char *) arg);
+}
+
+static void
+tsw_do_status(void *arg)
+{
+	tsw_slot_set_status((const char *) arg);
+}
+
+static void
+tsw_do_wakes(void *arg)
+{
+	*(uint64_t *) arg = tsw_slot_wakes();
+}
+
+void
+tsw_report_state(int state)
+{
+	tsw_guarded(tsw_do_state, &state);
 }
 
 void
 tsw_report_loop(void)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		tsw_slot_note_loop();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		FlushErrorState();
-	}
-	PG_END_TRY();
-}
-
-uint64_t
-tsw_read_wakes(void)
-{
-	MemoryContext oldcontext = CurrentMemoryContext;
-	volatile uint64_t wakes = 0;
-
-	PG_TRY();
-	{
-		wakes = tsw_slot_wakes();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		FlushErrorState();
-	}
-	PG_END_TRY();
-	return wakes;
+	tsw_guarded(tsw_do_loop, NULL);
 }
 
 void
 tsw_report_restart(void)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		tsw_slot_request_restart();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	tsw_guarded(tsw_do_restart, NULL);
 }
 
 void
 tsw_report_error(const char *message)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
+	tsw_guarded(tsw_do_error, (void *) message);
+}
 
-	PG_TRY();
-	{
-		tsw_slot_set_error(message);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		FlushErrorState();
-	}
-	PG_END_TRY();
+uint64_t
+tsw_read_wakes(void)
+{
+	uint64_t	wakes = 0;
+
+	tsw_guarded(tsw_do_wakes, &wakes);
+	return wakes;
 }
 
 int
 tsw_report_status(const char *json, int *maxlen)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-
 	*maxlen = TSW_STATUS_MAXLEN - 1;
 	if (strlen(json) >= TSW_STATUS_MAXLEN)
 		return -1;
-	PG_TRY();
-	{
-		tsw_slot_set_status(json);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	tsw_guarded(tsw_do_status, (void *) json);
 	return 0;
 }

@@ -45,6 +45,7 @@ PG_FUNCTION_INFO_V1(tsworker_reload);
 
 static void tsw_require_shared(void);
 static int	tsw_find_slot(const char *name);
+static int	tsw_lock_slot(const char *name, LWLockMode mode);
 static char *tsw_resolve_module(const char *module, bool *builtin);
 static bool tsw_path_inside(const char *path, const char *dir);
 static pid_t tsw_start_slot(int index, bool wait);
@@ -72,6 +73,27 @@ tsw_find_slot(const char *name)
 			return i;
 	}
 	return -1;
+}
+
+/*
+ * Take the slot lock in `mode` and return the index of the slot named
+ * `name`; an unknown name is an error (raised after releasing the lock).
+ */
+static int
+tsw_lock_slot(const char *name, LWLockMode mode)
+{
+	int			i;
+
+	LWLockAcquire(tsw_shared->lock, mode);
+	i = tsw_find_slot(name);
+	if (i < 0)
+	{
+		LWLockRelease(tsw_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("worker \"%s\" does not exist", name)));
+	}
+	return i;
 }
 
 /* Is the canonical `path` inside the canonical directory `dir`? */
@@ -407,15 +429,7 @@ tsworker_stop(PG_FUNCTION_ARGS)
 	pid_t		pid;
 
 	tsw_require_shared();
-	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-	i = tsw_find_slot(name);
-	if (i < 0)
-	{
-		LWLockRelease(tsw_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("worker \"%s\" does not exist", name)));
-	}
+	i = tsw_lock_slot(name, LW_EXCLUSIVE);
 	tsw_shared->slots[i].stop_requested = true;
 	pid = tsw_shared->slots[i].pid;
 	if (pid != 0)
@@ -437,15 +451,7 @@ tsworker_wake(PG_FUNCTION_ARGS)
 	bool		woken = false;
 
 	tsw_require_shared();
-	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-	i = tsw_find_slot(name);
-	if (i < 0)
-	{
-		LWLockRelease(tsw_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("worker \"%s\" does not exist", name)));
-	}
+	i = tsw_lock_slot(name, LW_EXCLUSIVE);
 	if (tsw_shared->slots[i].pid != 0)
 	{
 		/* counted even before the worker has claimed its slot */
