@@ -92,7 +92,13 @@ uninstall-tsworker:
 	rm -f '$(DESTDIR)$(pkglibdir)/$(HOST_SO)'
 	rm -rf '$(NATIVE_DEST)' '$(RUNTIME_DEST)'
 
+# bench/spi: TypeScript worker vs a C worker vs an external pg client vs
+# PL/pgSQL (the C worker is an extension of its own, built here).
+bench-spi: install
+	$(MAKE) -C bench/spi PG_CONFIG=$(PG_CONFIG) install
+	bench/spi/run
+
 print-installdirs:
 	@echo "$(DESTDIR)$(pkglibdir) $(RUNTIME_DEST)"
 
-.PHONY: install-tsworker uninstall-tsworker print-installdirs
+.PHONY: install-tsworker uninstall-tsworker print-installdirs bench-spi

@@ -3,7 +3,11 @@
 // using `pg` over the server's Unix socket.
 //
 //   node --import tsx bench/spi/external.ts --host <socket dir> --port <port> \
-//        [--database postgres] [--user postgres] --workload select1 --n 20000
+//        [--database postgres] [--user postgres] [--pin CPU] --workload select1 --n 20000
+//
+// --pin CPU puts this process and its backend on one CPU (taskset; needs
+// root or the server's OS user) before the timed part: a round trip then
+// costs no cross-CPU wake-up.
 //
 // Prints one JSON line: {"seconds": ..., "checksum": "..."}. Only the
 // workload is timed (process.hrtime.bigint()), not connecting.
@@ -19,6 +23,8 @@
 //            parsers turn every column into a JavaScript value.
 //   lookup   BEGIN; n times the named prepared statement
 //            SELECT t FROM bench_read WHERE id = $1 (ids from the shared PRNG); COMMIT
+import { execFileSync } from 'node:child_process';
+
 import pg from 'pg';
 
 function parseArgs(argv: string[]): Record<string, string> {
@@ -47,6 +53,11 @@ async function main(): Promise<void> {
   });
   await client.connect();
   try {
+    if (args.pin !== undefined) {
+      const backend = String((await client.query('SELECT pg_backend_pid() AS p')).rows[0].p);
+      execFileSync('taskset', ['-a', '-p', '-c', args.pin, String(process.pid)], { stdio: 'ignore' });
+      execFileSync('taskset', ['-p', '-c', args.pin, backend], { stdio: 'ignore' });
+    }
     let checksum = 0n;
     let t0: bigint;
     let t1: bigint;

@@ -41,7 +41,7 @@ interface Sizes {
 const FULL: Sizes = { select1: 20_000, insert: 100_000, read: 1_000_000, lookup: 100_000 };
 const QUICK: Sizes = { select1: 2_000, insert: 10_000, read: 100_000, lookup: 10_000 };
 
-const USAGE = `usage: bench/spi/run [--quick] [--reps N] [--only w1,w2] [--check] [--help]
+const USAGE = `usage: bench/spi/run [--quick] [--reps N] [--only w1,w2] [--pin-external] [--check] [--help]
 
 Runs the pg_tsworker SPI benchmark in a temporary cluster and prints a table:
 the median seconds of each workload for the TypeScript worker, a C background
@@ -51,6 +51,8 @@ Unix socket and PL/pgSQL, with the TS/C and external/TS ratios.
   --quick        small sizes (select1 ${QUICK.select1}, insert ${QUICK.insert}, read ${QUICK.read} rows, lookup ${QUICK.lookup}): a smoke run
   --reps N       measurements per system and workload (default 3; the median is shown)
   --only LIST    run only these workloads (comma-separated: ${WORKLOADS.join(',')})
+  --pin-external put the external client and its backend on one CPU (taskset):
+                 no cross-CPU wake-up per round trip, the client's best case
   --check        exit with status 2 when a target is missed
   --help         this text
 
@@ -66,10 +68,11 @@ interface Options {
   reps: number;
   only: Workload[];
   check: boolean;
+  pinExternal: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
-  const opts: Options = { sizes: FULL, quick: false, reps: 3, only: WORKLOADS, check: false };
+  const opts: Options = { sizes: FULL, quick: false, reps: 3, only: WORKLOADS, check: false, pinExternal: false };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => inline ?? argv[++i] ?? '';
@@ -97,6 +100,9 @@ function parseOptions(argv: string[]): Options {
       }
       case '--check':
         opts.check = true;
+        break;
+      case '--pin-external':
+        opts.pinExternal = true;
         break;
       default:
         throw new Error(`unknown argument "${argv[i]}"\n\n${USAGE}`);
@@ -319,6 +325,7 @@ class Bench {
       w,
       '--n',
       String(this.n(w)),
+      ...(this.opts.pinExternal ? ['--pin', '0'] : []),
     ]);
     const r = JSON.parse(out.trim().split('\n').pop() ?? '') as { seconds: number; checksum: string };
     const m = { seconds: r.seconds, checksum: BigInt(r.checksum) };
@@ -455,7 +462,8 @@ async function main(): Promise<void> {
     };
     const sizes = opts.sizes;
     const nOf = (w: Workload) => sizes[w];
-    const header = ['workload', 'N', 'TS worker', 'C worker', 'external pg', 'PL/pgSQL', 'TS/C', 'external/TS'];
+    const extName = opts.pinExternal ? 'external pg (pinned)' : 'external pg';
+    const header = ['workload', 'N', 'TS worker', 'C worker', extName, 'PL/pgSQL', 'TS/C', 'external/TS'];
     const align = [false, true, true, true, true, true, true, true];
     const rows: string[][] = [];
     const perOp: string[][] = [];
@@ -505,15 +513,18 @@ async function main(): Promise<void> {
     out.push(table(header, rows, align));
     out.push('');
     out.push('Per statement (per row for read):');
-    out.push(table(['workload', 'unit', 'TS worker', 'C worker', 'external pg', 'PL/pgSQL'], perOp, [false, false, true, true, true, true]));
+    out.push(table(['workload', 'unit', 'TS worker', 'C worker', extName, 'PL/pgSQL'], perOp, [false, false, true, true, true, true]));
     out.push('');
     if (opts.reps > 1) {
       out.push(`Spread: slowest / fastest of the ${opts.reps} runs (large values: a noisy machine):`);
-      out.push(table(['workload', 'TS worker', 'C worker', 'external pg', 'PL/pgSQL'], spread, [false, true, true, true, true]));
+      out.push(table(['workload', 'TS worker', 'C worker', extName, 'PL/pgSQL'], spread, [false, true, true, true, true]));
       out.push('');
     }
     out.push('(1 txn): PL/pgSQL runs every SELECT 1 inside the one transaction of the function call,');
     out.push('         the other systems commit after each one: not comparable.');
+    if (opts.pinExternal) {
+      out.push('(pinned): the external client and its backend shared CPU 0 (--pin-external).');
+    }
     out.push('');
     out.push(`Targets: TS/C <= ${TARGET_TS_C}x on every workload; external/TS >= ${TARGET_EXT_TS}x on ${PER_STATEMENT.join(', ')}.`);
     for (const v of verdicts) out.push(`  ${v}`);
