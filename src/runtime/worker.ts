@@ -207,21 +207,30 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   transaction<T>(fn: (tx: Transaction) => T, options: TransactionOptions = {}): T {
     if (typeof fn !== 'function') throw new TypeError('transaction(fn): fn must be a function');
     this.addon.begin(options.readOnly === true);
+    return this.runThenEnd('transaction', fn, (commit) => (commit ? this.addon.commit() : this.addon.rollback()));
+  }
+
+  /**
+   * Run `fn` synchronously, then `end(true)`; if it throws (or returns a
+   * promise, which is refused), `end(false)` and rethrow. A failure of
+   * `end(false)` is logged, never hides the original error.
+   */
+  private runThenEnd<T>(what: string, fn: (tx: Transaction) => T, end: (commit: boolean) => void): T {
     let result: T;
     try {
       result = fn(this.tx);
       if (isThenable(result)) {
-        throw new TypeError('transaction(fn): fn must be synchronous; it returned a promise (the transaction was rolled back)');
+        throw new TypeError(`${what}(fn): fn must be synchronous; it returned a promise (the ${what} was rolled back)`);
       }
     } catch (err) {
       try {
-        this.addon.rollback();
-      } catch (rollbackErr) {
-        this.log.warning('rollback failed:', rollbackErr);
+        end(false);
+      } catch (undoErr) {
+        this.log.warning(`${what} rollback failed:`, undoErr);
       }
       throw err;
     }
-    this.addon.commit();
+    end(true);
     return result;
   }
 
@@ -233,18 +242,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     if (typeof fn !== 'function') throw new TypeError('savepoint(fn): fn must be a function');
     if (!this.addon.inTransaction()) throw new Error('savepoint(): the transaction has ended');
     this.addon.savepoint();
-    let result: T;
-    try {
-      result = fn(this.tx);
-      if (isThenable(result)) {
-        throw new TypeError('savepoint(fn): fn must be synchronous; it returned a promise (the savepoint was rolled back)');
-      }
-    } catch (err) {
-      this.addon.endSavepoint(false);
-      throw err;
-    }
-    this.addon.endSavepoint(true);
-    return result;
+    return this.runThenEnd('savepoint', fn, (release) => this.addon.endSavepoint(release));
   }
 
   private runQuery<R extends Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
