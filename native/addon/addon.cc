@@ -214,18 +214,12 @@ Query(const Napi::CallbackInfo &info)
 				continue;
 			if (!v.IsString())
 				return ThrowType(env, "query parameters must be strings or null after formatting");
+			/* reserve(n) above: no reallocation, the pointers stay valid */
 			storage.push_back(v.As<Napi::String>().Utf8Value());
 			if (storage.back().find('\0') != std::string::npos)
 				return ThrowType(env, "query parameters must not contain NUL characters (PostgreSQL text cannot hold them)");
+			params[i] = storage.back().c_str();
 		}
-	}
-
-	for (uint32_t i = 0, k = 0; i < params.size(); i++)
-	{
-		Napi::Value v = info[1].As<Napi::Array>().Get(i);
-
-		if (!v.IsNull() && !v.IsUndefined())
-			params[i] = storage[k++].c_str();
 	}
 
 	int			timeout_ms = -1;

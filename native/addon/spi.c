@@ -425,6 +425,9 @@ tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **
 				col->kind = TSW_KIND_BOOL;
 				break;
 			case INT2OID:
+				col->kind = TSW_KIND_INT32;
+				col->is_narrow = 1;
+				break;
 			case INT4OID:
 				col->kind = TSW_KIND_INT32;
 				break;
@@ -436,6 +439,9 @@ tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **
 				col->kind = TSW_KIND_INT64;
 				break;
 			case FLOAT4OID:
+				col->kind = TSW_KIND_FLOAT64;
+				col->is_narrow = 1;
+				break;
 			case FLOAT8OID:
 				col->kind = TSW_KIND_FLOAT64;
 				break;
@@ -476,7 +482,7 @@ tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **
 				case TSW_KIND_INT32:
 					if (res->columns[c].is_unsigned)
 						cell->v.u32 = DatumGetObjectId(d);
-					else if (getBaseType(res->columns[c].type_oid) == INT2OID)
+					else if (res->columns[c].is_narrow)
 						cell->v.i32 = DatumGetInt16(d);
 					else
 						cell->v.i32 = DatumGetInt32(d);
@@ -485,7 +491,7 @@ tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **
 					cell->v.i64 = DatumGetInt64(d);
 					break;
 				case TSW_KIND_FLOAT64:
-					if (getBaseType(res->columns[c].type_oid) == FLOAT4OID)
+					if (res->columns[c].is_narrow)
 						cell->v.f64 = DatumGetFloat4(d);
 					else
 						cell->v.f64 = DatumGetFloat8(d);
@@ -532,7 +538,7 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 	*result = NULL;
 	if (!tsw_xact_open)
 	{
-		*err = tsw_make_error("25P01", "no transaction is open in this worker");
+		*err = tsw_make_error("25P01", "the transaction has ended; run queries inside the transaction callback");
 		return -1;
 	}
 

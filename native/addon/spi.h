@@ -72,6 +72,7 @@ typedef struct TswColumn
 	uint32_t	type_oid;
 	TswKind		kind;
 	int			is_unsigned;	/* INT32 column holding an oid */
+	int			is_narrow;		/* INT32 column of int2, FLOAT64 column of float4 */
 } TswColumn;
 
 typedef struct TswResult

@@ -254,9 +254,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0) || timeout > 2 ** 31 - 1)) {
       throw new TypeError('query(): options.timeout must be a number of milliseconds >= 0');
     }
-    if (!this.addon.inTransaction()) {
-      throw new Error('query(): the transaction has ended; run queries inside the transaction callback');
-    }
+    // Outside a transaction the addon refuses with PgError 25P01.
     return toResult<R>(
       this.addon.query(sql, params && params.length > 0 ? formatParams(params) : undefined, timeout === undefined ? -1 : Math.ceil(timeout)),
     );
