@@ -15,6 +15,12 @@
  * `runuser -u postgres --` (override the user with PG_TSWORKER_OSUSER). When
  * the test process is not root, commands run directly as the current user.
  *
+ * A cluster can run inside a network namespace (option `netns`, e.g. a host
+ * of test/harness/netns.ts): every server-side command then runs through
+ * `ip netns exec <ns>`, the server listens on the namespace's IP (and on
+ * 127.0.0.1 inside the namespace) besides its Unix socket, which the test
+ * process keeps using (namespaces do not isolate the filesystem).
+ *
  * Every child process call is bounded by a timeout. The harness keeps no
  * global state: each test file creates its own clusters and calls
  * {@link Cluster.cleanup} in an `after()` hook.
@@ -55,6 +61,19 @@ const MAX_SOCKET_PATH = 107;
 /** Settings accepted by {@link Cluster.create}'s `conf`: an object of GUCs, or raw text appended verbatim to postgresql.conf. */
 export type ConfSettings = Record<string, string | number | boolean> | string;
 
+/**
+ * Where a cluster's server runs when it is inside a network namespace.
+ * A `NetHost` of test/harness/netns.ts fits.
+ */
+export interface NetnsPlacement {
+  /** Network namespace name (as in `ip netns list`). */
+  netns: string;
+  /** The server's IP address in that namespace (listen_addresses, and what standbys connect to). */
+  ip: string;
+  /** Client addresses trusted in pg_hba.conf for normal and replication connections (default 0.0.0.0/0). */
+  cidr?: string;
+}
+
 /** Options for {@link Cluster.create}. */
 export interface CreateOptions {
   /** Extra postgresql.conf settings, written after the harness defaults (so they override them). */
@@ -67,6 +86,8 @@ export interface CreateOptions {
   env?: Record<string, string>;
   /** Start the server after creating it (default true). */
   start?: boolean;
+  /** Run the server inside this network namespace, listening on its IP (needs root). */
+  netns?: NetnsPlacement;
 }
 
 /** Options for {@link Cluster.createStandby}. */
@@ -81,6 +102,15 @@ export interface StandbyOptions {
   start?: boolean;
   /** Also set up the standby to accept replication connections itself (cascading). Default: inherited from the primary. */
   allowStreaming?: boolean;
+  /**
+   * Run the standby inside this network namespace. If the primary runs in a
+   * namespace too, pg_basebackup runs inside the standby's namespace against
+   * the primary's IP, so primary_conninfo (written by `-R`) names that IP and
+   * replication crosses the test network. Otherwise it uses the primary's
+   * Unix socket. With `fromBackup`, the backup's primary_conninfo (the
+   * primary's Unix socket) is kept as is.
+   */
+  netns?: NetnsPlacement;
 }
 
 /** Per-connection options for {@link Cluster.query} and friends. */
@@ -156,7 +186,7 @@ function childEnv(extra?: Record<string, string>): NodeJS.ProcessEnv {
 function run(
   file: string,
   args: string[],
-  opts: { cwd: string; env?: Record<string, string>; timeoutMs?: number; asUser?: boolean },
+  opts: { cwd: string; env?: Record<string, string>; timeoutMs?: number; asUser?: boolean; netns?: string },
 ): Promise<RunResult> {
   const asUser = opts.asUser ?? true;
   let cmd = file;
@@ -164,6 +194,11 @@ function run(
   if (asUser && needRunuser()) {
     cmd = 'runuser';
     argv = ['-u', PG_OS_USER, '--', file, ...args];
+  }
+  if (opts.netns !== undefined) {
+    // `ip netns exec` execs the command (same pid), so the timeout's SIGTERM still reaches runuser.
+    argv = ['netns', 'exec', opts.netns, cmd, ...argv];
+    cmd = 'ip';
   }
   const timeout = opts.timeoutMs ?? PROCESS_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
@@ -401,9 +436,18 @@ export class Cluster {
   port: number;
   /** Extra environment for the server process, passed to every pg_ctl start. */
   env: Record<string, string>;
+  /** The network namespace the server runs in (option `netns`), if any. */
+  readonly netns?: NetnsPlacement;
 
-  private constructor(name: string, baseDir: string, port: number, env: Record<string, string>) {
+  private constructor(
+    name: string,
+    baseDir: string,
+    port: number,
+    env: Record<string, string>,
+    netns?: NetnsPlacement,
+  ) {
     this.name = name;
+    this.netns = netns;
     this.baseDir = baseDir;
     this.dataDir = path.join(baseDir, 'data');
     this.host = path.join(baseDir, 'sock');
@@ -424,7 +468,7 @@ export class Cluster {
 
   /** Run a PostgreSQL program (as the server OS user when root) with cwd = baseDir. */
   private runPg(prog: string, args: string[], env?: Record<string, string>): Promise<RunResult> {
-    return run(this.bin(prog), args, { cwd: this.baseDir, env });
+    return run(this.bin(prog), args, { cwd: this.baseDir, env, netns: this.netns?.netns });
   }
 
   /** Path of the file holding the harness's `port` setting (included from postgresql.conf). */
@@ -451,7 +495,7 @@ export class Cluster {
     let text =
       '\n# --- added by pg_tsworker test harness ---\n' +
       `include '${path.basename(this.portConfFile)}'\n` +
-      `listen_addresses = '127.0.0.1'\n` +
+      `listen_addresses = '${this.netns ? `${this.netns.ip},127.0.0.1` : '127.0.0.1'}'\n` +
       `unix_socket_directories = ${quoteConfValue(this.host)}\n` +
       'logging_collector = off\n' +
       'fsync = off\n' +
@@ -469,6 +513,14 @@ export class Cluster {
         'pg_hba.conf',
       );
     }
+    if (this.netns) {
+      const cidr = this.netns.cidr ?? '0.0.0.0/0';
+      this.appendConf(
+        `\n# added by pg_tsworker test harness (network namespace ${this.netns.netns})\n` +
+          `host all all ${cidr} trust\nhost replication all ${cidr} trust\n`,
+        'pg_hba.conf',
+      );
+    }
     // If the user overrode the port, track it.
     if (opts.conf && typeof opts.conf === 'object' && opts.conf.port !== undefined) {
       this.port = Number(opts.conf.port);
@@ -482,7 +534,7 @@ export class Cluster {
    */
   static async create(name: string, opts: CreateOptions = {}): Promise<Cluster> {
     const baseDir = makeBaseDir(name);
-    const node = new Cluster(name, baseDir, await getFreePort(), opts.env ?? {});
+    const node = new Cluster(name, baseDir, await getFreePort(), opts.env ?? {}, opts.netns);
     try {
       await node.runPg('initdb', [
         '-D',
@@ -549,18 +601,21 @@ export class Cluster {
    */
   static async createStandby(primary: Cluster, name: string, opts: StandbyOptions = {}): Promise<Cluster> {
     const baseDir = makeBaseDir(name);
-    const node = new Cluster(name, baseDir, await getFreePort(), opts.env ?? { ...primary.env });
+    const node = new Cluster(name, baseDir, await getFreePort(), opts.env ?? { ...primary.env }, opts.netns);
     try {
       if (opts.fromBackup !== undefined) {
         const src = primary.backupDir(opts.fromBackup);
         if (!fs.existsSync(src)) throw new Error(`backup ${opts.fromBackup} of ${primary.name} not found at ${src}`);
         await run('cp', ['-a', src, node.dataDir], { cwd: baseDir });
       } else {
+        // Across namespaces: connect to the primary's IP from inside the
+        // standby's namespace, so that primary_conninfo names that IP.
+        const viaIp = node.netns !== undefined && primary.netns !== undefined;
         await node.runPg('pg_basebackup', [
           '-D',
           node.dataDir,
           '-h',
-          primary.host,
+          viaIp ? primary.netns!.ip : primary.host,
           '-p',
           String(primary.port),
           '-U',
@@ -702,6 +757,16 @@ export class Cluster {
         );
       }
     }
+  }
+
+  /**
+   * libpq connection string reaching this cluster over TCP on its namespace
+   * IP (usable only from inside the test network, e.g. by another server's
+   * worker or `primary_conninfo`). Throws if the cluster is not in a namespace.
+   */
+  tcpConnectionString(database = 'postgres', user = SUPERUSER): string {
+    if (!this.netns) throw new Error(`cluster "${this.name}" does not run in a network namespace`);
+    return `host=${this.netns.ip} port=${this.port} user=${user} dbname=${database}`;
   }
 
   /** libpq connection string for this cluster (Unix socket). */
