@@ -1,0 +1,93 @@
+/**
+ * bench/failover/measure.ts — the client side of a trial: from t0 (the
+ * primary's SIGKILL) try an autocommit INSERT on the standby every ~20 ms
+ * until one commits, and report the time from t0 to that commit.
+ *
+ * One client, as an application would be: it keeps its session while the
+ * session works (a read-only standby answers "cannot execute INSERT in a
+ * read-only transaction" at once, and a promotion does not end sessions),
+ * and reconnects (connect timeout 1 s) when the session is lost. An INSERT
+ * that waits (e.g. for a synchronous standby that is gone) is waited for:
+ * it counts when it returns, committed.
+ */
+import { performance } from 'node:perf_hooks';
+
+import pg from 'pg';
+
+import { sleep } from './common';
+
+export const ATTEMPT_INTERVAL_MS = 20;
+export const PROBE_TABLE = 'failover_probe';
+export const PROBE_DDL = `CREATE TABLE IF NOT EXISTS ${PROBE_TABLE}(id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())`;
+
+export interface WriteResult {
+  /** ms from t0 to the first committed INSERT's reply. */
+  ms: number;
+  attempts: number;
+  /** Failed attempts by kind: 'read-only', 'connect', other SQLSTATEs/messages. */
+  failures: Record<string, number>;
+}
+
+function kindOf(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  if (err.code === '25006') return 'read-only';
+  if (err.code && /^[0-9A-Z]{5}$/.test(err.code)) return `sqlstate ${err.code}`;
+  return 'connect';
+}
+
+export async function timeToFirstWrite(
+  conn: pg.ClientConfig,
+  t0: number,
+  timeoutMs: number,
+): Promise<WriteResult> {
+  const deadline = t0 + timeoutMs;
+  const failures: Record<string, number> = {};
+  let attempts = 0;
+  let client: pg.Client | undefined;
+  let lastError = 'none';
+  const drop = () => {
+    const c = client;
+    client = undefined;
+    if (c) void c.end().catch(() => undefined);
+  };
+  try {
+    while (performance.now() < deadline) {
+      const started = performance.now();
+      attempts++;
+      try {
+        const remaining = Math.max(1, deadline - started);
+        const attempt = (async () => {
+          if (!client) {
+            const c = new pg.Client({ ...conn, connectionTimeoutMillis: Math.min(1000, remaining), application_name: 'failover_bench' });
+            c.on('error', () => undefined);
+            client = c;
+            await c.connect();
+          }
+          await client.query(`INSERT INTO ${PROBE_TABLE} DEFAULT VALUES`);
+        })();
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          attempt,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('trial timeout')), remaining);
+          }),
+        ]).finally(() => clearTimeout(timer));
+        return { ms: performance.now() - t0, attempts, failures };
+      } catch (e) {
+        const k = kindOf(e);
+        failures[k] = (failures[k] ?? 0) + 1;
+        lastError = (e as Error).message;
+        // Keep a session that answered with an SQL error; reconnect otherwise.
+        if (k === 'connect') drop();
+      }
+      const wait = started + ATTEMPT_INTERVAL_MS - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+  } finally {
+    drop();
+  }
+  throw new Error(
+    `no INSERT committed on the standby within ${timeoutMs / 1000} s of the kill ` +
+      `(${attempts} attempts, ${JSON.stringify(failures)}, last error: ${lastError})`,
+  );
+}

@@ -1,0 +1,279 @@
+/**
+ * bench/failover/run.ts — the failover benchmark driver (started by bench/failover/run).
+ *
+ * For each system (repmgrd, pg_auto_failover, later pg_tsworker's promoter)
+ * and each trial: build fresh nodes, wait until they are healthy and
+ * streaming, SIGKILL the primary host's processes (t0), then try an
+ * autocommit INSERT on the standby every ~20 ms until one commits. The time
+ * from t0 to that commit is the trial's result. Trials of the systems are
+ * interleaved (trial 1 of each system, then trial 2, ...) so that they share
+ * the machine's conditions. Prints medians, min/max and ratios vs repmgrd.
+ *
+ * A system is an object implementing FailoverSystem (common.ts), one per
+ * file; add one to SYSTEMS below.
+ */
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+import { AutoFailover } from './autofailover';
+import { type FailoverSystem, sleep } from './common';
+import { ATTEMPT_INTERVAL_MS, timeToFirstWrite, type WriteResult } from './measure';
+import { Repmgr } from './repmgr';
+
+const HERE = __dirname;
+
+/** Every system the benchmark knows, in table order; the first is the ratio baseline. */
+const SYSTEMS: { id: string; make: () => FailoverSystem }[] = [
+  { id: 'repmgr', make: () => new Repmgr() },
+  { id: 'autofailover', make: () => new AutoFailover() },
+];
+const BASELINE = 'repmgr';
+
+const USAGE = `usage: bench/failover/run [--trials N] [--only ${SYSTEMS.map((s) => s.id).join('|')}[,...]] [--timeout S] [--help]
+
+Measures, for each failover system, the time from losing the primary host
+(SIGKILL of the primary's postmaster with all its children, and of the
+primary's local agent: repmgrd, or pg_autoctl's keeper tree) to the first
+INSERT that commits on the standby, tried every ${ATTEMPT_INTERVAL_MS} ms. Every trial builds
+fresh nodes in temporary directories on 127.0.0.1. Prints per-system
+median, min and max, and ratios vs repmgrd.
+
+  --trials N     trials per system (default 5)
+  --only LIST    run only these systems (comma-separated: ${SYSTEMS.map((s) => s.id).join(',')})
+  --timeout S    seconds allowed from the kill to the first committed write
+                 before the trial fails (default 180); setting up a trial's
+                 nodes is allowed 240 s
+  --jitter S     wait a random 0..S seconds (uniform, default 5) between
+                 "ready" and the kill, so that the kill falls at a random
+                 phase of the managers' check intervals (repmgrd 1 s,
+                 pg_auto_failover's monitor 5 s); 0 kills at once
+  --help         this text
+
+Systems:
+  repmgr         repmgr 5 + repmgrd on both nodes: monitor_interval_secs=1,
+                 reconnect_attempts=3, reconnect_interval=1, failover=automatic
+  autofailover   pg_auto_failover 2.0 (pg_autoctl) with its defaults: monitor,
+                 primary, secondary
+
+Needs root (servers run as the postgres OS user) and the Debian packages that
+bench/failover/setup installs (it is run when they are missing).
+PG_TSWORKER_KEEP_TMP=1 keeps the harness clusters' directories.
+`;
+
+interface Options {
+  trials: number;
+  only: string[];
+  timeoutMs: number;
+  jitterMs: number;
+}
+
+const SETUP_TIMEOUT_MS = 240_000;
+
+function parseOptions(argv: string[]): Options {
+  const opts: Options = { trials: 5, only: SYSTEMS.map((s) => s.id), timeoutMs: 180_000, jitterMs: 5_000 };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
+    const value = () => inline ?? argv[++i] ?? '';
+    switch (flag) {
+      case '-h':
+      case '--help':
+        process.stdout.write(USAGE);
+        process.exit(0);
+        break;
+      case '--trials': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 1) throw new Error('--trials needs a positive integer');
+        opts.trials = n;
+        break;
+      }
+      case '--only': {
+        const ids = value().split(',').map((s) => s.trim()).filter(Boolean);
+        for (const id of ids) {
+          if (!SYSTEMS.some((s) => s.id === id)) throw new Error(`unknown system "${id}" (known: ${SYSTEMS.map((s) => s.id).join(', ')})`);
+        }
+        if (ids.length === 0) throw new Error('--only needs a system');
+        opts.only = SYSTEMS.map((s) => s.id).filter((id) => ids.includes(id));
+        break;
+      }
+      case '--timeout': {
+        const s = Number(value());
+        if (!(s > 0)) throw new Error('--timeout needs a positive number of seconds');
+        opts.timeoutMs = s * 1000;
+        break;
+      }
+      case '--jitter': {
+        const s = Number(value());
+        if (!(s >= 0)) throw new Error('--jitter needs a number of seconds >= 0');
+        opts.jitterMs = s * 1000;
+        break;
+      }
+      default:
+        throw new Error(`unknown argument "${argv[i]}"\n\n${USAGE}`);
+    }
+  }
+  return opts;
+}
+
+/** Make sure repmgr and pg_autoctl are installed: bench/failover/setup --check, else run it (root). */
+function ensurePrerequisites(): void {
+  const setup = path.join(HERE, 'setup');
+  try {
+    execFileSync(setup, ['--check'], { stdio: 'pipe' });
+    return;
+  } catch {
+    // missing: install below
+  }
+  if (process.getuid?.() !== 0) {
+    throw new Error('repmgr / pg_auto_failover are not installed; run bench/failover/setup as root first (and this benchmark as root)');
+  }
+  process.stderr.write('installing repmgr and pg_auto_failover (bench/failover/setup) ...\n');
+  execFileSync(setup, [], { stdio: ['ignore', 2, 2] });
+}
+
+const log = (msg: string) => process.stderr.write(msg + '\n');
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function table(header: string[], rows: string[][], right: boolean[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...rows.map(line)].join('\n');
+}
+
+interface Outcome {
+  system: FailoverSystem;
+  results: WriteResult[];
+  errors: string[];
+}
+
+let current: FailoverSystem | undefined;
+
+async function trial(sys: FailoverSystem, n: number, total: number, opts: Options): Promise<WriteResult> {
+  current = sys;
+  const tag = `${sys.id} trial ${n}/${total}`;
+  const started = performance.now();
+  try {
+    const nodes = await withTimeout(sys.setup(log), SETUP_TIMEOUT_MS, `${tag}: setup`);
+    const jitter = Math.random() * opts.jitterMs;
+    log(
+      `${tag}: ready after ${((performance.now() - started) / 1000).toFixed(1)} s: ${nodes.describe}; ` +
+        `killing the primary in ${(jitter / 1000).toFixed(2)} s`,
+    );
+    await sleep(jitter);
+    const t0 = await withTimeout(sys.killPrimary(), 30_000, `${tag}: killing the primary`);
+    const r = await timeToFirstWrite(nodes.standby, t0, opts.timeoutMs);
+    log(`${tag}: first committed INSERT ${(r.ms / 1000).toFixed(3)} s after the kill (${r.attempts} attempts: ${JSON.stringify(r.failures)})`);
+    return r;
+  } catch (e) {
+    let diag = '';
+    try {
+      diag = await withTimeout(sys.diagnostics(), 15_000, 'diagnostics');
+    } catch (d) {
+      diag = `(no diagnostics: ${(d as Error).message})`;
+    }
+    throw new Error(`${tag} failed: ${(e as Error).message}\n${diag}`);
+  } finally {
+    await withTimeout(sys.teardown(), 60_000, `${tag}: teardown`).catch((e) => log(`warning: ${(e as Error).message}`));
+    current = undefined;
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new Error('run bench/failover/run as root: it runs the servers as the postgres OS user');
+  ensurePrerequisites();
+
+  let stopping = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    log(`\n${sig}: tearing down ...`);
+    const sys = current;
+    void (sys ? withTimeout(sys.teardown(), 60_000, 'teardown') : Promise.resolve())
+      .catch((e) => log(`warning: ${(e as Error).message}`))
+      .finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const wall = performance.now();
+  const outcomes: Outcome[] = SYSTEMS.filter((s) => opts.only.includes(s.id)).map((s) => ({
+    system: s.make(),
+    results: [],
+    errors: [],
+  }));
+  for (let t = 1; t <= opts.trials; t++) {
+    for (const o of outcomes) {
+      if (stopping) return;
+      try {
+        o.results.push(await trial(o.system, t, opts.trials, opts));
+      } catch (e) {
+        if (stopping) return;
+        o.errors.push((e as Error).message.split('\n')[0]);
+        log(`ERROR: ${(e as Error).message}`);
+      }
+    }
+  }
+  const wallS = (performance.now() - wall) / 1000;
+
+  const base = outcomes.find((o) => o.system.id === BASELINE && o.results.length > 0);
+  const baseMed = base ? median(base.results.map((r) => r.ms)) : undefined;
+  const fmt = (ms: number) => (ms / 1000).toFixed(2);
+  const rows = outcomes.map((o) => {
+    const ms = o.results.map((r) => r.ms);
+    const ok = ms.length > 0;
+    const med = ok ? median(ms) : undefined;
+    return [
+      o.system.label,
+      `${ms.length}/${ms.length + o.errors.length}`,
+      med !== undefined ? fmt(med) : '-',
+      ok ? fmt(Math.min(...ms)) : '-',
+      ok ? fmt(Math.max(...ms)) : '-',
+      med !== undefined && baseMed !== undefined ? `${(med / baseMed).toFixed(2)}x` : '-',
+      ms.map(fmt).join(' '),
+    ];
+  });
+  const out: string[] = [];
+  out.push('');
+  out.push(`Failover: primary host lost (SIGKILL) -> first committed INSERT on the standby, seconds`);
+  out.push(
+    `(${opts.trials} trial(s) per system, fresh nodes each, kill at a random 0-${opts.jitterMs / 1000} s after ready, ` +
+      `INSERT tried every ${ATTEMPT_INTERVAL_MS} ms)`,
+  );
+  out.push('');
+  out.push(
+    table(
+      ['system', 'ok', 'median s', 'min s', 'max s', 'vs repmgrd', 'trials (s, in order)'],
+      rows,
+      [false, true, true, true, true, true, false],
+    ),
+  );
+  out.push('');
+  for (const o of outcomes) out.push(`  ${o.system.label}: ${o.system.settings}`);
+  for (const o of outcomes) for (const e of o.errors) out.push(`  FAILED ${e}`);
+  out.push('');
+  out.push(`total wall time ${wallS.toFixed(0)} s`);
+  process.stdout.write(out.join('\n') + '\n');
+  if (outcomes.some((o) => o.errors.length > 0)) process.exitCode = 1;
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench/failover/run: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});
