@@ -35,7 +35,7 @@ HOST_OBJS = native/host/host_pg.o native/host/host.o
 HOST_CXXFLAGS = -std=c++17 -fPIC -O2 -g -Wall -Wno-unused-parameter \
 	-fvisibility=hidden -I$(LIBNODE_PREFIX)/include/node
 ADDON = build/Release/pg_tsworker_addon.node
-ADDON_SRCS = native/addon/addon.cc native/addon/spi.c native/addon/spi.h binding.gyp
+ADDON_SRCS = native/addon/addon.cc native/addon/spi.c native/addon/spi.h native/addon/values.c native/addon/values.h binding.gyp
 RUNTIME_SRCS = $(shell find src -name '*.ts') tsconfig.json
 NODE_BIN = node_modules/.bin
 

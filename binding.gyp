@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "pg_tsworker_addon",
-      "sources": ["native/addon/addon.cc", "native/addon/spi.c"],
+      "sources": ["native/addon/addon.cc", "native/addon/spi.c", "native/addon/values.c"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!(pg_config --includedir-server)"

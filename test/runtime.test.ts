@@ -101,7 +101,7 @@ describe('runtime', () => {
     await c.pollQueryUntil(`SELECT count(*) > 0 FROM txn_report WHERE step = 'done'`);
     const rows = await c.query('SELECT step, ok, detail FROM txn_report');
     const steps = Object.fromEntries(rows.map((r) => [r.step, r]));
-    for (const step of ['propagated', 'rolled_back', 'caught_inside', 'syntax', 'next_works', 'async_refused', 'commit_error']) {
+    for (const step of ['propagated', 'rolled_back', 'caught_inside', 'syntax', 'next_works', 'async_commits', 'async_rolls_back', 'commit_error']) {
       assert.ok(steps[step], `step ${step} reported`);
       assert.equal(steps[step].ok, true, `step ${step}: ${steps[step].detail}`);
     }

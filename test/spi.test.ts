@@ -128,3 +128,69 @@ describe('transactions: savepoints, read-only, standby', () => {
     assert.equal(st.standbyRead, 'ok');
   });
 });
+
+describe('prepared statements, cursors, statement savepoints', () => {
+  let c: Cluster;
+  let rows: Record<string, any>;
+  const BIG = 10_000_000;
+
+  before(async () => {
+    c = await Cluster.create('spi-stmts', { start: false });
+    const dir = installFixtures(c, 'spi');
+    c.appendConf({ shared_preload_libraries: 'pg_tsworker', 'tsworker.restart_interval': -1 });
+    await c.start();
+    await c.query('CREATE EXTENSION pg_tsworker; CREATE TABLE spi_report(step text, value text); CREATE TABLE stmt_t(id int PRIMARY KEY, v text)');
+    await c.query(`SELECT tsworker.launch('stmts', $1, $2)`, [`${dir}/stmts.ts`, JSON.stringify({ rows: BIG })]);
+    await c.pollQueryUntil(`SELECT count(*) = 1 FROM spi_report WHERE step = 'done'`, 't', { timeoutMs: 180_000 });
+    rows = Object.fromEntries((await c.query('SELECT step, value FROM spi_report')).map((r) => [r.step, JSON.parse(r.value)]));
+  });
+
+  after(async () => {
+    await c?.cleanup();
+  });
+
+  test('tx.prepare: typed and inferred parameters, reused across transactions, free()', () => {
+    assert.deepEqual(rows.prepared_params, [[23, 'scalar'], [23, 'scalar']]);
+    assert.deepEqual(rows.prepared_runs, [3, 42]);
+    assert.equal(rows.prepared_outside.code, '25P01', 'outside a transaction');
+    assert.match(rows.prepared_arity.error, /RangeError: the statement takes 2 parameters, 1 were given/);
+    assert.match(rows.prepared_freed.error, /the statement has been freed/);
+    assert.deepEqual(rows.prepare_error.ok, [{ code: '42601', message: 'syntax error at or near "SELEC"' }, 1], 'a failed prepare leaves the transaction usable');
+    assert.deepEqual(rows.prepared_insert, [1, { id: 2 }]);
+    assert.equal(rows.prepared_insert_dup.code, '23505');
+  });
+
+  test('tx.cursor: fetch, move, close, scroll, batches, sync and async iteration', () => {
+    assert.deepEqual(rows.cursor_ops.ok ?? rows.cursor_ops, { a: [3, 4, 5], moved: 2, b: [8], rest: [9, 10], end: 0, closed: { error: 'Error: cursor.fetch(): the cursor is closed' } });
+    assert.deepEqual(rows.cursor_scroll, { back: 3, next: 3 });
+    assert.equal(rows.cursor_noscroll.code, '55000', 'moving backward needs scroll');
+    assert.deepEqual(rows.cursor_iterate, { sum: 2500 * 2501 / 2, n: 2500, sizes: [100, 100, 50] });
+    assert.deepEqual(rows.cursor_async, { n: 3000, batches: 3, m: 1234 });
+    assert.equal(rows.cursor_after_tx.code, '34000', 'a cursor ends with its transaction');
+    assert.equal(rows.cursor_error.ok[0].code, '22012');
+    assert.equal(rows.cursor_error.ok[1], 1, 'an error in a fetch undoes only the fetch');
+    assert.deepEqual(rows.prepared_cursor, [1, 2, 3, 4, 5]);
+  });
+
+  test('statementSavepoints: false: a failed statement fails the transaction, or only the innermost savepoint', () => {
+    assert.equal(rows.nosp_commit, 'ok');
+    assert.equal(rows.nosp_failed.first.code, '23505');
+    assert.equal(rows.nosp_failed.next.code, '25P02', 'later statements are refused');
+    assert.equal(rows.nosp_failed.end.code, '40000', 'the end of the transaction reports the rollback');
+    assert.equal(rows.nosp_failed.kept, 0, 'nothing of the failed transaction is kept');
+    assert.equal(rows.nosp_savepoint.inner.code, '23505');
+    assert.deepEqual(rows.nosp_savepoint.ids, [300, 302]);
+  });
+
+  test(`a ${BIG / 1e6}M-row cursor is read in constant memory`, (t) => {
+    const big = rows.big_cursor;
+    assert.equal(big.n, BIG);
+    const mb = (kb: number) => Math.round(kb / 1024);
+    t.diagnostic(`${BIG} rows in ${big.ms} ms; resident ${mb(big.rssAtMillionKb)} MB after 1M rows, ${mb(big.rssEndKb)} MB at the end; peak ${mb(big.hwmKb)} MB`);
+    assert.ok(big.rssAtMillionKb > 0);
+    assert.ok(big.rssEndKb - big.rssAtMillionKb < 16 * 1024, 'resident size does not grow with the rows read');
+    assert.ok(big.hwmKb < 400 * 1024, 'peak resident size stays small');
+    assert.deepEqual(logLines(c, /leak|still referenced|non-empty SPI stack|snapshot still active/i), []);
+  });
+});
+

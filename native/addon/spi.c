@@ -7,13 +7,16 @@
  * error as a malloc'd TswError, after cleaning up the same way PL/Python
  * and plv8 do.  Transactions follow worker_spi's shape (start timestamp,
  * StartTransactionCommand, SPI_connect, an active snapshot, activity
- * reporting).  Each query runs in an internal subtransaction, so that a
- * caught SQL error rolls back only that statement and the transaction can
- * go on.
+ * reporting).  Each statement runs in an internal subtransaction, so that
+ * a caught SQL error rolls back only that statement and the transaction can
+ * go on; a transaction begun without statement savepoints saves that cost,
+ * and a failed statement then fails the innermost savepoint or the whole
+ * transaction, as in a PostgreSQL session.
  *
- * Parameters arrive in their text form; their types are inferred from the
- * query (setup_parse_variable_parameters, as the extended query protocol
- * does) and the values go through the types' input functions.
+ * Parameters arrive in their text form; their types are given or inferred
+ * from the query (setup_parse_variable_parameters, as the extended query
+ * protocol does) and the values go through the types' input functions.
+ * Results are converted by values.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +30,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/params.h"
+#include "parser/parse_type.h"
 #include "parser/parse_param.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -35,12 +39,14 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "postmaster/interrupt.h"
 
 #include "../shim/pg_tsworker.h"
 #include "spi.h"
+#include "values.h"
 
 typedef struct TswParamState
 {
@@ -49,6 +55,10 @@ typedef struct TswParamState
 } TswParamState;
 
 static bool tsw_xact_open = false;
+/* Statement savepoints in this transaction (tsw_begin). */
+static bool tsw_stmt_savepoints = true;
+/* Without them: a statement failed and the whole transaction was aborted. */
+static bool tsw_xact_failed = false;
 
 /* Savepoints opened by tsw_savepoint(), innermost last. */
 #define TSW_MAX_SAVEPOINTS 64
@@ -56,6 +66,7 @@ typedef struct TswSavepoint
 {
 	MemoryContext context;
 	ResourceOwner owner;
+	bool		failed;			/* rolled back by a failed statement */
 } TswSavepoint;
 static TswSavepoint tsw_savepoints[TSW_MAX_SAVEPOINTS];
 static int	tsw_savepoint_depth = 0;
@@ -64,7 +75,8 @@ static char *tsw_strdup(const char *s);
 static TswError *tsw_capture_error(MemoryContext oldcontext);
 static void tsw_param_setup(ParseState *pstate, void *arg);
 static const char *tsw_command_name(int spi_rc);
-static void tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **out);
+static void tsw_build_result(SPITupleTable *tuptable, uint64 processed, const char *command,
+							 int flags, TswResult **out);
 
 static char *
 tsw_strdup(const char *s)
@@ -159,7 +171,7 @@ tsw_in_transaction(void)
 }
 
 int
-tsw_begin(int read_only, TswError **err)
+tsw_begin(int read_only, int statement_savepoints, TswError **err)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile int rc = 0;
@@ -182,6 +194,8 @@ tsw_begin(int read_only, TswError **err)
 									 GUC_ACTION_LOCAL, true, 0, false);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		tsw_xact_open = true;
+		tsw_xact_failed = false;
+		tsw_stmt_savepoints = statement_savepoints != 0;
 		tsw_savepoint_depth = 0;
 	}
 	PG_CATCH();
@@ -192,6 +206,13 @@ tsw_begin(int read_only, TswError **err)
 	}
 	PG_END_TRY();
 	return rc;
+}
+
+static TswError *
+tsw_aborted_error(void)
+{
+	return tsw_make_error("25P02", "current transaction is aborted: a statement failed, "
+						  "and the transaction was begun without statement savepoints");
 }
 
 int
@@ -206,6 +227,13 @@ tsw_commit(TswError **err)
 	}
 	tsw_xact_open = false;
 	tsw_savepoint_depth = 0;
+	if (tsw_xact_failed)
+	{
+		/* already rolled back when the statement failed */
+		tsw_xact_failed = false;
+		*err = tsw_make_error("40000", "the transaction was rolled back: a statement in it failed");
+		return -1;
+	}
 
 	PG_TRY();
 	{
@@ -241,6 +269,11 @@ tsw_rollback(TswError **err)
 	}
 	tsw_xact_open = false;
 	tsw_savepoint_depth = 0;
+	if (tsw_xact_failed)
+	{
+		tsw_xact_failed = false;
+		return 0;
+	}
 
 	PG_TRY();
 	{
@@ -261,6 +294,34 @@ tsw_rollback(TswError **err)
 	return rc;
 }
 
+/* True (with *err set) when statements cannot run now. */
+static bool
+tsw_cannot_run(TswError **err)
+{
+	int			i;
+
+	if (!tsw_xact_open)
+	{
+		*err = tsw_make_error("25P01", "the transaction has ended; run queries inside the transaction callback");
+		return true;
+	}
+	if (tsw_xact_failed)
+	{
+		*err = tsw_aborted_error();
+		return true;
+	}
+	for (i = 0; i < tsw_savepoint_depth; i++)
+	{
+		if (tsw_savepoints[i].failed)
+		{
+			*err = tsw_make_error("25P02", "current savepoint is aborted: a statement in it failed, "
+								  "and the transaction was begun without statement savepoints");
+			return true;
+		}
+	}
+	return false;
+}
+
 /*
  * Savepoints: internal subtransactions that JavaScript opens and closes
  * (tx.savepoint(fn)), handled like PL/Python's subtransactions.
@@ -272,11 +333,8 @@ tsw_savepoint(TswError **err)
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile int rc = 0;
 
-	if (!tsw_xact_open)
-	{
-		*err = tsw_make_error("25P01", "no transaction is open in this worker");
+	if (tsw_cannot_run(err))
 		return -1;
-	}
 	if (tsw_savepoint_depth >= TSW_MAX_SAVEPOINTS)
 	{
 		*err = tsw_make_error("54000", "savepoints are nested too deeply");
@@ -288,6 +346,7 @@ tsw_savepoint(TswError **err)
 		MemoryContextSwitchTo(oldcontext);
 		tsw_savepoints[tsw_savepoint_depth].context = oldcontext;
 		tsw_savepoints[tsw_savepoint_depth].owner = oldowner;
+		tsw_savepoints[tsw_savepoint_depth].failed = false;
 		tsw_savepoint_depth++;
 	}
 	PG_CATCH();
@@ -305,12 +364,20 @@ tsw_savepoint_end(int commit, TswError **err)
 	TswSavepoint sp;
 	volatile int rc = 0;
 
-	if (!tsw_xact_open || tsw_savepoint_depth == 0)
+	if (!tsw_xact_open || tsw_xact_failed || tsw_savepoint_depth == 0)
 	{
 		*err = tsw_make_error("3B001", "no savepoint is open");
 		return -1;
 	}
 	sp = tsw_savepoints[--tsw_savepoint_depth];
+	if (sp.failed)
+	{
+		/* its subtransaction was rolled back when the statement failed */
+		if (!commit)
+			return 0;
+		*err = tsw_make_error("40000", "the savepoint was rolled back: a statement in it failed");
+		return -1;
+	}
 	PG_TRY();
 	{
 		if (commit)
@@ -371,18 +438,18 @@ tsw_command_name(int spi_rc)
 
 /*
  * Copy a tuple table into a TswResult, in its own memory context so that
- * addon.cc can read it after the subtransaction has ended.  Types with a
- * JavaScript counterpart are stored natively; everything else in its text
- * form through the type's output function.
+ * addon.cc can read it after the subtransaction has ended.  values.c
+ * decides how each column converts.
  */
 static void
-tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **out)
+tsw_build_result(SPITupleTable *tuptable, uint64 processed, const char *command,
+				 int flags, TswResult **out)
 {
 	MemoryContext mcxt;
 	MemoryContext old;
 	TswResult  *res;
 	TupleDesc	tupdesc;
-	FmgrInfo   *out_funcs;
+	TswTypeInfo **infos;
 	uint64		r;
 	int			c;
 
@@ -397,7 +464,7 @@ tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **
 	res = palloc0(sizeof(TswResult));
 	res->memory = mcxt;
 	*out = res;
-	res->command = tsw_command_name(rc);
+	res->command = command;
 	res->row_count = processed;
 
 	if (tuptable == NULL)
@@ -409,53 +476,15 @@ tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **
 	tupdesc = tuptable->tupdesc;
 	res->ncolumns = tupdesc->natts;
 	res->columns = palloc0(sizeof(TswColumn) * Max(tupdesc->natts, 1));
-	out_funcs = palloc0(sizeof(FmgrInfo) * Max(tupdesc->natts, 1));
+	infos = palloc0(sizeof(TswTypeInfo *) * Max(tupdesc->natts, 1));
 
 	for (c = 0; c < tupdesc->natts; c++)
 	{
 		Form_pg_attribute attr = TupleDescAttr(tupdesc, c);
-		Oid			base = getBaseType(attr->atttypid);
-		TswColumn  *col = &res->columns[c];
 
-		col->name = pstrdup(NameStr(attr->attname));
-		col->type_oid = attr->atttypid;
-		switch (base)
-		{
-			case BOOLOID:
-				col->kind = TSW_KIND_BOOL;
-				break;
-			case INT2OID:
-				col->kind = TSW_KIND_INT32;
-				col->is_narrow = 1;
-				break;
-			case INT4OID:
-				col->kind = TSW_KIND_INT32;
-				break;
-			case OIDOID:
-				col->kind = TSW_KIND_INT32;
-				col->is_unsigned = 1;
-				break;
-			case INT8OID:
-				col->kind = TSW_KIND_INT64;
-				break;
-			case FLOAT4OID:
-				col->kind = TSW_KIND_FLOAT64;
-				col->is_narrow = 1;
-				break;
-			case FLOAT8OID:
-				col->kind = TSW_KIND_FLOAT64;
-				break;
-			default:
-				{
-					Oid			typoutput;
-					bool		typisvarlena;
-
-					col->kind = TSW_KIND_TEXT;
-					getTypeOutputInfo(base, &typoutput, &typisvarlena);
-					fmgr_info_cxt(typoutput, &out_funcs[c], mcxt);
-				}
-				break;
-		}
+		res->columns[c].name = pstrdup(NameStr(attr->attname));
+		res->columns[c].type_oid = attr->atttypid;
+		infos[c] = tsw_type_info(attr->atttypid, flags, mcxt);
 	}
 
 	res->nrows = tuptable->numvals;
@@ -472,39 +501,8 @@ tsw_build_result(SPITupleTable *tuptable, uint64 processed, int rc, TswResult **
 			Datum		d = heap_getattr(tuple, c + 1, tupdesc, &isnull);
 
 			cell->isnull = isnull;
-			if (isnull)
-				continue;
-			switch (res->columns[c].kind)
-			{
-				case TSW_KIND_BOOL:
-					cell->v.b = DatumGetBool(d);
-					break;
-				case TSW_KIND_INT32:
-					if (res->columns[c].is_unsigned)
-						cell->v.u32 = DatumGetObjectId(d);
-					else if (res->columns[c].is_narrow)
-						cell->v.i32 = DatumGetInt16(d);
-					else
-						cell->v.i32 = DatumGetInt32(d);
-					break;
-				case TSW_KIND_INT64:
-					cell->v.i64 = DatumGetInt64(d);
-					break;
-				case TSW_KIND_FLOAT64:
-					if (res->columns[c].is_narrow)
-						cell->v.f64 = DatumGetFloat4(d);
-					else
-						cell->v.f64 = DatumGetFloat8(d);
-					break;
-				case TSW_KIND_TEXT:
-					{
-						char	   *s = OutputFunctionCall(&out_funcs[c], d);
-
-						cell->v.text.ptr = s;
-						cell->v.text.len = strlen(s);
-					}
-					break;
-			}
+			if (!isnull)
+				tsw_datum_to_cell(infos[c], d, cell);
 		}
 	}
 
@@ -524,32 +522,37 @@ tsw_shutdown_requested(void)
 	return ShutdownRequestPending ? 1 : 0;
 }
 
-int
-tsw_query(const char *sql, int nparams, const char *const *params,
-		  int timeout_arg, TswResult **result, TswError **err)
+/*
+ * One statement at a time.  A statement starts (timeout, subtransaction),
+ * then ends well or with an error; a planned one-shot statement spans two
+ * calls (tsw_plan_statement, tsw_execute), so the state is kept here.
+ */
+typedef struct TswStatementState
 {
-	volatile int timeout_ms = timeout_arg;
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile int rc = 0;
-	volatile bool in_subxact = false;
-	MemoryContext qcxt;
+	bool		active;
+	bool		in_subxact;
+	int			timeout_ms;
+	MemoryContext context;		/* caller's context */
+	ResourceOwner owner;
+	const char *sql;
+} TswStatementState;
 
-	*result = NULL;
-	if (!tsw_xact_open)
-	{
-		*err = tsw_make_error("25P01", "the transaction has ended; run queries inside the transaction callback");
-		return -1;
-	}
+static TswStatementState tsw_stmt;
 
-	/*
-	 * Parameters and their parse state live in a context of their own,
-	 * deleted when the statement ends, so that a long transaction does not
-	 * accumulate them.  (The types array must not be allocated by the
-	 * parser hook: that would be in SPI's executor context, which
-	 * SPI_prepare_params resets before returning.)
-	 */
-	qcxt = AllocSetContextCreate(oldcontext, "pg_tsworker query", ALLOCSET_SMALL_SIZES);
+StaticAssertDecl(TSW_CURSOR_SCROLL == CURSOR_OPT_SCROLL &&
+				 TSW_CURSOR_NO_SCROLL == CURSOR_OPT_NO_SCROLL,
+				 "cursor options match PostgreSQL's");
+
+/* Call inside PG_TRY. */
+static void
+tsw_stmt_start(const char *sql, int timeout_ms)
+{
+	tsw_stmt.active = true;
+	tsw_stmt.in_subxact = false;
+	tsw_stmt.context = CurrentMemoryContext;
+	tsw_stmt.owner = CurrentResourceOwner;
+	tsw_stmt.sql = sql;
+	tsw_stmt.timeout_ms = timeout_ms < 0 ? tsw_statement_timeout : timeout_ms;
 
 	/* a cancel the SIGTERM handler left behind belongs to an earlier statement */
 	if (tsw_cancel_for_shutdown)
@@ -557,132 +560,533 @@ tsw_query(const char *sql, int nparams, const char *const *params,
 		tsw_cancel_for_shutdown = false;
 		QueryCancelPending = false;
 	}
-	if (timeout_ms < 0)
-		timeout_ms = tsw_statement_timeout;
-
-	PG_TRY();
+	tsw_query_depth++;
+	if (tsw_stmt.timeout_ms > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, tsw_stmt.timeout_ms);
+	if (tsw_stmt_savepoints)
 	{
-		int			spi_rc;
-		SPIPlanPtr	plan = NULL;
-
-		tsw_query_depth++;
-		if (timeout_ms > 0)
-			enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
 		BeginInternalSubTransaction(NULL);
-		in_subxact = true;
-		MemoryContextSwitchTo(oldcontext);
-
-		debug_query_string = sql;
-		pgstat_report_activity(STATE_RUNNING, sql);
-
-		if (nparams == 0)
-			spi_rc = SPI_execute(sql, false, 0);
-		else
-		{
-			TswParamState state;
-			ParamListInfo paramli;
-			int			i;
-
-			state.types = MemoryContextAllocZero(qcxt, sizeof(Oid) * nparams);
-			state.ntypes = nparams;
-			plan = SPI_prepare_params(sql, tsw_param_setup, &state, 0);
-			if (plan == NULL)
-				elog(ERROR, "SPI_prepare_params failed: %s",
-					 SPI_result_code_string(SPI_result));
-			if (state.ntypes > nparams)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_PARAMETER),
-						 errmsg("query uses parameter $%d but %d parameters were given",
-								state.ntypes, nparams)));
-
-			MemoryContextSwitchTo(qcxt);
-			paramli = makeParamList(nparams);
-			for (i = 0; i < nparams; i++)
-			{
-				ParamExternData *prm = &paramli->params[i];
-				Oid			type = state.types[i];
-
-				if (type == InvalidOid)
-					ereport(ERROR,
-							(errcode(ERRCODE_PROTOCOL_VIOLATION),
-							 errmsg("%d parameters were given but the query does not use $%d",
-									nparams, i + 1)));
-				prm->ptype = type;
-				prm->pflags = PARAM_FLAG_CONST;
-				prm->isnull = params[i] == NULL;
-				if (prm->isnull)
-					prm->value = (Datum) 0;
-				else
-				{
-					Oid			typinput;
-					Oid			typioparam;
-
-					getTypeInputInfo(type, &typinput, &typioparam);
-					prm->value = OidInputFunctionCall(typinput, (char *) params[i],
-													  typioparam, -1);
-				}
-			}
-			MemoryContextSwitchTo(oldcontext);
-			spi_rc = SPI_execute_plan_with_paramlist(plan, paramli, false, 0);
-		}
-
-		if (spi_rc < 0)
-			elog(ERROR, "SPI failed: %s", SPI_result_code_string(spi_rc));
-
-		tsw_build_result(SPI_tuptable, SPI_processed, spi_rc, result);
-		SPI_freetuptable(SPI_tuptable);
-		if (plan != NULL)
-			SPI_freeplan(plan);
-
-		ReleaseCurrentSubTransaction();
-		in_subxact = false;
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		if (timeout_ms > 0)
-			disable_timeout(STATEMENT_TIMEOUT, false);
-		tsw_query_depth--;
+		tsw_stmt.in_subxact = true;
+		MemoryContextSwitchTo(tsw_stmt.context);
 	}
-	PG_CATCH();
-	{
-		tsw_query_depth--;
-		if (timeout_ms > 0)
-			disable_timeout(STATEMENT_TIMEOUT, false);
-		if (*result != NULL)
-		{
-			tsw_free_result(*result);
-			*result = NULL;
-		}
-		*err = tsw_capture_error(oldcontext);
+	debug_query_string = sql;
+	pgstat_report_activity(STATE_RUNNING, sql);
+}
 
-		/*
-		 * SPI reports a position in the statement as an internal position
-		 * of an internal query (_SPI_error_callback); the statement is the
-		 * caller's own, so report it as a plain position.
-		 */
-		if ((*err)->position == 0 && (*err)->internal_position > 0 &&
-			(*err)->internal_query != NULL && strcmp((*err)->internal_query, sql) == 0)
-		{
-			(*err)->position = (*err)->internal_position;
-			(*err)->internal_position = 0;
-			free((*err)->internal_query);
-			(*err)->internal_query = NULL;
-		}
-		if (in_subxact)
-			RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		rc = -1;
-	}
-	PG_END_TRY();
-
-	MemoryContextDelete(qcxt);
+static void
+tsw_stmt_cleanup(void)
+{
+	tsw_query_depth--;
+	if (tsw_stmt.timeout_ms > 0)
+		disable_timeout(STATEMENT_TIMEOUT, false);
 	debug_query_string = NULL;
+	tsw_stmt.active = false;
 	if (tsw_cancel_for_shutdown && tsw_query_depth == 0)
 	{
 		/* the statement ended before it noticed the cancel */
 		tsw_cancel_for_shutdown = false;
 		QueryCancelPending = false;
 	}
+}
+
+/* Call inside PG_TRY, when the statement succeeded. */
+static void
+tsw_stmt_finish(void)
+{
+	if (tsw_stmt.in_subxact)
+	{
+		ReleaseCurrentSubTransaction();
+		tsw_stmt.in_subxact = false;
+		MemoryContextSwitchTo(tsw_stmt.context);
+		CurrentResourceOwner = tsw_stmt.owner;
+	}
+	tsw_stmt_cleanup();
+}
+
+/*
+ * Undo a statement.  Without its own subtransaction, the innermost
+ * savepoint is rolled back and marked failed, or else the transaction.
+ */
+static void
+tsw_stmt_undo(void)
+{
+	if (tsw_stmt.in_subxact)
+	{
+		RollbackAndReleaseCurrentSubTransaction();
+		tsw_stmt.in_subxact = false;
+		MemoryContextSwitchTo(tsw_stmt.context);
+		CurrentResourceOwner = tsw_stmt.owner;
+	}
+	else if (tsw_savepoint_depth > 0)
+	{
+		TswSavepoint *sp = &tsw_savepoints[tsw_savepoint_depth - 1];
+
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(sp->context);
+		CurrentResourceOwner = sp->owner;
+		sp->failed = true;
+	}
+	else
+	{
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		tsw_xact_failed = true;
+	}
+	tsw_stmt_cleanup();
+}
+
+/* Give up a statement that never ran (its parameters could not be formatted). */
+static void
+tsw_stmt_abandon(void)
+{
+	if (tsw_stmt.in_subxact)
+	{
+		RollbackAndReleaseCurrentSubTransaction();
+		tsw_stmt.in_subxact = false;
+		MemoryContextSwitchTo(tsw_stmt.context);
+		CurrentResourceOwner = tsw_stmt.owner;
+	}
+	tsw_stmt_cleanup();
+}
+
+/* Call in PG_CATCH: capture the error, then undo the statement. */
+static TswError *
+tsw_stmt_error(void)
+{
+	TswError   *e = tsw_capture_error(tsw_stmt.context);
+
+	/*
+	 * SPI reports a position in the statement as an internal position of an
+	 * internal query (_SPI_error_callback); the statement is the caller's
+	 * own, so report it as a plain position.
+	 */
+	if (e->position == 0 && e->internal_position > 0 && tsw_stmt.sql != NULL &&
+		e->internal_query != NULL && strcmp(e->internal_query, tsw_stmt.sql) == 0)
+	{
+		e->position = e->internal_position;
+		e->internal_position = 0;
+		free(e->internal_query);
+		e->internal_query = NULL;
+	}
+	tsw_stmt_undo();
+	return e;
+}
+
+static TswPlan *
+tsw_plan_new(int kept)
+{
+	MemoryContext mcxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker plan",
+											   ALLOCSET_SMALL_SIZES);
+	TswPlan    *plan = MemoryContextAllocZero(mcxt, sizeof(TswPlan));
+
+	plan->memory = mcxt;
+	plan->kept = kept;
+	return plan;
+}
+
+static void
+tsw_plan_release(TswPlan *plan)
+{
+	if (plan == NULL)
+		return;
+
+	/*
+	 * A one-shot plan lives in SPI's transaction memory: a transaction that
+	 * a failed statement aborted has freed it already.
+	 */
+	if (plan->spi_plan != NULL && (plan->kept || (tsw_xact_open && !tsw_xact_failed)))
+		SPI_freeplan((SPIPlanPtr) plan->spi_plan);
+	MemoryContextDelete((MemoryContext) plan->memory);
+}
+
+/*
+ * Plan sql with variable parameters (types preset in types[0..ntypes-1],
+ * 0 for inferred), then describe them.  expect_params >= 0 requires that
+ * many parameters, all used.
+ */
+static void
+tsw_plan_into(TswPlan *plan, const char *sql, int ntypes, const Oid *types,
+			  int expect_params, int cursor_options)
+{
+	MemoryContext old;
+	TswParamState state;
+	SPIPlanPtr	spi_plan;
+	int			i;
+
+	old = MemoryContextSwitchTo((MemoryContext) plan->memory);
+	state.ntypes = Max(ntypes, expect_params);
+	state.types = palloc0(sizeof(Oid) * Max(state.ntypes, 1));
+	for (i = 0; i < ntypes; i++)
+		state.types[i] = types[i];
+	MemoryContextSwitchTo(old);
+
+	spi_plan = SPI_prepare_params(sql, tsw_param_setup, &state, cursor_options);
+	if (spi_plan == NULL)
+		elog(ERROR, "SPI_prepare_params failed: %s", SPI_result_code_string(SPI_result));
+	plan->spi_plan = spi_plan;
+	plan->cursor_options = cursor_options;
+	if (expect_params >= 0 && state.ntypes > expect_params)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_PARAMETER),
+				 errmsg("query uses parameter $%d but %d parameters were given",
+						state.ntypes, expect_params)));
+
+	old = MemoryContextSwitchTo((MemoryContext) plan->memory);
+	plan->nparams = state.ntypes;
+	plan->params = palloc0(sizeof(TswParamType) * Max(state.ntypes, 1));
+	for (i = 0; i < state.ntypes; i++)
+	{
+		if (state.types[i] == InvalidOid)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDETERMINATE_DATATYPE),
+					 expect_params >= 0 ?
+					 errmsg("%d parameters were given but the query does not use $%d",
+							expect_params, i + 1) :
+					 errmsg("the statement does not use parameter $%d", i + 1)));
+		tsw_describe_param(state.types[i], &plan->params[i]);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+int
+tsw_plan_statement(const char *sql, int nparams, int cursor_options, int timeout_ms,
+				   TswPlan **out, TswError **err)
+{
+	TswPlan    *volatile plan = NULL;
+	volatile int rc = 0;
+
+	*out = NULL;
+	if (tsw_cannot_run(err))
+		return -1;
+	PG_TRY();
+	{
+		tsw_stmt_start(sql, timeout_ms);
+		plan = tsw_plan_new(0);
+		tsw_plan_into(plan, sql, 0, NULL, nparams, cursor_options);
+		plan->open_subxact = 1;
+		*out = plan;
+	}
+	PG_CATCH();
+	{
+		*err = tsw_stmt_error();
+		tsw_plan_release(plan);
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+void
+tsw_plan_discard(TswPlan *plan)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	if (plan == NULL)
+		return;
+	PG_TRY();
+	{
+		if (plan->open_subxact && tsw_stmt.active)
+			tsw_stmt_abandon();
+		plan->open_subxact = 0;
+		tsw_plan_release(plan);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+int
+tsw_prepare(const char *sql, int ntypes, const char *const *typenames,
+			TswPlan **out, TswError **err)
+{
+	TswPlan    *volatile plan = NULL;
+	volatile int rc = 0;
+
+	*out = NULL;
+	if (tsw_cannot_run(err))
+		return -1;
+	PG_TRY();
+	{
+		Oid		   *types = NULL;
+		int			i;
+
+		tsw_stmt_start(sql, -1);
+		plan = tsw_plan_new(1);
+		if (ntypes > 0)
+		{
+			types = palloc0(sizeof(Oid) * ntypes);
+			for (i = 0; i < ntypes; i++)
+			{
+				int32		typmod;
+
+				if (typenames[i] != NULL)
+					parseTypeString(typenames[i], &types[i], &typmod, false);
+			}
+		}
+		tsw_plan_into(plan, sql, ntypes, types, -1, 0);
+		if (SPI_keepplan((SPIPlanPtr) plan->spi_plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		tsw_stmt_finish();
+		*out = plan;
+	}
+	PG_CATCH();
+	{
+		*err = tsw_stmt_error();
+		tsw_plan_release(plan);
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+void
+tsw_plan_free(TswPlan *plan)
+{
+	tsw_plan_discard(plan);
+}
+
+/* Parameters of plan from their text form, allocated in the current context. */
+static ParamListInfo
+tsw_make_params(TswPlan *plan, const char *const *params)
+{
+	ParamListInfo paramli = makeParamList(plan->nparams);
+	int			i;
+
+	for (i = 0; i < plan->nparams; i++)
+	{
+		ParamExternData *prm = &paramli->params[i];
+		Oid			type = plan->params[i].type_oid;
+
+		prm->ptype = type;
+		prm->pflags = PARAM_FLAG_CONST;
+		prm->isnull = params == NULL || params[i] == NULL;
+		if (prm->isnull)
+			prm->value = (Datum) 0;
+		else
+		{
+			Oid			typinput;
+			Oid			typioparam;
+
+			getTypeInputInfo(type, &typinput, &typioparam);
+			prm->value = OidInputFunctionCall(typinput, (char *) params[i], typioparam, -1);
+		}
+	}
+	return paramli;
+}
+
+int
+tsw_execute(TswPlan *plan, const char *sql, const char *const *params,
+			int timeout_ms, int flags, TswResult **result, TswError **err)
+{
+	volatile int rc = 0;
+	volatile MemoryContext qcxt = NULL;
+
+	*result = NULL;
+	if (plan == NULL || !plan->open_subxact)
+	{
+		if (tsw_cannot_run(err))
+			return -1;
+	}
+
+	PG_TRY();
+	{
+		int			spi_rc;
+
+		if (plan == NULL || !plan->open_subxact)
+			tsw_stmt_start(sql, timeout_ms);
+		else
+			tsw_stmt.sql = sql;
+		if (plan != NULL)
+			plan->open_subxact = 0;
+
+		if (plan == NULL)
+			spi_rc = SPI_execute(sql, false, 0);
+		else
+		{
+			ParamListInfo paramli;
+			MemoryContext old;
+
+			/*
+			 * Parameters live only as long as the statement, in a context of
+			 * their own that survives a failed statement's transaction.
+			 */
+			qcxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker params",
+										 ALLOCSET_SMALL_SIZES);
+			old = MemoryContextSwitchTo(qcxt);
+			paramli = tsw_make_params(plan, params);
+			MemoryContextSwitchTo(old);
+			spi_rc = SPI_execute_plan_with_paramlist((SPIPlanPtr) plan->spi_plan, paramli, false, 0);
+		}
+		if (spi_rc < 0)
+			elog(ERROR, "SPI failed: %s", SPI_result_code_string(spi_rc));
+
+		tsw_build_result(SPI_tuptable, SPI_processed, tsw_command_name(spi_rc), flags, result);
+		SPI_freetuptable(SPI_tuptable);
+		tsw_stmt_finish();
+	}
+	PG_CATCH();
+	{
+		if (*result != NULL)
+		{
+			tsw_free_result(*result);
+			*result = NULL;
+		}
+		*err = tsw_stmt_error();
+		rc = -1;
+	}
+	PG_END_TRY();
+
+	if (qcxt != NULL)
+		MemoryContextDelete(qcxt);
+	if (plan != NULL && !plan->kept)
+		tsw_plan_discard(plan);
+	return rc;
+}
+
+/* Cursors -------------------------------------------------------------- */
+
+int
+tsw_cursor_open(TswPlan *plan, const char *sql, const char *const *params,
+				char **name, TswError **err)
+{
+	volatile int rc = 0;
+	volatile MemoryContext qcxt = NULL;
+
+	*name = NULL;
+	if (!plan->open_subxact && tsw_cannot_run(err))
+		return -1;
+
+	PG_TRY();
+	{
+		ParamListInfo paramli;
+		MemoryContext old;
+		Portal		portal;
+
+		if (!plan->open_subxact)
+			tsw_stmt_start(sql, -1);
+		plan->open_subxact = 0;
+		qcxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker params",
+									 ALLOCSET_SMALL_SIZES);
+		old = MemoryContextSwitchTo(qcxt);
+		paramli = tsw_make_params(plan, params);
+		MemoryContextSwitchTo(old);
+		portal = SPI_cursor_open_with_paramlist(NULL, (SPIPlanPtr) plan->spi_plan, paramli, false);
+		if (portal == NULL)
+			elog(ERROR, "SPI_cursor_open failed: %s", SPI_result_code_string(SPI_result));
+		*name = tsw_strdup(portal->name);
+		tsw_stmt_finish();
+	}
+	PG_CATCH();
+	{
+		*err = tsw_stmt_error();
+		rc = -1;
+	}
+	PG_END_TRY();
+
+	if (qcxt != NULL)
+		MemoryContextDelete(qcxt);
+	if (!plan->kept)
+		tsw_plan_discard(plan);
+	return rc;
+}
+
+/* The open cursor called name, or NULL with *err set. */
+static Portal
+tsw_find_cursor(const char *name, TswError **err)
+{
+	Portal		portal;
+
+	if (tsw_cannot_run(err))
+		return NULL;
+	portal = SPI_cursor_find(name);
+	if (portal == NULL)
+		*err = tsw_make_error("34000", "the cursor is closed (a cursor lasts until the end of the transaction that opened it)");
+	return portal;
+}
+
+int
+tsw_cursor_fetch(const char *name, int forward, int64_t count, int flags,
+				 TswResult **result, TswError **err)
+{
+	volatile int rc = 0;
+	Portal		portal;
+
+	*result = NULL;
+	if ((portal = tsw_find_cursor(name, err)) == NULL)
+		return -1;
+	PG_TRY();
+	{
+		tsw_stmt_start(portal->sourceText, -1);
+		SPI_cursor_fetch(portal, forward != 0, (long) count);
+		tsw_build_result(SPI_tuptable, SPI_processed, "FETCH", flags, result);
+		SPI_freetuptable(SPI_tuptable);
+		tsw_stmt_finish();
+	}
+	PG_CATCH();
+	{
+		if (*result != NULL)
+		{
+			tsw_free_result(*result);
+			*result = NULL;
+		}
+		*err = tsw_stmt_error();
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+int
+tsw_cursor_move(const char *name, int forward, int64_t count,
+				uint64_t *moved, TswError **err)
+{
+	volatile int rc = 0;
+	Portal		portal;
+
+	*moved = 0;
+	if ((portal = tsw_find_cursor(name, err)) == NULL)
+		return -1;
+	PG_TRY();
+	{
+		tsw_stmt_start(portal->sourceText, -1);
+		SPI_cursor_move(portal, forward != 0, (long) count);
+		*moved = SPI_processed;
+		tsw_stmt_finish();
+	}
+	PG_CATCH();
+	{
+		*err = tsw_stmt_error();
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+int
+tsw_cursor_close(const char *name, TswError **err)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile int rc = 0;
+
+	/* after the transaction the portal is gone already */
+	if (!tsw_xact_open || tsw_xact_failed)
+		return 0;
+	PG_TRY();
+	{
+		Portal		portal = SPI_cursor_find(name);
+
+		if (portal != NULL)
+			SPI_cursor_close(portal);
+	}
+	PG_CATCH();
+	{
+		*err = tsw_capture_error(oldcontext);
+		rc = -1;
+	}
+	PG_END_TRY();
 	return rc;
 }
 

@@ -38,19 +38,31 @@ typedef struct TswError
 	int			internal_position;
 } TswError;
 
-/* How a result column is handed to JavaScript. */
+/* How a value is handed to JavaScript (see docs/types.md). */
 typedef enum TswKind
 {
-	TSW_KIND_TEXT = 0,			/* string (text form of any type) */
+	TSW_KIND_TEXT = 0,			/* string: text form of the type */
 	TSW_KIND_BOOL,
-	TSW_KIND_INT32,				/* int2, int4, oid: Number */
+	TSW_KIND_INT32,				/* int2, int4: Number */
+	TSW_KIND_UINT32,			/* oid, xid, cid ...: Number */
 	TSW_KIND_INT64,				/* int8: BigInt */
-	TSW_KIND_FLOAT64			/* float4, float8: Number */
+	TSW_KIND_FLOAT64,			/* float4, float8: Number */
+	TSW_KIND_BYTES,				/* bytea: Buffer */
+	TSW_KIND_TIME,				/* date, timestamp, timestamptz: Date (f64 ms since the epoch; +-Infinity) */
+	TSW_KIND_JSON,				/* json, jsonb: JSON text, parsed */
+	TSW_KIND_INTERVAL,			/* interval: Interval */
+	TSW_KIND_ARRAY,				/* array: nested JavaScript arrays */
+	TSW_KIND_RECORD				/* composite or record: object */
 } TswKind;
 
+struct TswArray;
+struct TswRecord;
+
+/* One value; arrays and records hold further cells. */
 typedef struct TswCell
 {
-	int			isnull;
+	uint8_t		isnull;
+	uint8_t		kind;			/* TswKind */
 	union
 	{
 		int			b;
@@ -62,17 +74,40 @@ typedef struct TswCell
 		{
 			const char *ptr;
 			int			len;
-		}			text;
+		}			text;		/* TEXT, JSON, BYTES */
+		struct
+		{
+			int32_t		months;
+			int32_t		days;
+			int64_t		micros;
+		}		   *interval;
+		struct TswArray *array;
+		struct TswRecord *record;
 	}			v;
 } TswCell;
+
+#define TSW_MAX_DIMS 6
+
+/* Elements in row-major order; dims[0] outermost. ndims 0 is an empty array. */
+typedef struct TswArray
+{
+	int			ndims;
+	int			dims[TSW_MAX_DIMS];
+	int			nelems;
+	TswCell    *elems;
+} TswArray;
+
+typedef struct TswRecord
+{
+	int			natts;
+	const char *const *names;
+	TswCell    *values;
+} TswRecord;
 
 typedef struct TswColumn
 {
 	const char *name;
 	uint32_t	type_oid;
-	TswKind		kind;
-	int			is_unsigned;	/* INT32 column holding an oid */
-	int			is_narrow;		/* INT32 column of int2, FLOAT64 column of float4 */
 } TswColumn;
 
 typedef struct TswResult
@@ -86,8 +121,58 @@ typedef struct TswResult
 	void	   *memory;			/* owning memory context */
 } TswResult;
 
+/* Result options (flags of tsw_execute and tsw_cursor_fetch). */
+#define TSW_RESULT_INT8_TEXT	0x01	/* int8 as its text form */
+#define TSW_RESULT_TIME_TEXT	0x02	/* date and timestamps as their text form */
+
+/*
+ * What a parameter of a statement is, so that the caller can put a
+ * JavaScript value in the right text form.  base_oid is the type with
+ * domains removed; for arrays elem_oid is the element's base type; for
+ * composites names are the attribute names, in order.
+ */
+typedef enum TswParamClass
+{
+	TSW_PARAM_SCALAR = 0,
+	TSW_PARAM_JSON,
+	TSW_PARAM_ARRAY,
+	TSW_PARAM_COMPOSITE
+} TswParamClass;
+
+typedef struct TswParamType
+{
+	uint32_t	type_oid;
+	uint32_t	base_oid;
+	uint32_t	elem_oid;
+	TswParamClass klass;
+	TswParamClass elem_class;
+	int			nnames;
+	const char *const *names;
+} TswParamType;
+
+/*
+ * A planned statement.  Kept ones (tsw_prepare) live until tsw_plan_free,
+ * across transactions; the one-shot plan of tsw_plan_statement lives until
+ * tsw_execute or tsw_plan_discard.
+ */
+typedef struct TswPlan
+{
+	void	   *spi_plan;
+	int			nparams;
+	TswParamType *params;
+	int			kept;
+	int			cursor_options;
+	int			open_subxact;	/* statement subtransaction left open */
+	void	   *memory;
+} TswPlan;
+
 /* All return 0 on success, or -1 with *err set (free with tsw_free_error). */
-extern int	tsw_begin(int read_only, TswError **err);
+/*
+ * statement_savepoints: run each statement in a subtransaction, so that a
+ * failed one undoes only itself; without, a failed statement fails the
+ * innermost savepoint or the transaction.
+ */
+extern int	tsw_begin(int read_only, int statement_savepoints, TswError **err);
 extern int	tsw_savepoint(TswError **err);
 /* commit: 1 release, 0 roll back */
 extern int	tsw_savepoint_end(int commit, TswError **err);
@@ -96,11 +181,38 @@ extern int	tsw_rollback(TswError **err);
 extern int	tsw_in_transaction(void);
 
 /*
- * params[i] == NULL is SQL NULL; values are in their text form.
- * timeout_ms: statement timeout; 0 none, -1 tsworker.statement_timeout.
+ * Statements.  params[i] == NULL is SQL NULL; values are in their text
+ * form.  timeout_ms: statement timeout; 0 none, -1 tsworker.statement_timeout.
+ *
+ * tsw_plan_statement: plan sql for one run with nparams parameters whose
+ * types are inferred; opens the statement's subtransaction, so that
+ * tsw_execute (which closes it) or tsw_plan_discard must follow.
+ * tsw_prepare: a kept plan; ntypes type names (NULL entries are inferred).
+ * tsw_execute with plan NULL runs sql without parameters.
  */
-extern int	tsw_query(const char *sql, int nparams, const char *const *params,
-					  int timeout_ms, TswResult **result, TswError **err);
+extern int	tsw_plan_statement(const char *sql, int nparams, int cursor_options,
+							   int timeout_ms, TswPlan **plan, TswError **err);
+extern void tsw_plan_discard(TswPlan *plan);
+extern int	tsw_prepare(const char *sql, int ntypes, const char *const *types,
+						TswPlan **plan, TswError **err);
+extern void tsw_plan_free(TswPlan *plan);
+extern int	tsw_execute(TswPlan *plan, const char *sql, const char *const *params,
+						int timeout_ms, int flags, TswResult **result, TswError **err);
+
+/*
+ * Cursors (portals), valid until the end of the transaction.  name gets the
+ * portal's name (free with tsw_free_string).
+ */
+extern int	tsw_cursor_open(TswPlan *plan, const char *sql, const char *const *params,
+							char **name, TswError **err);
+/* Cursor options for tsw_plan_statement (PostgreSQL's CURSOR_OPT_*). */
+#define TSW_CURSOR_SCROLL		0x0002
+#define TSW_CURSOR_NO_SCROLL	0x0004
+extern int	tsw_cursor_fetch(const char *name, int forward, int64_t count, int flags,
+							 TswResult **result, TswError **err);
+extern int	tsw_cursor_move(const char *name, int forward, int64_t count,
+							uint64_t *moved, TswError **err);
+extern int	tsw_cursor_close(const char *name, TswError **err);
 
 /* True once SIGTERM asked the worker to stop. */
 extern int	tsw_shutdown_requested(void);

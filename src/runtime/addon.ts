@@ -4,6 +4,8 @@
  */
 import * as path from 'path';
 
+import type { ParamType } from './params';
+
 /** A column of a result. */
 export interface FieldInfo {
   /** Column name. */
@@ -35,9 +37,28 @@ export const enum SlotState {
   Stopping = 3,
 }
 
+/** Result options the addon understands. */
+export interface ResultOptions {
+  int8?: 'bigint' | 'string';
+  dates?: 'date' | 'text';
+}
+
+/** A kept plan: an opaque handle and its parameters. */
+export interface RawPrepared {
+  handle: object;
+  params: ParamType[];
+}
+
+/** Functions of the runtime the addon calls back. */
+export interface AddonHelpers {
+  makeInterval(months: number, days: number, microseconds: bigint): unknown;
+  formatParam(value: unknown, type: ParamType): string | null;
+}
+
 export interface Addon {
-  init(pgError: new (message: string, fields: never) => Error): void;
-  begin(readOnly?: boolean): void;
+  init(pgError: new (message: string, fields: never) => Error, helpers: AddonHelpers): void;
+  /** statementSavepoints defaults to true. */
+  begin(readOnly?: boolean, statementSavepoints?: boolean): void;
   savepoint(): void;
   /** release: true releases the savepoint, false rolls back to it. */
   endSavepoint(release: boolean): void;
@@ -45,7 +66,16 @@ export interface Addon {
   rollback(): void;
   inTransaction(): boolean;
   /** timeoutMs: 0 no limit; -1 or absent: tsworker.statement_timeout. */
-  query(sql: string, params?: (string | null)[], timeoutMs?: number): RawResult;
+  query(sql: string, params?: readonly unknown[], timeoutMs?: number, options?: ResultOptions): RawResult;
+  /** types: type names of the first parameters (null: inferred). */
+  prepare(sql: string, types?: readonly (string | null)[]): RawPrepared;
+  execute(handle: object, params?: readonly unknown[], timeoutMs?: number, options?: ResultOptions): RawResult;
+  freePlan(handle: object): void;
+  /** Opens a cursor for sql or a kept plan; returns its name. */
+  openCursor(sqlOrHandle: string | object, params?: readonly unknown[], scroll?: boolean): string;
+  fetchCursor(name: string, forward: boolean, count: number, options?: ResultOptions): RawResult;
+  moveCursor(name: string, forward: boolean, count: number): number;
+  closeCursor(name: string): void;
   shutdownRequested(): boolean;
   getSetting(name: string): string | null;
   log(level: LogLevel, message: string): void;

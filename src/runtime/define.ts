@@ -2,7 +2,7 @@
  * `defineWorker` and the types a worker module is written against.
  */
 import type { FieldInfo } from './addon';
-import type { Param } from './params';
+import type { Param, ParamType } from './params';
 import { validateSpec, type SettingsSpec, type SettingValues } from './settings';
 
 /** A row: column name to value. */
@@ -21,13 +21,63 @@ export type QueryResult<R extends Row = Row> = R[] & {
   readonly fields: readonly FieldInfo[];
 };
 
+/** How results come back (see docs/types.md). */
+export interface ResultOptions {
+  /** int8 as `bigint` (default) or as its exact decimal `string`. Never a lossy Number. */
+  int8?: 'bigint' | 'string';
+  /** date, timestamp, timestamptz as `Date` (default; infinity is ±Infinity) or as PostgreSQL's `text`. */
+  dates?: 'date' | 'text';
+}
+
 /** Options of one statement. */
-export interface QueryOptions {
+export interface QueryOptions extends ResultOptions {
   /**
    * Milliseconds the statement may take; over it, it fails with a PgError of
    * code 57014. 0 is no limit. Default: tsworker.statement_timeout.
    */
   timeout?: number;
+}
+
+/** Options of a cursor. */
+export interface CursorOptions extends ResultOptions {
+  /** Allow moving and fetching backward (`SCROLL`); default false. */
+  scroll?: boolean;
+  /** Rows fetched at a time when iterating; default 1000. */
+  batchSize?: number;
+}
+
+/**
+ * A cursor over a statement's rows, open until `close()` or the end of its
+ * transaction. Iterate it (`for (const row of cursor)`, or `for await` in
+ * an async transaction) to read any number of rows in constant memory.
+ */
+export interface Cursor<R extends Row = Row> extends Iterable<R>, AsyncIterable<R> {
+  /** The next `count` rows (default 1); fewer, or none, at the end. */
+  fetch(count?: number): QueryResult<R>;
+  /** Skip `count` rows (negative: back, with `scroll`); returns how many were skipped. */
+  move(count: number): number;
+  /** Close the cursor (idempotent). */
+  close(): void;
+  /** Rows in arrays of `size` (default `batchSize`); iterate with `for` or `for await`. */
+  batches(size?: number): Iterable<QueryResult<R>> & AsyncIterable<QueryResult<R>>;
+}
+
+/**
+ * A statement planned once and run many times, in this and later
+ * transactions (SPI_keepplan). Run it inside a transaction; `free()` it
+ * when done (garbage collection frees it too).
+ */
+export interface PreparedStatement<R extends Row = Row> {
+  /** The statement's text. */
+  readonly sql: string;
+  /** Its parameters' types. */
+  readonly params: readonly ParamType[];
+  /** Run it in the current transaction. */
+  query(params?: readonly Param[], options?: QueryOptions): QueryResult<R>;
+  /** Open a cursor over its rows in the current transaction. */
+  cursor(params?: readonly Param[], options?: CursorOptions): Cursor<R>;
+  /** Release the plan; further use throws. */
+  free(): void;
 }
 
 /** Runs statements inside one open transaction. */
@@ -36,9 +86,18 @@ export interface Transaction {
    * Run one statement (or several separated by `;` when there are no
    * parameters). `$1`, `$2` ... refer to `params`; their types are inferred
    * from the statement. A SQL error throws a `PgError` and undoes only this
-   * statement: the transaction can go on.
+   * statement: the transaction can go on (unless it was begun with
+   * `statementSavepoints: false`).
    */
   query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R>;
+  /**
+   * Plan a statement once for many runs, here and in later transactions.
+   * `types` names the types of the first parameters (`'int4'`, `'text[]'`,
+   * `null` to infer).
+   */
+  prepare<R extends Row = Row>(sql: string, types?: readonly (string | null)[]): PreparedStatement<R>;
+  /** Open a cursor over a statement's rows. */
+  cursor<R extends Row = Row>(sql: string, params?: readonly Param[], options?: CursorOptions): Cursor<R>;
   /**
    * Run `fn` in a savepoint (a subtransaction): when it throws, what it did
    * is undone and the error rethrown, and the transaction goes on. `fn`
@@ -51,6 +110,14 @@ export interface Transaction {
 export interface TransactionOptions {
   /** A read-only transaction: writes fail with a PgError of code 25006. */
   readOnly?: boolean;
+  /**
+   * Run each statement in its own subtransaction (default true), so that a
+   * failed statement undoes only itself. `false` saves that cost for bulk
+   * writes: a failed statement then fails the innermost savepoint, or else
+   * the whole transaction (every later statement throws 25P02, and the end
+   * of the transaction rolls back and throws 40000), as in a psql session.
+   */
+  statementSavepoints?: boolean;
 }
 
 /** Server log output of a worker; each line names the worker. */
@@ -123,9 +190,11 @@ export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
   wait(options?: WaitOptions): Promise<boolean>;
   /**
    * Run `fn` in a transaction: committed when `fn` returns, rolled back when
-   * it throws (the error is rethrown). `fn` must be synchronous: SPI runs on
-   * the worker's only thread, and no wait may happen inside a transaction.
+   * it throws (the error is rethrown). When `fn` is async, the transaction
+   * stays open until its promise settles (so that a cursor can be read with
+   * `for await`); no other transaction can begin meanwhile.
    */
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
   transaction<T>(fn: (tx: Transaction) => T, options?: TransactionOptions): T;
   /** Run one statement in a transaction of its own. */
   query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R>;

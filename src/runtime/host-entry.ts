@@ -14,6 +14,8 @@ import * as path from 'path';
 import { loadAddon, LogLevel, SlotState, type Addon } from './addon';
 import { isWorkerDefinition, type WorkerDefinition } from './define';
 import { PgError } from './errors';
+import { Interval } from './interval';
+import { formatParam } from './params';
 import type { SettingsSpec } from './settings';
 import { Worker } from './worker';
 
@@ -151,7 +153,10 @@ export function backoffDelay(failures: number, max: number): number {
 /** Called by the host; returns the dispatcher for loop events. */
 export function start(host: HostInterface): (event: HostEvent) => void {
   const addon = loadAddon(host.nativeDir);
-  addon.init(PgError as never);
+  addon.init(PgError as never, {
+    makeInterval: (months, days, microseconds) => new Interval(months, days, microseconds),
+    formatParam,
+  });
   let finished = false;
   let worker: Worker<SettingsSpec> | undefined;
   let policy: WorkerDefinition['restart'] = 'on-failure';

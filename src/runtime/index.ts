@@ -6,10 +6,15 @@
  */
 export { defineWorker } from './define';
 export type {
+  Cursor,
+  CursorOptions,
   Json,
   Logger,
   RestartPolicy,
+  PreparedStatement,
+  QueryOptions,
   QueryResult,
+  ResultOptions,
   Row,
   Transaction,
   TransactionOptions,
@@ -22,7 +27,8 @@ export type {
 export { PgError } from './errors';
 export type { PgErrorFields } from './errors';
 export type { FieldInfo } from './addon';
-export type { Param } from './params';
+export type { Param, ParamType } from './params';
+export { Interval } from './interval';
 export type {
   BoolSetting,
   EnumSetting,

@@ -5,10 +5,14 @@
  */
 import { format } from 'util';
 
-import { LogLevel, SlotState, type Addon, type RawResult } from './addon';
+import { LogLevel, SlotState, type Addon } from './addon';
+import { cursorBatch, PortalCursor } from './cursor';
 import type {
+  Cursor,
+  CursorOptions,
   Json,
   Logger,
+  PreparedStatement,
   QueryOptions,
   QueryResult,
   Row,
@@ -20,8 +24,10 @@ import type {
   WorkerEvents,
   WorkerStatus,
 } from './define';
-import { formatParams, type Param } from './params';
+import type { Param } from './params';
+import { checkParams, resultOptions, timeoutArg, toResult } from './results';
 import { parseSetting, type SettingsSpec, type SettingValues } from './settings';
+import { KeptStatement } from './statement';
 
 interface Waiter {
   resolve(value: boolean): void;
@@ -30,16 +36,6 @@ interface Waiter {
 
 function isThenable(v: unknown): boolean {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
-}
-
-function toResult<R extends Row>(raw: RawResult): QueryResult<R> {
-  const rows = raw.rows as R[];
-  Object.defineProperties(rows, {
-    rowCount: { value: raw.rowCount },
-    command: { value: raw.command },
-    fields: { value: raw.fields },
-  });
-  return rows as QueryResult<R>;
 }
 
 /** Logger writing through elog, one line per call. */
@@ -89,6 +85,9 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     this.tx = {
       query: <R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions) =>
         this.runQuery<R>(sql, params, options),
+      prepare: <R extends Row = Row>(sql: string, types?: readonly (string | null)[]) => this.prepare<R>(sql, types),
+      cursor: <R extends Row = Row>(sql: string, params?: readonly Param[], options?: CursorOptions) =>
+        this.openCursor<R>(sql, params, options),
       savepoint: <T>(fn: (tx: Transaction) => T): T => this.savepoint(fn),
     };
   }
@@ -204,16 +203,53 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     for (const w of [...this.waiters]) this.settle(w, value);
   }
 
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  transaction<T>(fn: (tx: Transaction) => T, options?: TransactionOptions): T;
   transaction<T>(fn: (tx: Transaction) => T, options: TransactionOptions = {}): T {
     if (typeof fn !== 'function') throw new TypeError('transaction(fn): fn must be a function');
-    this.addon.begin(options.readOnly === true);
-    return this.runThenEnd('transaction', fn, (commit) => (commit ? this.addon.commit() : this.addon.rollback()));
+    if (typeof options !== 'object' || options === null) throw new TypeError('transaction(fn, options): options must be an object');
+    const { readOnly, statementSavepoints } = options;
+    if (readOnly !== undefined && typeof readOnly !== 'boolean') {
+      throw new TypeError('transaction(): options.readOnly must be a boolean');
+    }
+    if (statementSavepoints !== undefined && typeof statementSavepoints !== 'boolean') {
+      throw new TypeError('transaction(): options.statementSavepoints must be a boolean');
+    }
+    this.addon.begin(readOnly === true, statementSavepoints !== false);
+    const end = (commit: boolean) => (commit ? this.addon.commit() : this.addon.rollback());
+    let result: T;
+    try {
+      result = fn(this.tx);
+    } catch (err) {
+      this.undo('transaction', end, err);
+    }
+    if (isThenable(result)) {
+      // An async transaction stays open until its promise settles.
+      return (result as unknown as Promise<unknown>).then(
+        (value) => {
+          end(true);
+          return value;
+        },
+        (err: unknown) => this.undo('transaction', end, err),
+      ) as unknown as T;
+    }
+    end(true);
+    return result;
+  }
+
+  /** Roll back after `err`, then rethrow it. A failure of the rollback is logged, never hides `err`. */
+  private undo(what: string, end: (commit: boolean) => void, err: unknown): never {
+    try {
+      end(false);
+    } catch (undoErr) {
+      this.log.warning(`${what} rollback failed:`, undoErr);
+    }
+    throw err;
   }
 
   /**
    * Run `fn` synchronously, then `end(true)`; if it throws (or returns a
-   * promise, which is refused), `end(false)` and rethrow. A failure of
-   * `end(false)` is logged, never hides the original error.
+   * promise, which is refused), `end(false)` and rethrow.
    */
   private runThenEnd<T>(what: string, fn: (tx: Transaction) => T, end: (commit: boolean) => void): T {
     let result: T;
@@ -223,12 +259,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
         throw new TypeError(`${what}(fn): fn must be synchronous; it returned a promise (the ${what} was rolled back)`);
       }
     } catch (err) {
-      try {
-        end(false);
-      } catch (undoErr) {
-        this.log.warning(`${what} rollback failed:`, undoErr);
-      }
-      throw err;
+      this.undo(what, end, err);
     }
     end(true);
     return result;
@@ -247,17 +278,30 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   private runQuery<R extends Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
     if (typeof sql !== 'string') throw new TypeError('query(sql, params): sql must be a string');
-    if (params !== undefined && params !== null && !Array.isArray(params)) {
-      throw new TypeError('query(sql, params): params must be an array');
-    }
-    const timeout = options?.timeout;
-    if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0) || timeout > 2 ** 31 - 1)) {
-      throw new TypeError('query(): options.timeout must be a number of milliseconds >= 0');
-    }
     // Outside a transaction the addon refuses with PgError 25P01.
     return toResult<R>(
-      this.addon.query(sql, params && params.length > 0 ? formatParams(params) : undefined, timeout === undefined ? -1 : Math.ceil(timeout)),
+      this.addon.query(
+        sql,
+        checkParams(params, 'query(sql, params)'),
+        timeoutArg(options?.timeout, 'query()'),
+        resultOptions(options, 'query()'),
+      ),
     );
+  }
+
+  private prepare<R extends Row>(sql: string, types?: readonly (string | null)[]): PreparedStatement<R> {
+    if (typeof sql !== 'string') throw new TypeError('prepare(sql, types): sql must be a string');
+    if (types !== undefined && !Array.isArray(types)) throw new TypeError('prepare(sql, types): types must be an array');
+    return new KeptStatement<R>(this.addon, sql, this.addon.prepare(sql, types));
+  }
+
+  private openCursor<R extends Row>(sql: string, params?: readonly Param[], options?: CursorOptions): Cursor<R> {
+    if (typeof sql !== 'string') throw new TypeError('cursor(sql, params): sql must be a string');
+    const batch = cursorBatch(options);
+    const scroll = options?.scroll;
+    if (scroll !== undefined && typeof scroll !== 'boolean') throw new TypeError('cursor(): options.scroll must be a boolean');
+    const name = this.addon.openCursor(sql, checkParams(params, 'cursor(sql, params)'), scroll === true);
+    return new PortalCursor<R>(this.addon, name, batch, options);
   }
 
   setting(name: string): string | null {
