@@ -422,9 +422,6 @@ async function main(): Promise<void> {
       shared_buffers: '512MB',
       // No autovacuum or autoanalyze running beside a measurement on this 2-core machine.
       autovacuum: false,
-      // The TypeScript worker's read returns all rows at once (no cursors
-      // in the runtime yet): 1M rows do not fit in the default 256 MB heap.
-      'tsworker.max_old_space_mb': 4096,
       'tsworker.restart_interval': -1,
     },
   });

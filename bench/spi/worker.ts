@@ -11,11 +11,15 @@
 //
 // The workloads are those of tsw_bench_c.c, statement for statement:
 //   select1  n transactions, each SELECT 1                 (w.query)
-//   insert   one transaction, n parameterised inserts      (tx.query with params)
-//   read     one transaction reading every row of bench_read, every column
-//            turned into a JavaScript value
-//   lookup   one transaction, n times SELECT t FROM bench_read WHERE id = $1
-//            with ids from the PRNG every system uses
+//   insert   one transaction, n inserts of a statement prepared with types
+//            (int8, text), without per-statement savepoints: the C worker
+//            runs them without subtransactions too
+//   read     one transaction reading every row of bench_read through a
+//            cursor in batches of 10000, every column turned into a
+//            JavaScript value (ts arrives as a Date)
+//   lookup   one transaction, n times the prepared
+//            SELECT t FROM bench_read WHERE id = $1 with ids from the PRNG
+//            every system uses
 import { defineWorker } from 'pg-tsworker';
 
 const WORKLOADS = ['select1', 'insert', 'read', 'lookup'];
@@ -59,56 +63,60 @@ export default defineWorker({
 
       case 'insert':
         result = timed(() =>
-          w.transaction((tx) => {
-            let inserted = 0;
-            for (let i = 1; i <= n; i++) {
-              inserted += tx.query('INSERT INTO bench_ins(id, v) VALUES ($1, $2)', [i, `v${i}`]).rowCount;
-            }
-            return BigInt(inserted);
-          }),
+          w.transaction(
+            (tx) => {
+              const ins = tx.prepare('INSERT INTO bench_ins(id, v) VALUES ($1, $2)', ['int8', 'text']);
+              let inserted = 0;
+              for (let i = 1; i <= n; i++) {
+                inserted += ins.query([i, `v${i}`]).rowCount;
+              }
+              ins.free();
+              return BigInt(inserted);
+            },
+            { statementSavepoints: false },
+          ),
         );
         break;
 
       case 'read':
-        // One query returning the whole table: the runtime has neither
-        // cursors nor prepare() yet. Once it does, this becomes a cursor read
-        // in batches of 10000 rows (as the C worker does), so that memory
-        // stays bounded; until then all 1M rows are materialised at once
-        // (the bench cluster raises tsworker.max_old_space_mb for it).
         result = timed(() =>
           w.transaction((tx) => {
-            const rows = tx.query<{ id: bigint; n: string; f: number; t: string; ts: string; b: boolean }>(
-              'SELECT id, n, f, t, ts, b FROM bench_read',
-            );
             let sink = 0n;
             let len = 0;
             let fsum = 0;
-            for (const r of rows) {
-              sink += r.id;
-              len += r.n.length + r.t.length + r.ts.length + (r.b ? 1 : 0);
-              fsum += r.f;
+            let count = 0;
+            const cursor = tx.cursor<{ id: bigint; n: string; f: number; t: string; ts: Date; b: boolean }>(
+              'SELECT id, n, f, t, ts, b FROM bench_read',
+            );
+            for (const rows of cursor.batches(10000)) {
+              for (const r of rows) {
+                sink += r.id;
+                len += r.n.length + r.t.length + (r.ts.getTime() > 0 ? 1 : 0) + (r.b ? 1 : 0);
+                fsum += r.f;
+              }
+              count += rows.length;
             }
             if (fsum < 0) w.log.debug(`sink ${sink} ${len}`); // keep the loop observable
-            return BigInt(rows.length);
+            return BigInt(count);
           }),
         );
         break;
 
       case 'lookup': {
         const maxid = Number(w.query<{ m: bigint }>('SELECT max(id) AS m FROM bench_read')[0].m);
-        // Prepared once per transaction by the C worker and the external
-        // client; the runtime has no prepare() yet, so each call here plans
-        // the statement again. Switch to prepare() when the runtime has it.
+        // Prepared once per transaction, as the C worker and the external client do.
         result = timed(() =>
           w.transaction((tx) => {
+            const lookup = tx.prepare<{ t: string }>('SELECT t FROM bench_read WHERE id = $1', ['int8']);
             let x = 42;
             let total = 0;
             for (let i = 0; i < n; i++) {
               x = (Math.imul(x, 1103515245) + 12345) & 0x7fffffff;
               const id = 1 + (x % maxid);
-              const rows = tx.query<{ t: string }>('SELECT t FROM bench_read WHERE id = $1', [id]);
+              const rows = lookup.query([id]);
               if (rows.length === 1) total += rows[0].t.length;
             }
+            lookup.free();
             return BigInt(total);
           }),
         );

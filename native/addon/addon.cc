@@ -303,11 +303,10 @@ CellValue(napi_env env, const TswCell &cell)
 	return v;
 }
 
-/* { rows, rowCount, command, fields } of res, which is freed. */
+/* The rows of res, with rowCount, command and fields as properties; res is freed. */
 Napi::Value
 ResultValue(Napi::Env env, TswResult *res)
 {
-	Napi::Object out = Napi::Object::New(env);
 	Napi::Array fields = Napi::Array::New(env, res->ncolumns);
 	std::vector<napi_value> names(res->ncolumns);
 
@@ -354,12 +353,20 @@ ResultValue(Napi::Env env, TswResult *res)
 		}
 	}
 
-	out.Set("rows", Napi::Value(env, rows));
-	out.Set("rowCount", Napi::Number::New(env, static_cast<double>(res->row_count)));
-	out.Set("command", Napi::String::New(env, res->command));
-	out.Set("fields", fields);
+	/* the metadata rides on the rows array, not enumerable */
+	napi_value	row_count;
+	napi_value	command;
+
+	napi_create_double(env, static_cast<double>(res->row_count), &row_count);
+	napi_create_string_utf8(env, res->command, NAPI_AUTO_LENGTH, &command);
+	napi_property_descriptor props[] = {
+		{"rowCount", nullptr, nullptr, nullptr, nullptr, row_count, napi_default, nullptr},
+		{"command", nullptr, nullptr, nullptr, nullptr, command, napi_default, nullptr},
+		{"fields", nullptr, nullptr, nullptr, nullptr, fields, napi_default, nullptr},
+	};
+	napi_define_properties(env, rows, 3, props);
 	tsw_free_result(res);
-	return out;
+	return Napi::Value(env, rows);
 }
 
 /* ---- parameters ------------------------------------------------------- */

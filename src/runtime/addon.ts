@@ -14,13 +14,12 @@ export interface FieldInfo {
   dataTypeID: number;
 }
 
-/** What the addon returns for one statement. */
-export interface RawResult {
-  rows: Record<string, unknown>[];
-  rowCount: number;
-  command: string;
-  fields: FieldInfo[];
-}
+/** What the addon returns for one statement: the rows, with non-enumerable metadata. */
+export type RawResult = Record<string, unknown>[] & {
+  readonly rowCount: number;
+  readonly command: string;
+  readonly fields: FieldInfo[];
+};
 
 /** Log levels understood by `Addon.log`. */
 export const enum LogLevel {

@@ -5,15 +5,9 @@
 import type { RawResult, ResultOptions } from './addon';
 import type { QueryResult, Row } from './define';
 
-/** The addon's result as a `QueryResult`: the rows, with metadata as non-enumerable properties. */
+/** The addon's result as a `QueryResult` (the addon puts the metadata on the rows, not enumerable). */
 export function toResult<R extends Row>(raw: RawResult): QueryResult<R> {
-  const rows = raw.rows as R[];
-  Object.defineProperties(rows, {
-    rowCount: { value: raw.rowCount },
-    command: { value: raw.command },
-    fields: { value: raw.fields },
-  });
-  return rows as QueryResult<R>;
+  return raw as unknown as QueryResult<R>;
 }
 
 /** Check the result options of `options` and keep only them. */
