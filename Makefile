@@ -27,6 +27,8 @@ DATA = sql/pg_tsworker--0.1.sql
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
 EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build
 
+# A call to an undeclared function would return a truncated int: refuse it.
+PG_CFLAGS = -Werror=implicit-function-declaration -Werror=int-conversion
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 

@@ -64,6 +64,7 @@ struct HostState
 	std::string runtime_dir;
 	std::string native_dir;
 	std::string settings;
+	std::string config_name;
 	bool		dynamic = false;
 	int			recent_failures = 0;
 	double		wakes = 0;
@@ -242,6 +243,7 @@ MakeHostObject(Isolate *isolate, Local<Context> context)
 	set("runtimeDir", str(g_host->runtime_dir));
 	set("nativeDir", str(g_host->native_dir));
 	set("launchSettings", str(g_host->settings));
+	set("configName", str(g_host->config_name));
 	set("dynamic", v8::Boolean::New(isolate, g_host->dynamic));
 	set("recentFailures", Integer::New(isolate, g_host->recent_failures));
 	set("wakesAtStart", v8::Number::New(isolate, g_host->wakes));
@@ -382,6 +384,7 @@ tsw_node_start(const TswHostInfo *info)
 	g_host->runtime_dir = info->runtime_dir;
 	g_host->native_dir = info->native_dir;
 	g_host->settings = info->settings;
+	g_host->config_name = info->config_name;
 	g_host->dynamic = info->dynamic != 0;
 	g_host->recent_failures = info->recent_failures;
 	g_host->wakes = info->wakes;

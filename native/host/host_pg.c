@@ -97,7 +97,7 @@ pg_tsworker_host_main(Datum main_arg)
 		BackgroundWorkerInitializeConnectionByOid(slot.dboid, slot.roleid, 0);
 	else
 		BackgroundWorkerInitializeConnection(slot.database,
-											 tsw_role[0] != '\0' ? tsw_role : NULL,
+											 slot.rolename[0] != '\0' ? slot.rolename : NULL,
 											 0);
 	SetConfigOption("application_name", tsw_host_name, PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname(tsw_host_name);
@@ -165,6 +165,7 @@ tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info)
 	char		dir[MAXPGPATH];
 
 	info->name = MemoryContextStrdup(TopMemoryContext, slot->name);
+	info->config_name = MemoryContextStrdup(TopMemoryContext, slot->config_name);
 	info->module = MemoryContextStrdup(TopMemoryContext, slot->module);
 	tsw_runtime_dir(dir, sizeof(dir));
 	info->runtime_dir = MemoryContextStrdup(TopMemoryContext, dir);

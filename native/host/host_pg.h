@@ -21,6 +21,7 @@ extern "C" {
 typedef struct TswHostInfo
 {
 	const char *name;			/* worker name */
+	const char *config_name;	/* its settings are tsworker_<config_name>.* */
 	const char *module;			/* absolute module path */
 	const char *runtime_dir;	/* <sharedir>/pg_tsworker */
 	const char *native_dir;		/* <pkglibdir>/pg_tsworker */

@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
+
 #include <limits.h>
 
 #include "fmgr.h"
@@ -205,41 +207,126 @@ _PG_init(void)
 	tsw_register_workers();
 }
 
+/* A postmaster setting a module declared, or NULL when unset or empty. */
+static char *
+tsw_declared_setting(const char *config_name, const char *setting)
+{
+	const char *v = GetConfigOption(psprintf("tsworker_%s.%s", config_name, setting), true, false);
+
+	return v != NULL && v[0] != '\0' ? pstrdup(v) : NULL;
+}
+
+/*
+ * The processes to start for the configured workers: one per entry, or,
+ * for a module declaring instances, <name>1 .. <name>N, each told its
+ * index.  A module's own database and role settings, when declared and
+ * set, override tsworker.database and tsworker.role.
+ */
+static int
+tsw_expand_instances(TswWorkerSpec *specs, int n, TswWorkerSpec **out)
+{
+	List	   *procs = NIL;
+	ListCell   *lc;
+	int			i;
+	int			k;
+
+	for (i = 0; i < n; i++)
+	{
+		TswWorkerSpec *spec = &specs[i];
+		int			count = 1;
+
+		strlcpy(spec->config_name, spec->name, sizeof(spec->config_name));
+		spec->database = tsw_declared_setting(spec->name, "database");
+		spec->rolename = tsw_declared_setting(spec->name, "role");
+		if (spec->instances != NULL)
+		{
+			char	   *v = tsw_declared_setting(spec->name, spec->instances);
+
+			count = v ? atoi(v) : 0;
+			if (count < 0)
+				count = 0;
+			if (count == 0)
+				ereport(LOG,
+						(errmsg("pg_tsworker: worker \"%s\" runs no instances (tsworker_%s.%s is 0)",
+								spec->name, spec->name, spec->instances)));
+		}
+		for (k = 1; k <= count; k++)
+		{
+			TswWorkerSpec *p = palloc(sizeof(TswWorkerSpec));
+
+			*p = *spec;
+			if (spec->instances != NULL)
+			{
+				char	   *name = psprintf("%s%d", spec->name, k);
+
+				if (strlen(name) > TSW_NAME_MAXLEN)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("worker name \"%s\" is too long for instance %d", spec->name, k)));
+				strlcpy(p->name, name, sizeof(p->name));
+				p->settings = psprintf("{\"index\": %d}", k);
+			}
+			procs = lappend(procs, p);
+		}
+	}
+
+	*out = palloc0(sizeof(TswWorkerSpec) * Max(list_length(procs), 1));
+	k = 0;
+	foreach(lc, procs)
+		(*out)[k++] = *(TswWorkerSpec *) lfirst(lc);
+	return k;
+}
+
 static void
 tsw_register_workers(void)
 {
 	TswWorkerSpec *specs;
+	TswWorkerSpec *procs;
 	char	   *msg;
 	int			n;
+	int			nprocs;
 	int			i;
+	int			j;
 
 	n = tsw_parse_worker_list(tsw_workers, &specs, &msg);
 	if (n < 0)					/* the check hook has already refused it */
 		elog(ERROR, "invalid tsworker.workers: %s", msg);
-	if (n > tsw_max_workers)
+	for (i = 0; i < n; i++)
+		specs[i].start_time = BgWorkerStart_RecoveryFinished;
+
+	/* what the modules declare: settings, start time, instances */
+	tsw_define_worker_settings(specs, n);
+
+	nprocs = tsw_expand_instances(specs, n, &procs);
+	for (i = 0; i < nprocs; i++)
+		for (j = 0; j < i; j++)
+			if (strcmp(procs[i].name, procs[j].name) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_OBJECT),
+						 errmsg("tsworker.workers: two workers are named \"%s\"", procs[i].name),
+						 errhint("Name an entry explicitly: name=module.")));
+	if (nprocs > tsw_max_workers)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("tsworker.workers lists %d workers but tsworker.max_workers is %d", n, tsw_max_workers),
+				 errmsg("tsworker.workers needs %d worker processes but tsworker.max_workers is %d", nprocs, tsw_max_workers),
 				 errhint("Raise tsworker.max_workers.")));
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < nprocs; i++)
 	{
 		BackgroundWorker worker;
 
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_start_time = procs[i].start_time;
 		worker.bgw_restart_time = tsw_restart_interval < 0 ? BGW_NEVER_RESTART : tsw_restart_interval;
 		snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_tsworker_host");
 		snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_tsworker_host_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_tsworker %s", specs[i].name);
-		snprintf(worker.bgw_type, BGW_MAXLEN, "%s", specs[i].name);
+		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_tsworker %s", procs[i].name);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "%s", procs[i].name);
 		worker.bgw_main_arg = Int32GetDatum(i);	/* the worker's slot */
 		worker.bgw_notify_pid = 0;
 
-		tsw_register_static_worker(i, &specs[i]);
+		tsw_register_static_worker(i, &procs[i]);
 		RegisterBackgroundWorker(&worker);
 	}
-
-	tsw_define_worker_settings(specs, n);
 }

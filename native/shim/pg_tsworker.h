@@ -26,8 +26,18 @@ extern "C" {
 typedef struct TswWorkerSpec
 {
 	char		name[TSW_NAME_MAXLEN + 1];	/* worker name: bgw_type, log prefix */
+	char		config_name[TSW_NAME_MAXLEN + 1];	/* settings prefix: the tsworker.workers entry */
 	char	   *module;			/* absolute path of the module to load */
 	bool		builtin;		/* module is one of the shipped workers */
+
+	/* what the module declares (worker_settings.c); defaults before that */
+	int			start_time;		/* BgWorkerStartTime */
+	char	   *instances;		/* setting giving the number of instances, or NULL */
+
+	/* per process, once instances are known (pg_tsworker.c) */
+	char	   *settings;		/* JSON for the slot, e.g. {"index": 2}; NULL: {} */
+	char	   *database;		/* NULL: tsworker.database */
+	char	   *rolename;		/* NULL: tsworker.role */
 } TswWorkerSpec;
 
 /* What a worker slot is doing, as shown by the tsworker.workers view. */
@@ -51,10 +61,12 @@ typedef struct TswSlotInfo
 	int			index;
 	bool		dynamic;
 	char		name[TSW_NAME_MAXLEN + 1];
+	char		config_name[TSW_NAME_MAXLEN + 1];	/* settings are tsworker_<config_name>.* */
 	char		module[MAXPGPATH];
 	char		database[NAMEDATALEN];
 	Oid			dboid;			/* InvalidOid: connect to `database` by name */
-	Oid			roleid;			/* InvalidOid: connect as tsworker.role */
+	Oid			roleid;			/* InvalidOid: connect as rolename */
+	char		rolename[NAMEDATALEN];	/* empty: tsworker.role */
 	char		settings[TSW_SETTINGS_MAXLEN];	/* JSON object from tsworker.launch */
 	int			recent_failures;	/* failures in the crash-loop window */
 	uint64		wakes;			/* tsworker.wake() count when claimed */

@@ -68,6 +68,12 @@ tsw_register_static_worker(int index, const TswWorkerSpec *spec)
 	Assert(index < tsw_max_workers);
 	tsw_static_specs[index] = *spec;
 	tsw_static_specs[index].module = MemoryContextStrdup(TopMemoryContext, spec->module);
+	if (spec->settings)
+		tsw_static_specs[index].settings = MemoryContextStrdup(TopMemoryContext, spec->settings);
+	if (spec->database)
+		tsw_static_specs[index].database = MemoryContextStrdup(TopMemoryContext, spec->database);
+	if (spec->rolename)
+		tsw_static_specs[index].rolename = MemoryContextStrdup(TopMemoryContext, spec->rolename);
 	tsw_static_count = Max(tsw_static_count, index + 1);
 }
 
@@ -103,10 +109,16 @@ tsw_shmem_startup(void)
 			slot->in_use = true;
 			slot->dynamic = false;
 			strlcpy(slot->name, tsw_static_specs[i].name, sizeof(slot->name));
+			strlcpy(slot->config_name, tsw_static_specs[i].config_name[0] ? tsw_static_specs[i].config_name :
+					tsw_static_specs[i].name, sizeof(slot->config_name));
 			strlcpy(slot->module, tsw_static_specs[i].module, sizeof(slot->module));
-			strlcpy(slot->database, tsw_database, sizeof(slot->database));
+			strlcpy(slot->database, tsw_static_specs[i].database ? tsw_static_specs[i].database : tsw_database,
+					sizeof(slot->database));
 			slot->roleid = InvalidOid;
-			strlcpy(slot->settings, "{}", sizeof(slot->settings));
+			strlcpy(slot->rolename, tsw_static_specs[i].rolename ? tsw_static_specs[i].rolename : tsw_role,
+					sizeof(slot->rolename));
+			strlcpy(slot->settings, tsw_static_specs[i].settings ? tsw_static_specs[i].settings : "{}",
+					sizeof(slot->settings));
 			strlcpy(slot->status, "{}", sizeof(slot->status));
 			slot->state = TSW_STATE_STARTING;
 			slot->last_exit = -1;
@@ -198,10 +210,12 @@ tsw_slot_claim(int index, TswSlotInfo *info, char **why)
 		info->index = index;
 		info->dynamic = slot->dynamic;
 		strlcpy(info->name, slot->name, sizeof(info->name));
+		strlcpy(info->config_name, slot->config_name, sizeof(info->config_name));
 		strlcpy(info->module, slot->module, sizeof(info->module));
 		strlcpy(info->database, slot->database, sizeof(info->database));
 		info->dboid = slot->dboid;
 		info->roleid = slot->roleid;
+		strlcpy(info->rolename, slot->rolename, sizeof(info->rolename));
 		strlcpy(info->settings, slot->settings, sizeof(info->settings));
 		info->recent_failures = slot->recent_failures;
 		info->wakes = slot->wakes_base;

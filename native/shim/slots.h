@@ -20,10 +20,12 @@ typedef struct TswSlot
 	bool		stop_requested; /* tsworker.stop(): exit 0, do not come back */
 	bool		disabled;		/* crash loop: not restarted */
 	char		name[TSW_NAME_MAXLEN + 1];
+	char		config_name[TSW_NAME_MAXLEN + 1];	/* settings are tsworker_<config_name>.* */
 	char		module[MAXPGPATH];
 	char		database[NAMEDATALEN];
 	Oid			dboid;			/* InvalidOid: connect by name */
-	Oid			roleid;			/* InvalidOid: tsworker.role */
+	Oid			roleid;			/* InvalidOid: rolename */
+	char		rolename[NAMEDATALEN];	/* static workers; empty: tsworker.role */
 	char		settings[TSW_SETTINGS_MAXLEN];
 
 	TswState	state;

@@ -30,6 +30,7 @@
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
@@ -293,6 +294,14 @@ tsworker_launch(PG_FUNCTION_ARGS)
 				 errdetail("Names are at most %d letters, digits or '_', not starting with a digit.", TSW_NAME_MAXLEN)));
 
 	path = tsw_resolve_module(module, &builtin);
+	if (builtin && PG_ARGISNULL(3))
+	{
+		/* a built-in's own database setting, as its configured workers use */
+		const char *own = GetConfigOption(psprintf("tsworker_%s.database", module), true, false);
+
+		if (own != NULL && own[0] != '\0')
+			database = pstrdup(own);
+	}
 	if (!builtin)
 	{
 		char	   *why = tsw_check_module_file(path);
@@ -367,6 +376,8 @@ tsworker_launch(PG_FUNCTION_ARGS)
 		slot->in_use = true;
 		slot->dynamic = true;
 		strlcpy(slot->name, name, sizeof(slot->name));
+		/* a launched built-in reads its settings where configured ones do */
+		strlcpy(slot->config_name, builtin ? module : name, sizeof(slot->config_name));
 		strlcpy(slot->module, path, sizeof(slot->module));
 		strlcpy(slot->database, database, sizeof(slot->database));
 		slot->dboid = dboid;

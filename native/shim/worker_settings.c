@@ -26,6 +26,7 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -160,10 +161,11 @@ tsw_run_manifest(TswWorkerSpec *specs, int n)
 	return out.data;
 }
 
-/* f: setting worker name type default min max unit values description */
+/* f: setting worker name type default min max unit values description context */
 static void
 tsw_define_setting(char **f)
 {
+	GucContext	context = strcmp(f[10], "postmaster") == 0 ? PGC_POSTMASTER : PGC_SIGHUP;
 	char	   *gucname = MemoryContextStrdup(TopMemoryContext,
 											  psprintf("tsworker_%s.%s", f[1], f[2]));
 	const char *type = f[3];
@@ -184,7 +186,7 @@ tsw_define_setting(char **f)
 			return;
 		}
 		DefineCustomIntVariable(gucname, desc, NULL, var, (int) def, (int) min, (int) max,
-								PGC_SIGHUP, unit, NULL, NULL, NULL);
+								context, unit, NULL, NULL, NULL);
 	}
 	else if (strcmp(type, "real") == 0)
 	{
@@ -200,14 +202,14 @@ tsw_define_setting(char **f)
 			return;
 		}
 		DefineCustomRealVariable(gucname, desc, NULL, var, def, min, max,
-								 PGC_SIGHUP, unit, NULL, NULL, NULL);
+								 context, unit, NULL, NULL, NULL);
 	}
 	else if (strcmp(type, "bool") == 0)
 	{
 		bool	   *var = MemoryContextAlloc(TopMemoryContext, sizeof(bool));
 
 		DefineCustomBoolVariable(gucname, desc, NULL, var, strcmp(f[4], "on") == 0,
-								 PGC_SIGHUP, 0, NULL, NULL, NULL);
+								 context, 0, NULL, NULL, NULL);
 	}
 	else if (strcmp(type, "string") == 0)
 	{
@@ -215,7 +217,7 @@ tsw_define_setting(char **f)
 
 		DefineCustomStringVariable(gucname, desc, NULL, var,
 								   MemoryContextStrdup(TopMemoryContext, f[4]),
-								   PGC_SIGHUP, 0, NULL, NULL, NULL);
+								   context, 0, NULL, NULL, NULL);
 	}
 	else if (strcmp(type, "enum") == 0)
 	{
@@ -248,7 +250,7 @@ tsw_define_setting(char **f)
 			return;
 		}
 		DefineCustomEnumVariable(gucname, desc, NULL, var, def, entries,
-								 PGC_SIGHUP, 0, NULL, NULL, NULL);
+								 context, 0, NULL, NULL, NULL);
 	}
 }
 
@@ -273,14 +275,14 @@ tsw_define_worker_settings(TswWorkerSpec *specs, int n)
 
 	for (line = output; line && *line; line = next)
 	{
-		char	   *f[10];
+		char	   *f[11];
 		int			nf = 0;
 		char	   *p = line;
 
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = '\0';
-		while (nf < 10)
+		while (nf < 11)
 		{
 			char	   *tab = strchr(p, '\t');
 
@@ -290,8 +292,19 @@ tsw_define_worker_settings(TswWorkerSpec *specs, int n)
 			*tab = '\0';
 			p = tab + 1;
 		}
-		if (strcmp(f[0], "setting") == 0 && nf == 10)
+		if (strcmp(f[0], "setting") == 0 && nf == 11)
 			tsw_define_setting(f);
+		else if (strcmp(f[0], "worker") == 0 && nf >= 4)
+		{
+			for (i = 0; i < n; i++)
+			{
+				if (strcmp(specs[i].name, f[1]) != 0)
+					continue;
+				specs[i].start_time = strcmp(f[2], "standby") == 0 ?
+					BgWorkerStart_ConsistentState : BgWorkerStart_RecoveryFinished;
+				specs[i].instances = f[3][0] ? pstrdup(f[3]) : NULL;
+			}
+		}
 		else if (strcmp(f[0], "error") == 0 && nf >= 3)
 		{
 			ereport(WARNING,

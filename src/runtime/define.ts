@@ -167,10 +167,22 @@ export interface WorkerStatus {
  */
 export type RestartPolicy = 'always' | 'on-failure' | 'never';
 
+/**
+ * When the server starts a worker listed in tsworker.workers:
+ * - `primary` (default): once recovery has finished, so never on a standby;
+ * - `standby`: as soon as a standby is consistent (hot standby), and on a primary.
+ */
+export type StartWhen = 'primary' | 'standby';
+
 /** What a worker's `main` receives. */
 export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
   /** The worker's name, as registered in tsworker.workers. */
   readonly name: string;
+  /**
+   * The instance number: 1..N for the instances of a worker declaring
+   * `instances`, or the `index` given to `tsworker.launch()`; else undefined.
+   */
+  readonly index: number | undefined;
   /** Current values of the declared settings; updated on reload. */
   readonly settings: Readonly<SettingValues<S>>;
   /** Logging to the server log. */
@@ -214,6 +226,14 @@ export interface WorkerDefinition<S extends SettingsSpec = SettingsSpec> {
   readonly settings: S;
   /** Restart policy; default `on-failure`. */
   readonly restart: RestartPolicy;
+  /** When the server starts the worker; default `primary`. */
+  readonly start: StartWhen;
+  /**
+   * The name of an `int` setting with `context: 'postmaster'` that says how
+   * many processes of this worker run, named `<name>1` ... `<name>N`, each
+   * with its `index`. Without it, one.
+   */
+  readonly instances: string | undefined;
   /**
    * Longest delay, in ms, before `main` runs again after repeated failures
    * (1 s, 2 s, 4 s ... up to this); default 60000. 0 disables the delay.
@@ -244,6 +264,8 @@ export function defineWorker<S extends SettingsSpec = Record<string, never>>(def
   name: string;
   settings?: S;
   restart?: RestartPolicy;
+  start?: StartWhen;
+  instances?: string & keyof S;
   backoffMax?: number;
   main(w: WorkerContext<S>): Promise<void> | void;
 }): WorkerDefinition<S> {
@@ -258,6 +280,17 @@ export function defineWorker<S extends SettingsSpec = Record<string, never>>(def
   if (!['always', 'on-failure', 'never'].includes(restart)) {
     throw new TypeError(`defineWorker(): restart must be 'always', 'on-failure' or 'never', not ${JSON.stringify(restart)}`);
   }
+  const start = def.start ?? 'primary';
+  if (start !== 'primary' && start !== 'standby') {
+    throw new TypeError(`defineWorker(): start must be 'primary' or 'standby', not ${JSON.stringify(start)}`);
+  }
+  const instances = def.instances;
+  if (instances !== undefined) {
+    const spec = settings[instances] as SettingsSpec[string] | undefined;
+    if (!spec || spec.type !== 'int' || spec.context !== 'postmaster') {
+      throw new TypeError(`defineWorker(): instances must name an int setting with context 'postmaster'`);
+    }
+  }
   const backoffMax = def.backoffMax ?? 60_000;
   if (typeof backoffMax !== 'number' || !(backoffMax >= 0)) {
     throw new TypeError('defineWorker(): backoffMax must be a number of milliseconds >= 0');
@@ -266,6 +299,8 @@ export function defineWorker<S extends SettingsSpec = Record<string, never>>(def
     name: def.name,
     settings: Object.freeze({ ...settings }),
     restart,
+    start,
+    instances,
     backoffMax,
     main: def.main,
   };

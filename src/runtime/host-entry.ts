@@ -29,6 +29,8 @@ export interface HostInterface {
   runtimeDir: string;
   /** <pkglibdir>/pg_tsworker: the addon. */
   nativeDir: string;
+  /** Settings prefix: the worker reads tsworker_<configName>.* */
+  configName: string;
   /** JSON object given to tsworker.launch() ('{}' for configured workers). */
   launchSettings: string;
   /** Started by tsworker.launch(). */
@@ -200,7 +202,7 @@ export function start(host: HostInterface): (event: HostEvent) => void {
   try {
     const def = loadDefinition(host);
     policy = def.restart;
-    worker = new Worker(addon, host.name, def, host.launchSettings, host.wakesAtStart);
+    worker = new Worker(addon, host.name, def, host.launchSettings, host.wakesAtStart, host.configName || host.name);
     const w = worker;
     addon.log(LogLevel.Debug, `module ${host.module} loaded`);
     const delay = backoffDelay(host.recentFailures, def.backoffMax);

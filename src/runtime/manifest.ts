@@ -5,8 +5,10 @@
  * real configuration parameters (listed in pg_settings, checked by
  * PostgreSQL) before any worker starts.
  *
- * Output, one line per setting, tab-separated, no tabs or newlines inside:
- *   setting <worker> <name> <type> <default> <min> <max> <unit> <enum values, comma-separated> <description>
+ * Output, tab-separated, no tabs or newlines inside: one line per worker
+ *   worker <worker> <start: primary|standby> <instances setting, or empty>
+ * one line per setting
+ *   setting <worker> <name> <type> <default> <min> <max> <unit> <enum values, comma-separated> <description> <context>
  * and one line per module that could not be read:
  *   error <worker> <message>
  * Loading a module runs its top-level code, as the worker will.
@@ -35,6 +37,7 @@ function describeSetting(worker: string, name: string, spec: SettingSpec): strin
     numeric && spec.unit ? spec.unit : '',
     spec.type === 'enum' ? spec.values.join(',') : '',
     spec.description ?? '',
+    spec.context ?? 'sighup',
   ]);
 }
 
@@ -48,6 +51,7 @@ function main(argv: string[]): void {
     const module = entry.slice(eq + 1);
     try {
       const def = loadDefinition({ module, runtimeDir });
+      out.push(line(['worker', worker, def.start, def.instances ?? '']));
       for (const [name, spec] of Object.entries(def.settings)) out.push(describeSetting(worker, name, spec));
     } catch (err) {
       out.push(line(['error', worker, err instanceof Error ? err.message : String(err)]));

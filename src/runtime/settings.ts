@@ -22,6 +22,12 @@ const DECLARABLE_UNITS: readonly string[] = ['ms', 's', 'min', 'B', 'kB', 'MB'];
 interface BaseSpec {
   /** One line shown to operators. */
   description?: string;
+  /**
+   * When a new value takes effect: `sighup` (default) at a configuration
+   * reload; `postmaster` only at server start (for settings that decide
+   * which processes run, such as a number of instances).
+   */
+  context?: 'sighup' | 'postmaster';
 }
 
 /** An integer setting. */
@@ -136,6 +142,7 @@ export function validateSpec(name: string, spec: SettingSpec): void {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) {
     throw new TypeError(`setting name "${name}" must be lower case letters, digits and _`);
   }
+  if (name === 'index') throw new TypeError('setting name "index" is reserved for the instance number (w.index)');
   const ok: Record<SettingSpec['type'], (d: unknown) => boolean> = {
     int: (d) => Number.isSafeInteger(d),
     real: (d) => typeof d === 'number' && Number.isFinite(d),
@@ -152,5 +159,8 @@ export function validateSpec(name: string, spec: SettingSpec): void {
   }
   if (spec.type === 'enum' && (!Array.isArray(spec.values) || spec.values.length === 0)) {
     throw new TypeError(`setting "${name}": an enum needs a non-empty values list`);
+  }
+  if (spec.context !== undefined && spec.context !== 'sighup' && spec.context !== 'postmaster') {
+    throw new TypeError(`setting "${name}": context must be 'sighup' or 'postmaster'`);
   }
 }

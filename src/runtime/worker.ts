@@ -52,6 +52,8 @@ export function makeLogger(addon: Addon): Logger {
 export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   readonly name: string;
   readonly log: Logger;
+  index: number | undefined;
+  private readonly configName: string;
   private readonly addon: Addon;
   private readonly spec: S;
   private values: SettingValues<S>;
@@ -69,9 +71,17 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
    * @param launchSettings JSON object given to tsworker.launch(): values
    *   that take precedence over configuration parameters.
    */
-  constructor(addon: Addon, name: string, def: WorkerDefinition<S>, launchSettings = '{}', wakesAtStart = 0) {
+  constructor(
+    addon: Addon,
+    name: string,
+    def: WorkerDefinition<S>,
+    launchSettings = '{}',
+    wakesAtStart = 0,
+    configName = name,
+  ) {
     this.addon = addon;
     this.name = name;
+    this.configName = configName;
     this.spec = def.settings;
     this.log = makeLogger(addon);
     this.launched = this.parseLaunchSettings(launchSettings);
@@ -102,7 +112,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   /** Configuration parameter `tsworker_<worker>.<setting>` of a declared setting. */
   settingName(key: string): string {
-    return `tsworker_${this.name}.${key}`;
+    return `tsworker_${this.configName}.${key}`;
   }
 
   private publish(value: { [key: string]: Json }): void {
@@ -119,6 +129,13 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     const given = JSON.parse(json || '{}') as Record<string, unknown>;
     const out: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(given)) {
+      if (key === 'index') {
+        if (!Number.isSafeInteger(value) || (value as number) < 0) {
+          throw new Error(`tsworker.launch() setting "index" must be an integer >= 0, not ${JSON.stringify(value)}`);
+        }
+        this.index = value as number;
+        continue;
+      }
       const spec = this.spec[key];
       if (!spec) {
         const known = Object.keys(this.spec);

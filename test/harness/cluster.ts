@@ -827,9 +827,10 @@ export class Cluster {
   }
 
   /**
-   * Run one statement and return the first column of the first row exactly as
-   * PostgreSQL's text output (like psql: booleans are 't'/'f', NULL and "no
-   * row" are ''). Used by {@link pollQueryUntil}.
+   * Run one statement and return its rows as `psql -At` prints them:
+   * PostgreSQL's text output of each value (booleans 't'/'f', NULL ''),
+   * columns joined by `|`, rows by newlines ("no row" is ''). Used by
+   * {@link pollQueryUntil}.
    */
   async queryText(sql: string, params?: unknown[], opts: ConnectOptions = {}): Promise<string> {
     const client = await this.connect(opts);
@@ -840,18 +841,17 @@ export class Cluster {
         rowMode: 'array',
         types: { getTypeParser: () => (v: string) => v } as any,
       });
+      // As psql -At prints it: columns joined by |, rows by newlines, NULL empty.
       const rows = (res as pg.QueryResult<unknown[]>).rows ?? [];
-      if (rows.length === 0 || rows[0].length === 0 || rows[0][0] === null) return '';
-      return String(rows[0][0]);
+      return rows.map((r) => r.map((v) => (v === null ? '' : String(v))).join('|')).join('\n');
     } finally {
       await client.end().catch(() => undefined);
     }
   }
 
   /**
-   * Like Perl's poll_query_until: run `sql` repeatedly until the first column
-   * of the first row, as PostgreSQL text (booleans 't'/'f', NULL/no row ''),
-   * equals `expected` (default 't'). Query and connection errors are retried
+   * Like Perl's poll_query_until: run `sql` repeatedly until its output as
+   * `psql -At` prints it ({@link queryText}) equals `expected` (default 't'). Query and connection errors are retried
    * (the server may be starting or recovering). On timeout throws with the
    * last value or error seen.
    */
