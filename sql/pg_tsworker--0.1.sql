@@ -82,3 +82,17 @@ GRANT EXECUTE ON FUNCTION tsworker.launch(text, text, jsonb, name) TO tsworker_a
 GRANT EXECUTE ON FUNCTION tsworker.stop(text) TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.wake(text) TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.reload() TO tsworker_admin;
+
+-- Decisions of the built-in promoter worker (checks failing, vetoes,
+-- promotions, errors), stored once this server is a primary.
+CREATE TABLE tsworker.events (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL,
+    worker text NOT NULL,
+    kind text NOT NULL,
+    detail jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE tsworker.events IS
+  'Events of pg_tsworker workers (the promoter stores its decisions here after a promotion; each is also sent with NOTIFY tsworker_events)';
+REVOKE ALL ON tsworker.events FROM PUBLIC;
+GRANT SELECT ON tsworker.events TO tsworker_admin;
