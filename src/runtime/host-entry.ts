@@ -17,6 +17,7 @@ import { PgError } from './errors';
 import { Interval } from './interval';
 import { formatParam } from './params';
 import type { SettingsSpec } from './settings';
+import { requireModule } from './modules';
 import { Worker } from './worker';
 
 /** What the host hands over (built in host.cc). */
@@ -127,18 +128,7 @@ export function loadDefinition(host: Pick<HostInterface, 'module' | 'runtimeDir'
     throw new Error(`module ${file} does not exist (or the server's OS user cannot see it)`);
   }
   fs.accessSync(file, fs.constants.R_OK);
-  if (/\.c?ts$/.test(file)) {
-    // esbuild would otherwise start a worker thread, created after signals
-    // were unblocked; keep every thread of the process PostgreSQL's.
-    process.env.ESBUILD_WORKER_THREADS = '0';
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const tsx = require(path.join(host.runtimeDir, 'node_modules', 'tsx', 'dist', 'cjs', 'api', 'index.cjs')) as {
-      register(): unknown;
-    };
-    tsx.register();
-  }
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const exported = require(file) as { default?: unknown };
+  const exported = requireModule(file, host.runtimeDir) as { default?: unknown };
   const def = exported && typeof exported === 'object' && 'default' in exported ? exported.default : exported;
   if (!isWorkerDefinition(def)) {
     throw new TypeError(`module ${file} must have a default export made by defineWorker() from 'pg-tsworker'`);

@@ -11,7 +11,7 @@
  * A check connects to the primary (a kept connection) and reads its WAL
  * flush position within `timeout`. Only a primary that does not answer is a
  * failed check; the standby promotes after `failures` consecutive failed
- * checks spanning at least (failures - 1) x `interval`, unless the primary
+ * checks (counted when at least half an interval apart), unless the primary
  * still streams WAL here, the primary's identity was never verified, the
  * standby lags more than `max_lag`, a majority of witnesses cannot be
  * reached or one of them still reaches the primary, or `before_promote`
@@ -55,6 +55,7 @@ const MAX_EVENTS = 200;
 class Promoter {
   private failures = 0;
   private firstFailureAt = 0;
+  private lastFailureAt = 0;
   private lastOkAt = 0;
   private lastFlushLsn: string | null = null;
   private identityOk = false;
@@ -189,7 +190,15 @@ class Promoter {
       this.note(`check failed (${outcome.reason}) but the primary still streams WAL here: not a failure`);
       return;
     }
+    // A check right after the previous failed one (an event-driven check
+    // just before a tick) is not another failure: failed checks count when
+    // at least half an interval apart.
+    if (this.failures > 0 && now - this.lastFailureAt < s.interval / 2) {
+      this.w.log.debug(`check failed again ${now - this.lastFailureAt} ms after the previous one: not counted`);
+      return;
+    }
     if (this.failures === 0) this.firstFailureAt = now;
+    this.lastFailureAt = now;
     this.failures++;
     this.event('check_failed', { failures: this.failures, threshold: s.failures, reason: outcome.reason }, 'warning');
   }
@@ -198,7 +207,7 @@ class Promoter {
   async decide(): Promise<boolean> {
     const s = this.w.settings;
     const span = Date.now() - this.firstFailureAt;
-    if (this.failures < s.failures || span < (s.failures - 1) * s.interval - s.interval / 10) return false;
+    if (this.failures < s.failures) return false;
     if (!this.identityOk) {
       this.note(`the primary failed ${this.failures} checks, but its identity was never verified: not promoting`, 'warning');
       return false;

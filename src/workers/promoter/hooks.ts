@@ -6,6 +6,8 @@
 import { spawn } from 'child_process';
 import * as path from 'path';
 
+import { requireModule } from '../../runtime/modules';
+
 /** What hooks receive about a promotion. */
 export interface PromotionEvent {
   kind: 'promotion';
@@ -27,8 +29,7 @@ function isModule(spec: string): boolean {
 }
 
 function loadHook(file: string): (event: PromotionEvent) => unknown {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const mod = require(file) as { default?: unknown } | ((e: PromotionEvent) => unknown);
+  const mod = requireModule(file) as { default?: unknown } | ((e: PromotionEvent) => unknown);
   const fn = typeof mod === 'function' ? mod : (mod as { default?: unknown }).default;
   if (typeof fn !== 'function') throw new Error(`hook module ${file} has no default export function`);
   return fn as (event: PromotionEvent) => unknown;
