@@ -39,6 +39,31 @@ describe('docs', () => {
     }
   });
 
+  test('docs/settings.md lists every setting of the built-in workers as pg_settings shows it', async () => {
+    const text = fs.readFileSync(path.join(DOCS, 'settings.md'), 'utf8');
+    const documented = new Map<string, string[]>();
+    for (const line of text.split('\n')) {
+      const m = /^\| `(tsworker_[a-z]+\.[a-z_]+)` \| ([a-z]+) \| `([^`]*)` \| ([a-zA-Z]*) *\| ([a-z]+) \|/.exec(line);
+      if (m) documented.set(m[1], [m[2], m[3], m[4], m[5]]);
+    }
+    // total_workers = 0: the settings exist, no aggregate process runs
+    const b = await Cluster.create('docs-builtins', {
+      conf: { shared_preload_libraries: 'pg_tsworker', 'tsworker.workers': 'aggregate, promoter', 'tsworker_aggregate.total_workers': 0 },
+    });
+    try {
+      const rows = await b.query<{ name: string; vartype: string; boot_val: string; unit: string | null; context: string }>(
+        `SELECT name, vartype, boot_val, unit, context FROM pg_settings WHERE name ~ '^tsworker_(aggregate|promoter)\\.' ORDER BY name`,
+      );
+      assert.ok(rows.length > 10);
+      assert.deepEqual([...documented.keys()].sort(), rows.map((r) => r.name));
+      for (const r of rows) {
+        assert.deepEqual(documented.get(r.name), [r.vartype, r.boot_val, r.unit ?? '', r.context], r.name);
+      }
+    } finally {
+      await b.cleanup();
+    }
+  });
+
   test('docs/sql.md gives the exact signature of every function and the columns of the view', async () => {
     const text = fs.readFileSync(path.join(DOCS, 'sql.md'), 'utf8');
     const documented = [...text.matchAll(/^### `(tsworker\.[a-z_]+)\((.*)\) → (.*)`$/gm)].map((m) => `${m[1]}(${m[2]}) → ${m[3]}`);
