@@ -1,7 +1,7 @@
 /**
  * bench/failover/run.ts — the failover benchmark driver (started by bench/failover/run).
  *
- * For each system (repmgrd, pg_auto_failover, later pg_tsworker's promoter)
+ * For each system (repmgrd, pg_auto_failover, pg_tsworker's promoter)
  * and each trial: build fresh nodes, wait until they are healthy and
  * streaming, SIGKILL the primary host's processes (t0), then try an
  * autocommit INSERT on the standby every ~20 ms until one commits. The time
@@ -20,6 +20,7 @@ import { AutoFailover } from './autofailover';
 import { type FailoverSystem, sleep } from './common';
 import { ATTEMPT_INTERVAL_MS, timeToFirstWrite, type WriteResult } from './measure';
 import { Repmgr } from './repmgr';
+import { TsWorker } from './tsworker';
 
 const HERE = __dirname;
 
@@ -27,6 +28,7 @@ const HERE = __dirname;
 const SYSTEMS: { id: string; make: () => FailoverSystem }[] = [
   { id: 'repmgr', make: () => new Repmgr() },
   { id: 'autofailover', make: () => new AutoFailover() },
+  { id: 'tsworker', make: () => new TsWorker() },
 ];
 const BASELINE = 'repmgr';
 
@@ -34,10 +36,10 @@ const USAGE = `usage: bench/failover/run [--trials N] [--only ${SYSTEMS.map((s) 
 
 Measures, for each failover system, the time from losing the primary host
 (SIGKILL of the primary's postmaster with all its children, and of the
-primary's local agent: repmgrd, or pg_autoctl's keeper tree) to the first
-INSERT that commits on the standby, tried every ${ATTEMPT_INTERVAL_MS} ms. Every trial builds
-fresh nodes in temporary directories on 127.0.0.1. Prints per-system
-median, min and max, and ratios vs repmgrd.
+primary's local agent: repmgrd, or pg_autoctl's keeper tree; the promoter
+has none there) to the first INSERT that commits on the standby, tried
+every ${ATTEMPT_INTERVAL_MS} ms. Every trial builds fresh nodes in temporary directories on
+127.0.0.1. Prints per-system median, min and max, and ratios vs repmgrd.
 
   --trials N     trials per system (default 5)
   --only LIST    run only these systems (comma-separated: ${SYSTEMS.map((s) => s.id).join(',')})
@@ -47,7 +49,8 @@ median, min and max, and ratios vs repmgrd.
   --jitter S     wait a random 0..S seconds (uniform, default 5) between
                  "ready" and the kill, so that the kill falls at a random
                  phase of the managers' check intervals (repmgrd 1 s,
-                 pg_auto_failover's monitor 5 s); 0 kills at once
+                 pg_auto_failover's monitor 5 s, the promoter 1 s); 0 kills
+                 at once
   --help         this text
 
 Systems:
@@ -55,6 +58,8 @@ Systems:
                  reconnect_attempts=3, reconnect_interval=1, failover=automatic
   autofailover   pg_auto_failover 2.0 (pg_autoctl) with its defaults: monitor,
                  primary, secondary
+  tsworker       pg_tsworker's promoter worker on the standby: interval=1s,
+                 timeout=1s, failures=3 (as repmgrd's 1 s x 3), no witnesses
 
 Needs root (servers run as the postgres OS user) and the Debian packages that
 bench/failover/setup installs (it is run when they are missing).

@@ -283,7 +283,9 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   }
 
   query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
-    return this.transaction((tx) => tx.query<R>(sql, params, options));
+    // Alone in its transaction, a failed statement rolls everything back
+    // anyway: no subtransaction is needed around it.
+    return this.transaction((tx) => tx.query<R>(sql, params, options), { statementSavepoints: false });
   }
 
   private savepoint<T>(fn: (tx: Transaction) => T): T {
