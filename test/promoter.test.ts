@@ -147,12 +147,14 @@ describe('promoter', () => {
     await staysStandby(standby, 3000);
   });
 
-  test('6. primary_conninfo pointing at a different cluster: an error, never a promotion', async () => {
+  test('6. primary_conninfo pointing at a different cluster (changed by a reload): an error, never a promotion', async () => {
     const primary = await primaryOf('ident');
     const other = await primaryOf('ident-other');
-    const standby = await standbyOf(primary, 'ident', {
-      'tsworker_promoter.primary_conninfo': `host=${other.host} port=${other.port} user=postgres`,
-    });
+    const standby = await standbyOf(primary, 'ident');
+    await verified(standby);
+    // Verified against its own primary, then pointed at another cluster by a reload.
+    standby.appendConf({ 'tsworker_promoter.primary_conninfo': `host=${other.host} port=${other.port} user=postgres` });
+    await standby.reload();
     await standby.pollQueryUntil(`SELECT status->>'identity' FROM tsworker.workers WHERE name = 'promoter'`, 'error');
     const st = await status(standby);
     assert.match(st.error, /is not this standby's .*: primary_conninfo points at a different cluster/);

@@ -125,6 +125,15 @@ export class Repmgr implements FailoverSystem {
       30_000,
     );
     await this.repmgr(s, ['standby', 'register']);
+    // The registration is written on the primary; the standby's repmgrd reads its own node record
+    // locally and exits ("no metadata record found for this node") if it has not been replayed yet.
+    await waitUntil(
+      'the standby to replay its repmgr registration',
+      async () =>
+        (await standby.query(`SELECT 1 FROM repmgr.nodes WHERE node_id = ${s.id}`, [], { database: 'repmgr' })).length > 0,
+      30_000,
+      50,
+    );
 
     for (const n of this.nodes) {
       n.daemon = startDaemon(REPMGRD, ['-f', n.conf, '--daemonize=false'], {

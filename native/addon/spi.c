@@ -589,17 +589,27 @@ tsw_stmt_cleanup(void)
 	}
 }
 
+/* End the statement's own subtransaction, if it has one; true if it had. */
+static bool
+tsw_stmt_end_subxact(bool commit)
+{
+	if (!tsw_stmt.in_subxact)
+		return false;
+	if (commit)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	tsw_stmt.in_subxact = false;
+	MemoryContextSwitchTo(tsw_stmt.context);
+	CurrentResourceOwner = tsw_stmt.owner;
+	return true;
+}
+
 /* Call inside PG_TRY, when the statement succeeded. */
 static void
 tsw_stmt_finish(void)
 {
-	if (tsw_stmt.in_subxact)
-	{
-		ReleaseCurrentSubTransaction();
-		tsw_stmt.in_subxact = false;
-		MemoryContextSwitchTo(tsw_stmt.context);
-		CurrentResourceOwner = tsw_stmt.owner;
-	}
+	tsw_stmt_end_subxact(true);
 	tsw_stmt_cleanup();
 }
 
@@ -610,12 +620,9 @@ tsw_stmt_finish(void)
 static void
 tsw_stmt_undo(void)
 {
-	if (tsw_stmt.in_subxact)
+	if (tsw_stmt_end_subxact(false))
 	{
-		RollbackAndReleaseCurrentSubTransaction();
-		tsw_stmt.in_subxact = false;
-		MemoryContextSwitchTo(tsw_stmt.context);
-		CurrentResourceOwner = tsw_stmt.owner;
+		/* only the statement is undone */
 	}
 	else if (tsw_savepoint_depth > 0)
 	{
@@ -639,13 +646,7 @@ tsw_stmt_undo(void)
 static void
 tsw_stmt_abandon(void)
 {
-	if (tsw_stmt.in_subxact)
-	{
-		RollbackAndReleaseCurrentSubTransaction();
-		tsw_stmt.in_subxact = false;
-		MemoryContextSwitchTo(tsw_stmt.context);
-		CurrentResourceOwner = tsw_stmt.owner;
-	}
+	tsw_stmt_end_subxact(false);
 	tsw_stmt_cleanup();
 }
 

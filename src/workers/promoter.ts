@@ -59,6 +59,8 @@ class Promoter {
   private lastOkAt = 0;
   private lastFlushLsn: string | null = null;
   private identityOk = false;
+  /** The conninfo whose identity was verified: another one must be verified again. */
+  private identityFor = '';
   private configError: string | null = null;
   private lastNote = '';
   private readonly events: Event[] = [];
@@ -101,12 +103,19 @@ class Promoter {
     return this.w.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')[0].r;
   }
 
-  /** Streaming WAL from the primary, with a message received within `timeout`. */
-  walStreaming(): boolean {
+  /**
+   * The WAL receiver: `connected` while it streams from the primary (its
+   * end is the "WAL stream dropped" event), `fresh` when it also received a
+   * message within `timeout` (the primary is alive, whatever a check says).
+   * An idle primary sends only keepalives, so `fresh` is often false while
+   * `connected` holds.
+   */
+  walReceiver(): { connected: boolean; fresh: boolean } {
     const rows = this.w.query<{ status: string; age_ms: number | null }>(
       `SELECT status, (extract(epoch FROM now() - last_msg_receipt_time) * 1000)::float8 AS age_ms FROM pg_stat_wal_receiver`,
     );
-    return rows.length > 0 && rows[0].status === 'streaming' && rows[0].age_ms !== null && rows[0].age_ms <= this.w.settings.timeout;
+    const connected = rows.length > 0 && rows[0].status === 'streaming';
+    return { connected, fresh: connected && rows[0].age_ms !== null && rows[0].age_ms <= this.w.settings.timeout };
   }
 
   publish(role: string, extra: Record<string, unknown> = {}): void {
@@ -148,6 +157,7 @@ class Promoter {
       }
       if (!this.identityOk) this.event('identity_verified', { systemId: id.systemId, timeline: id.timeline, lsn: id.xlogpos });
       this.identityOk = true;
+      this.identityFor = this.conninfo();
       this.configError = null;
       return true;
     } catch (err) {
@@ -161,6 +171,13 @@ class Promoter {
 
   async checkOnce(standby: boolean): Promise<void> {
     const s = this.w.settings;
+    if (this.identityOk && this.identityFor !== this.conninfo()) {
+      // primary_conninfo changed (a reload): trust nothing until verified again
+      this.identityOk = false;
+      this.lastFlushLsn = null;
+      this.failures = 0;
+      this.w.log.info(`the primary to watch is now ${describeConninfo(this.conninfo())}; its identity will be verified`);
+    }
     this.monitor.configure(this.conninfo(), s.timeout);
     const outcome: CheckOutcome = this.conninfo()
       ? await this.monitor.check()
@@ -186,7 +203,7 @@ class Promoter {
       this.note(`configuration error, not a failure: ${outcome.reason}`, 'warning');
       return;
     }
-    if (standby && this.walStreaming()) {
+    if (standby && this.walReceiver().fresh) {
       this.note(`check failed (${outcome.reason}) but the primary still streams WAL here: not a failure`);
       return;
     }
@@ -305,7 +322,7 @@ class Promoter {
       );
     }
     let nextTick = Date.now();
-    let streaming = this.walStreaming();
+    let streaming = this.walReceiver().connected;
     const STEP = 50;
     for (;;) {
       if (!(await this.pause(Math.min(STEP, nextTick - Date.now())))) return;
@@ -313,7 +330,7 @@ class Promoter {
         this.event('not_in_recovery', { reason: 'this server was promoted by someone else' });
         return;
       }
-      const nowStreaming = this.walStreaming();
+      const nowStreaming = this.walReceiver().connected;
       if (streaming && !nowStreaming) this.trigger('the WAL stream from the primary dropped');
       streaming = nowStreaming;
       const now = Date.now();
