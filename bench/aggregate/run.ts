@@ -17,7 +17,6 @@
  *            the worker sleeps, then one wake; time until the total is folded
  * Systems alternate (rotating who goes first), R repetitions, medians shown.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -26,6 +25,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 
 import { Cluster, pidAlive } from '../../test/harness/cluster';
+import { cpuBusy, fmtRatio, fmtSeconds, median, sh, sleep, table } from '../report';
 
 const HERE = __dirname;
 
@@ -157,26 +157,6 @@ function parseOptions(argv: string[]): Options {
   const base = opts.quick ? QUICK : FULL;
   opts.sizes = { deltas: deltas ?? base.deltas, preload: preload ?? base.preload };
   return opts;
-}
-
-function sh(file: string, args: string[], timeoutMs = 600_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) {
-        reject(new Error(`${[file, ...args].join(' ')} failed: ${err.message}\n${stdout}${stderr}`));
-        return;
-      }
-      resolve(stdout);
-    });
-  });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /** Value of the j-th delta (0-based), everywhere: 1..7, so that a lost or doubled row changes the sum. */
@@ -522,48 +502,11 @@ class Bench {
 
 // ---------------------------------------------------------------- output
 
-function fmtSeconds(s: number | undefined): string {
-  if (s === undefined) return '-';
-  if (s >= 100) return `${s.toFixed(0)} s`;
-  if (s >= 10) return `${s.toFixed(1)} s`;
-  if (s >= 1) return `${s.toFixed(2)} s`;
-  return `${(s * 1000).toFixed(s >= 0.1 ? 0 : s >= 0.01 ? 1 : 2)} ms`;
-}
-
 function fmtRate(perSecond: number | undefined): string {
   if (perSecond === undefined || !Number.isFinite(perSecond)) return '-';
   if (perSecond >= 1e6) return `${(perSecond / 1e6).toFixed(2)}M/s`;
   if (perSecond >= 1e3) return `${(perSecond / 1e3).toFixed(perSecond >= 1e5 ? 0 : 1)}k/s`;
   return `${perSecond.toFixed(0)}/s`;
-}
-
-function fmtRatio(r: number | undefined): string {
-  if (r === undefined || !Number.isFinite(r)) return '-';
-  return r >= 100 ? `${r.toFixed(0)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`;
-}
-
-function table(header: string[], rows: string[][], rightAlign: boolean[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (rightAlign[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('-+-'), ...rows.map(line)].join('\n');
-}
-
-/** Fraction of all CPUs' time spent non-idle during `ms` (Linux /proc/stat; 0 elsewhere). */
-async function cpuBusy(ms: number): Promise<number> {
-  const sample = (): [number, number] | undefined => {
-    try {
-      const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-      return [f[3] + (f[4] ?? 0), f.reduce((a, b) => a + b, 0)];
-    } catch {
-      return undefined;
-    }
-  };
-  const a = sample();
-  await sleep(ms);
-  const b = sample();
-  if (!a || !b || b[1] === a[1]) return 0;
-  return 1 - (b[0] - a[0]) / (b[1] - a[1]);
 }
 
 // ---------------------------------------------------------------- main

@@ -14,11 +14,27 @@ import { performance } from 'node:perf_hooks';
 
 import pg from 'pg';
 
-import { sleep } from './common';
+import type { Cluster } from '../../test/harness/cluster';
+import { sleep, waitUntil } from './common';
 
 export const ATTEMPT_INTERVAL_MS = 20;
 export const PROBE_TABLE = 'failover_probe';
 export const PROBE_DDL = `CREATE TABLE IF NOT EXISTS ${PROBE_TABLE}(id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())`;
+
+/**
+ * Right before a kill: create the probe table on the primary and wait until
+ * the standby has replayed it, so that replication is known to be healthy.
+ */
+export async function probeReplication(primary: Cluster, standby: Cluster): Promise<void> {
+  await primary.query(PROBE_DDL);
+  const lsn = (await primary.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l'))[0].l;
+  await waitUntil(
+    'the standby to replay the probe table',
+    async () => (await standby.query(`SELECT pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn AS ok`))[0].ok === true,
+    30_000,
+    50,
+  );
+}
 
 export interface WriteResult {
   /** ms from t0 to the first committed INSERT's reply. */

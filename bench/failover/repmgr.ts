@@ -33,7 +33,7 @@ import {
   waitUntil,
   writeFile,
 } from './common';
-import { PROBE_DDL } from './measure';
+import { probeReplication } from './measure';
 
 const REPMGR = path.join(PG_BIN, 'repmgr');
 const REPMGRD = path.join(PG_BIN, 'repmgrd');
@@ -160,14 +160,7 @@ export class Repmgr implements FailoverSystem {
       100,
     );
     // One more check that replication is healthy right before the kill.
-    await primary.query(PROBE_DDL);
-    const lsn = (await primary.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l'))[0].l;
-    await waitUntil(
-      'the standby to replay the probe table',
-      async () => (await standby.query(`SELECT pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn AS ok`))[0].ok === true,
-      30_000,
-      50,
-    );
+    await probeReplication(primary, standby);
     return {
       standby: { host: '127.0.0.1', port: standby.port, user: 'postgres', database: 'postgres' },
       describe: `primary :${primary.port} (repmgrd ${p.daemon!.pid}), standby :${standby.port} (repmgrd ${s.daemon!.pid})`,

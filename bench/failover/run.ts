@@ -18,6 +18,7 @@ import { performance } from 'node:perf_hooks';
 
 import { AutoFailover } from './autofailover';
 import { type FailoverSystem, sleep } from './common';
+import { median } from '../report';
 import { ATTEMPT_INTERVAL_MS, timeToFirstWrite, type WriteResult } from './measure';
 import { Repmgr } from './repmgr';
 import { TsWorker } from './tsworker';
@@ -146,12 +147,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 function table(header: string[], rows: string[][], right: boolean[]): string {

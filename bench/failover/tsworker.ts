@@ -30,7 +30,7 @@ import * as path from 'node:path';
 
 import { Cluster } from '../../test/harness/cluster';
 import { type FailoverSystem, type Log, type Nodes, freezeAndKill, queryOnce, tail, waitGone, waitUntil, writeFile } from './common';
-import { PROBE_DDL } from './measure';
+import { probeReplication } from './measure';
 
 export const PROMOTER_SETTINGS = {
   'tsworker_promoter.interval': '1s',
@@ -95,14 +95,7 @@ export class TsWorker implements FailoverSystem {
       100,
     );
     // One more check that replication is healthy right before the kill.
-    await primary.query(PROBE_DDL);
-    const lsn = (await primary.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l'))[0].l;
-    await waitUntil(
-      'the standby to replay the probe table',
-      async () => (await standby.query(`SELECT pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn AS ok`))[0].ok === true,
-      30_000,
-      50,
-    );
+    await probeReplication(primary, standby);
     return {
       standby: { host: '127.0.0.1', port: standby.port, user: 'postgres', database: 'postgres' },
       describe: `primary :${primary.port} (postmaster ${primary.postmasterPid()}), standby :${standby.port} (promoter)`,

@@ -9,7 +9,6 @@
  *   plpgsql   the same loop in PL/pgSQL (plpgsql.sql), where it applies
  * Each measurement is repeated (3 times by default) and the median is shown.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,6 +16,7 @@ import * as path from 'node:path';
 import type pg from 'pg';
 
 import { Cluster, pidAlive } from '../../test/harness/cluster';
+import { cpuBusy, fmtRatio, fmtSeconds, median, sh, sleep, table } from '../report';
 
 const HERE = __dirname;
 const TOP = path.resolve(HERE, '..', '..');
@@ -109,31 +109,6 @@ function parseOptions(argv: string[]): Options {
     }
   }
   return opts;
-}
-
-function sh(file: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      args,
-      { cwd: opts.cwd ?? TOP, timeout: opts.timeoutMs ?? 600_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
-      (err, stdout, stderr) => {
-        if (err) {
-          reject(new Error(`${[file, ...args].join(' ')} failed: ${err.message}\n${stdout}${stderr}`));
-          return;
-        }
-        resolve(stdout);
-      },
-    );
-  });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /** The lookup checksum every system must report: sum of length(t) over the PRNG's ids. */
@@ -326,7 +301,7 @@ class Bench {
       '--n',
       String(this.n(w)),
       ...(this.opts.pinExternal ? ['--pin', '0'] : []),
-    ]);
+    ], { cwd: TOP });
     const r = JSON.parse(out.trim().split('\n').pop() ?? '') as { seconds: number; checksum: string };
     const m = { seconds: r.seconds, checksum: BigInt(r.checksum) };
     await this.record('external', w, m);
@@ -353,51 +328,13 @@ class Bench {
 
 // ---------------------------------------------------------------- output
 
-function fmtSeconds(s: number | undefined): string {
-  if (s === undefined) return '-';
-  if (s >= 100) return `${s.toFixed(0)} s`;
-  if (s >= 10) return `${s.toFixed(1)} s`;
-  if (s >= 1) return `${s.toFixed(2)} s`;
-  return `${(s * 1000).toFixed(s >= 0.1 ? 0 : s >= 0.01 ? 1 : 2)} ms`;
-}
-
 function fmtMicros(s: number | undefined, n: number): string {
   if (s === undefined) return '-';
   const us = (s / n) * 1e6;
   return us >= 100 ? `${us.toFixed(0)} µs` : us >= 10 ? `${us.toFixed(1)} µs` : `${us.toFixed(2)} µs`;
 }
 
-function fmtRatio(r: number | undefined): string {
-  if (r === undefined || !Number.isFinite(r)) return '-';
-  return r >= 100 ? `${r.toFixed(0)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`;
-}
-
-function table(header: string[], rows: string[][], rightAlign: boolean[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (rightAlign[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('-+-'), ...rows.map(line)].join('\n');
-}
-
 // ---------------------------------------------------------------- main
-
-/** Fraction of all CPUs' time spent non-idle during `ms` (Linux /proc/stat; 0 elsewhere). */
-async function cpuBusy(ms: number): Promise<number> {
-  const sample = (): [number, number] | undefined => {
-    try {
-      const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-      const idle = f[3] + (f[4] ?? 0); // idle + iowait
-      return [idle, f.reduce((a, b) => a + b, 0)];
-    } catch {
-      return undefined;
-    }
-  };
-  const a = sample();
-  await sleep(ms);
-  const b = sample();
-  if (!a || !b || b[1] === a[1]) return 0;
-  return 1 - (b[0] - a[0]) / (b[1] - a[1]);
-}
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
@@ -411,7 +348,7 @@ async function main(): Promise<void> {
   }
 
   process.stderr.write('building and installing bench/spi (tsw_bench_c) ...\n');
-  await sh('make', ['-s', '-C', HERE, 'install']);
+  await sh('make', ['-s', '-C', HERE, 'install'], { cwd: TOP });
 
   process.stderr.write('creating the cluster ...\n');
   const cluster = await Cluster.create('spibench', {

@@ -849,10 +849,17 @@ tsw_plan_free(TswPlan *plan)
 	tsw_plan_discard(plan);
 }
 
-/* Parameters of plan from their text form, allocated in the current context. */
-static ParamListInfo
-tsw_make_params(TswPlan *plan, const char *const *params)
+/*
+ * Parameters of plan from their text form, in a new context returned for
+ * the caller to delete when the statement ends.  It hangs off
+ * TopMemoryContext: a failed statement may abort the transaction first.
+ */
+static MemoryContext
+tsw_make_params(TswPlan *plan, const char *const *params, ParamListInfo *out)
 {
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker params",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 	ParamListInfo paramli = makeParamList(plan->nparams);
 	int			i;
 
@@ -875,7 +882,9 @@ tsw_make_params(TswPlan *plan, const char *const *params)
 			prm->value = OidInputFunctionCall(typinput, (char *) params[i], typioparam, -1);
 		}
 	}
-	return paramli;
+	MemoryContextSwitchTo(old);
+	*out = paramli;
+	return cxt;
 }
 
 int
@@ -908,17 +917,8 @@ tsw_execute(TswPlan *plan, const char *sql, const char *const *params,
 		else
 		{
 			ParamListInfo paramli;
-			MemoryContext old;
 
-			/*
-			 * Parameters live only as long as the statement, in a context of
-			 * their own that survives a failed statement's transaction.
-			 */
-			qcxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker params",
-										 ALLOCSET_SMALL_SIZES);
-			old = MemoryContextSwitchTo(qcxt);
-			paramli = tsw_make_params(plan, params);
-			MemoryContextSwitchTo(old);
+			qcxt = tsw_make_params(plan, params, &paramli);
 			spi_rc = SPI_execute_plan_with_paramlist((SPIPlanPtr) plan->spi_plan, paramli, false, 0);
 		}
 		if (spi_rc < 0)
@@ -930,11 +930,8 @@ tsw_execute(TswPlan *plan, const char *sql, const char *const *params,
 	}
 	PG_CATCH();
 	{
-		if (*result != NULL)
-		{
-			tsw_free_result(*result);
-			*result = NULL;
-		}
+		tsw_free_result(*result);
+		*result = NULL;
 		*err = tsw_stmt_error();
 		rc = -1;
 	}
@@ -963,17 +960,12 @@ tsw_cursor_open(TswPlan *plan, const char *sql, const char *const *params,
 	PG_TRY();
 	{
 		ParamListInfo paramli;
-		MemoryContext old;
 		Portal		portal;
 
 		if (!plan->open_subxact)
 			tsw_stmt_start(sql, -1);
 		plan->open_subxact = 0;
-		qcxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker params",
-									 ALLOCSET_SMALL_SIZES);
-		old = MemoryContextSwitchTo(qcxt);
-		paramli = tsw_make_params(plan, params);
-		MemoryContextSwitchTo(old);
+		qcxt = tsw_make_params(plan, params, &paramli);
 		portal = SPI_cursor_open_with_paramlist(NULL, (SPIPlanPtr) plan->spi_plan, paramli, false);
 		if (portal == NULL)
 			elog(ERROR, "SPI_cursor_open failed: %s", SPI_result_code_string(SPI_result));
@@ -1028,11 +1020,8 @@ tsw_cursor_fetch(const char *name, int forward, int64_t count, int flags,
 	}
 	PG_CATCH();
 	{
-		if (*result != NULL)
-		{
-			tsw_free_result(*result);
-			*result = NULL;
-		}
+		tsw_free_result(*result);
+		*result = NULL;
 		*err = tsw_stmt_error();
 		rc = -1;
 	}

@@ -207,8 +207,8 @@ _PG_init(void)
 	tsw_register_workers();
 }
 
-/* A postmaster setting a module declared, or NULL when unset or empty. */
-static char *
+/* A setting a worker module declared, palloc'd, or NULL when unset or empty. */
+char *
 tsw_declared_setting(const char *config_name, const char *setting)
 {
 	const char *v = GetConfigOption(psprintf("tsworker_%s.%s", config_name, setting), true, false);

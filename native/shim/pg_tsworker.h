@@ -89,6 +89,9 @@ extern const char *tsw_state_name(TswState state);
 /* Check a module file before it is loaded; returns NULL or a palloc'd reason. */
 extern char *tsw_check_module_file(const char *path);
 
+/* tsworker_<config_name>.<setting>, palloc'd, or NULL when unset or empty. */
+extern char *tsw_declared_setting(const char *config_name, const char *setting);
+
 /* Define the settings configured workers declare (worker_settings.c). */
 extern void tsw_define_worker_settings(TswWorkerSpec *specs, int n);
 

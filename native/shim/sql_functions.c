@@ -30,7 +30,6 @@
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
@@ -297,10 +296,10 @@ tsworker_launch(PG_FUNCTION_ARGS)
 	if (builtin && PG_ARGISNULL(3))
 	{
 		/* a built-in's own database setting, as its configured workers use */
-		const char *own = GetConfigOption(psprintf("tsworker_%s.database", module), true, false);
+		char	   *own = tsw_declared_setting(module, "database");
 
-		if (own != NULL && own[0] != '\0')
-			database = pstrdup(own);
+		if (own != NULL)
+			database = own;
 	}
 	if (!builtin)
 	{

@@ -100,22 +100,25 @@ class Promoter {
   }
 
   inRecovery(): boolean {
-    return this.w.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')[0].r;
+    return this.local().recovery;
   }
 
   /**
-   * The WAL receiver: `connected` while it streams from the primary (its
-   * end is the "WAL stream dropped" event), `fresh` when it also received a
-   * message within `timeout` (the primary is alive, whatever a check says).
-   * An idle primary sends only keepalives, so `fresh` is often false while
+   * This server, in one statement: whether it is in recovery, and its WAL
+   * receiver: `connected` while it streams from the primary (its end is the
+   * "WAL stream dropped" event), `fresh` when it also received a message
+   * within `timeout` (the primary is alive, whatever a check says). An idle
+   * primary sends only keepalives, so `fresh` is often false while
    * `connected` holds.
    */
-  walReceiver(): { connected: boolean; fresh: boolean } {
-    const rows = this.w.query<{ status: string; age_ms: number | null }>(
-      `SELECT status, (extract(epoch FROM now() - last_msg_receipt_time) * 1000)::float8 AS age_ms FROM pg_stat_wal_receiver`,
-    );
-    const connected = rows.length > 0 && rows[0].status === 'streaming';
-    return { connected, fresh: connected && rows[0].age_ms !== null && rows[0].age_ms <= this.w.settings.timeout };
+  local(): { recovery: boolean; connected: boolean; fresh: boolean } {
+    const row = this.w.query<{ recovery: boolean; status: string | null; age_ms: number | null }>(
+      `SELECT pg_is_in_recovery() AS recovery, r.status,
+              (extract(epoch FROM now() - r.last_msg_receipt_time) * 1000)::float8 AS age_ms
+         FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true`,
+    )[0];
+    const connected = row.status === 'streaming';
+    return { recovery: row.recovery, connected, fresh: connected && row.age_ms !== null && row.age_ms <= this.w.settings.timeout };
   }
 
   publish(role: string, extra: Record<string, unknown> = {}): void {
@@ -203,7 +206,7 @@ class Promoter {
       this.note(`configuration error, not a failure: ${outcome.reason}`, 'warning');
       return;
     }
-    if (standby && this.walReceiver().fresh) {
+    if (standby && this.local().fresh) {
       this.note(`check failed (${outcome.reason}) but the primary still streams WAL here: not a failure`);
       return;
     }
@@ -322,15 +325,16 @@ class Promoter {
       );
     }
     let nextTick = Date.now();
-    let streaming = this.walReceiver().connected;
+    let streaming = this.local().connected;
     const STEP = 50;
     for (;;) {
       if (!(await this.pause(Math.min(STEP, nextTick - Date.now())))) return;
-      if (!this.inRecovery()) {
+      const here = this.local();
+      if (!here.recovery) {
         this.event('not_in_recovery', { reason: 'this server was promoted by someone else' });
         return;
       }
-      const nowStreaming = this.walReceiver().connected;
+      const nowStreaming = here.connected;
       if (streaming && !nowStreaming) this.trigger('the WAL stream from the primary dropped');
       streaming = nowStreaming;
       const now = Date.now();
