@@ -152,6 +152,11 @@ describe('promoter', () => {
     const other = await primaryOf('ident-other');
     const standby = await standbyOf(primary, 'ident');
     await verified(standby);
+    // A malformed conninfo is a configuration error, not a failed check.
+    standby.appendConf({ 'tsworker_promoter.primary_conninfo': `host='unterminated` });
+    await standby.reload();
+    await standby.pollQueryUntil(`SELECT status->>'error' ~ '^invalid primary conninfo' FROM tsworker.workers WHERE name = 'promoter'`);
+    assert.equal((await status(standby)).failures, 0);
     // Verified against its own primary, then pointed at another cluster by a reload.
     standby.appendConf({ 'tsworker_promoter.primary_conninfo': `host=${other.host} port=${other.port} user=postgres` });
     await standby.reload();

@@ -8,7 +8,7 @@
  */
 import pg from 'pg';
 
-import { clientConfig } from './conninfo';
+import { clientConfig, parseConninfo } from './conninfo';
 
 export type CheckOutcome =
   | { kind: 'ok'; flushLsn: string; ms: number }
@@ -89,6 +89,11 @@ export class PrimaryMonitor {
 
   /** Check the primary: connect if needed, then read its WAL flush position, within the timeout. */
   async check(): Promise<CheckOutcome> {
+    try {
+      parseConninfo(this.conninfo);
+    } catch (err) {
+      return { kind: 'config', reason: `invalid primary conninfo: ${(err as Error).message}` };
+    }
     const t0 = Date.now();
     this.checking = true;
     try {

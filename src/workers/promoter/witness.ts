@@ -31,7 +31,12 @@ export function parseWitnesses(setting: string): string[] {
 
 export async function askWitness(conninfo: string, timeoutMs: number): Promise<WitnessView> {
   const witness = describeConninfo(conninfo);
-  const client = new pg.Client(clientConfig(conninfo, timeoutMs, 'pg_tsworker promoter'));
+  let client: pg.Client;
+  try {
+    client = new pg.Client(clientConfig(conninfo, timeoutMs, 'pg_tsworker promoter'));
+  } catch (err) {
+    return { witness, reached: false, error: `invalid witness conninfo: ${(err as Error).message}` };
+  }
   client.on('error', () => undefined);
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
