@@ -152,11 +152,6 @@ describe('promoter', () => {
     const other = await primaryOf('ident-other');
     const standby = await standbyOf(primary, 'ident');
     await verified(standby);
-    // A malformed conninfo is a configuration error, not a failed check.
-    standby.appendConf({ 'tsworker_promoter.primary_conninfo': `host='unterminated` });
-    await standby.reload();
-    await standby.pollQueryUntil(`SELECT status->>'error' ~ '^invalid primary conninfo' FROM tsworker.workers WHERE name = 'promoter'`);
-    assert.equal((await status(standby)).failures, 0);
     // Verified against its own primary, then pointed at another cluster by a reload.
     standby.appendConf({ 'tsworker_promoter.primary_conninfo': `host=${other.host} port=${other.port} user=postgres` });
     await standby.reload();
@@ -164,6 +159,14 @@ describe('promoter', () => {
     const st = await status(standby);
     assert.match(st.error, /is not this standby's .*: primary_conninfo points at a different cluster/);
     assert.ok(logLines(standby, /identity_mismatch/).length >= 1);
+    // Then a malformed conninfo is a configuration error, not a failed check.
+    standby.appendConf({ 'tsworker_promoter.primary_conninfo': `host='unterminated` });
+    await standby.reload();
+    await standby.pollQueryUntil(`SELECT status->>'error' ~ '^invalid primary conninfo' FROM tsworker.workers WHERE name = 'promoter'`);
+    assert.equal((await status(standby)).failures, 0);
+    standby.appendConf({ 'tsworker_promoter.primary_conninfo': `host=${other.host} port=${other.port} user=postgres` });
+    await standby.reload();
+    await standby.pollQueryUntil(`SELECT status->>'error' ~ 'points at a different cluster' FROM tsworker.workers WHERE name = 'promoter'`);
     await other.kill9();
     await primary.kill9();
     await staysStandby(standby, 6000);
