@@ -206,6 +206,8 @@ describe('promoter', () => {
     assert.equal(ev.kind, 'promotion');
     assert.ok(ev.newTimeline >= 2);
     assert.equal(tl, `tl=${ev.newTimeline}`);
+    // the worker logs the command's exit after the command wrote its file
+    await standby.waitForLog(/on_promote command exited 0/, off);
     assert.equal(logLines(standby, /on_promote command exited 0/, off).length, 1, 'on_promote ran once');
     assert.equal(await standby.queryText(`SELECT count(*) FROM tsworker.events WHERE kind = 'veto'`), String(logLines(standby, /veto: /, off).length));
   });
