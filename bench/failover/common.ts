@@ -12,8 +12,10 @@ import { performance } from 'node:perf_hooks';
 
 import pg from 'pg';
 
-/** PostgreSQL 15 server binaries. */
-export const PG_BIN = process.env.PG_BINDIR || '/usr/lib/postgresql/15/bin';
+import { PG_BIN } from '../../test/harness/pg-config';
+
+/** PostgreSQL server binaries: PG_CONFIG's --bindir (test/harness/pg-config.ts). */
+export { PG_BIN };
 /** OS user that runs every server-side program (initdb and postgres refuse root). */
 export const PG_OS_USER = process.env.PG_TSWORKER_OSUSER || 'postgres';
 

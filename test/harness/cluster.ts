@@ -26,7 +26,8 @@
  * {@link Cluster.cleanup} in an `after()` hook.
  *
  * Environment:
- *  - PG_BINDIR               PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
+ *  - PG_CONFIG               pg_config of the PostgreSQL to test (default Debian's 15); see pg-config.ts
+ *  - PG_BINDIR               PostgreSQL server binaries (default: PG_CONFIG's --bindir)
  *  - PG_TSWORKER_OSUSER      OS user that runs the server when we are root (default postgres)
  *  - PG_TSWORKER_KEEP_TMP    if set, cleanup() keeps the base directory and prints it
  *  - PG_TSWORKER_TIMEOUT_MS  default timeout for polling helpers (default 60000)
@@ -39,8 +40,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pg from 'pg';
 
-/** Directory holding the PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup). Overridable with env PG_BINDIR. */
-export const PG_BIN: string = process.env.PG_BINDIR || '/usr/lib/postgresql/15/bin';
+import { PG_BIN } from './pg-config';
+
+/** Directory holding the PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup): see pg-config.ts. */
+export { PG_BIN };
 
 /** OS user that runs initdb/postgres when the test process is root. Overridable with env PG_TSWORKER_OSUSER. */
 export const PG_OS_USER: string = process.env.PG_TSWORKER_OSUSER || 'postgres';
