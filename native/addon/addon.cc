@@ -118,14 +118,18 @@ IntArg(const Napi::CallbackInfo &info, size_t i, int dflt)
 	return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : dflt;
 }
 
-/* begin(readOnly?, statementSavepoints = true) */
+/* begin(readOnly?, statementSavepoints = true, synchronousCommit?: string) */
 Napi::Value
 Begin(const Napi::CallbackInfo &info)
 {
 	TswError   *err = nullptr;
 	bool		savepoints = !(info.Length() > 1 && info[1].IsBoolean() && !info[1].As<Napi::Boolean>().Value());
+	std::string sync;
 
-	if (tsw_begin(BoolArg(info, 0) ? 1 : 0, savepoints ? 1 : 0, &err) != 0)
+	if (info.Length() > 2 && info[2].IsString())
+		sync = info[2].As<Napi::String>().Utf8Value();
+	if (tsw_begin(BoolArg(info, 0) ? 1 : 0, savepoints ? 1 : 0,
+				  sync.empty() ? NULL : sync.c_str(), &err) != 0)
 		return ThrowPgError(info.Env(), err);
 	return info.Env().Undefined();
 }

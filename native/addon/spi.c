@@ -171,7 +171,8 @@ tsw_in_transaction(void)
 }
 
 int
-tsw_begin(int read_only, int statement_savepoints, TswError **err)
+tsw_begin(int read_only, int statement_savepoints, const char *synchronous_commit,
+		  TswError **err)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile int rc = 0;
@@ -190,6 +191,10 @@ tsw_begin(int read_only, int statement_savepoints, TswError **err)
 			elog(ERROR, "SPI_connect failed");
 		if (read_only)
 			(void) set_config_option("transaction_read_only", "on",
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_LOCAL, true, 0, false);
+		if (synchronous_commit != NULL)
+			(void) set_config_option("synchronous_commit", synchronous_commit,
 									 PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_LOCAL, true, 0, false);
 		PushActiveSnapshot(GetTransactionSnapshot());

@@ -172,7 +172,8 @@ typedef struct TswPlan
  * failed one undoes only itself; without, a failed statement fails the
  * innermost savepoint or the transaction.
  */
-extern int	tsw_begin(int read_only, int statement_savepoints, TswError **err);
+extern int	tsw_begin(int read_only, int statement_savepoints,
+					  const char *synchronous_commit, TswError **err);
 extern int	tsw_savepoint(TswError **err);
 /* commit: 1 release, 0 roll back */
 extern int	tsw_savepoint_end(int commit, TswError **err);

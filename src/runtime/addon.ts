@@ -57,7 +57,7 @@ export interface AddonHelpers {
 export interface Addon {
   init(pgError: new (message: string, fields: never) => Error, helpers: AddonHelpers): void;
   /** statementSavepoints defaults to true. */
-  begin(readOnly?: boolean, statementSavepoints?: boolean): void;
+  begin(readOnly?: boolean, statementSavepoints?: boolean, synchronousCommit?: string): void;
   savepoint(): void;
   /** release: true releases the savepoint, false rolls back to it. */
   endSavepoint(release: boolean): void;

@@ -118,7 +118,17 @@ export interface TransactionOptions {
    * of the transaction rolls back and throws 40000), as in a psql session.
    */
   statementSavepoints?: boolean;
+  /**
+   * `synchronous_commit` for this transaction alone (`SET LOCAL`): `'local'`
+   * makes its COMMIT wait only for the local WAL flush, never for a
+   * standby named in `synchronous_standby_names`. Default: the session's
+   * value. A value PostgreSQL does not accept fails with PgError 22023.
+   */
+  synchronousCommit?: SynchronousCommit;
 }
+
+/** Values of PostgreSQL's `synchronous_commit`. */
+export type SynchronousCommit = 'on' | 'off' | 'local' | 'remote_write' | 'remote_apply';
 
 /** Server log output of a worker; each line names the worker. */
 export interface Logger {

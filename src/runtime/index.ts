@@ -18,6 +18,7 @@ export type {
   Row,
   Transaction,
   TransactionOptions,
+  SynchronousCommit,
   WaitOptions,
   WorkerContext,
   WorkerDefinition,

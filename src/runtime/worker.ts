@@ -225,14 +225,17 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   transaction<T>(fn: (tx: Transaction) => T, options: TransactionOptions = {}): T {
     if (typeof fn !== 'function') throw new TypeError('transaction(fn): fn must be a function');
     if (typeof options !== 'object' || options === null) throw new TypeError('transaction(fn, options): options must be an object');
-    const { readOnly, statementSavepoints } = options;
+    const { readOnly, statementSavepoints, synchronousCommit } = options;
     if (readOnly !== undefined && typeof readOnly !== 'boolean') {
       throw new TypeError('transaction(): options.readOnly must be a boolean');
     }
     if (statementSavepoints !== undefined && typeof statementSavepoints !== 'boolean') {
       throw new TypeError('transaction(): options.statementSavepoints must be a boolean');
     }
-    this.addon.begin(readOnly === true, statementSavepoints !== false);
+    if (synchronousCommit !== undefined && typeof synchronousCommit !== 'string') {
+      throw new TypeError('transaction(): options.synchronousCommit must be a string');
+    }
+    this.addon.begin(readOnly === true, statementSavepoints !== false, synchronousCommit);
     const end = (commit: boolean) => (commit ? this.addon.commit() : this.addon.rollback());
     let result: T;
     try {

@@ -18,6 +18,7 @@
  * vetoes.
  */
 import { defineWorker, type WorkerContext } from '../runtime/index';
+import { storeEvents, type StoredEvent } from './events';
 import { PrimaryMonitor, identify, type CheckOutcome } from './promoter/check';
 import { describeConninfo } from './promoter/conninfo';
 import { beforePromote, onPromote, type PromotionEvent } from './promoter/hooks';
@@ -44,12 +45,6 @@ const settings = {
 type Settings = typeof settings;
 type Ctx = WorkerContext<Settings>;
 
-interface Event {
-  at: string;
-  kind: string;
-  detail: Record<string, unknown>;
-}
-
 const MAX_EVENTS = 200;
 
 class Promoter {
@@ -63,7 +58,7 @@ class Promoter {
   private identityFor = '';
   private configError: string | null = null;
   private lastNote = '';
-  private readonly events: Event[] = [];
+  private readonly events: StoredEvent[] = [];
   private readonly monitor: PrimaryMonitor;
   private wake: (() => void) | undefined;
   private triggered: string | null = null;
@@ -86,7 +81,7 @@ class Promoter {
   }
 
   event(kind: string, detail: Record<string, unknown>, level: 'info' | 'warning' = 'info'): void {
-    const e = { at: new Date().toISOString(), kind, detail };
+    const e: StoredEvent = { at: new Date().toISOString(), kind, detail: JSON.parse(JSON.stringify(detail)) as StoredEvent['detail'] };
     this.events.push(e);
     if (this.events.length > MAX_EVENTS) this.events.shift();
     this.w.log[level](`${kind}: ${JSON.stringify(detail)}`);
@@ -297,23 +292,9 @@ class Promoter {
     return true;
   }
 
-  /** Store the events in tsworker.events and send them with NOTIFY tsworker_events (a write: proves the promotion). */
+  /** Store the events in tsworker.events and send them with NOTIFY (a write: proves the promotion; never waits for a standby). */
   store(): void {
-    const hasTable = this.w.query<{ t: boolean }>(`SELECT to_regclass('tsworker.events') IS NOT NULL AS t`)[0].t;
-    this.w.transaction((tx) => {
-      if (!hasTable) {
-        tx.query('SELECT txid_current()'); // a write all the same
-        return;
-      }
-      const ins = tx.prepare('INSERT INTO tsworker.events(at, worker, kind, detail) VALUES ($1, $2, $3, $4)', ['timestamptz', 'text', 'text', 'jsonb']);
-      for (const e of this.events) {
-        ins.query([e.at, this.w.name, e.kind, e.detail]);
-        const payload = JSON.stringify({ ...e, worker: this.w.name });
-        if (payload.length < 8000) tx.query('SELECT pg_notify($1, $2)', ['tsworker_events', payload]);
-      }
-      ins.free();
-    });
-    if (!hasTable) this.w.log.warning('tsworker.events does not exist here (CREATE EXTENSION pg_tsworker): events are only in the log');
+    storeEvents(this.w, this.events);
   }
 
   /** Standby mode: checks, decisions, promotion. Returns once promoted or asked to stop. */
