@@ -50,6 +50,12 @@ describe('fatal paths and last_error', () => {
     return err!;
   }
 
+  async function setMemoryLimit(mb: number): Promise<void> {
+    await c.query(`ALTER SYSTEM SET tsworker.max_memory_mb = ${mb}`);
+    await c.query('SELECT pg_reload_conf()');
+    await c.pollQueryUntil('SHOW tsworker.max_memory_mb', mb === 0 ? '0' : mb % 1024 === 0 ? `${mb / 1024}GB` : `${mb}MB`);
+  }
+
   async function setHeapLimit(mb: number): Promise<void> {
     await c.query(`ALTER SYSTEM SET tsworker.max_old_space_mb = ${mb}`);
     await c.query('SELECT pg_reload_conf()');
@@ -84,12 +90,24 @@ describe('fatal paths and last_error', () => {
     await c?.cleanup();
   });
 
-  test('an array grown without end, heap limit 0 (V8 default) and 6000 MB: V8\'s fatal error is an exit 1', async () => {
-    await setHeapLimit(0);
-    assert.match(await failsThenRecovers('array0', 'array_forever'), /^V8 fatal error: Fatal JavaScript invalid size error \d+; worker stopped$/);
-    await setHeapLimit(6000);
-    assert.match(await failsThenRecovers('array6000', 'array_forever'), /^V8 fatal error: Fatal JavaScript invalid size error \d+; worker stopped$/);
-    await setHeapLimit(64);
+  test('an array grown without end, heap limit 0 (V8 default) and 6000 MB: V8\'s fatal error, or the memory limit, is an exit 1', async () => {
+    try {
+      // without a process memory limit, V8's own array limit comes first
+      await setMemoryLimit(0);
+      await setHeapLimit(0);
+      assert.match(await failsThenRecovers('array0', 'array_forever'), /^V8 fatal error: Fatal JavaScript invalid size error \d+; worker stopped$/);
+      await setHeapLimit(6000);
+      assert.match(await failsThenRecovers('array6000', 'array_forever'), /^V8 fatal error: Fatal JavaScript invalid size error \d+; worker stopped$/);
+      // with one (the default 2048 MB), that limit
+      await setMemoryLimit(2048);
+      assert.match(
+        await failsThenRecovers('array_mem', 'array_forever'),
+        /^out of memory: the process reached tsworker\.max_memory_mb \(2048 MB\) with a JavaScript heap of \d+ MB; worker stopped$/,
+      );
+    } finally {
+      await setHeapLimit(64);
+      await setMemoryLimit(2048);
+    }
   });
 
   test('a forgotten await at a 64 MB heap limit: exit 1, and the restarted worker does not spin', async () => {
@@ -103,7 +121,23 @@ describe('fatal paths and last_error', () => {
     assert.match(await failsThenRecovers('aborts', 'abort'), /^the JavaScript engine stopped the process with SIGABRT \(signal 6\)/);
   });
 
+  test('Buffers beyond tsworker.max_memory_mb: a RangeError and exit 1, not the kernel\'s OOM killer', async () => {
+    await setMemoryLimit(512);
+    try {
+      assert.match(await failsThenRecovers('buffers', 'buffers'), /^worker failed: RangeError: Array buffer allocation failed \(at .*faults\.ts:\d+:\d+\)$/);
+    } finally {
+      await setMemoryLimit(2048);
+    }
+  });
+
+  test('a heap limit too small for Node.js to start is refused', async () => {
+    await assert.rejects(c.query(`ALTER SYSTEM SET tsworker.max_old_space_mb = 16`), /invalid value for parameter "tsworker\.max_old_space_mb": 16/);
+  });
+
   test('last_error of each failure kind: the first line of the reason, with its position', async () => {
+    assert.equal(await failsThenRecovers('really', 'really_exit'), 'Node.js exited the process with code 3');
+    assert.match(await failsThenRecovers('newline', 'throw_newline'), /^worker failed: Error: the message after a newline \(at /);
+    assert.equal(await failsThenRecovers('unprintable', 'throw_unprintable'), 'worker failed: non-error value thrown: [object Object]');
     // an exception: its message and where the worker threw it
     const thrown = await failsThenRecovers('throws', 'throw');
     assert.match(thrown, new RegExp(`^worker failed: Error: boom: thrown from main \\(at ${module.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+\\)$`));

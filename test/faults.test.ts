@@ -6,7 +6,9 @@
  * and an open client session keeps its backend.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import pg from 'pg';
@@ -23,10 +25,15 @@ const STATES = [
   'busy_timer',
   'busy_microtask',
   'busy_promise',
+  'busy_finreg',
   'heap_then_busy',
+  'native_fifo',
   'sql_syncrep',
+  'sql_twosync',
   'sql_lock',
   'sql_sleep',
+  'sql_stubborn',
+  'sql_timer',
 ] as const;
 type State = (typeof STATES)[number];
 
@@ -60,11 +67,11 @@ describe('fault matrix', () => {
     await c.query(`SELECT tsworker.launch($1, $2, $3, 'postgres')`, [name, module, JSON.stringify({ mode: state })]);
     const want = state.startsWith('sql_') ? 'sql' : 'busy';
     await c.pollQueryUntil(`SELECT status->>'state' FROM tsworker.workers WHERE name = '${name}'`, want, { timeoutMs: 60_000 });
-    if (state === 'sql_syncrep') {
+    if (state === 'sql_syncrep' || state === 'sql_twosync') {
       await c.pollQueryUntil(`SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = '${name}' AND wait_event = 'SyncRep'`);
     } else if (state === 'sql_lock') {
       await c.pollQueryUntil(`SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = '${name}' AND wait_event_type = 'Lock'`);
-    } else if (state === 'sql_sleep') {
+    } else if (state === 'sql_sleep' || state === 'sql_stubborn' || state === 'sql_timer') {
       await c.pollQueryUntil(`SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = '${name}' AND wait_event = 'PgSleep'`);
     } else {
       await new Promise((r) => setTimeout(r, 300)); // well into its busy loop
@@ -85,10 +92,22 @@ describe('fault matrix', () => {
     return /exiting with code (\d)/.exec(exit!)![1];
   }
 
-  const reasonFor = (state: State): RegExp =>
-    state.startsWith('sql_')
-      ? /stopped on shutdown request \(its running statement was cancelled\)|stopped on shutdown request/
-      : /did not stop within tsworker\.terminate_grace \(2 s\) after SIGTERM; JavaScript terminated/;
+  const GRACE_EXCEEDED = /did not stop within tsworker\.terminate_grace \(2 s\) after SIGTERM/;
+  const reasonFor = (state: State): RegExp => {
+    switch (state) {
+      case 'sql_lock':
+      case 'sql_sleep':
+        return /stopped on shutdown request \(its running statement was cancelled\)/;
+      case 'sql_syncrep': // the COMMIT stops waiting, committed locally: main() returns
+      case 'sql_twosync': // the second COMMIT may wait only what is left of the grace
+      case 'sql_timer': // cancelled in its timer, or between two statements
+        return /stopped on shutdown request/;
+      case 'native_fifo':
+        return /did not stop within tsworker\.terminate_grace \(2 s\) after SIGTERM: still in native code called from JavaScript .*; forced to exit/;
+      default:
+        return GRACE_EXCEEDED;
+    }
+  };
 
   before(async () => {
     c = await Cluster.create('faults', {
@@ -106,6 +125,8 @@ describe('fault matrix', () => {
       },
     });
     module = `${installFixtures(c, 'faults')}/faults.ts`;
+    const fifo = path.join(path.dirname(module), 'fifo');
+    execFileSync('mkfifo', ['-m', '0666', fifo]);
     await c.query(`
       CREATE EXTENSION pg_tsworker;
       CREATE TABLE fault_runs(name text, at timestamptz DEFAULT now());

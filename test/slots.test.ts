@@ -118,6 +118,38 @@ describe('worker slots and launch checks', () => {
     await waitFor(async () => (await c.queryOne<number>('SELECT tsworker.reload()')) >= 1, { timeoutMs: 10_000, what: 'reload to start one' });
   });
 
+  test('configured workers beyond max_worker_processes at server start: reported, shown as stopped, startable later', async () => {
+    const small = await Cluster.create('slots-start', { start: false });
+    try {
+      const m = `${installFixtures(small, 'faults')}/faults.ts`;
+      small.appendConf({
+        shared_preload_libraries: 'pg_tsworker',
+        // the logical replication launcher registers first: two are left
+        max_worker_processes: 3,
+        'tsworker.workers': `a1=${m}, a2=${m}, a3=${m}`,
+      });
+      await small.start();
+      await small.query(`CREATE EXTENSION pg_tsworker; CREATE TABLE fault_runs(name text, at timestamptz DEFAULT now())`);
+      await small.waitForLog(/pg_tsworker: worker "a3" not started: no free background worker slot/);
+      await small.pollQueryUntil(`SELECT count(*) FROM tsworker.workers WHERE state = 'waiting'`, '2');
+      const a3 = (await small.query<Row>(`SELECT name, state, pid, last_error FROM tsworker.workers WHERE name = 'a3'`))[0];
+      assert.equal(a3.state, 'stopped');
+      assert.equal(a3.pid, null);
+      assert.equal(a3.last_error, 'not started: no free background worker slot at server start (max_worker_processes is 3)');
+      assert.equal(await small.queryOne(`SELECT tsworker.stop('a3')`), false);
+      // once a slot is free it starts
+      await small.query(`SELECT tsworker.stop('a1')`);
+      await small.pollQueryUntil(`SELECT state FROM tsworker.workers WHERE name = 'a1'`, 'stopped');
+      await waitFor(async () => (await small.query(`SELECT tsworker.launch('a3', $1)`, [m]).then(() => true, () => false)), {
+        timeoutMs: 10_000,
+        what: 'a3 to start in the slot a1 gave back',
+      });
+      await small.pollQueryUntil(`SELECT state FROM tsworker.workers WHERE name = 'a3'`, 'waiting');
+    } finally {
+      await small.cleanup();
+    }
+  });
+
   test('launch refuses invalid settings, naming every bad one, before anything starts', async () => {
     const err = await failure(`SELECT tsworker.launch('v1', $1, '{"count": 0, "nope": true, "index": -1, "mode": {"a": 1}}')`, [module]);
     assert.equal(err.code, '22023');

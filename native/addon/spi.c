@@ -76,6 +76,7 @@ static TswError *tsw_capture_error(MemoryContext oldcontext);
 static void tsw_param_setup(ParseState *pstate, void *arg);
 static const char *tsw_command_name(int spi_rc);
 static void tsw_clear_stale_cancel(void);
+static int	tsw_timeout_after_sigterm(int timeout_ms);
 static void tsw_build_result(SPITupleTable *tuptable, uint64 processed, const char *command,
 							 int flags, TswResult **out);
 
@@ -215,6 +216,21 @@ tsw_begin(int read_only, int statement_savepoints, const char *synchronous_commi
 }
 
 /*
+ * Once SIGTERM arrived, a statement may take at most what is left of
+ * tsworker.terminate_grace: it is then cancelled (57014) and the worker
+ * stops cleanly, instead of being terminated by the watchdog.
+ */
+static int
+tsw_timeout_after_sigterm(int timeout_ms)
+{
+	int			left = tsw_ms_left_before_grace();
+
+	if (left < 0)
+		return timeout_ms;
+	return timeout_ms > 0 ? Min(timeout_ms, left) : left;
+}
+
+/*
  * A cancel the SIGTERM handler set for a call that ended before noticing
  * it must not fail the next statement.
  */
@@ -239,6 +255,7 @@ int
 tsw_commit(TswError **err)
 {
 	volatile int rc = 0;
+	int			left;
 
 	if (!tsw_xact_open)
 	{
@@ -261,10 +278,13 @@ tsw_commit(TswError **err)
 	 * stops waiting with a WARNING; the commit stays, locally.
 	 */
 	tsw_query_depth++;
+	left = tsw_ms_left_before_grace();
 	PG_TRY();
 	{
 		SPI_finish();
 		PopActiveSnapshot();
+		if (left > 0)
+			enable_timeout_after(STATEMENT_TIMEOUT, left);
 		CommitTransactionCommand();
 		pgstat_report_stat(false);
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -280,6 +300,8 @@ tsw_commit(TswError **err)
 		rc = -1;
 	}
 	PG_END_TRY();
+	if (left > 0)
+		disable_timeout(STATEMENT_TIMEOUT, false);
 	tsw_query_depth--;
 	tsw_clear_stale_cancel();
 	return rc;
@@ -580,7 +602,7 @@ tsw_stmt_start(const char *sql, int timeout_ms)
 	tsw_stmt.context = CurrentMemoryContext;
 	tsw_stmt.owner = CurrentResourceOwner;
 	tsw_stmt.sql = sql;
-	tsw_stmt.timeout_ms = timeout_ms < 0 ? tsw_statement_timeout : timeout_ms;
+	tsw_stmt.timeout_ms = tsw_timeout_after_sigterm(timeout_ms < 0 ? tsw_statement_timeout : timeout_ms);
 
 	/* a cancel the SIGTERM handler left behind belongs to an earlier statement */
 	if (tsw_cancel_for_shutdown)

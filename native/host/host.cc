@@ -299,6 +299,7 @@ tsw_node_start(const TswHostInfo *info)
 	g_host->dynamic = info->dynamic != 0;
 	g_host->recent_failures = info->recent_failures;
 	g_host->wakes = info->wakes;
+	g_host->max_memory_mb = info->max_memory_mb;
 
 	if (info->max_old_space_mb > 0)
 		args.push_back("--max-old-space-size=" + std::to_string(info->max_old_space_mb));
@@ -346,8 +347,19 @@ tsw_node_start(const TswHostInfo *info)
 	{
 		node::SetProcessExitHandler(g_host->setup->env(),
 									[](node::Environment *env, int code) {
+			/*
+			 * The runtime's process.exit() reports itself first; this is
+			 * Node.js exiting on its own, or process.reallyExit().
+			 */
 			if (!g_host->exit_requested)
-				LogString(TSW_LOG_LOG, "process.exit(" + std::to_string(code) + ") called");
+			{
+				std::string msg = "Node.js exited the process with code " + std::to_string(code);
+
+				if (code != 0)
+					tsw_host_fail(msg.c_str());
+				else
+					LogString(TSW_LOG_LOG, msg);
+			}
 			RequestExit(code);
 			StopJavaScript();
 		});
@@ -390,9 +402,19 @@ tsw_node_run(void)
 		code = RunLoop();
 	}
 	if (g_host->heap_limit_reached)
-		tsw_host_fail(("JavaScript heap limit reached (" +
-					   std::to_string(g_host->heap_limit / (1024 * 1024)) +
-					   " MB, tsworker.max_old_space_mb); worker stopped").c_str());
+	{
+		const size_t mb = 1024 * 1024;
+
+		/* a heap well below its limit could not grow: the process memory limit */
+		if (g_host->max_memory_mb > 0 && g_host->heap_size < g_host->heap_limit / 10 * 9)
+			tsw_host_fail(("out of memory: the process reached tsworker.max_memory_mb (" +
+						   std::to_string(g_host->max_memory_mb) + " MB) with a JavaScript heap of " +
+						   std::to_string(g_host->heap_size / mb) + " MB; worker stopped").c_str());
+		else
+			tsw_host_fail(("JavaScript heap limit reached (" +
+						   std::to_string(g_host->heap_limit / mb) +
+						   " MB, tsworker.max_old_space_mb); worker stopped").c_str());
+	}
 	Teardown();
 	return code;
 }

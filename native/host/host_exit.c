@@ -21,6 +21,10 @@
  *	  same signal raised inside a PostgreSQL call, or on another thread, is
  *	  left to its default action: memory may be corrupt, and a restart of
  *	  the cluster is PostgreSQL's answer to that;
+ *	- a main thread the watchdog could not stop (blocked in native code that
+ *	  JavaScript called: a synchronous read of a pipe, execSync) is sent
+ *	  SIGUSR2 (which background workers otherwise ignore) and leaves the
+ *	  same way;
  *	- errors PostgreSQL reports itself (a FATAL while connecting, such as a
  *	  missing database) are kept as last_error by an emit_log_hook.
  *
@@ -51,12 +55,14 @@ sigjmp_buf *tsw_fatal_saved_exception_stack = NULL;
 
 static volatile sig_atomic_t tsw_fatal_signal = 0;
 static volatile sig_atomic_t tsw_in_javascript = 0;
+static volatile sig_atomic_t tsw_force_exit_asked = 0;
+static char tsw_force_exit_why[128];
 static emit_log_hook_type tsw_prev_emit_log_hook = NULL;
 static bool tsw_in_emit_log = false;
-static bool tsw_exit_logged = false;
 
 static void tsw_host_on_proc_exit(int code, Datum arg);
 static void tsw_host_fatal_signal(SIGNAL_ARGS);
+static void tsw_host_force_exit_signal(SIGNAL_ARGS);
 static void tsw_host_on_libc_exit(int status, void *arg);
 static void tsw_host_emit_log(ErrorData *edata);
 static const char *tsw_signal_name(int signo);
@@ -64,35 +70,27 @@ static const char *tsw_signal_name(int signo);
 /*
  * Registered first (before the slot is claimed and the connection made),
  * so it runs last: every on_shmem_exit callback, which releases shared
- * resources, has run by then.  Every exit gets a line naming the worker:
- * one that did not go through tsw_host_exit() (a FATAL, a PostgreSQL wait
- * that saw the postmaster die) is logged here.  Then leave with the code
- * the slot decided (0 when the worker was stopped or is disabled after a
- * crash loop).
+ * resources, has run by then, the slot's among them, which decided the
+ * code (0 when the worker was stopped or is disabled after a crash loop).
+ * Every exit gets its line here, naming the worker and that code, whatever
+ * the path (a FATAL, a PostgreSQL wait that saw the postmaster die).
  */
 static void
 tsw_host_on_proc_exit(int code, Datum arg)
 {
-	if (!tsw_exit_logged)
-	{
-		char		msg[96];
+	int			final = tsw_slot_final_exit_code(code);
+	char		msg[96];
 
-		snprintf(msg, sizeof(msg), "exiting with code %d%s", code,
-				 PostmasterIsAlive() ? "" : " (the postmaster died)");
-		tsw_host_log(TSW_LOG_LOG, msg);
-	}
-	_exit(tsw_slot_final_exit_code(code));
+	snprintf(msg, sizeof(msg), "exiting with code %d%s", final,
+			 PostmasterIsAlive() ? "" : " (the postmaster died)");
+	tsw_host_log(TSW_LOG_LOG, msg);
+	_exit(final);
 }
 
-/* The ordinary end of a worker: log the code and proc_exit(). */
+/* The ordinary end of a worker. */
 void
 tsw_host_exit(int code)
 {
-	char		msg[64];
-
-	snprintf(msg, sizeof(msg), "exiting with code %d", code);
-	tsw_host_log(TSW_LOG_LOG, msg);
-	tsw_exit_logged = true;
 	proc_exit(code);
 }
 
@@ -116,6 +114,35 @@ tsw_host_install_exit_guards(void)
 	pqsignal(SIGTRAP, tsw_host_fatal_signal);
 	pqsignal(SIGILL, tsw_host_fatal_signal);
 	pqsignal(SIGABRT, tsw_host_fatal_signal);
+	pqsignal(SIGUSR2, tsw_host_force_exit_signal);
+}
+
+/* From the watchdog thread: see host_pg.h. */
+void
+tsw_host_force_exit(const char *why)
+{
+	if (!tsw_force_exit_asked)
+	{
+		strlcpy(tsw_force_exit_why, why, sizeof(tsw_force_exit_why));
+		tsw_force_exit_asked = 1;
+	}
+	tsw_host_signal_main_thread(SIGUSR2);
+}
+
+/*
+ * SIGUSR2, asked by the watchdog: the main thread is in native code called
+ * from JavaScript, outside PostgreSQL, long after JavaScript was stopped.
+ */
+static void
+tsw_host_force_exit_signal(SIGNAL_ARGS)
+{
+	if (tsw_force_exit_asked && tsw_fatal_signal_jmp_ready && tsw_in_javascript &&
+		tsw_query_depth == 0 && !proc_exit_inprogress && tsw_host_on_main_thread())
+	{
+		tsw_fatal_signal_jmp_ready = 0;
+		tsw_fatal_signal = postgres_signal_arg;
+		siglongjmp(tsw_fatal_signal_jmp, 1);
+	}
 }
 
 void
@@ -174,6 +201,10 @@ tsw_host_fatal_signal_exit(void)
 	InterruptHoldoffCount = 0;
 	QueryCancelHoldoffCount = 0;
 	tsw_in_javascript = 0;
+	if (signo == SIGUSR2)
+		tsw_host_fatal(psprintf("%s: still in native code called from JavaScript (a blocking system call "
+								"or a long native operation) after JavaScript was terminated; forced to exit",
+								tsw_force_exit_why));
 	tsw_host_fatal(psprintf("the JavaScript engine stopped the process with %s (signal %d); "
 							"its own message is on the lines just above in the server log",
 							tsw_signal_name(signo), signo));

@@ -12,9 +12,9 @@
  *	- The watchdog thread (created with every signal blocked) stops
  *	  JavaScript that does not give control back: once SIGTERM has been
  *	  pending for tsworker.terminate_grace, or the postmaster has been gone
- *	  for kPostmasterDeathGraceMs.  If the main thread is then inside a
- *	  PostgreSQL call, it cancels that call, and after another half second
- *	  makes it exit (host_pg.c, tsw_host_interrupt_postgres).
+ *	  for kPostmasterDeathGraceMs.  Then it escalates (Escalate): terminate
+ *	  again, cancel a PostgreSQL call, make it exit, force the main thread
+ *	  out of a blocking native call, and at last _exit(1).
  *	- Near the heap limit V8 calls NearHeapLimit: JavaScript is stopped and
  *	  the limit raised a little, so that V8 can unwind instead of aborting.
  *	- V8's fatal errors (V8_Fatal, which the heap's "invalid size error"
@@ -50,6 +50,11 @@ namespace
 
 using Clock = std::chrono::steady_clock;
 
+/* Steps after the watchdog fired, in milliseconds (see Escalate). */
+constexpr long kDieAfterMs = 200;
+constexpr long kForceAfterMs = 400;
+constexpr long kLastResortMs = 3000;
+
 std::atomic<bool> g_thread_fatal_taken{false};
 Clock::time_point g_fired_at;	/* watchdog thread only */
 
@@ -57,6 +62,53 @@ long
 MillisSince(Clock::time_point t)
 {
 	return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+/* Why the watchdog stopped JavaScript, as logged. */
+std::string
+StopReason(int reason)
+{
+	if (reason == kWatchdogGrace)
+		return "did not stop within tsworker.terminate_grace (" +
+			std::to_string(tsw_host_terminate_grace()) + " s) after SIGTERM";
+	return "postmaster died";
+}
+
+/*
+ * After JavaScript was stopped, what still holds the main thread is made to
+ * let go, step by step, `ms` after the watchdog fired:
+ *	- V8 may start more JavaScript on its own (the next FinalizationRegistry
+ *	  callback): terminate again, every tick;
+ *	- inside a PostgreSQL call: cancel it; from kDieAfterMs, make the worker
+ *	  exit at the next interrupt check (FATAL);
+ *	- from kForceAfterMs, a main thread that is neither back in the loop nor
+ *	  inside PostgreSQL is blocked in native code JavaScript called (a
+ *	  synchronous read of a pipe, execSync, a long crypto or JSON call): it is
+ *	  made to leave it and exit (host_exit.c, tsw_host_force_exit).
+ */
+void
+Escalate(int reason, long ms)
+{
+	g_host->setup->isolate()->TerminateExecution();
+	tsw_host_interrupt_postgres(ms >= kDieAfterMs ? 1 : 0);
+	if (ms >= kForceAfterMs)
+		tsw_host_force_exit(StopReason(reason).c_str());
+}
+
+/*
+ * Nothing worked (the main thread is stuck where no signal reaches it, or
+ * a fatal error on another thread was not followed by the main thread's
+ * exit): leave without PostgreSQL's cleanup.  The postmaster then restarts
+ * the cluster, but the worker does not block a shutdown forever.
+ */
+[[noreturn]] void
+LastResort()
+{
+	static const char msg[] = "pg_tsworker: a worker's main thread did not exit within 3 s of being stopped; leaving with _exit(1)\n";
+
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+		_exit(1);
+	_exit(1);
 }
 
 /* Stop JavaScript for `reason` and wake the main thread. */
@@ -85,7 +137,9 @@ WatchdogMain()
 	{
 		int			fired;
 
-		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		fired = g_host->watchdog_fired.load();
+		/* once fired, escalate in finer steps */
+		std::this_thread::sleep_for(std::chrono::milliseconds(fired == kWatchdogIdle ? 100 : 50));
 		fired = g_host->watchdog_fired.load();
 		if (fired != kWatchdogIdle)
 		{
@@ -97,22 +151,10 @@ WatchdogMain()
 				g_fired_at = Clock::now();
 			}
 			ms = MillisSince(g_fired_at);
-			if (fired == kWatchdogThreadFatal)
-			{
-				if (ms >= 2000)
-				{
-					static const char msg[] = "pg_tsworker: the main thread did not exit within 2 s of a fatal error on another thread; leaving with _exit(1)\n";
-
-					if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
-						_exit(1);
-					_exit(1);
-				}
-			}
-			else
-			{
-				/* JavaScript is stopped; PostgreSQL must not hold the main thread */
-				tsw_host_interrupt_postgres(ms >= 500 ? 1 : 0);
-			}
+			if (fired != kWatchdogThreadFatal)
+				Escalate(fired, ms);
+			if (ms >= kLastResortMs)
+				LastResort();
 			continue;
 		}
 
@@ -139,11 +181,20 @@ WatchdogMain()
 	}
 }
 
+/*
+ * V8 calls this near its heap limit, and also when the heap cannot grow
+ * because the process reached tsworker.max_memory_mb (RLIMIT_DATA): the
+ * heap's size then is well below its limit.
+ */
 size_t
 NearHeapLimit(void *data, size_t current_heap_limit, size_t initial_heap_limit)
 {
+	v8::HeapStatistics hs;
+
+	static_cast<v8::Isolate *>(data)->GetHeapStatistics(&hs);
 	g_host->heap_limit_reached = true;
 	g_host->heap_limit = initial_heap_limit;
+	g_host->heap_size = hs.total_heap_size();
 	RequestExit(1);
 	StopJavaScript();
 	/* room to unwind instead of aborting the process */
@@ -196,7 +247,7 @@ StopJavaScript()
 void
 InstallGuards(v8::Isolate *isolate)
 {
-	isolate->AddNearHeapLimitCallback(NearHeapLimit, nullptr);
+	isolate->AddNearHeapLimitCallback(NearHeapLimit, isolate);
 	isolate->SetFatalErrorHandler(OnFatalError);
 	isolate->SetOOMErrorHandler(OnOOMError);
 	/* created while every signal is blocked: it inherits that mask */
@@ -215,11 +266,9 @@ CheckGuards()
 	{
 		reported = true;
 		if (reason == kWatchdogGrace)
-			tsw_host_fail(("did not stop within tsworker.terminate_grace (" +
-						   std::to_string(tsw_host_terminate_grace()) +
-						   " s) after SIGTERM; JavaScript terminated").c_str());
+			tsw_host_fail((StopReason(reason) + "; JavaScript terminated").c_str());
 		else if (reason == kWatchdogOrphan)
-			tsw_host_log(TSW_LOG_LOG, "postmaster died; JavaScript terminated");
+			tsw_host_log(TSW_LOG_LOG, (StopReason(reason) + "; JavaScript terminated").c_str());
 		else
 			tsw_host_fail((g_host->thread_fatal + "; worker stopped").c_str());
 	}

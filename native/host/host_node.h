@@ -45,6 +45,7 @@ struct HostState
 	bool		dynamic = false;
 	int			recent_failures = 0;
 	double		wakes = 0;
+	int			max_memory_mb = 0;
 
 	std::unique_ptr<node::InitializationResult> init;
 	std::unique_ptr<node::MultiIsolatePlatform> platform;
@@ -62,7 +63,8 @@ struct HostState
 	bool		exit_requested = false;
 	int			exit_code = 0;
 	bool		heap_limit_reached = false;
-	size_t		heap_limit = 0;
+	size_t		heap_limit = 0;	/* bytes: tsworker.max_old_space_mb or V8's default */
+	size_t		heap_size = 0;	/* bytes the heap held then */
 };
 
 extern HostState *g_host;

@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
@@ -54,6 +55,7 @@ static volatile sig_atomic_t tsw_die_asked = 0;
 static void tsw_host_sigterm(SIGNAL_ARGS);
 static void tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info);
 static void tsw_host_log_caught(const char *what, MemoryContext oldcontext);
+static void tsw_host_limit_memory(void);
 
 void
 pg_tsworker_host_main(Datum main_arg)
@@ -88,6 +90,7 @@ pg_tsworker_host_main(Datum main_arg)
 	}
 
 	tsw_host_fill_info(&slot, &info);
+	tsw_host_limit_memory();
 	if (tsw_node_start(&info) != 0)
 		tsw_host_exit(1);	/* tsw_node_start logged why */
 	tsw_host_install_exit_guards();
@@ -140,6 +143,8 @@ tsw_host_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	ShutdownRequestPending = true;
+	if (tsw_shutdown_at_ms == 0)
+		tsw_shutdown_at_ms = tsw_monotonic_ms();
 	if (tsw_query_depth > 0)
 	{
 		if (tsw_die_asked)
@@ -166,8 +171,36 @@ tsw_host_interrupt_postgres(int die)
 {
 	if (die)
 		tsw_die_asked = 1;
-	/* handled on the main thread, which alone has signals unblocked */
-	pthread_kill(tsw_main_thread, SIGTERM);
+	tsw_host_signal_main_thread(SIGTERM);
+}
+
+/* Signals are handled on the main thread, which alone has them unblocked. */
+void
+tsw_host_signal_main_thread(int signo)
+{
+	pthread_kill(tsw_main_thread, signo);
+}
+
+/*
+ * tsworker.max_memory_mb as RLIMIT_DATA: the private writable memory of the
+ * process (V8's committed heap, Buffers and other native memory,
+ * PostgreSQL's own), not its shared memory.  Beyond it an allocation fails
+ * where it is made (a RangeError, "out of memory", V8's out-of-memory
+ * handler: a logged exit 1), instead of the kernel's OOM killer sending
+ * SIGKILL, which would make the postmaster restart the whole cluster.
+ */
+static void
+tsw_host_limit_memory(void)
+{
+	struct rlimit rl;
+
+	if (tsw_max_memory_mb <= 0)
+		return;
+	rl.rlim_cur = rl.rlim_max = (rlim_t) tsw_max_memory_mb * 1024 * 1024;
+	if (setrlimit(RLIMIT_DATA, &rl) != 0)
+		ereport(WARNING,
+				(errmsg("tsworker \"%s\": could not limit memory to tsworker.max_memory_mb (%d MB): %m",
+						tsw_host_name, tsw_max_memory_mb)));
 }
 
 static void
@@ -188,6 +221,7 @@ tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info)
 	info->recent_failures = slot->recent_failures;
 	info->wakes = (double) slot->wakes;
 	info->max_old_space_mb = tsw_max_old_space_mb;
+	info->max_memory_mb = tsw_max_memory_mb;
 }
 
 /* In a PG_CATCH block: log the error as LOG and clear it. */

@@ -31,6 +31,7 @@ typedef struct TswHostInfo
 	int			recent_failures;	/* failures in the crash-loop window */
 	double		wakes;			/* tsworker.wake() count when the slot was claimed */
 	int			max_old_space_mb;	/* 0: V8 default */
+	int			max_memory_mb;	/* RLIMIT_DATA applied; 0: none */
 } TswHostInfo;
 
 /* Events returned by tsw_host_wait() */
@@ -88,6 +89,9 @@ extern void tsw_host_fail(const char *msg);
 /* True on the worker's main thread (the one that runs PostgreSQL and V8). */
 extern int	tsw_host_on_main_thread(void);
 
+/* Send `signo` to the main thread (from any thread). */
+extern void tsw_host_signal_main_thread(int signo);
+
 /*
  * The host is about to run JavaScript (1) or is back from it (0).  A fatal
  * signal raised by V8 or Node.js on the main thread while JavaScript runs,
@@ -103,6 +107,15 @@ extern void tsw_host_set_in_javascript(int running);
  * while the main thread is elsewhere.
  */
 extern void tsw_host_interrupt_postgres(int die);
+
+/*
+ * From the watchdog thread, once JavaScript was stopped and the main thread
+ * still has not come back: if it is running native code called from
+ * JavaScript (not inside PostgreSQL), make it leave that code and exit 1
+ * (host_exit.c), logging `why` (why JavaScript was stopped) with the
+ * reason.  Nothing happens while it is elsewhere.
+ */
+extern void tsw_host_force_exit(const char *why);
 
 /*
  * A fatal error of the JavaScript engine on the main thread: log it, keep it

@@ -16,10 +16,12 @@
 #include "nodes/pg_list.h"
 
 #include <limits.h>
+#include <time.h>
 
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/bgworker_internals.h"
 #include "utils/guc.h"
 
 #include "pg_tsworker.h"
@@ -34,6 +36,7 @@ char	   *tsw_database = NULL;
 char	   *tsw_role = NULL;
 int			tsw_restart_interval = 10;
 int			tsw_max_old_space_mb = 256;
+int			tsw_max_memory_mb = 2048;
 int			tsw_max_workers = 16;
 char	   *tsw_module_path = NULL;
 int			tsw_crash_loop_failures = 5;
@@ -42,8 +45,10 @@ int			tsw_statement_timeout = 0;
 int			tsw_terminate_grace = 5;
 volatile sig_atomic_t tsw_query_depth = 0;
 volatile sig_atomic_t tsw_cancel_for_shutdown = 0;
+volatile int64 tsw_shutdown_at_ms = 0;
 
 static bool tsw_check_workers(char **newval, void **extra, GucSource source);
+static bool tsw_check_heap(int *newval, void **extra, GucSource source);
 static bool tsw_check_ident(char **newval, void **extra, GucSource source);
 static void tsw_register_workers(void);
 
@@ -57,6 +62,21 @@ tsw_check_workers(char **newval, void **extra, GucSource source)
 	{
 		GUC_check_errdetail("%s.", msg);
 		GUC_check_errhint("Each entry is a built-in worker name or an absolute path to a .ts or .js module, optionally prefixed by \"name=\".");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Node.js itself needs about 20 MB of heap to start: below TSW_MIN_HEAP_MB
+ * it would abort (by a signal) before the worker could say anything.
+ */
+static bool
+tsw_check_heap(int *newval, void **extra, GucSource source)
+{
+	if (*newval != 0 && *newval < TSW_MIN_HEAP_MB)
+	{
+		GUC_check_errdetail("A worker needs at least %d MB of heap to start; 0 keeps V8's default.", TSW_MIN_HEAP_MB);
 		return false;
 	}
 	return true;
@@ -81,10 +101,19 @@ _PG_init(void)
 	 * changed value applies to workers started afterwards.
 	 */
 	DefineCustomIntVariable("tsworker.max_old_space_mb",
-							"V8 old-generation heap limit of each worker, in megabytes.",
-							"A worker that exceeds it is stopped with an error and restarted. 0 keeps V8's default.",
+							"Sets the V8 old-generation heap limit of each worker.",
+							"A worker that exceeds it is stopped with an error and restarted. 0 keeps V8's default; otherwise at least 32 MB.",
 							&tsw_max_old_space_mb,
 							256, 0, 65536,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
+							tsw_check_heap, NULL, NULL);
+
+	DefineCustomIntVariable("tsworker.max_memory_mb",
+							"Sets the limit of each worker's private memory (RLIMIT_DATA): V8's heap, Buffers, PostgreSQL's own.",
+							"An allocation beyond it fails: a RangeError in JavaScript, out of memory in SQL, or a logged exit 1; never the kernel's OOM killer. 0 is no limit.",
+							&tsw_max_memory_mb,
+							2048, 0, INT_MAX / 2,
 							PGC_SIGHUP,
 							GUC_UNIT_MB,
 							NULL, NULL, NULL);
@@ -222,6 +251,33 @@ _PG_init(void)
 	tsw_register_workers();
 }
 
+/* CLOCK_MONOTONIC in milliseconds (async-signal-safe). */
+int64
+tsw_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Milliseconds a statement or COMMIT may still take once SIGTERM arrived:
+ * what is left of tsworker.terminate_grace, less a margin so that it ends
+ * before the watchdog acts (at least 1); -1 when no SIGTERM arrived.
+ */
+int
+tsw_ms_left_before_grace(void)
+{
+	int64		at = tsw_shutdown_at_ms;
+	int64		left;
+
+	if (at == 0)
+		return -1;
+	left = (int64) tsw_terminate_grace * 1000 - (tsw_monotonic_ms() - at) - 200;
+	return (int) Max(left, 1);
+}
+
 /* A setting a worker module declared, palloc'd, or NULL when unset or empty. */
 char *
 tsw_declared_setting(const char *config_name, const char *setting)
@@ -300,6 +356,7 @@ tsw_register_workers(void)
 	char	   *msg;
 	int			n;
 	int			nprocs;
+	int			registered;
 	int			i;
 	int			j;
 
@@ -326,9 +383,35 @@ tsw_register_workers(void)
 				 errmsg("tsworker.workers needs %d worker processes but tsworker.max_workers is %d", nprocs, tsw_max_workers),
 				 errhint("Raise tsworker.max_workers.")));
 
+	registered = 0;
+	{
+		slist_iter	iter;
+
+		slist_foreach(iter, &BackgroundWorkerList)
+			registered++;
+	}
 	for (i = 0; i < nprocs; i++)
 	{
 		BackgroundWorker worker;
+
+		/*
+		 * RegisterBackgroundWorker() would only log "too many background
+		 * workers", without the worker's name, and leave its slot waiting
+		 * forever: register what fits, and mark the rest as not started.
+		 */
+		if (registered >= max_worker_processes)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("pg_tsworker: worker \"%s\" not started: no free background worker slot", procs[i].name),
+					 errdetail("max_worker_processes is %d, and %d background workers are registered before it.",
+							   max_worker_processes, registered),
+					 errhint("Raise max_worker_processes.")));
+			procs[i].not_registered = true;
+			tsw_register_static_worker(i, &procs[i]);
+			continue;
+		}
+		registered++;
 
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

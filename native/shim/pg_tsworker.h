@@ -22,6 +22,9 @@ extern "C" {
 
 #define TSW_NAME_MAXLEN 63
 
+/* The smallest tsworker.max_old_space_mb Node.js starts with. */
+#define TSW_MIN_HEAP_MB 32
+
 /* One entry of tsworker.workers, resolved. */
 typedef struct TswWorkerSpec
 {
@@ -38,6 +41,7 @@ typedef struct TswWorkerSpec
 	char	   *settings;		/* JSON for the slot, e.g. {"index": 2}; NULL: {} */
 	char	   *database;		/* NULL: tsworker.database */
 	char	   *rolename;		/* NULL: tsworker.role */
+	bool		not_registered; /* no background worker slot was free */
 } TswWorkerSpec;
 
 /* What a worker slot is doing, as shown by the tsworker.workers view. */
@@ -113,6 +117,7 @@ extern char *tsw_database;
 extern char *tsw_role;
 extern int	tsw_restart_interval;
 extern int	tsw_max_old_space_mb;
+extern int	tsw_max_memory_mb;
 extern int	tsw_max_workers;
 extern char *tsw_module_path;
 extern int	tsw_crash_loop_failures;
@@ -127,6 +132,15 @@ extern int	tsw_terminate_grace;
  */
 extern volatile sig_atomic_t tsw_query_depth;
 extern volatile sig_atomic_t tsw_cancel_for_shutdown;
+
+/*
+ * When SIGTERM first arrived (CLOCK_MONOTONIC, milliseconds; 0: not yet),
+ * set by the worker's signal handler.  After it, no statement or COMMIT may
+ * outlast tsworker.terminate_grace (tsw_ms_left_before_grace()).
+ */
+extern volatile int64 tsw_shutdown_at_ms;
+extern int64 tsw_monotonic_ms(void);
+extern int	tsw_ms_left_before_grace(void);
 
 /*
  * Parse a tsworker.workers value.  Returns the number of entries and sets

@@ -123,6 +123,16 @@ tsw_shmem_startup(void)
 			slot->state = TSW_STATE_STARTING;
 			slot->last_exit = -1;
 			slot->procno = -1;
+			if (tsw_static_specs[i].not_registered)
+			{
+				/* as if stopped: tsworker.reload() or launch() can start it */
+				slot->state = TSW_STATE_STOPPED;
+				slot->last_exit = 0;
+				snprintf(slot->last_error, sizeof(slot->last_error),
+						 "not started: no free background worker slot at server start (max_worker_processes is %d)",
+						 max_worker_processes);
+				slot->last_error_at = GetCurrentTimestamp();
+			}
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);

@@ -516,7 +516,11 @@ tsworker_stop(PG_FUNCTION_ARGS)
 	}
 	LWLockRelease(tsw_shared->lock);
 
-	if (pid != 0 && kill(pid, SIGTERM) != 0)
+	/*
+	 * To the process group, as the postmaster and pg_terminate_backend()
+	 * signal a backend: programs the worker started hear it too.
+	 */
+	if (pid != 0 && kill(-pid, SIGTERM) != 0 && kill(pid, SIGTERM) != 0)
 		ereport(WARNING,
 				(errmsg("could not signal worker \"%s\" (PID %d): %m", name, (int) pid)));
 	PG_RETURN_BOOL(pid != 0);

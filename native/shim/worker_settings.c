@@ -189,12 +189,22 @@ tsw_manifest_wait(pid_t pid, int fd, bool in_backend)
 						TSW_MANIFEST_TIMEOUT_MS / 1000)));
 		return NULL;
 	}
+	if (WIFSIGNALED(status))
+	{
+		ereport(WARNING,
+				(errmsg("pg_tsworker: loading worker modules was ended by signal %d (%s)",
+						WTERMSIG(status), pg_strsignal(WTERMSIG(status))),
+				 errdetail("A module that allocates more than 256 MB of heap while it loads, or crashes Node.js, ends the loader this way.")));
+		return NULL;
+	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 	{
 		ereport(WARNING,
-				(errmsg("pg_tsworker: could not load worker modules (pg_tsworker_node exited with status %d)",
+				(errmsg("pg_tsworker: loading worker modules failed (pg_tsworker_node exited with status %d)",
 						WIFEXITED(status) ? WEXITSTATUS(status) : -1),
-				 errhint("Is pg_tsworker installed completely?")));
+				 WEXITSTATUS(status) == 127 ?
+				 errhint("Is pg_tsworker installed completely?") :
+				 errdetail("Its own message is on the lines just above in the server log.")));
 		return NULL;
 	}
 	return out.data;
@@ -252,7 +262,7 @@ tsw_check_launch(const char *name, const char *module, const char *settings, cha
 	args[3] = pstrdup(settings);
 	output = tsw_run_manifest(args, 4, true);
 	if (output == NULL)
-		return psprintf("could not load module \"%s\" (see the server log)", module);
+		return psprintf("could not load module \"%s\" (the WARNING above says why)", module);
 
 	initStringInfo(&bad);
 	while ((nf = tsw_manifest_line(&output, f, 3)) >= 0)

@@ -7,10 +7,28 @@ import * as path from 'path';
 
 import { PgError } from './errors';
 
+/** String(v), even for a value whose toString throws. */
+function safeString(v: unknown): string {
+  try {
+    return String(v);
+  } catch {
+    try {
+      return Object.prototype.toString.call(v);
+    } catch {
+      return 'a value that cannot be shown';
+    }
+  }
+}
+
 /** Everything known about `err`: its stack, and a PgError's SQLSTATE, detail, hint and context. */
 export function describe(err: unknown): string {
   if (err instanceof Error) {
-    let text = err.stack ?? `${err.name}: ${err.message}`;
+    let text: string;
+    try {
+      text = err.stack ?? `${safeString(err.name)}: ${safeString(err.message)}`;
+    } catch {
+      text = safeString(err);
+    }
     if (err instanceof PgError) {
       if (err.code) text += `\nSQLSTATE: ${err.code}`;
       if (err.detail) text += `\nDETAIL: ${err.detail}`;
@@ -19,7 +37,7 @@ export function describe(err: unknown): string {
     }
     return text;
   }
-  return `non-error value thrown: ${String(err)}`;
+  return `non-error value thrown: ${safeString(err)}`;
 }
 
 /** esbuild's (tsx's) "Transform failed with N error(s):\n<file>:<line>:<column>: ERROR: <text>". */
@@ -29,10 +47,11 @@ const SYNTAX_STACK = /^(.+):(\d+)\n/;
 /** A stack frame: "    at fn (file:line:col)" or "    at file:line:col". */
 const FRAME = /^\s+at (?:.*? \()?(.+?):(\d+):(\d+)\)?$/;
 
+/** The first line of `s` that is not blank (a message may start with a newline). */
 function firstLine(s: string): string {
-  const nl = s.indexOf('\n');
-  return nl < 0 ? s : s.slice(0, nl);
+  return s.split('\n').find((l) => l.trim() !== '') ?? '';
 }
+
 
 /**
  * The first frame of `stack` in the worker's own code: not inside Node.js
@@ -58,7 +77,7 @@ function userFrame(stack: string | undefined, runtimeDir: string): string | unde
  * of the worker's own code.
  */
 export function summarize(err: unknown, runtimeDir = ''): string {
-  if (!(err instanceof Error)) return `non-error value thrown: ${firstLine(String(err))}`;
+  if (!(err instanceof Error)) return `non-error value thrown: ${firstLine(safeString(err))}`;
   const transform = TRANSFORM.exec(err.message);
   if (transform) {
     const [, file, line, column, text] = transform;
@@ -68,7 +87,7 @@ export function summarize(err: unknown, runtimeDir = ''): string {
     const at = SYNTAX_STACK.exec(err.stack);
     if (at && !at[1].startsWith('SyntaxError')) return `${at[1]}:${at[2]}: SyntaxError: ${firstLine(err.message)}`;
   }
-  let text = `${err.name}: ${firstLine(err.message)}`;
+  let text = `${safeString(err.name)}: ${firstLine(safeString(err.message))}`;
   if (err instanceof PgError && err.code) text += ` (SQLSTATE ${err.code})`;
   const where = userFrame(err.stack, runtimeDir);
   return where ? `${text} (at ${where})` : text;

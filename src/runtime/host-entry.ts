@@ -170,8 +170,19 @@ export function start(host: HostInterface): (event: HostEvent) => void {
     void afterPostmaster?.then(() => finish(1, 'postmaster died; worker exits', LogLevel.Log));
   };
 
-  process.on('uncaughtException', (err) => fail('uncaught exception', err));
-  process.on('unhandledRejection', (reason) => fail('unhandled promise rejection', reason));
+  /**
+   * A statement cancelled because the worker was asked to stop ends the
+   * worker cleanly, wherever it ran (main, a timer, a listener); any other
+   * error fails it.
+   */
+  const cancelledByStop = (err: unknown): boolean => !!worker?.shutdownRequested && err instanceof PgError && err.code === '57014';
+  const failOrStop = (what: string, err: unknown): void => {
+    if (!cancelledByStop(err)) return fail(what, err);
+    const where = what === 'worker failed' ? 'its running statement was cancelled' : 'a statement was cancelled in a callback';
+    finish(0, `stopped on shutdown request (${where})`, LogLevel.Log);
+  };
+  process.on('uncaughtException', (err) => failOrStop('uncaught exception', err));
+  process.on('unhandledRejection', (reason) => failOrStop('unhandled promise rejection', reason));
   const realExit = process.exit.bind(process);
   process.exit = ((code?: number | string | null) => {
     const n = Number(code ?? process.exitCode ?? 0);
@@ -210,11 +221,7 @@ export function start(host: HostInterface): (event: HostEvent) => void {
             w.log.info(`main() ended after the postmaster died: ${summarize(err, host.runtimeDir)}`);
             return leaveAfterPostmaster();
           }
-          if (w.shutdownRequested && err instanceof PgError && err.code === '57014') {
-            finish(0, 'stopped on shutdown request (its running statement was cancelled)', LogLevel.Log);
-          } else {
-            fail('worker failed', err);
-          }
+          failOrStop('worker failed', err);
         },
       );
   } catch (err) {

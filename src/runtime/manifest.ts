@@ -68,7 +68,11 @@ function main(argv: string[]): void {
       out.push(line(['error', worker, summarize(err, runtimeDir)]));
     }
   }
+  // Writes to a pipe are synchronous on Linux. Exit now: a module may leave
+  // timers or servers behind at its top level, which would keep this child
+  // alive (they belong to the worker, which starts them again).
   process.stdout.write(out.join('\n') + (out.length ? '\n' : ''));
+  process.exit(0);
 }
 
 main(process.argv.slice(2));

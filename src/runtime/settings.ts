@@ -216,6 +216,10 @@ export function checkLaunchSettings(worker: string, spec: SettingsSpec, json: st
       out.errors.push(`setting "${key}" must be a string, number or boolean, not ${JSON.stringify(value)}`);
       continue;
     }
+    if (typeof value === 'number' && !Number.isFinite(value)) {
+      out.errors.push(`setting "${key}": the number is out of range`);
+      continue;
+    }
     try {
       out.values[key] = parseSetting(declared, String(value));
     } catch (err) {
