@@ -405,7 +405,7 @@ describe('compute: API, authorization, specs, metrics, traces', () => {
     assert.ok(Number(applies.find((m) => m.labels?.source === 'POST /configure' && m.labels?.result === 'ok')?.value) >= 7);
     assert.equal(applies.find((m) => m.labels?.source === 'POST /configure' && m.labels?.result === 'failed')?.value, '1');
     assert.equal(families.get('compute_ctl_spec_apply_failures_total')!.metrics[0].value, '1');
-    assert.equal(families.get('tsworker_worker_state')!.metrics.find((m) => m.labels?.worker === 'compute')?.labels?.state, 'running');
+    assert.match(String(families.get('tsworker_worker_state')!.metrics.find((m) => m.labels?.worker === 'compute')?.labels?.state), /^(running|waiting)$/);
     assert.equal(families.get('tsworker_worker_restarts')!.metrics.find((m) => m.labels?.worker === 'compute')?.value, '0');
     assert.ok(Number(families.get('compute_pg_database_size_bytes')!.metrics.find((m) => m.labels?.datname === dbName(0))?.value) > 1e6);
     assert.ok(families.get('compute_pg_connections'));

@@ -118,6 +118,7 @@ export class Configurator {
       state.metrics.wait_for_spec_ms = this.firstSpecAt - state.workerStart;
     }
     let catalog: Catalog;
+    const t0 = performance.now();
     try {
       catalog = await this.catalog();
       this.checkAgainst(spec, catalog, opts.base);
@@ -125,13 +126,13 @@ export class Configurator {
       state.set(before.status, before.error);
       throw err;
     }
-    await this.apply(spec, catalog, opts);
+    await this.apply(spec, catalog, { ...opts, checkMs: performance.now() - t0 });
   }
 
   private async apply(
     spec: ComputeSpec,
     catalog: Catalog,
-    opts: { source: string; pending: ComputeStatus; parent: Context; logPrefix: string },
+    opts: { source: string; pending: ComputeStatus; parent: Context; logPrefix: string; checkMs: number },
   ): Promise<void> {
     const { w, state, tracing } = this.env;
     state.set(opts.pending === 'init' ? 'init' : 'configuration');
@@ -181,7 +182,9 @@ export class Configurator {
     }
     state.tenant = spec.tenant_id ?? null;
     state.timeline = spec.timeline_id ?? null;
-    w.log.info(`${opts.logPrefix}spec from ${opts.source} applied in ${ms} ms (${applier.statements} statements)`);
+    w.log.info(
+      `${opts.logPrefix}spec from ${opts.source} applied in ${ms} ms (${applier.statements} statements; catalog read and checked before in ${opts.checkMs.toFixed(1)} ms)`,
+    );
     if (!this.runningOnce) {
       this.runningOnce = true;
       state.metrics.total_startup_ms = Date.now() - state.workerStart;

@@ -81,7 +81,7 @@ export const DATABASE_TEXT_OPTIONS = [
 const nullable = (schema: object) => ({ anyOf: [schema, { type: 'null' }] });
 
 /** A PostgreSQL identifier as compute_ctl's `PgIdent` (byte length is checked after the schema). */
-const pgIdent = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[^\\u0000]+$' };
+const pgIdent = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[^\\u0000]*$' };
 const integerText = { type: 'string', pattern: '^-?[0-9]{1,10}$' };
 
 const roleOption = {
