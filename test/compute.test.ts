@@ -364,6 +364,21 @@ describe('compute: API, authorization, specs, metrics, traces', () => {
     const w = await api.post('/check_writability');
     assert.deepEqual([w.status, w.json], [200, true]);
     assert.notEqual(await c.queryText('SELECT updated_at FROM public.health_check WHERE id = 1'), before);
+    // The upsert failing with a full disk (SQLSTATE 53100, raised here by a trigger) still counts as writable; another error does not.
+    const failWith = (code: string) =>
+      c.query(`CREATE OR REPLACE FUNCTION fail_health_check() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '${code}'; END $$`);
+    await failWith('disk_full');
+    await c.query('CREATE TRIGGER fail BEFORE UPDATE ON public.health_check FOR EACH ROW EXECUTE FUNCTION fail_health_check()');
+    const offset = c.logOffset();
+    const full = await api.post('/check_writability');
+    assert.deepEqual([full.status, full.json], [200, true], 'a full disk counts as writable');
+    await c.waitForLog(/check_writability: the disk is full/, offset);
+    await failWith('read_only_sql_transaction');
+    const ro = await api.post('/check_writability');
+    assert.equal(ro.status, 500);
+    assert.match(ro.json.error, /No space left on device/);
+    await c.query('DROP TRIGGER fail ON public.health_check; DROP FUNCTION fail_health_check()');
 
     const missing = await api.get('/insights');
     assert.equal(missing.status, 500);
@@ -603,7 +618,10 @@ describe('compute: activity monitor', () => {
     );
     await c.query('ALTER SYSTEM SET autovacuum = on');
     await c.query('SELECT pg_reload_conf()');
-    await c.pollQueryUntil(`SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`, 't', { intervalMs: 10, timeoutMs: 30_000 });
+    await c.pollQueryUntil(`SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE '%public.dead%'`, 't', {
+      intervalMs: 10,
+      timeoutMs: 30_000,
+    });
     since = Date.now();
     report('an autovacuum worker', await detected(since, 'autovacuum'));
   });

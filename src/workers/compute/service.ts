@@ -173,11 +173,14 @@ export class ComputeService {
     }
   }
 
-  /** Read the spec file; null when its text did not change since the last read. */
+  /**
+   * Read the spec file; null when its text did not change since the last
+   * read (unless the compute failed: then the same file is tried again).
+   */
   private readSpecFile(): unknown | null {
     const file = this.w.settings.spec_path;
     const text = fs.readFileSync(file, 'utf8');
-    if (text === this.specFileText) return null;
+    if (text === this.specFileText && this.state.status !== 'failed') return null;
     this.specFileText = text;
     try {
       return JSON.parse(text) as unknown;
@@ -205,7 +208,8 @@ export class ComputeService {
   }
 
   private async onReload(): Promise<void> {
-    this.connector.configure({ ...this.connectorAddress() }, this.w.settings.conninfo);
+    // Through the gate: an apply may hold the worker's transaction open.
+    this.connector.configure(await this.gate.run(() => this.connectorAddress()), this.w.settings.conninfo);
     try {
       this.authorizer = this.loadAuthorizer();
     } catch (err) {
