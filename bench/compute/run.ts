@@ -6,7 +6,10 @@
  * `bigSpec`), on a fresh cluster each time, by:
  *   worker       the built-in `compute` worker: POST /configure, timed by the
  *                client (JSON, validation, catalog read, plan and every
- *                statement), and the worker's own config_ms
+ *                statement), and the worker's own config_ms; on an empty
+ *                compute (compute_ctl starts it: 10 databases at a time in
+ *                RunInEachDatabase) and on a running one (a reconfiguration:
+ *                reconfigure_concurrency, 1 at a time)
  *   psql         the same statements, planned by the worker's own planner
  *                (src/workers/compute/plan.ts) against the fresh catalog,
  *                written to a file and run by `psql -f`: autocommit (as a
@@ -20,6 +23,7 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
@@ -31,6 +35,8 @@ import { ApiClient, bigSpec } from '../../test/compute-client';
 import { fmtRatio, fmtSeconds, median, table } from '../report';
 
 interface Options {
+  /** Where the clusters live (TMPDIR of the harness). */
+  dir: string;
   trials: number;
   noops: number;
   roles: number;
@@ -39,7 +45,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { trials: 3, noops: 20, roles: 1000, databases: 100, fsync: false };
+  const o: Options = { dir: fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), trials: 3, noops: 20, roles: 1000, databases: 100, fsync: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => Number(argv[++i]);
@@ -48,8 +54,9 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--roles') o.roles = next();
     else if (a === '--databases') o.databases = next();
     else if (a === '--fsync') o.fsync = true;
+    else if (a === '--dir') o.dir = argv[++i];
     else if (a === '-h' || a === '--help') {
-      console.log('bench/compute/run [--trials N] [--noops N] [--roles N] [--databases N] [--fsync]');
+      console.log('bench/compute/run [--trials N] [--noops N] [--roles N] [--databases N] [--fsync] [--dir DIR]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -139,12 +146,22 @@ async function psqlTrial(o: Options, grouped: boolean): Promise<{ ms: number; st
   }
 }
 
-async function workerTrial(o: Options): Promise<{ ms: number; configMs: number; statements: number; noop: number[]; noopConfig: number[] }> {
+/**
+ * One worker trial. `running`: the compute first takes a one-role spec, so
+ * that the big spec is a reconfiguration (compute_ctl's
+ * reconfigure_concurrency, 1 database at a time) instead of the start of an
+ * empty compute (compute_ctl's max_service_connections, 10 at a time).
+ */
+async function workerTrial(o: Options, running: boolean): Promise<{ ms: number; configMs: number; statements: number; noop: number[]; noopConfig: number[] }> {
   const port = await getFreePort();
   const c = await Cluster.create('bench-compute', { conf: conf(o, { 'tsworker.workers': 'compute', 'tsworker_compute.listen': `127.0.0.1:${port}` }) });
   try {
     const api = new ApiClient(`http://127.0.0.1:${port}`);
     await waitFor(async () => (await api.get('/status').catch(() => undefined))?.json?.status === 'empty', { what: 'the compute API' });
+    if (running) {
+      const small = await api.post('/configure', { body: { spec: { format_version: 1.0, cluster: { roles: [{ name: 'first' }], databases: [] } } } });
+      if (small.status !== 200) throw new Error(`small spec: ${small.status} ${small.text}`);
+    }
     const spec = bigSpec(o.roles, o.databases);
     const first = await api.post('/configure', { body: { spec } });
     if (first.status !== 200) throw new Error(`first apply: ${first.status} ${first.text}`);
@@ -167,15 +184,30 @@ async function workerTrial(o: Options): Promise<{ ms: number; configMs: number; 
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  console.log(`bench/compute: first apply of ${o.roles} roles and ${o.databases} databases, ${o.trials} trial(s) each, fsync=${o.fsync ? 'on' : 'off'}`);
-  const res = { worker: [] as number[], config: [] as number[], auto: [] as number[], tx: [] as number[], noop: [] as number[], noopConfig: [] as number[] };
+  process.env.TMPDIR = o.dir; // the harness makes its clusters under os.tmpdir()
+  console.log(
+    `bench/compute: first apply of ${o.roles} roles and ${o.databases} databases, ${o.trials} trial(s) each, fsync=${o.fsync ? 'on' : 'off'}, clusters in ${o.dir}`,
+  );
+  const res = {
+    worker: [] as number[],
+    config: [] as number[],
+    running: [] as number[],
+    auto: [] as number[],
+    tx: [] as number[],
+    noop: [] as number[],
+    noopConfig: [] as number[],
+  };
   let statements = 0;
   let psqlStatements = 0;
   for (let t = 0; t < o.trials; t++) {
-    const order = t % 2 === 0 ? ['worker', 'auto', 'tx'] : ['tx', 'auto', 'worker'];
+    const order = t % 2 === 0 ? ['worker', 'auto', 'running', 'tx'] : ['tx', 'running', 'auto', 'worker'];
     for (const who of order) {
-      if (who === 'worker') {
-        const w = await workerTrial(o);
+      if (who === 'running') {
+        const w = await workerTrial(o, true);
+        res.running.push(w.ms);
+        console.log(`  trial ${t + 1}: worker on a running compute ${fmtSeconds(w.ms / 1000)} (config_ms ${w.configMs}, ${w.statements} statements)`);
+      } else if (who === 'worker') {
+        const w = await workerTrial(o, false);
         res.worker.push(w.ms);
         res.config.push(w.configMs);
         res.noop.push(...w.noop);
@@ -199,8 +231,9 @@ async function main(): Promise<void> {
       [
         ['psql -f, autocommit', fmtSeconds(median(res.auto) / 1000), fmtRatio(median(res.auto) / floor)],
         ['psql -f, transactions grouped as the worker', fmtSeconds(median(res.tx) / 1000), fmtRatio(median(res.tx) / floor)],
-        ['worker: POST /configure (round trip)', fmtSeconds(median(res.worker) / 1000), fmtRatio(median(res.worker) / floor)],
-        ['worker: config_ms (inside)', fmtSeconds(median(res.config) / 1000), fmtRatio(median(res.config) / floor)],
+        ['worker, empty compute: POST /configure (round trip)', fmtSeconds(median(res.worker) / 1000), fmtRatio(median(res.worker) / floor)],
+        ['worker, empty compute: config_ms (inside)', fmtSeconds(median(res.config) / 1000), fmtRatio(median(res.config) / floor)],
+        ['worker, running compute: POST /configure', fmtSeconds(median(res.running) / 1000), fmtRatio(median(res.running) / floor)],
       ],
       [false, true, true],
     ),
@@ -216,6 +249,10 @@ async function main(): Promise<void> {
       [false, true, true, false],
     ),
   );
+  const paired = res.worker.map((w, i) => w / Math.min(res.auto[i], res.tx[i]));
+  const pairedRunning = res.running.map((w, i) => w / Math.min(res.auto[i], res.tx[i]));
+  console.log(`\nper trial, worker / faster psql of the same trial: ${paired.map((r) => fmtRatio(r)).join(', ')} (median ${fmtRatio(median(paired))})`);
+  console.log(`per trial, worker on a running compute / faster psql: ${pairedRunning.map((r) => fmtRatio(r)).join(', ')} (median ${fmtRatio(median(pairedRunning))})`);
   const ratio = median(res.worker) / floor;
   console.log(`\nfirst apply: ${fmtRatio(ratio)} the psql floor (target <= 1.2x): ${ratio <= 1.2 ? 'met' : 'NOT met'}`);
   console.log(`no-op re-apply: median ${median(res.noop).toFixed(1)} ms (target <= 50 ms): ${median(res.noop) <= 50 ? 'met' : 'NOT met'}`);

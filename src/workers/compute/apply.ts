@@ -136,6 +136,7 @@ export class Applier {
     } finally {
       if (this.server) await this.env.connector.release(this.server).catch(() => undefined);
       this.server = null;
+      await this.env.connector.settled();
     }
   }
 

@@ -51,6 +51,8 @@ export interface Catalog {
   bootstrapUser: string;
   /** The database the worker is connected to. */
   currentDatabase: string;
+  /** max_connections of the running server. */
+  maxConnections: number;
   inRecovery: boolean;
 }
 
@@ -70,7 +72,7 @@ export const CATALOG_SQL = {
   parameters: 'SELECT lower(name) AS name FROM pg_catalog.pg_settings',
   extensions: 'SELECT extname FROM pg_catalog.pg_extension',
   here: `SELECT current_user AS u, (SELECT rolname FROM pg_catalog.pg_authid WHERE oid = 10) AS b,
-                current_database() AS d, pg_is_in_recovery() AS r,
+                current_database() AS d, pg_is_in_recovery() AS r, current_setting('max_connections')::int AS m,
                 to_regclass('public.health_check') IS NOT NULL AS h`,
 } as const;
 
@@ -114,7 +116,7 @@ export function catalogFrom(rows: { [K in keyof typeof CATALOG_SQL]: Rows }): Ca
   for (const s of rows.autoConf as { name: string; setting: string | null }[]) {
     if (s.setting !== null) autoConf.set(s.name.toLowerCase(), s.setting);
   }
-  const here = rows.here[0] as { u: string; b: string; d: string; r: boolean; h: boolean };
+  const here = rows.here[0] as { u: string; b: string; d: string; r: boolean; h: boolean; m: number };
   return {
     roles,
     databases,
@@ -125,6 +127,7 @@ export function catalogFrom(rows: { [K in keyof typeof CATALOG_SQL]: Rows }): Ca
     currentUser: here.u,
     bootstrapUser: here.b,
     currentDatabase: here.d,
+    maxConnections: here.m,
     inRecovery: here.r,
   };
 }

@@ -52,6 +52,20 @@ export interface ConfiguratorEnv {
   onApplied(outcome: ApplyOutcome): void;
 }
 
+/**
+ * compute_ctl's `max_service_connections` for a compute that starts (status
+ * `init`): a third of the spec's max_connections, at least 10 when it
+ * allows, at most 100; 10 without it. Here also at most a third of the
+ * running server's max_connections, which a spec's value only changes at
+ * the next restart.
+ */
+export function startupConcurrency(spec: ComputeSpec, maxConnections: number): number {
+  const value = (spec.cluster.settings ?? []).find((s) => s.name.toLowerCase() === 'max_connections')?.value;
+  const limit = value !== undefined && value !== null && /^\d+$/.test(value) ? Number(value) : null;
+  const wanted = limit === null ? 10 : limit < 10 ? limit : limit < 30 ? 10 : limit < 300 ? Math.floor(limit / 3) : 100;
+  return Math.max(1, Math.min(wanted, Math.floor(maxConnections / 3)));
+}
+
 /** Statuses from which a new spec may be applied (compute_ctl: empty and running; here failed too, since restarting the compute means restarting the server). */
 const CONFIGURABLE: ReadonlySet<ComputeStatus> = new Set(['empty', 'running', 'failed']);
 
@@ -126,16 +140,18 @@ export class Configurator {
       state.set(before.status, before.error);
       throw err;
     }
-    await this.apply(spec, catalog, { ...opts, checkMs: performance.now() - t0 });
+    // compute_ctl starts the compute (status init) with the first spec an empty compute gets.
+    const starting = opts.pending === 'init' || before.status === 'empty';
+    await this.apply(spec, catalog, { ...opts, starting, checkMs: performance.now() - t0 });
   }
 
   private async apply(
     spec: ComputeSpec,
     catalog: Catalog,
-    opts: { source: string; pending: ComputeStatus; parent: Context; logPrefix: string; checkMs: number },
+    opts: { source: string; starting: boolean; parent: Context; logPrefix: string; checkMs: number },
   ): Promise<void> {
     const { w, state, tracing } = this.env;
-    state.set(opts.pending === 'init' ? 'init' : 'configuration');
+    state.set(opts.starting ? 'init' : 'configuration');
     const t0 = Date.now();
     const span = tracing.start('apply_spec_sql', opts.parent, { source: opts.source, operation_uuid: spec.operation_uuid ?? '' });
     const applier = new Applier({
@@ -161,7 +177,9 @@ export class Configurator {
           ? `${opts.logPrefix}${what}: nothing to change`
           : `${opts.logPrefix}applying ${what}: ${plan.operations.length} statements`,
       );
-      await applier.run(plan.operations, Tracing.contextOf(span, opts.parent), spec.reconfigure_concurrency ?? 1);
+      // compute_ctl: max_service_connections when starting, reconfigure_concurrency afterwards.
+      const concurrency = opts.starting ? startupConcurrency(spec, catalog.maxConnections) : (spec.reconfigure_concurrency ?? 1);
+      await applier.run(plan.operations, Tracing.contextOf(span, opts.parent), concurrency);
       for (const [db, owner] of plan.schemaPerms) this.schemaPermsDone.set(db, owner);
       this.saved = this.env.store.save(spec, plan.settings, this.saved);
       if (plan.operations.some((o) => o.phase === 'Settings')) await this.warnPendingRestart(opts.logPrefix);

@@ -31,6 +31,7 @@ export interface ServerAddress {
 
 export class SelfConnector {
   private readonly pids = new Set<number>();
+  private readonly closing = new Set<Promise<void>>();
 
   constructor(
     private address: ServerAddress,
@@ -86,13 +87,24 @@ export class SelfConnector {
     }
   }
 
-  /** Run `fn` with a connection to `database`, closed afterwards. */
+  /**
+   * Run `fn` with a connection to `database`, closed afterwards without
+   * waiting for the server to finish its side (as psql's `\connect` does);
+   * {@link settled} waits for every such close.
+   */
   async with<T>(database: string, fn: (client: Client) => Promise<T>): Promise<T> {
     const client = await this.connect(database);
     try {
       return await fn(client);
     } finally {
-      await this.release(client).catch(() => undefined);
+      const closing = this.release(client).catch(() => undefined);
+      this.closing.add(closing);
+      void closing.then(() => this.closing.delete(closing));
     }
+  }
+
+  /** Resolves once every connection closed by {@link with} is closed. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.closing]);
   }
 }
