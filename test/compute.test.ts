@@ -274,6 +274,12 @@ describe('compute: API, authorization, specs, metrics, traces', () => {
     assert.equal(again.status, 200);
     assert.equal((await api.get('/metrics.json')).json.last_apply_statements, 0);
     assert.deepEqual(await snapshot(c), before, 'nothing changed (rows and their xmin)');
+    // Changes made behind the worker's back are seen (its cached catalog is not trusted) and undone.
+    await c.query(`ALTER ROLE ${roleName(7)} PASSWORD 'changed outside'`);
+    await c.query(`ALTER SYSTEM SET log_min_duration_statement = '99s'`);
+    assert.equal((await api.post('/configure', { body: { spec: bigSpec() } })).status, 200);
+    assert.equal((await api.get('/metrics.json')).json.last_apply_statements, 3, 'ALTER SYSTEM, the reload and ALTER ROLE');
+    await assertCatalogMatches(c, bigSpec());
   });
 
   test('the changed spec (renames, a password, an owner, deletions) is applied, then again with no change', async () => {

@@ -76,6 +76,25 @@ export const CATALOG_SQL = {
                 to_regclass('public.health_check') IS NOT NULL AS h`,
 } as const;
 
+/**
+ * A cheap fingerprint of what {@link CATALOG_SQL} reads, computed by the
+ * server: when it has not changed, a catalog read before is still the
+ * catalog, and a no-op re-apply reads one value instead of every role.
+ * Rows of pg_authid, pg_database and pg_extension are counted and their
+ * xmins summed (a committed change gives the rows it writes a new xmin;
+ * VACUUM's freezing and in-place updates leave xmin alone);
+ * postgresql.auto.conf is hashed. The known parameters are not in it (they
+ * change only when a module defines new ones): a spec refused for an
+ * unknown parameter is checked again against a fresh read.
+ */
+export const FINGERPRINT_SQL = `SELECT concat_ws('|',
+    (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_catalog.pg_authid),
+    (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_catalog.pg_database),
+    (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_catalog.pg_extension),
+    md5(coalesce(pg_catalog.pg_read_file('postgresql.auto.conf', 0, 16777216, true), '')),
+    current_user, current_database(), pg_is_in_recovery()::text, current_setting('max_connections'),
+    coalesce(to_regclass('public.health_check')::oid::text, '-')) AS f`;
+
 type Rows = Record<string, unknown>[];
 
 /** A catalog from the rows of each of {@link CATALOG_SQL}'s queries. */
@@ -130,6 +149,11 @@ export function catalogFrom(rows: { [K in keyof typeof CATALOG_SQL]: Rows }): Ca
     maxConnections: here.m,
     inRecovery: here.r,
   };
+}
+
+/** The catalog's fingerprint ({@link FINGERPRINT_SQL}); run it inside a transaction. */
+export function catalogFingerprint(tx: Transaction): string {
+  return tx.query<{ f: string }>(FINGERPRINT_SQL)[0].f;
 }
 
 /** Read the catalog; run it inside a transaction. */

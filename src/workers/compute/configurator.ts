@@ -8,7 +8,7 @@
  */
 import type { WorkerContext } from '../../runtime/index';
 import { ApplyError, Applier } from './apply';
-import { readCatalog, type Catalog } from './catalog';
+import { catalogFingerprint, readCatalog, type Catalog } from './catalog';
 import type { SelfConnector } from './connect';
 import type { SpiGate } from './gate';
 import { planApply } from './plan';
@@ -74,6 +74,8 @@ export class Configurator {
   private readonly schemaPermsDone = new Map<string, string>();
   private firstSpecAt = 0;
   private runningOnce = false;
+  /** The last catalog read, and the fingerprint it was read at. */
+  private cached: { fingerprint: string; catalog: Catalog } | null = null;
 
   constructor(private readonly env: ConfiguratorEnv) {
     try {
@@ -100,9 +102,24 @@ export class Configurator {
     return doc as ComputeSpec;
   }
 
-  /** Read the catalog (waits for SPI). */
-  catalog(): Promise<Catalog> {
-    return this.env.gate.run(() => this.env.w.transaction((tx) => readCatalog(tx), { readOnly: true }));
+  /**
+   * The catalog (waits for SPI): the one read before when the server's
+   * fingerprint of it has not changed since, else read again. Plans never
+   * change a catalog object.
+   */
+  catalog(fresh = false): Promise<Catalog> {
+    return this.env.gate.run(() =>
+      this.env.w.transaction(
+        (tx) => {
+          const fingerprint = catalogFingerprint(tx);
+          if (!fresh && this.cached?.fingerprint === fingerprint) return this.cached.catalog;
+          const catalog = readCatalog(tx);
+          this.cached = { fingerprint, catalog };
+          return catalog;
+        },
+        { readOnly: true },
+      ),
+    );
   }
 
   /** Check `spec` against `catalog`; throws {@link SpecRejected} (400). */
@@ -135,7 +152,14 @@ export class Configurator {
     const t0 = performance.now();
     try {
       catalog = await this.catalog();
-      this.checkAgainst(spec, catalog, opts.base);
+      try {
+        this.checkAgainst(spec, catalog, opts.base);
+      } catch (err) {
+        if (!(err instanceof SpecRejected)) throw err;
+        // Refused against a catalog read before: check again against a fresh one.
+        catalog = await this.catalog(true);
+        this.checkAgainst(spec, catalog, opts.base);
+      }
     } catch (err) {
       state.set(before.status, before.error);
       throw err;

@@ -41,16 +41,20 @@ export class SpecStore {
     return saved;
   }
 
+  /** The saved spec's JSON, kept to compare the next one with. */
+  private savedText: string | null = null;
+
   /** Save `spec` as applied now, unless the same spec is saved already. */
   save(spec: ComputeSpec, settings: Iterable<string>, previous: SavedSpec | null): SavedSpec {
     const next: SavedSpec = { appliedAt: new Date().toISOString(), settings: [...settings].sort(), spec };
-    if (previous && JSON.stringify(previous.spec) === JSON.stringify(spec) && previous.settings.join() === next.settings.join()) {
-      return previous;
-    }
+    const text = JSON.stringify(spec);
+    if (previous) this.savedText ??= JSON.stringify(previous.spec);
+    if (previous && this.savedText === text && previous.settings.join() === next.settings.join()) return previous;
     fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     const tmp = `${this.file}.tmp.${process.pid}`;
     fs.writeFileSync(tmp, JSON.stringify(next), { mode: 0o600 });
     fs.renameSync(tmp, this.file);
+    this.savedText = text;
     return next;
   }
 }
