@@ -45,7 +45,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { dir: fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), trials: 3, noops: 20, roles: 1000, databases: 100, fsync: false };
+  const o: Options = { dir: fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), trials: 5, noops: 20, roles: 1000, databases: 100, fsync: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => Number(argv[++i]);
@@ -224,38 +224,46 @@ async function main(): Promise<void> {
   }
   if (statements !== psqlStatements) console.log(`WARNING: the worker ran ${statements} statements, the psql script has ${psqlStatements}`);
   const floor = Math.min(median(res.auto), median(res.tx));
+  const best = (xs: number[]) => Math.min(...xs);
+  const bestFloor = Math.min(best(res.auto), best(res.tx));
+  const row = (name: string, xs: number[]) => [name, fmtSeconds(median(xs) / 1000), fmtRatio(median(xs) / floor), fmtSeconds(best(xs) / 1000), fmtRatio(best(xs) / bestFloor)];
   console.log('');
   console.log(
     table(
-      ['first apply', 'median', 'ratio to floor'],
+      ['first apply', 'median', 'ratio', 'best', 'ratio'],
       [
-        ['psql -f, autocommit', fmtSeconds(median(res.auto) / 1000), fmtRatio(median(res.auto) / floor)],
-        ['psql -f, transactions grouped as the worker', fmtSeconds(median(res.tx) / 1000), fmtRatio(median(res.tx) / floor)],
-        ['worker, empty compute: POST /configure (round trip)', fmtSeconds(median(res.worker) / 1000), fmtRatio(median(res.worker) / floor)],
-        ['worker, empty compute: config_ms (inside)', fmtSeconds(median(res.config) / 1000), fmtRatio(median(res.config) / floor)],
-        ['worker, running compute: POST /configure', fmtSeconds(median(res.running) / 1000), fmtRatio(median(res.running) / floor)],
+        row('psql -f, autocommit', res.auto),
+        row('psql -f, transactions grouped as the worker', res.tx),
+        row('worker, empty compute: POST /configure (round trip)', res.worker),
+        row('worker, empty compute: config_ms (inside)', res.config),
+        row('worker, running compute: POST /configure', res.running),
       ],
-      [false, true, true],
+      [false, true, true, true, true],
     ),
   );
+  const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+  const p90 = (xs: number[]) => sorted(xs)[Math.min(xs.length - 1, Math.floor(xs.length * 0.9))];
   console.log('');
   console.log(
     table(
       [`no-op re-apply (${res.noop.length} requests)`, 'median', 'p90', 'target'],
       [
-        ['POST /configure, same spec (round trip)', `${median(res.noop).toFixed(1)} ms`, `${[...res.noop].sort((a, b) => a - b)[Math.floor(res.noop.length * 0.9)].toFixed(1)} ms`, '<= 50 ms'],
-        ['config_ms (inside)', `${median(res.noopConfig).toFixed(0)} ms`, `${[...res.noopConfig].sort((a, b) => a - b)[Math.floor(res.noopConfig.length * 0.9)]} ms`, ''],
+        ['POST /configure, same spec (round trip)', `${median(res.noop).toFixed(1)} ms`, `${p90(res.noop).toFixed(1)} ms`, '<= 50 ms'],
+        ['config_ms (inside)', `${median(res.noopConfig).toFixed(0)} ms`, `${p90(res.noopConfig)} ms`, ''],
       ],
       [false, true, true, false],
     ),
   );
+  // The machine is shared: load drifts between trials. Each trial runs the
+  // systems back to back, so the ratio within a trial is the steadier figure.
   const paired = res.worker.map((w, i) => w / Math.min(res.auto[i], res.tx[i]));
   const pairedRunning = res.running.map((w, i) => w / Math.min(res.auto[i], res.tx[i]));
-  console.log(`\nper trial, worker / faster psql of the same trial: ${paired.map((r) => fmtRatio(r)).join(', ')} (median ${fmtRatio(median(paired))})`);
-  console.log(`per trial, worker on a running compute / faster psql: ${pairedRunning.map((r) => fmtRatio(r)).join(', ')} (median ${fmtRatio(median(pairedRunning))})`);
-  const ratio = median(res.worker) / floor;
-  console.log(`\nfirst apply: ${fmtRatio(ratio)} the psql floor (target <= 1.2x): ${ratio <= 1.2 ? 'met' : 'NOT met'}`);
-  console.log(`no-op re-apply: median ${median(res.noop).toFixed(1)} ms (target <= 50 ms): ${median(res.noop) <= 50 ? 'met' : 'NOT met'}`);
+  console.log(`\nper trial, worker (empty compute) / faster psql of the same trial: ${paired.map((r) => fmtRatio(r)).join(', ')} (median ${fmtRatio(median(paired))})`);
+  console.log(`per trial, worker (running compute) / faster psql of the same trial: ${pairedRunning.map((r) => fmtRatio(r)).join(', ')} (median ${fmtRatio(median(pairedRunning))})`);
+  const verdict = (r: number, target: number) => (r <= target ? 'met' : 'NOT met');
+  console.log(`\nfirst apply, empty compute: ${fmtRatio(median(paired))} the psql floor, median of trials (target <= 1.2x): ${verdict(median(paired), 1.2)}`);
+  console.log(`first apply, running compute: ${fmtRatio(median(pairedRunning))} the psql floor, median of trials (target <= 1.2x): ${verdict(median(pairedRunning), 1.2)}`);
+  console.log(`no-op re-apply: median ${median(res.noop).toFixed(1)} ms (target <= 50 ms): ${verdict(median(res.noop), 50)}`);
 }
 
 main().catch((err) => {
