@@ -520,6 +520,31 @@ describe('compute: no JWKS, a reload, immediate termination', () => {
   });
 });
 
+describe('compute: on a hot standby', () => {
+  test('runs on a standby: settings applied, roles and databases left to the primary, not writable, /terminate answers no LSN', async () => {
+    const primary = await Cluster.create('compute-primary', { allowStreaming: true, conf: { shared_preload_libraries: 'pg_tsworker' } });
+    clusters.push(primary);
+    const port = await getFreePort();
+    const standby = await Cluster.createStandby(primary, 'compute-standby', {
+      conf: { 'tsworker.workers': 'compute', 'tsworker_compute.listen': `127.0.0.1:${port}` },
+    });
+    clusters.push(standby);
+    const api = new ApiClient(`http://127.0.0.1:${port}`);
+    await waitFor(async () => (await api.get('/status').catch(() => undefined))?.json?.status === 'empty', { what: 'the API on the standby' });
+    const offset = standby.logOffset();
+    const spec = { format_version: 1.0, cluster: { roles: [{ name: 'only_on_primary' }], databases: [], settings: [{ name: 'work_mem', value: '12MB', vartype: 'string' }] } };
+    const r = await api.post('/configure', { body: { spec } });
+    assert.equal(r.status, 200, r.text);
+    await standby.waitForLog(/roles and databases of spec from POST \/configure not applied: the server is in recovery/, offset);
+    assert.equal(await standby.queryText(`SELECT count(*) FROM pg_roles WHERE rolname = 'only_on_primary'`), '0');
+    assert.equal(await standby.queryText(`SELECT setting FROM pg_file_settings WHERE name = 'work_mem' AND sourcefile LIKE '%auto.conf'`), '12MB');
+    assert.equal((await api.post('/check_writability')).status, 500);
+    const t = await api.post('/terminate');
+    assert.deepEqual([t.status, t.json], [200, { lsn: null }]);
+    await waitFor(() => !standby.isRunning(), { what: 'the standby to stop', timeoutMs: 30_000 });
+  });
+});
+
 describe('compute: activity monitor', () => {
   let c: Cluster;
   let publisher: Cluster;
