@@ -54,7 +54,6 @@ export class ComputeService {
   private authorizer: Authorizer | null = null;
   private listening: string | null = null;
   private specFileText: string | null = null;
-  private readonly database: string;
 
   constructor(private readonly w: Ctx) {
     const info = w.query<{ pm_start: Date; sockets: string; port: number; usr: string; db: string; datadir: string }>(
@@ -62,7 +61,6 @@ export class ComputeService {
               current_setting('port')::int AS port, current_user AS usr, current_database() AS db,
               current_setting('data_directory') AS datadir`,
     )[0];
-    this.database = info.db;
     this.state = new ComputeState(info.pm_start, Date.now());
     this.state.metrics.start_postgres_ms = Math.max(0, this.state.workerStart - info.pm_start.getTime());
     const address: ServerAddress = { socketDirs: info.sockets, port: info.port, user: info.usr };
@@ -113,12 +111,17 @@ export class ComputeService {
       status: this.state.status,
       last_active: this.state.lastActive?.toISOString() ?? null,
       activity: this.monitor?.lastKind ?? null,
-      error: error && error.length > 600 ? `${error.slice(0, 600)}…` : error,
+      error: error && Buffer.byteLength(error) > 800 ? `${Buffer.from(error).subarray(0, 800).toString('utf8')}…` : error,
       listen: this.listening,
       applies: this.state.metrics.applies,
     };
     if (this.tracing.endpoint) status.otlp = this.tracing.endpoint;
-    this.w.status.set(status);
+    try {
+      this.w.status.set(status);
+    } catch {
+      // Too long for the slot (an error full of escapes): /status still has it whole.
+      this.w.status.set({ ...status, error: 'see GET /status' });
+    }
   }
 
   /** Read the key set; null when none is configured. Throws when it is configured but unusable. */

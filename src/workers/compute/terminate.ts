@@ -27,6 +27,8 @@ export type TerminateMode = 'fast' | 'immediate';
 
 /** Longest wait for the other client backends to leave during a fast shutdown (ms). */
 const BACKENDS_GONE_MS = 3000;
+/** Longest wait, after SIGINT, for the shutdown to reach this worker (ms). */
+const SHUTDOWN_WAIT_MS = 60_000;
 /** Longest wait for the answer to be sent before the worker stops (ms). */
 const SEND_MS = 1000;
 /** The flush LSN as text, or NULL during recovery. */
@@ -77,7 +79,13 @@ export class Terminator {
     }
     this.state.set('termination_pending_fast');
     const answer = new Promise<Reply>((resolve) => {
+      // Should the shutdown never reach this worker, the caller is not left waiting forever.
+      const timer = setTimeout(() => {
+        this.finishFast = null;
+        resolve({ status: 500, body: { error: `the server did not begin to shut down within ${SHUTDOWN_WAIT_MS / 1000} s of SIGINT` } });
+      }, SHUTDOWN_WAIT_MS);
       this.finishFast = async () => {
+        clearTimeout(timer);
         const lsn = await this.lsnAfterBackends().catch((err: Error) => {
           this.w.log.warning(`terminate: could not read the flush LSN: ${err.message}`);
           return null;
