@@ -33,7 +33,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 HOST_SO = pg_tsworker_host$(DLSUFFIX)
-HOST_OBJS = native/host/host_pg.o native/host/host.o
+HOST_OBJS = native/host/host_pg.o native/host/host_exit.o native/host/host.o native/host/host_guard.o
 HOST_CXXFLAGS = -std=c++17 -fPIC -O2 -g -Wall -Wno-unused-parameter \
 	-fvisibility=hidden -I$(LIBNODE_PREFIX)/include/node
 ADDON = build/Release/pg_tsworker_addon.node
@@ -51,10 +51,11 @@ native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
 $(NODE_EXE): native/host/node_main.o
 	$(CXX) -o $@ $< $(LIBNODE_SO) -Wl,-rpath,'$$ORIGIN' -Wl,--as-needed
 
-native/host/host_pg.o: native/host/host_pg.h native/shim/pg_tsworker.h
-$(OBJS): native/shim/pg_tsworker.h native/shim/slots.h
+native/host/host_pg.o native/host/host_exit.o: native/host/host_pg.h native/host/host_exit.h native/shim/pg_tsworker.h
+$(OBJS): native/shim/pg_tsworker.h native/shim/slots.h native/shim/compat.h
 
-native/host/host.o: native/host/host.cc native/host/host_pg.h $(LIBNODE_SO)
+native/host/host.o native/host/host_guard.o: native/host/%.o: native/host/%.cc \
+		native/host/host_node.h native/host/host_pg.h $(LIBNODE_SO)
 	$(CXX) $(HOST_CXXFLAGS) -c -o $@ $<
 
 $(LIBNODE_SO):

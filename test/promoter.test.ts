@@ -213,6 +213,37 @@ describe('promoter', () => {
   });
 });
 
+describe('promoter: inherited synchronous_standby_names', () => {
+  test('8. a standby made from a synchronous primary is promoted; on_promote runs once; status and events are stored without waiting for a standby', async () => {
+    const primary = await primaryOf('sync');
+    // from now on every commit on the primary waits for a standby; pg_basebackup copies the setting
+    await primary.query(`ALTER SYSTEM SET synchronous_standby_names = '*'`);
+    await primary.reload();
+    const standby = await standbyOf(primary, 'sync');
+    assert.equal(await standby.queryText('SHOW synchronous_standby_names'), '*', 'pg_basebackup copied the setting');
+    // the primary's commits wait for this standby: replication is synchronous
+    await primary.query('CREATE TABLE synced(id int); INSERT INTO synced VALUES (1)');
+    const dir = path.join(standby.baseDir, 'hooks');
+    fs.mkdirSync(dir, { mode: 0o777 });
+    fs.chmodSync(dir, 0o777);
+    const out = path.join(dir, 'on_promote.log');
+    standby.appendConf({ 'tsworker_promoter.on_promote': `cat >> ${out}; echo >> ${out}` });
+    await standby.reload();
+    await verified(standby);
+    const off = standby.logOffset();
+    await primary.kill9();
+    await standby.pollQueryUntil('SELECT NOT pg_is_in_recovery()', 't', { timeoutMs: 20_000 });
+    await standby.pollQueryUntil(`SELECT status->>'role' FROM tsworker.workers WHERE name = 'promoter'`, 'primary', { timeoutMs: 10_000 });
+    await standby.waitForLog(/on_promote command exited 0/, off, 10_000);
+    assert.equal(logLines(standby, /on_promote command exited 0/, off).length, 1, 'on_promote ran once');
+    assert.equal(fs.readFileSync(out, 'utf8').trim().split('\n').length, 1);
+    assert.equal(await standby.queryText(`SELECT count(*) FROM tsworker.events WHERE kind = 'promoted'`), '1');
+    // an ordinary commit here would wait for a standby that is gone; the worker's did not
+    assert.equal(await standby.queryText(`SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'promoter' AND wait_event = 'SyncRep'`), 'f');
+    assert.deepEqual(logLines(standby, CRASH_RESTART, off), []);
+  });
+});
+
 describe('promoter: partitions (network namespaces)', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, () => {
   let net: Network;
 

@@ -283,6 +283,55 @@ describe('type mapping', () => {
     }
   });
 
+  test('dates and times outside 1–9999 AD round-trip; what a Date cannot hold fails with 22008 (docs/types.md)', async () => {
+    /** Milliseconds of a UTC time in the proleptic Gregorian calendar, astronomical year (0 is 1 BC). */
+    const utc = (y: number, mo: number, d: number, h = 0, mi = 0, s = 0, ms = 0) =>
+      new Date(0).setUTCFullYear(y, mo - 1, d) + ((h * 60 + mi) * 60 + s) * 1000 + ms;
+    const inRange: [string, string, number][] = [];
+    for (const type of ['date', 'timestamp', 'timestamptz']) {
+      const time = type === 'date' ? '' : ' 12:34:56.789';
+      const tz = type === 'timestamptz' ? '+00' : '';
+      const t = type === 'date' ? [0, 0, 0, 0] as const : [12, 34, 56, 789] as const;
+      inRange.push(
+        [type, `'4713-11-24${time}${tz} BC'`, utc(-4712, 11, 24, ...t)], // PostgreSQL's first day
+        [type, `'0044-03-15${time}${tz} BC'`, utc(-43, 3, 15, ...t)],
+        [type, `'0001-12-31${time}${tz} BC'`, utc(0, 12, 31, ...t)], // 1 BC: year 0
+        [type, `'0001-01-01${time}${tz}'`, utc(1, 1, 1, ...t)],
+        [type, `'10000-01-01${time}${tz}'`, utc(10000, 1, 1, ...t)],
+        [type, `'275760-09-13${tz ? ' 00:00:00+00' : type === 'date' ? '' : ' 00:00:00'}'`, utc(275760, 9, 13)], // a Date's last day
+      );
+    }
+    const outOfRange: [string, string][] = [
+      ['date', `'5874897-12-31'`],
+      ['timestamp', `'294276-12-31 23:59:59'`],
+      ['timestamptz', `'275760-09-13 00:00:00.001+00'`],
+    ];
+    await c.query('TRUNCATE types_cases, types_report, types_params, types_param_report');
+    for (const [i, [type, lit]] of [...inRange, ...outOfRange].entries()) {
+      await c.query('INSERT INTO types_cases VALUES ($1, $2, NULL, $3)', [`d${String(i).padStart(2, '0')}`, `${lit}::${type}`, 'text']);
+    }
+    // JavaScript Dates PostgreSQL cannot hold: before 4713 BC
+    await c.query(`INSERT INTO types_params VALUES ('before_4713bc', 'date', 'new Date(-8.64e15)'), ('bc_ok', 'timestamptz', 'new Date(new Date(0).setUTCFullYear(-43, 2, 15))')`);
+    await c.query(`SELECT tsworker.stop('types')`);
+    await c.query(`SELECT tsworker.launch('types', $1)`, [`${c.baseDir}/types/types.ts`]);
+    await c.pollQueryUntil(`SELECT count(*) = 1 FROM types_report WHERE name = 'done'`, 't', { timeoutMs: 30_000 });
+    const rep = new Map((await c.query('SELECT name, result FROM types_report')).map((r) => [r.name, r.result]));
+    for (const [i, [type, lit, ms]] of inRange.entries()) {
+      const r = rep.get(`d${String(i).padStart(2, '0')}`);
+      assert.equal(r.error, undefined, `${lit}::${type}: ${JSON.stringify(r.error)}`);
+      assert.deepEqual(r.value, { t: 'date', v: ms }, `${lit}::${type} arrives as the Date ${new Date(ms).toISOString()}`);
+      assert.equal(r.roundtrip, true, `${lit}::${type} passed back as a parameter is the same value`);
+    }
+    for (const [j, [type, lit]] of outOfRange.entries()) {
+      const r = rep.get(`d${String(inRange.length + j).padStart(2, '0')}`);
+      assert.deepEqual(r.error, { code: '22008', message: `${type === 'timestamptz' ? 'timestamp with time zone' : type === 'timestamp' ? 'timestamp without time zone' : 'date'} value is outside the range of a JavaScript Date` }, `${lit}::${type}`);
+    }
+    const params = new Map((await c.query('SELECT name, result FROM types_param_report')).map((r) => [r.name, r.result]));
+    assert.equal(params.get('bc_ok').text, '0044-03-15 00:00:00+00 BC');
+    assert.equal(params.get('before_4713bc').text.error.code, '22008');
+    assert.match(params.get('before_4713bc').text.error.message, /^date out of range: "271822-04-20T00:00:00\.000Z BC"$/);
+  });
+
   test('parameters: JavaScript values become the PostgreSQL values psql prints', async () => {
     for (const [name, type, js, literal] of PARAMS) {
       const r = paramReport.get(name);

@@ -75,6 +75,7 @@ static char *tsw_strdup(const char *s);
 static TswError *tsw_capture_error(MemoryContext oldcontext);
 static void tsw_param_setup(ParseState *pstate, void *arg);
 static const char *tsw_command_name(int spi_rc);
+static void tsw_clear_stale_cancel(void);
 static void tsw_build_result(SPITupleTable *tuptable, uint64 processed, const char *command,
 							 int flags, TswResult **out);
 
@@ -213,6 +214,20 @@ tsw_begin(int read_only, int statement_savepoints, const char *synchronous_commi
 	return rc;
 }
 
+/*
+ * A cancel the SIGTERM handler set for a call that ended before noticing
+ * it must not fail the next statement.
+ */
+static void
+tsw_clear_stale_cancel(void)
+{
+	if (tsw_cancel_for_shutdown && tsw_query_depth == 0)
+	{
+		tsw_cancel_for_shutdown = false;
+		QueryCancelPending = false;
+	}
+}
+
 static TswError *
 tsw_aborted_error(void)
 {
@@ -240,6 +255,12 @@ tsw_commit(TswError **err)
 		return -1;
 	}
 
+	/*
+	 * COMMIT can wait (deferred triggers, a synchronous standby): a SIGTERM
+	 * meanwhile cancels the wait, as it cancels a statement.  SyncRep then
+	 * stops waiting with a WARNING; the commit stays, locally.
+	 */
+	tsw_query_depth++;
 	PG_TRY();
 	{
 		SPI_finish();
@@ -259,6 +280,8 @@ tsw_commit(TswError **err)
 		rc = -1;
 	}
 	PG_END_TRY();
+	tsw_query_depth--;
+	tsw_clear_stale_cancel();
 	return rc;
 }
 
@@ -586,12 +609,7 @@ tsw_stmt_cleanup(void)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 	debug_query_string = NULL;
 	tsw_stmt.active = false;
-	if (tsw_cancel_for_shutdown && tsw_query_depth == 0)
-	{
-		/* the statement ended before it noticed the cancel */
-		tsw_cancel_for_shutdown = false;
-		QueryCancelPending = false;
-	}
+	tsw_clear_stale_cancel();
 }
 
 /* End the statement's own subtransaction, if it has one; true if it had. */

@@ -12,25 +12,25 @@
  * pattern; node::SpinEventLoop would block).
  *
  * Every way JavaScript can end the worker (the runtime's finish(),
- * process.exit(), an exhausted heap, a failed bootstrap) sets an exit
- * request; the loop then tears Node.js down completely and returns the
- * code, 0 or 1, for proc_exit().  Nothing here calls into PostgreSQL except
- * through host_pg.h.
+ * process.exit(), an exhausted heap, a failed bootstrap, the watchdog) sets
+ * an exit request; the loop then stops Node.js and returns the code, 0 or
+ * 1, for proc_exit().  When the postmaster dies, the runtime is told
+ * ("postmaster_death") and the loop keeps serving timers and sockets, with
+ * no PostgreSQL wait, for kPostmasterDeathGraceMs at most.  What stops
+ * JavaScript that does not stop itself is in host_guard.cc.  Nothing here
+ * calls into PostgreSQL except through host_pg.h.
  */
-#include <node.h>
+#include "host_node.h"
+
+#include <poll.h>
 #include <uv.h>
-#include <v8.h>
 
-#include <unistd.h>
-
-#include <atomic>
 #include <chrono>
-#include <memory>
-#include <string>
-#include <thread>
 #include <vector>
 
 #include "host_pg.h"
+
+using namespace tsw;
 
 namespace {
 
@@ -57,113 +57,13 @@ const char kBootstrap[] =
 	"const runtimeRequire = createRequire(host.runtimeDir + '/');\n"
 	"return runtimeRequire(host.runtimeDir + '/dist/runtime/host-entry.js').start(host);\n";
 
-struct HostState
+/* Marks the main thread as running JavaScript while it lives (host_exit.c). */
+class InJavaScript
 {
-	std::string name;
-	std::string module;
-	std::string runtime_dir;
-	std::string native_dir;
-	std::string settings;
-	std::string config_name;
-	bool		dynamic = false;
-	int			recent_failures = 0;
-	double		wakes = 0;
-
-	std::unique_ptr<node::InitializationResult> init;
-	std::unique_ptr<node::MultiIsolatePlatform> platform;
-	std::unique_ptr<node::CommonEnvironmentSetup> setup;
-	Global<Function> dispatch;
-	std::thread watchdog;
-	std::atomic<int> watchdog_fired{0};	/* a WatchdogReason */
-
-	bool		exit_requested = false;
-	int			exit_code = 0;
-	bool		heap_limit_reached = false;
-	size_t		heap_limit = 0;
+  public:
+	InJavaScript() { tsw_host_set_in_javascript(1); }
+	~InJavaScript() { tsw_host_set_in_javascript(0); }
 };
-
-HostState *g_host = nullptr;
-
-enum WatchdogReason
-{
-	kWatchdogIdle = 0,
-	kWatchdogGrace = 1,			/* no exit within terminate_grace of SIGTERM */
-	kWatchdogOrphan = 2			/* the postmaster is gone */
-};
-
-/*
- * The watchdog thread (created with every signal blocked) stops JavaScript
- * that does not give control back: a busy loop never reaches the event
- * loop, so it can see neither SIGTERM nor postmaster death.  Once SIGTERM
- * has been pending for tsworker.terminate_grace, or the postmaster is gone,
- * it calls TerminateExecution() (V8 allows that from any thread) and sets
- * the latch; the loop then logs why and exits with code 1.
- */
-void
-WatchdogMain(Isolate *isolate)
-{
-	using Clock = std::chrono::steady_clock;
-	bool		shutdown_seen = false;
-	Clock::time_point shutdown_at;
-	int			postmaster = tsw_host_postmaster_pid();
-
-	for (;;)
-	{
-		int			reason = kWatchdogIdle;
-
-		std::this_thread::sleep_for(std::chrono::milliseconds(100));
-		if (g_host->watchdog_fired.load() != kWatchdogIdle)
-			continue;
-		if (getppid() != postmaster)
-			reason = kWatchdogOrphan;
-		else if (tsw_host_shutdown_requested())
-		{
-			if (!shutdown_seen)
-			{
-				shutdown_seen = true;
-				shutdown_at = Clock::now();
-			}
-			if (Clock::now() - shutdown_at >= std::chrono::seconds(tsw_host_terminate_grace()))
-				reason = kWatchdogGrace;
-		}
-		if (reason != kWatchdogIdle)
-		{
-			g_host->watchdog_fired.store(reason);
-			isolate->TerminateExecution();
-			tsw_host_wake();
-		}
-	}
-}
-
-/* If the watchdog fired, log why and ask the loop to exit; true if so. */
-bool
-CheckWatchdog()
-{
-	int			reason = g_host->watchdog_fired.load();
-
-	if (reason == kWatchdogIdle || g_host->exit_requested)
-		return reason != kWatchdogIdle;
-	if (reason == kWatchdogGrace)
-		tsw_host_log(TSW_LOG_WARNING,
-					 ("did not stop within tsworker.terminate_grace (" +
-					  std::to_string(tsw_host_terminate_grace()) +
-					  " s) after SIGTERM; JavaScript terminated").c_str());
-	else
-		tsw_host_log(TSW_LOG_LOG, "postmaster died; JavaScript terminated");
-	g_host->exit_requested = true;
-	g_host->exit_code = 1;
-	return true;
-}
-
-void
-RequestExit(int code)
-{
-	if (!g_host->exit_requested)
-	{
-		g_host->exit_requested = true;
-		g_host->exit_code = code == 0 ? 0 : 1;
-	}
-}
 
 void
 LogString(int level, const std::string &msg)
@@ -184,26 +84,16 @@ HostFinish(const FunctionCallbackInfo<Value> &info)
 	(void) isolate;
 }
 
-size_t
-NearHeapLimit(void *data, size_t current_heap_limit, size_t initial_heap_limit)
-{
-	Isolate    *isolate = static_cast<Isolate *>(data);
-
-	g_host->heap_limit_reached = true;
-	g_host->heap_limit = initial_heap_limit;
-	RequestExit(1);
-	isolate->TerminateExecution();
-	/* Give V8 room to unwind instead of aborting the process. */
-	return current_heap_limit + 64 * 1024 * 1024;
-}
-
 /* Run libuv once without blocking and drain V8's pending platform tasks. */
 void
 RunPending()
 {
 	uv_loop_t  *loop = g_host->setup->event_loop();
 	Isolate    *isolate = g_host->setup->isolate();
+	InJavaScript in_js;
 
+	if (g_host->js_stopped.load())
+		return;
 	uv_run(loop, UV_RUN_NOWAIT);
 	g_host->platform->DrainTasks(isolate);
 }
@@ -220,7 +110,9 @@ Dispatch(const char *event)
 		String::NewFromUtf8(isolate, event).ToLocalChecked()
 	};
 
-	if (g_host->dispatch.IsEmpty() || g_host->exit_requested)
+	InJavaScript in_js;
+
+	if (g_host->dispatch.IsEmpty() || g_host->exit_requested || g_host->js_stopped.load())
 		return;
 	(void) node::MakeCallback(isolate, context->Global(),
 							  g_host->dispatch.Get(isolate), 1, argv, {0, 0});
@@ -251,6 +143,44 @@ MakeHostObject(Isolate *isolate, Local<Context> context)
 	return host;
 }
 
+/*
+ * The postmaster is gone: tell the runtime, then keep serving libuv (timers,
+ * sockets; no PostgreSQL wait, which would return at once) until the
+ * runtime finishes or kPostmasterDeathGraceMs passes.
+ */
+void
+AfterPostmasterDeath()
+{
+	uv_loop_t  *loop = g_host->setup->event_loop();
+	auto		deadline = std::chrono::steady_clock::now() +
+		std::chrono::milliseconds(kPostmasterDeathGraceMs);
+
+	LogString(TSW_LOG_LOG, "postmaster died; exiting within " +
+			  std::to_string(kPostmasterDeathGraceMs) + " ms");
+	g_host->postmaster_dead.store(true);
+	Dispatch("postmaster_death");
+	for (;;)
+	{
+		long		left;
+		int			timeout;
+		struct pollfd pfd = {uv_backend_fd(loop), POLLIN, 0};
+
+		RunPending();
+		if (CheckGuards() || g_host->exit_requested)
+			break;
+		left = std::chrono::duration_cast<std::chrono::milliseconds>(
+			deadline - std::chrono::steady_clock::now()).count();
+		if (left <= 0)
+			break;
+		uv_update_time(loop);
+		timeout = uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1;
+		if (timeout < 0 || timeout > left)
+			timeout = (int) left;
+		(void) poll(&pfd, 1, timeout);
+	}
+	RequestExit(1);
+}
+
 int
 RunLoop()
 {
@@ -264,21 +194,23 @@ RunLoop()
 		HandleScope handle_scope(isolate);
 		Local<Context> context = setup->context();
 		Context::Scope context_scope(context);
+		MaybeLocal<Value> ret;
+		Local<Value> fn;
 
 		context->Global()->Set(context,
 							   String::NewFromUtf8Literal(isolate, "__pgTsworkerHost"),
 							   MakeHostObject(isolate, context)).Check();
+		{
+			InJavaScript in_js;
 
-		MaybeLocal<Value> ret = node::LoadEnvironment(env, kBootstrap);
-		Local<Value> fn;
-
-		if (CheckWatchdog() || g_host->exit_requested)
+			ret = node::LoadEnvironment(env, kBootstrap);
+		}
+		if (CheckGuards() || g_host->exit_requested)
 			return g_host->exit_code;
 		if (!ret.ToLocal(&fn) || !fn->IsFunction())
 		{
-			LogString(TSW_LOG_WARNING,
-					  "could not start the runtime in " + g_host->runtime_dir +
-					  " (is pg_tsworker installed? run scripts/setup)");
+			tsw_host_fail(("could not start the runtime in " + g_host->runtime_dir +
+						   " (is pg_tsworker installed? run scripts/setup)").c_str());
 			return 1;
 		}
 		g_host->dispatch.Reset(isolate, fn.As<Function>());
@@ -289,7 +221,7 @@ RunLoop()
 		int			events;
 
 		RunPending();
-		if (CheckWatchdog() || g_host->exit_requested)
+		if (CheckGuards() || g_host->exit_requested)
 			break;
 
 		/*
@@ -303,8 +235,7 @@ RunLoop()
 							   uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1);
 		if (events & TSW_EV_PM_DEATH)
 		{
-			LogString(TSW_LOG_LOG, "postmaster died; exiting");
-			RequestExit(1);
+			AfterPostmasterDeath();
 			break;
 		}
 		if (events & TSW_EV_ERROR)
@@ -323,7 +254,7 @@ RunLoop()
 		}
 		if (events & TSW_EV_LATCH)
 			Dispatch("latch");
-		if (CheckWatchdog())
+		if (CheckGuards())
 			break;
 	}
 	return g_host->exit_code;
@@ -348,26 +279,6 @@ Teardown()
 		g_host->dispatch.Reset();
 		node::Stop(g_host->setup->env());
 	}
-}
-
-/*
- * V8's fatal and out-of-memory errors would otherwise abort() the process.
- * Log, then leave through proc_exit(1) so that PostgreSQL's own cleanup
- * runs and the postmaster sees an ordinary failure.
- */
-void
-OnFatalError(const char *location, const char *message)
-{
-	tsw_host_fatal((std::string("V8 fatal error in ") + (location ? location : "?") +
-					": " + (message ? message : "")).c_str());
-}
-
-void
-OnOOMError(const char *location, bool is_heap_oom)
-{
-	tsw_host_fatal((std::string("JavaScript out of memory") +
-					(is_heap_oom ? " (heap)" : " (process)") + " in " +
-					(location ? location : "?")).c_str());
 }
 
 }								/* namespace */
@@ -433,17 +344,12 @@ tsw_node_start(const TswHostInfo *info)
 	}
 
 	{
-		Isolate    *isolate = g_host->setup->isolate();
-
-		isolate->AddNearHeapLimitCallback(NearHeapLimit, isolate);
-		isolate->SetFatalErrorHandler(OnFatalError);
-		isolate->SetOOMErrorHandler(OnOOMError);
 		node::SetProcessExitHandler(g_host->setup->env(),
 									[](node::Environment *env, int code) {
 			if (!g_host->exit_requested)
 				LogString(TSW_LOG_LOG, "process.exit(" + std::to_string(code) + ") called");
 			RequestExit(code);
-			node::Stop(env);
+			StopJavaScript();
 		});
 	}
 
@@ -466,8 +372,8 @@ tsw_node_start(const TswHostInfo *info)
 			uv_run(loop, UV_RUN_ONCE);
 	}
 
-	/* also created while every signal is blocked */
-	g_host->watchdog = std::thread(WatchdogMain, g_host->setup->isolate());
+	/* the watchdog thread is created while every signal is blocked too */
+	InstallGuards(g_host->setup->isolate());
 	return 0;
 }
 
@@ -484,10 +390,9 @@ tsw_node_run(void)
 		code = RunLoop();
 	}
 	if (g_host->heap_limit_reached)
-		LogString(TSW_LOG_WARNING,
-				  "JavaScript heap limit reached (" +
-				  std::to_string(g_host->heap_limit / (1024 * 1024)) +
-				  " MB, tsworker.max_old_space_mb); worker stopped");
+		tsw_host_fail(("JavaScript heap limit reached (" +
+					   std::to_string(g_host->heap_limit / (1024 * 1024)) +
+					   " MB, tsworker.max_old_space_mb); worker stopped").c_str());
 	Teardown();
 	return code;
 }

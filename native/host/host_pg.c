@@ -12,7 +12,11 @@
  * Signal handling follows contrib/pg_prewarm/autoprewarm.c: SIGTERM and
  * SIGHUP only set flags and the latch (SignalHandlerForShutdownRequest,
  * SignalHandlerForConfigReload), so shutdown and reload arrive as events of
- * the shared event loop instead of a FATAL under JavaScript frames.
+ * the shared event loop instead of a FATAL under JavaScript frames.  A
+ * SIGTERM that finds the main thread inside a PostgreSQL call also cancels
+ * what that call waits for (a statement, a lock, COMMIT waiting for a
+ * synchronous standby), as a regular backend's would.  How the process
+ * ends is host_exit.c's business.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +36,7 @@
 #include "utils/memutils.h"
 
 #include "../shim/pg_tsworker.h"
+#include "host_exit.h"
 #include "host_pg.h"
 
 PG_MODULE_MAGIC;
@@ -41,19 +46,13 @@ PGDLLEXPORT void pg_tsworker_host_main(Datum main_arg);
 static char tsw_host_name[TSW_NAME_MAXLEN + 1] = "?";
 static WaitEventSet *tsw_wait_set = NULL;
 static int	tsw_wait_set_fd = -1;
-
-static void tsw_host_on_proc_exit(int code, Datum arg);
-static void tsw_host_sigterm(SIGNAL_ARGS);
-static void tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info);
-static bool tsw_host_on_main_thread(void);
-
 static pthread_t tsw_main_thread;
 
-static bool
-tsw_host_on_main_thread(void)
-{
-	return pthread_equal(pthread_self(), tsw_main_thread) != 0;
-}
+/* set by the watchdog: the next SIGTERM inside a PostgreSQL call is a die */
+static volatile sig_atomic_t tsw_die_asked = 0;
+
+static void tsw_host_sigterm(SIGNAL_ARGS);
+static void tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info);
 static void tsw_host_log_caught(const char *what, MemoryContext oldcontext);
 
 void
@@ -67,14 +66,14 @@ pg_tsworker_host_main(Datum main_arg)
 	tsw_main_thread = pthread_self();
 	pqsignal(SIGTERM, tsw_host_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	on_proc_exit(tsw_host_on_proc_exit, (Datum) 0);
+	tsw_host_install_proc_exit();
 
 	if (!tsw_slot_claim(DatumGetInt32(main_arg), &slot, &why))
 	{
 		ereport(LOG,
 				(errmsg("tsworker \"%s\": not starting: %s",
 						MyBgworkerEntry->bgw_type, why)));
-		proc_exit(0);
+		tsw_host_exit(0);
 	}
 	strlcpy(tsw_host_name, slot.name, sizeof(tsw_host_name));
 
@@ -85,12 +84,13 @@ pg_tsworker_host_main(Datum main_arg)
 		ereport(WARNING,
 				(errmsg("tsworker \"%s\": %s", tsw_host_name, why),
 				 errhint("A module must be a regular file that only root or the server's OS user can write, in a directory no one else can write.")));
-		proc_exit(1);
+		tsw_host_exit(1);
 	}
 
 	tsw_host_fill_info(&slot, &info);
 	if (tsw_node_start(&info) != 0)
-		proc_exit(1);			/* tsw_node_start logged why */
+		tsw_host_exit(1);	/* tsw_node_start logged why */
+	tsw_host_install_exit_guards();
 
 	BackgroundWorkerUnblockSignals();
 	if (OidIsValid(slot.dboid))
@@ -112,18 +112,27 @@ pg_tsworker_host_main(Datum main_arg)
 	 */
 	ResetLatch(MyLatch);
 
+	/* a fatal signal while JavaScript runs lands here: see host_exit.c */
+	tsw_fatal_saved_exception_stack = PG_exception_stack;
+	if (sigsetjmp(tsw_fatal_signal_jmp, 1) != 0)
+		tsw_host_fatal_signal_exit();
+	tsw_fatal_signal_jmp_ready = 1;
+
 	code = tsw_node_run();
-	ereport(LOG,
-			(errmsg("tsworker \"%s\": exiting with code %d", tsw_host_name, code)));
-	proc_exit(code);
+	tsw_fatal_signal_jmp_ready = 0;
+	tsw_host_exit(code);
 }
 
 /*
  * SIGTERM: shutdown arrives as a flag and a latch event
  * (SignalHandlerForShutdownRequest), never as a FATAL under JavaScript
- * frames.  A statement running at that moment is cancelled too, so that a
- * long query does not hold the shutdown up: it fails with SQLSTATE 57014
- * and JavaScript sees a PgError.
+ * frames.  If the main thread is inside a PostgreSQL call, what it waits
+ * for is cancelled too, so that nothing holds the shutdown up: a statement
+ * fails with SQLSTATE 57014 (JavaScript sees a PgError), a COMMIT stops
+ * waiting for synchronous replication (committed locally, as in any
+ * backend).  When the watchdog finds the worker still inside PostgreSQL
+ * after terminate_grace, it asks for a die instead: FATAL at the next
+ * interrupt check, then proc_exit.
  */
 static void
 tsw_host_sigterm(SIGNAL_ARGS)
@@ -133,30 +142,32 @@ tsw_host_sigterm(SIGNAL_ARGS)
 	ShutdownRequestPending = true;
 	if (tsw_query_depth > 0)
 	{
-		tsw_cancel_for_shutdown = true;
-		QueryCancelPending = true;
+		if (tsw_die_asked)
+			ProcDiePending = true;
+		else
+		{
+			tsw_cancel_for_shutdown = true;
+			QueryCancelPending = true;
+		}
 		InterruptPending = true;
 	}
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
 
-/*
- * Registered before anything else of ours, so it runs after the cleanup
- * callbacks PostgreSQL registers while connecting (on_shmem_exit callbacks,
- * which release shared resources, have all run before any on_proc_exit one).
- * Once Node.js has been loaded, exit() is not safe: libnode's static
- * destructors crash after V8 has been disposed (seen as SIGSEGV at exit),
- * and if Node.js still runs (a FATAL raised inside a call from JavaScript)
- * they would race V8's threads.  Either way the postmaster would treat the
- * signal as a crash of the whole cluster, so leave with _exit(), with the
- * code the slot decided (0 instead of 1 when the worker was stopped or is
- * disabled after a crash loop: see slots.c).
- */
-static void
-tsw_host_on_proc_exit(int code, Datum arg)
+int
+tsw_host_on_main_thread(void)
 {
-	_exit(tsw_slot_final_exit_code(code));
+	return pthread_equal(pthread_self(), tsw_main_thread) != 0;
+}
+
+void
+tsw_host_interrupt_postgres(int die)
+{
+	if (die)
+		tsw_die_asked = 1;
+	/* handled on the main thread, which alone has signals unblocked */
+	pthread_kill(tsw_main_thread, SIGTERM);
 }
 
 static void
@@ -320,40 +331,7 @@ tsw_host_log(int level, const char *msg)
 }
 
 
-/*
- * Called by V8's fatal-error and out-of-memory handlers instead of abort().
- * On the main thread: log and proc_exit(1), which runs PostgreSQL's cleanup
- * (so the postmaster sees an ordinary exit 1) and ends in _exit().  On
- * another thread nothing of PostgreSQL's may run: write the message and
- * _exit(1) (the postmaster then restarts the cluster, but that is no worse
- * than the abort it replaces).
- */
-void
-tsw_host_fatal(const char *msg)
-{
-	if (getpid() != MyProcPid || !tsw_host_on_main_thread())
-	{
-		char		buf[512];
-		int			n = snprintf(buf, sizeof(buf), "tsworker \"%s\": %s\n", tsw_host_name, msg);
-
-		if (write(STDERR_FILENO, buf, Min(n, (int) sizeof(buf) - 1)) < 0)
-			_exit(1);
-		_exit(1);
-	}
-	PG_TRY();
-	{
-		ereport(LOG,
-				(errmsg("tsworker \"%s\": %s; worker stopped", tsw_host_name, msg)));
-	}
-	PG_CATCH();
-	{
-		FlushErrorState();
-	}
-	PG_END_TRY();
-	proc_exit(1);
-}
-
-/* Set the latch from the watchdog thread (SetLatch is signal-handler safe). */
+/* Set the latch from any thread (SetLatch is signal-handler safe). */
 void
 tsw_host_wake(void)
 {

@@ -61,7 +61,7 @@ extern int	tsw_host_wait(int uv_fd, int timeout_ms);
 /* Process interrupts that are safe to handle between JavaScript calls. */
 extern void tsw_host_check_interrupts(void);
 
-/* Set the process latch; safe from the watchdog thread. */
+/* Set the process latch; safe from any thread. */
 extern void tsw_host_wake(void);
 
 /* The postmaster's pid. */
@@ -73,14 +73,53 @@ extern int	tsw_host_terminate_grace(void);
 /* True once SIGTERM asked the worker to stop (safe from any thread). */
 extern int	tsw_host_shutdown_requested(void);
 
-/* If SIGHUP arrived, reread the configuration files and return 1. */
-extern int	tsw_host_reload_if_pending(void);
-
 /* Log a message from the host, prefixed with the worker's name. */
 extern void tsw_host_log(int level, const char *msg);
 
-/* Log a fatal error of the JavaScript engine and proc_exit(1); never returns. */
+/* If SIGHUP arrived, reread the configuration files and return 1. */
+extern int	tsw_host_reload_if_pending(void);
+
+/*
+ * The worker's run failed: log `msg` as a WARNING and keep its first line
+ * as the slot's last_error (the first reason of a run is kept).
+ */
+extern void tsw_host_fail(const char *msg);
+
+/* True on the worker's main thread (the one that runs PostgreSQL and V8). */
+extern int	tsw_host_on_main_thread(void);
+
+/*
+ * The host is about to run JavaScript (1) or is back from it (0).  A fatal
+ * signal raised by V8 or Node.js on the main thread while JavaScript runs,
+ * and not inside a PostgreSQL call, ends in a logged exit 1 (host_exit.c).
+ */
+extern void tsw_host_set_in_javascript(int running);
+
+/*
+ * From the watchdog thread: if the main thread is inside a PostgreSQL call,
+ * cancel what it waits for (die = 0: the statement fails with 57014, a
+ * COMMIT stops waiting for synchronous replication), or make it exit at the
+ * next interrupt check (die = 1: FATAL, then proc_exit).  Nothing happens
+ * while the main thread is elsewhere.
+ */
+extern void tsw_host_interrupt_postgres(int die);
+
+/*
+ * A fatal error of the JavaScript engine on the main thread: log it, keep it
+ * as last_error, proc_exit(1); never returns.
+ */
 extern void tsw_host_fatal(const char *msg) __attribute__((noreturn));
+
+/* Install the exit guards of host_exit.c (once Node.js is initialised). */
+extern void tsw_host_install_exit_guards(void);
+
+/*
+ * Implemented in host_guard.cc: a fatal error raised on a thread other than
+ * the main one (a V8 helper thread, or exit() called there).  JavaScript is
+ * stopped and the main thread asked to exit with the message; this thread
+ * never returns.
+ */
+extern void tsw_node_thread_fatal(const char *msg) __attribute__((noreturn));
 
 
 #ifdef __cplusplus

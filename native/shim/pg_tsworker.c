@@ -204,6 +204,21 @@ _PG_init(void)
 	MarkGUCPrefixReserved("tsworker");
 
 	tsw_shmem_init_hooks();
+
+	/*
+	 * pg_upgrade starts both servers in binary-upgrade mode, and restores
+	 * the schema with connections of its own: a worker connected to a
+	 * database would make that fail ("being accessed by other users"), and
+	 * nothing may write meanwhile.  A single-user server runs no background
+	 * workers at all.  Declared settings stay placeholders then.
+	 */
+	if (IsBinaryUpgrade || !IsPostmasterEnvironment)
+	{
+		ereport(LOG,
+				(errmsg("pg_tsworker: no workers start in %s mode",
+						IsBinaryUpgrade ? "binary-upgrade" : "single-user")));
+		return;
+	}
 	tsw_register_workers();
 }
 

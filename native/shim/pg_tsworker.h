@@ -95,6 +95,14 @@ extern char *tsw_declared_setting(const char *config_name, const char *setting);
 /* Define the settings configured workers declare (worker_settings.c). */
 extern void tsw_define_worker_settings(TswWorkerSpec *specs, int n);
 
+/*
+ * Load a module as worker `name` would and check the settings given to
+ * tsworker.launch(); NULL if it can start, else the reason (and in *detail
+ * every bad setting).  Runs a Node.js child process; cancellable.
+ */
+extern char *tsw_check_launch(const char *name, const char *module,
+							  const char *settings, char **detail);
+
 /* Shared memory (slots.c) */
 extern void tsw_shmem_init_hooks(void);
 extern void tsw_register_static_worker(int index, const TswWorkerSpec *spec);

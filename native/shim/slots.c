@@ -269,18 +269,27 @@ tsw_slot_note_loop(void)
 	LWLockRelease(tsw_shared->lock);
 }
 
+/*
+ * The run failed: keep the first line of `message` as last_error.  The
+ * first reason of a run is kept (what follows, such as the FATAL of a
+ * worker made to exit, is a consequence).
+ */
 void
 tsw_slot_set_error(const char *message)
 {
 	TswSlot    *slot = tsw_own_slot();
 	TimestampTz now = GetCurrentTimestamp();
+	size_t		len = strcspn(message, "\n");
 
 	if (slot == NULL)
 		return;
 	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-	strlcpy(slot->last_error, message, sizeof(slot->last_error));
-	slot->last_error_at = now;
-	slot->failed_run = true;
+	if (!slot->failed_run)
+	{
+		strlcpy(slot->last_error, message, Min(len + 1, sizeof(slot->last_error)));
+		slot->last_error_at = now;
+		slot->failed_run = true;
+	}
 	LWLockRelease(tsw_shared->lock);
 }
 
@@ -388,8 +397,12 @@ tsw_slot_on_exit(int code, Datum arg)
 	{
 		slot->pid = 0;
 		slot->last_exit = final;
-		/* exit 1 without a failure: a requested restart is due */
-		slot->state = failure ? TSW_STATE_FAILED :
+		/*
+		 * Stopped by tsworker.stop() even if it had to be forced; exit 1
+		 * without a failure: a requested restart is due.
+		 */
+		slot->state = slot->stop_requested ? TSW_STATE_STOPPED :
+			failure ? TSW_STATE_FAILED :
 			final == 0 ? TSW_STATE_STOPPED : TSW_STATE_STARTING;
 	}
 	LWLockRelease(tsw_shared->lock);

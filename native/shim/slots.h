@@ -11,6 +11,7 @@
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "pg_tsworker.h"
 
 typedef struct TswSlot
@@ -47,6 +48,10 @@ typedef struct TswSlot
 	bool		restart_run;	/* this run asked to be restarted (restart: always) */
 	int32		recent_failures;
 	TimestampTz first_recent_failure;
+
+	/* the dynamic registration of this slot's worker, if it has one */
+	bool		has_handle;
+	BackgroundWorkerHandle handle;
 } TswSlot;
 
 typedef struct TswShared

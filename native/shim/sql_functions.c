@@ -34,6 +34,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "compat.h"
 #include "pg_tsworker.h"
 #include "slots.h"
 
@@ -49,6 +50,7 @@ static int	tsw_lock_slot(const char *name, LWLockMode mode);
 static char *tsw_resolve_module(const char *module, bool *builtin);
 static bool tsw_path_inside(const char *path, const char *dir);
 static pid_t tsw_start_slot(int index, bool wait);
+static char *tsw_bgworker_usage(void);
 
 static void
 tsw_require_shared(void)
@@ -199,6 +201,38 @@ tsw_resolve_module(const char *module, bool *builtin)
 	return pstrdup(resolved);
 }
 
+/*
+ * What holds the background worker slots (max_worker_processes), for the
+ * message of a failed registration: pg_tsworker's own running workers and
+ * those waiting to be restarted; the rest belong to PostgreSQL or other
+ * extensions.
+ */
+static char *
+tsw_bgworker_usage(void)
+{
+	int			running = 0;
+	int			waiting = 0;
+	int			i;
+
+	LWLockAcquire(tsw_shared->lock, LW_SHARED);
+	for (i = 0; i < tsw_shared->nslots; i++)
+	{
+		TswSlot    *s = &tsw_shared->slots[i];
+
+		if (!s->in_use)
+			continue;
+		if (s->pid != 0)
+			running++;
+		else if (s->last_exit != 0)
+			waiting++;
+	}
+	LWLockRelease(tsw_shared->lock);
+	return psprintf("max_worker_processes is %d: pg_tsworker holds %d of its slots (%d running, "
+					"%d waiting to be restarted); the others belong to PostgreSQL "
+					"(the logical replication launcher and workers, parallel query workers) or to other extensions.",
+					max_worker_processes, running + waiting, running, waiting);
+}
+
 /* Register a dynamic background worker for slot `index`; return its pid. */
 static pid_t
 tsw_start_slot(int index, bool wait)
@@ -223,6 +257,10 @@ tsw_start_slot(int index, bool wait)
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		return -1;
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	slot->handle = *handle;
+	slot->has_handle = true;
+	LWLockRelease(tsw_shared->lock);
 	if (!wait)
 		return 0;
 
@@ -317,6 +355,19 @@ tsworker_launch(PG_FUNCTION_ARGS)
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_DATABASE, database);
 
+	/* load the module as the worker will, and check the settings given */
+	{
+		char	   *detail;
+		char	   *why = tsw_check_launch(name, path, settings, &detail);
+
+		if (why != NULL)
+			ereport(ERROR,
+					(errcode(detail ? ERRCODE_INVALID_PARAMETER_VALUE : ERRCODE_INVALID_OBJECT_DEFINITION),
+					 errmsg("%s", why),
+					 detail ? errdetail("%s.", detail) : 0,
+					 detail ? 0 : errhint("Run the module with pg_tsworker's runtime to see the full error, or read the server log.")));
+	}
+
 	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
 	i = tsw_find_slot(name);
 	if (i >= 0)
@@ -407,8 +458,9 @@ tsworker_launch(PG_FUNCTION_ARGS)
 		LWLockRelease(tsw_shared->lock);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not register background worker \"%s\"", name),
-				 errhint("Raise max_worker_processes.")));
+				 errmsg("could not register background worker \"%s\": no free background worker slot", name),
+				 errdetail("%s", tsw_bgworker_usage()),
+				 errhint("Raise max_worker_processes (needs a restart), or stop workers that wait to be restarted with tsworker.stop().")));
 	}
 	/*
 	 * Record the pid now, not only when the worker claims its slot a moment
@@ -437,13 +489,31 @@ tsworker_stop(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int			i;
 	pid_t		pid;
+	TswSlot    *slot;
 
 	tsw_require_shared();
 	i = tsw_lock_slot(name, LW_EXCLUSIVE);
-	tsw_shared->slots[i].stop_requested = true;
-	pid = tsw_shared->slots[i].pid;
+	slot = &tsw_shared->slots[i];
+	slot->stop_requested = true;
+	pid = slot->pid;
 	if (pid != 0)
-		tsw_shared->slots[i].state = TSW_STATE_STOPPING;
+		slot->state = TSW_STATE_STOPPING;
+	else if (slot->last_exit != 0)
+	{
+		/*
+		 * Registered and waiting to be (re)started: cancel a dynamic
+		 * registration now, so that it does not hold a background worker
+		 * slot until its restart time.  (A configured worker's registration
+		 * stays until then; it exits at once when started.)
+		 */
+		if (slot->has_handle)
+		{
+			TerminateBackgroundWorker(&slot->handle);
+			slot->has_handle = false;
+			slot->last_exit = 0;
+		}
+		slot->state = TSW_STATE_STOPPED;
+	}
 	LWLockRelease(tsw_shared->lock);
 
 	if (pid != 0 && kill(pid, SIGTERM) != 0)
@@ -489,12 +559,14 @@ tsworker_reload(PG_FUNCTION_ARGS)
 	for (i = 0; i < tsw_shared->nslots; i++)
 	{
 		TswSlot    *slot = &tsw_shared->slots[i];
+		TswSlot		before;
 		bool		start = false;
 
 		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
 		/* not running and not due to run: stopped, finished, or disabled */
 		if (slot->in_use && slot->pid == 0 && slot->last_exit == 0)
 		{
+			before = *slot;
 			slot->last_exit = -1;
 			slot->disabled = false;
 			slot->stop_requested = false;
@@ -503,8 +575,31 @@ tsworker_reload(PG_FUNCTION_ARGS)
 			start = true;
 		}
 		LWLockRelease(tsw_shared->lock);
-		if (start && tsw_start_slot(i, false) == 0)
+		if (!start)
+			continue;
+		if (tsw_start_slot(i, false) == 0)
+		{
 			started++;
+			continue;
+		}
+
+		/* no background worker slot: leave it as it was, and say so */
+		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+		slot->last_exit = before.last_exit;
+		slot->disabled = before.disabled;
+		slot->stop_requested = before.stop_requested;
+		slot->recent_failures = before.recent_failures;
+		slot->state = before.state;
+		snprintf(slot->last_error, sizeof(slot->last_error),
+				 "not started by tsworker.reload(): no free background worker slot (max_worker_processes is %d)",
+				 max_worker_processes);
+		slot->last_error_at = GetCurrentTimestamp();
+		LWLockRelease(tsw_shared->lock);
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start worker \"%s\": no free background worker slot", slot->name),
+				 errdetail("%s", tsw_bgworker_usage()),
+				 errhint("Raise max_worker_processes (needs a restart).")));
 	}
 	PG_RETURN_INT32(started);
 }

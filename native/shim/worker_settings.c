@@ -13,6 +13,10 @@
  * value in postgresql.conf.  A module that cannot be read is reported with
  * a WARNING and its worker falls back to reading placeholders.
  *
+ * tsworker.launch() runs the same child for the one module it is asked to
+ * start (tsw_check_launch): a module that does not load, or settings its
+ * declarations refuse, are reported to the caller before anything starts.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -34,7 +38,9 @@
 
 #define TSW_MANIFEST_TIMEOUT_MS 30000
 
-static char *tsw_run_manifest(TswWorkerSpec *specs, int n);
+static char *tsw_run_manifest(char **args, int nargs, bool in_backend);
+static char *tsw_manifest_wait(pid_t pid, int fd, bool in_backend);
+static int	tsw_manifest_line(char **cursor, char **f, int max);
 static void tsw_define_setting(char **f);
 static int	tsw_unit_flag(const char *unit);
 
@@ -56,9 +62,13 @@ tsw_unit_flag(const char *unit)
 	return 0;
 }
 
-/* Run the manifest child; return its output, or NULL (a WARNING says why). */
+/*
+ * Run the manifest child (manifest.js with `args`); return its output, or
+ * NULL when it failed (a WARNING says why).  In a backend the wait can be
+ * cancelled, and the child is killed then.
+ */
 static char *
-tsw_run_manifest(TswWorkerSpec *specs, int n)
+tsw_run_manifest(char **args, int nargs, bool in_backend)
 {
 	char		exe[MAXPGPATH];
 	char		script[MAXPGPATH];
@@ -67,9 +77,6 @@ tsw_run_manifest(TswWorkerSpec *specs, int n)
 	char	  **argv;
 	int			pipefd[2];
 	pid_t		pid;
-	StringInfoData out;
-	int			status;
-	int			waited = 0;
 	int			i;
 
 	tsw_native_dir(native, sizeof(native));
@@ -77,13 +84,12 @@ tsw_run_manifest(TswWorkerSpec *specs, int n)
 	snprintf(exe, sizeof(exe), "%s/pg_tsworker_node", native);
 	snprintf(script, sizeof(script), "%s/dist/runtime/manifest.js", runtime);
 
-	argv = palloc0(sizeof(char *) * (n + 5));
+	argv = palloc0(sizeof(char *) * (nargs + 4));
 	argv[0] = exe;
 	argv[1] = "--max-old-space-size=256";
 	argv[2] = script;
-	argv[3] = runtime;
-	for (i = 0; i < n; i++)
-		argv[4 + i] = psprintf("%s=%s", specs[i].name, specs[i].module);
+	for (i = 0; i < nargs; i++)
+		argv[3 + i] = args[i];
 
 	if (pipe(pipefd) != 0)
 	{
@@ -95,6 +101,8 @@ tsw_run_manifest(TswWorkerSpec *specs, int n)
 	if (pid < 0)
 	{
 		ereport(WARNING, (errmsg("pg_tsworker: could not fork: %m")));
+		close(pipefd[0]);
+		close(pipefd[1]);
 		return NULL;
 	}
 	if (pid == 0)
@@ -116,49 +124,148 @@ tsw_run_manifest(TswWorkerSpec *specs, int n)
 		_exit(127);
 	}
 	close(pipefd[1]);
+	return tsw_manifest_wait(pid, pipefd[0], in_backend);
+}
+
+/* Read the child's output until it exits or TSW_MANIFEST_TIMEOUT_MS passes. */
+static char *
+tsw_manifest_wait(pid_t pid, int fd, bool in_backend)
+{
+	StringInfoData out;
+	int			status = 0;
+	int			waited = 0;
+	bool		timed_out = false;
 
 	initStringInfo(&out);
-	for (;;)
+	PG_TRY();
 	{
-		struct pollfd pfd = {pipefd[0], POLLIN, 0};
-		int			rc = poll(&pfd, 1, 100);
-		char		buf[4096];
-		ssize_t		got;
-
-		if (rc < 0 && errno != EINTR)
-			break;
-		if (rc == 0)
+		for (;;)
 		{
-			waited += 100;
-			if (waited >= TSW_MANIFEST_TIMEOUT_MS)
-			{
-				kill(pid, SIGKILL);
-				ereport(WARNING,
-						(errmsg("pg_tsworker: reading the settings of the configured workers took more than %d s; gave up",
-								TSW_MANIFEST_TIMEOUT_MS / 1000)));
+			struct pollfd pfd = {fd, POLLIN, 0};
+			int			rc = poll(&pfd, 1, 100);
+			char		buf[4096];
+			ssize_t		got;
+
+			if (in_backend)
+				CHECK_FOR_INTERRUPTS();
+			if (rc < 0 && errno != EINTR)
 				break;
+			if (rc <= 0)
+			{
+				waited += 100;
+				if (waited >= TSW_MANIFEST_TIMEOUT_MS)
+				{
+					timed_out = true;
+					kill(pid, SIGKILL);
+					break;
+				}
+				continue;
 			}
-			continue;
+			got = read(fd, buf, sizeof(buf));
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0)
+				break;
+			appendBinaryStringInfo(&out, buf, got);
 		}
-		got = read(pipefd[0], buf, sizeof(buf));
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0)
-			break;
-		appendBinaryStringInfo(&out, buf, got);
 	}
-	close(pipefd[0]);
+	PG_CATCH();
+	{
+		/* cancelled: leave no child behind */
+		kill(pid, SIGKILL);
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		close(fd);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	close(fd);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	if (timed_out)
+	{
+		ereport(WARNING,
+				(errmsg("pg_tsworker: loading worker modules took more than %d s; gave up",
+						TSW_MANIFEST_TIMEOUT_MS / 1000)));
+		return NULL;
+	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 	{
 		ereport(WARNING,
-				(errmsg("pg_tsworker: could not read the settings of the configured workers (%s exited with status %d)",
-						exe, WIFEXITED(status) ? WEXITSTATUS(status) : -1),
-				 errhint("Worker settings are read from placeholders; is pg_tsworker installed completely?")));
+				(errmsg("pg_tsworker: could not load worker modules (pg_tsworker_node exited with status %d)",
+						WIFEXITED(status) ? WEXITSTATUS(status) : -1),
+				 errhint("Is pg_tsworker installed completely?")));
 		return NULL;
 	}
 	return out.data;
+}
+
+/*
+ * Take the next line of the manifest output at *cursor and split it into at
+ * most `max` tab-separated fields; returns how many, or -1 at the end.
+ */
+static int
+tsw_manifest_line(char **cursor, char **f, int max)
+{
+	char	   *line = *cursor;
+	char	   *next;
+	int			nf = 0;
+
+	if (line == NULL || *line == '\0')
+		return -1;
+	next = strchr(line, '\n');
+	if (next)
+		*next++ = '\0';
+	*cursor = next;
+	while (nf < max)
+	{
+		char	   *tab = strchr(line, '\t');
+
+		f[nf++] = line;
+		if (tab == NULL)
+			break;
+		*tab = '\0';
+		line = tab + 1;
+	}
+	return nf;
+}
+
+/*
+ * tsworker.launch(): load `module` as worker `name` would and check the
+ * settings given (a JSON object).  Returns NULL when the worker can start;
+ * else the reason, and in *detail every bad setting (or NULL).
+ */
+char *
+tsw_check_launch(const char *name, const char *module, const char *settings, char **detail)
+{
+	char	   *args[4];
+	char	   *output;
+	char	   *f[3];
+	int			nf;
+	StringInfoData bad;
+
+	*detail = NULL;
+	args[0] = "--launch";
+	args[1] = palloc(MAXPGPATH);
+	tsw_runtime_dir(args[1], MAXPGPATH);
+	args[2] = psprintf("%s=%s", name, module);
+	args[3] = pstrdup(settings);
+	output = tsw_run_manifest(args, 4, true);
+	if (output == NULL)
+		return psprintf("could not load module \"%s\" (see the server log)", module);
+
+	initStringInfo(&bad);
+	while ((nf = tsw_manifest_line(&output, f, 3)) >= 0)
+	{
+		if (nf == 3 && strcmp(f[0], "error") == 0)
+			return psprintf("could not load module \"%s\": %s", module, f[2]);
+		if (nf == 3 && strcmp(f[0], "launch_error") == 0)
+			appendStringInfo(&bad, "%s%s", bad.len > 0 ? "; " : "", f[2]);
+	}
+	if (bad.len == 0)
+		return NULL;
+	*detail = bad.data;
+	return psprintf("invalid settings for worker \"%s\"", name);
 }
 
 /* f: setting worker name type default min max unit values description context */
@@ -257,41 +364,35 @@ tsw_define_setting(char **f)
 void
 tsw_define_worker_settings(TswWorkerSpec *specs, int n)
 {
+	char	  **args;
 	char	   *output;
-	char	   *line;
-	char	   *next;
+	char	   *f[11];
+	int			nf;
 	bool	   *ok;
 	int			i;
 
 	if (n == 0)
 		return;
-	output = tsw_run_manifest(specs, n);
+	args = palloc(sizeof(char *) * (n + 1));
+	args[0] = palloc(MAXPGPATH);
+	tsw_runtime_dir(args[0], MAXPGPATH);
+	for (i = 0; i < n; i++)
+		args[1 + i] = psprintf("%s=%s", specs[i].name, specs[i].module);
+	output = tsw_run_manifest(args, n + 1, false);
 	if (output == NULL)
+	{
+		ereport(WARNING,
+				(errmsg("pg_tsworker: could not read the settings of the configured workers"),
+				 errhint("Worker settings are read from placeholders until the next server start.")));
 		return;
+	}
 
 	ok = palloc(sizeof(bool) * n);
 	for (i = 0; i < n; i++)
 		ok[i] = true;
 
-	for (line = output; line && *line; line = next)
+	while ((nf = tsw_manifest_line(&output, f, 11)) >= 0)
 	{
-		char	   *f[11];
-		int			nf = 0;
-		char	   *p = line;
-
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		while (nf < 11)
-		{
-			char	   *tab = strchr(p, '\t');
-
-			f[nf++] = p;
-			if (tab == NULL)
-				break;
-			*tab = '\0';
-			p = tab + 1;
-		}
 		if (strcmp(f[0], "setting") == 0 && nf == 11)
 			tsw_define_setting(f);
 		else if (strcmp(f[0], "worker") == 0 && nf >= 4)

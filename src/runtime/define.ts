@@ -154,6 +154,15 @@ export interface WorkerEvents {
   reload: () => void;
   /** The server asked the worker to stop (SIGTERM); `w.wait()` now returns false. */
   shutdown: () => void;
+  /**
+   * The postmaster is gone (it crashed or was killed). `shutdown` listeners
+   * have run first. The process keeps serving its event loop (timers,
+   * sockets) but runs no more SQL (it throws PgError 57P01), and exits once
+   * the promises these listeners return have settled, or 1 s after the
+   * postmaster's death, whichever comes first: time enough to give up a
+   * lease or close a connection.
+   */
+  postmasterDeath: () => void | Promise<unknown>;
 }
 
 /** A JSON-serialisable value. */

@@ -14,6 +14,7 @@ import * as path from 'path';
 import { loadAddon, LogLevel, SlotState, type Addon } from './addon';
 import { isWorkerDefinition, type WorkerDefinition } from './define';
 import { PgError } from './errors';
+import { describe, summarize } from './failure';
 import { Interval } from './interval';
 import { formatParam } from './params';
 import type { SettingsSpec } from './settings';
@@ -45,25 +46,11 @@ export interface HostInterface {
 }
 
 /** Loop events sent by the host. */
-export type HostEvent = 'latch' | 'reload' | 'shutdown';
+export type HostEvent = 'latch' | 'reload' | 'shutdown' | 'postmaster_death';
 
 type ModuleInternals = typeof Module & {
   _resolveFilename(request: string, parent: unknown, isMain: boolean, options?: unknown): string;
 };
-
-function describe(err: unknown): string {
-  if (err instanceof Error) {
-    let text = err.stack ?? `${err.name}: ${err.message}`;
-    if (err instanceof PgError) {
-      if (err.code) text += `\nSQLSTATE: ${err.code}`;
-      if (err.detail) text += `\nDETAIL: ${err.detail}`;
-      if (err.hint) text += `\nHINT: ${err.hint}`;
-      if (err.where) text += `\nCONTEXT: ${err.where}`;
-    }
-    return text;
-  }
-  return `non-error value thrown: ${String(err)}`;
-}
 
 /**
  * Make `pg-tsworker` resolvable from anywhere, and packages shipped with the
@@ -153,8 +140,12 @@ export function start(host: HostInterface): (event: HostEvent) => void {
   let worker: Worker<SettingsSpec> | undefined;
   let policy: WorkerDefinition['restart'] = 'on-failure';
 
-  /** Exit with `code` as the restart policy has it. */
-  const finish = (code: number, message: string, level: LogLevel): void => {
+  /**
+   * Exit with `code` as the restart policy has it. `message` goes to the
+   * log; a failure's one-line `summary` (default: the message's first
+   * line) becomes last_error.
+   */
+  const finish = (code: number, message: string, level: LogLevel, summary?: string): void => {
     if (finished) return;
     finished = true;
     let exitCode = code;
@@ -167,11 +158,17 @@ export function start(host: HostInterface): (event: HostEvent) => void {
       addon.requestRestart();
       note = ' (restart: always; starting again after tsworker.restart_interval)';
     }
-    if (code !== 0) addon.setError(message.split('\n')[0].slice(0, 1000));
+    if (code !== 0) addon.setError((summary ?? message.split('\n')[0]).slice(0, 1000));
     addon.log(level, message + note);
     host.finish(exitCode);
   };
-  const fail = (what: string, err: unknown): void => finish(1, `${what}: ${describe(err)}`, LogLevel.Warning);
+  const fail = (what: string, err: unknown): void =>
+    finish(1, `${what}: ${describe(err)}`, LogLevel.Warning, `${what}: ${summarize(err, host.runtimeDir)}`);
+  /** Set once the postmaster is gone: settles when the postmasterDeath listeners have. */
+  let afterPostmaster: Promise<void> | undefined;
+  const leaveAfterPostmaster = (): void => {
+    void afterPostmaster?.then(() => finish(1, 'postmaster died; worker exits', LogLevel.Log));
+  };
 
   process.on('uncaughtException', (err) => fail('uncaught exception', err));
   process.on('unhandledRejection', (reason) => fail('unhandled promise rejection', reason));
@@ -204,13 +201,15 @@ export function start(host: HostInterface): (event: HostEvent) => void {
         return def.main(w);
       })
       .then(
-        () =>
-          finish(
-            0,
-            w.shutdownRequested ? 'stopped on shutdown request' : 'main() returned; worker finished',
-            LogLevel.Log,
-          ),
+        () => {
+          if (afterPostmaster) return leaveAfterPostmaster();
+          finish(0, w.shutdownRequested ? 'stopped on shutdown request' : 'main() returned; worker finished', LogLevel.Log);
+        },
         (err) => {
+          if (afterPostmaster) {
+            w.log.info(`main() ended after the postmaster died: ${summarize(err, host.runtimeDir)}`);
+            return leaveAfterPostmaster();
+          }
           if (w.shutdownRequested && err instanceof PgError && err.code === '57014') {
             finish(0, 'stopped on shutdown request (its running statement was cancelled)', LogLevel.Log);
           } else {
@@ -234,6 +233,10 @@ export function start(host: HostInterface): (event: HostEvent) => void {
           break;
         case 'shutdown':
           worker.onShutdown();
+          break;
+        case 'postmaster_death':
+          afterPostmaster = worker.onPostmasterDeath();
+          leaveAfterPostmaster();
           break;
       }
     } catch (err) {

@@ -12,9 +12,15 @@
  * and one line per module that could not be read:
  *   error <worker> <message>
  * Loading a module runs its top-level code, as the worker will.
+ *
+ * `manifest.js --launch <runtimeDir> <worker>=<module> <settings JSON>` is
+ * run by tsworker.launch() before it registers a worker: it prints the
+ * same lines for that one module, plus one line per bad launch setting
+ *   launch_error <worker> <message>
  */
+import { summarize } from './failure';
 import { loadDefinition, setupResolution } from './host-entry';
-import type { SettingSpec } from './settings';
+import { checkLaunchSettings, type SettingSpec } from './settings';
 
 function clean(s: unknown): string {
   return String(s ?? '').replace(/[\t\r\n]+/g, ' ');
@@ -42,7 +48,9 @@ function describeSetting(worker: string, name: string, spec: SettingSpec): strin
 }
 
 function main(argv: string[]): void {
-  const [runtimeDir, ...entries] = argv;
+  const launch = argv[0] === '--launch';
+  const [runtimeDir, ...rest] = launch ? argv.slice(1) : argv;
+  const entries = launch ? rest.slice(0, 1) : rest;
   setupResolution(runtimeDir);
   const out: string[] = [];
   for (const entry of entries) {
@@ -53,8 +61,11 @@ function main(argv: string[]): void {
       const def = loadDefinition({ module, runtimeDir });
       out.push(line(['worker', worker, def.start, def.instances ?? '']));
       for (const [name, spec] of Object.entries(def.settings)) out.push(describeSetting(worker, name, spec));
+      if (launch) {
+        for (const e of checkLaunchSettings(worker, def.settings, rest[1] ?? '{}').errors) out.push(line(['launch_error', worker, e]));
+      }
     } catch (err) {
-      out.push(line(['error', worker, err instanceof Error ? err.message : String(err)]));
+      out.push(line(['error', worker, summarize(err, runtimeDir)]));
     }
   }
   process.stdout.write(out.join('\n') + (out.length ? '\n' : ''));

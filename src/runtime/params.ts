@@ -42,9 +42,22 @@ function hasToPostgres(v: unknown): v is { toPostgres(): unknown } {
   return typeof v === 'object' && v !== null && typeof (v as { toPostgres?: unknown }).toPostgres === 'function';
 }
 
+const pad = (n: number, width: number): string => String(n).padStart(width, '0');
+
+/**
+ * A Date in PostgreSQL's ISO input form, in UTC, for every year a Date
+ * holds: `YYYY-MM-DDTHH:MM:SS.mmmZ`, with ` BC` for years before 1 AD
+ * (JavaScript's year 0 is 1 BC) and five or six digits after 9999.
+ * (`toISOString()` writes `-000044` or `+010000`, which PostgreSQL reads
+ * as a time zone.) Dates before 4713 BC fail in PostgreSQL with 22008.
+ */
 function dateText(d: Date): string {
   if (Number.isNaN(d.getTime())) throw new TypeError('invalid Date passed as a query parameter');
-  return d.toISOString();
+  const year = d.getUTCFullYear();
+  const text =
+    `${pad(year > 0 ? year : 1 - year, 4)}-${pad(d.getUTCMonth() + 1, 2)}-${pad(d.getUTCDate(), 2)}` +
+    `T${pad(d.getUTCHours(), 2)}:${pad(d.getUTCMinutes(), 2)}:${pad(d.getUTCSeconds(), 2)}.${pad(d.getUTCMilliseconds(), 3)}Z`;
+  return year > 0 ? text : `${text} BC`;
 }
 
 function byteaText(b: Uint8Array): string {

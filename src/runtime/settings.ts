@@ -164,3 +164,63 @@ export function validateSpec(name: string, spec: SettingSpec): void {
     throw new TypeError(`setting "${name}": context must be 'sighup' or 'postmaster'`);
   }
 }
+
+/** Settings given to `tsworker.launch()`, checked against a worker's declarations. */
+export interface LaunchSettings {
+  /** Parsed values of the declared settings that were given. */
+  values: Record<string, number | boolean | string>;
+  /** The `index` given (w.index), if any. */
+  index: number | undefined;
+  /** One message per bad setting; empty when all are good. */
+  errors: string[];
+}
+
+/**
+ * Check the JSON object given to `tsworker.launch()` against `spec`: every
+ * key must be a declared setting (or `index`, an integer >= 0), every
+ * value a string, number or boolean that the declaration accepts. Every
+ * bad setting is reported, not only the first.
+ */
+export function checkLaunchSettings(worker: string, spec: SettingsSpec, json: string): LaunchSettings {
+  const out: LaunchSettings = { values: {}, index: undefined, errors: [] };
+  let given: unknown;
+  try {
+    given = JSON.parse(json || '{}');
+  } catch (err) {
+    out.errors.push(`settings are not valid JSON: ${(err as Error).message}`);
+    return out;
+  }
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) {
+    out.errors.push('settings must be a JSON object');
+    return out;
+  }
+  const known = Object.keys(spec);
+  for (const [key, value] of Object.entries(given as Record<string, unknown>)) {
+    if (key === 'index') {
+      if (!Number.isSafeInteger(value) || (value as number) < 0) {
+        out.errors.push(`setting "index" must be an integer >= 0, not ${JSON.stringify(value)}`);
+      } else {
+        out.index = value as number;
+      }
+      continue;
+    }
+    const declared = spec[key];
+    if (!declared) {
+      out.errors.push(
+        `setting "${key}" is not declared by worker "${worker}"` +
+          (known.length ? ` (it declares: ${known.join(', ')})` : ' (it declares none)'),
+      );
+      continue;
+    }
+    if (value === null || typeof value === 'object') {
+      out.errors.push(`setting "${key}" must be a string, number or boolean, not ${JSON.stringify(value)}`);
+      continue;
+    }
+    try {
+      out.values[key] = parseSetting(declared, String(value));
+    } catch (err) {
+      out.errors.push(`setting "${key}": ${(err as Error).message}`);
+    }
+  }
+  return out;
+}

@@ -6,6 +6,7 @@
 import { format } from 'util';
 
 import { LogLevel, SlotState, type Addon } from './addon';
+import { PgError } from './errors';
 import { cursorBatch, PortalCursor } from './cursor';
 import type {
   Cursor,
@@ -26,7 +27,7 @@ import type {
 } from './define';
 import type { Param } from './params';
 import { checkParams, resultOptions, timeoutArg, toResult } from './results';
-import { parseSetting, type SettingsSpec, type SettingValues } from './settings';
+import { checkLaunchSettings, parseSetting, type SettingsSpec, type SettingValues } from './settings';
 import { KeptStatement } from './statement';
 
 interface Waiter {
@@ -61,7 +62,8 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   private latchPending = false;
   private wakesSeen = 0;
   private stopping = false;
-  private listeners: { [E in keyof WorkerEvents]: WorkerEvents[E][] } = { reload: [], shutdown: [] };
+  private listeners: { [E in keyof WorkerEvents]: WorkerEvents[E][] } = { reload: [], shutdown: [], postmasterDeath: [] };
+  private postmasterGone = false;
   private readonly tx: Transaction;
   private readonly launched: Record<string, unknown>;
   private published: { [key: string]: Json } = {};
@@ -124,36 +126,12 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     this.published = JSON.parse(json) as { [key: string]: Json };
   }
 
-  /** Check the settings given to tsworker.launch() against the declarations. */
+  /** The settings given to tsworker.launch(), checked against the declarations (every bad one is named). */
   private parseLaunchSettings(json: string): Record<string, unknown> {
-    const given = JSON.parse(json || '{}') as Record<string, unknown>;
-    const out: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(given)) {
-      if (key === 'index') {
-        if (!Number.isSafeInteger(value) || (value as number) < 0) {
-          throw new Error(`tsworker.launch() setting "index" must be an integer >= 0, not ${JSON.stringify(value)}`);
-        }
-        this.index = value as number;
-        continue;
-      }
-      const spec = this.spec[key];
-      if (!spec) {
-        const known = Object.keys(this.spec);
-        throw new Error(
-          `tsworker.launch() gave setting "${key}", which worker "${this.name}" does not declare` +
-            (known.length ? ` (it declares: ${known.join(', ')})` : ' (it declares none)'),
-        );
-      }
-      if (value !== null && typeof value === 'object') {
-        throw new Error(`tsworker.launch() setting "${key}" must be a string, number or boolean`);
-      }
-      try {
-        out[key] = parseSetting(spec, String(value));
-      } catch (err) {
-        throw new Error(`tsworker.launch() setting "${key}": ${(err as Error).message}`);
-      }
-    }
-    return out;
+    const checked = checkLaunchSettings(this.name, this.spec, json);
+    if (checked.errors.length > 0) throw new Error(`invalid tsworker.launch() settings: ${checked.errors.join('; ')}`);
+    this.index = checked.index;
+    return checked.values;
   }
 
   private readSettings(previous: SettingValues<S> | undefined): SettingValues<S> {
@@ -234,6 +212,9 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     }
     if (synchronousCommit !== undefined && typeof synchronousCommit !== 'string') {
       throw new TypeError('transaction(): options.synchronousCommit must be a string');
+    }
+    if (this.postmasterGone) {
+      throw new PgError('the postmaster is gone: no SQL after its death', { code: '57P01', severity: 'FATAL' });
     }
     this.addon.begin(readOnly === true, statementSavepoints !== false, synchronousCommit);
     const end = (commit: boolean) => (commit ? this.addon.commit() : this.addon.rollback());
@@ -337,7 +318,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     this.listeners[event].push(listener);
   }
 
-  private emit(event: keyof WorkerEvents): void {
+  private emit(event: 'reload' | 'shutdown'): void {
     for (const listener of this.listeners[event]) listener();
   }
 
@@ -352,6 +333,30 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   onReload(): void {
     this.values = this.readSettings(this.values);
     this.emit('reload');
+  }
+
+  /**
+   * Host event: the postmaster died. Shutdown as usual, then the
+   * postmasterDeath listeners; the promise settles when theirs have (a
+   * listener that throws or rejects is logged).
+   */
+  onPostmasterDeath(): Promise<void> {
+    this.postmasterGone = true;
+    try {
+      this.onShutdown();
+    } catch (err) {
+      this.log.warning('shutdown listener failed after the postmaster died:', err);
+    }
+    const pending = this.listeners.postmasterDeath.map((listener) => {
+      try {
+        return Promise.resolve(listener());
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    });
+    return Promise.allSettled(pending).then((results) => {
+      for (const r of results) if (r.status === 'rejected') this.log.warning('postmasterDeath listener failed:', r.reason);
+    });
   }
 
   /** Host event: shutdown requested. */

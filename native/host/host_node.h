@@ -1,0 +1,89 @@
+/*
+ * host_node.h
+ *		State of the Node.js half of the worker host, shared by host.cc (the
+ *		embedding and the event loop) and host_guard.cc (the watchdog and
+ *		the engine's fatal paths).  C++ only; never includes PostgreSQL.
+ */
+#ifndef TSW_HOST_NODE_H
+#define TSW_HOST_NODE_H
+
+#include <node.h>
+#include <v8.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace tsw
+{
+
+/* Why the watchdog stopped JavaScript. */
+enum WatchdogReason
+{
+	kWatchdogIdle = 0,
+	kWatchdogGrace = 1,			/* no exit within terminate_grace of SIGTERM */
+	kWatchdogOrphan = 2,		/* the postmaster has been gone for kPostmasterDeathGraceMs */
+	kWatchdogThreadFatal = 3	/* a fatal error on another thread */
+};
+
+/*
+ * After the postmaster dies, the worker keeps serving its event loop (no
+ * SQL) for this long, so that w.on('postmasterDeath') listeners can finish
+ * (give up a leader key, close sockets); then it exits.
+ */
+constexpr int kPostmasterDeathGraceMs = 1000;
+
+struct HostState
+{
+	std::string name;
+	std::string module;
+	std::string runtime_dir;
+	std::string native_dir;
+	std::string settings;
+	std::string config_name;
+	bool		dynamic = false;
+	int			recent_failures = 0;
+	double		wakes = 0;
+
+	std::unique_ptr<node::InitializationResult> init;
+	std::unique_ptr<node::MultiIsolatePlatform> platform;
+	std::unique_ptr<node::CommonEnvironmentSetup> setup;
+	v8::Global<v8::Function> dispatch;
+	std::thread watchdog;
+
+	/* set by the watchdog or another thread; read by the main thread */
+	std::atomic<int> watchdog_fired{kWatchdogIdle};
+	std::atomic<bool> js_stopped{false};
+	std::atomic<bool> postmaster_dead{false};
+	std::string thread_fatal;	/* written once before watchdog_fired */
+
+	/* main thread only */
+	bool		exit_requested = false;
+	int			exit_code = 0;
+	bool		heap_limit_reached = false;
+	size_t		heap_limit = 0;
+};
+
+extern HostState *g_host;
+
+/* Leave the loop with this code (0 or 1) once control is back in C++. */
+void		RequestExit(int code);
+
+/*
+ * Stop JavaScript for good, from any thread: node::Stop() terminates what
+ * runs and makes Node.js refuse every later call into JavaScript (a bare
+ * TerminateExecution() lets Node.js's timer loop call straight back in,
+ * which spins, and corrupts its async-hook stack).
+ */
+void		StopJavaScript();
+
+/* Start the watchdog thread and the engine's fatal-error handlers. */
+void		InstallGuards(v8::Isolate *isolate);
+
+/* If a guard stopped JavaScript, log why (once) and request exit 1; true if so. */
+bool		CheckGuards();
+
+}								/* namespace tsw */
+
+#endif							/* TSW_HOST_NODE_H */
