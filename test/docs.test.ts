@@ -48,11 +48,16 @@ describe('docs', () => {
     }
     // total_workers = 0: the settings exist, no aggregate process runs
     const b = await Cluster.create('docs-builtins', {
-      conf: { shared_preload_libraries: 'pg_tsworker', 'tsworker.workers': 'aggregate, promoter', 'tsworker_aggregate.total_workers': 0 },
+      conf: {
+        shared_preload_libraries: 'pg_tsworker',
+        'tsworker.workers': 'aggregate, promoter, compute',
+        'tsworker_aggregate.total_workers': 0,
+        'tsworker_compute.listen': '127.0.0.1:0',
+      },
     });
     try {
       const rows = await b.query<{ name: string; vartype: string; boot_val: string; unit: string | null; context: string }>(
-        `SELECT name, vartype, boot_val, unit, context FROM pg_settings WHERE name ~ '^tsworker_(aggregate|promoter)\\.' ORDER BY name`,
+        `SELECT name, vartype, boot_val, unit, context FROM pg_settings WHERE name ~ '^tsworker_(aggregate|promoter|compute)\\.' ORDER BY name`,
       );
       assert.ok(rows.length > 10);
       assert.deepEqual([...documented.keys()].sort(), rows.map((r) => r.name));

@@ -14,11 +14,9 @@
  *   tsworker_aggregate.naptime = 10s
  */
 import { defineWorker, type Transaction } from '../runtime/index';
+import { quoteIdent } from './sql';
 
-/** An SQL identifier, always quoted. */
-export function quoteIdent(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
-}
+export { quoteIdent };
 
 /** The schema and table a worker of index `index` serves. */
 export function tableOf(schemaPrefix: string, table: string, index: number): { schema: string; table: string } {
