@@ -21,11 +21,13 @@ override with_llvm := no
 
 MODULE_big = pg_tsworker
 OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/slots.o \
-	native/shim/sql_functions.o native/shim/worker_settings.o
+	native/shim/slot_control.o native/shim/sql_functions.o native/shim/worker_settings.o \
+	native/shim/module_file.o
 EXTENSION = pg_tsworker
-DATA = sql/pg_tsworker--0.1.sql
+DATA = sql/pg_tsworker--0.1.sql sql/pg_tsworker--0.1--0.2.sql sql/pg_tsworker--0.2.sql
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
-EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build
+EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build \
+	native/shim/module_kinds.h
 
 # A call to an undeclared function would return a truncated int: refuse it.
 PG_CFLAGS = -Werror=implicit-function-declaration -Werror=int-conversion
@@ -37,8 +39,9 @@ HOST_OBJS = native/host/host_pg.o native/host/host_exit.o native/host/host.o nat
 HOST_CXXFLAGS = -std=c++17 -fPIC -O2 -g -Wall -Wno-unused-parameter \
 	-fvisibility=hidden -I$(LIBNODE_PREFIX)/include/node
 ADDON = build/Release/pg_tsworker_addon.node
-ADDON_SRCS = native/addon/addon.cc native/addon/spi.c native/addon/spi.h native/addon/values.c native/addon/values.h binding.gyp
-RUNTIME_SRCS = $(shell find src -name '*.ts') tsconfig.json
+ADDON_SRCS = $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h) \
+	native/shim/slot.h native/shim/log_level.h binding.gyp
+RUNTIME_SRCS = $(shell find src -name '*.ts' -o -name '*.json') tsconfig.json
 NODE_BIN = node_modules/.bin
 
 NODE_EXE = pg_tsworker_node
@@ -52,7 +55,12 @@ $(NODE_EXE): native/host/node_main.o
 	$(CXX) -o $@ $< $(LIBNODE_SO) -Wl,-rpath,'$$ORIGIN' -Wl,--as-needed
 
 native/host/host_pg.o native/host/host_exit.o: native/host/host_pg.h native/host/host_exit.h native/shim/pg_tsworker.h
-$(OBJS): native/shim/pg_tsworker.h native/shim/slots.h native/shim/compat.h
+$(OBJS): native/shim/pg_tsworker.h native/shim/slot.h native/shim/slots.h native/shim/compat.h
+native/shim/worker_list.o: native/shim/module_kinds.h
+
+# which files are modules: defined once, for the runtime and the shim
+native/shim/module_kinds.h: src/runtime/module-kinds.json scripts/gen-module-kinds
+	scripts/gen-module-kinds $< $@
 
 native/host/host.o native/host/host_guard.o: native/host/%.o: native/host/%.cc \
 		native/host/host_node.h native/host/host_pg.h $(LIBNODE_SO)

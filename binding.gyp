@@ -2,19 +2,29 @@
   "targets": [
     {
       "target_name": "pg_tsworker_addon",
-      "sources": ["native/addon/addon.cc", "native/addon/spi.c", "native/addon/values.c"],
+      "sources": [
+        "native/addon/js_addon.cc",
+        "native/addon/js_error.cc",
+        "native/addon/js_params.cc",
+        "native/addon/js_statements.cc",
+        "native/addon/js_values.cc",
+        "native/addon/pg_cursor.c",
+        "native/addon/pg_error.c",
+        "native/addon/pg_jsonb.c",
+        "native/addon/pg_plan.c",
+        "native/addon/pg_report.c",
+        "native/addon/pg_stmt.c",
+        "native/addon/pg_values.c",
+        "native/addon/pg_xact.c"
+      ],
       "include_dirs": [
-        "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!(pg_config --includedir-server)"
       ],
       "defines": [
-        "NAPI_VERSION=8",
-        "NAPI_DISABLE_CPP_EXCEPTIONS",
-        "NODE_ADDON_API_DISABLE_DEPRECATED",
-        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"
+        "NAPI_VERSION=8"
       ],
-      "cflags": ["-fvisibility=hidden", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
-      "cflags_cc": ["-fvisibility=hidden", "-std=c++17"],
+      "cflags": ["-fvisibility=hidden", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-O2"],
+      "cflags_cc": ["-fvisibility=hidden", "-std=c++17", "-O2"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"]
     }

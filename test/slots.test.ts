@@ -108,7 +108,7 @@ describe('worker slots and launch checks', () => {
     assert.equal(rows.length, 2);
     for (const r of rows) {
       assert.equal(r.state, 'stopped', `${r.name} is not left starting`);
-      assert.match(r.last_error!, /^not started by tsworker\.reload\(\): no free background worker slot \(max_worker_processes is 3\)$/);
+      assert.match(r.last_error!, /^not started: no free background worker slot \(max_worker_processes is 3\)$/);
       assert.equal(await c.queryOne(`SELECT tsworker.stop($1)`, [r.name]), false);
     }
     // once a slot is free, the reported worker starts

@@ -94,6 +94,15 @@ RunPending()
 
 	if (g_host->js_stopped.load())
 		return;
+
+	/*
+	 * Callbacks that libuv runs may call into JavaScript through N-API
+	 * (an addon's asynchronous work completing): Node.js checks that the
+	 * environment's context is entered, and aborts otherwise.
+	 */
+	HandleScope handle_scope(isolate);
+	Context::Scope context_scope(g_host->setup->context());
+
 	uv_run(loop, UV_RUN_NOWAIT);
 	g_host->platform->DrainTasks(isolate);
 }
@@ -130,15 +139,8 @@ MakeHostObject(Isolate *isolate, Local<Context> context)
 		return String::NewFromUtf8(isolate, s.c_str()).ToLocalChecked();
 	};
 
-	set("name", str(g_host->name));
-	set("module", str(g_host->module));
 	set("runtimeDir", str(g_host->runtime_dir));
 	set("nativeDir", str(g_host->native_dir));
-	set("launchSettings", str(g_host->settings));
-	set("configName", str(g_host->config_name));
-	set("dynamic", v8::Boolean::New(isolate, g_host->dynamic));
-	set("recentFailures", Integer::New(isolate, g_host->recent_failures));
-	set("wakesAtStart", v8::Number::New(isolate, g_host->wakes));
 	set("finish", FunctionTemplate::New(isolate, HostFinish)->GetFunction(context).ToLocalChecked());
 	return host;
 }
@@ -290,15 +292,8 @@ tsw_node_start(const TswHostInfo *info)
 	std::vector<std::string> errors;
 
 	g_host = new HostState();
-	g_host->name = info->name;
-	g_host->module = info->module;
 	g_host->runtime_dir = info->runtime_dir;
 	g_host->native_dir = info->native_dir;
-	g_host->settings = info->settings;
-	g_host->config_name = info->config_name;
-	g_host->dynamic = info->dynamic != 0;
-	g_host->recent_failures = info->recent_failures;
-	g_host->wakes = info->wakes;
 	g_host->max_memory_mb = info->max_memory_mb;
 
 	if (info->max_old_space_mb > 0)

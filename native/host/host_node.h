@@ -36,15 +36,8 @@ constexpr int kPostmasterDeathGraceMs = 1000;
 
 struct HostState
 {
-	std::string name;
-	std::string module;
 	std::string runtime_dir;
 	std::string native_dir;
-	std::string settings;
-	std::string config_name;
-	bool		dynamic = false;
-	int			recent_failures = 0;
-	double		wakes = 0;
 	int			max_memory_mb = 0;
 
 	std::unique_ptr<node::InitializationResult> init;

@@ -53,7 +53,7 @@ static pthread_t tsw_main_thread;
 static volatile sig_atomic_t tsw_die_asked = 0;
 
 static void tsw_host_sigterm(SIGNAL_ARGS);
-static void tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info);
+static void tsw_host_fill_info(TswHostInfo *info);
 static void tsw_host_log_caught(const char *what, MemoryContext oldcontext);
 static void tsw_host_limit_memory(void);
 
@@ -61,7 +61,7 @@ void
 pg_tsworker_host_main(Datum main_arg)
 {
 	TswHostInfo info;
-	TswSlotInfo slot;
+	TswSlot		slot;
 	int			code;
 	char	   *why;
 
@@ -89,7 +89,7 @@ pg_tsworker_host_main(Datum main_arg)
 		tsw_host_exit(1);
 	}
 
-	tsw_host_fill_info(&slot, &info);
+	tsw_host_fill_info(&info);
 	tsw_host_limit_memory();
 	if (tsw_node_start(&info) != 0)
 		tsw_host_exit(1);	/* tsw_node_start logged why */
@@ -204,22 +204,14 @@ tsw_host_limit_memory(void)
 }
 
 static void
-tsw_host_fill_info(const TswSlotInfo *slot, TswHostInfo *info)
+tsw_host_fill_info(TswHostInfo *info)
 {
 	char		dir[MAXPGPATH];
 
-	info->name = MemoryContextStrdup(TopMemoryContext, slot->name);
-	info->config_name = MemoryContextStrdup(TopMemoryContext, slot->config_name);
-	info->module = MemoryContextStrdup(TopMemoryContext, slot->module);
 	tsw_runtime_dir(dir, sizeof(dir));
 	info->runtime_dir = MemoryContextStrdup(TopMemoryContext, dir);
 	tsw_native_dir(dir, sizeof(dir));
 	info->native_dir = MemoryContextStrdup(TopMemoryContext, dir);
-	info->database = MemoryContextStrdup(TopMemoryContext, slot->database);
-	info->settings = MemoryContextStrdup(TopMemoryContext, slot->settings);
-	info->dynamic = slot->dynamic;
-	info->recent_failures = slot->recent_failures;
-	info->wakes = (double) slot->wakes;
 	info->max_old_space_mb = tsw_max_old_space_mb;
 	info->max_memory_mb = tsw_max_memory_mb;
 }
@@ -348,8 +340,7 @@ void
 tsw_host_log(int level, const char *msg)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
-	int			elevel = level == TSW_LOG_WARNING ? WARNING :
-		level == TSW_LOG_DEBUG ? DEBUG1 : LOG;
+	int			elevel = TSW_ELEVEL(level);
 
 	PG_TRY();
 	{

@@ -17,19 +17,14 @@
 extern "C" {
 #endif
 
-/* What the worker process runs, resolved from its registration. */
+/*
+ * What the Node.js half needs to start.  Who the worker is (its name,
+ * module, settings) is in its slot: the runtime reads it through the addon.
+ */
 typedef struct TswHostInfo
 {
-	const char *name;			/* worker name */
-	const char *config_name;	/* its settings are tsworker_<config_name>.* */
-	const char *module;			/* absolute module path */
 	const char *runtime_dir;	/* <sharedir>/pg_tsworker */
 	const char *native_dir;		/* <pkglibdir>/pg_tsworker */
-	const char *database;		/* database to connect to */
-	const char *settings;		/* JSON object given to tsworker.launch() */
-	int			dynamic;		/* started by tsworker.launch() */
-	int			recent_failures;	/* failures in the crash-loop window */
-	double		wakes;			/* tsworker.wake() count when the slot was claimed */
 	int			max_old_space_mb;	/* 0: V8 default */
 	int			max_memory_mb;	/* RLIMIT_DATA applied; 0: none */
 } TswHostInfo;
@@ -41,10 +36,8 @@ typedef struct TswHostInfo
 #define TSW_EV_TIMEOUT		0x08
 #define TSW_EV_ERROR		0x10	/* the wait itself failed (logged) */
 
-/* Log levels for tsw_host_log() */
-#define TSW_LOG_DEBUG		0
-#define TSW_LOG_LOG			1
-#define TSW_LOG_WARNING		2
+/* tsw_host_log() takes a TswLogLevel */
+#include "../shim/log_level.h"
 
 /*
  * Implemented in host.cc.  tsw_node_start() initialises Node.js while every

@@ -413,16 +413,7 @@ tsw_register_workers(void)
 		}
 		registered++;
 
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = procs[i].start_time;
-		worker.bgw_restart_time = tsw_restart_interval < 0 ? BGW_NEVER_RESTART : tsw_restart_interval;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_tsworker_host");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_tsworker_host_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_tsworker %s", procs[i].name);
-		snprintf(worker.bgw_type, BGW_MAXLEN, "%s", procs[i].name);
-		worker.bgw_main_arg = Int32GetDatum(i);	/* the worker's slot */
-		worker.bgw_notify_pid = 0;
+		tsw_fill_bgworker(&worker, i, procs[i].name, procs[i].start_time, 0);
 
 		tsw_register_static_worker(i, &procs[i]);
 		RegisterBackgroundWorker(&worker);

@@ -6,8 +6,9 @@
  *
  * The shim is loaded by the postmaster through shared_preload_libraries and
  * owns everything that exists before JavaScript runs: GUCs, the parsed
- * worker list and background worker registration.  Worker processes inherit
- * it, so the host library calls these functions directly.
+ * worker list, background worker registration and the worker slots
+ * (slot.h).  Worker processes inherit it, so the host library and the
+ * addon call these functions directly.  C only.
  *
  *-------------------------------------------------------------------------
  */
@@ -16,11 +17,9 @@
 
 #include <signal.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+#include "log_level.h"
+#include "slot.h"
 
-#define TSW_NAME_MAXLEN 63
 
 /* The smallest tsworker.max_old_space_mb Node.js starts with. */
 #define TSW_MIN_HEAP_MB 32
@@ -44,51 +43,10 @@ typedef struct TswWorkerSpec
 	bool		not_registered; /* no background worker slot was free */
 } TswWorkerSpec;
 
-/* What a worker slot is doing, as shown by the tsworker.workers view. */
-typedef enum TswState
-{
-	TSW_STATE_STARTING = 0,		/* registered or starting; not yet running JS */
-	TSW_STATE_RUNNING,			/* running JavaScript */
-	TSW_STATE_WAITING,			/* in w.wait() */
-	TSW_STATE_STOPPING,			/* shutdown asked, main() not returned yet */
-	TSW_STATE_STOPPED,			/* exited with code 0 */
-	TSW_STATE_FAILED			/* exited with code 1 (restart pending, or crash loop) */
-} TswState;
-
-#define TSW_STATUS_MAXLEN	2048
-#define TSW_ERROR_MAXLEN	1024
-#define TSW_SETTINGS_MAXLEN	2048
-
-/* What a worker process learns about itself from its slot. */
-typedef struct TswSlotInfo
-{
-	int			index;
-	bool		dynamic;
-	char		name[TSW_NAME_MAXLEN + 1];
-	char		config_name[TSW_NAME_MAXLEN + 1];	/* settings are tsworker_<config_name>.* */
-	char		module[MAXPGPATH];
-	char		database[NAMEDATALEN];
-	Oid			dboid;			/* InvalidOid: connect to `database` by name */
-	Oid			roleid;			/* InvalidOid: connect as rolename */
-	char		rolename[NAMEDATALEN];	/* empty: tsworker.role */
-	char		settings[TSW_SETTINGS_MAXLEN];	/* JSON object from tsworker.launch */
-	int			recent_failures;	/* failures in the crash-loop window */
-	uint64		wakes;			/* tsworker.wake() count when claimed */
-} TswSlotInfo;
-
-/*
- * Slot functions for the worker process (host and addon).  They take the
- * slot lock briefly and never raise an error.
- */
-extern bool tsw_slot_claim(int index, TswSlotInfo *info, char **why);
-extern void tsw_slot_set_state(TswState state);
-extern void tsw_slot_note_loop(void);
-extern void tsw_slot_set_error(const char *message);
-extern void tsw_slot_set_status(const char *json);
-extern void tsw_slot_request_restart(void);
-extern uint64 tsw_slot_wakes(void);
-extern int	tsw_slot_final_exit_code(int code);
-extern const char *tsw_state_name(TswState state);
+/* elevel of a TswLogLevel */
+#define TSW_ELEVEL(level) \
+	((level) == TSW_LOG_DEBUG ? DEBUG1 : (level) == TSW_LOG_NOTICE ? NOTICE : \
+	 (level) == TSW_LOG_WARNING ? WARNING : LOG)
 
 /* Check a module file before it is loaded; returns NULL or a palloc'd reason. */
 extern char *tsw_check_module_file(const char *path);
@@ -158,9 +116,5 @@ extern void tsw_runtime_dir(char *buf, size_t len);
 
 /* Directory holding the installed native pieces: <pkglibdir>/pg_tsworker */
 extern void tsw_native_dir(char *buf, size_t len);
-
-#ifdef __cplusplus
-}
-#endif
 
 #endif							/* PG_TSWORKER_H */

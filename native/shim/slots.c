@@ -1,24 +1,25 @@
 /*-------------------------------------------------------------------------
  *
  * slots.c
- *		Shared-memory worker slots: one per worker, static or launched.
+ *		Shared-memory worker slots, and what a worker process reports in its
+ *		own: state, loops, errors, status, and how its run ended.
  *
  * The array is sized by tsworker.max_workers and guarded by one LWLock.
- * Static workers (tsworker.workers) take slots 0..n-1 when shared memory is
- * created; tsworker.launch() takes a free slot.  Each worker process claims
- * its slot at start (the slot index is its bgw_main_arg), then reports its
- * state, loops, errors and a free-form JSON status; the SQL functions in
- * sql_functions.c read and control the slots.  Readers never wait for a
- * worker: a worker only holds the lock to copy a few fields.
+ * Configured workers (tsworker.workers) take slots 0..n-1 when shared
+ * memory is created; tsworker.launch() takes a free one (slot_control.c).
+ * Each worker process claims its slot at start (the slot index is its
+ * bgw_main_arg).  When it exits, tsw_slot_on_exit() alone decides the exit
+ * code from the run's outcome, the module's restart policy, tsworker.stop()
+ * and the crash-loop limit, so that the postmaster restarts the worker or
+ * forgets it accordingly.  Readers never wait for a worker: a worker only
+ * holds the lock to copy a few fields.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include "miscadmin.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
@@ -26,21 +27,27 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "pg_tsworker.h"
 #include "slots.h"
 
 TswShared  *tsw_shared = NULL;
 static int	tsw_my_slot = -1;
+/* Exit code decided by tsw_slot_on_exit(), for the final _exit(). */
+static int	tsw_final_code = -1;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* Static workers registered by _PG_init, copied into slots at startup. */
+/* Configured workers registered by _PG_init, copied into slots at startup. */
 static TswWorkerSpec *tsw_static_specs = NULL;
 static int	tsw_static_count = 0;
 
+static Size tsw_shmem_size(void);
 static void tsw_shmem_request(void);
 static void tsw_shmem_startup(void);
+static void tsw_slot_init_static(TswSlot *slot, const TswWorkerSpec *spec);
+static TswSlot *tsw_own_slot(void);
 static void tsw_slot_on_exit(int code, Datum arg);
 
 static Size
@@ -86,6 +93,34 @@ tsw_shmem_request(void)
 	RequestNamedLWLockTranche("pg_tsworker", 1);
 }
 
+/* A configured worker's slot, as shared memory is created. */
+static void
+tsw_slot_init_static(TswSlot *slot, const TswWorkerSpec *spec)
+{
+	slot->in_use = true;
+	slot->dynamic = false;
+	strlcpy(slot->name, spec->name, sizeof(slot->name));
+	strlcpy(slot->config_name, spec->config_name[0] ? spec->config_name : spec->name,
+			sizeof(slot->config_name));
+	strlcpy(slot->module, spec->module, sizeof(slot->module));
+	strlcpy(slot->database, spec->database ? spec->database : tsw_database, sizeof(slot->database));
+	slot->roleid = InvalidOid;
+	strlcpy(slot->rolename, spec->rolename ? spec->rolename : tsw_role, sizeof(slot->rolename));
+	strlcpy(slot->settings, spec->settings ? spec->settings : "{}", sizeof(slot->settings));
+	slot->start_time = spec->start_time;
+	tsw_slot_reset_for_start(slot);
+	if (spec->not_registered)
+	{
+		/* as if stopped: tsworker.start() or launch() can start it */
+		slot->state = TSW_STATE_STOPPED;
+		slot->last_exit = 0;
+		snprintf(slot->last_error, sizeof(slot->last_error),
+				 "not started: no free background worker slot at server start (max_worker_processes is %d)",
+				 max_worker_processes);
+		slot->last_error_at = GetCurrentTimestamp();
+	}
+}
+
 static void
 tsw_shmem_startup(void)
 {
@@ -103,70 +138,58 @@ tsw_shmem_startup(void)
 		tsw_shared->lock = &(GetNamedLWLockTranche("pg_tsworker"))->lock;
 		tsw_shared->nslots = tsw_max_workers;
 		for (i = 0; i < tsw_static_count; i++)
-		{
-			TswSlot    *slot = &tsw_shared->slots[i];
-
-			slot->in_use = true;
-			slot->dynamic = false;
-			strlcpy(slot->name, tsw_static_specs[i].name, sizeof(slot->name));
-			strlcpy(slot->config_name, tsw_static_specs[i].config_name[0] ? tsw_static_specs[i].config_name :
-					tsw_static_specs[i].name, sizeof(slot->config_name));
-			strlcpy(slot->module, tsw_static_specs[i].module, sizeof(slot->module));
-			strlcpy(slot->database, tsw_static_specs[i].database ? tsw_static_specs[i].database : tsw_database,
-					sizeof(slot->database));
-			slot->roleid = InvalidOid;
-			strlcpy(slot->rolename, tsw_static_specs[i].rolename ? tsw_static_specs[i].rolename : tsw_role,
-					sizeof(slot->rolename));
-			strlcpy(slot->settings, tsw_static_specs[i].settings ? tsw_static_specs[i].settings : "{}",
-					sizeof(slot->settings));
-			strlcpy(slot->status, "{}", sizeof(slot->status));
-			slot->state = TSW_STATE_STARTING;
-			slot->last_exit = -1;
-			slot->procno = -1;
-			if (tsw_static_specs[i].not_registered)
-			{
-				/* as if stopped: tsworker.reload() or launch() can start it */
-				slot->state = TSW_STATE_STOPPED;
-				slot->last_exit = 0;
-				snprintf(slot->last_error, sizeof(slot->last_error),
-						 "not started: no free background worker slot at server start (max_worker_processes is %d)",
-						 max_worker_processes);
-				slot->last_error_at = GetCurrentTimestamp();
-			}
-		}
+			tsw_slot_init_static(&tsw_shared->slots[i], &tsw_static_specs[i]);
 	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Caller holds the lock. */
+void
+tsw_slot_reset_for_start(TswSlot *slot)
+{
+	strlcpy(slot->status, "{}", sizeof(slot->status));
+	slot->state = TSW_STATE_STARTING;
+	slot->last_exit = -1;
+	slot->procno = -1;
+	slot->wakes_base = slot->wakes;
+	slot->stop_requested = false;
+	slot->disabled = false;
+	slot->recent_failures = 0;
 }
 
 const char *
 tsw_state_name(TswState state)
 {
-	switch (state)
-	{
-		case TSW_STATE_STARTING:
-			return "starting";
-		case TSW_STATE_RUNNING:
-			return "running";
-		case TSW_STATE_WAITING:
-			return "waiting";
-		case TSW_STATE_STOPPING:
-			return "stopping";
-		case TSW_STATE_STOPPED:
-			return "stopped";
-		case TSW_STATE_FAILED:
-			return "failed";
-	}
-	return "unknown";
+	static const char *const names[TSW_STATE_COUNT] = {
+		[TSW_STATE_STARTING] = "starting",
+		[TSW_STATE_RUNNING] = "running",
+		[TSW_STATE_WAITING] = "waiting",
+		[TSW_STATE_STOPPING] = "stopping",
+		[TSW_STATE_STOPPED] = "stopped",
+		[TSW_STATE_FAILED] = "failed",
+	};
+
+	return state >= 0 && state < TSW_STATE_COUNT ? names[state] : "unknown";
 }
 
-/*
- * Claim slot `index` for this process.  Returns false, with *why set, when
- * the worker must not run: the slot is unused, or it was stopped, or it is
- * disabled after a crash loop.  The caller then exits with code 0 so that
- * the postmaster does not start it again.
- */
+void
+tsw_fill_bgworker(BackgroundWorker *worker, int index, const char *name,
+				  int start_time, pid_t notify_pid)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = start_time;
+	worker->bgw_restart_time = tsw_restart_interval < 0 ? BGW_NEVER_RESTART : tsw_restart_interval;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "pg_tsworker_host");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "pg_tsworker_host_main");
+	snprintf(worker->bgw_name, BGW_MAXLEN, "pg_tsworker %s", name);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", name);
+	worker->bgw_main_arg = Int32GetDatum(index);
+	worker->bgw_notify_pid = notify_pid;
+}
+
 bool
-tsw_slot_claim(int index, TswSlotInfo *info, char **why)
+tsw_slot_claim(int index, TswSlot *copy, char **why)
 {
 	TswSlot    *slot;
 	bool		ok = true;
@@ -185,18 +208,11 @@ tsw_slot_claim(int index, TswSlotInfo *info, char **why)
 		*why = psprintf("worker slot %d is not in use", index);
 		ok = false;
 	}
-	else if (slot->stop_requested)
+	else if (slot->stop_requested || slot->disabled)
 	{
-		*why = pstrdup("stopped by tsworker.stop()");
-		slot->state = TSW_STATE_STOPPED;
-		slot->pid = 0;
-		slot->last_exit = 0;
-		ok = false;
-	}
-	else if (slot->disabled)
-	{
-		*why = pstrdup("disabled after repeated failures; run tsworker.launch() or tsworker.reload() to start it again");
-		slot->state = TSW_STATE_FAILED;
+		*why = pstrdup(slot->stop_requested ? "stopped by tsworker.stop()" :
+					   "disabled after repeated failures; run tsworker.start() or tsworker.launch() to start it again");
+		slot->state = slot->stop_requested ? TSW_STATE_STOPPED : TSW_STATE_FAILED;
 		slot->pid = 0;
 		slot->last_exit = 0;
 		ok = false;
@@ -204,7 +220,7 @@ tsw_slot_claim(int index, TswSlotInfo *info, char **why)
 	else
 	{
 		slot->pid = MyProcPid;
-		slot->procno = MyProc->pgprocno;
+		slot->procno = tsw_procno(MyProc);
 		slot->state = TSW_STATE_STARTING;
 		slot->started_at = GetCurrentTimestamp();
 		slot->last_activity = slot->started_at;
@@ -213,22 +229,11 @@ tsw_slot_claim(int index, TswSlotInfo *info, char **why)
 			slot->restarts++;
 		slot->starts++;
 		slot->failed_run = false;
-		slot->restart_run = false;
+		slot->outcome = TSW_OUTCOME_NONE;
+		slot->policy = TSW_RESTART_ON_FAILURE;
 		slot->last_exit = -1;
 		strlcpy(slot->status, "{}", sizeof(slot->status));
-
-		info->index = index;
-		info->dynamic = slot->dynamic;
-		strlcpy(info->name, slot->name, sizeof(info->name));
-		strlcpy(info->config_name, slot->config_name, sizeof(info->config_name));
-		strlcpy(info->module, slot->module, sizeof(info->module));
-		strlcpy(info->database, slot->database, sizeof(info->database));
-		info->dboid = slot->dboid;
-		info->roleid = slot->roleid;
-		strlcpy(info->rolename, slot->rolename, sizeof(info->rolename));
-		strlcpy(info->settings, slot->settings, sizeof(info->settings));
-		info->recent_failures = slot->recent_failures;
-		info->wakes = slot->wakes_base;
+		*copy = *slot;
 	}
 	LWLockRelease(tsw_shared->lock);
 
@@ -246,6 +251,19 @@ tsw_own_slot(void)
 	if (tsw_shared == NULL || tsw_my_slot < 0)
 		return NULL;
 	return &tsw_shared->slots[tsw_my_slot];
+}
+
+bool
+tsw_slot_read(TswSlot *copy)
+{
+	TswSlot    *slot = tsw_own_slot();
+
+	if (slot == NULL)
+		return false;
+	LWLockAcquire(tsw_shared->lock, LW_SHARED);
+	*copy = *slot;
+	LWLockRelease(tsw_shared->lock);
+	return true;
 }
 
 void
@@ -279,11 +297,6 @@ tsw_slot_note_loop(void)
 	LWLockRelease(tsw_shared->lock);
 }
 
-/*
- * The run failed: keep the first line of `message` as last_error.  The
- * first reason of a run is kept (what follows, such as the FATAL of a
- * worker made to exit, is a consequence).
- */
 void
 tsw_slot_set_error(const char *message)
 {
@@ -315,6 +328,31 @@ tsw_slot_set_status(const char *json)
 	LWLockRelease(tsw_shared->lock);
 }
 
+void
+tsw_slot_set_policy(TswRestartPolicy policy)
+{
+	TswSlot    *slot = tsw_own_slot();
+
+	if (slot == NULL)
+		return;
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	slot->policy = policy;
+	LWLockRelease(tsw_shared->lock);
+}
+
+void
+tsw_slot_set_outcome(TswOutcome outcome)
+{
+	TswSlot    *slot = tsw_own_slot();
+
+	if (slot == NULL)
+		return;
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	if (slot->outcome == TSW_OUTCOME_NONE)
+		slot->outcome = outcome;
+	LWLockRelease(tsw_shared->lock);
+}
+
 /*
  * How many times tsworker.wake() was called for this worker.  The runtime
  * compares it at each w.wait(): a wake whose latch was reset by a wait
@@ -334,22 +372,6 @@ tsw_slot_wakes(void)
 	return wakes;
 }
 
-/* The worker ends cleanly but asks to be started again (restart: always). */
-void
-tsw_slot_request_restart(void)
-{
-	TswSlot    *slot = tsw_own_slot();
-
-	if (slot == NULL)
-		return;
-	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-	slot->restart_run = true;
-	LWLockRelease(tsw_shared->lock);
-}
-
-/* Exit code decided by tsw_slot_on_exit(), for the final _exit(). */
-static int	tsw_final_code = -1;
-
 int
 tsw_slot_final_exit_code(int code)
 {
@@ -357,16 +379,19 @@ tsw_slot_final_exit_code(int code)
 }
 
 /*
- * on_shmem_exit callback of a worker that claimed its slot: record how it
- * ended and decide the exit code the process leaves with (host_pg.c's last
- * on_proc_exit callback _exits with it, whatever path led here, a FATAL
- * included).
+ * on_shmem_exit callback of a worker that claimed its slot: decide how the
+ * run ended and the exit code the process leaves with (host_exit.c's last
+ * on_proc_exit callback _exits with it, whatever path led here).
  *
- * A failure (exit 1 that was not a requested restart) counts towards the
- * crash-loop limit: tsworker.crash_loop_failures within
- * tsworker.crash_loop_window seconds.  At the limit the slot is disabled
- * and the worker exits 0, so that the postmaster does not start it again.
- * A worker stopped by tsworker.stop() exits 0 as well.
+ *	- A run is a failure when it reported one (last_error) or ended without
+ *	  reporting a clean finish (a FATAL, a forced exit).  A failure counts
+ *	  towards the crash-loop limit (tsworker.crash_loop_failures within
+ *	  tsworker.crash_loop_window); at the limit the slot is disabled.
+ *	- Exit 1 makes the postmaster restart the worker after
+ *	  tsworker.restart_interval; exit 0 makes it forget the registration.
+ *	  So: a failure exits 1, unless the policy is `never`; a clean finish
+ *	  exits 0, unless the policy is `always` and nobody asked it to stop;
+ *	  a worker stopped by tsworker.stop() or disabled exits 0.
  */
 static void
 tsw_slot_on_exit(int code, Datum arg)
@@ -375,14 +400,19 @@ tsw_slot_on_exit(int code, Datum arg)
 	TimestampTz now = GetCurrentTimestamp();
 	bool		failure;
 	bool		disabled_now = false;
-	int			final = code;
+	int			final;
 	int			failures = 0;
 
 	if (slot == NULL)
 		return;
 	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-	failure = slot->failed_run || (code != 0 && !slot->restart_run);
-	if (failure && !slot->stop_requested)
+	failure = slot->failed_run || slot->outcome != TSW_OUTCOME_FINISHED;
+	if (failure)
+		final = slot->policy == TSW_RESTART_NEVER ? 0 : 1;
+	else
+		final = slot->policy == TSW_RESTART_ALWAYS && !ShutdownRequestPending ? 1 : 0;
+
+	if (failure && !slot->stop_requested && final == 1)
 	{
 		if (slot->recent_failures == 0 ||
 			TimestampDifferenceExceeds(slot->first_recent_failure, now,
@@ -407,10 +437,7 @@ tsw_slot_on_exit(int code, Datum arg)
 	{
 		slot->pid = 0;
 		slot->last_exit = final;
-		/*
-		 * Stopped by tsworker.stop() even if it had to be forced; exit 1
-		 * without a failure: a requested restart is due.
-		 */
+		/* exit 1 without a failure: a restart (policy `always`) is due */
 		slot->state = slot->stop_requested ? TSW_STATE_STOPPED :
 			failure ? TSW_STATE_FAILED :
 			final == 0 ? TSW_STATE_STOPPED : TSW_STATE_STARTING;
@@ -421,42 +448,6 @@ tsw_slot_on_exit(int code, Datum arg)
 	tsw_my_slot = -1;
 	if (disabled_now)
 		ereport(LOG,
-				(errmsg("tsworker \"%s\": failed %d times within %d s; not restarted until tsworker.launch() or tsworker.reload()",
+				(errmsg("tsworker \"%s\": failed %d times within %d s; not restarted until tsworker.start() or tsworker.launch()",
 						slot->name, failures, tsw_crash_loop_window)));
-}
-
-/*
- * A module file must be a regular file that only its owner (root or the
- * server's OS user) can write, in a directory that no one else can write
- * (unless it is sticky, like /tmp): whoever can change it runs code as the
- * server.
- */
-char *
-tsw_check_module_file(const char *path)
-{
-	struct stat st;
-	char	   *dir;
-	char	   *slash;
-
-	if (stat(path, &st) != 0)
-		return psprintf("module \"%s\" does not exist or cannot be read by the server: %m", path);
-	if (!S_ISREG(st.st_mode))
-		return psprintf("module \"%s\" is not a regular file", path);
-	if (st.st_uid != 0 && st.st_uid != geteuid())
-		return psprintf("module \"%s\" is owned by another OS user (uid %d)", path, (int) st.st_uid);
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return psprintf("module \"%s\" is writable by other OS users (mode %04o)", path,
-						(int) (st.st_mode & 07777));
-
-	dir = pstrdup(path);
-	slash = strrchr(dir, '/');
-	if (slash != NULL)
-	{
-		*(slash == dir ? slash + 1 : slash) = '\0';
-		if (stat(dir, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) &&
-			!(st.st_mode & S_ISVTX))
-			return psprintf("the directory of module \"%s\" is writable by other OS users (mode %04o)",
-							path, (int) (st.st_mode & 07777));
-	}
-	return NULL;
 }

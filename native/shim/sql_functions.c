@@ -2,7 +2,8 @@
  *
  * sql_functions.c
  *		SQL-callable functions of the extension: status, launch, stop,
- *		wake, reload.
+ *		wake, start.  Arguments and permissions are checked here; slots
+ *		change only through slot_control.c.
  *
  * EXECUTE on all of them is revoked from PUBLIC by the extension script
  * and granted to tsworker_admin.  Launching runs code as the server's
@@ -36,67 +37,17 @@
 
 #include "compat.h"
 #include "pg_tsworker.h"
-#include "slots.h"
+#include "slot_control.h"
 
 PG_FUNCTION_INFO_V1(tsworker_worker_status);
 PG_FUNCTION_INFO_V1(tsworker_launch);
 PG_FUNCTION_INFO_V1(tsworker_stop);
 PG_FUNCTION_INFO_V1(tsworker_wake);
+PG_FUNCTION_INFO_V1(tsworker_start);
 PG_FUNCTION_INFO_V1(tsworker_reload);
 
-static void tsw_require_shared(void);
-static int	tsw_find_slot(const char *name);
-static int	tsw_lock_slot(const char *name, LWLockMode mode);
 static char *tsw_resolve_module(const char *module, bool *builtin);
 static bool tsw_path_inside(const char *path, const char *dir);
-static pid_t tsw_start_slot(int index, bool wait);
-static char *tsw_bgworker_usage(void);
-
-static void
-tsw_require_shared(void)
-{
-	if (tsw_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pg_tsworker is not loaded through shared_preload_libraries"),
-				 errhint("Add pg_tsworker to shared_preload_libraries and restart the server.")));
-}
-
-/* Index of the in-use slot named `name`, or -1.  Caller holds the lock. */
-static int
-tsw_find_slot(const char *name)
-{
-	int			i;
-
-	for (i = 0; i < tsw_shared->nslots; i++)
-	{
-		if (tsw_shared->slots[i].in_use &&
-			pg_strcasecmp(tsw_shared->slots[i].name, name) == 0)
-			return i;
-	}
-	return -1;
-}
-
-/*
- * Take the slot lock in `mode` and return the index of the slot named
- * `name`; an unknown name is an error (raised after releasing the lock).
- */
-static int
-tsw_lock_slot(const char *name, LWLockMode mode)
-{
-	int			i;
-
-	LWLockAcquire(tsw_shared->lock, mode);
-	i = tsw_find_slot(name);
-	if (i < 0)
-	{
-		LWLockRelease(tsw_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("worker \"%s\" does not exist", name)));
-	}
-	return i;
-}
 
 /* Is the canonical `path` inside the canonical directory `dir`? */
 static bool
@@ -202,104 +153,22 @@ tsw_resolve_module(const char *module, bool *builtin)
 }
 
 /*
- * What holds the background worker slots (max_worker_processes), for the
- * message of a failed registration: pg_tsworker's own running workers and
- * those waiting to be restarted; the rest belong to PostgreSQL or other
- * extensions.
- */
-static char *
-tsw_bgworker_usage(void)
-{
-	int			running = 0;
-	int			waiting = 0;
-	int			i;
-
-	LWLockAcquire(tsw_shared->lock, LW_SHARED);
-	for (i = 0; i < tsw_shared->nslots; i++)
-	{
-		TswSlot    *s = &tsw_shared->slots[i];
-
-		if (!s->in_use)
-			continue;
-		if (s->pid != 0)
-			running++;
-		else if (s->last_exit != 0)
-			waiting++;
-	}
-	LWLockRelease(tsw_shared->lock);
-	return psprintf("max_worker_processes is %d: pg_tsworker holds %d of its slots (%d running, "
-					"%d waiting to be restarted); the others belong to PostgreSQL "
-					"(the logical replication launcher and workers, parallel query workers) or to other extensions.",
-					max_worker_processes, running + waiting, running, waiting);
-}
-
-/* Register a dynamic background worker for slot `index`; return its pid. */
-static pid_t
-tsw_start_slot(int index, bool wait)
-{
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-	TswSlot    *slot = &tsw_shared->slots[index];
-	pid_t		pid = 0;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* launched on a hot standby, it runs there (read-only) */
-	worker.bgw_start_time = RecoveryInProgress() ? BgWorkerStart_ConsistentState :
-		BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = tsw_restart_interval < 0 ? BGW_NEVER_RESTART : tsw_restart_interval;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_tsworker_host");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_tsworker_host_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_tsworker %s", slot->name);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", slot->name);
-	worker.bgw_main_arg = Int32GetDatum(index);
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-		return -1;
-	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-	slot->handle = *handle;
-	slot->has_handle = true;
-	LWLockRelease(tsw_shared->lock);
-	if (!wait)
-		return 0;
-
-	switch (WaitForBackgroundWorkerStartup(handle, &pid))
-	{
-		case BGWH_STARTED:
-			return pid;
-		case BGWH_STOPPED:
-			return 0;
-		case BGWH_POSTMASTER_DIED:
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("could not start worker \"%s\": the postmaster died", slot->name)));
-			break;
-		default:
-			break;
-	}
-	return 0;
-}
-
-/*
  * tsworker.launch(name text, module text, settings jsonb, database name)
  * returns the pid of the started worker.
  */
 Datum
 tsworker_launch(PG_FUNCTION_ARGS)
 {
-	char	   *name;
-	char	   *module;
+	TswLaunchRequest req;
 	char	   *settings = "{}";
 	char	   *database;
 	char	   *path;
+	char	   *name;
+	char	   *module;
 	bool		builtin;
-	Oid			dboid;
-	int			index = -1;
-	int			i;
-	pid_t		pid;
-	TswSlot    *slot;
 	AclResult	aclresult;
+	int			index;
+	pid_t		pid;
 
 	tsw_require_shared();
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -350,8 +219,8 @@ tsworker_launch(PG_FUNCTION_ARGS)
 					 errhint("A module must be a regular file that only root or the server's OS user can write, in a directory no one else can write.")));
 	}
 
-	dboid = get_database_oid(database, false);
-	aclresult = pg_database_aclcheck(dboid, GetUserId(), ACL_CONNECT);
+	req.dboid = get_database_oid(database, false);
+	aclresult = tsw_database_aclcheck(req.dboid, GetUserId(), ACL_CONNECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_DATABASE, database);
 
@@ -368,117 +237,31 @@ tsworker_launch(PG_FUNCTION_ARGS)
 					 detail ? 0 : errhint("Run the module with pg_tsworker's runtime to see the full error, or read the server log.")));
 	}
 
-	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-	i = tsw_find_slot(name);
-	if (i >= 0)
-	{
-		slot = &tsw_shared->slots[i];
-		/* running, or due to run (registered, or exited 1 with a restart due) */
-		if (slot->pid != 0 || slot->last_exit != 0)
-		{
-			LWLockRelease(tsw_shared->lock);
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("worker \"%s\" already exists and is %s", name,
-							slot->pid != 0 ? "running" : "about to start"),
-					 errhint("Stop it with tsworker.stop() first, or choose another name.")));
-		}
-		if (!slot->dynamic && !builtin && strcmp(slot->module, path) != 0)
-		{
-			LWLockRelease(tsw_shared->lock);
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("worker \"%s\" is configured in tsworker.workers with module \"%s\"",
-							name, slot->module),
-					 errhint("Launch it with that module to start it again, or choose another name.")));
-		}
-		/* a configured worker starts again as configured; a launched one reuses its slot */
-		index = i;
-	}
-	else
-	{
-		/* a free slot, else the oldest stopped launched worker's */
-		for (i = 0; i < tsw_shared->nslots && index < 0; i++)
-			if (!tsw_shared->slots[i].in_use)
-				index = i;
-		for (i = 0; i < tsw_shared->nslots && index < 0; i++)
-		{
-			TswSlot    *s = &tsw_shared->slots[i];
+	req.name = name;
+	req.module = path;
+	req.builtin = builtin;
+	/* a launched built-in reads its settings where configured ones do */
+	req.config_name = builtin ? module : name;
+	req.database = database;
+	req.roleid = GetUserId();
+	req.settings = settings;
+	index = tsw_slot_prepare_launch(&req);
 
-			if (s->dynamic && s->pid == 0 &&
-				(s->state == TSW_STATE_STOPPED || s->disabled || s->stop_requested))
-				index = i;
-		}
-		if (index < 0)
-		{
-			LWLockRelease(tsw_shared->lock);
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("all %d worker slots are in use", tsw_shared->nslots),
-					 errhint("Stop a worker, or raise tsworker.max_workers.")));
-		}
-	}
-
-	slot = &tsw_shared->slots[index];
-	if (slot->dynamic || !slot->in_use)
-	{
-		memset(slot, 0, sizeof(TswSlot));
-		slot->in_use = true;
-		slot->dynamic = true;
-		strlcpy(slot->name, name, sizeof(slot->name));
-		/* a launched built-in reads its settings where configured ones do */
-		strlcpy(slot->config_name, builtin ? module : name, sizeof(slot->config_name));
-		strlcpy(slot->module, path, sizeof(slot->module));
-		strlcpy(slot->database, database, sizeof(slot->database));
-		slot->dboid = dboid;
-		slot->roleid = GetUserId();
-		strlcpy(slot->settings, settings, sizeof(slot->settings));
-		strlcpy(slot->status, "{}", sizeof(slot->status));
-	}
-	slot->procno = -1;
-	slot->wakes_base = slot->wakes;
-	slot->last_exit = -1;
-	slot->stop_requested = false;
-	slot->disabled = false;
-	slot->recent_failures = 0;
-	slot->state = TSW_STATE_STARTING;
-	LWLockRelease(tsw_shared->lock);
-
-	pid = tsw_start_slot(index, true);
+	pid = tsw_slot_register(index, true);
 	if (pid < 0)
 	{
-		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-		if (slot->dynamic)
-			slot->in_use = false;
-		else
-		{
-			slot->state = TSW_STATE_STOPPED;
-			slot->last_exit = 0;
-		}
-		LWLockRelease(tsw_shared->lock);
+		tsw_slot_launch_failed(index);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not register background worker \"%s\": no free background worker slot", name),
 				 errdetail("%s", tsw_bgworker_usage()),
 				 errhint("Raise max_worker_processes (needs a restart), or stop workers that wait to be restarted with tsworker.stop().")));
 	}
-	/*
-	 * Record the pid now, not only when the worker claims its slot a moment
-	 * later, so that a tsworker.stop() right after launch finds it (a SIGTERM
-	 * that early stays pending until the worker unblocks signals).
-	 */
-	if (pid > 0)
-	{
-		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-		if (slot->pid == 0 && slot->state == TSW_STATE_STARTING)
-			slot->pid = pid;
-		LWLockRelease(tsw_shared->lock);
-	}
 	if (pid == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("worker \"%s\" exited at once", name),
-				 errhint("See the server log, or last_error in tsworker.workers.")));
+				 errhint("See the server log, or last_error in tsworker.stat_workers.")));
 	PG_RETURN_INT32(pid);
 }
 
@@ -487,34 +270,10 @@ Datum
 tsworker_stop(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	int			i;
 	pid_t		pid;
-	TswSlot    *slot;
 
 	tsw_require_shared();
-	i = tsw_lock_slot(name, LW_EXCLUSIVE);
-	slot = &tsw_shared->slots[i];
-	slot->stop_requested = true;
-	pid = slot->pid;
-	if (pid != 0)
-		slot->state = TSW_STATE_STOPPING;
-	else if (slot->last_exit != 0)
-	{
-		/*
-		 * Registered and waiting to be (re)started: cancel a dynamic
-		 * registration now, so that it does not hold a background worker
-		 * slot until its restart time.  (A configured worker's registration
-		 * stays until then; it exits at once when started.)
-		 */
-		if (slot->has_handle)
-		{
-			TerminateBackgroundWorker(&slot->handle);
-			slot->has_handle = false;
-			slot->last_exit = 0;
-		}
-		slot->state = TSW_STATE_STOPPED;
-	}
-	LWLockRelease(tsw_shared->lock);
+	pid = tsw_slot_stop(name);
 
 	/*
 	 * To the process group, as the postmaster and pg_terminate_backend()
@@ -531,81 +290,32 @@ Datum
 tsworker_wake(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	int			i;
-	bool		woken = false;
 
 	tsw_require_shared();
-	i = tsw_lock_slot(name, LW_EXCLUSIVE);
-	if (tsw_shared->slots[i].pid != 0)
-	{
-		/* counted even before the worker has claimed its slot */
-		tsw_shared->slots[i].wakes++;
-		if (tsw_shared->slots[i].procno >= 0)
-			SetLatch(&ProcGlobal->allProcs[tsw_shared->slots[i].procno].procLatch);
-		woken = true;
-	}
-	LWLockRelease(tsw_shared->lock);
-	PG_RETURN_BOOL(woken);
+	PG_RETURN_BOOL(tsw_slot_wake(name));
 }
 
 /*
- * tsworker.reload() returns integer: starts again every worker that is not
- * running and not due to run (stopped by tsworker.stop(), finished, or
- * disabled after a crash loop), and returns how many it started.
+ * tsworker.start(name text DEFAULT NULL) returns integer: starts again the
+ * worker `name`, or every worker when NULL, that is neither running nor due
+ * to run (stopped, finished, or disabled after a crash loop), and returns
+ * how many it started.
  */
+Datum
+tsworker_start(PG_FUNCTION_ARGS)
+{
+	char	   *name = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	tsw_require_shared();
+	PG_RETURN_INT32(tsw_slot_start_stopped(name));
+}
+
+/* tsworker.reload(), extension version 0.1: tsworker.start() for every worker. */
 Datum
 tsworker_reload(PG_FUNCTION_ARGS)
 {
-	int			started = 0;
-	int			i;
-
 	tsw_require_shared();
-	for (i = 0; i < tsw_shared->nslots; i++)
-	{
-		TswSlot    *slot = &tsw_shared->slots[i];
-		TswSlot		before;
-		bool		start = false;
-
-		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-		/* not running and not due to run: stopped, finished, or disabled */
-		if (slot->in_use && slot->pid == 0 && slot->last_exit == 0)
-		{
-			before = *slot;
-			slot->last_exit = -1;
-			slot->disabled = false;
-			slot->stop_requested = false;
-			slot->recent_failures = 0;
-			slot->state = TSW_STATE_STARTING;
-			start = true;
-		}
-		LWLockRelease(tsw_shared->lock);
-		if (!start)
-			continue;
-		if (tsw_start_slot(i, false) == 0)
-		{
-			started++;
-			continue;
-		}
-
-		/* no background worker slot: leave it as it was, and say so */
-		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-		slot->last_exit = before.last_exit;
-		slot->disabled = before.disabled;
-		slot->stop_requested = before.stop_requested;
-		slot->recent_failures = before.recent_failures;
-		slot->state = before.state;
-		snprintf(slot->last_error, sizeof(slot->last_error),
-				 "not started by tsworker.reload(): no free background worker slot (max_worker_processes is %d)",
-				 max_worker_processes);
-		slot->last_error_at = GetCurrentTimestamp();
-		LWLockRelease(tsw_shared->lock);
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start worker \"%s\": no free background worker slot", slot->name),
-				 errdetail("%s", tsw_bgworker_usage()),
-				 errhint("Raise max_worker_processes (needs a restart).")));
-	}
-	PG_RETURN_INT32(started);
+	PG_RETURN_INT32(tsw_slot_start_stopped(NULL));
 }
 
 /* tsworker.worker_status(): one row per slot in use. */
@@ -614,19 +324,12 @@ tsworker_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TswSlot    *copy;
-	int			n = 0;
+	int			n;
 	int			i;
 
 	tsw_require_shared();
 	InitMaterializedSRF(fcinfo, 0);
-
-	copy = palloc(sizeof(TswSlot) * tsw_shared->nslots);
-	LWLockAcquire(tsw_shared->lock, LW_SHARED);
-	for (i = 0; i < tsw_shared->nslots; i++)
-		if (tsw_shared->slots[i].in_use)
-			copy[n++] = tsw_shared->slots[i];
-	LWLockRelease(tsw_shared->lock);
-
+	n = tsw_slots_copy(&copy);
 	for (i = 0; i < n; i++)
 	{
 		TswSlot    *s = &copy[i];

@@ -5,7 +5,9 @@
  *
  * Each comma-separated entry is "[name=]module".  A module is either the
  * name of a built-in worker (a file <sharedir>/pg_tsworker/dist/workers/
- * <name>.js) or an absolute path to a .ts, .cts, .js or .cjs file (loaded as CommonJS; TypeScript through tsx).
+ * <name>.js) or an absolute path to a module file (module_kinds.h, from
+ * the runtime's src/runtime/module-kinds.json: loaded as CommonJS,
+ * TypeScript through tsx).
  * Without "name=", a built-in is named after itself and a path after its
  * file name without the extension.  Names are unique identifiers of at most
  * 63 bytes (letters, digits and '_', not starting with a digit).
@@ -24,14 +26,14 @@
 #include "utils/builtins.h"
 #include "utils/varlena.h"
 
+#include "module_kinds.h"
 #include "pg_tsworker.h"
 
 static bool tsw_has_module_suffix(const char *path);
 static void tsw_basename_noext(const char *path, char *out, size_t outlen);
 
-static const char *const tsw_module_suffixes[] = {
-	".ts", ".cts", ".js", ".cjs", NULL
-};
+/* the runtime's definition (src/runtime/module-kinds.json) */
+static const char *const tsw_module_suffixes[] = TSW_MODULE_SUFFIXES;
 
 void
 tsw_runtime_dir(char *buf, size_t len)
@@ -193,7 +195,7 @@ tsw_parse_worker_list(const char *value, TswWorkerSpec **specs, char **errmsg_ou
 			}
 			if (!tsw_has_module_suffix(module))
 			{
-				*errmsg_out = psprintf("module \"%s\" does not end in .ts, .cts, .js or .cjs", module);
+				*errmsg_out = psprintf("module \"%s\" does not end in %s", module, TSW_MODULE_SUFFIX_WORDS);
 				return -1;
 			}
 			spec->module = pstrdup(module);

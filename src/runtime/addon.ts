@@ -1,45 +1,57 @@
 /**
  * Typed view of the N-API addon (native/addon). Each function makes one
- * PostgreSQL call; policy lives in the runtime.
+ * PostgreSQL call, or one pass of them (`queryOnce`); policy lives in the
+ * runtime.
  */
 import * as path from 'path';
 
 import type { ParamType } from './params';
+import type { Rows } from './results';
 
 /** A column of a result. */
 export interface FieldInfo {
   /** Column name. */
-  name: string;
+  readonly name: string;
   /** Type OID of the column (see pg_type). */
-  dataTypeID: number;
+  readonly dataTypeID: number;
 }
 
-/** What the addon returns for one statement: the rows, with non-enumerable metadata. */
-export type RawResult = Record<string, unknown>[] & {
-  readonly rowCount: number;
-  readonly command: string;
-  readonly fields: FieldInfo[];
-};
-
-/** Log levels understood by `Addon.log`. */
-export const enum LogLevel {
-  Debug = 0,
-  Log = 1,
-  Notice = 2,
-  Warning = 3,
+/** Numbers of the shim's enums and flags, from their one definition (native/shim/slot.h, log_level.h; native/addon/pg_api.h). */
+export interface Constants {
+  /** Worker states (TswState), by the name the view shows. */
+  state: { starting: number; running: number; waiting: number; stopping: number; stopped: number; failed: number };
+  /** Restart policies (TswRestartPolicy). */
+  restart: { 'on-failure': number; always: number; never: number };
+  /** How a run ended (TswOutcome). */
+  outcome: { finished: number; failed: number };
+  /** Log levels (TswLogLevel). */
+  log: { debug: number; log: number; notice: number; warning: number };
+  /** Result flags (TSW_RESULT_*). */
+  result: { int8Text: number; timeText: number };
 }
 
-/** Worker states reported to the slot (`tsworker.workers.state`). */
-export const enum SlotState {
-  Running = 1,
-  Waiting = 2,
-  Stopping = 3,
+/** Who this worker is, from its slot in shared memory. */
+export interface SlotInfo {
+  /** Worker name. */
+  name: string;
+  /** Settings prefix: the worker reads tsworker_<configName>.* */
+  configName: string;
+  /** Absolute path of the worker module. */
+  module: string;
+  /** JSON object given to tsworker.launch() ('{}' for configured workers). */
+  settings: string;
+  /** Started by tsworker.launch(). */
+  dynamic: boolean;
+  /** Failures of this worker within tsworker.crash_loop_window, before this start. */
+  recentFailures: number;
+  /** tsworker.wake() count seen by earlier runs. */
+  wakes: number;
 }
 
-/** Result options the addon understands. */
-export interface ResultOptions {
-  int8?: 'bigint' | 'string';
-  dates?: 'date' | 'text';
+/** A setting's value, and whether PostgreSQL knows its definition (then it checked it and gives it in its base unit). */
+export interface SettingValue {
+  value: string | null;
+  defined: boolean;
 }
 
 /** A kept plan: an opaque handle and its parameters. */
@@ -48,14 +60,16 @@ export interface RawPrepared {
   params: ParamType[];
 }
 
-/** Functions of the runtime the addon calls back. */
-export interface AddonHelpers {
-  makeInterval(months: number, days: number, microseconds: bigint): unknown;
-  formatParam(value: unknown, type: ParamType): string | null;
+/** Classes the addon creates values of. */
+export interface AddonClasses {
+  Interval: new (months: number, days: number, microseconds: bigint) => unknown;
+  Rows: new (command: string, rowCount: number, fields: readonly FieldInfo[]) => Rows<never>;
 }
 
 export interface Addon {
-  init(pgError: new (message: string, fields: never) => Error, helpers: AddonHelpers): void;
+  readonly constants: Constants;
+  init(pgError: new (message: string, fields: never) => Error, classes: AddonClasses): void;
+  slot(): SlotInfo;
   /** statementSavepoints defaults to true. */
   begin(readOnly?: boolean, statementSavepoints?: boolean, synchronousCommit?: string): void;
   savepoint(): void;
@@ -64,24 +78,31 @@ export interface Addon {
   commit(): void;
   rollback(): void;
   inTransaction(): boolean;
-  /** timeoutMs: 0 no limit; -1 or absent: tsworker.statement_timeout. */
-  query(sql: string, params?: readonly unknown[], timeoutMs?: number, options?: ResultOptions): RawResult;
+  /** In the open transaction. timeoutMs: 0 no limit; -1 tsworker.statement_timeout. flags: constants.result. */
+  query(sql: string, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): Rows<never>;
+  /** sql alone in a transaction of its own, in one call (w.query). */
+  queryOnce(sql: string, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): Rows<never>;
   /** types: type names of the first parameters (null: inferred). */
   prepare(sql: string, types?: readonly (string | null)[]): RawPrepared;
-  execute(handle: object, params?: readonly unknown[], timeoutMs?: number, options?: ResultOptions): RawResult;
+  execute(handle: object, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): Rows<never>;
   freePlan(handle: object): void;
   /** Opens a cursor for sql or a kept plan; returns its name. */
   openCursor(sqlOrHandle: string | object, params?: readonly unknown[], scroll?: boolean): string;
-  fetchCursor(name: string, forward: boolean, count: number, options?: ResultOptions): RawResult;
+  fetchCursor(name: string, forward: boolean, count: number, flags: number): Rows<never>;
   moveCursor(name: string, forward: boolean, count: number): number;
   closeCursor(name: string): void;
   shutdownRequested(): boolean;
-  getSetting(name: string): string | null;
-  log(level: LogLevel, message: string): void;
-  setState(state: SlotState): void;
+  getSetting(name: string): SettingValue;
+  /** level: constants.log */
+  log(level: number, message: string): void;
+  /** state: constants.state */
+  setState(state: number): void;
+  /** policy: constants.restart */
+  setPolicy(policy: number): void;
+  /** outcome: constants.outcome */
+  setOutcome(outcome: number): void;
   noteLoop(): void;
   setError(message: string): void;
-  requestRestart(): void;
   wakes(): number;
   setStatus(json: string): void;
 }

@@ -2,9 +2,9 @@
  * Cursors: a statement's rows read a batch at a time through a portal
  * (SPI_cursor_fetch), so that any number of rows fits in constant memory.
  */
-import type { Addon, ResultOptions } from './addon';
-import type { Cursor, CursorOptions, QueryResult, Row } from './define';
-import { resultOptions, toResult } from './results';
+import type { Addon } from './addon';
+import type { Cursor, CursorOptions, Row } from './define';
+import { resultFlags, type Rows } from './results';
 
 const DEFAULT_BATCH = 1000;
 
@@ -28,7 +28,7 @@ export function cursorBatch(options: CursorOptions | undefined): number {
 
 export class PortalCursor<R extends Row> implements Cursor<R> {
   private closed = false;
-  private readonly result: ResultOptions | undefined;
+  private readonly flags: number;
 
   constructor(
     private readonly addon: Addon,
@@ -36,17 +36,17 @@ export class PortalCursor<R extends Row> implements Cursor<R> {
     private readonly batchSize: number,
     options: CursorOptions | undefined,
   ) {
-    this.result = resultOptions(options, 'cursor()');
+    this.flags = resultFlags(options, 'cursor()', addon.constants.result);
   }
 
   private check(what: string): void {
     if (this.closed) throw new Error(`cursor.${what}(): the cursor is closed`);
   }
 
-  fetch(count = 1): QueryResult<R> {
+  fetch(count = 1): Rows<R> {
     this.check('fetch');
     const n = checkCount(count, 'cursor.fetch()');
-    return toResult<R>(this.addon.fetchCursor(this.name, n >= 0, Math.abs(n), this.result));
+    return this.addon.fetchCursor(this.name, n >= 0, Math.abs(n), this.flags) as Rows<R>;
   }
 
   move(count: number): number {
@@ -61,9 +61,9 @@ export class PortalCursor<R extends Row> implements Cursor<R> {
     this.addon.closeCursor(this.name);
   }
 
-  batches(size = this.batchSize): Iterable<QueryResult<R>> & AsyncIterable<QueryResult<R>> {
+  batches(size = this.batchSize): Iterable<Rows<R>> & AsyncIterable<Rows<R>> {
     if (!Number.isSafeInteger(size) || size < 1) throw new TypeError('cursor.batches(size): size must be an integer >= 1');
-    const next = (): QueryResult<R> | undefined => {
+    const next = (): Rows<R> | undefined => {
       if (this.closed) return undefined;
       const rows = this.fetch(size);
       if (rows.length < size) this.close();

@@ -1,25 +1,20 @@
 /**
  * `defineWorker` and the types a worker module is written against.
  */
-import type { FieldInfo } from './addon';
 import type { Param, ParamType } from './params';
+import type { Rows } from './results';
 import { validateSpec, type SettingsSpec, type SettingValues } from './settings';
 
 /** A row: column name to value. */
 export type Row = Record<string, unknown>;
 
 /**
- * Rows returned by a statement. It is an array of rows with the statement's
- * metadata as extra (non-enumerable) properties.
+ * @deprecated The name of node-postgres's `{ rows, rowCount, command,
+ * fields }`, which this is not: use `Rows<R>` (an array of rows with
+ * `rowCount`, `command`, `fields`, and `rows` for pg-style code). Kept for
+ * one version.
  */
-export type QueryResult<R extends Row = Row> = R[] & {
-  /** Rows processed: returned by SELECT, or inserted, updated, deleted. */
-  readonly rowCount: number;
-  /** The kind of statement: SELECT, INSERT, UPDATE, DELETE, MERGE, UTILITY ... */
-  readonly command: string;
-  /** Result columns, in order. */
-  readonly fields: readonly FieldInfo[];
-};
+export type QueryResult<R extends Row = Row> = Rows<R>;
 
 /** How results come back (see docs/types.md). */
 export interface ResultOptions {
@@ -53,13 +48,13 @@ export interface CursorOptions extends ResultOptions {
  */
 export interface Cursor<R extends Row = Row> extends Iterable<R>, AsyncIterable<R> {
   /** The next `count` rows (default 1); fewer, or none, at the end. */
-  fetch(count?: number): QueryResult<R>;
+  fetch(count?: number): Rows<R>;
   /** Skip `count` rows (negative: back, with `scroll`); returns how many were skipped. */
   move(count: number): number;
   /** Close the cursor (idempotent). */
   close(): void;
   /** Rows in arrays of `size` (default `batchSize`); iterate with `for` or `for await`. */
-  batches(size?: number): Iterable<QueryResult<R>> & AsyncIterable<QueryResult<R>>;
+  batches(size?: number): Iterable<Rows<R>> & AsyncIterable<Rows<R>>;
 }
 
 /**
@@ -73,7 +68,7 @@ export interface PreparedStatement<R extends Row = Row> {
   /** Its parameters' types. */
   readonly params: readonly ParamType[];
   /** Run it in the current transaction. */
-  query(params?: readonly Param[], options?: QueryOptions): QueryResult<R>;
+  query(params?: readonly Param[], options?: QueryOptions): Rows<R>;
   /** Open a cursor over its rows in the current transaction. */
   cursor(params?: readonly Param[], options?: CursorOptions): Cursor<R>;
   /** Release the plan; further use throws. */
@@ -89,7 +84,7 @@ export interface Transaction {
    * statement: the transaction can go on (unless it was begun with
    * `statementSavepoints: false`).
    */
-  query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R>;
+  query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): Rows<R>;
   /**
    * Plan a statement once for many runs, here and in later transactions.
    * `types` names the types of the first parameters (`'int4'`, `'text[]'`,
@@ -134,7 +129,12 @@ export type SynchronousCommit = 'on' | 'off' | 'local' | 'remote_write' | 'remot
 export interface Logger {
   /** DEBUG1 */
   debug(...args: unknown[]): void;
-  /** LOG: always written to the server log. */
+  /** LOG: always written to the server log (PostgreSQL's LOG level). */
+  log(...args: unknown[]): void;
+  /**
+   * @deprecated Writes at LOG, not at PostgreSQL's INFO level (which a
+   * background worker's log would not show): use `log()`. Kept for one version.
+   */
   info(...args: unknown[]): void;
   /** NOTICE */
   notice(...args: unknown[]): void;
@@ -168,7 +168,7 @@ export interface WorkerEvents {
 /** A JSON-serialisable value. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** The status a worker publishes in `tsworker.workers.status`. */
+/** The status a worker publishes in `tsworker.stat_workers.status`. */
 export interface WorkerStatus {
   /** Replace the published status (at most 2047 bytes of JSON). */
   set(value: { [key: string]: Json }): void;
@@ -228,8 +228,8 @@ export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
   transaction<T>(fn: (tx: Transaction) => T, options?: TransactionOptions): T;
   /** Run one statement in a transaction of its own. */
-  query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R>;
-  /** The JSON status shown in `tsworker.workers.status`. */
+  query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): Rows<R>;
+  /** The JSON status shown in `tsworker.stat_workers.status`. */
   readonly status: WorkerStatus;
   /** Current value of any configuration parameter, or null if it does not exist. */
   setting(name: string): string | null;

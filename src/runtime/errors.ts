@@ -24,6 +24,12 @@ export interface PgErrorFields {
   column?: string;
   dataType?: string;
   constraint?: string;
+  /** Source file of the server's code that raised the error, e.g. `nbtinsert.c`. */
+  file?: string;
+  /** Its line, as a string (as in `pg`). */
+  line?: string;
+  /** Its function, e.g. `_bt_check_unique`. */
+  routine?: string;
 }
 
 /** An error raised by PostgreSQL while running a statement for a worker. */
@@ -41,6 +47,9 @@ export class PgError extends Error implements PgErrorFields {
   column?: string;
   dataType?: string;
   constraint?: string;
+  file?: string;
+  line?: string;
+  routine?: string;
 
   constructor(message: string, fields: PgErrorFields) {
     super(message);

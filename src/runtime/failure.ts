@@ -1,6 +1,6 @@
 /**
  * How a failure is told: in full for the server log (`describe`), and in
- * one line with its position for `tsworker.workers.last_error`
+ * one line with its position for `tsworker.stat_workers.last_error`
  * (`summarize`).
  */
 import * as path from 'path';

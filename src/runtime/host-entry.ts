@@ -11,37 +11,30 @@ import Module from 'module';
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { loadAddon, LogLevel, SlotState, type Addon } from './addon';
+import { loadAddon, type Addon } from './addon';
 import { isWorkerDefinition, type WorkerDefinition } from './define';
 import { PgError } from './errors';
 import { describe, summarize } from './failure';
 import { Interval } from './interval';
-import { formatParam } from './params';
+import { Rows } from './results';
 import type { SettingsSpec } from './settings';
 import { requireModule } from './modules';
 import { Worker } from './worker';
 
-/** What the host hands over (built in host.cc). */
+/**
+ * What the host hands over (built in host.cc). Who the worker is comes from
+ * its slot, through the addon (addon.slot()).
+ */
 export interface HostInterface {
-  /** Worker name from tsworker.workers. */
-  name: string;
-  /** Absolute path of the worker module. */
-  module: string;
   /** <sharedir>/pg_tsworker: this runtime and its node_modules. */
   runtimeDir: string;
   /** <pkglibdir>/pg_tsworker: the addon. */
   nativeDir: string;
-  /** Settings prefix: the worker reads tsworker_<configName>.* */
-  configName: string;
-  /** JSON object given to tsworker.launch() ('{}' for configured workers). */
-  launchSettings: string;
-  /** Started by tsworker.launch(). */
-  dynamic: boolean;
-  /** Failures of this worker within tsworker.crash_loop_window, before this start. */
-  recentFailures: number;
-  /** tsworker.wake() count of the slot when this run claimed it. */
-  wakesAtStart: number;
-  /** Leave the loop and exit the process with this code (0 or 1). */
+  /**
+   * Leave the loop and exit the process: 0 when the run finished, 1 when it
+   * failed. The exit code the postmaster sees is the slot's decision
+   * (restart policy, tsworker.stop(), crash loops: native/shim/slots.c).
+   */
   finish(code: number): void;
 }
 
@@ -87,7 +80,7 @@ function guardSignals(addon: Addon): void {
     (process as unknown as Record<string, unknown>)[method] = (event: string | symbol, listener: (...args: unknown[]) => void) => {
       if (typeof event === 'string' && SIGNALS.has(event)) {
         addon.log(
-          LogLevel.Warning,
+          addon.constants.log.warning,
           `ignored process.${method}('${event}'): PostgreSQL handles this worker's signals; use w.on('shutdown') or w.on('reload')`,
         );
         return process;
@@ -100,16 +93,17 @@ function guardSignals(addon: Addon): void {
 /** Send console output to the server log instead of the postmaster's stdout. */
 function redirectConsole(addon: Addon): void {
   const { format } = require('util') as typeof import('util');
-  const to = (level: LogLevel) => (...args: unknown[]) => addon.log(level, format(...args));
-  console.log = to(LogLevel.Log);
-  console.info = to(LogLevel.Log);
-  console.debug = to(LogLevel.Debug);
-  console.warn = to(LogLevel.Warning);
-  console.error = to(LogLevel.Warning);
-  console.trace = (...args: unknown[]) => addon.log(LogLevel.Log, `${format(...args)}\n${new Error().stack ?? ''}`);
+  const level = addon.constants.log;
+  const to = (n: number) => (...args: unknown[]) => addon.log(n, format(...args));
+  console.log = to(level.log);
+  console.info = to(level.log);
+  console.debug = to(level.debug);
+  console.warn = to(level.warning);
+  console.error = to(level.warning);
+  console.trace = (...args: unknown[]) => addon.log(level.log, `${format(...args)}\n${new Error().stack ?? ''}`);
 }
 
-export function loadDefinition(host: Pick<HostInterface, 'module' | 'runtimeDir'>): WorkerDefinition<SettingsSpec> {
+export function loadDefinition(host: { module: string; runtimeDir: string }): WorkerDefinition<SettingsSpec> {
   const file = host.module;
   if (!fs.existsSync(file)) {
     throw new Error(`module ${file} does not exist (or the server's OS user cannot see it)`);
@@ -132,42 +126,38 @@ export function backoffDelay(failures: number, max: number): number {
 /** Called by the host; returns the dispatcher for loop events. */
 export function start(host: HostInterface): (event: HostEvent) => void {
   const addon = loadAddon(host.nativeDir);
-  addon.init(PgError as never, {
-    makeInterval: (months, days, microseconds) => new Interval(months, days, microseconds),
-    formatParam,
-  });
+  addon.init(PgError as never, { Interval, Rows: Rows as never });
+  const { log: level, outcome, restart, state } = addon.constants;
+  const slot = addon.slot();
   let finished = false;
   let worker: Worker<SettingsSpec> | undefined;
   let policy: WorkerDefinition['restart'] = 'on-failure';
 
   /**
-   * Exit with `code` as the restart policy has it. `message` goes to the
-   * log; a failure's one-line `summary` (default: the message's first
-   * line) becomes last_error.
+   * End the run: `code` 0 when it finished, 1 when it failed. `message` goes
+   * to the log; a failure's one-line `summary` (default: the message's
+   * first line) becomes last_error. The restart policy, applied by the
+   * slot, is noted.
    */
-  const finish = (code: number, message: string, level: LogLevel, summary?: string): void => {
+  const finish = (code: number, message: string, logLevel: number, summary?: string): void => {
     if (finished) return;
     finished = true;
-    let exitCode = code;
     let note = '';
-    if (policy === 'never' && code !== 0) {
-      exitCode = 0;
-      note = ' (restart: never)';
-    } else if (policy === 'always' && code === 0 && !worker?.shutdownRequested) {
-      exitCode = 1;
-      addon.requestRestart();
+    if (policy === 'never' && code !== 0) note = ' (restart: never)';
+    else if (policy === 'always' && code === 0 && !worker?.shutdownRequested) {
       note = ' (restart: always; starting again after tsworker.restart_interval)';
     }
     if (code !== 0) addon.setError((summary ?? message.split('\n')[0]).slice(0, 1000));
-    addon.log(level, message + note);
-    host.finish(exitCode);
+    addon.setOutcome(code === 0 ? outcome.finished : outcome.failed);
+    addon.log(logLevel, message + note);
+    host.finish(code === 0 ? 0 : 1);
   };
   const fail = (what: string, err: unknown): void =>
-    finish(1, `${what}: ${describe(err)}`, LogLevel.Warning, `${what}: ${summarize(err, host.runtimeDir)}`);
+    finish(1, `${what}: ${describe(err)}`, level.warning, `${what}: ${summarize(err, host.runtimeDir)}`);
   /** Set once the postmaster is gone: settles when the postmasterDeath listeners have. */
   let afterPostmaster: Promise<void> | undefined;
   const leaveAfterPostmaster = (): void => {
-    void afterPostmaster?.then(() => finish(1, 'postmaster died; worker exits', LogLevel.Log));
+    void afterPostmaster?.then(() => finish(1, 'postmaster died; worker exits', level.log));
   };
 
   /**
@@ -179,7 +169,7 @@ export function start(host: HostInterface): (event: HostEvent) => void {
   const failOrStop = (what: string, err: unknown): void => {
     if (!cancelledByStop(err)) return fail(what, err);
     const where = what === 'worker failed' ? 'its running statement was cancelled' : 'a statement was cancelled in a callback';
-    finish(0, `stopped on shutdown request (${where})`, LogLevel.Log);
+    finish(0, `stopped on shutdown request (${where})`, level.log);
   };
   process.on('uncaughtException', (err) => failOrStop('uncaught exception', err));
   process.on('unhandledRejection', (reason) => failOrStop('unhandled promise rejection', reason));
@@ -189,7 +179,7 @@ export function start(host: HostInterface): (event: HostEvent) => void {
     finish(
       n === 0 ? 0 : 1,
       `process.exit(${String(code ?? '')}) called; exiting with code ${n === 0 ? 0 : 1}\n${new Error().stack ?? ''}`,
-      LogLevel.Warning,
+      level.warning,
     );
     realExit(n);
   }) as typeof process.exit;
@@ -198,34 +188,35 @@ export function start(host: HostInterface): (event: HostEvent) => void {
   setupResolution(host.runtimeDir);
 
   try {
-    const def = loadDefinition(host);
+    const def = loadDefinition({ module: slot.module, runtimeDir: host.runtimeDir });
     policy = def.restart;
-    worker = new Worker(addon, host.name, def, host.launchSettings, host.wakesAtStart, host.configName || host.name);
+    addon.setPolicy(restart[def.restart]);
+    worker = new Worker(addon, slot.name, def, slot.settings, slot.wakes, slot.configName || slot.name);
     const w = worker;
-    addon.log(LogLevel.Debug, `module ${host.module} loaded`);
-    const delay = backoffDelay(host.recentFailures, def.backoffMax);
-    if (delay > 0) w.log.info(`${host.recentFailures} recent failure(s): waiting ${delay} ms before starting`);
+    addon.log(level.debug, `module ${slot.module} loaded`);
+    const delay = backoffDelay(slot.recentFailures, def.backoffMax);
+    if (delay > 0) w.log.log(`${slot.recentFailures} recent failure(s): waiting ${delay} ms before starting`);
     (delay > 0 ? w.wait({ timeout: delay }).then(() => undefined) : Promise.resolve())
       .then(() => {
         if (w.shutdownRequested) return undefined;
-        addon.setState(SlotState.Running);
+        addon.setState(state.running);
         return def.main(w);
       })
       .then(
         () => {
           if (afterPostmaster) return leaveAfterPostmaster();
-          finish(0, w.shutdownRequested ? 'stopped on shutdown request' : 'main() returned; worker finished', LogLevel.Log);
+          finish(0, w.shutdownRequested ? 'stopped on shutdown request' : 'main() returned; worker finished', level.log);
         },
         (err) => {
           if (afterPostmaster) {
-            w.log.info(`main() ended after the postmaster died: ${summarize(err, host.runtimeDir)}`);
+            w.log.log(`main() ended after the postmaster died: ${summarize(err, host.runtimeDir)}`);
             return leaveAfterPostmaster();
           }
           failOrStop('worker failed', err);
         },
       );
   } catch (err) {
-    fail(`could not load module ${host.module}`, err);
+    fail(`could not load module ${slot.module}`, err);
   }
 
   return (event: HostEvent) => {

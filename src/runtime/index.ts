@@ -26,6 +26,7 @@ export type {
   WorkerStatus,
 } from './define';
 export { PgError } from './errors';
+export { Rows } from './results';
 export type { PgErrorFields } from './errors';
 export type { FieldInfo } from './addon';
 export type { Param, ParamType } from './params';

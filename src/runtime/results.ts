@@ -1,18 +1,65 @@
 /**
- * Result rows with their metadata, and the checks on per-statement options
+ * `Rows`: what a statement returns. The checks on per-statement options
  * shared by queries, prepared statements and cursors.
  */
-import type { RawResult, ResultOptions } from './addon';
-import type { QueryResult, Row } from './define';
+import type { Constants, FieldInfo } from './addon';
+import type { ResultOptions } from './define';
 
-/** The addon's result as a `QueryResult` (the addon puts the metadata on the rows, not enumerable). */
-export function toResult<R extends Row>(raw: RawResult): QueryResult<R> {
-  return raw as unknown as QueryResult<R>;
+/**
+ * The rows a statement returned, an `Array` of row objects (one property
+ * per column), with the statement's metadata:
+ *
+ * - `command`: `SELECT`, `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `UTILITY`, `FETCH` ...
+ * - `rowCount`: rows processed (for INSERT/UPDATE/DELETE without RETURNING, the rows
+ *   changed; for SELECT, the rows returned)
+ * - `fields`: the columns, `{ name, dataTypeID }`
+ * - `rows`: the rows themselves, for code written for node-postgres's `QueryResult`
+ *
+ * The metadata are getters, not own properties: `JSON.stringify`, spreading
+ * and `Object.keys` see only the rows. `map`, `filter` and the like return
+ * plain arrays.
+ */
+export class Rows<R> extends Array<R> {
+  readonly #command: string;
+  readonly #rowCount: number;
+  readonly #fields: readonly FieldInfo[];
+
+  /** Made by the addon: an empty array the rows are then added to. */
+  constructor(command: string, rowCount: number, fields: readonly FieldInfo[]) {
+    super();
+    this.#command = command;
+    this.#rowCount = rowCount;
+    this.#fields = fields;
+  }
+
+  /** The statement's command tag: `SELECT`, `INSERT` ... */
+  get command(): string {
+    return this.#command;
+  }
+
+  /** Rows processed by the statement. */
+  get rowCount(): number {
+    return this.#rowCount;
+  }
+
+  /** The result's columns. */
+  get fields(): readonly FieldInfo[] {
+    return this.#fields;
+  }
+
+  /** These rows (node-postgres's `result.rows`). */
+  get rows(): R[] {
+    return this;
+  }
+
+  static override get [Symbol.species](): ArrayConstructor {
+    return Array;
+  }
 }
 
-/** Check the result options of `options` and keep only them. */
-export function resultOptions(options: ResultOptions | undefined, what: string): ResultOptions | undefined {
-  if (options === undefined || options === null) return undefined;
+/** The addon's result flags for `options` (checked; 0 when none). */
+export function resultFlags(options: ResultOptions | undefined, what: string, flags: Constants['result']): number {
+  if (options === undefined || options === null) return 0;
   if (typeof options !== 'object') throw new TypeError(`${what}: options must be an object`);
   const { int8, dates } = options;
   if (int8 !== undefined && int8 !== 'bigint' && int8 !== 'string') {
@@ -21,7 +68,7 @@ export function resultOptions(options: ResultOptions | undefined, what: string):
   if (dates !== undefined && dates !== 'date' && dates !== 'text') {
     throw new TypeError(`${what}: options.dates must be 'date' or 'text'`);
   }
-  return int8 === undefined && dates === undefined ? undefined : { int8, dates };
+  return (int8 === 'string' ? flags.int8Text : 0) | (dates === 'text' ? flags.timeText : 0);
 }
 
 /** The addon's timeout argument for `options.timeout` (-1: tsworker.statement_timeout). */

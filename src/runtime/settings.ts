@@ -137,6 +137,23 @@ export function parseSetting(spec: SettingSpec, text: string): number | boolean 
   }
 }
 
+/**
+ * The value of a declared setting as PostgreSQL gives it once it has
+ * checked it against the declaration (a defined parameter): a number in
+ * the declared unit, `on`/`off`, an enum value, a string. Only converted.
+ */
+export function settingFromPostgres(spec: SettingSpec, text: string): number | boolean | string {
+  switch (spec.type) {
+    case 'int':
+    case 'real':
+      return Number(text);
+    case 'bool':
+      return text === 'on';
+    default:
+      return text;
+  }
+}
+
 /** Check a declaration itself (called when the worker is defined). */
 export function validateSpec(name: string, spec: SettingSpec): void {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) {

@@ -3,9 +3,9 @@
  */
 import type { Addon, RawPrepared } from './addon';
 import { cursorBatch, PortalCursor } from './cursor';
-import type { Cursor, CursorOptions, PreparedStatement, QueryOptions, QueryResult, Row } from './define';
+import type { Cursor, CursorOptions, PreparedStatement, QueryOptions, Row } from './define';
 import type { Param, ParamType } from './params';
-import { checkParams, resultOptions, timeoutArg, toResult } from './results';
+import { checkParams, resultFlags, timeoutArg, type Rows } from './results';
 
 export class KeptStatement<R extends Row> implements PreparedStatement<R> {
   readonly params: readonly ParamType[];
@@ -25,16 +25,14 @@ export class KeptStatement<R extends Row> implements PreparedStatement<R> {
     return this.handle;
   }
 
-  query(params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
+  query(params?: readonly Param[], options?: QueryOptions): Rows<R> {
     const handle = this.live('query');
-    return toResult<R>(
-      this.addon.execute(
-        handle,
-        checkParams(params, 'statement.query()'),
-        timeoutArg(options?.timeout, 'statement.query()'),
-        resultOptions(options, 'statement.query()'),
-      ),
-    );
+    return this.addon.execute(
+      handle,
+      checkParams(params, 'statement.query()'),
+      timeoutArg(options?.timeout, 'statement.query()'),
+      resultFlags(options, 'statement.query()', this.addon.constants.result),
+    ) as Rows<R>;
   }
 
   cursor(params?: readonly Param[], options?: CursorOptions): Cursor<R> {

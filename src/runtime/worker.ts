@@ -5,7 +5,7 @@
  */
 import { format } from 'util';
 
-import { LogLevel, SlotState, type Addon } from './addon';
+import type { Addon } from './addon';
 import { PgError } from './errors';
 import { cursorBatch, PortalCursor } from './cursor';
 import type {
@@ -15,7 +15,6 @@ import type {
   Logger,
   PreparedStatement,
   QueryOptions,
-  QueryResult,
   Row,
   Transaction,
   TransactionOptions,
@@ -26,8 +25,8 @@ import type {
   WorkerStatus,
 } from './define';
 import type { Param } from './params';
-import { checkParams, resultOptions, timeoutArg, toResult } from './results';
-import { checkLaunchSettings, parseSetting, type SettingsSpec, type SettingValues } from './settings';
+import { checkParams, resultFlags, timeoutArg, type Rows } from './results';
+import { checkLaunchSettings, parseSetting, settingFromPostgres, type SettingsSpec, type SettingValues } from './settings';
 import { KeptStatement } from './statement';
 
 interface Waiter {
@@ -41,12 +40,15 @@ function isThenable(v: unknown): boolean {
 
 /** Logger writing through elog, one line per call. */
 export function makeLogger(addon: Addon): Logger {
-  const at = (level: LogLevel) => (...args: unknown[]) => addon.log(level, format(...args));
+  const level = addon.constants.log;
+  const at = (n: number) => (...args: unknown[]) => addon.log(n, format(...args));
+  const log = at(level.log);
   return {
-    debug: at(LogLevel.Debug),
-    info: at(LogLevel.Log),
-    notice: at(LogLevel.Notice),
-    warning: at(LogLevel.Warning),
+    debug: at(level.debug),
+    log,
+    info: log,
+    notice: at(level.notice),
+    warning: at(level.warning),
   };
 }
 
@@ -142,14 +144,15 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
         continue;
       }
       const guc = this.settingName(key);
-      const text = this.addon.getSetting(guc);
+      const { value: text, defined } = this.addon.getSetting(guc);
       const fallback = previous ? previous[key as keyof S] : spec.default;
       if (text === null || text === '') {
         out[key] = previous && text === '' ? fallback : spec.default;
         continue;
       }
       try {
-        out[key] = parseSetting(spec, text);
+        // a defined parameter was checked by PostgreSQL, and is in its base unit
+        out[key] = defined ? settingFromPostgres(spec, text) : parseSetting(spec, text);
       } catch (err) {
         this.log.warning(
           `invalid value for parameter "${guc}": ${(err as Error).message}; keeping ${JSON.stringify(fallback)}`,
@@ -177,7 +180,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
       this.addon.noteLoop();
       return Promise.resolve(true);
     }
-    if (this.waiters.size === 0) this.addon.setState(SlotState.Waiting);
+    if (this.waiters.size === 0) this.addon.setState(this.addon.constants.state.waiting);
     return new Promise<boolean>((resolve) => {
       const waiter: Waiter = { resolve };
       if (timeout !== undefined && Number.isFinite(timeout)) {
@@ -213,9 +216,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     if (synchronousCommit !== undefined && typeof synchronousCommit !== 'string') {
       throw new TypeError('transaction(): options.synchronousCommit must be a string');
     }
-    if (this.postmasterGone) {
-      throw new PgError('the postmaster is gone: no SQL after its death', { code: '57P01', severity: 'FATAL' });
-    }
+    if (this.postmasterGone) this.noSqlAfterPostmaster();
     this.addon.begin(readOnly === true, statementSavepoints !== false, synchronousCommit);
     const end = (commit: boolean) => (commit ? this.addon.commit() : this.addon.rollback());
     let result: T;
@@ -236,6 +237,10 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     }
     end(true);
     return result;
+  }
+
+  private noSqlAfterPostmaster(): never {
+    throw new PgError('the postmaster is gone: no SQL after its death', { code: '57P01', severity: 'FATAL' });
   }
 
   /** Roll back after `err`, then rethrow it. A failure of the rollback is logged, never hides `err`. */
@@ -266,10 +271,18 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     return result;
   }
 
-  query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
-    // Alone in its transaction, a failed statement rolls everything back
-    // anyway: no subtransaction is needed around it.
-    return this.transaction((tx) => tx.query<R>(sql, params, options), { statementSavepoints: false });
+  query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): Rows<R> {
+    if (typeof sql !== 'string') throw new TypeError('query(sql, params): sql must be a string');
+    if (this.postmasterGone) this.noSqlAfterPostmaster();
+    // One call: begin, the statement (without a subtransaction: alone in its
+    // transaction, a failure rolls everything back anyway), commit. Inside an
+    // open transaction the addon refuses with PgError 25001.
+    return this.addon.queryOnce(
+      sql,
+      params === undefined ? undefined : checkParams(params, 'query(sql, params)'),
+      options === undefined ? -1 : timeoutArg(options.timeout, 'query()'),
+      options === undefined ? 0 : resultFlags(options, 'query()', this.addon.constants.result),
+    ) as Rows<R>;
   }
 
   private savepoint<T>(fn: (tx: Transaction) => T): T {
@@ -279,17 +292,15 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     return this.runThenEnd('savepoint', fn, (release) => this.addon.endSavepoint(release));
   }
 
-  private runQuery<R extends Row>(sql: string, params?: readonly Param[], options?: QueryOptions): QueryResult<R> {
+  private runQuery<R extends Row>(sql: string, params?: readonly Param[], options?: QueryOptions): Rows<R> {
     if (typeof sql !== 'string') throw new TypeError('query(sql, params): sql must be a string');
     // Outside a transaction the addon refuses with PgError 25P01.
-    return toResult<R>(
-      this.addon.query(
-        sql,
-        checkParams(params, 'query(sql, params)'),
-        timeoutArg(options?.timeout, 'query()'),
-        resultOptions(options, 'query()'),
-      ),
-    );
+    return this.addon.query(
+      sql,
+      checkParams(params, 'query(sql, params)'),
+      timeoutArg(options?.timeout, 'query()'),
+      resultFlags(options, 'query()', this.addon.constants.result),
+    ) as Rows<R>;
   }
 
   private prepare<R extends Row>(sql: string, types?: readonly (string | null)[]): PreparedStatement<R> {
@@ -309,7 +320,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   setting(name: string): string | null {
     if (typeof name !== 'string') throw new TypeError('setting(name): name must be a string');
-    return this.addon.getSetting(name);
+    return this.addon.getSetting(name).value;
   }
 
   on<E extends keyof WorkerEvents>(event: E, listener: WorkerEvents[E]): void {
@@ -363,7 +374,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   onShutdown(): void {
     if (this.stopping) return;
     this.stopping = true;
-    this.addon.setState(SlotState.Stopping);
+    this.addon.setState(this.addon.constants.state.stopping);
     this.settleAll(false);
     this.emit('shutdown');
   }

@@ -6,7 +6,7 @@
 import { spawn } from 'child_process';
 import * as path from 'path';
 
-import { requireModule } from '../../runtime/modules';
+import { isModuleFile, requireModule } from '../../runtime/modules';
 
 /** What hooks receive about a promotion. */
 export interface PromotionEvent {
@@ -24,8 +24,9 @@ export interface PromotionEvent {
   at: string;
 }
 
+/** A hook setting names a module (else it is a command): an absolute path of a module file, without spaces. */
 function isModule(spec: string): boolean {
-  return path.isAbsolute(spec) && /\.(ts|cts|mts|js|cjs|mjs)$/.test(spec) && !/\s/.test(spec);
+  return path.isAbsolute(spec) && isModuleFile(spec) && !/\s/.test(spec);
 }
 
 function loadHook(file: string): (event: PromotionEvent) => unknown {

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
- * values.h
- *		PostgreSQL values to the plain cells of spi.h, and what a parameter
- *		type expects.  C only: includes PostgreSQL's headers.
+ * pg_values.h
+ *		PostgreSQL values to the plain cells of pg_api.h, and what a
+ *		parameter type expects.  C only: includes PostgreSQL's headers.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,7 +11,7 @@
 
 #include "postgres.h"
 
-#include "spi.h"
+#include "pg_api.h"
 
 typedef struct TswTypeInfo TswTypeInfo;
 
@@ -21,10 +21,16 @@ typedef struct TswTypeInfo TswTypeInfo;
  */
 extern TswTypeInfo *tsw_type_info(Oid typid, int flags, MemoryContext mcxt);
 
-/* Fill cell from a non-null datum; allocates in CurrentMemoryContext. */
+/*
+ * Fill cell from a non-null datum; allocates in CurrentMemoryContext.  Text
+ * and bytes may point into the datum: keep it until the cell is read.
+ */
 extern void tsw_datum_to_cell(TswTypeInfo *info, Datum value, TswCell *cell);
 
-/* Describe parameter type typid; allocates in CurrentMemoryContext. */
-extern void tsw_describe_param(Oid typid, TswParamType *out);
+/*
+ * A jsonb value as a tree (pg_jsonb.c), in CurrentMemoryContext; false when
+ * it is nested too deep for one.
+ */
+extern bool tsw_jsonb_to_tree(Datum value, TswJson **out);
 
 #endif							/* TSW_ADDON_VALUES_H */

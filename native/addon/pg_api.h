@@ -1,17 +1,24 @@
 /*-------------------------------------------------------------------------
  *
- * spi.h
- *		PostgreSQL-facing half of the N-API addon, callable from C++.
+ * pg_api.h
+ *		The addon's PostgreSQL calls (pg_*.c), callable from C++.
  *
- * spi.c makes every PostgreSQL call of the addon inside PG_TRY, in C, and
- * hands back plain structs; addon.cc turns them into JavaScript values.  So
- * an ereport(ERROR) never longjmps across a C++ or V8 frame.  This header
- * includes nothing of PostgreSQL's.
+ * Every PostgreSQL call of the addon is made in C, inside PG_TRY, by one of
+ * the pg_*.c files, one concern each; the js_*.cc files turn what they hand
+ * back into JavaScript values.  So an ereport(ERROR) never longjmps across
+ * a C++ or V8 frame.  This header includes nothing of PostgreSQL's.
+ *
+ *	pg_error.c	  errors copied out of PostgreSQL
+ *	pg_xact.c	  transactions and savepoints
+ *	pg_stmt.c	  statements: plans, parameters, execution, results
+ *	pg_cursor.c	  cursors (portals)
+ *	pg_values.c	  values of results (Datum to cells)
+ *	pg_report.c	  settings, logging, the worker's slot
  *
  *-------------------------------------------------------------------------
  */
-#ifndef TSW_ADDON_SPI_H
-#define TSW_ADDON_SPI_H
+#ifndef TSW_PG_API_H
+#define TSW_PG_API_H
 
 #include <stdint.h>
 
@@ -19,7 +26,9 @@
 extern "C" {
 #endif
 
-/* A PostgreSQL error, copied out of ErrorData. */
+/* ---- errors (pg_error.c) ------------------------------------------------ */
+
+/* A PostgreSQL error, copied out of ErrorData (malloc'd). */
 typedef struct TswError
 {
 	char		sqlstate[6];
@@ -34,9 +43,19 @@ typedef struct TswError
 	char	   *datatype;
 	char	   *constraint;
 	char	   *internal_query;
+	char	   *file;			/* source file of the ereport (as node-postgres's `file`) */
+	char	   *routine;		/* its function */
+	int			line;			/* its line; 0 if none */
 	int			position;		/* 1-based, 0 if none */
 	int			internal_position;
 } TswError;
+
+/* An error made by the addon itself (bad arguments, wrong state). */
+extern TswError *tsw_make_error(const char *sqlstate, const char *message);
+extern void tsw_free_error(TswError *err);
+extern void tsw_free_string(char *s);
+
+/* ---- values (pg_values.c) ----------------------------------------------- */
 
 /* How a value is handed to JavaScript (see docs/types.md). */
 typedef enum TswKind
@@ -49,7 +68,8 @@ typedef enum TswKind
 	TSW_KIND_FLOAT64,			/* float4, float8: Number */
 	TSW_KIND_BYTES,				/* bytea: Buffer */
 	TSW_KIND_TIME,				/* date, timestamp, timestamptz: Date (f64 ms since the epoch; +-Infinity) */
-	TSW_KIND_JSON,				/* json, jsonb: JSON text, parsed */
+	TSW_KIND_JSON,				/* json: JSON text, parsed */
+	TSW_KIND_JSONB,				/* jsonb: a tree of cells (TswJson), built directly */
 	TSW_KIND_INTERVAL,			/* interval: Interval */
 	TSW_KIND_ARRAY,				/* array: nested JavaScript arrays */
 	TSW_KIND_RECORD				/* composite or record: object */
@@ -57,8 +77,13 @@ typedef enum TswKind
 
 struct TswArray;
 struct TswRecord;
+struct TswJson;
 
-/* One value; arrays and records hold further cells. */
+/*
+ * One value.  Text and bytes point into PostgreSQL's memory (the tuple, or
+ * what an output function returned), valid until the result is freed: the
+ * bytes are copied once, into JavaScript.
+ */
 typedef struct TswCell
 {
 	uint8_t		isnull;
@@ -80,9 +105,10 @@ typedef struct TswCell
 			int32_t		months;
 			int32_t		days;
 			int64_t		micros;
-		}		   *interval;
+		}			interval;
 		struct TswArray *array;
 		struct TswRecord *record;
+		struct TswJson *json;
 	}			v;
 } TswCell;
 
@@ -104,6 +130,31 @@ typedef struct TswRecord
 	TswCell    *values;
 } TswRecord;
 
+/* A jsonb value: scalars as cells; arrays and objects as lists. */
+typedef enum TswJsonType
+{
+	TSW_JSON_NULL = 0,
+	TSW_JSON_BOOL,
+	TSW_JSON_NUMBER,			/* numeric: exact text, read as a Number */
+	TSW_JSON_STRING,
+	TSW_JSON_ARRAY,
+	TSW_JSON_OBJECT
+} TswJsonType;
+
+typedef struct TswJson
+{
+	TswJsonType type;
+	int			b;				/* BOOL */
+	const char *str;			/* STRING, NUMBER (text); object keys in keys[] */
+	int			len;
+	int			n;				/* ARRAY, OBJECT: elements */
+	struct TswJson *elems;
+	const char **keys;			/* OBJECT */
+	int		   *keylens;
+} TswJson;
+
+/* ---- statements and results (pg_stmt.c) --------------------------------- */
+
 typedef struct TswColumn
 {
 	const char *name;
@@ -119,6 +170,7 @@ typedef struct TswResult
 	uint64_t	nrows;			/* rows returned */
 	TswCell    *cells;			/* nrows * ncolumns, row-major */
 	void	   *memory;			/* owning memory context */
+	void	   *tuptable;		/* SPI's, freed with the result */
 } TswResult;
 
 /* Result options (flags of tsw_execute and tsw_cursor_fetch). */
@@ -166,11 +218,37 @@ typedef struct TswPlan
 	void	   *memory;
 } TswPlan;
 
-/* All return 0 on success, or -1 with *err set (free with tsw_free_error). */
+/* All that return int return 0 on success, or -1 with *err set (free it). */
+
+/*
+ * Statements.  params[i] == NULL is SQL NULL; values are in their text
+ * form.  timeout_ms: statement timeout; 0 none, -1 tsworker.statement_timeout.
+ *
+ * tsw_plan_statement: plan sql for one run with nparams parameters whose
+ * types are inferred; opens the statement's subtransaction, so that
+ * tsw_execute (which closes it) or tsw_plan_discard must follow.
+ * tsw_prepare: a kept plan; ntypes type names (NULL entries are inferred).
+ * tsw_execute with plan NULL runs sql without parameters.  The result
+ * (with its cells) stays valid until tsw_free_result, which the caller
+ * calls before the transaction ends.
+ */
+extern int	tsw_plan_statement(const char *sql, int nparams, int cursor_options,
+							   int timeout_ms, TswPlan **plan, TswError **err);
+extern void tsw_plan_discard(TswPlan *plan);
+extern int	tsw_prepare(const char *sql, int ntypes, const char *const *types,
+						TswPlan **plan, TswError **err);
+extern void tsw_plan_free(TswPlan *plan);
+extern int	tsw_execute(TswPlan *plan, const char *sql, const char *const *params,
+						int timeout_ms, int flags, TswResult **result, TswError **err);
+extern void tsw_free_result(TswResult *result);
+
+/* ---- transactions (pg_xact.c) ------------------------------------------- */
+
 /*
  * statement_savepoints: run each statement in a subtransaction, so that a
  * failed one undoes only itself; without, a failed statement fails the
- * innermost savepoint or the transaction.
+ * innermost savepoint or the transaction.  synchronous_commit: NULL for the
+ * session's.
  */
 extern int	tsw_begin(int read_only, int statement_savepoints,
 					  const char *synchronous_commit, TswError **err);
@@ -181,24 +259,7 @@ extern int	tsw_commit(TswError **err);
 extern int	tsw_rollback(TswError **err);
 extern int	tsw_in_transaction(void);
 
-/*
- * Statements.  params[i] == NULL is SQL NULL; values are in their text
- * form.  timeout_ms: statement timeout; 0 none, -1 tsworker.statement_timeout.
- *
- * tsw_plan_statement: plan sql for one run with nparams parameters whose
- * types are inferred; opens the statement's subtransaction, so that
- * tsw_execute (which closes it) or tsw_plan_discard must follow.
- * tsw_prepare: a kept plan; ntypes type names (NULL entries are inferred).
- * tsw_execute with plan NULL runs sql without parameters.
- */
-extern int	tsw_plan_statement(const char *sql, int nparams, int cursor_options,
-							   int timeout_ms, TswPlan **plan, TswError **err);
-extern void tsw_plan_discard(TswPlan *plan);
-extern int	tsw_prepare(const char *sql, int ntypes, const char *const *types,
-						TswPlan **plan, TswError **err);
-extern void tsw_plan_free(TswPlan *plan);
-extern int	tsw_execute(TswPlan *plan, const char *sql, const char *const *params,
-						int timeout_ms, int flags, TswResult **result, TswError **err);
+/* ---- cursors (pg_cursor.c) ---------------------------------------------- */
 
 /*
  * Cursors (portals), valid until the end of the transaction.  name gets the
@@ -215,36 +276,56 @@ extern int	tsw_cursor_move(const char *name, int forward, int64_t count,
 							uint64_t *moved, TswError **err);
 extern int	tsw_cursor_close(const char *name, TswError **err);
 
-/* True once SIGTERM asked the worker to stop. */
-extern int	tsw_shutdown_requested(void);
-extern void tsw_free_result(TswResult *result);
+/* ---- settings, logging and the worker's slot (pg_report.c) -------------- */
 
-/* *value is NULL when the setting does not exist; free with tsw_free_string. */
-extern int	tsw_get_setting(const char *name, char **value, TswError **err);
+/*
+ * A setting's value (malloc'd; NULL when it does not exist), and whether
+ * PostgreSQL knows its definition (a declared setting checked by
+ * PostgreSQL, whose value is then in its base unit) or only a placeholder.
+ */
+extern int	tsw_get_setting(const char *name, char **value, int *defined, TswError **err);
 
-/* level: 0 debug, 1 log, 2 notice, 3 warning */
+/* level: a TswLogLevel (native/shim/log_level.h) */
 extern void tsw_log(int level, const char *msg);
 
-/* Report to the worker's shared-memory slot (see native/shim/slots.c). */
-#define TSW_REPORT_RUNNING	1
-#define TSW_REPORT_WAITING	2
-#define TSW_REPORT_STOPPING	3
+/* True once SIGTERM asked the worker to stop. */
+extern int	tsw_shutdown_requested(void);
+
+/* The worker's slot: who it is (copied out, malloc'd strings). */
+typedef struct TswSlotCopy
+{
+	char	   *name;
+	char	   *config_name;
+	char	   *module;
+	char	   *settings;		/* JSON object given to tsworker.launch() */
+	int			dynamic;
+	int			recent_failures;
+	double		wakes;			/* wakes already seen when this run started */
+} TswSlotCopy;
+
+extern int	tsw_read_slot(TswSlotCopy *out);
+
+/*
+ * The constants the runtime needs, by group ("state", "restart", "outcome",
+ * "log"): their one definition is the shim's C enums; add() is called once
+ * per constant.
+ */
+extern void tsw_describe_constants(void (*add) (void *arg, const char *group,
+												const char *name, int value),
+								   void *arg);
+extern void tsw_free_slot(TswSlotCopy *slot);
+/* state: a TswState; policy: a TswRestartPolicy; outcome: a TswOutcome (native/shim/slot.h) */
 extern void tsw_report_state(int state);
+extern void tsw_report_policy(int policy);
+extern void tsw_report_outcome(int outcome);
 extern void tsw_report_loop(void);
-extern void tsw_report_restart(void);
 extern uint64_t tsw_read_wakes(void);
 extern void tsw_report_error(const char *message);
 /* Returns -1 if the JSON text is longer than the slot holds (maxlen set). */
 extern int	tsw_report_status(const char *json, int *maxlen);
 
-extern void tsw_free_error(TswError *err);
-extern void tsw_free_string(char *s);
-
-/* Error built by the addon itself (bad arguments). */
-extern TswError *tsw_make_error(const char *sqlstate, const char *message);
-
 #ifdef __cplusplus
 }
 #endif
 
-#endif							/* TSW_ADDON_SPI_H */
+#endif							/* TSW_PG_API_H */

@@ -1,14 +1,17 @@
 /*-------------------------------------------------------------------------
  *
- * values.c
- *		PostgreSQL values to the plain cells that addon.cc turns into
+ * pg_values.c
+ *		PostgreSQL values to the plain cells that js_values.cc turns into
  *		JavaScript values, following docs/types.md.
  *
  * A TswTypeInfo says, once per column, how its values convert: natively
  * for the types JavaScript has a counterpart for (numbers, booleans, bytes,
  * dates, JSON, arrays, rows), through the type's output function for the
- * rest.  Domains convert as their base type.  Everything here may raise a
- * PostgreSQL error and runs under the caller's PG_TRY.
+ * rest.  Domains convert as their base type.  Text and bytes are not
+ * copied: a cell points into the tuple (or a detoasted copy), so that they
+ * are copied once, into JavaScript.  jsonb becomes a tree of cells read with
+ * a JsonbIterator (plv8's way), not text for JSON.parse.  Everything here
+ * may raise a PostgreSQL error and runs under the caller's PG_TRY.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,7 +31,7 @@
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
-#include "values.h"
+#include "pg_values.h"
 
 /* How a TEXT value is obtained. */
 typedef enum TswTextVia
@@ -133,8 +136,9 @@ tsw_type_info(Oid typid, int flags, MemoryContext mcxt)
 			info->via = TSW_VIA_VARLENA;
 			return info;
 		case JSONBOID:
+			/* deep documents fall back to their text (tsw_jsonb_to_cell) */
 			tsw_set_output(info, info->base);
-			info->kind = TSW_KIND_JSON;
+			info->kind = TSW_KIND_JSONB;
 			return info;
 		case INTERVALOID:
 			info->kind = TSW_KIND_INTERVAL;
@@ -239,19 +243,17 @@ tsw_time_ms(TswTypeInfo *info, Datum value)
 	return (double) ms;
 }
 
+/*
+ * Point the cell at a varlena's bytes: in the tuple itself, or in a
+ * detoasted copy (kept in the result's memory until it is freed).
+ */
 static void
-tsw_copy_varlena(Datum value, TswCell *cell)
+tsw_point_varlena(Datum value, TswCell *cell)
 {
 	struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
-	int			len = VARSIZE_ANY_EXHDR(v);
-	char	   *copy = palloc(len + 1);
 
-	memcpy(copy, VARDATA_ANY(v), len);
-	copy[len] = '\0';
-	cell->v.text.ptr = copy;
-	cell->v.text.len = len;
-	if ((Pointer) v != DatumGetPointer(value))
-		pfree(v);
+	cell->v.text.ptr = VARDATA_ANY(v);
+	cell->v.text.len = VARSIZE_ANY_EXHDR(v);
 }
 
 static void
@@ -338,7 +340,16 @@ tsw_datum_to_cell(TswTypeInfo *info, Datum value, TswCell *cell)
 			cell->v.f64 = info->base == FLOAT4OID ? DatumGetFloat4(value) : DatumGetFloat8(value);
 			break;
 		case TSW_KIND_BYTES:
-			tsw_copy_varlena(value, cell);
+			tsw_point_varlena(value, cell);
+			break;
+		case TSW_KIND_JSONB:
+			if (!tsw_jsonb_to_tree(value, &cell->v.json))
+			{
+				/* too deep for a tree: its text, for JSON.parse */
+				cell->kind = TSW_KIND_JSON;
+				cell->v.text.ptr = OutputFunctionCall(&info->out, value);
+				cell->v.text.len = strlen(cell->v.text.ptr);
+			}
 			break;
 		case TSW_KIND_TIME:
 			cell->v.f64 = tsw_time_ms(info, value);
@@ -347,10 +358,9 @@ tsw_datum_to_cell(TswTypeInfo *info, Datum value, TswCell *cell)
 			{
 				Interval   *iv = DatumGetIntervalP(value);
 
-				cell->v.interval = palloc(sizeof(*cell->v.interval));
-				cell->v.interval->months = iv->month;
-				cell->v.interval->days = iv->day;
-				cell->v.interval->micros = iv->time;
+				cell->v.interval.months = iv->month;
+				cell->v.interval.days = iv->day;
+				cell->v.interval.micros = iv->time;
 			}
 			break;
 		case TSW_KIND_ARRAY:
@@ -361,18 +371,15 @@ tsw_datum_to_cell(TswTypeInfo *info, Datum value, TswCell *cell)
 			break;
 		case TSW_KIND_TEXT:
 		case TSW_KIND_JSON:
+		default:
 			switch (info->via)
 			{
 				case TSW_VIA_VARLENA:
-					tsw_copy_varlena(value, cell);
+					tsw_point_varlena(value, cell);
 					break;
 				case TSW_VIA_NAME:
-					{
-						char	   *s = pstrdup(NameStr(*DatumGetName(value)));
-
-						cell->v.text.ptr = s;
-						cell->v.text.len = strlen(s);
-					}
+					cell->v.text.ptr = NameStr(*DatumGetName(value));
+					cell->v.text.len = strlen(cell->v.text.ptr);
 					break;
 				case TSW_VIA_OUTPUT:
 					{
@@ -387,57 +394,3 @@ tsw_datum_to_cell(TswTypeInfo *info, Datum value, TswCell *cell)
 	}
 }
 
-static TswParamClass
-tsw_param_class(Oid base)
-{
-	if (base == JSONOID || base == JSONBOID)
-		return TSW_PARAM_JSON;
-	if (base == RECORDOID || get_typtype(base) == TYPTYPE_COMPOSITE)
-		return TSW_PARAM_COMPOSITE;
-	if (OidIsValid(get_element_type(base)) && get_typlen(base) == -1)
-		return TSW_PARAM_ARRAY;
-	return TSW_PARAM_SCALAR;
-}
-
-/* Attribute names of a named composite type, for objects given as parameters. */
-static void
-tsw_param_names(Oid base, TswParamType *out)
-{
-	TupleDesc	desc;
-	const char **names;
-	int			i;
-	int			n = 0;
-
-	if (base == RECORDOID)
-		return;
-	desc = lookup_rowtype_tupdesc(base, -1);
-	names = palloc(sizeof(char *) * Max(desc->natts, 1));
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped)
-			names[n++] = pstrdup(NameStr(att->attname));
-	}
-	ReleaseTupleDesc(desc);
-	out->names = names;
-	out->nnames = n;
-}
-
-void
-tsw_describe_param(Oid typid, TswParamType *out)
-{
-	memset(out, 0, sizeof(*out));
-	out->type_oid = typid;
-	out->base_oid = getBaseType(typid);
-	out->klass = tsw_param_class(out->base_oid);
-	if (out->klass == TSW_PARAM_ARRAY)
-	{
-		out->elem_oid = getBaseType(get_element_type(out->base_oid));
-		out->elem_class = tsw_param_class(out->elem_oid);
-		if (out->elem_class == TSW_PARAM_COMPOSITE)
-			tsw_param_names(out->elem_oid, out);
-	}
-	else if (out->klass == TSW_PARAM_COMPOSITE)
-		tsw_param_names(out->base_oid, out);
-}

@@ -1,0 +1,251 @@
+/*
+ * js_addon.cc
+ *		The N-API addon of pg_tsworker: its exports, init(), and the calls
+ *		for settings, logging and the worker's slot.
+ *
+ * The runtime loads it inside a worker process (src/runtime/addon.ts) and
+ * hands over, at init(), the classes the addon creates values of (PgError,
+ * Interval, Rows).  `constants` gives the runtime the numbers of the
+ * shim's enums (states, restart policies, outcomes, log levels) and of the
+ * result flags, from their one definition.  Statements and cursors are in
+ * js_statements.cc, results in js_values.cc, parameters in js_params.cc.
+ */
+#include "js_common.h"
+
+#include <string>
+
+namespace tsw
+{
+
+void		DefineStatementCalls(napi_env env, napi_value exports);
+
+namespace
+{
+
+/* init(PgError, { Interval, Rows }) */
+napi_value
+Init(napi_env env, napi_callback_info info)
+{
+	Args<2>		args(env, info);
+	napi_value	interval;
+	napi_value	rows;
+	napi_value	global;
+	napi_value	json;
+	napi_value	fn;
+
+	if (TypeOf(env, args[0]) != napi_function || TypeOf(env, args[1]) != napi_object)
+		return ThrowType(env, "init(PgError, classes) expects a class and an object");
+	napi_get_named_property(env, args[1], "Interval", &interval);
+	napi_get_named_property(env, args[1], "Rows", &rows);
+	if (TypeOf(env, interval) != napi_function || TypeOf(env, rows) != napi_function)
+		return ThrowType(env, "init(): classes.Interval and classes.Rows must be classes");
+	napi_create_reference(env, args[0], 1, &g_refs.pg_error);
+	napi_create_reference(env, interval, 1, &g_refs.interval);
+	napi_create_reference(env, rows, 1, &g_refs.rows);
+	napi_get_global(env, &global);
+	napi_get_named_property(env, global, "JSON", &json);
+	napi_get_named_property(env, json, "parse", &fn);
+	napi_create_reference(env, fn, 1, &g_refs.json_parse);
+	napi_get_named_property(env, json, "stringify", &fn);
+	napi_create_reference(env, fn, 1, &g_refs.json_stringify);
+	napi_get_named_property(env, global, "Function", &fn);
+	napi_create_reference(env, fn, 1, &g_refs.function_ctor);
+	return Undefined(env);
+}
+
+/* slot() -> { name, configName, module, settings, dynamic, recentFailures, wakes } */
+napi_value
+Slot(napi_env env, napi_callback_info info)
+{
+	TswSlotCopy slot;
+	napi_value	out;
+	napi_value	v;
+
+	if (tsw_read_slot(&slot) != 0)
+		return ThrowError(env, "this process has no worker slot");
+	napi_create_object(env, &out);
+	napi_set_named_property(env, out, "name", String(env, slot.name));
+	napi_set_named_property(env, out, "configName", String(env, slot.config_name));
+	napi_set_named_property(env, out, "module", String(env, slot.module));
+	napi_set_named_property(env, out, "settings", String(env, slot.settings));
+	napi_get_boolean(env, slot.dynamic != 0, &v);
+	napi_set_named_property(env, out, "dynamic", v);
+	napi_create_int32(env, slot.recent_failures, &v);
+	napi_set_named_property(env, out, "recentFailures", v);
+	napi_create_double(env, slot.wakes, &v);
+	napi_set_named_property(env, out, "wakes", v);
+	tsw_free_slot(&slot);
+	return out;
+}
+
+/* getSetting(name) -> { value: string | null, defined: boolean } */
+napi_value
+GetSetting(napi_env env, napi_callback_info info)
+{
+	Args<1>		args(env, info);
+	std::string name;
+	char	   *value = nullptr;
+	int			defined = 0;
+	TswError   *err = nullptr;
+	napi_value	out;
+	napi_value	v;
+
+	if (!GetString(env, args[0], "setting(name): name", &name))
+		return nullptr;
+	if (tsw_get_setting(name.c_str(), &value, &defined, &err) != 0)
+		return ThrowPgError(env, err);
+	napi_create_object(env, &out);
+	napi_set_named_property(env, out, "value", value != nullptr ? String(env, value) : Null(env));
+	napi_get_boolean(env, defined != 0, &v);
+	napi_set_named_property(env, out, "defined", v);
+	tsw_free_string(value);
+	return out;
+}
+
+/* log(level, message) */
+napi_value
+Log(napi_env env, napi_callback_info info)
+{
+	Args<2>		args(env, info);
+	std::string msg;
+
+	if (TypeOf(env, args[0]) != napi_number || !GetString(env, args[1], "log(level, message): message", &msg))
+		return nullptr;
+	tsw_log(GetInt(env, args[0], 1), msg.c_str());
+	return Undefined(env);
+}
+
+/* A call taking one number and reporting it to the slot. */
+template <void (*Report) (int)>
+napi_value
+ReportNumber(napi_env env, napi_callback_info info)
+{
+	Args<1>		args(env, info);
+
+	if (TypeOf(env, args[0]) != napi_number)
+		return ThrowType(env, "expects a number (see the addon's constants)");
+	Report(GetInt(env, args[0], 0));
+	return Undefined(env);
+}
+
+napi_value
+NoteLoop(napi_env env, napi_callback_info info)
+{
+	tsw_report_loop();
+	return Undefined(env);
+}
+
+napi_value
+ShutdownRequested(napi_env env, napi_callback_info info)
+{
+	napi_value	v;
+
+	napi_get_boolean(env, tsw_shutdown_requested() != 0, &v);
+	return v;
+}
+
+/* wakes(): tsworker.wake() calls so far (a Number; exact below 2^53) */
+napi_value
+Wakes(napi_env env, napi_callback_info info)
+{
+	napi_value	v;
+
+	napi_create_double(env, static_cast<double>(tsw_read_wakes()), &v);
+	return v;
+}
+
+/* setError(message) */
+napi_value
+SetError(napi_env env, napi_callback_info info)
+{
+	Args<1>		args(env, info);
+	std::string msg;
+
+	if (!GetString(env, args[0], "setError(message): message", &msg))
+		return nullptr;
+	tsw_report_error(msg.c_str());
+	return Undefined(env);
+}
+
+/* setStatus(json) */
+napi_value
+SetStatus(napi_env env, napi_callback_info info)
+{
+	Args<1>		args(env, info);
+	std::string json;
+	int			maxlen;
+
+	if (!GetString(env, args[0], "setStatus(json): json", &json))
+		return nullptr;
+	if (tsw_report_status(json.c_str(), &maxlen) != 0)
+		return ThrowRange(env, "status is " + std::to_string(json.size()) +
+						  " bytes of JSON; at most " + std::to_string(maxlen) + " fit");
+	return Undefined(env);
+}
+
+struct ConstantsArg
+{
+	napi_env	env;
+	napi_value	root;
+};
+
+void
+AddConstant(void *arg, const char *group, const char *name, int value)
+{
+	ConstantsArg *c = static_cast<ConstantsArg *>(arg);
+	napi_value	g;
+	napi_value	v;
+	bool		has = false;
+
+	napi_has_named_property(c->env, c->root, group, &has);
+	if (!has)
+	{
+		napi_create_object(c->env, &g);
+		napi_set_named_property(c->env, c->root, group, g);
+	}
+	napi_get_named_property(c->env, c->root, group, &g);
+	napi_create_int32(c->env, value, &v);
+	napi_set_named_property(c->env, g, name, v);
+}
+
+/* { state, restart, outcome, log, result }: name -> number */
+napi_value
+Constants(napi_env env)
+{
+	ConstantsArg arg = {env, nullptr};
+
+	napi_create_object(env, &arg.root);
+	tsw_describe_constants(AddConstant, &arg);
+	AddConstant(&arg, "result", "int8Text", TSW_RESULT_INT8_TEXT);
+	AddConstant(&arg, "result", "timeText", TSW_RESULT_TIME_TEXT);
+	return arg.root;
+}
+
+}								/* namespace */
+
+}								/* namespace tsw */
+
+using namespace tsw;
+
+NAPI_MODULE_INIT()
+{
+	napi_property_descriptor calls[] = {
+		{"init", nullptr, Init, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"slot", nullptr, Slot, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"getSetting", nullptr, GetSetting, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"log", nullptr, Log, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"setState", nullptr, ReportNumber<tsw_report_state>, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"setPolicy", nullptr, ReportNumber<tsw_report_policy>, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"setOutcome", nullptr, ReportNumber<tsw_report_outcome>, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"noteLoop", nullptr, NoteLoop, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"shutdownRequested", nullptr, ShutdownRequested, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"wakes", nullptr, Wakes, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"setError", nullptr, SetError, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"setStatus", nullptr, SetStatus, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"constants", nullptr, nullptr, nullptr, nullptr, Constants(env), napi_enumerable, nullptr},
+	};
+
+	napi_define_properties(env, exports, sizeof(calls) / sizeof(calls[0]), calls);
+	DefineStatementCalls(env, exports);
+	return exports;
+}

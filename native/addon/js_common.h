@@ -1,0 +1,104 @@
+/*
+ * js_common.h
+ *		What the addon's JavaScript files (js_*.cc) share: the values the
+ *		runtime hands over at init(), and the shape of a call.
+ *
+ * The addon uses Node-API's C interface directly: it never aborts the
+ * process when JavaScript cannot run (a terminated isolate), it only
+ * returns an error status, which the calls here pass on as "an exception
+ * is pending, return".
+ */
+#ifndef TSW_JS_COMMON_H
+#define TSW_JS_COMMON_H
+
+#include <node_api.h>
+
+#include <string>
+
+#include "pg_api.h"
+
+namespace tsw
+{
+
+/* References the runtime hands over at init(), kept for the process. */
+struct Refs
+{
+	napi_ref	pg_error = nullptr;	/* class PgError (message, fields) */
+	napi_ref	interval = nullptr;	/* class Interval (months, days, microseconds) */
+	napi_ref	rows = nullptr;	/* class Rows (command, rowCount, fields) */
+	napi_ref	json_parse = nullptr;
+	napi_ref	json_stringify = nullptr;
+	napi_ref	function_ctor = nullptr;	/* Function, to compile row constructors */
+};
+
+extern Refs g_refs;
+
+/* The value a reference holds (nullptr if unset). */
+napi_value	Ref(napi_env env, napi_ref ref);
+
+/* ---- errors (js_error.cc) ---- */
+
+/* Throw err as a PgError (a plain Error before init()), free it; returns nullptr. */
+napi_value	ThrowPgError(napi_env env, TswError *err);
+/* Throw a TypeError / RangeError / Error; returns nullptr. */
+napi_value	ThrowType(napi_env env, const std::string &msg);
+napi_value	ThrowRange(napi_env env, const std::string &msg);
+napi_value	ThrowError(napi_env env, const std::string &msg);
+/* True when a JavaScript exception is pending (a call failed). */
+bool		Pending(napi_env env);
+
+/* ---- arguments ---- */
+
+/* The arguments of a call, at most N. */
+template <size_t N>
+struct Args
+{
+	napi_value	argv[N];
+	size_t		argc = N;
+
+	Args(napi_env env, napi_callback_info info)
+	{
+		napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+		for (size_t i = argc; i < N; i++)
+			napi_get_undefined(env, &argv[i]);
+	}
+	napi_value operator[](size_t i) const { return argv[i]; }
+};
+
+napi_valuetype TypeOf(napi_env env, napi_value v);
+/* A string argument as UTF-8; false (TypeError thrown) if it is not one or holds a NUL. */
+bool		GetString(napi_env env, napi_value v, const char *what, std::string *out);
+bool		GetBool(napi_env env, napi_value v, bool dflt);
+int32_t		GetInt(napi_env env, napi_value v, int32_t dflt);
+napi_value	Undefined(napi_env env);
+napi_value	Null(napi_env env);
+napi_value	String(napi_env env, const char *s, size_t len = NAPI_AUTO_LENGTH);
+
+/* ---- values (js_values.cc) ---- */
+
+/* The rows of a result as a Rows; nullptr with an exception pending.  Frees res. */
+napi_value	ResultValue(napi_env env, TswResult *res);
+
+/* ---- parameters (js_params.cc) ---- */
+
+/* Text forms of a plan's parameters, kept alive by storage. */
+struct ParamTexts
+{
+	std::string *storage = nullptr;
+	const char **ptrs = nullptr;
+	int			n = 0;
+
+	ParamTexts() = default;
+	ParamTexts(const ParamTexts &) = delete;
+	~ParamTexts();
+
+	/* Format `given` (an array, or undefined) for plan's parameters; false with an exception pending. */
+	bool		Fill(napi_env env, const TswPlan *plan, napi_value given);
+};
+
+/* What a parameter's type expects, as the runtime's ParamType object. */
+napi_value	ParamTypeObject(napi_env env, const TswParamType &t);
+
+}								/* namespace tsw */
+
+#endif							/* TSW_JS_COMMON_H */

@@ -1,0 +1,451 @@
+/*
+ * js_statements.cc
+ *		The addon's calls for transactions, statements and cursors.
+ *
+ * Each is thin and synchronous (better-sqlite3's model): argument checks
+ * and policy live in the TypeScript runtime.  queryOnce() is w.query()'s
+ * one pass: begin, plan, parameters, execute, rows, commit, in one call
+ * into the addon, each PostgreSQL step in C (pg_*.c).
+ */
+#include "js_common.h"
+
+#include <vector>
+
+namespace tsw
+{
+
+namespace
+{
+
+/* A kept plan, owned by a JavaScript external; freed by freePlan() or the GC. */
+struct KeptPlan
+{
+	TswPlan    *plan;
+	std::string sql;
+};
+
+void
+FinalizeKeptPlan(napi_env env, void *data, void *hint)
+{
+	KeptPlan   *kp = static_cast<KeptPlan *>(data);
+
+	if (kp->plan != nullptr)
+		tsw_plan_free(kp->plan);
+	delete kp;
+}
+
+KeptPlan *
+GetKeptPlan(napi_env env, napi_value v)
+{
+	void	   *data = nullptr;
+
+	if (TypeOf(env, v) != napi_external || napi_get_value_external(env, v, &data) != napi_ok)
+	{
+		ThrowType(env, "expected a prepared statement handle");
+		return nullptr;
+	}
+	KeptPlan   *kp = static_cast<KeptPlan *>(data);
+
+	if (kp->plan == nullptr)
+	{
+		ThrowError(env, "the prepared statement has been freed");
+		return nullptr;
+	}
+	return kp;
+}
+
+/*
+ * Undefined when call() succeeded, else throw its error.  (The call and the
+ * error it sets must not be two arguments of one call: their order of
+ * evaluation is unspecified.)
+ */
+template <typename Call>
+napi_value
+Done(napi_env env, Call call)
+{
+	TswError   *err = nullptr;
+
+	if (call(&err) == 0)
+		return Undefined(env);
+	return ThrowPgError(env, err);
+}
+
+/* Number of elements of a parameter array (0 for undefined); -1 with a TypeError. */
+int
+ParamCount(napi_env env, napi_value params)
+{
+	napi_valuetype t = TypeOf(env, params);
+	bool		is = false;
+	uint32_t	n = 0;
+
+	if (t == napi_undefined || t == napi_null)
+		return 0;
+	napi_is_array(env, params, &is);
+	if (!is)
+	{
+		ThrowType(env, "query(sql, params) expects params to be an array");
+		return -1;
+	}
+	napi_get_array_length(env, params, &n);
+	return static_cast<int>(n);
+}
+
+/*
+ * Run sql with params in the open transaction; the Rows, or nullptr with
+ * an exception pending.
+ */
+napi_value
+RunStatement(napi_env env, const std::string &sql, napi_value params, int timeout_ms, int flags)
+{
+	TswResult  *res = nullptr;
+	TswError   *err = nullptr;
+	TswPlan    *plan = nullptr;
+	ParamTexts	texts;
+	int			nparams = ParamCount(env, params);
+
+	if (nparams < 0)
+		return nullptr;
+	if (nparams > 0)
+	{
+		if (tsw_plan_statement(sql.c_str(), nparams, 0, timeout_ms, &plan, &err) != 0)
+			return ThrowPgError(env, err);
+		if (!texts.Fill(env, plan, params))
+		{
+			tsw_plan_discard(plan);
+			return nullptr;
+		}
+	}
+	if (tsw_execute(plan, sql.c_str(), plan != nullptr ? texts.ptrs : nullptr,
+					timeout_ms, flags, &res, &err) != 0)
+		return ThrowPgError(env, err);
+	return ResultValue(env, res);
+}
+
+/* begin(readOnly?, statementSavepoints = true, synchronousCommit?: string) */
+napi_value
+Begin(napi_env env, napi_callback_info info)
+{
+	Args<3>		args(env, info);
+	std::string sync;
+	int			read_only = GetBool(env, args[0], false) ? 1 : 0;
+	int			savepoints = GetBool(env, args[1], true) ? 1 : 0;
+
+	if (TypeOf(env, args[2]) == napi_string && !GetString(env, args[2], "synchronousCommit", &sync))
+		return nullptr;
+	return Done(env, [&](TswError **err) {
+		return tsw_begin(read_only, savepoints, sync.empty() ? nullptr : sync.c_str(), err);
+	});
+}
+
+napi_value
+Commit(napi_env env, napi_callback_info info)
+{
+	return Done(env, tsw_commit);
+}
+
+napi_value
+Rollback(napi_env env, napi_callback_info info)
+{
+	return Done(env, tsw_rollback);
+}
+
+napi_value
+Savepoint(napi_env env, napi_callback_info info)
+{
+	return Done(env, tsw_savepoint);
+}
+
+/* endSavepoint(release: boolean) */
+napi_value
+EndSavepoint(napi_env env, napi_callback_info info)
+{
+	Args<1>		args(env, info);
+	int			release = GetBool(env, args[0], false) ? 1 : 0;
+
+	return Done(env, [&](TswError **err) { return tsw_savepoint_end(release, err); });
+}
+
+napi_value
+InTransaction(napi_env env, napi_callback_info info)
+{
+	napi_value	v;
+
+	napi_get_boolean(env, tsw_in_transaction() != 0, &v);
+	return v;
+}
+
+/*
+ * query(sql, params?, timeoutMs = -1, flags = 0) -> Rows, in the open
+ * transaction.  timeoutMs: 0 no limit, -1 tsworker.statement_timeout;
+ * flags: TSW_RESULT_*.
+ */
+napi_value
+Query(napi_env env, napi_callback_info info)
+{
+	Args<4>		args(env, info);
+	std::string sql;
+
+	if (!GetString(env, args[0], "query(sql, params): sql", &sql))
+		return nullptr;
+	return RunStatement(env, sql, args[1], GetInt(env, args[2], -1), GetInt(env, args[3], 0));
+}
+
+/*
+ * queryOnce(sql, params?, timeoutMs = -1, flags = 0) -> Rows: sql alone in
+ * a transaction of its own, without a statement subtransaction (a failure
+ * rolls back everything anyway).  Refused (25001) inside a transaction.
+ */
+napi_value
+QueryOnce(napi_env env, napi_callback_info info)
+{
+	Args<4>		args(env, info);
+	std::string sql;
+	TswError   *err = nullptr;
+	napi_value	rows;
+
+	if (!GetString(env, args[0], "query(sql, params): sql", &sql))
+		return nullptr;
+	if (tsw_begin(0, 0, nullptr, &err) != 0)
+		return ThrowPgError(env, err);
+	rows = RunStatement(env, sql, args[1], GetInt(env, args[2], -1), GetInt(env, args[3], 0));
+	if (rows == nullptr)
+	{
+		TswError   *rollback_err = nullptr;
+
+		if (tsw_rollback(&rollback_err) != 0)
+			tsw_free_error(rollback_err);	/* the statement's error is the one to show */
+		return nullptr;
+	}
+	if (tsw_commit(&err) != 0)
+		return ThrowPgError(env, err);
+	return rows;
+}
+
+/* prepare(sql, types?) -> { handle, params: ParamType[] } */
+napi_value
+Prepare(napi_env env, napi_callback_info info)
+{
+	Args<2>		args(env, info);
+	std::string sql;
+	std::vector<std::string> storage;
+	std::vector<const char *> types;
+	TswPlan    *plan = nullptr;
+	TswError   *err = nullptr;
+	bool		is_array = false;
+
+	if (!GetString(env, args[0], "prepare(sql, types): sql", &sql))
+		return nullptr;
+	napi_is_array(env, args[1], &is_array);
+	if (is_array)
+	{
+		uint32_t	n = 0;
+
+		napi_get_array_length(env, args[1], &n);
+		storage.resize(n);
+		types.assign(n, nullptr);
+		for (uint32_t i = 0; i < n; i++)
+		{
+			napi_value	v;
+			napi_valuetype t;
+
+			napi_get_element(env, args[1], i, &v);
+			t = TypeOf(env, v);
+			if (t == napi_null || t == napi_undefined)
+				continue;
+			if (!GetString(env, v, "prepare(sql, types): each type", &storage[i]))
+				return nullptr;
+			types[i] = storage[i].c_str();
+		}
+	}
+	if (tsw_prepare(sql.c_str(), static_cast<int>(types.size()), types.empty() ? nullptr : types.data(),
+					&plan, &err) != 0)
+		return ThrowPgError(env, err);
+
+	KeptPlan   *kp = new KeptPlan{plan, sql};
+	napi_value	out;
+	napi_value	handle;
+	napi_value	params;
+
+	napi_create_object(env, &out);
+	napi_create_external(env, kp, FinalizeKeptPlan, nullptr, &handle);
+	napi_create_array_with_length(env, plan->nparams, &params);
+	for (int i = 0; i < plan->nparams; i++)
+		napi_set_element(env, params, i, ParamTypeObject(env, plan->params[i]));
+	napi_set_named_property(env, out, "handle", handle);
+	napi_set_named_property(env, out, "params", params);
+	return out;
+}
+
+/* execute(handle, params?, timeoutMs = -1, flags = 0) -> Rows */
+napi_value
+Execute(napi_env env, napi_callback_info info)
+{
+	Args<4>		args(env, info);
+	KeptPlan   *kp = GetKeptPlan(env, args[0]);
+	ParamTexts	texts;
+	TswResult  *res = nullptr;
+	TswError   *err = nullptr;
+
+	if (kp == nullptr || !texts.Fill(env, kp->plan, args[1]))
+		return nullptr;
+	if (tsw_execute(kp->plan, kp->sql.c_str(), texts.ptrs, GetInt(env, args[2], -1),
+					GetInt(env, args[3], 0), &res, &err) != 0)
+		return ThrowPgError(env, err);
+	return ResultValue(env, res);
+}
+
+/* freePlan(handle) */
+napi_value
+FreePlan(napi_env env, napi_callback_info info)
+{
+	Args<1>		args(env, info);
+	void	   *data = nullptr;
+
+	if (TypeOf(env, args[0]) != napi_external || napi_get_value_external(env, args[0], &data) != napi_ok)
+		return ThrowType(env, "freePlan(handle) expects a prepared statement handle");
+	KeptPlan   *kp = static_cast<KeptPlan *>(data);
+
+	if (kp->plan != nullptr)
+	{
+		tsw_plan_free(kp->plan);
+		kp->plan = nullptr;
+	}
+	return Undefined(env);
+}
+
+/* openCursor(sqlOrHandle, params?, scroll?) -> cursor name */
+napi_value
+OpenCursor(napi_env env, napi_callback_info info)
+{
+	Args<3>		args(env, info);
+	ParamTexts	texts;
+	TswPlan    *plan = nullptr;
+	TswError   *err = nullptr;
+	char	   *name = nullptr;
+	std::string sql;
+	bool		oneshot = false;
+
+	if (TypeOf(env, args[0]) == napi_external)
+	{
+		KeptPlan   *kp = GetKeptPlan(env, args[0]);
+
+		if (kp == nullptr)
+			return nullptr;
+		plan = kp->plan;
+		sql = kp->sql;
+	}
+	else
+	{
+		int			nparams = ParamCount(env, args[1]);
+		int			options = GetBool(env, args[2], false) ? TSW_CURSOR_SCROLL : TSW_CURSOR_NO_SCROLL;
+
+		if (nparams < 0 || !GetString(env, args[0], "cursor(sql, params): sql", &sql))
+			return nullptr;
+		if (tsw_plan_statement(sql.c_str(), nparams, options, -1, &plan, &err) != 0)
+			return ThrowPgError(env, err);
+		oneshot = true;
+	}
+	if (!texts.Fill(env, plan, args[1]))
+	{
+		if (oneshot)
+			tsw_plan_discard(plan);
+		return nullptr;
+	}
+	if (tsw_cursor_open(plan, sql.c_str(), texts.ptrs, &name, &err) != 0)
+		return ThrowPgError(env, err);
+	napi_value	out = String(env, name);
+
+	tsw_free_string(name);
+	return out;
+}
+
+/* The cursor name and count of fetchCursor/moveCursor; false with a TypeError. */
+bool
+CursorArgs(napi_env env, const Args<4> &args, const char *what, std::string *name, int64_t *count)
+{
+	if (TypeOf(env, args[0]) != napi_string || TypeOf(env, args[2]) != napi_number)
+	{
+		ThrowType(env, std::string(what) + "(name, forward, count) expects a string, a boolean and a number");
+		return false;
+	}
+	napi_get_value_int64(env, args[2], count);
+	return GetString(env, args[0], "cursor name", name);
+}
+
+/* fetchCursor(name, forward, count, flags = 0) -> Rows */
+napi_value
+FetchCursor(napi_env env, napi_callback_info info)
+{
+	Args<4>		args(env, info);
+	std::string name;
+	int64_t		count;
+	TswResult  *res = nullptr;
+	TswError   *err = nullptr;
+
+	if (!CursorArgs(env, args, "fetchCursor", &name, &count))
+		return nullptr;
+	if (tsw_cursor_fetch(name.c_str(), GetBool(env, args[1], true) ? 1 : 0, count,
+						 GetInt(env, args[3], 0), &res, &err) != 0)
+		return ThrowPgError(env, err);
+	return ResultValue(env, res);
+}
+
+/* moveCursor(name, forward, count) -> rows moved */
+napi_value
+MoveCursor(napi_env env, napi_callback_info info)
+{
+	Args<4>		args(env, info);
+	std::string name;
+	int64_t		count;
+	uint64_t	moved = 0;
+	TswError   *err = nullptr;
+	napi_value	v;
+
+	if (!CursorArgs(env, args, "moveCursor", &name, &count))
+		return nullptr;
+	if (tsw_cursor_move(name.c_str(), GetBool(env, args[1], true) ? 1 : 0, count, &moved, &err) != 0)
+		return ThrowPgError(env, err);
+	napi_create_double(env, static_cast<double>(moved), &v);
+	return v;
+}
+
+/* closeCursor(name) */
+napi_value
+CloseCursor(napi_env env, napi_callback_info info)
+{
+	Args<1>		args(env, info);
+	std::string name;
+
+	if (!GetString(env, args[0], "closeCursor(name): name", &name))
+		return nullptr;
+	return Done(env, [&](TswError **err) { return tsw_cursor_close(name.c_str(), err); });
+}
+
+}								/* namespace */
+
+/* The calls of this file, for js_addon.cc. */
+void
+DefineStatementCalls(napi_env env, napi_value exports)
+{
+	napi_property_descriptor calls[] = {
+		{"begin", nullptr, Begin, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"commit", nullptr, Commit, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"rollback", nullptr, Rollback, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"savepoint", nullptr, Savepoint, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"endSavepoint", nullptr, EndSavepoint, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"inTransaction", nullptr, InTransaction, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"query", nullptr, Query, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"queryOnce", nullptr, QueryOnce, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"prepare", nullptr, Prepare, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"execute", nullptr, Execute, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"freePlan", nullptr, FreePlan, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"openCursor", nullptr, OpenCursor, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"fetchCursor", nullptr, FetchCursor, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"moveCursor", nullptr, MoveCursor, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"closeCursor", nullptr, CloseCursor, nullptr, nullptr, nullptr, napi_default, nullptr},
+	};
+
+	napi_define_properties(env, exports, sizeof(calls) / sizeof(calls[0]), calls);
+}
+
+}								/* namespace tsw */

@@ -1,0 +1,135 @@
+/*-------------------------------------------------------------------------
+ *
+ * slot.h
+ *		The worker slot: one record per worker in shared memory, and the
+ *		only functions that change it.
+ *
+ * TswSlot is defined here once.  The worker process (host and addon) reads
+ * a copy of its own slot and reports through the tsw_slot_* functions of
+ * slots.c; SQL functions control slots through those of slot_control.c.
+ * Nothing else writes a slot.  Every function takes the slot lock briefly
+ * and never raises an error unless it says so.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TSW_SLOT_H
+#define TSW_SLOT_H
+
+#include "postmaster/bgworker.h"
+#include "utils/timestamp.h"
+
+#define TSW_NAME_MAXLEN		63
+#define TSW_STATUS_MAXLEN	2048
+#define TSW_ERROR_MAXLEN	1024
+#define TSW_SETTINGS_MAXLEN	2048
+
+/* What a worker is doing, as the tsworker.stat_workers view shows it. */
+typedef enum TswState
+{
+	TSW_STATE_STARTING = 0,		/* registered or starting; not yet running JS */
+	TSW_STATE_RUNNING,			/* main() runs between two w.wait() calls */
+	TSW_STATE_WAITING,			/* main() is in w.wait() */
+	TSW_STATE_STOPPING,			/* shutdown asked, not exited yet */
+	TSW_STATE_STOPPED,			/* exited with code 0, or stopped */
+	TSW_STATE_FAILED			/* exited with code 1 (restart due, or disabled) */
+} TswState;
+
+#define TSW_STATE_COUNT (TSW_STATE_FAILED + 1)
+
+/* What happens after a run ends (defineWorker's `restart`). */
+typedef enum TswRestartPolicy
+{
+	TSW_RESTART_ON_FAILURE = 0, /* restarted after a failure */
+	TSW_RESTART_ALWAYS,			/* restarted after any end but a stop */
+	TSW_RESTART_NEVER			/* never restarted */
+} TswRestartPolicy;
+
+/* How a run of the worker ended, as the runtime reports it. */
+typedef enum TswOutcome
+{
+	TSW_OUTCOME_NONE = 0,		/* not reported: the process ended otherwise */
+	TSW_OUTCOME_FINISHED,		/* main() returned, or stopped on request */
+	TSW_OUTCOME_FAILED			/* an error ended it (last_error says which) */
+} TswOutcome;
+
+typedef struct TswSlot
+{
+	bool		in_use;
+	bool		dynamic;		/* started by tsworker.launch() */
+	bool		stop_requested; /* tsworker.stop(): exit 0, do not come back */
+	bool		disabled;		/* crash loop: not restarted */
+	char		name[TSW_NAME_MAXLEN + 1];
+	char		config_name[TSW_NAME_MAXLEN + 1];	/* settings are tsworker_<config_name>.* */
+	char		module[MAXPGPATH];
+	char		database[NAMEDATALEN];
+	Oid			dboid;			/* InvalidOid: connect by name */
+	Oid			roleid;			/* InvalidOid: rolename */
+	char		rolename[NAMEDATALEN];	/* empty: tsworker.role */
+	char		settings[TSW_SETTINGS_MAXLEN];	/* JSON object from tsworker.launch() */
+	int			start_time;		/* BgWorkerStartTime of its registration */
+
+	TswState	state;
+	pid_t		pid;			/* 0 when not running */
+	int			procno;			/* PGPROC number, for wake(); -1 until claimed */
+	TimestampTz started_at;
+	TimestampTz last_activity;
+	int64		loops;
+	uint64		wakes;			/* tsworker.wake() calls, ever */
+	uint64		wakes_base;		/* wakes already seen by earlier runs */
+	int32		starts;
+	int32		restarts;
+	char		last_error[TSW_ERROR_MAXLEN];
+	TimestampTz last_error_at;
+	char		status[TSW_STATUS_MAXLEN];
+
+	TswRestartPolicy policy;	/* the module's, once loaded */
+	TswOutcome	outcome;		/* this run's, as reported */
+	int			last_exit;		/* exit code of the last run; -1 while one is due */
+	bool		failed_run;		/* this run reported a failure (last_error) */
+	int32		recent_failures;
+	TimestampTz first_recent_failure;
+
+	/* the dynamic registration of this slot's worker, if it has one */
+	bool		has_handle;
+	char		handle[16];		/* a BackgroundWorkerHandle (compat.h) */
+} TswSlot;
+
+/* The name of a state, as the view shows it. */
+extern const char *tsw_state_name(TswState state);
+
+/*
+ * Fill `worker` to run slot `index` (one place for every registration):
+ * the host library's entry point, the slot as its argument.
+ */
+extern void tsw_fill_bgworker(BackgroundWorker *worker, int index, const char *name,
+							  int start_time, pid_t notify_pid);
+
+/* ---- the worker process: slots.c -------------------------------------- */
+
+/*
+ * Claim slot `index` for this process and copy it into *copy.  False, with
+ * *why, when the worker must not run (stopped, disabled, unused): the
+ * caller then exits with code 0.
+ */
+extern bool tsw_slot_claim(int index, TswSlot *copy, char **why);
+
+/* A copy of this process's slot; false before it is claimed. */
+extern bool tsw_slot_read(TswSlot *copy);
+
+extern void tsw_slot_set_state(TswState state);
+extern void tsw_slot_note_loop(void);
+/* The run failed: keep the first line of its first reason as last_error. */
+extern void tsw_slot_set_error(const char *message);
+extern void tsw_slot_set_status(const char *json);
+extern void tsw_slot_set_policy(TswRestartPolicy policy);
+extern void tsw_slot_set_outcome(TswOutcome outcome);
+extern uint64 tsw_slot_wakes(void);
+
+/*
+ * The exit code this process leaves with, decided once its slot's exit
+ * callback ran (which applies the restart policy, tsworker.stop() and the
+ * crash-loop limit); `code` when it never claimed a slot.
+ */
+extern int	tsw_slot_final_exit_code(int code);
+
+#endif							/* TSW_SLOT_H */

@@ -1,0 +1,371 @@
+/*-------------------------------------------------------------------------
+ *
+ * slot_control.c
+ *		What SQL functions do to worker slots: take one for a launch,
+ *		register its background worker, stop, wake, start stopped ones, and
+ *		read them all for the view.
+ *
+ * The only code outside slots.c that changes a slot; sql_functions.c
+ * checks arguments and permissions and calls these.  Functions that raise
+ * an error release the slot lock first.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#include "compat.h"
+#include "pg_tsworker.h"
+#include "slot_control.h"
+#include "slots.h"
+
+StaticAssertDecl(sizeof(BackgroundWorkerHandle) == sizeof(((TswSlot *) 0)->handle),
+				 "a slot holds a BackgroundWorkerHandle");
+
+static int	tsw_find_slot(const char *name);
+static int	tsw_lock_slot(const char *name, LWLockMode mode);
+
+/* Index of the in-use slot named `name`, or -1.  Caller holds the lock. */
+static int
+tsw_find_slot(const char *name)
+{
+	int			i;
+
+	for (i = 0; i < tsw_shared->nslots; i++)
+	{
+		if (tsw_shared->slots[i].in_use &&
+			pg_strcasecmp(tsw_shared->slots[i].name, name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * Take the slot lock in `mode` and return the index of the slot named
+ * `name`; an unknown name is an error (raised after releasing the lock).
+ */
+static int
+tsw_lock_slot(const char *name, LWLockMode mode)
+{
+	int			i;
+
+	LWLockAcquire(tsw_shared->lock, mode);
+	i = tsw_find_slot(name);
+	if (i < 0)
+	{
+		LWLockRelease(tsw_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("worker \"%s\" does not exist", name)));
+	}
+	return i;
+}
+
+void
+tsw_require_shared(void)
+{
+	if (tsw_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_tsworker is not loaded through shared_preload_libraries"),
+				 errhint("Add pg_tsworker to shared_preload_libraries and restart the server.")));
+}
+
+int
+tsw_slot_prepare_launch(const TswLaunchRequest *req)
+{
+	TswSlot    *slot;
+	int			index = -1;
+	int			i;
+
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	i = tsw_find_slot(req->name);
+	if (i >= 0)
+	{
+		slot = &tsw_shared->slots[i];
+		/* running, or due to run (registered, or exited 1 with a restart due) */
+		if (slot->pid != 0 || slot->last_exit != 0)
+		{
+			LWLockRelease(tsw_shared->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("worker \"%s\" already exists and is %s", req->name,
+							slot->pid != 0 ? "running" : "about to start"),
+					 errhint("Stop it with tsworker.stop() first, or choose another name.")));
+		}
+		if (!slot->dynamic && !req->builtin && strcmp(slot->module, req->module) != 0)
+		{
+			LWLockRelease(tsw_shared->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("worker \"%s\" is configured in tsworker.workers with module \"%s\"",
+							req->name, slot->module),
+					 errhint("Launch it with that module to start it again, or choose another name.")));
+		}
+		/* a configured worker starts again as configured; a launched one reuses its slot */
+		index = i;
+	}
+	else
+	{
+		/* a free slot, else the oldest stopped launched worker's */
+		for (i = 0; i < tsw_shared->nslots && index < 0; i++)
+			if (!tsw_shared->slots[i].in_use)
+				index = i;
+		for (i = 0; i < tsw_shared->nslots && index < 0; i++)
+		{
+			TswSlot    *s = &tsw_shared->slots[i];
+
+			if (s->dynamic && s->pid == 0 &&
+				(s->state == TSW_STATE_STOPPED || s->disabled || s->stop_requested))
+				index = i;
+		}
+		if (index < 0)
+		{
+			LWLockRelease(tsw_shared->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("all %d worker slots are in use", tsw_shared->nslots),
+					 errhint("Stop a worker, or raise tsworker.max_workers.")));
+		}
+	}
+
+	slot = &tsw_shared->slots[index];
+	if (slot->dynamic || !slot->in_use)
+	{
+		memset(slot, 0, sizeof(TswSlot));
+		slot->in_use = true;
+		slot->dynamic = true;
+		strlcpy(slot->name, req->name, sizeof(slot->name));
+		strlcpy(slot->config_name, req->config_name, sizeof(slot->config_name));
+		strlcpy(slot->module, req->module, sizeof(slot->module));
+		strlcpy(slot->database, req->database, sizeof(slot->database));
+		slot->dboid = req->dboid;
+		slot->roleid = req->roleid;
+		strlcpy(slot->settings, req->settings, sizeof(slot->settings));
+	}
+	/* launched on a hot standby, it runs there (read-only) */
+	slot->start_time = RecoveryInProgress() ? BgWorkerStart_ConsistentState :
+		BgWorkerStart_RecoveryFinished;
+	tsw_slot_reset_for_start(slot);
+	LWLockRelease(tsw_shared->lock);
+	return index;
+}
+
+pid_t
+tsw_slot_register(int index, bool wait)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	TswSlot    *slot = &tsw_shared->slots[index];
+	pid_t		pid = 0;
+
+	tsw_fill_bgworker(&worker, index, slot->name, slot->start_time, MyProcPid);
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return -1;
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	memcpy(slot->handle, handle, sizeof(slot->handle));
+	slot->has_handle = true;
+	LWLockRelease(tsw_shared->lock);
+	if (!wait)
+		return 0;
+
+	switch (WaitForBackgroundWorkerStartup(handle, &pid))
+	{
+		case BGWH_STARTED:
+			break;
+		case BGWH_POSTMASTER_DIED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("could not start worker \"%s\": the postmaster died", slot->name)));
+			break;
+		default:
+			return 0;
+	}
+
+	/*
+	 * Record the pid now, not only when the worker claims its slot a moment
+	 * later, so that a tsworker.stop() right after launch finds it (a SIGTERM
+	 * that early stays pending until the worker unblocks signals).
+	 */
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == 0 && slot->state == TSW_STATE_STARTING)
+		slot->pid = pid;
+	LWLockRelease(tsw_shared->lock);
+	return pid;
+}
+
+void
+tsw_slot_launch_failed(int index)
+{
+	TswSlot    *slot = &tsw_shared->slots[index];
+
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	if (slot->dynamic)
+		slot->in_use = false;
+	else
+	{
+		slot->state = TSW_STATE_STOPPED;
+		slot->last_exit = 0;
+	}
+	LWLockRelease(tsw_shared->lock);
+}
+
+pid_t
+tsw_slot_stop(const char *name)
+{
+	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
+	TswSlot    *slot = &tsw_shared->slots[i];
+	pid_t		pid = slot->pid;
+
+	slot->stop_requested = true;
+	if (pid != 0)
+		slot->state = TSW_STATE_STOPPING;
+	else if (slot->last_exit != 0)
+	{
+		/*
+		 * Registered and waiting to be (re)started: cancel a dynamic
+		 * registration now, so that it does not hold a background worker
+		 * slot until its restart time.  (A configured worker's registration
+		 * stays until then; it exits at once when started.)
+		 */
+		if (slot->has_handle)
+		{
+			TerminateBackgroundWorker((BackgroundWorkerHandle *) slot->handle);
+			slot->has_handle = false;
+			slot->last_exit = 0;
+		}
+		slot->state = TSW_STATE_STOPPED;
+	}
+	LWLockRelease(tsw_shared->lock);
+	return pid;
+}
+
+bool
+tsw_slot_wake(const char *name)
+{
+	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
+	TswSlot    *slot = &tsw_shared->slots[i];
+	bool		woken = false;
+
+	if (slot->pid != 0)
+	{
+		/* counted even before the worker has claimed its slot */
+		slot->wakes++;
+		if (slot->procno >= 0)
+			SetLatch(&tsw_proc(slot->procno)->procLatch);
+		woken = true;
+	}
+	LWLockRelease(tsw_shared->lock);
+	return woken;
+}
+
+int
+tsw_slot_start_stopped(const char *name)
+{
+	int			started = 0;
+	int			i;
+
+	if (name != NULL)
+	{
+		/* an unknown name is an error */
+		(void) tsw_lock_slot(name, LW_SHARED);
+		LWLockRelease(tsw_shared->lock);
+	}
+	for (i = 0; i < tsw_shared->nslots; i++)
+	{
+		TswSlot    *slot = &tsw_shared->slots[i];
+		TswSlot		before;
+		bool		start = false;
+
+		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+		/* not running and not due to run: stopped, finished, or disabled */
+		if (slot->in_use && slot->pid == 0 && slot->last_exit == 0 &&
+			(name == NULL || pg_strcasecmp(slot->name, name) == 0))
+		{
+			before = *slot;
+			tsw_slot_reset_for_start(slot);
+			start = true;
+		}
+		LWLockRelease(tsw_shared->lock);
+		if (!start)
+			continue;
+		if (tsw_slot_register(i, false) == 0)
+		{
+			started++;
+			continue;
+		}
+
+		/* no background worker slot: leave it as it was, and say so */
+		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+		slot->last_exit = before.last_exit;
+		slot->disabled = before.disabled;
+		slot->stop_requested = before.stop_requested;
+		slot->recent_failures = before.recent_failures;
+		slot->state = before.state;
+		snprintf(slot->last_error, sizeof(slot->last_error),
+				 "not started: no free background worker slot (max_worker_processes is %d)",
+				 max_worker_processes);
+		slot->last_error_at = GetCurrentTimestamp();
+		LWLockRelease(tsw_shared->lock);
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start worker \"%s\": no free background worker slot", before.name),
+				 errdetail("%s", tsw_bgworker_usage()),
+				 errhint("Raise max_worker_processes (needs a restart).")));
+	}
+	return started;
+}
+
+int
+tsw_slots_copy(TswSlot **out)
+{
+	int			n = 0;
+	int			i;
+
+	*out = palloc(sizeof(TswSlot) * tsw_shared->nslots);
+	LWLockAcquire(tsw_shared->lock, LW_SHARED);
+	for (i = 0; i < tsw_shared->nslots; i++)
+		if (tsw_shared->slots[i].in_use)
+			(*out)[n++] = tsw_shared->slots[i];
+	LWLockRelease(tsw_shared->lock);
+	return n;
+}
+
+/*
+ * What holds the background worker slots (max_worker_processes), for the
+ * message of a failed registration: pg_tsworker's own running workers and
+ * those waiting to be restarted; the rest belong to PostgreSQL or other
+ * extensions.
+ */
+char *
+tsw_bgworker_usage(void)
+{
+	int			running = 0;
+	int			waiting = 0;
+	int			i;
+
+	LWLockAcquire(tsw_shared->lock, LW_SHARED);
+	for (i = 0; i < tsw_shared->nslots; i++)
+	{
+		TswSlot    *s = &tsw_shared->slots[i];
+
+		if (!s->in_use)
+			continue;
+		if (s->pid != 0)
+			running++;
+		else if (s->last_exit != 0)
+			waiting++;
+	}
+	LWLockRelease(tsw_shared->lock);
+	return psprintf("max_worker_processes is %d: pg_tsworker holds %d of its slots (%d running, "
+					"%d waiting to be restarted); the others belong to PostgreSQL "
+					"(the logical replication launcher and workers, parallel query workers) or to other extensions.",
+					max_worker_processes, running + waiting, running, waiting);
+}
