@@ -79,11 +79,11 @@ describe('docs', () => {
     );
     assert.deepEqual(documented.sort(), fns.map((f) => f.sig));
 
-    const section = text.slice(text.indexOf('### `tsworker.workers`'), text.indexOf('## Functions'));
+    const section = text.slice(text.indexOf('### `tsworker.stat_workers`'), text.indexOf('## Functions'));
     const cols = [...section.matchAll(/^\| `([a-z_]+)` \| ([a-z ]+) \|/gm)].map((m) => [m[1], m[2]]);
     const actual = await c.query<{ column_name: string; type: string }>(
       `SELECT a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS type
-         FROM pg_attribute a WHERE a.attrelid = 'tsworker.workers'::regclass AND a.attnum > 0 ORDER BY a.attnum`,
+         FROM pg_attribute a WHERE a.attrelid = 'tsworker.stat_workers'::regclass AND a.attnum > 0 ORDER BY a.attnum`,
     );
     assert.deepEqual(cols, actual.map((r) => [r.column_name, r.type]));
   });

@@ -266,7 +266,7 @@ class Subject {
     if (this.system === 'c') {
       dead = !pidAlive(this.pid);
     } else {
-      const st = (await this.db.query('SELECT pid, state FROM tsworker.workers WHERE name = $1', [TS_NAME])).rows[0] as
+      const st = (await this.db.query('SELECT pid, state FROM tsworker.stat_workers WHERE name = $1', [TS_NAME])).rows[0] as
         | { pid: number | null; state: string }
         | undefined;
       dead = !st || st.state === 'failed' || st.state === 'stopped' || st.state === 'stopping';
@@ -279,9 +279,9 @@ class Subject {
     let s = '';
     if (this.system === 'ts') {
       const st = await this.db
-        .query('SELECT pid, state, restarts, last_error FROM tsworker.workers WHERE name = $1', [TS_NAME])
+        .query('SELECT pid, state, restarts, last_error FROM tsworker.stat_workers WHERE name = $1', [TS_NAME])
         .catch(() => undefined);
-      s += `tsworker.workers: ${JSON.stringify(st?.rows[0] ?? null)}\n`;
+      s += `tsworker.stat_workers: ${JSON.stringify(st?.rows[0] ?? null)}\n`;
     }
     const log = this.cluster.readLog(logOffset ?? Math.max(0, this.cluster.logOffset() - 8000));
     return `${s}--- server log ---\n${log.split('\n').slice(-30).join('\n')}`;

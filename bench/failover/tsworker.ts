@@ -89,7 +89,7 @@ export class TsWorker implements FailoverSystem {
     await waitUntil(
       "the promoter to verify the primary's identity",
       async () =>
-        (await standby.query<{ i: string }>(`SELECT status->>'identity' AS i FROM tsworker.workers WHERE name = 'promoter'`))[0]
+        (await standby.query<{ i: string }>(`SELECT status->>'identity' AS i FROM tsworker.stat_workers WHERE name = 'promoter'`))[0]
           ?.i === 'verified',
       60_000,
       100,
@@ -125,7 +125,7 @@ export class TsWorker implements FailoverSystem {
       out.push(tail(s.logFile, 40));
       const conn = { host: '127.0.0.1', port: s.port, user: 'postgres', database: 'postgres' };
       try {
-        const r = await queryOnce(conn, `SELECT pg_is_in_recovery() AS recovery, (SELECT status FROM tsworker.workers WHERE name = 'promoter') AS promoter`);
+        const r = await queryOnce(conn, `SELECT pg_is_in_recovery() AS recovery, (SELECT status FROM tsworker.stat_workers WHERE name = 'promoter') AS promoter`);
         out.push(`standby: ${JSON.stringify(r)}`);
         const ev = await queryOnce(conn, `SELECT at::text, kind, detail FROM tsworker.events ORDER BY id DESC LIMIT 10`).catch(
           (e: Error) => [{ error: e.message }],

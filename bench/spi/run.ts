@@ -237,7 +237,7 @@ class Bench {
     const deadline = Date.now() + 600_000;
     for (;;) {
       const st = (
-        await this.db.query(`SELECT state, last_error FROM tsworker.workers WHERE name = 'bench_ts'`)
+        await this.db.query(`SELECT state, last_error FROM tsworker.stat_workers WHERE name = 'bench_ts'`)
       ).rows[0] as { state: string; last_error: string | null } | undefined;
       // Also wait for the process to be gone: a worker that read 1M rows
       // takes a moment to free its heap, which would slow the next system.

@@ -66,7 +66,7 @@ export class ComputeMetrics {
   });
   private readonly workerState = new Gauge({
     name: 'tsworker_worker_state',
-    help: 'pg_tsworker workers (tsworker.workers): 1 for each worker in its current state',
+    help: 'pg_tsworker workers (tsworker.stat_workers): 1 for each worker in its current state',
     labelNames: ['worker', 'state'],
     registers: [this.registry],
   });

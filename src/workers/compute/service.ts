@@ -104,7 +104,7 @@ export class ComputeService {
     return this.w.settings.admin_role || self;
   }
 
-  /** The status shown in tsworker.workers.status. */
+  /** The status shown in tsworker.stat_workers.status. */
   private publish(): void {
     const error = this.state.error;
     const status: { [key: string]: Json } = {

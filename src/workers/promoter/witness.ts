@@ -49,7 +49,7 @@ export async function askWitness(conninfo: string, timeoutMs: number): Promise<W
         return client.query<{ since_ms: number | null; failures: number | null }>(
           `SELECT (extract(epoch FROM now() - (status->>'lastContactAt')::timestamptz) * 1000)::float8 AS since_ms,
                   (status->>'failures')::int AS failures
-             FROM tsworker.workers WHERE status->>'role' = 'witness' ORDER BY name LIMIT 1`,
+             FROM tsworker.worker_status() WHERE status->>'role' = 'witness' ORDER BY name LIMIT 1`,
         );
       })(),
       expired,

@@ -1,0 +1,114 @@
+/* pg_tsworker--0.2.sql: status and control of pg_tsworker workers */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION pg_tsworker" to load this file. \quit
+
+-- Members of tsworker_admin may launch, stop and wake workers and read
+-- their status.  (Role names starting with "pg_" are reserved, so it cannot
+-- be pg_tsworker_admin.)  Roles are cluster-wide: it survives DROP EXTENSION.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tsworker_admin') THEN
+    CREATE ROLE tsworker_admin NOLOGIN;
+  END IF;
+END
+$$;
+
+CREATE FUNCTION tsworker.worker_status(
+    OUT name text,
+    OUT pid integer,
+    OUT module text,
+    OUT database text,
+    OUT state text,
+    OUT started_at timestamptz,
+    OUT last_activity timestamptz,
+    OUT loops bigint,
+    OUT restarts integer,
+    OUT last_error text,
+    OUT last_error_at timestamptz,
+    OUT status jsonb,
+    OUT dynamic boolean,
+    OUT disabled boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'tsworker_worker_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION tsworker.worker_status() IS
+  'One row per pg_tsworker worker slot; the tsworker.workers view reads it';
+
+CREATE VIEW tsworker.stat_workers AS
+  SELECT * FROM tsworker.worker_status();
+COMMENT ON VIEW tsworker.stat_workers IS
+  'pg_tsworker workers: state, pid, activity, restarts, last error and the status each worker publishes';
+
+CREATE VIEW tsworker.workers AS
+  SELECT * FROM tsworker.worker_status();
+COMMENT ON VIEW tsworker.workers IS
+  'Deprecated name of tsworker.stat_workers (removed in version 0.3)';
+
+CREATE FUNCTION tsworker.launch(name text, module text, settings jsonb DEFAULT '{}', database name DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tsworker_launch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.launch(text, text, jsonb, name) IS
+  'Starts a worker running module (a built-in name, an absolute path, or a path relative to tsworker.module_path) as the calling role; returns its pid';
+
+CREATE FUNCTION tsworker.stop(name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tsworker_stop'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.stop(text) IS
+  'Asks a worker to stop and not to be restarted; true if it was running';
+
+CREATE FUNCTION tsworker.wake(name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tsworker_wake'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.wake(text) IS
+  'Sets a worker''s latch, so that its w.wait() returns; true if it was running';
+
+CREATE FUNCTION tsworker.start(name text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tsworker_start'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.start(text) IS
+  'Starts again the worker name (every worker when NULL) that is stopped, finished or disabled after repeated failures; returns how many';
+
+CREATE FUNCTION tsworker.reload()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tsworker_reload'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.reload() IS
+  'Deprecated name of tsworker.start() (removed in version 0.3)';
+
+REVOKE ALL ON FUNCTION tsworker.worker_status() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.launch(text, text, jsonb, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.stop(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.wake(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.reload() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.start(text) FROM PUBLIC;
+REVOKE ALL ON tsworker.workers FROM PUBLIC;
+REVOKE ALL ON tsworker.stat_workers FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA tsworker TO tsworker_admin;
+GRANT SELECT ON tsworker.workers TO tsworker_admin;
+GRANT SELECT ON tsworker.stat_workers TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.worker_status() TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.launch(text, text, jsonb, name) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.stop(text) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.wake(text) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.reload() TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.start(text) TO tsworker_admin;
+
+-- Decisions of the built-in promoter worker (checks failing, vetoes,
+-- promotions, errors), stored once this server is a primary.
+CREATE TABLE tsworker.events (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL,
+    worker text NOT NULL,
+    kind text NOT NULL,
+    detail jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE tsworker.events IS
+  'Events of pg_tsworker workers (the promoter stores its decisions here after a promotion; each is also sent with NOTIFY tsworker_events)';
+REVOKE ALL ON tsworker.events FROM PUBLIC;
+GRANT SELECT ON tsworker.events TO tsworker_admin;
