@@ -22,7 +22,7 @@ override with_llvm := no
 MODULE_big = pg_tsworker
 OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/slots.o \
 	native/shim/slot_control.o native/shim/sql_functions.o native/shim/worker_settings.o \
-	native/shim/module_file.o
+	native/shim/module_file.o native/shim/manifest.o
 EXTENSION = pg_tsworker
 DATA = sql/pg_tsworker--0.1.sql sql/pg_tsworker--0.1--0.2.sql sql/pg_tsworker--0.2.sql
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
@@ -55,7 +55,7 @@ $(NODE_EXE): native/host/node_main.o
 	$(CXX) -o $@ $< $(LIBNODE_SO) -Wl,-rpath,'$$ORIGIN' -Wl,--as-needed
 
 native/host/host_pg.o native/host/host_exit.o: native/host/host_pg.h native/host/host_exit.h native/shim/pg_tsworker.h
-$(OBJS): native/shim/pg_tsworker.h native/shim/slot.h native/shim/slots.h native/shim/compat.h
+$(OBJS): native/shim/manifest.h native/shim/pg_tsworker.h native/shim/slot.h native/shim/slots.h native/shim/compat.h
 native/shim/worker_list.o: native/shim/module_kinds.h
 
 # which files are modules: defined once, for the runtime and the shim

@@ -15,10 +15,11 @@ const CATALOG = `
          || ' ' || coalesce(obj_description(p.oid, 'pg_proc'), '') || ' ' || coalesce(array_to_string(p.proacl, ','), '') AS obj
     FROM pg_proc p WHERE p.pronamespace = 'tsworker'::regnamespace
   UNION ALL
-  SELECT c.relkind || ' ' || c.oid::regclass::text || ' ' || coalesce(obj_description(c.oid, 'pg_class'), '')
+  SELECT c.relkind::text || ' ' || c.oid::regclass::text || ' ' || coalesce(obj_description(c.oid, 'pg_class'), '')
          || ' ' || coalesce(array_to_string(c.relacl, ','), '') || ' '
          || coalesce((SELECT string_agg(a.attname || ':' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
+         || ' ' || coalesce(pg_get_viewdef(c.oid), '')
     FROM pg_class c WHERE c.relnamespace = 'tsworker'::regnamespace
   ORDER BY 1`;
 

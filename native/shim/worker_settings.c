@@ -4,14 +4,12 @@
  *		Turn the settings that configured worker modules declare into real
  *		configuration parameters, tsworker_<worker>.<setting>.
  *
- * The postmaster must not run JavaScript (no V8 threads may exist before
- * fork), so it runs pg_tsworker_node, a Node.js executable built from the
- * workers' libnode, as a child process with a time limit: the child loads
- * each module and prints its declarations (src/runtime/manifest.ts).  Each
- * becomes a PGC_SIGHUP parameter with its type, bounds, unit and
- * description, so pg_settings lists it and PostgreSQL itself refuses a bad
- * value in postgresql.conf.  A module that cannot be read is reported with
- * a WARNING and its worker falls back to reading placeholders.
+ * What each module declares is read from the manifest child (manifest.c).
+ * Each setting becomes a PGC_SIGHUP (or PGC_POSTMASTER) parameter with its
+ * type, bounds, unit and description, so pg_settings lists it and
+ * PostgreSQL itself refuses a bad value in postgresql.conf.  A module that
+ * cannot be read is reported with a WARNING and its worker falls back to
+ * reading placeholders.
  *
  * tsworker.launch() runs the same child for the one module it is asked to
  * start (tsw_check_launch): a module that does not load, or settings its
@@ -23,30 +21,23 @@
 
 #include <float.h>
 #include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "manifest.h"
 #include "pg_tsworker.h"
 
-#define TSW_MANIFEST_TIMEOUT_MS 30000
-
-static char *tsw_run_manifest(char **args, int nargs, bool in_backend);
-static char *tsw_manifest_wait(pid_t pid, int fd, bool in_backend);
-static int	tsw_manifest_line(char **cursor, char **f, int max);
-static void tsw_define_setting(char **f);
+static void tsw_define_setting(const char *worker, const TswSettingDecl *s);
 static int	tsw_unit_flag(const char *unit);
 
 static int
 tsw_unit_flag(const char *unit)
 {
+	if (unit == NULL)
+		return 0;
 	if (strcmp(unit, "ms") == 0)
 		return GUC_UNIT_MS;
 	if (strcmp(unit, "s") == 0)
@@ -63,184 +54,6 @@ tsw_unit_flag(const char *unit)
 }
 
 /*
- * Run the manifest child (manifest.js with `args`); return its output, or
- * NULL when it failed (a WARNING says why).  In a backend the wait can be
- * cancelled, and the child is killed then.
- */
-static char *
-tsw_run_manifest(char **args, int nargs, bool in_backend)
-{
-	char		exe[MAXPGPATH];
-	char		script[MAXPGPATH];
-	char		runtime[MAXPGPATH];
-	char		native[MAXPGPATH];
-	char	  **argv;
-	int			pipefd[2];
-	pid_t		pid;
-	int			i;
-
-	tsw_native_dir(native, sizeof(native));
-	tsw_runtime_dir(runtime, sizeof(runtime));
-	snprintf(exe, sizeof(exe), "%s/pg_tsworker_node", native);
-	snprintf(script, sizeof(script), "%s/dist/runtime/manifest.js", runtime);
-
-	argv = palloc0(sizeof(char *) * (nargs + 4));
-	argv[0] = exe;
-	argv[1] = "--max-old-space-size=256";
-	argv[2] = script;
-	for (i = 0; i < nargs; i++)
-		argv[3 + i] = args[i];
-
-	if (pipe(pipefd) != 0)
-	{
-		ereport(WARNING, (errmsg("pg_tsworker: could not create a pipe: %m")));
-		return NULL;
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-	{
-		ereport(WARNING, (errmsg("pg_tsworker: could not fork: %m")));
-		close(pipefd[0]);
-		close(pipefd[1]);
-		return NULL;
-	}
-	if (pid == 0)
-	{
-		char	   *envp[] = {"LC_ALL=C", "ESBUILD_WORKER_THREADS=0", NULL};
-		sigset_t	all;
-
-		/* a plain child: default signals, nothing blocked */
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		for (i = 1; i < NSIG; i++)
-			if (i != SIGKILL && i != SIGSTOP)
-				signal(i, SIG_DFL);
-		dup2(pipefd[1], STDOUT_FILENO);
-		close(pipefd[0]);
-		close(pipefd[1]);
-		execve(exe, argv, envp);
-		fprintf(stderr, "pg_tsworker: could not run %s: %s\n", exe, strerror(errno));
-		_exit(127);
-	}
-	close(pipefd[1]);
-	return tsw_manifest_wait(pid, pipefd[0], in_backend);
-}
-
-/* Read the child's output until it exits or TSW_MANIFEST_TIMEOUT_MS passes. */
-static char *
-tsw_manifest_wait(pid_t pid, int fd, bool in_backend)
-{
-	StringInfoData out;
-	int			status = 0;
-	int			waited = 0;
-	bool		timed_out = false;
-
-	initStringInfo(&out);
-	PG_TRY();
-	{
-		for (;;)
-		{
-			struct pollfd pfd = {fd, POLLIN, 0};
-			int			rc = poll(&pfd, 1, 100);
-			char		buf[4096];
-			ssize_t		got;
-
-			if (in_backend)
-				CHECK_FOR_INTERRUPTS();
-			if (rc < 0 && errno != EINTR)
-				break;
-			if (rc <= 0)
-			{
-				waited += 100;
-				if (waited >= TSW_MANIFEST_TIMEOUT_MS)
-				{
-					timed_out = true;
-					kill(pid, SIGKILL);
-					break;
-				}
-				continue;
-			}
-			got = read(fd, buf, sizeof(buf));
-			if (got < 0 && errno == EINTR)
-				continue;
-			if (got <= 0)
-				break;
-			appendBinaryStringInfo(&out, buf, got);
-		}
-	}
-	PG_CATCH();
-	{
-		/* cancelled: leave no child behind */
-		kill(pid, SIGKILL);
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-		close(fd);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	close(fd);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (timed_out)
-	{
-		ereport(WARNING,
-				(errmsg("pg_tsworker: loading worker modules took more than %d s; gave up",
-						TSW_MANIFEST_TIMEOUT_MS / 1000)));
-		return NULL;
-	}
-	if (WIFSIGNALED(status))
-	{
-		ereport(WARNING,
-				(errmsg("pg_tsworker: loading worker modules was ended by signal %d (%s)",
-						WTERMSIG(status), pg_strsignal(WTERMSIG(status))),
-				 errdetail("A module that allocates more than 256 MB of heap while it loads, or crashes Node.js, ends the loader this way.")));
-		return NULL;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-	{
-		ereport(WARNING,
-				(errmsg("pg_tsworker: loading worker modules failed (pg_tsworker_node exited with status %d)",
-						WIFEXITED(status) ? WEXITSTATUS(status) : -1),
-				 WEXITSTATUS(status) == 127 ?
-				 errhint("Is pg_tsworker installed completely?") :
-				 errdetail("Its own message is on the lines just above in the server log.")));
-		return NULL;
-	}
-	return out.data;
-}
-
-/*
- * Take the next line of the manifest output at *cursor and split it into at
- * most `max` tab-separated fields; returns how many, or -1 at the end.
- */
-static int
-tsw_manifest_line(char **cursor, char **f, int max)
-{
-	char	   *line = *cursor;
-	char	   *next;
-	int			nf = 0;
-
-	if (line == NULL || *line == '\0')
-		return -1;
-	next = strchr(line, '\n');
-	if (next)
-		*next++ = '\0';
-	*cursor = next;
-	while (nf < max)
-	{
-		char	   *tab = strchr(line, '\t');
-
-		f[nf++] = line;
-		if (tab == NULL)
-			break;
-		*tab = '\0';
-		line = tab + 1;
-	}
-	return nf;
-}
-
-/*
  * tsworker.launch(): load `module` as worker `name` would and check the
  * settings given (a JSON object).  Returns NULL when the worker can start;
  * else the reason, and in *detail every bad setting (or NULL).
@@ -249,10 +62,9 @@ char *
 tsw_check_launch(const char *name, const char *module, const char *settings, char **detail)
 {
 	char	   *args[4];
-	char	   *output;
-	char	   *f[3];
-	int			nf;
+	TswWorkerDecl *decls;
 	StringInfoData bad;
+	int			i;
 
 	*detail = NULL;
 	args[0] = "--launch";
@@ -260,41 +72,35 @@ tsw_check_launch(const char *name, const char *module, const char *settings, cha
 	tsw_runtime_dir(args[1], MAXPGPATH);
 	args[2] = psprintf("%s=%s", name, module);
 	args[3] = pstrdup(settings);
-	output = tsw_run_manifest(args, 4, true);
-	if (output == NULL)
+	if (tsw_read_manifest(args, 4, true, &decls) != 1)
 		return psprintf("could not load module \"%s\" (the WARNING above says why)", module);
+	if (decls[0].error != NULL)
+		return psprintf("could not load module \"%s\": %s", module, decls[0].error);
 
 	initStringInfo(&bad);
-	while ((nf = tsw_manifest_line(&output, f, 3)) >= 0)
-	{
-		if (nf == 3 && strcmp(f[0], "error") == 0)
-			return psprintf("could not load module \"%s\": %s", module, f[2]);
-		if (nf == 3 && strcmp(f[0], "launch_error") == 0)
-			appendStringInfo(&bad, "%s%s", bad.len > 0 ? "; " : "", f[2]);
-	}
+	for (i = 0; i < decls[0].nlaunch_errors; i++)
+		appendStringInfo(&bad, "%s%s", bad.len > 0 ? "; " : "", decls[0].launch_errors[i]);
 	if (bad.len == 0)
 		return NULL;
 	*detail = bad.data;
 	return psprintf("invalid settings for worker \"%s\"", name);
 }
 
-/* f: setting worker name type default min max unit values description context */
 static void
-tsw_define_setting(char **f)
+tsw_define_setting(const char *worker, const TswSettingDecl *s)
 {
-	GucContext	context = strcmp(f[10], "postmaster") == 0 ? PGC_POSTMASTER : PGC_SIGHUP;
+	GucContext	context = s->postmaster ? PGC_POSTMASTER : PGC_SIGHUP;
 	char	   *gucname = MemoryContextStrdup(TopMemoryContext,
-											  psprintf("tsworker_%s.%s", f[1], f[2]));
-	const char *type = f[3];
-	char	   *desc = MemoryContextStrdup(TopMemoryContext, f[9]);
-	int			unit = tsw_unit_flag(f[7]);
+											  psprintf("tsworker_%s.%s", worker, s->name));
+	char	   *desc = MemoryContextStrdup(TopMemoryContext, s->description);
+	int			unit = tsw_unit_flag(s->unit);
 
-	if (strcmp(type, "int") == 0)
+	if (strcmp(s->type, "int") == 0)
 	{
 		int		   *var = MemoryContextAlloc(TopMemoryContext, sizeof(int));
-		long		def = strtol(f[4], NULL, 10);
-		long		min = f[5][0] ? strtol(f[5], NULL, 10) : INT_MIN;
-		long		max = f[6][0] ? strtol(f[6], NULL, 10) : INT_MAX;
+		long		def = strtol(s->default_value, NULL, 10);
+		long		min = s->min ? strtol(s->min, NULL, 10) : INT_MIN;
+		long		max = s->max ? strtol(s->max, NULL, 10) : INT_MAX;
 
 		if (min < INT_MIN || max > INT_MAX || def < min || def > max)
 		{
@@ -305,12 +111,12 @@ tsw_define_setting(char **f)
 		DefineCustomIntVariable(gucname, desc, NULL, var, (int) def, (int) min, (int) max,
 								context, unit, NULL, NULL, NULL);
 	}
-	else if (strcmp(type, "real") == 0)
+	else if (strcmp(s->type, "real") == 0)
 	{
 		double	   *var = MemoryContextAlloc(TopMemoryContext, sizeof(double));
-		double		def = strtod(f[4], NULL);
-		double		min = f[5][0] ? strtod(f[5], NULL) : -DBL_MAX;
-		double		max = f[6][0] ? strtod(f[6], NULL) : DBL_MAX;
+		double		def = strtod(s->default_value, NULL);
+		double		min = s->min ? strtod(s->min, NULL) : -DBL_MAX;
+		double		max = s->max ? strtod(s->max, NULL) : DBL_MAX;
 
 		if (def < min || def > max)
 		{
@@ -321,44 +127,37 @@ tsw_define_setting(char **f)
 		DefineCustomRealVariable(gucname, desc, NULL, var, def, min, max,
 								 context, unit, NULL, NULL, NULL);
 	}
-	else if (strcmp(type, "bool") == 0)
+	else if (strcmp(s->type, "bool") == 0)
 	{
 		bool	   *var = MemoryContextAlloc(TopMemoryContext, sizeof(bool));
 
-		DefineCustomBoolVariable(gucname, desc, NULL, var, strcmp(f[4], "on") == 0,
+		DefineCustomBoolVariable(gucname, desc, NULL, var, strcmp(s->default_value, "on") == 0,
 								 context, 0, NULL, NULL, NULL);
 	}
-	else if (strcmp(type, "string") == 0)
+	else if (strcmp(s->type, "string") == 0)
 	{
 		char	  **var = MemoryContextAlloc(TopMemoryContext, sizeof(char *));
 
 		DefineCustomStringVariable(gucname, desc, NULL, var,
-								   MemoryContextStrdup(TopMemoryContext, f[4]),
+								   MemoryContextStrdup(TopMemoryContext, s->default_value),
 								   context, 0, NULL, NULL, NULL);
 	}
-	else if (strcmp(type, "enum") == 0)
+	else if (strcmp(s->type, "enum") == 0)
 	{
 		int		   *var = MemoryContextAlloc(TopMemoryContext, sizeof(int));
-		char	   *values = MemoryContextStrdup(TopMemoryContext, f[8]);
 		struct config_enum_entry *entries;
-		int			count = 1;
 		int			def = -1;
-		int			i = 0;
-		char	   *p;
-		char	   *tok;
+		int			i;
 
-		for (p = values; *p; p++)
-			if (*p == ',')
-				count++;
-		entries = MemoryContextAllocZero(TopMemoryContext, sizeof(struct config_enum_entry) * (count + 1));
-		for (tok = strtok(values, ","); tok != NULL; tok = strtok(NULL, ","))
+		entries = MemoryContextAllocZero(TopMemoryContext,
+										 sizeof(struct config_enum_entry) * (s->nvalues + 1));
+		for (i = 0; i < s->nvalues; i++)
 		{
-			entries[i].name = tok;
+			entries[i].name = MemoryContextStrdup(TopMemoryContext, s->values[i]);
 			entries[i].val = i;
 			entries[i].hidden = false;
-			if (strcmp(tok, f[4]) == 0)
+			if (strcmp(s->values[i], s->default_value) == 0)
 				def = i;
-			i++;
 		}
 		if (def < 0)
 		{
@@ -369,17 +168,21 @@ tsw_define_setting(char **f)
 		DefineCustomEnumVariable(gucname, desc, NULL, var, def, entries,
 								 context, 0, NULL, NULL, NULL);
 	}
+	else
+		ereport(WARNING,
+				(errmsg("pg_tsworker: setting \"%s\" has an unknown type \"%s\"; not defined",
+						gucname, s->type)));
 }
 
 void
 tsw_define_worker_settings(TswWorkerSpec *specs, int n)
 {
 	char	  **args;
-	char	   *output;
-	char	   *f[11];
-	int			nf;
+	TswWorkerDecl *decls;
+	int			ndecls;
 	bool	   *ok;
 	int			i;
+	int			d;
 
 	if (n == 0)
 		return;
@@ -388,8 +191,8 @@ tsw_define_worker_settings(TswWorkerSpec *specs, int n)
 	tsw_runtime_dir(args[0], MAXPGPATH);
 	for (i = 0; i < n; i++)
 		args[1 + i] = psprintf("%s=%s", specs[i].name, specs[i].module);
-	output = tsw_run_manifest(args, n + 1, false);
-	if (output == NULL)
+	ndecls = tsw_read_manifest(args, n + 1, false, &decls);
+	if (ndecls < 0)
 	{
 		ereport(WARNING,
 				(errmsg("pg_tsworker: could not read the settings of the configured workers"),
@@ -401,30 +204,33 @@ tsw_define_worker_settings(TswWorkerSpec *specs, int n)
 	for (i = 0; i < n; i++)
 		ok[i] = true;
 
-	while ((nf = tsw_manifest_line(&output, f, 11)) >= 0)
+	for (d = 0; d < ndecls; d++)
 	{
-		if (strcmp(f[0], "setting") == 0 && nf == 11)
-			tsw_define_setting(f);
-		else if (strcmp(f[0], "worker") == 0 && nf >= 4)
+		TswWorkerDecl *w = &decls[d];
+
+		for (i = 0; i < n; i++)
 		{
-			for (i = 0; i < n; i++)
+			if (strcmp(specs[i].name, w->worker) != 0)
+				continue;
+			if (w->error != NULL)
 			{
-				if (strcmp(specs[i].name, f[1]) != 0)
-					continue;
-				specs[i].start_time = strcmp(f[2], "standby") == 0 ?
-					BgWorkerStart_ConsistentState : BgWorkerStart_RecoveryFinished;
-				specs[i].instances = f[3][0] ? pstrdup(f[3]) : NULL;
+				ok[i] = false;
+				continue;
 			}
+			specs[i].start_time = w->standby ?
+				BgWorkerStart_ConsistentState : BgWorkerStart_RecoveryFinished;
+			specs[i].instances = w->instances;
 		}
-		else if (strcmp(f[0], "error") == 0 && nf >= 3)
+		if (w->error != NULL)
 		{
 			ereport(WARNING,
-					(errmsg("pg_tsworker: could not read the settings of worker \"%s\": %s", f[1], f[2]),
+					(errmsg("pg_tsworker: could not read the settings of worker \"%s\": %s",
+							w->worker, w->error),
 					 errdetail("The worker will report the same error when it starts.")));
-			for (i = 0; i < n; i++)
-				if (strcmp(specs[i].name, f[1]) == 0)
-					ok[i] = false;
+			continue;
 		}
+		for (i = 0; i < w->nsettings; i++)
+			tsw_define_setting(w->worker, &w->settings[i]);
 	}
 
 	/* typos in a worker's own settings are reported, as for tsworker.* */

@@ -5,73 +5,100 @@
  * real configuration parameters (listed in pg_settings, checked by
  * PostgreSQL) before any worker starts.
  *
- * Output, tab-separated, no tabs or newlines inside: one line per worker
- *   worker <worker> <start: primary|standby> <instances setting, or empty>
- * one line per setting
- *   setting <worker> <name> <type> <default> <min> <max> <unit> <enum values, comma-separated> <description> <context>
- * and one line per module that could not be read:
- *   error <worker> <message>
- * Loading a module runs its top-level code, as the worker will.
+ * Output: one JSON document, `{"workers": [ManifestWorker, ...]}`, one
+ * entry per worker asked for, in order (read by native/shim/manifest.c,
+ * which names the same fields). Loading a module runs its top-level code,
+ * as the worker will.
  *
  * `manifest.js --launch <runtimeDir> <worker>=<module> <settings JSON>` is
- * run by tsworker.launch() before it registers a worker: it prints the
- * same lines for that one module, plus one line per bad launch setting
- *   launch_error <worker> <message>
+ * run by tsworker.launch() before it registers a worker: the same document
+ * for that one module, with `launch_errors` naming every bad setting.
  */
 import { summarize } from './failure';
 import { loadDefinition, setupResolution } from './host-entry';
 import { checkLaunchSettings, type SettingSpec } from './settings';
 
-function clean(s: unknown): string {
-  return String(s ?? '').replace(/[\t\r\n]+/g, ' ');
+/** One declared setting, as the shim defines it (DefineCustom*Variable). */
+export interface ManifestSetting {
+  name: string;
+  type: SettingSpec['type'];
+  /** The default as PostgreSQL's text for it: a number, `on`/`off`, a value. */
+  default: string;
+  /** Bounds of int/real settings, absent when unbounded. */
+  min?: number;
+  max?: number;
+  /** Base unit of int/real settings (ms, s, min, B, kB, MB). */
+  unit?: string;
+  /** The values of an enum setting. */
+  values?: string[];
+  description: string;
+  context: 'sighup' | 'postmaster';
 }
 
-function line(fields: unknown[]): string {
-  return fields.map(clean).join('\t');
+/** What one worker's module declares, or why it could not be read. */
+export interface ManifestWorker {
+  worker: string;
+  /** When the worker runs: on a primary only, or on a standby too. */
+  start?: 'primary' | 'standby';
+  /** The setting that gives its number of instances, if any. */
+  instances?: string;
+  settings?: ManifestSetting[];
+  /** The module could not be loaded: the message, with file:line:col. */
+  error?: string;
+  /** --launch only: one message per bad launch setting. */
+  launch_errors?: string[];
 }
 
-function describeSetting(worker: string, name: string, spec: SettingSpec): string {
-  const numeric = spec.type === 'int' || spec.type === 'real';
-  return line([
-    'setting',
-    worker,
+function describeSetting(name: string, spec: SettingSpec): ManifestSetting {
+  const out: ManifestSetting = {
     name,
-    spec.type,
-    spec.type === 'bool' ? (spec.default ? 'on' : 'off') : spec.default,
-    numeric && spec.min !== undefined ? spec.min : '',
-    numeric && spec.max !== undefined ? spec.max : '',
-    numeric && spec.unit ? spec.unit : '',
-    spec.type === 'enum' ? spec.values.join(',') : '',
-    spec.description ?? '',
-    spec.context ?? 'sighup',
-  ]);
+    type: spec.type,
+    default: spec.type === 'bool' ? (spec.default ? 'on' : 'off') : String(spec.default),
+    description: spec.description ?? '',
+    context: spec.context ?? 'sighup',
+  };
+  if (spec.type === 'int' || spec.type === 'real') {
+    if (spec.min !== undefined) out.min = spec.min;
+    if (spec.max !== undefined) out.max = spec.max;
+    if (spec.unit) out.unit = spec.unit;
+  }
+  if (spec.type === 'enum') out.values = [...spec.values];
+  return out;
+}
+
+function describeWorker(worker: string, module: string, runtimeDir: string, launchSettings?: string): ManifestWorker {
+  try {
+    const def = loadDefinition({ module, runtimeDir });
+    const out: ManifestWorker = {
+      worker,
+      start: def.start,
+      settings: Object.entries(def.settings).map(([name, spec]) => describeSetting(name, spec)),
+    };
+    if (def.instances) out.instances = def.instances;
+    if (launchSettings !== undefined) out.launch_errors = checkLaunchSettings(worker, def.settings, launchSettings).errors;
+    return out;
+  } catch (err) {
+    return { worker, error: summarize(err, runtimeDir) };
+  }
 }
 
 function main(argv: string[]): void {
+  // The document is this process's only output: what a module prints while
+  // it loads (console.log at its top level) goes to stderr, the server log.
+  const stdout = process.stdout.write.bind(process.stdout);
+  process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
   const launch = argv[0] === '--launch';
   const [runtimeDir, ...rest] = launch ? argv.slice(1) : argv;
   const entries = launch ? rest.slice(0, 1) : rest;
   setupResolution(runtimeDir);
-  const out: string[] = [];
-  for (const entry of entries) {
+  const workers = entries.map((entry) => {
     const eq = entry.indexOf('=');
-    const worker = entry.slice(0, eq);
-    const module = entry.slice(eq + 1);
-    try {
-      const def = loadDefinition({ module, runtimeDir });
-      out.push(line(['worker', worker, def.start, def.instances ?? '']));
-      for (const [name, spec] of Object.entries(def.settings)) out.push(describeSetting(worker, name, spec));
-      if (launch) {
-        for (const e of checkLaunchSettings(worker, def.settings, rest[1] ?? '{}').errors) out.push(line(['launch_error', worker, e]));
-      }
-    } catch (err) {
-      out.push(line(['error', worker, summarize(err, runtimeDir)]));
-    }
-  }
+    return describeWorker(entry.slice(0, eq), entry.slice(eq + 1), runtimeDir, launch ? rest[1] ?? '{}' : undefined);
+  });
   // Writes to a pipe are synchronous on Linux. Exit now: a module may leave
   // timers or servers behind at its top level, which would keep this child
   // alive (they belong to the worker, which starts them again).
-  process.stdout.write(out.join('\n') + (out.length ? '\n' : ''));
+  stdout(JSON.stringify({ workers }) + '\n');
   process.exit(0);
 }
 

@@ -70,7 +70,7 @@ export default defineWorker({
     const index = w.index ?? 1;
     const { schema, table } = tableOf(w.settings.schema, w.settings.table, index);
     const created = w.transaction((tx) => initialize(tx, schema, table));
-    w.log.info(`${created ? 'created' : 'serving'} ${schema}.${table}`);
+    w.log.log(`${created ? 'created' : 'serving'} ${schema}.${table}`);
     w.status.set({ schema, table, total: null, passes: 0 });
 
     // Planned once; the schema and table are those of the start (a
@@ -83,7 +83,7 @@ export default defineWorker({
       const rows = w.transaction(() => fold.query(), { statementSavepoints: false });
       passes++;
       if (rows.length > 0 && rows[0].value !== null) {
-        w.log.info(`count in ${schema}.${table} is now ${rows[0].value}`);
+        w.log.log(`count in ${schema}.${table} is now ${rows[0].value}`);
         w.status.set({ schema, table, total: rows[0].value, passes });
       } else {
         w.status.update({ passes });

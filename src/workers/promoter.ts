@@ -174,7 +174,7 @@ class Promoter {
       this.identityOk = false;
       this.lastFlushLsn = null;
       this.failures = 0;
-      this.w.log.info(`the primary to watch is now ${describeConninfo(this.conninfo())}; its identity will be verified`);
+      this.w.log.log(`the primary to watch is now ${describeConninfo(this.conninfo())}; its identity will be verified`);
     }
     this.monitor.configure(this.conninfo(), s.timeout);
     const outcome: CheckOutcome = this.conninfo()
@@ -322,7 +322,7 @@ class Promoter {
       const why = this.triggered;
       if (!why && now < nextTick) continue;
       this.triggered = null;
-      if (why) this.w.log.info(`checking the primary at once: ${why}`);
+      if (why) this.w.log.log(`checking the primary at once: ${why}`);
       else nextTick = Math.max(nextTick + s().interval, now);
       await this.checkOnce(true);
       this.publish('standby');
@@ -338,7 +338,7 @@ class Promoter {
         this.publish('primary', { promotedAt: new Date().toISOString(), timeline: ev.newTimeline });
         if (s().on_promote) {
           try {
-            this.w.log.info(await onPromote(s().on_promote, ev, 60_000));
+            this.w.log.log(await onPromote(s().on_promote, ev, 60_000));
           } catch (err) {
             this.w.log.warning(`on_promote: ${(err as Error).message}`);
           }
@@ -375,12 +375,12 @@ export default defineWorker({
     w.on('reload', () => p.trigger('configuration reloaded'));
     try {
       if (w.settings.mode === 'witness') {
-        w.log.info(`witness mode: watching ${describeConninfo(p.conninfo())}`);
+        w.log.log(`witness mode: watching ${describeConninfo(p.conninfo())}`);
         await p.witness();
         return;
       }
       if (p.inRecovery()) {
-        w.log.info(`watching the primary ${describeConninfo(p.conninfo())} every ${w.settings.interval} ms`);
+        w.log.log(`watching the primary ${describeConninfo(p.conninfo())} every ${w.settings.interval} ms`);
         await p.watch();
       }
       // A primary: report it and do nothing else.
