@@ -6,6 +6,7 @@
         "native/addon/js_addon.cc",
         "native/addon/js_error.cc",
         "native/addon/js_params.cc",
+        "native/addon/js_param_text.cc",
         "native/addon/js_statements.cc",
         "native/addon/js_values.cc",
         "native/addon/pg_cursor.c",

@@ -283,6 +283,27 @@ describe('type mapping', () => {
     }
   });
 
+  test('a LATIN1 database: text, names, json and jsonb are converted to and from UTF-8 (docs/types.md)', async () => {
+    await c.query(`CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+    await c.query('CREATE TABLE enc_report(name text, result text); CREATE TABLE enc_text(v text); CREATE TABLE enc_uniq(v text CONSTRAINT "unique_é" PRIMARY KEY)', [], { database: 'latin' });
+    await c.query(`SELECT tsworker.launch('encoding', $1, '{}', 'latin')`, [`${c.baseDir}/types/encoding.ts`]);
+    await c.pollQueryUntil(`SELECT count(*) = 1 FROM enc_report WHERE name = 'done'`, 't', { timeoutMs: 30_000, database: 'latin' });
+    const rep = new Map((await c.query('SELECT name, result FROM enc_report', [], { database: 'latin' })).map((r) => [r.name, JSON.parse(r.result)]));
+    const row = rep.get('row');
+    assert.deepEqual(row.fields, ['café', 'latin1', 'lit', 'jb', 'js', 'rec', 'arr'], 'column names');
+    assert.equal(row['café'], 'déjà vu', 'a text parameter and its result');
+    assert.equal(row.latin1, Buffer.from('déjà vu', 'latin1').toString('hex'), 'the server holds the parameter as LATIN1');
+    assert.equal(row.lit, 'naïve');
+    assert.deepEqual(row.jb, { 'clé': 'été' });
+    assert.deepEqual(row.js, { 'clé': 'été' });
+    assert.deepEqual(row.rec, { f1: 'à' });
+    assert.deepEqual(row.arr, ['ß']);
+    assert.deepEqual(rep.get('untranslatable'), { code: '22P05' }, 'a character LATIN1 lacks fails as psql does');
+    assert.deepEqual(rep.get('duplicate'), { code: '23505', detail: 'Key (v)=(é) already exists.', constraint: 'unique_é' }, 'error fields arrive in UTF-8');
+    const stored = (await c.query('SELECT v, convert_to(v, \'LATIN1\') AS b FROM enc_text ORDER BY v', [], { database: 'latin' })).map((r) => [r.v, r.b.toString('hex')]);
+    assert.deepEqual(stored, [['Ö', 'd6'], ['ÿ ü', 'ff20fc']]);
+  });
+
   test('dates and times outside 1–9999 AD round-trip; what a Date cannot hold fails with 22008 (docs/types.md)', async () => {
     /** Milliseconds of a UTC time in the proleptic Gregorian calendar, astronomical year (0 is 1 BC). */
     const utc = (y: number, mo: number, d: number, h = 0, mi = 0, s = 0, ms = 0) =>

@@ -4,7 +4,7 @@
 -- Runs one benchmark workload in a dynamic background worker connected to
 -- the current database, as the current role, and returns the seconds the
 -- worker measured around the workload. The worker also writes a row into
--- public.tsw_bench_results(system, workload, n, seconds, checksum, token),
+-- public.tsw_bench_results(system, workload, n, seconds, checksum, token, cpu_seconds),
 -- which the caller must have created.
 --
 -- workload: select1 | insert | read | lookup; n: iterations (ignored by read)

@@ -68,6 +68,7 @@ StaticAssertDecl(sizeof(BenchArgs) <= BGW_EXTRALEN, "BenchArgs must fit in bgw_e
 typedef struct BenchResult
 {
 	double		seconds;
+	double		cpu_seconds;	/* CPU time of this process (all threads) */
 	int64		checksum;		/* workload-specific, compared across systems */
 	int64		sink;			/* keeps the compiler from skipping conversions */
 } BenchResult;
@@ -78,6 +79,15 @@ now_seconds(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+static double
+cpu_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
@@ -117,6 +127,7 @@ run_select1(int n, BenchResult *res)
 	const char *sql = "SELECT 1";
 	int64		sum = 0;
 	double		t0 = now_seconds();
+	double		c0 = cpu_seconds();
 
 	for (int i = 0; i < n; i++)
 	{
@@ -132,6 +143,7 @@ run_select1(int n, BenchResult *res)
 		end_tx();
 	}
 	res->seconds = now_seconds() - t0;
+	res->cpu_seconds = cpu_seconds() - c0;
 	res->checksum = sum;
 }
 
@@ -143,6 +155,7 @@ run_insert(int n, BenchResult *res)
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 	int64		inserted = 0;
 	double		t0 = now_seconds();
+	double		c0 = cpu_seconds();
 	SPIPlanPtr	plan;
 	MemoryContext loopcxt;
 
@@ -173,6 +186,7 @@ run_insert(int n, BenchResult *res)
 	SPI_freeplan(plan);
 	end_tx();
 	res->seconds = now_seconds() - t0;
+	res->cpu_seconds = cpu_seconds() - c0;
 	res->checksum = inserted;
 }
 
@@ -185,6 +199,7 @@ run_read(BenchResult *res)
 	int64		sink = 0;
 	double		fsum = 0;
 	double		t0 = now_seconds();
+	double		c0 = cpu_seconds();
 	SPIPlanPtr	plan;
 	Portal		portal;
 	FmgrInfo	numeric_out,
@@ -257,6 +272,7 @@ run_read(BenchResult *res)
 	SPI_freeplan(plan);
 	end_tx();
 	res->seconds = now_seconds() - t0;
+	res->cpu_seconds = cpu_seconds() - c0;
 	res->checksum = rows;
 	res->sink = sink + (int64) fsum;
 }
@@ -270,6 +286,7 @@ run_lookup(int n, int64 maxid, BenchResult *res)
 	int64		total_len = 0;
 	uint32		x = 42;
 	double		t0 = now_seconds();
+	double		c0 = cpu_seconds();
 	SPIPlanPtr	plan;
 
 	begin_tx(sql);
@@ -305,6 +322,7 @@ run_lookup(int n, int64 maxid, BenchResult *res)
 	SPI_freeplan(plan);
 	end_tx();
 	res->seconds = now_seconds() - t0;
+	res->cpu_seconds = cpu_seconds() - c0;
 	res->checksum = total_len;
 }
 
@@ -331,10 +349,10 @@ read_maxid(void)
 static void
 write_result(const BenchArgs *args, const BenchResult *res)
 {
-	const char *sql = "INSERT INTO public.tsw_bench_results(system, workload, n, seconds, checksum, token) "
-		"VALUES ('c', $1, $2, $3, $4, $5)";
-	Oid			argtypes[5] = {TEXTOID, INT4OID, FLOAT8OID, INT8OID, INT8OID};
-	Datum		values[5];
+	const char *sql = "INSERT INTO public.tsw_bench_results(system, workload, n, seconds, checksum, token, cpu_seconds) "
+		"VALUES ('c', $1, $2, $3, $4, $5, $6)";
+	Oid			argtypes[6] = {TEXTOID, INT4OID, FLOAT8OID, INT8OID, INT8OID, FLOAT8OID};
+	Datum		values[6];
 	int			ret;
 
 	begin_tx(sql);
@@ -343,7 +361,8 @@ write_result(const BenchArgs *args, const BenchResult *res)
 	values[2] = Float8GetDatum(res->seconds);
 	values[3] = Int64GetDatum(res->checksum);
 	values[4] = Int64GetDatum(args->token);
-	ret = SPI_execute_with_args(sql, 5, argtypes, values, NULL, false, 0);
+	values[5] = Float8GetDatum(res->cpu_seconds);
+	ret = SPI_execute_with_args(sql, 6, argtypes, values, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "writing the result failed: %s", SPI_result_code_string(ret));
 	end_tx();

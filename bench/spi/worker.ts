@@ -26,14 +26,18 @@ const WORKLOADS = ['select1', 'insert', 'read', 'lookup'];
 
 interface Measured {
   seconds: number;
+  /** CPU time of the whole process (every thread: V8's GC helpers too). */
+  cpuSeconds: number;
   checksum: bigint;
 }
 
 function timed(fn: () => bigint): Measured {
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const checksum = fn();
   const t1 = process.hrtime.bigint();
-  return { seconds: Number(t1 - t0) / 1e9, checksum };
+  const c1 = process.cpuUsage(c0);
+  return { seconds: Number(t1 - t0) / 1e9, cpuSeconds: (c1.user + c1.system) / 1e6, checksum };
 }
 
 export default defineWorker({
@@ -128,8 +132,8 @@ export default defineWorker({
     }
 
     w.query(
-      `INSERT INTO public.tsw_bench_results(system, workload, n, seconds, checksum) VALUES ('ts', $1, $2, $3, $4)`,
-      [workload, n, result.seconds, result.checksum],
+      `INSERT INTO public.tsw_bench_results(system, workload, n, seconds, checksum, cpu_seconds) VALUES ('ts', $1, $2, $3, $4, $5)`,
+      [workload, n, result.seconds, result.checksum, result.cpuSeconds],
     );
     w.status.set({ workload, n, phase: 'done', seconds: result.seconds });
   },

@@ -5,7 +5,7 @@
  *
  * The runtime loads it inside a worker process (src/runtime/addon.ts) and
  * hands over, at init(), the classes the addon creates values of (PgError,
- * Interval, Rows).  `constants` gives the runtime the numbers of the
+ * Interval) and where results are described (src/runtime/results.ts).  `constants` gives the runtime the numbers of the
  * shim's enums (states, restart policies, outcomes, log levels) and of the
  * result flags, from their one definition.  Statements and cursors are in
  * js_statements.cc, results in js_values.cc, parameters in js_params.cc.
@@ -22,26 +22,50 @@ void		DefineStatementCalls(napi_env env, napi_value exports);
 namespace
 {
 
-/* init(PgError, { Interval, Rows }) */
+/*
+ * init(PgError, { Interval }, { info, commands, shapes }): the classes the
+ * addon creates values of, and where it describes results (results.ts).
+ */
 napi_value
 Init(napi_env env, napi_callback_info info)
 {
-	Args<2>		args(env, info);
+	Args<3>		args(env, info);
 	napi_value	interval;
-	napi_value	rows;
+	napi_value	channel[3];
 	napi_value	global;
 	napi_value	json;
 	napi_value	fn;
+	bool		is_array = false;
+	napi_typedarray_type type = napi_int8_array;
+	size_t		length = 0;
+	void	   *data = nullptr;
 
-	if (TypeOf(env, args[0]) != napi_function || TypeOf(env, args[1]) != napi_object)
-		return ThrowType(env, "init(PgError, classes) expects a class and an object");
+	if (TypeOf(env, args[0]) != napi_function || TypeOf(env, args[1]) != napi_object ||
+		TypeOf(env, args[2]) != napi_object)
+		return ThrowType(env, "init(PgError, classes, results) expects a class and two objects");
 	napi_get_named_property(env, args[1], "Interval", &interval);
-	napi_get_named_property(env, args[1], "Rows", &rows);
-	if (TypeOf(env, interval) != napi_function || TypeOf(env, rows) != napi_function)
-		return ThrowType(env, "init(): classes.Interval and classes.Rows must be classes");
+	if (TypeOf(env, interval) != napi_function)
+		return ThrowType(env, "init(): classes.Interval must be a class");
+	napi_get_named_property(env, args[2], "info", &channel[0]);
+	napi_get_named_property(env, args[2], "commands", &channel[1]);
+	napi_get_named_property(env, args[2], "shapes", &channel[2]);
+	napi_is_typedarray(env, channel[0], &is_array);
+	if (is_array)
+		napi_get_typedarray_info(env, channel[0], &type, &length, &data, nullptr, nullptr);
+	if (!is_array || type != napi_float64_array || length < 4)
+		return ThrowType(env, "init(): results.info must be a Float64Array(4)");
+	for (int i = 1; i < 3; i++)
+	{
+		napi_is_array(env, channel[i], &is_array);
+		if (!is_array)
+			return ThrowType(env, "init(): results.commands and results.shapes must be arrays");
+	}
 	napi_create_reference(env, args[0], 1, &g_refs.pg_error);
 	napi_create_reference(env, interval, 1, &g_refs.interval);
-	napi_create_reference(env, rows, 1, &g_refs.rows);
+	napi_create_reference(env, channel[0], 1, &g_refs.info);
+	g_refs.info_data = static_cast<double *>(data);
+	napi_create_reference(env, channel[1], 1, &g_refs.commands);
+	napi_create_reference(env, channel[2], 1, &g_refs.shapes);
 	napi_get_global(env, &global);
 	napi_get_named_property(env, global, "JSON", &json);
 	napi_get_named_property(env, json, "parse", &fn);

@@ -13,6 +13,7 @@
 
 #include <node_api.h>
 
+#include <memory>
 #include <string>
 
 #include "pg_api.h"
@@ -25,7 +26,10 @@ struct Refs
 {
 	napi_ref	pg_error = nullptr;	/* class PgError (message, fields) */
 	napi_ref	interval = nullptr;	/* class Interval (months, days, microseconds) */
-	napi_ref	rows = nullptr;	/* class Rows (command, rowCount, fields) */
+	napi_ref	shapes = nullptr;	/* the runtime's result shapes ({ fields, build }) */
+	napi_ref	commands = nullptr;	/* the runtime's command tags */
+	napi_ref	info = nullptr;	/* Float64Array(4) describing the last result */
+	double	   *info_data = nullptr;	/* its elements */
 	napi_ref	json_parse = nullptr;
 	napi_ref	json_stringify = nullptr;
 	napi_ref	function_ctor = nullptr;	/* Function, to compile row constructors */
@@ -76,25 +80,49 @@ napi_value	String(napi_env env, const char *s, size_t len = NAPI_AUTO_LENGTH);
 
 /* ---- values (js_values.cc) ---- */
 
-/* The rows of a result as a Rows; nullptr with an exception pending.  Frees res. */
+/*
+ * A result for the runtime's rowsOf(): its cells, row-major (undefined
+ * when the statement returned no rows at all), described in info; nullptr
+ * with an exception pending.  Frees res.
+ */
 napi_value	ResultValue(napi_env env, TswResult *res);
 
 /* ---- parameters (js_params.cc) ---- */
 
-/* Text forms of a plan's parameters, kept alive by storage. */
-struct ParamTexts
+/*
+ * The values of a plan's parameters for tsw_execute / tsw_cursor_open:
+ * integral numbers, floats and booleans as they are for the types that
+ * take them (TswDirect), else the text form, kept alive here.
+ */
+class ParamValues
 {
-	std::string *storage = nullptr;
-	const char **ptrs = nullptr;
-	int			n = 0;
+  public:
+	ParamValues() = default;
+	ParamValues(const ParamValues &) = delete;
+	ParamValues &operator=(const ParamValues &) = delete;
 
-	ParamTexts() = default;
-	ParamTexts(const ParamTexts &) = delete;
-	~ParamTexts();
-
-	/* Format `given` (an array, or undefined) for plan's parameters; false with an exception pending. */
+	/* Convert `given` (an array, or undefined) for plan's parameters; false with an exception pending. */
 	bool		Fill(napi_env env, const TswPlan *plan, napi_value given);
+	const TswParamValue *values() const { return values_; }
+
+  private:
+	static constexpr int kInline = 8;
+
+	bool		Convert(napi_env env, napi_value v, const TswParamType &type, int i);
+
+	TswParamValue inline_values_[kInline];
+	std::string inline_texts_[kInline];
+	std::unique_ptr<TswParamValue[]> heap_values_;
+	std::unique_ptr<std::string[]> heap_texts_;
+	TswParamValue *values_ = nullptr;
+	std::string *texts_ = nullptr;
 };
+
+/*
+ * Text of a non-null value `v` for a parameter of type `t` (nullptr: no
+ * type information) into *out; false with a JavaScript exception pending.
+ */
+bool		ParamText(napi_env env, napi_value v, const TswParamType *t, std::string *out);
 
 /* What a parameter's type expects, as the runtime's ParamType object. */
 napi_value	ParamTypeObject(napi_env env, const TswParamType &t);

@@ -81,9 +81,23 @@ GetString(napi_env env, napi_value v, const char *what, std::string *out)
 		ThrowType(env, std::string(what) + " must be a string");
 		return false;
 	}
-	napi_get_value_string_utf8(env, v, nullptr, 0, &len);
-	out->resize(len);
-	napi_get_value_string_utf8(env, v, &(*out)[0], len + 1, &len);
+
+	/*
+	 * One UTF-8 conversion for the usual short string: into a buffer on the
+	 * stack, complete when it stopped short of the end by more than a
+	 * character's 4 bytes.  Longer ones are measured first.
+	 */
+	char		buf[512];
+
+	napi_get_value_string_utf8(env, v, buf, sizeof(buf), &len);
+	if (len + 4 < sizeof(buf) - 1)
+		out->assign(buf, len);
+	else
+	{
+		napi_get_value_string_utf8(env, v, nullptr, 0, &len);
+		out->resize(len);
+		napi_get_value_string_utf8(env, v, &(*out)[0], len + 1, &len);
+	}
 	if (std::memchr(out->data(), '\0', len) != nullptr)
 	{
 		ThrowType(env, std::string(what) + " contains a NUL character");

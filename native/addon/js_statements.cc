@@ -100,7 +100,7 @@ RunStatement(napi_env env, const std::string &sql, napi_value params, int timeou
 	TswResult  *res = nullptr;
 	TswError   *err = nullptr;
 	TswPlan    *plan = nullptr;
-	ParamTexts	texts;
+	ParamValues params_in;
 	int			nparams = ParamCount(env, params);
 
 	if (nparams < 0)
@@ -109,13 +109,13 @@ RunStatement(napi_env env, const std::string &sql, napi_value params, int timeou
 	{
 		if (tsw_plan_statement(sql.c_str(), nparams, 0, timeout_ms, &plan, &err) != 0)
 			return ThrowPgError(env, err);
-		if (!texts.Fill(env, plan, params))
+		if (!params_in.Fill(env, plan, params))
 		{
 			tsw_plan_discard(plan);
 			return nullptr;
 		}
 	}
-	if (tsw_execute(plan, sql.c_str(), plan != nullptr ? texts.ptrs : nullptr,
+	if (tsw_execute(plan, sql.c_str(), plan != nullptr ? params_in.values() : nullptr,
 					timeout_ms, flags, &res, &err) != 0)
 		return ThrowPgError(env, err);
 	return ResultValue(env, res);
@@ -282,13 +282,13 @@ Execute(napi_env env, napi_callback_info info)
 {
 	Args<4>		args(env, info);
 	KeptPlan   *kp = GetKeptPlan(env, args[0]);
-	ParamTexts	texts;
+	ParamValues params_in;
 	TswResult  *res = nullptr;
 	TswError   *err = nullptr;
 
-	if (kp == nullptr || !texts.Fill(env, kp->plan, args[1]))
+	if (kp == nullptr || !params_in.Fill(env, kp->plan, args[1]))
 		return nullptr;
-	if (tsw_execute(kp->plan, kp->sql.c_str(), texts.ptrs, GetInt(env, args[2], -1),
+	if (tsw_execute(kp->plan, kp->sql.c_str(), params_in.values(), GetInt(env, args[2], -1),
 					GetInt(env, args[3], 0), &res, &err) != 0)
 		return ThrowPgError(env, err);
 	return ResultValue(env, res);
@@ -318,7 +318,7 @@ napi_value
 OpenCursor(napi_env env, napi_callback_info info)
 {
 	Args<3>		args(env, info);
-	ParamTexts	texts;
+	ParamValues params_in;
 	TswPlan    *plan = nullptr;
 	TswError   *err = nullptr;
 	char	   *name = nullptr;
@@ -345,13 +345,13 @@ OpenCursor(napi_env env, napi_callback_info info)
 			return ThrowPgError(env, err);
 		oneshot = true;
 	}
-	if (!texts.Fill(env, plan, args[1]))
+	if (!params_in.Fill(env, plan, args[1]))
 	{
 		if (oneshot)
 			tsw_plan_discard(plan);
 		return nullptr;
 	}
-	if (tsw_cursor_open(plan, sql.c_str(), texts.ptrs, &name, &err) != 0)
+	if (tsw_cursor_open(plan, sql.c_str(), params_in.values(), &name, &err) != 0)
 		return ThrowPgError(env, err);
 	napi_value	out = String(env, name);
 

@@ -1,15 +1,19 @@
 /*
  * js_values.cc
- *		Results into JavaScript: each value from its cell once, rows built
- *		from a per-shape constructor, the rows gathered in a Rows.
+ *		Results into JavaScript: each value from its cell once, into one
+ *		flat array; the runtime builds the rows from it with a per-shape
+ *		function (src/runtime/results.ts, rowsOf).
  *
- * Setting a row's properties one by one made V8 look up or create a
- * property transition and internalise the column's name for every value.
- * Instead, each distinct set of columns (its shape) gets, once, a compiled
- * constructor `function (a0, a1, ...) { this["id"] = a0; ... }` and a
- * frozen `fields` array; every row is one call of that constructor, which
- * V8 optimises like any constructor, and rows share one hidden class.
- * Shapes are cached, up to kMaxShapes.
+ * Setting a row's properties one by one from C++ made V8 look up or create
+ * a property transition and internalise the column's name for every value,
+ * and every call from C++ into JavaScript (a constructor per row, the Rows
+ * class per result) costs an entry into the engine.  Instead the addon
+ * returns the cells, row-major, and describes the result in the runtime's
+ * Float64Array `info`: [command, rowCount, rows, shape].  Each distinct set
+ * of columns (its shape) gets, once, a frozen `fields` array and a compiled
+ * `build(rows, values, n)` whose object literal `{"id": v[k], ...}` V8
+ * creates from one boilerplate, so rows share one hidden class; the
+ * runtime calls it from JavaScript.  Shapes are cached, up to kMaxShapes.
  *
  * Values: numbers, booleans, BigInts and Dates directly; text and bytes
  * copied once from PostgreSQL's memory; jsonb from its tree (pg_jsonb.c);
@@ -28,15 +32,13 @@ namespace tsw
 namespace
 {
 
-/* What rows of one shape need. */
-struct Shape
-{
-	napi_ref	ctor;			/* the row constructor */
-	napi_ref	fields;			/* frozen [{ name, dataTypeID }] */
-};
-
 constexpr size_t kMaxShapes = 512;
-std::unordered_map<std::string, Shape> g_shapes;
+
+/* Shapes by their columns' names and types: the index in the runtime's `shapes`. */
+std::unordered_map<std::string, int> g_shapes;
+
+/* Command tags seen so far, at their index in the runtime's `commands`. */
+std::vector<std::string> g_commands;
 
 napi_value	CellValue(napi_env env, const TswCell &cell);
 
@@ -67,31 +69,33 @@ Quoted(const char *s)
 }
 
 /*
- * The constructor of rows with these columns.  A column named __proto__
- * becomes an own property, not the row's prototype.
+ * build(rows, v, n) for rows with these columns: pushes n rows made from
+ * v, ncolumns values each.  A column named __proto__ becomes an own
+ * property (a computed key), not the row's prototype; of two columns with
+ * one name, the last one's value is kept, at the first one's place.
  */
 napi_value
-CompileRowConstructor(napi_env env, const TswResult *res)
+CompileBuild(napi_env env, const TswResult *res)
 {
-	std::vector<napi_value> argv;
-	std::string body;
+	std::string body = "for (let i = 0, k = 0; i < n; i++, k += " + std::to_string(res->ncolumns) +
+		") rows.push({";
+	napi_value	argv[4];
 	napi_value	fn;
 
 	for (int c = 0; c < res->ncolumns; c++)
 	{
-		std::string arg = "a" + std::to_string(c);
 		std::string key = Quoted(res->columns[c].name);
 
-		argv.push_back(String(env, arg.c_str()));
 		if (std::string(res->columns[c].name) == "__proto__")
-			body += "Object.defineProperty(this, " + key + ", {value: " + arg +
-				", writable: true, enumerable: true, configurable: true});";
-		else
-			body += "this[" + key + "] = " + arg + ";";
+			key = "[" + key + "]";
+		body += (c > 0 ? ", " : "") + key + ": v[k + " + std::to_string(c) + "]";
 	}
-	argv.push_back(String(env, body.c_str(), body.size()));
-	if (napi_call_function(env, Undefined(env), Ref(env, g_refs.function_ctor),
-						   argv.size(), argv.data(), &fn) != napi_ok)
+	body += "});";
+	argv[0] = String(env, "rows");
+	argv[1] = String(env, "v");
+	argv[2] = String(env, "n");
+	argv[3] = String(env, body.c_str(), body.size());
+	if (napi_call_function(env, Undefined(env), Ref(env, g_refs.function_ctor), 4, argv, &fn) != napi_ok)
 		return nullptr;
 	return fn;
 }
@@ -124,8 +128,11 @@ FieldsArray(napi_env env, const TswResult *res)
 	return fields;
 }
 
-/* The shape of res's columns, compiled once. */
-const Shape *
+/*
+ * The index of res's shape in the runtime's `shapes`, compiled the first
+ * time; -1 with an exception pending.
+ */
+int
 ShapeOf(napi_env env, const TswResult *res)
 {
 	std::string key;
@@ -140,26 +147,46 @@ ShapeOf(napi_env env, const TswResult *res)
 	auto		it = g_shapes.find(key);
 
 	if (it != g_shapes.end())
-		return &it->second;
+		return it->second;
+
+	napi_value	shapes = Ref(env, g_refs.shapes);
+	napi_value	build = CompileBuild(env, res);
+	napi_value	fields = build ? FieldsArray(env, res) : nullptr;
+	napi_value	shape;
+
+	if (build == nullptr || fields == nullptr || Pending(env))
+		return -1;
 	if (g_shapes.size() >= kMaxShapes)
 	{
-		for (auto &entry : g_shapes)
-		{
-			napi_delete_reference(env, entry.second.ctor);
-			napi_delete_reference(env, entry.second.fields);
-		}
+		napi_value	zero;
+
 		g_shapes.clear();
+		napi_create_uint32(env, 0, &zero);
+		napi_set_named_property(env, shapes, "length", zero);
 	}
+	napi_create_object(env, &shape);
+	napi_set_named_property(env, shape, "fields", fields);
+	napi_set_named_property(env, shape, "build", build);
 
-	napi_value	ctor = CompileRowConstructor(env, res);
-	napi_value	fields = ctor ? FieldsArray(env, res) : nullptr;
-	Shape		shape;
+	int			index = static_cast<int>(g_shapes.size());
 
-	if (ctor == nullptr || fields == nullptr || Pending(env))
-		return nullptr;
-	napi_create_reference(env, ctor, 1, &shape.ctor);
-	napi_create_reference(env, fields, 1, &shape.fields);
-	return &g_shapes.emplace(key, shape).first->second;
+	if (napi_set_element(env, shapes, index, shape) != napi_ok)
+		return -1;
+	g_shapes.emplace(key, index);
+	return index;
+}
+
+/* The index of a command tag in the runtime's `commands`. */
+int
+CommandIndex(napi_env env, const char *command)
+{
+	for (size_t i = 0; i < g_commands.size(); i++)
+		if (g_commands[i] == command)
+			return static_cast<int>(i);
+	g_commands.emplace_back(command);
+	napi_set_element(env, Ref(env, g_refs.commands), static_cast<uint32_t>(g_commands.size() - 1),
+					 String(env, command));
+	return static_cast<int>(g_commands.size() - 1);
 }
 
 /* Nested arrays for dimension dim of a, consuming elements from *next. */
@@ -322,27 +349,25 @@ CellValue(napi_env env, const TswCell &cell)
 	return v;
 }
 
-/* The rows of res into the Rows `out`; false with an exception pending. */
+/* The cells of res, row-major, into `out`; false with an exception pending. */
 bool
-FillRows(napi_env env, const TswResult *res, napi_value ctor, napi_value out)
+FillValues(napi_env env, const TswResult *res, napi_value out)
 {
-	std::vector<napi_value> values(res->ncolumns > 0 ? res->ncolumns : 1);
+	uint32_t	k = 0;
 
 	for (uint64_t r = 0; r < res->nrows; r++)
 	{
 		napi_handle_scope scope;
-		napi_value	row;
 		bool		ok = true;
 		const TswCell *cells = &res->cells[r * res->ncolumns];
 
 		napi_open_handle_scope(env, &scope);
 		for (int c = 0; c < res->ncolumns && ok; c++)
 		{
-			values[c] = cells[c].isnull ? Null(env) : CellValue(env, cells[c]);
-			ok = values[c] != nullptr;
+			napi_value	v = cells[c].isnull ? Null(env) : CellValue(env, cells[c]);
+
+			ok = v != nullptr && napi_set_element(env, out, k++, v) == napi_ok;
 		}
-		ok = ok && napi_new_instance(env, ctor, res->ncolumns, values.data(), &row) == napi_ok &&
-			napi_set_element(env, out, static_cast<uint32_t>(r), row) == napi_ok;
 		napi_close_handle_scope(env, scope);
 		if (!ok)
 			return false;
@@ -355,23 +380,29 @@ FillRows(napi_env env, const TswResult *res, napi_value ctor, napi_value out)
 napi_value
 ResultValue(napi_env env, TswResult *res)
 {
-	const Shape *shape = ShapeOf(env, res);
-	napi_value	argv[3];
 	napi_value	out = nullptr;
+	int			shape = -1;
+	int			command = CommandIndex(env, res->command);
+	bool		ok = true;
 
-	if (shape == nullptr)
+	if (res->tuptable != nullptr)
 	{
-		tsw_free_result(res);
-		return nullptr;
+		shape = ShapeOf(env, res);
+		ok = shape >= 0 &&
+			napi_create_array_with_length(env, res->nrows * res->ncolumns, &out) == napi_ok &&
+			FillValues(env, res, out);
 	}
-	argv[0] = String(env, res->command);
-	napi_create_double(env, static_cast<double>(res->row_count), &argv[1]);
-	argv[2] = Ref(env, shape->fields);
-	if (napi_new_instance(env, Ref(env, g_refs.rows), 3, argv, &out) != napi_ok ||
-		!FillRows(env, res, Ref(env, shape->ctor), out))
-		out = nullptr;
+	else
+		out = Undefined(env);
+	if (ok)
+	{
+		g_refs.info_data[0] = command;
+		g_refs.info_data[1] = static_cast<double>(res->row_count);
+		g_refs.info_data[2] = static_cast<double>(res->nrows);
+		g_refs.info_data[3] = shape;
+	}
 	tsw_free_result(res);
-	return out;
+	return ok ? out : nullptr;
 }
 
 }								/* namespace tsw */

@@ -191,16 +191,56 @@ typedef enum TswParamClass
 	TSW_PARAM_COMPOSITE
 } TswParamClass;
 
+/*
+ * The values a parameter's type takes as they are, without going through
+ * its text form and input function: set only when the type itself (not a
+ * domain over it, whose checks the input function runs) is one of these.
+ */
+typedef enum TswDirect
+{
+	TSW_DIRECT_NONE = 0,
+	TSW_DIRECT_INT2,			/* an integral Number or BigInt in int2's range */
+	TSW_DIRECT_INT4,			/* ... in int4's range */
+	TSW_DIRECT_INT8,			/* ... in int8's range */
+	TSW_DIRECT_FLOAT8,			/* any Number */
+	TSW_DIRECT_BOOL,			/* a boolean */
+	TSW_DIRECT_TEXT				/* a string: its bytes, without textin */
+} TswDirect;
+
 typedef struct TswParamType
 {
 	uint32_t	type_oid;
 	uint32_t	base_oid;
 	uint32_t	elem_oid;
+	TswDirect	direct;
 	TswParamClass klass;
 	TswParamClass elem_class;
 	int			nnames;
 	const char *const *names;
 } TswParamType;
+
+/* How a parameter's value is handed over (TswParamValue.form). */
+typedef enum TswValueForm
+{
+	TSW_VALUE_NULL = 0,			/* SQL NULL */
+	TSW_VALUE_TEXT,				/* text form (UTF-8, NUL-terminated, no NUL inside) */
+	TSW_VALUE_INT,				/* for TSW_DIRECT_INT2/4/8, in the type's range */
+	TSW_VALUE_FLOAT,			/* for TSW_DIRECT_FLOAT8 */
+	TSW_VALUE_BOOL				/* for TSW_DIRECT_BOOL */
+} TswValueForm;
+
+typedef struct TswParamValue
+{
+	TswValueForm form;
+	size_t		len;			/* TEXT: bytes */
+	union
+	{
+		const char *text;
+		int64_t		i;
+		double		f;
+		int			b;
+	}			v;
+} TswParamValue;
 
 /*
  * A planned statement.  Kept ones (tsw_prepare) live until tsw_plan_free,
@@ -212,6 +252,7 @@ typedef struct TswPlan
 	void	   *spi_plan;
 	int			nparams;
 	TswParamType *params;
+	void	   *inputs;			/* input functions of params (pg_plan.c) */
 	int			kept;
 	int			cursor_options;
 	int			open_subxact;	/* statement subtransaction left open */
@@ -221,8 +262,8 @@ typedef struct TswPlan
 /* All that return int return 0 on success, or -1 with *err set (free it). */
 
 /*
- * Statements.  params[i] == NULL is SQL NULL; values are in their text
- * form.  timeout_ms: statement timeout; 0 none, -1 tsworker.statement_timeout.
+ * Statements.  params: one TswParamValue per parameter of the plan (text
+ * in UTF-8: converted to the database's encoding here).  timeout_ms: statement timeout; 0 none, -1 tsworker.statement_timeout.
  *
  * tsw_plan_statement: plan sql for one run with nparams parameters whose
  * types are inferred; opens the statement's subtransaction, so that
@@ -238,7 +279,7 @@ extern void tsw_plan_discard(TswPlan *plan);
 extern int	tsw_prepare(const char *sql, int ntypes, const char *const *types,
 						TswPlan **plan, TswError **err);
 extern void tsw_plan_free(TswPlan *plan);
-extern int	tsw_execute(TswPlan *plan, const char *sql, const char *const *params,
+extern int	tsw_execute(TswPlan *plan, const char *sql, const TswParamValue *params,
 						int timeout_ms, int flags, TswResult **result, TswError **err);
 extern void tsw_free_result(TswResult *result);
 
@@ -265,7 +306,7 @@ extern int	tsw_in_transaction(void);
  * Cursors (portals), valid until the end of the transaction.  name gets the
  * portal's name (free with tsw_free_string).
  */
-extern int	tsw_cursor_open(TswPlan *plan, const char *sql, const char *const *params,
+extern int	tsw_cursor_open(TswPlan *plan, const char *sql, const TswParamValue *params,
 							char **name, TswError **err);
 /* Cursor options for tsw_plan_statement (PostgreSQL's CURSOR_OPT_*). */
 #define TSW_CURSOR_SCROLL		0x0002

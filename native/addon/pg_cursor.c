@@ -17,7 +17,7 @@
 static Portal tsw_find_cursor(const char *name, TswError **err);
 
 int
-tsw_cursor_open(TswPlan *plan, const char *sql, const char *const *params,
+tsw_cursor_open(TswPlan *plan, const char *sql, const TswParamValue *params,
 				char **name, TswError **err)
 {
 	volatile int rc = 0;
@@ -82,7 +82,7 @@ tsw_cursor_fetch(const char *name, int forward, int64_t count, int flags,
 		return -1;
 	PG_TRY();
 	{
-		tsw_stmt_start(portal->sourceText, -1);
+		tsw_stmt_start_server(portal->sourceText, -1);
 		SPI_cursor_fetch(portal, forward != 0, (long) count);
 		tsw_build_result("FETCH", flags, result);
 		tsw_stmt_finish();
@@ -110,7 +110,7 @@ tsw_cursor_move(const char *name, int forward, int64_t count,
 		return -1;
 	PG_TRY();
 	{
-		tsw_stmt_start(portal->sourceText, -1);
+		tsw_stmt_start_server(portal->sourceText, -1);
 		SPI_cursor_move(portal, forward != 0, (long) count);
 		*moved = SPI_processed;
 		tsw_stmt_finish();

@@ -6,7 +6,7 @@
  * A caught error (PG_CATCH) is copied into malloc'd memory, so that it
  * outlives the transaction that raised it, and PostgreSQL's error state is
  * cleared.  It carries what node-postgres's DatabaseError carries, file,
- * line and routine included.
+ * line and routine included; its texts are converted to UTF-8.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "pg_internal.h"
+#include "pg_values.h"
 
 char *
 tsw_strdup(const char *s)
@@ -27,6 +28,34 @@ tsw_strdup(const char *s)
 	if (copy == NULL)
 		abort();
 	return copy;
+}
+
+/*
+ * A copy of a message in UTF-8.  Messages are in the database's encoding;
+ * one that does not convert (it should not happen) is copied as it is.
+ */
+static char *
+tsw_strdup_utf8(const char *s)
+{
+	MemoryContext old = CurrentMemoryContext;
+	const char *volatile converted = s;
+	int			len;
+
+	if (s == NULL)
+		return NULL;
+	len = (int) strlen(s);
+	PG_TRY();
+	{
+		converted = tsw_server_to_utf8(s, &len);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		FlushErrorState();
+		converted = s;
+	}
+	PG_END_TRY();
+	return tsw_strdup(converted);
 }
 
 TswError *
@@ -71,16 +100,16 @@ tsw_capture_error(MemoryContext oldcontext)
 		abort();
 	memcpy(e->sqlstate, unpack_sql_state(edata->sqlerrcode), 5);
 	e->severity = tsw_severity(edata->elevel);
-	e->message = tsw_strdup(edata->message);
-	e->detail = tsw_strdup(edata->detail);
-	e->hint = tsw_strdup(edata->hint);
-	e->context = tsw_strdup(edata->context);
-	e->schema = tsw_strdup(edata->schema_name);
-	e->table = tsw_strdup(edata->table_name);
-	e->column = tsw_strdup(edata->column_name);
-	e->datatype = tsw_strdup(edata->datatype_name);
-	e->constraint = tsw_strdup(edata->constraint_name);
-	e->internal_query = tsw_strdup(edata->internalquery);
+	e->message = tsw_strdup_utf8(edata->message);
+	e->detail = tsw_strdup_utf8(edata->detail);
+	e->hint = tsw_strdup_utf8(edata->hint);
+	e->context = tsw_strdup_utf8(edata->context);
+	e->schema = tsw_strdup_utf8(edata->schema_name);
+	e->table = tsw_strdup_utf8(edata->table_name);
+	e->column = tsw_strdup_utf8(edata->column_name);
+	e->datatype = tsw_strdup_utf8(edata->datatype_name);
+	e->constraint = tsw_strdup_utf8(edata->constraint_name);
+	e->internal_query = tsw_strdup_utf8(edata->internalquery);
 	e->file = tsw_strdup(edata->filename);
 	e->routine = tsw_strdup(edata->funcname);
 	e->line = edata->lineno;

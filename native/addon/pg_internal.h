@@ -44,7 +44,8 @@ extern char *tsw_strdup(const char *s);
  * which undoes it (its subtransaction, else the innermost savepoint, else
  * the transaction).
  */
-extern void tsw_stmt_start(const char *sql, int timeout_ms);
+extern const char *tsw_stmt_start(const char *sql, int timeout_ms);
+extern void tsw_stmt_start_server(const char *server_sql, int timeout_ms);
 extern void tsw_stmt_finish(void);
 extern TswError *tsw_stmt_error(void);
 /* Give up a statement that never ran (its parameters could not be formatted). */
@@ -52,10 +53,10 @@ extern void tsw_stmt_abandon(void);
 extern bool tsw_stmt_active(void);
 
 /*
- * Parameters of `plan` from their text form (pg_plan.c), in a new memory
- * context returned for the caller to delete when the statement ends.
+ * Parameters of `plan` as Datums (pg_plan.c), in a new memory context
+ * returned for the caller to delete when the statement ends.
  */
-extern MemoryContext tsw_make_params(TswPlan *plan, const char *const *params,
+extern MemoryContext tsw_make_params(TswPlan *plan, const TswParamValue *params,
 									 ParamListInfo *out);
 
 /* After SIGTERM, what is left of tsworker.terminate_grace (pg_xact.c). */

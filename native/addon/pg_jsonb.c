@@ -41,8 +41,8 @@ tsw_jsonb_scalar(const JsonbValue *v, TswJson *out)
 			break;
 		case jbvString:
 			out->type = TSW_JSON_STRING;
-			out->str = v->val.string.val;
 			out->len = v->val.string.len;
+			out->str = tsw_server_to_utf8(v->val.string.val, &out->len);
 			break;
 		case jbvNumeric:
 			out->type = TSW_JSON_NUMBER;
@@ -99,8 +99,8 @@ tsw_jsonb_tree(JsonbIterator **it, JsonbValue *v, JsonbIteratorToken tok, TswJso
 		for (i = 0; i < out->n; i++)
 		{
 			(void) JsonbIteratorNext(it, v, false); /* WJB_KEY */
-			out->keys[i] = v->val.string.val;
 			out->keylens[i] = v->val.string.len;
+			out->keys[i] = tsw_server_to_utf8(v->val.string.val, &out->keylens[i]);
 			tok = JsonbIteratorNext(it, v, false);
 			if (!tsw_jsonb_tree(it, v, tok, &out->elems[i], depth + 1))
 				return false;

@@ -8,31 +8,41 @@
  * text form (js_params.cc); a prepared statement's plan is kept
  * (SPI_keepplan) across transactions until freed.  Parameter types are
  * given or inferred from the query (setup_parse_variable_parameters, as
- * the extended query protocol does); values go through the types' input
- * functions.
+ * the extended query protocol does).  Values in text form go through the
+ * types' input functions, looked up once per plan; values of the common
+ * scalar types (TswDirect) are taken as they are.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "executor/spi.h"
-#include "parser/parse_param.h"
-#include "parser/parse_type.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
-
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
 #include "funcapi.h"
+#include "parser/parse_param.h"
+#include "parser/parse_type.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/typcache.h"
 
 #include "pg_internal.h"
+#include "pg_values.h"
 
 typedef struct TswParamState
 {
 	Oid		   *types;
 	int			ntypes;
 } TswParamState;
+
+/* A parameter's input function, looked up when the statement is planned. */
+typedef struct TswParamInput
+{
+	FmgrInfo	flinfo;
+	Oid			typioparam;
+} TswParamInput;
 
 static void tsw_param_setup(ParseState *pstate, void *arg);
 static TswPlan *tsw_plan_new(int kept);
@@ -42,6 +52,8 @@ static void tsw_plan_into(TswPlan *plan, const char *sql, int ntypes, const Oid 
 static TswParamClass tsw_param_class(Oid base);
 static void tsw_param_names(Oid base, TswParamType *out);
 static void tsw_describe_param(Oid typid, TswParamType *out);
+static TswDirect tsw_param_direct(Oid typid);
+static Datum tsw_param_datum(TswPlan *plan, int i, const TswParamValue *value);
 
 static void
 tsw_param_setup(ParseState *pstate, void *arg)
@@ -113,8 +125,12 @@ tsw_plan_into(TswPlan *plan, const char *sql, int ntypes, const Oid *types,
 	old = MemoryContextSwitchTo((MemoryContext) plan->memory);
 	plan->nparams = state.ntypes;
 	plan->params = palloc0(sizeof(TswParamType) * Max(state.ntypes, 1));
+	plan->inputs = palloc0(sizeof(TswParamInput) * Max(state.ntypes, 1));
 	for (i = 0; i < state.ntypes; i++)
 	{
+		TswParamInput *input = &((TswParamInput *) plan->inputs)[i];
+		Oid			typinput;
+
 		if (state.types[i] == InvalidOid)
 			ereport(ERROR,
 					(errcode(ERRCODE_INDETERMINATE_DATATYPE),
@@ -123,6 +139,8 @@ tsw_plan_into(TswPlan *plan, const char *sql, int ntypes, const Oid *types,
 							expect_params, i + 1) :
 					 errmsg("the statement does not use parameter $%d", i + 1)));
 		tsw_describe_param(state.types[i], &plan->params[i]);
+		getTypeInputInfo(state.types[i], &typinput, &input->typioparam);
+		fmgr_info_cxt(typinput, &input->flinfo, (MemoryContext) plan->memory);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -139,9 +157,10 @@ tsw_plan_statement(const char *sql, int nparams, int cursor_options, int timeout
 		return -1;
 	PG_TRY();
 	{
-		tsw_stmt_start(sql, timeout_ms);
+		const char *server_sql = tsw_stmt_start(sql, timeout_ms);
+
 		plan = tsw_plan_new(0);
-		tsw_plan_into(plan, sql, 0, NULL, nparams, cursor_options);
+		tsw_plan_into(plan, server_sql, 0, NULL, nparams, cursor_options);
 		plan->open_subxact = 1;
 		*out = plan;
 	}
@@ -190,9 +209,10 @@ tsw_prepare(const char *sql, int ntypes, const char *const *typenames,
 	PG_TRY();
 	{
 		Oid		   *types = NULL;
+		const char *server_sql;
 		int			i;
 
-		tsw_stmt_start(sql, -1);
+		server_sql = tsw_stmt_start(sql, -1);
 		plan = tsw_plan_new(1);
 		if (ntypes > 0)
 		{
@@ -205,7 +225,7 @@ tsw_prepare(const char *sql, int ntypes, const char *const *typenames,
 					parseTypeString(typenames[i], &types[i], &typmod, false);
 			}
 		}
-		tsw_plan_into(plan, sql, ntypes, types, -1, 0);
+		tsw_plan_into(plan, server_sql, ntypes, types, -1, 0);
 		if (SPI_keepplan((SPIPlanPtr) plan->spi_plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
 		tsw_stmt_finish();
@@ -227,13 +247,55 @@ tsw_plan_free(TswPlan *plan)
 	tsw_plan_discard(plan);
 }
 
+/* The Datum of parameter i of plan, in CurrentMemoryContext. */
+static Datum
+tsw_param_datum(TswPlan *plan, int i, const TswParamValue *value)
+{
+	TswDirect	direct = plan->params[i].direct;
+	TswParamInput *input = &((TswParamInput *) plan->inputs)[i];
+
+	switch (value->form)
+	{
+		case TSW_VALUE_TEXT:
+			{
+				size_t		len = value->len;
+				const char *text = tsw_utf8_to_server(value->v.text, &len);
+
+				if (direct == TSW_DIRECT_TEXT)
+					return PointerGetDatum(cstring_to_text_with_len(text, (int) len));
+				return InputFunctionCall(&input->flinfo, (char *) text, input->typioparam, -1);
+			}
+		case TSW_VALUE_INT:
+			if (direct == TSW_DIRECT_INT2)
+				return Int16GetDatum((int16) value->v.i);
+			if (direct == TSW_DIRECT_INT4)
+				return Int32GetDatum((int32) value->v.i);
+			if (direct == TSW_DIRECT_INT8)
+				return Int64GetDatum(value->v.i);
+			break;
+		case TSW_VALUE_FLOAT:
+			if (direct == TSW_DIRECT_FLOAT8)
+				return Float8GetDatum(value->v.f);
+			break;
+		case TSW_VALUE_BOOL:
+			if (direct == TSW_DIRECT_BOOL)
+				return BoolGetDatum(value->v.b != 0);
+			break;
+		case TSW_VALUE_NULL:
+			break;
+	}
+	elog(ERROR, "parameter $%d: value form %d does not fit type %u",
+		 i + 1, (int) value->form, plan->params[i].type_oid);
+	return (Datum) 0;			/* keep compiler quiet */
+}
+
 /*
- * Parameters of plan from their text form, in a new context returned for
- * the caller to delete when the statement ends.  It hangs off
- * TopMemoryContext: a failed statement may abort the transaction first.
+ * Parameters of plan as Datums, in a new context returned for the caller
+ * to delete when the statement ends.  It hangs off TopMemoryContext: a
+ * failed statement may abort the transaction first.
  */
 MemoryContext
-tsw_make_params(TswPlan *plan, const char *const *params, ParamListInfo *out)
+tsw_make_params(TswPlan *plan, const TswParamValue *params, ParamListInfo *out)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker params",
 											  ALLOCSET_SMALL_SIZES);
@@ -244,27 +306,39 @@ tsw_make_params(TswPlan *plan, const char *const *params, ParamListInfo *out)
 	for (i = 0; i < plan->nparams; i++)
 	{
 		ParamExternData *prm = &paramli->params[i];
-		Oid			type = plan->params[i].type_oid;
 
-		prm->ptype = type;
+		prm->ptype = plan->params[i].type_oid;
 		prm->pflags = PARAM_FLAG_CONST;
-		prm->isnull = params == NULL || params[i] == NULL;
-		if (prm->isnull)
-			prm->value = (Datum) 0;
-		else
-		{
-			Oid			typinput;
-			Oid			typioparam;
-
-			getTypeInputInfo(type, &typinput, &typioparam);
-			prm->value = OidInputFunctionCall(typinput, (char *) params[i], typioparam, -1);
-		}
+		prm->isnull = params == NULL || params[i].form == TSW_VALUE_NULL;
+		prm->value = prm->isnull ? (Datum) 0 : tsw_param_datum(plan, i, &params[i]);
 	}
 	MemoryContextSwitchTo(old);
 	*out = paramli;
 	return cxt;
 }
 
+/* What a parameter of type typid takes as it is (see TswDirect). */
+static TswDirect
+tsw_param_direct(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return TSW_DIRECT_INT2;
+		case INT4OID:
+			return TSW_DIRECT_INT4;
+		case INT8OID:
+			return TSW_DIRECT_INT8;
+		case FLOAT8OID:
+			return TSW_DIRECT_FLOAT8;
+		case BOOLOID:
+			return TSW_DIRECT_BOOL;
+		case TEXTOID:
+			return TSW_DIRECT_TEXT;
+		default:
+			return TSW_DIRECT_NONE;
+	}
+}
 
 static TswParamClass
 tsw_param_class(Oid base)
@@ -309,6 +383,7 @@ tsw_describe_param(Oid typid, TswParamType *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->type_oid = typid;
+	out->direct = tsw_param_direct(typid);
 	out->base_oid = getBaseType(typid);
 	out->klass = tsw_param_class(out->base_oid);
 	if (out->klass == TSW_PARAM_ARRAY)

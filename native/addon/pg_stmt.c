@@ -38,6 +38,7 @@ static const char *tsw_command_name(int spi_rc);
 static void tsw_stmt_cleanup(void);
 static bool tsw_stmt_end_subxact(bool commit);
 static void tsw_stmt_undo(void);
+static void tsw_stmt_begin(const char *sql, int timeout_ms);
 
 static const char *
 tsw_command_name(int spi_rc)
@@ -114,8 +115,9 @@ tsw_build_result(const char *command, int flags, TswResult **out)
 	for (c = 0; c < tupdesc->natts; c++)
 	{
 		Form_pg_attribute attr = TupleDescAttr(tupdesc, c);
+		int			len = strlen(NameStr(attr->attname));
 
-		res->columns[c].name = NameStr(attr->attname);
+		res->columns[c].name = tsw_server_to_utf8(NameStr(attr->attname), &len);
 		res->columns[c].type_oid = attr->atttypid;
 		infos[c] = tsw_type_info(attr->atttypid, flags, mcxt);
 	}
@@ -184,9 +186,36 @@ StaticAssertDecl(TSW_CURSOR_SCROLL == CURSOR_OPT_SCROLL &&
 				 TSW_CURSOR_NO_SCROLL == CURSOR_OPT_NO_SCROLL,
 				 "cursor options match PostgreSQL's");
 
-/* Call inside PG_TRY. */
-void
+/*
+ * Call inside PG_TRY, for a statement whose text (UTF-8, as JavaScript gave
+ * it) is not yet in the database's encoding.  Returns the converted text,
+ * for SPI.
+ */
+const char *
 tsw_stmt_start(const char *sql, int timeout_ms)
+{
+	size_t		len = strlen(sql);
+	const char *server_sql;
+
+	tsw_stmt_begin(sql, timeout_ms);
+	/* a conversion error is the statement's: it is undone as any other */
+	server_sql = tsw_utf8_to_server(sql, &len);
+	debug_query_string = server_sql;
+	pgstat_report_activity(STATE_RUNNING, server_sql);
+	return server_sql;
+}
+
+/* Call inside PG_TRY, for a statement whose text is the server's (a portal's). */
+void
+tsw_stmt_start_server(const char *server_sql, int timeout_ms)
+{
+	tsw_stmt_begin(server_sql, timeout_ms);
+	debug_query_string = server_sql;
+	pgstat_report_activity(STATE_RUNNING, server_sql);
+}
+
+static void
+tsw_stmt_begin(const char *sql, int timeout_ms)
 {
 	tsw_stmt.active = true;
 	tsw_stmt.in_subxact = false;
@@ -210,8 +239,6 @@ tsw_stmt_start(const char *sql, int timeout_ms)
 		tsw_stmt.in_subxact = true;
 		MemoryContextSwitchTo(tsw_stmt.context);
 	}
-	debug_query_string = sql;
-	pgstat_report_activity(STATE_RUNNING, sql);
 }
 
 static void
@@ -315,7 +342,7 @@ tsw_stmt_error(void)
 }
 
 int
-tsw_execute(TswPlan *plan, const char *sql, const char *const *params,
+tsw_execute(TswPlan *plan, const char *sql, const TswParamValue *params,
 			int timeout_ms, int flags, TswResult **result, TswError **err)
 {
 	volatile int rc = 0;
@@ -331,16 +358,17 @@ tsw_execute(TswPlan *plan, const char *sql, const char *const *params,
 	PG_TRY();
 	{
 		int			spi_rc;
+		const char *server_sql = sql;
 
 		if (plan == NULL || !plan->open_subxact)
-			tsw_stmt_start(sql, timeout_ms);
+			server_sql = tsw_stmt_start(sql, timeout_ms);
 		else
 			tsw_stmt.sql = sql;
 		if (plan != NULL)
 			plan->open_subxact = 0;
 
 		if (plan == NULL)
-			spi_rc = SPI_execute(sql, false, 0);
+			spi_rc = SPI_execute(server_sql, false, 0);
 		else
 		{
 			ParamListInfo paramli;

@@ -28,6 +28,7 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/timestamp.h"
+#include "mb/pg_wchar.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
@@ -193,11 +194,12 @@ tsw_record_layout(TswTypeInfo *info, Oid typid, int32 typmod)
 	for (i = 0; i < info->rec_desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(info->rec_desc, i);
+		int			len = strlen(NameStr(att->attname));
 
 		if (att->attisdropped)
 			continue;
 		info->rec_attnums[n] = i + 1;
-		info->rec_names[n] = pstrdup(NameStr(att->attname));
+		info->rec_names[n] = pstrdup(tsw_server_to_utf8(NameStr(att->attname), &len));
 		info->rec_atts[n] = tsw_type_info(att->atttypid, info->flags, info->mcxt);
 		n++;
 	}
@@ -241,6 +243,41 @@ tsw_time_ms(TswTypeInfo *info, Datum value)
 						format_type_be(info->base)),
 				 errhint("Ask for dates as text with the query option { dates: 'text' }.")));
 	return (double) ms;
+}
+
+/* Is the database's text converted to and from UTF-8? */
+static inline bool
+tsw_converts_text(void)
+{
+	int			encoding = GetDatabaseEncoding();
+
+	return encoding != PG_UTF8 && encoding != PG_SQL_ASCII;
+}
+
+const char *
+tsw_utf8_to_server(const char *s, size_t *len)
+{
+	char	   *converted;
+
+	if (!tsw_converts_text())
+		return s;
+	converted = pg_any_to_server(s, (int) *len, PG_UTF8);
+	if (converted != s)
+		*len = strlen(converted);
+	return converted;
+}
+
+const char *
+tsw_server_to_utf8(const char *s, int *len)
+{
+	char	   *converted;
+
+	if (!tsw_converts_text())
+		return s;
+	converted = pg_server_to_any(s, *len, PG_UTF8);
+	if (converted != s)
+		*len = strlen(converted);
+	return converted;
 }
 
 /*
@@ -349,6 +386,7 @@ tsw_datum_to_cell(TswTypeInfo *info, Datum value, TswCell *cell)
 				cell->kind = TSW_KIND_JSON;
 				cell->v.text.ptr = OutputFunctionCall(&info->out, value);
 				cell->v.text.len = strlen(cell->v.text.ptr);
+				cell->v.text.ptr = tsw_server_to_utf8(cell->v.text.ptr, &cell->v.text.len);
 			}
 			break;
 		case TSW_KIND_TIME:
@@ -390,6 +428,7 @@ tsw_datum_to_cell(TswTypeInfo *info, Datum value, TswCell *cell)
 					}
 					break;
 			}
+			cell->v.text.ptr = tsw_server_to_utf8(cell->v.text.ptr, &cell->v.text.len);
 			break;
 	}
 }

@@ -6,7 +6,6 @@
 import * as path from 'path';
 
 import type { ParamType } from './params';
-import type { Rows } from './results';
 
 /** A column of a result. */
 export interface FieldInfo {
@@ -63,12 +62,34 @@ export interface RawPrepared {
 /** Classes the addon creates values of. */
 export interface AddonClasses {
   Interval: new (months: number, days: number, microseconds: bigint) => unknown;
-  Rows: new (command: string, rowCount: number, fields: readonly FieldInfo[]) => Rows<never>;
 }
+
+/** Rows of one set of columns: their fields, and how to make them from a result's cells. */
+export interface ResultShape {
+  readonly fields: readonly FieldInfo[];
+  /** Pushes `n` rows onto `rows`, made from `values` (row-major, one value per column). */
+  build(rows: unknown[], values: readonly unknown[], n: number): void;
+}
+
+/**
+ * Where the addon describes the result each statement call returns
+ * (results.ts owns it; rowsOf reads it).
+ */
+export interface ResultChannel {
+  /** [index in commands, rowCount, rows returned, index in shapes (-1: no rows at all)] */
+  readonly info: Float64Array;
+  /** Command tags (`SELECT`, `INSERT` ...), added to by the addon. */
+  readonly commands: string[];
+  /** Shapes, added to by the addon (and emptied when there are too many). */
+  readonly shapes: ResultShape[];
+}
+
+/** What a statement call returns: its rows' cells, row-major, or undefined; read with rowsOf(). */
+export type RawResult = readonly unknown[] | undefined;
 
 export interface Addon {
   readonly constants: Constants;
-  init(pgError: new (message: string, fields: never) => Error, classes: AddonClasses): void;
+  init(pgError: new (message: string, fields: never) => Error, classes: AddonClasses, results: ResultChannel): void;
   slot(): SlotInfo;
   /** statementSavepoints defaults to true. */
   begin(readOnly?: boolean, statementSavepoints?: boolean, synchronousCommit?: string): void;
@@ -79,16 +100,16 @@ export interface Addon {
   rollback(): void;
   inTransaction(): boolean;
   /** In the open transaction. timeoutMs: 0 no limit; -1 tsworker.statement_timeout. flags: constants.result. */
-  query(sql: string, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): Rows<never>;
+  query(sql: string, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): RawResult;
   /** sql alone in a transaction of its own, in one call (w.query). */
-  queryOnce(sql: string, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): Rows<never>;
+  queryOnce(sql: string, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): RawResult;
   /** types: type names of the first parameters (null: inferred). */
   prepare(sql: string, types?: readonly (string | null)[]): RawPrepared;
-  execute(handle: object, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): Rows<never>;
+  execute(handle: object, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): RawResult;
   freePlan(handle: object): void;
   /** Opens a cursor for sql or a kept plan; returns its name. */
   openCursor(sqlOrHandle: string | object, params?: readonly unknown[], scroll?: boolean): string;
-  fetchCursor(name: string, forward: boolean, count: number, flags: number): Rows<never>;
+  fetchCursor(name: string, forward: boolean, count: number, flags: number): RawResult;
   moveCursor(name: string, forward: boolean, count: number): number;
   closeCursor(name: string): void;
   shutdownRequested(): boolean;

@@ -4,7 +4,7 @@
  */
 import type { Addon } from './addon';
 import type { Cursor, CursorOptions, Row } from './define';
-import { resultFlags, type Rows } from './results';
+import { resultFlags, rowsOf, type Rows } from './results';
 
 const DEFAULT_BATCH = 1000;
 
@@ -46,7 +46,7 @@ export class PortalCursor<R extends Row> implements Cursor<R> {
   fetch(count = 1): Rows<R> {
     this.check('fetch');
     const n = checkCount(count, 'cursor.fetch()');
-    return this.addon.fetchCursor(this.name, n >= 0, Math.abs(n), this.flags) as Rows<R>;
+    return rowsOf<R>(this.addon.fetchCursor(this.name, n >= 0, Math.abs(n), this.flags));
   }
 
   move(count: number): number {

@@ -16,7 +16,7 @@ import { isWorkerDefinition, type WorkerDefinition } from './define';
 import { PgError } from './errors';
 import { describe, summarize } from './failure';
 import { Interval } from './interval';
-import { Rows } from './results';
+import { resultChannel } from './results';
 import type { SettingsSpec } from './settings';
 import { requireModule } from './modules';
 import { Worker } from './worker';
@@ -126,7 +126,7 @@ export function backoffDelay(failures: number, max: number): number {
 /** Called by the host; returns the dispatcher for loop events. */
 export function start(host: HostInterface): (event: HostEvent) => void {
   const addon = loadAddon(host.nativeDir);
-  addon.init(PgError as never, { Interval, Rows: Rows as never });
+  addon.init(PgError as never, { Interval }, resultChannel);
   const { log: level, outcome, restart, state } = addon.constants;
   const slot = addon.slot();
   let finished = false;

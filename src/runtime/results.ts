@@ -2,7 +2,7 @@
  * `Rows`: what a statement returns. The checks on per-statement options
  * shared by queries, prepared statements and cursors.
  */
-import type { Constants, FieldInfo } from './addon';
+import type { Constants, FieldInfo, RawResult, ResultChannel } from './addon';
 import type { ResultOptions } from './define';
 
 /**
@@ -24,7 +24,7 @@ export class Rows<R> extends Array<R> {
   readonly #rowCount: number;
   readonly #fields: readonly FieldInfo[];
 
-  /** Made by the addon: an empty array the rows are then added to. */
+  /** Made by rowsOf(): an empty array the rows are then added to. */
   constructor(command: string, rowCount: number, fields: readonly FieldInfo[]) {
     super();
     this.#command = command;
@@ -55,6 +55,23 @@ export class Rows<R> extends Array<R> {
   static override get [Symbol.species](): ArrayConstructor {
     return Array;
   }
+}
+
+const NO_FIELDS: readonly FieldInfo[] = Object.freeze([]);
+
+/** Where the addon describes each result (given to it at init). */
+export const resultChannel: ResultChannel = { info: new Float64Array(4), commands: [], shapes: [] };
+
+/**
+ * The Rows of what a statement call just returned: read at once, before
+ * the next call into the addon rewrites `resultChannel.info`.
+ */
+export function rowsOf<R>(values: RawResult): Rows<R> {
+  const { info, commands, shapes } = resultChannel;
+  const shape = info[3] >= 0 ? shapes[info[3]] : undefined;
+  const rows = new Rows<R>(commands[info[0]], info[1], shape === undefined ? NO_FIELDS : shape.fields);
+  if (shape !== undefined && values !== undefined) shape.build(rows, values, info[2]);
+  return rows;
 }
 
 /** The addon's result flags for `options` (checked; 0 when none). */

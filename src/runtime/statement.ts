@@ -5,7 +5,7 @@ import type { Addon, RawPrepared } from './addon';
 import { cursorBatch, PortalCursor } from './cursor';
 import type { Cursor, CursorOptions, PreparedStatement, QueryOptions, Row } from './define';
 import type { Param, ParamType } from './params';
-import { checkParams, resultFlags, timeoutArg, type Rows } from './results';
+import { checkParams, resultFlags, rowsOf, timeoutArg, type Rows } from './results';
 
 export class KeptStatement<R extends Row> implements PreparedStatement<R> {
   readonly params: readonly ParamType[];
@@ -27,12 +27,14 @@ export class KeptStatement<R extends Row> implements PreparedStatement<R> {
 
   query(params?: readonly Param[], options?: QueryOptions): Rows<R> {
     const handle = this.live('query');
-    return this.addon.execute(
+    return rowsOf<R>(
+      this.addon.execute(
       handle,
       checkParams(params, 'statement.query()'),
       timeoutArg(options?.timeout, 'statement.query()'),
       resultFlags(options, 'statement.query()', this.addon.constants.result),
-    ) as Rows<R>;
+      ),
+    );
   }
 
   cursor(params?: readonly Param[], options?: CursorOptions): Cursor<R> {
