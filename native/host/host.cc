@@ -94,6 +94,15 @@ RunPending()
 
 	if (g_host->js_stopped.load())
 		return;
+
+	/*
+	 * Callbacks that libuv runs may call into JavaScript through N-API
+	 * (an addon's asynchronous work completing): Node.js checks that the
+	 * environment's context is entered, and aborts otherwise.
+	 */
+	HandleScope handle_scope(isolate);
+	Context::Scope context_scope(g_host->setup->context());
+
 	uv_run(loop, UV_RUN_NOWAIT);
 	g_host->platform->DrainTasks(isolate);
 }
