@@ -1,0 +1,254 @@
+/**
+ * Receiving WAL into the archive directory: XLogData written into the
+ * segment files, fsynced, and the positions reported to the source with
+ * standby status updates, as pg_receivewal's receivelog.c does:
+ *
+ * - `synchronous` (pg_receivewal --synchronous): once every message that
+ *   has arrived is written, the segment is fsynced and a status update
+ *   sent at once, so that the source's synchronous replication sees the
+ *   flush position as soon as it is on disk;
+ * - otherwise the segment is fsynced when it is complete and, beyond
+ *   pg_receivewal, at every status update, so that at most
+ *   `status_interval` of WAL is received but not yet durable;
+ * - a keepalive asking for a reply is answered at once, after an fsync of
+ *   what was received (so the flush position a shutting-down source waits
+ *   for is sent);
+ * - a status update goes out every `status_interval` (0: only when asked).
+ *
+ * The flush position reported is always what is fsynced, never more.
+ */
+import type pg from 'pg';
+
+import { formatLsn, segmentOf, segmentOffset, segmentStart } from './lsn';
+import { parseSourceMessage, statusUpdate } from './messages';
+import { startReplication, type ReplicationStream, type StartPoint, type StreamEnd } from './replication';
+import { WalFile } from './walfile';
+
+/** How the receiver writes and reports. */
+export interface ReceiverOptions {
+  dir: string;
+  segSize: number;
+  synchronous: boolean;
+  /** ms between status updates; 0 for none unless asked. */
+  statusInterval: number;
+  /** ms without any message from the source after which the stream is given up. */
+  receiveTimeout: number;
+  /** Called with the plain name of each completed segment. */
+  onSegment(name: string, timeline: number): void;
+}
+
+/** What the receiver reports in the worker's status. */
+export interface ReceiverState {
+  timeline: number;
+  written: string | null;
+  flushed: string | null;
+  sourceEnd: string | null;
+  lagBytes: number;
+  lagSeconds: number;
+  lastSegment: string | null;
+  segments: number;
+}
+
+export class Receiver {
+  private file: WalFile | null = null;
+  private timeline = 0;
+  /** End of what is written. */
+  private writePos = 0n;
+  /** End of what is fsynced. */
+  private flushPos = 0n;
+  private sourceEnd = 0n;
+  /** When the source first had WAL beyond what is flushed (ms), or 0. */
+  private behindSince = 0;
+  private lastSegment: string | null = null;
+  private segments = 0;
+  private stream: ReplicationStream | null = null;
+  private syncScheduled = false;
+  private failure: Error | null = null;
+  private client: pg.Client | null = null;
+
+  constructor(private opts: ReceiverOptions) {}
+
+  get segSize(): number {
+    return this.opts.segSize;
+  }
+
+  /** Change the options that a reload may change. */
+  configure(opts: Partial<Pick<ReceiverOptions, 'synchronous' | 'statusInterval' | 'receiveTimeout'>>): void {
+    this.opts = { ...this.opts, ...opts };
+  }
+
+  state(): ReceiverState {
+    const has = this.writePos > 0n;
+    const lag = this.sourceEnd > this.flushPos ? this.sourceEnd - this.flushPos : 0n;
+    return {
+      timeline: this.timeline,
+      written: has ? formatLsn(this.writePos) : null,
+      flushed: has ? formatLsn(this.flushPos) : null,
+      sourceEnd: this.sourceEnd > 0n ? formatLsn(this.sourceEnd) : null,
+      lagBytes: Number(lag),
+      lagSeconds: lag > 0n && this.behindSince ? Math.round((Date.now() - this.behindSince) / 100) / 10 : 0,
+      lastSegment: this.lastSegment,
+      segments: this.segments,
+    };
+  }
+
+  /**
+   * Stream from `start` until the source ends the stream or it fails. The
+   * positions received and flushed carry over from call to call.
+   */
+  async run(client: pg.Client, start: StartPoint, onFirstMessage: () => void = () => undefined): Promise<StreamEnd> {
+    if (this.file && (this.file.timeline !== start.timeline || start.lsn !== this.writePos)) this.closeFile();
+    this.timeline = start.timeline;
+    this.writePos = start.lsn;
+    this.flushPos = start.lsn;
+    this.failure = null;
+    this.client = client;
+    const stream = startReplication(client, start);
+    this.stream = stream;
+    let lastMessageAt = Date.now();
+    let first = true;
+    stream.onMessage((payload) => {
+      lastMessageAt = Date.now();
+      if (this.failure) return;
+      if (first) {
+        first = false;
+        onFirstMessage();
+      }
+      try {
+        this.handle(payload);
+      } catch (err) {
+        this.fail(err as Error);
+      }
+    });
+    const tick = Math.max(100, Math.min(this.opts.statusInterval || 1000, 1000));
+    let lastStatus = Date.now();
+    const timer = setInterval(() => {
+      if (this.failure) return;
+      try {
+        const now = Date.now();
+        if (this.opts.statusInterval > 0 && now - lastStatus >= this.opts.statusInterval) {
+          lastStatus = now;
+          this.flush(true);
+        }
+        if (this.opts.receiveTimeout > 0 && now - lastMessageAt > this.opts.receiveTimeout) {
+          this.fail(Object.assign(new Error(`no message from the source for ${this.opts.receiveTimeout} ms`), { code: 'ETIMEDOUT' }));
+        }
+      } catch (err) {
+        this.fail(err as Error);
+      }
+    }, tick);
+    try {
+      const end = await stream.ended;
+      return this.failure ? { kind: 'error', error: this.failure } : end;
+    } finally {
+      clearInterval(timer);
+      this.stream = null;
+      this.client = null;
+      // Whichever way the stream ended, what was received is made durable
+      // and the segment closed (it stays .partial unless complete).
+      try {
+        this.closeFile();
+      } catch (err) {
+        this.failure ??= err as Error;
+      }
+    }
+  }
+
+  /** The position the next stream continues from. */
+  position(): { timeline: number; lsn: bigint } {
+    return { timeline: this.timeline, lsn: this.writePos };
+  }
+
+  /** fsync what is written and tell the source (at shutdown, before the connection closes). */
+  finish(): void {
+    if (this.stream && !this.failure) this.flush(true);
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    // Ends the stream: `ended` resolves with the connection's end.
+    this.client?.end().catch(() => undefined);
+  }
+
+  private handle(payload: Buffer): void {
+    const msg = parseSourceMessage(payload);
+    if (msg.walEnd > this.sourceEnd) this.sourceEnd = msg.walEnd;
+    if (this.sourceEnd > this.flushPos && !this.behindSince) this.behindSince = Date.now();
+    if (msg.type === 'k') {
+      if (msg.replyRequested) this.flush(true);
+      return;
+    }
+    if (msg.start !== this.writePos) {
+      throw new Error(`received WAL at ${formatLsn(msg.start)}, expected ${formatLsn(this.writePos)}`);
+    }
+    this.write(msg.data);
+    if (this.opts.synchronous && !this.syncScheduled) {
+      // Write everything that has arrived first: one fsync for all of it.
+      this.syncScheduled = true;
+      setImmediate(() => {
+        this.syncScheduled = false;
+        if (this.failure) return;
+        try {
+          this.flush(true);
+        } catch (err) {
+          this.fail(err as Error);
+        }
+      });
+    }
+  }
+
+  private write(data: Buffer): void {
+    const seg = this.opts.segSize;
+    let done = 0;
+    while (done < data.length) {
+      const segno = segmentOf(this.writePos, seg);
+      if (!this.file || this.file.segno !== segno || this.file.timeline !== this.timeline) {
+        this.closeFile();
+        this.file = WalFile.open(this.opts.dir, this.timeline, segno, seg);
+      }
+      const offset = segmentOffset(this.writePos, seg);
+      const n = Math.min(data.length - done, seg - offset);
+      this.file.write(offset, done === 0 && n === data.length ? data : data.subarray(done, done + n));
+      done += n;
+      this.writePos += BigInt(n);
+      if (offset + n === seg) this.completeFile();
+    }
+  }
+
+  /** The segment is full: fsync, rename, fsync the directory; its end is flushed. */
+  private completeFile(): void {
+    const f = this.file!;
+    this.file = null;
+    f.close(true);
+    if (this.writePos > this.flushPos) this.flushPos = this.writePos;
+    this.lastSegment = f.name;
+    this.segments++;
+    this.caughtUp();
+    this.opts.onSegment(f.name, f.timeline);
+  }
+
+  /** fsync and close the open segment (renamed if complete); what it holds is flushed. */
+  private closeFile(): void {
+    const f = this.file;
+    this.file = null;
+    if (!f) return;
+    f.close(segmentStart(f.segno + 1n, this.opts.segSize) === this.writePos);
+    if (this.writePos > this.flushPos) this.flushPos = this.writePos;
+    this.caughtUp();
+  }
+
+  private caughtUp(): void {
+    if (this.flushPos >= this.sourceEnd) this.behindSince = 0;
+  }
+
+  /** fsync what is written but not yet flushed; then send a status update if `report`. */
+  private flush(report: boolean): void {
+    if (this.file && this.flushPos < this.writePos) {
+      this.file.sync();
+      this.flushPos = this.writePos;
+      this.caughtUp();
+    }
+    if (report) this.stream?.send(statusUpdate(this.writePos, this.flushPos));
+  }
+}

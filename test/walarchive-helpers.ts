@@ -1,0 +1,115 @@
+/**
+ * Helpers of the walarchive tests and benchmark: archive directories the
+ * server's OS user owns, PostgreSQL's client programs run as that user
+ * (pg_receivewal, pg_waldump, pgbench), and reading an archive's WAL.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { PG_BIN, PG_OS_USER, waitFor, type Cluster } from './harness/cluster';
+
+const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+function argv(prog: string, args: string[]): [string, string[]] {
+  const file = path.join(PG_BIN, prog);
+  return asRoot ? ['runuser', ['-u', PG_OS_USER, '--', file, ...args]] : [file, args];
+}
+
+/** Run a PostgreSQL program as the server's OS user; resolves with its output, rejects on failure unless `allowFail`. */
+export function pgProgram(
+  prog: string,
+  args: string[],
+  opts: { allowFail?: boolean; timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, a] = argv(prog, args);
+  return new Promise((resolve, reject) => {
+    execFile(cmd, a, { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 512 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
+      if (err && !opts.allowFail) reject(new Error(`${prog} ${args.join(' ')} failed (${code}): ${stderr || err.message}`));
+      else resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Start a long-running PostgreSQL program (pg_receivewal) as the server's OS user. */
+export function pgSpawn(prog: string, args: string[], logFile: string): ChildProcess {
+  const [cmd, a] = argv(prog, args);
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(cmd, a, { stdio: ['ignore', out, out], env: { ...process.env, LC_ALL: 'C' } });
+  fs.closeSync(out);
+  return child;
+}
+
+/** Stop a spawned program with SIGINT (pg_receivewal then flushes and exits) and wait for it. */
+export async function stopProgram(child: ChildProcess, signal: NodeJS.Signals = 'SIGINT'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // runuser forwards the signal to its child
+  child.kill(signal);
+  await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))]);
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+/** A new empty directory under the cluster's base directory, owned by the server's OS user, mode 0700. */
+export function archiveDir(c: Cluster, name: string): string {
+  const dir = path.join(c.baseDir, name);
+  fs.mkdirSync(dir, { mode: 0o700 });
+  if (asRoot) {
+    const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${PG_OS_USER}:`))!;
+    const [, , uid, gid] = line.split(':');
+    fs.chownSync(dir, Number(uid), Number(gid));
+  }
+  return dir;
+}
+
+/** Completed, uncompressed segment names in a directory, sorted. */
+export function completedSegments(dir: string): string[] {
+  return fs.readdirSync(dir).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
+}
+
+/** A segment name's segment number (for a given segment size). */
+export function segno(name: string, segSize: number): bigint {
+  const per = 0x100000000n / BigInt(segSize);
+  return BigInt(`0x${name.slice(8, 16)}`) * per + BigInt(`0x${name.slice(16, 24)}`);
+}
+
+/**
+ * pg_waldump over a copy of the archive in which `.partial` files take
+ * their plain names (as an operator does before a restore), from
+ * `startSeg` to the end of the valid WAL. Returns its output and whether
+ * it stopped only at the end of the WAL (not at a gap inside it).
+ */
+export async function waldump(dir: string, startSeg: string, scratch: string, extra: string[] = []): Promise<{ out: string; err: string; code: number }> {
+  fs.rmSync(scratch, { recursive: true, force: true });
+  fs.mkdirSync(scratch, { mode: 0o755 });
+  for (const n of fs.readdirSync(dir)) {
+    const plain = n.replace(/\.partial$/, '');
+    if (/^[0-9A-F]{24}$/.test(plain) && !fs.existsSync(path.join(scratch, plain))) {
+      fs.copyFileSync(path.join(dir, n), path.join(scratch, plain));
+    } else if (/\.history$/.test(n)) fs.copyFileSync(path.join(dir, n), path.join(scratch, n));
+  }
+  fs.chmodSync(scratch, 0o755);
+  for (const n of fs.readdirSync(scratch)) fs.chmodSync(path.join(scratch, n), 0o644);
+  const r = await pgProgram('pg_waldump', ['-p', scratch, ...extra, startSeg], { allowFail: true });
+  return { out: r.stdout, err: r.stderr, code: r.code };
+}
+
+/** The worker's status object in tsworker.workers. */
+export async function archiveStatus(c: Cluster, name = 'walarchive'): Promise<Record<string, any> | undefined> {
+  const rows = await c.query(`SELECT status FROM tsworker.workers WHERE name = $1`, [name]);
+  return rows[0]?.status;
+}
+
+/** Wait until the worker's flushed position reaches `lsn` (as pg_lsn text). */
+export async function waitFlushed(c: Cluster, lsn: string, name = 'walarchive', timeoutMs = 60_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const s = await archiveStatus(c, name);
+      if (!s?.flushed) return false;
+      const r = await c.queryOne<boolean>(`SELECT $1::pg_lsn >= $2::pg_lsn`, [s.flushed, lsn]);
+      return r === true;
+    },
+    { timeoutMs, what: `${name} to flush ${lsn}` },
+  );
+}
