@@ -6,6 +6,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 
 import { PG_BIN, PG_OS_USER, waitFor, type Cluster } from './harness/cluster';
 
@@ -74,25 +75,37 @@ export function segno(name: string, segSize: number): bigint {
   return BigInt(`0x${name.slice(8, 16)}`) * per + BigInt(`0x${name.slice(16, 24)}`);
 }
 
+/** A segment file's content, decompressed by its name (`.gz`: gzip, `.lz4`: LZ4 frame). */
+export function decompress(name: string, data: Buffer): Buffer {
+  if (name.endsWith('.gz')) return zlib.gunzipSync(data);
+  if (name.endsWith('.lz4')) return (require('lz4-napi') as { decompressFrameSync(b: Buffer): Buffer }).decompressFrameSync(data);
+  return data;
+}
+
 /**
  * pg_waldump over a copy of the archive in which `.partial` files take
  * their plain names (as an operator does before a restore), from
- * `startSeg` to the end of the valid WAL. Returns its output and whether
- * it stopped only at the end of the WAL (not at a gap inside it).
+ * `startSeg` to the end of the valid WAL in the last segment of that
+ * timeline. Returns its output and that last segment.
  */
-export async function waldump(dir: string, startSeg: string, scratch: string, extra: string[] = []): Promise<{ out: string; err: string; code: number }> {
+export async function waldump(dir: string, startSeg: string, scratch: string, extra: string[] = []): Promise<{ out: string; err: string; code: number; endSeg: string }> {
   fs.rmSync(scratch, { recursive: true, force: true });
   fs.mkdirSync(scratch, { mode: 0o755 });
-  for (const n of fs.readdirSync(dir)) {
-    const plain = n.replace(/\.partial$/, '');
+  // complete segments first, so that a .partial never hides a complete copy
+  const names = fs.readdirSync(dir).sort((a, b) => Number(/partial/.test(a)) - Number(/partial/.test(b)));
+  for (const n of names) {
+    const plain = n.replace(/\.partial$/, '').replace(/\.(gz|lz4)$/, '');
     if (/^[0-9A-F]{24}$/.test(plain) && !fs.existsSync(path.join(scratch, plain))) {
-      fs.copyFileSync(path.join(dir, n), path.join(scratch, plain));
+      const data = fs.readFileSync(path.join(dir, n));
+      fs.writeFileSync(path.join(scratch, plain), decompress(n, data));
     } else if (/\.history$/.test(n)) fs.copyFileSync(path.join(dir, n), path.join(scratch, n));
   }
   fs.chmodSync(scratch, 0o755);
   for (const n of fs.readdirSync(scratch)) fs.chmodSync(path.join(scratch, n), 0o644);
-  const r = await pgProgram('pg_waldump', ['-p', scratch, ...extra, startSeg], { allowFail: true });
-  return { out: r.stdout, err: r.stderr, code: r.code };
+  // with a start segment alone, pg_waldump reads only that one: name the last as the end
+  const endSeg = fs.readdirSync(scratch).filter((n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) === startSeg.slice(0, 8)).sort().pop()!;
+  const r = await pgProgram('pg_waldump', ['-p', scratch, ...extra, startSeg, endSeg], { allowFail: true });
+  return { out: r.stdout, err: r.stderr, code: r.code, endSeg };
 }
 
 /** The worker's status object in tsworker.workers. */

@@ -131,12 +131,8 @@ export function findResumePoint(dir: string, segSize: number): ResumePoint | nul
   if (!best) return null;
   const file = path.join(dir, best.file.name);
   const base = segmentStart(best.segno, segSize);
-  let systemId: string | null = null;
-  try {
-    systemId = pageSystemId(firstPage(file, best.file.compression), segSize);
-  } catch {
-    systemId = null;
-  }
+  // A file that cannot be read is an error to report, not a check to skip.
+  const systemId = pageSystemId(firstPage(file, best.file.compression), segSize);
   if (!best.partial) {
     return { timeline: best.timeline, lsn: base + BigInt(segSize), from: best.file.name, systemId };
   }

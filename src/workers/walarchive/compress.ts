@@ -48,8 +48,8 @@ const gzip = promisify(zlib.gzip);
 async function compressBuffer(c: Compression, data: Buffer): Promise<Buffer> {
   if (c.method === 'gzip') return gzip(data, { level: c.level });
   // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const lz4 = require('lz4-napi') as { compressFrame(b: Buffer): Promise<Buffer> };
-  return lz4.compressFrame(data);
+  const lz4 = require('lz4-napi') as { compressFrameSync(b: Buffer): Buffer };
+  return lz4.compressFrameSync(data);
 }
 
 /** Compresses completed segments one after another, in the order given. */
