@@ -12,10 +12,16 @@ import { PG_BIN, PG_OS_USER, waitFor, type Cluster } from './harness/cluster';
 
 const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
-function argv(prog: string, args: string[]): [string, string[]] {
-  const file = path.join(PG_BIN, prog);
-  return asRoot ? ['runuser', ['-u', PG_OS_USER, '--', file, ...args]] : [file, args];
+/** uid and gid of the server's OS user when we are root (then programs run as that user, signalled directly). */
+function serverUser(): { uid: number; gid: number } | Record<string, never> {
+  if (!asRoot) return {};
+  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${PG_OS_USER}:`));
+  if (!line) throw new Error(`OS user ${PG_OS_USER} not found`);
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
 }
+
+const ENV = { ...process.env, LC_ALL: 'C', HOME: '/tmp' };
 
 /** Run a PostgreSQL program as the server's OS user; resolves with its output, rejects on failure unless `allowFail`. */
 export function pgProgram(
@@ -23,9 +29,8 @@ export function pgProgram(
   args: string[],
   opts: { allowFail?: boolean; timeoutMs?: number } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [cmd, a] = argv(prog, args);
   return new Promise((resolve, reject) => {
-    execFile(cmd, a, { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 512 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
+    execFile(path.resolve(PG_BIN, prog), args, { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 512 * 1024 * 1024, env: ENV, cwd: '/tmp', ...serverUser() }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
       if (err && !opts.allowFail) reject(new Error(`${prog} ${args.join(' ')} failed (${code}): ${stderr || err.message}`));
       else resolve({ code, stdout, stderr });
@@ -35,9 +40,8 @@ export function pgProgram(
 
 /** Start a long-running PostgreSQL program (pg_receivewal) as the server's OS user. */
 export function pgSpawn(prog: string, args: string[], logFile: string): ChildProcess {
-  const [cmd, a] = argv(prog, args);
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(cmd, a, { stdio: ['ignore', out, out], env: { ...process.env, LC_ALL: 'C' } });
+  const child = spawn(path.resolve(PG_BIN, prog), args, { stdio: ['ignore', out, out], env: ENV, cwd: '/tmp', ...serverUser() });
   fs.closeSync(out);
   return child;
 }
@@ -46,7 +50,6 @@ export function pgSpawn(prog: string, args: string[], logFile: string): ChildPro
 export async function stopProgram(child: ChildProcess, signal: NodeJS.Signals = 'SIGINT'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  // runuser forwards the signal to its child
   child.kill(signal);
   await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))]);
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -56,11 +59,8 @@ export async function stopProgram(child: ChildProcess, signal: NodeJS.Signals = 
 export function archiveDir(c: Cluster, name: string): string {
   const dir = path.join(c.baseDir, name);
   fs.mkdirSync(dir, { mode: 0o700 });
-  if (asRoot) {
-    const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${PG_OS_USER}:`))!;
-    const [, , uid, gid] = line.split(':');
-    fs.chownSync(dir, Number(uid), Number(gid));
-  }
+  const u = serverUser();
+  if ('uid' in u) fs.chownSync(dir, u.uid, u.gid);
   return dir;
 }
 
@@ -126,3 +126,42 @@ export async function waitFlushed(c: Cluster, lsn: string, name = 'walarchive', 
     { timeoutMs, what: `${name} to flush ${lsn}` },
   );
 }
+
+/** Transaction ids of the COMMIT records pg_waldump finds in an archive. */
+async function archivedCommits(dir: string, scratch: string): Promise<Set<string>> {
+  const segs = fs.readdirSync(dir).filter((n) => /^[0-9A-F]{24}/.test(n)).map((n) => n.slice(0, 24)).sort();
+  const dump = await waldump(dir, segs[0], scratch, ['-r', 'Transaction']);
+  const out = new Set<string>();
+  for (const m of dump.out.matchAll(/tx:\s+(\d+),.*desc: COMMIT/g)) out.add(m[1]);
+  return out;
+}
+
+/**
+ * One trial: a client commits rows one at a time and records the
+ * transaction id of each acknowledged commit; the source is SIGKILLed
+ * mid-load; every acknowledged transaction must then be in the archive.
+ * Returns how many were acknowledged; throws naming those that are not.
+ */
+export async function synchronousTrial(src: Cluster, dir: string, killAfterMs: number): Promise<number> {
+  const client = await src.connect();
+  const acked: string[] = [];
+  const load = (async () => {
+    for (let i = 0; ; i++) {
+      try {
+        const r = await client.query(`INSERT INTO acked(v) VALUES ($1) RETURNING pg_current_xact_id()::text AS xid`, [i]);
+        acked.push(r.rows[0].xid);
+      } catch {
+        return;
+      }
+    }
+  })();
+  await new Promise((r) => setTimeout(r, killAfterMs));
+  await src.kill9();
+  await load;
+  await client.end().catch(() => undefined);
+  const committed = await archivedCommits(dir, path.join(src.baseDir, 'dump'));
+  const missing = acked.filter((x) => !committed.has(x));
+  if (missing.length > 0) throw new Error(`${missing.length} of ${acked.length} acknowledged commits are not in the archive (transactions ${missing.slice(0, 10).join(', ')}...)`);
+  return acked.length;
+}
+

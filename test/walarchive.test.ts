@@ -25,6 +25,7 @@ import {
   pgSpawn,
   segno,
   stopProgram,
+  synchronousTrial,
   waitFlushed,
   waldump,
 } from './walarchive-helpers';
@@ -221,44 +222,6 @@ describe('walarchive: clear errors from the source, never a silent loop', () => 
     assert.deepEqual(logLines(host, CRASH_RESTART), []);
   });
 });
-
-/** Transaction ids of the COMMIT records pg_waldump finds in an archive. */
-async function archivedCommits(dir: string, scratch: string): Promise<Set<string>> {
-  const segs = fs.readdirSync(dir).filter((n) => /^[0-9A-F]{24}/.test(n)).map((n) => n.slice(0, 24)).sort();
-  const dump = await waldump(dir, segs[0], scratch, ['-r', 'Transaction']);
-  const out = new Set<string>();
-  for (const m of dump.out.matchAll(/tx:\s+(\d+),.*desc: COMMIT/g)) out.add(m[1]);
-  return out;
-}
-
-/**
- * One trial: a client commits rows one at a time and records the
- * transaction id of each acknowledged commit; the source is SIGKILLed
- * mid-load; every acknowledged transaction must then be in the archive.
- * Returns how many were acknowledged.
- */
-export async function synchronousTrial(src: Cluster, dir: string, killAfterMs: number): Promise<number> {
-  const client = await src.connect();
-  const acked: string[] = [];
-  const load = (async () => {
-    for (let i = 0; ; i++) {
-      try {
-        const r = await client.query(`INSERT INTO acked(v) VALUES ($1) RETURNING pg_current_xact_id()::text AS xid`, [i]);
-        acked.push(r.rows[0].xid);
-      } catch {
-        return;
-      }
-    }
-  })();
-  await new Promise((r) => setTimeout(r, killAfterMs));
-  await src.kill9();
-  await load;
-  await client.end().catch(() => undefined);
-  const committed = await archivedCommits(dir, path.join(src.baseDir, 'dump'));
-  const missing = acked.filter((x) => !committed.has(x));
-  assert.deepEqual(missing, [], `${missing.length} of ${acked.length} acknowledged commits are not in the archive`);
-  return acked.length;
-}
 
 describe('walarchive: synchronous mode', () => {
   test('with synchronous_standby_names naming it, every acknowledged commit is in the archive after the source\'s SIGKILL', async (t) => {

@@ -17,6 +17,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 
+import { fsyncDir, PREP_SUFFIX } from './walfile';
 import { historyName, parseArchiveName, segmentStart, type ArchiveFile, type SegmentId } from './lsn';
 
 /** XLogPageHeaderData: xlp_magic(2) xlp_info(2) xlp_tli(4) xlp_pageaddr(8) xlp_rem_len(4) + padding. */
@@ -113,6 +114,64 @@ export function partialDataEnd(file: string, base: bigint, segSize: number): num
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Whether every WAL page of a padded segment file carries its own address (no hole, no zero page). */
+function allPagesValid(file: string, base: bigint, segSize: number): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    if (fs.fstatSync(fd).size !== segSize) return false;
+    const head = Buffer.alloc(40);
+    fs.readSync(fd, head, 0, 40, 0);
+    const blcksz = head.readUInt32LE(LONG_BLCKSZ_OFFSET) || 8192;
+    const hdr = Buffer.alloc(16);
+    for (let off = 0; off < segSize; off += blcksz) {
+      fs.readSync(fd, hdr, 0, 16, off);
+      if (hdr.readBigUInt64LE(PAGE_ADDR_OFFSET) !== base + BigInt(off)) return false;
+    }
+    return true;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Put the directory in order after a stop at any point: segment files
+ * made ahead (`.partial.prep`) are removed; a `.partial` followed by a
+ * later segment of its timeline was complete (its completion, which runs
+ * beside the stream, was cut short): it is fsynced and renamed, unless
+ * one of its pages is missing (the machine crashed before its fsync), in
+ * which case the later segments of that timeline are removed, so that
+ * streaming resumes in it: no gap. Returns what was done, for the log.
+ */
+export function settleDirectory(dir: string, segSize: number): string[] {
+  const done: string[] = [];
+  for (const n of fs.readdirSync(dir)) {
+    if (n.endsWith(PREP_SUFFIX)) fs.rmSync(path.join(dir, n), { force: true });
+  }
+  const segs = listArchive(dir, segSize).filter((f): f is ArchiveFile & { kind: 'segment' } => f.kind === 'segment');
+  const partials = segs.filter((f) => f.partial && f.compression === 'none').sort((a, b) => (a.id.segno < b.id.segno ? -1 : 1));
+  let changed = false;
+  for (const p of partials) {
+    const later = segs.filter((f) => f.id.timeline === p.id.timeline && f.id.segno > p.id.segno);
+    if (later.length === 0 || !fs.existsSync(path.join(dir, p.name))) continue;
+    const file = path.join(dir, p.name);
+    const plain = path.join(dir, p.name.replace(/\.partial$/, ''));
+    if (allPagesValid(file, segmentStart(p.id.segno, segSize), segSize)) {
+      const fd = fs.openSync(file, 'r+');
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      if (fs.existsSync(plain)) fs.rmSync(file);
+      else fs.renameSync(file, plain);
+      done.push(`completed ${path.basename(plain)}, whose completion had been cut short`);
+    } else {
+      for (const l of later) fs.rmSync(path.join(dir, l.name), { force: true });
+      done.push(`${p.name} has missing pages (a crash before its fsync): removed the ${later.length} later segment files of timeline ${p.id.timeline}, to stream them again`);
+    }
+    changed = true;
+  }
+  if (changed) fsyncDir(dir);
+  return done;
 }
 
 /**

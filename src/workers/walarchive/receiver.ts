@@ -19,10 +19,10 @@
  */
 import type pg from 'pg';
 
-import { formatLsn, segmentOf, segmentOffset, segmentStart } from './lsn';
+import { formatLsn } from './lsn';
 import { parseSourceMessage, statusUpdate } from './messages';
 import { startReplication, type ReplicationStream, type StartPoint, type StreamEnd } from './replication';
-import { WalFile } from './walfile';
+import { SegmentWriter } from './segment-writer';
 
 /** How the receiver writes and reports. */
 export interface ReceiverOptions {
@@ -50,12 +50,8 @@ export interface ReceiverState {
 }
 
 export class Receiver {
-  private file: WalFile | null = null;
+  private readonly writer: SegmentWriter;
   private timeline = 0;
-  /** End of what is written. */
-  private writePos = 0n;
-  /** End of what is fsynced. */
-  private flushPos = 0n;
   private sourceEnd = 0n;
   /** When the source first had WAL beyond what is flushed (ms), or 0. */
   private behindSince = 0;
@@ -66,7 +62,31 @@ export class Receiver {
   private failure: Error | null = null;
   private client: pg.Client | null = null;
 
-  constructor(private opts: ReceiverOptions) {}
+  constructor(private opts: ReceiverOptions) {
+    this.writer = new SegmentWriter(opts.dir, opts.segSize, {
+      segment: (name, timeline) => {
+        this.lastSegment = name;
+        this.segments++;
+        this.opts.onSegment(name, timeline);
+      },
+      durable: () => {
+        this.caughtUp();
+        // a completion finished: in synchronous mode the source hears of it at once
+        if (this.opts.synchronous && !this.failure) this.report();
+      },
+      failed: (err) => this.fail(err),
+    });
+  }
+
+  /** End of what is written. */
+  private get writePos(): bigint {
+    return this.writer.position;
+  }
+
+  /** End of what is durable (fsynced): the flush position reported. */
+  private get flushPos(): bigint {
+    return this.writer.durable;
+  }
 
   get segSize(): number {
     return this.opts.segSize;
@@ -97,10 +117,8 @@ export class Receiver {
    * positions received and flushed carry over from call to call.
    */
   async run(client: pg.Client, start: StartPoint, onFirstMessage: () => void = () => undefined): Promise<StreamEnd> {
-    if (this.file && (this.file.timeline !== start.timeline || start.lsn !== this.writePos)) this.closeFile();
     this.timeline = start.timeline;
-    this.writePos = start.lsn;
-    this.flushPos = start.lsn;
+    this.writer.reset(start.timeline, start.lsn);
     this.failure = null;
     this.client = client;
     const stream = startReplication(client, start);
@@ -147,7 +165,7 @@ export class Receiver {
       // Whichever way the stream ended, what was received is made durable
       // and the segment closed (it stays .partial unless complete).
       try {
-        this.closeFile();
+        await this.writer.close();
       } catch (err) {
         this.failure ??= err as Error;
       }
@@ -182,7 +200,7 @@ export class Receiver {
     if (msg.start !== this.writePos) {
       throw new Error(`received WAL at ${formatLsn(msg.start)}, expected ${formatLsn(this.writePos)}`);
     }
-    this.write(msg.data);
+    this.writer.write(msg.data);
     if (this.opts.synchronous && !this.syncScheduled) {
       // Write everything that has arrived first: one fsync for all of it.
       this.syncScheduled = true;
@@ -198,57 +216,20 @@ export class Receiver {
     }
   }
 
-  private write(data: Buffer): void {
-    const seg = this.opts.segSize;
-    let done = 0;
-    while (done < data.length) {
-      const segno = segmentOf(this.writePos, seg);
-      if (!this.file || this.file.segno !== segno || this.file.timeline !== this.timeline) {
-        this.closeFile();
-        this.file = WalFile.open(this.opts.dir, this.timeline, segno, seg);
-      }
-      const offset = segmentOffset(this.writePos, seg);
-      const n = Math.min(data.length - done, seg - offset);
-      this.file.write(offset, done === 0 && n === data.length ? data : data.subarray(done, done + n));
-      done += n;
-      this.writePos += BigInt(n);
-      if (offset + n === seg) this.completeFile();
-    }
-  }
-
-  /** The segment is full: fsync, rename, fsync the directory; its end is flushed. */
-  private completeFile(): void {
-    const f = this.file!;
-    this.file = null;
-    f.close(true);
-    if (this.writePos > this.flushPos) this.flushPos = this.writePos;
-    this.lastSegment = f.name;
-    this.segments++;
-    this.caughtUp();
-    this.opts.onSegment(f.name, f.timeline);
-  }
-
-  /** fsync and close the open segment (renamed if complete); what it holds is flushed. */
-  private closeFile(): void {
-    const f = this.file;
-    this.file = null;
-    if (!f) return;
-    f.close(segmentStart(f.segno + 1n, this.opts.segSize) === this.writePos);
-    if (this.writePos > this.flushPos) this.flushPos = this.writePos;
-    this.caughtUp();
-  }
-
   private caughtUp(): void {
     if (this.flushPos >= this.sourceEnd) this.behindSince = 0;
   }
 
   /** fsync what is written but not yet flushed; then send a status update if `report`. */
   private flush(report: boolean): void {
-    if (this.file && this.flushPos < this.writePos) {
-      this.file.sync();
-      this.flushPos = this.writePos;
+    if (this.writer.dirty) {
+      this.writer.syncOpen();
       this.caughtUp();
     }
-    if (report) this.stream?.send(statusUpdate(this.writePos, this.flushPos));
+    if (report) this.report();
+  }
+
+  private report(): void {
+    this.stream?.send(statusUpdate(this.writePos, this.flushPos));
   }
 }

@@ -16,7 +16,7 @@
  */
 import * as path from 'path';
 
-import { findResumePoint, hasHistory } from './archive-dir';
+import { findResumePoint, hasHistory, settleDirectory } from './archive-dir';
 import type { ArchiveConfig } from './config';
 import { ArchiveError, explain, systemIdMismatch } from './diagnose';
 import { formatLsn, historyName, parseHistory, segmentOf, segmentStart } from './lsn';
@@ -62,6 +62,7 @@ export class Session {
       const segSize = await walSegmentSize(client, t);
       if (this.segSize && this.segSize !== segSize) throw new ArchiveError(`the source's WAL segment size changed from ${this.segSize} to ${segSize}`);
       this.segSize = segSize;
+      for (const line of settleDirectory(cfg.directory, segSize)) this.ev.log(line);
       const resume = findResumePoint(cfg.directory, segSize);
       if (resume?.systemId && resume.systemId !== id.systemId) throw systemIdMismatch(id.systemId, resume.systemId, resume.from);
       let start: { timeline: number; lsn: bigint } | undefined;
