@@ -211,10 +211,20 @@ describe('walarchive: clear errors from the source, never a silent loop', () => 
     await launch('wa_alien', { directory: alien, source_conninfo: other.connectionString(), slot: '', create_slot: 'off' });
     await expectError('wa_alien', /the source's system identifier \d+ is not the archive's \d+/, /another cluster/);
     // a directory that does not exist
-    await launch('wa_nodir', { directory: path.join(host.baseDir, 'missing') });
+    await launch('wa_nodir', { directory: path.join(host.baseDir, 'missing'), slot: '', create_slot: 'off' });
     await expectError('wa_nodir', /could not access the archive directory/, /Create it/);
+    // an idle source sends nothing while the worker's status updates keep coming: the worker asks for a
+    // reply at half receive_timeout, and the stream is not given up
+    await launch('wa_idle', { directory: archiveDir(host, 'idle'), source_conninfo: other.connectionString(), slot: '', create_slot: 'off', receive_timeout: '2s', status_interval: '500ms' });
+    await host.pollQueryUntil(`SELECT status->>'state' FROM tsworker.workers WHERE name = 'wa_idle'`, 'streaming');
+    const idleFrom = host.logOffset();
     // they keep trying (backoff), are not restarted as failing workers, and the first worker goes on
-    await new Promise((r) => setTimeout(r, 3000));
+    await new Promise((r) => setTimeout(r, 5000));
+    assert.deepEqual(logLines(host, /wa_idle.*no message from the source/, idleFrom), []);
+    assert.equal((await archiveStatus(host, 'wa_idle'))?.state, 'streaming');
+    // the missing directory appears: the worker, which checks again every 10 s, streams without a restart
+    archiveDir(host, 'missing');
+    await host.pollQueryUntil(`SELECT status->>'state' FROM tsworker.workers WHERE name = 'wa_nodir'`, 'streaming', { timeoutMs: 30_000 });
     const rows = await host.query(`SELECT name, restarts, state FROM tsworker.workers WHERE name LIKE 'wa\\_%' ORDER BY name`);
     for (const r of rows) assert.equal(r.restarts, 0, `${r.name} was restarted`);
     assert.equal(fs.readdirSync(alien).length, 1, 'nothing written into a directory of another cluster');

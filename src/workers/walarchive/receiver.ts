@@ -125,8 +125,10 @@ export class Receiver {
     this.stream = stream;
     let lastMessageAt = Date.now();
     let first = true;
+    let pinged = false;
     stream.onMessage((payload) => {
       lastMessageAt = Date.now();
+      pinged = false;
       if (this.failure) return;
       if (first) {
         first = false;
@@ -148,8 +150,14 @@ export class Receiver {
           lastStatus = now;
           this.flush(true);
         }
-        if (this.opts.receiveTimeout > 0 && now - lastMessageAt > this.opts.receiveTimeout) {
+        const silent = now - lastMessageAt;
+        if (this.opts.receiveTimeout > 0 && silent > this.opts.receiveTimeout) {
           this.fail(Object.assign(new Error(`no message from the source for ${this.opts.receiveTimeout} ms`), { code: 'ETIMEDOUT' }));
+        } else if (this.opts.receiveTimeout > 0 && silent > this.opts.receiveTimeout / 2 && !pinged) {
+          // An idle source sends nothing while our status updates keep coming:
+          // ask for a reply, as the walreceiver does (wal_receiver_timeout / 2).
+          pinged = true;
+          this.stream?.send(statusUpdate(this.writePos, this.flushPos, true));
         }
       } catch (err) {
         this.fail(err as Error);

@@ -27,8 +27,11 @@ interface CopyBothQuery extends Duplex {
 // pg-copy-streams ships no type declarations.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { both } = require('pg-copy-streams') as {
-  both(text: string, options?: { alignOnCopyDataFrame?: boolean }): CopyBothQuery;
+  both(text: string, options?: { alignOnCopyDataFrame?: boolean; readableHighWaterMark?: number }): CopyBothQuery;
 };
+
+/** Bytes buffered by the socket and the copy-both stream before they pause reading. */
+export const STREAM_BUFFER = 1024 * 1024;
 
 /** Where a stream is to start. */
 export interface StartPoint {
@@ -64,7 +67,9 @@ export function startCommand(p: StartPoint): string {
 
 /** Send START_REPLICATION on a connected replication client and stream. */
 export function startReplication(client: pg.Client, start: StartPoint): ReplicationStream {
-  const q = both(startCommand(start), { alignOnCopyDataFrame: true });
+  // A message (up to 128 kB of WAL) fits below the mark: the parser reads on
+  // instead of pausing the socket after each one.
+  const q = both(startCommand(start), { alignOnCopyDataFrame: true, readableHighWaterMark: STREAM_BUFFER });
   let next: { timeline: number; start: bigint } | null = null;
   let finished = false;
   let failure: (Error & { code?: string }) | null = null;

@@ -136,7 +136,7 @@ export class WalFile {
 
   /** Make what was written durable (the file's size never changes: data only). */
   sync(): void {
-    fs.fdatasyncSync(this.fd);
+    fs.fsyncSync(this.fd);
   }
 
   /** As `close(true)`, with the fsyncs on libuv's thread pool. */
