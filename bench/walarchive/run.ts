@@ -7,10 +7,11 @@
  *               source while both receivers are stopped (each holds its own
  *               slot); then each alone (order alternating by round, `sync`
  *               before each) catches up while pgbench keeps writing. Time
- *               from its start (the worker's launch, pg_receivewal's spawn)
- *               until the backlog's last segment is complete (fsynced and
- *               renamed) in its directory; MB/s = WAL from its slot's
- *               restart segment to the backlog's end / time.
+ *               from its slot turning active (START_REPLICATION) until the
+ *               backlog's last segment is complete (fsynced and renamed)
+ *               in its directory; MB/s = WAL from its slot's restart
+ *               segment to the backlog's end / time. Start-up (launch or
+ *               spawn to the slot turning active) is shown apart.
  *   latency     the source names one receiver in synchronous_standby_names
  *               (walarchive with synchronous = on, then pg_receivewal
  *               --synchronous, order alternating by round); pgbench runs
@@ -93,6 +94,16 @@ async function segBefore(src: Cluster, boundary: bigint): Promise<string> {
   return src.queryText(`SELECT pg_walfile_name('${(p >> 32n).toString(16)}/${(p & 0xffffffffn).toString(16)}'::pg_lsn)`);
 }
 
+interface Throughput {
+  /** MB/s from the slot turning active to the last segment complete. */
+  wa: number;
+  rw: number;
+  mb: number;
+  /** Seconds from the start command to the slot turning active. */
+  waStart: number;
+  rwStart: number;
+}
+
 interface Receivers {
   src: Cluster;
   host: Cluster;
@@ -130,7 +141,7 @@ async function settle(): Promise<void> {
  * one alone (order alternating by round, the machine's dirty pages written
  * back before each) catches up from its own slot while pgbench writes.
  */
-async function throughputRound(r: Receivers, o: Options, round: number): Promise<{ wa: number; rw: number; mb: number }> {
+async function throughputRound(r: Receivers, o: Options, round: number): Promise<Throughput> {
   const from = await lsn(r.src, `SELECT min(restart_lsn) FROM pg_replication_slots WHERE slot_name IN ('wa', 'rw')`);
   await buildBacklog(r.src, BigInt(o.backlogMb) * 1024n * 1024n);
   await r.src.query('SELECT pg_switch_wal()');
@@ -139,6 +150,7 @@ async function throughputRound(r: Receivers, o: Options, round: number): Promise
   const mb = Number(target - from) / 1024 / 1024;
   log(`  backlog ${mb.toFixed(0)} MB, up to ${last}`);
   const out: Record<'wa' | 'rw', number> = { wa: 0, rw: 0 };
+  const startup: Record<'wa' | 'rw', number> = { wa: 0, rw: 0 };
   const order: ('wa' | 'rw')[] = round % 2 === 0 ? ['wa', 'rw'] : ['rw', 'wa'];
   for (const system of order) {
     await settle();
@@ -150,16 +162,20 @@ async function throughputRound(r: Receivers, o: Options, round: number): Promise
     if (system === 'wa') await startWalarchive(r, { synchronous: 'off' });
     else rw = startReceivewal(r, []);
     const dir = system === 'wa' ? r.waDir : r.rwDir;
+    // streaming starts when the slot turns active (START_REPLICATION); start-up is reported apart
+    await waitFor(async () => (await r.src.queryText(`SELECT active FROM pg_replication_slots WHERE slot_name = '${system}'`)) === 't', { intervalMs: 5, what: `${system}'s slot to be active` });
+    const tStream = performance.now();
     await waitFor(() => fs.existsSync(path.join(dir, last)), { timeoutMs: 600_000, intervalMs: 5, what: `${system} to complete ${last}` });
-    const secs = (performance.now() - t0) / 1000;
+    const secs = (performance.now() - tStream) / 1000;
     out[system] = bytes / 1024 / 1024 / secs;
-    log(`  ${system === 'wa' ? 'walarchive' : 'pg_receivewal'}: ${(bytes / 1024 / 1024).toFixed(0)} MB in ${secs.toFixed(2)} s, ${out[system].toFixed(1)} MB/s`);
+    startup[system] = (tStream - t0) / 1000;
+    log(`  ${system === 'wa' ? 'walarchive' : 'pg_receivewal'}: ${(bytes / 1024 / 1024).toFixed(0)} MB in ${secs.toFixed(2)} s, ${out[system].toFixed(1)} MB/s (start-up ${(tStream - t0).toFixed(0)} ms)`);
     if (system === 'wa') await stopWalarchive(r);
     else await stopProgram(rw!);
     await r.src.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbench'`);
     await load;
   }
-  return { ...out, mb };
+  return { ...out, mb, waStart: startup.wa, rwStart: startup.rw };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -251,7 +267,7 @@ async function main(): Promise<void> {
     await pgProgram('pgbench', pgbenchArgs(src, ['-i', '-s', '10', '-q']));
     await src.query('CREATE TABLE sync_bench(id bigserial PRIMARY KEY, v int)');
 
-    const tp: { wa: number; rw: number; mb: number }[] = [];
+    const tp: Throughput[] = [];
     const lat: { wa: { p50: number; p99: number; tps: number }; rw: { p50: number; p99: number; tps: number } }[] = [];
     for (let i = 0; i < o.rounds; i++) {
       log(`round ${i + 1}/${o.rounds}: throughput`);
@@ -277,12 +293,12 @@ async function main(): Promise<void> {
     out.push(`\nArchive throughput: catching up a ${m((x) => x.mb).toFixed(0)} MB WAL backlog (16 MB segments) under pgbench, each alone; median of ${o.rounds}`);
     out.push(
       table(
-        ['system', 'MB/s', 'vs pg_receivewal'],
+        ['system', 'MB/s', 'vs pg_receivewal', 'start-up'],
         [
-          ['walarchive (pg_tsworker)', m((x) => x.wa).toFixed(1), fmtRatio(tpRatio)],
-          ['pg_receivewal', m((x) => x.rw).toFixed(1), '1.00x'],
+          ['walarchive (pg_tsworker)', m((x) => x.wa).toFixed(1), fmtRatio(tpRatio), `${(m((x) => x.waStart) * 1000).toFixed(0)} ms`],
+          ['pg_receivewal', m((x) => x.rw).toFixed(1), '1.00x', `${(m((x) => x.rwStart) * 1000).toFixed(0)} ms`],
         ],
-        [false, true, true],
+        [false, true, true, true],
       ),
     );
     out.push(`target >= 0.90x: ${tpRatio >= 0.9 ? 'met' : 'NOT met'}`);

@@ -15,7 +15,7 @@ import * as path from 'path';
 import { promisify } from 'util';
 import * as zlib from 'zlib';
 
-import { fsyncDir } from './walfile';
+import { fsyncDir, writeDurably } from './walfile';
 
 /** A compression setting, parsed. */
 export type Compression = { method: 'none' } | { method: 'gzip'; level: number } | { method: 'lz4' };
@@ -85,25 +85,11 @@ export class Compressor {
     });
   }
 
-  /** Resolves once everything queued so far is done. */
-  idle(): Promise<void> {
-    return this.chain;
-  }
-
   private async compressOne(segment: string): Promise<number> {
     const plain = path.join(this.dir, segment);
     const final = plain + compressedSuffix(this.compression);
-    const tmp = `${final}.tmp`;
     const out = await compressBuffer(this.compression, await fs.promises.readFile(plain));
-    const fd = fs.openSync(tmp, 'w', 0o600);
-    try {
-      fs.writeFileSync(fd, out);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, final);
-    fsyncDir(this.dir);
+    writeDurably(final, out);
     fs.rmSync(plain);
     fsyncDir(this.dir);
     return out.length;

@@ -115,7 +115,15 @@ export function startReplication(client: pg.Client, start: StartPoint): Replicat
     },
     send(payload) {
       if (finished || q.writableEnded || q.destroyed) return false;
-      q.write(payload);
+      // pg-copy-streams writes the CopyData header and the payload apart:
+      // corked, they leave in one system call, and the source wakes once.
+      const socket = (client as unknown as { connection?: { stream?: { cork(): void; uncork(): void } } }).connection?.stream;
+      socket?.cork();
+      try {
+        q.write(payload);
+      } finally {
+        socket?.uncork();
+      }
       return true;
     },
     ended,

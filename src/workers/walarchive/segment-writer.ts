@@ -9,8 +9,11 @@
  * the other, in order; what they cover counts as durable only once they
  * are done.
  */
-import { segmentOf, segmentOffset, segmentStart } from './lsn';
-import { prepareSegment, WalFile } from './walfile';
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { segmentName, segmentOf, segmentOffset, segmentStart } from './lsn';
+import { PREP_SUFFIX, prepareSegment, WalFile } from './walfile';
 
 /** What the writer reports back. */
 export interface WriterEvents {
@@ -96,15 +99,23 @@ export class SegmentWriter {
   async close(): Promise<void> {
     this.closeOpen();
     await this.chain;
-    if (this.prep) this.prep.abandoned = true;
+    this.dropPrep();
+  }
+
+  /** Give up the segment file being made ahead; remove it if it is already made. */
+  private dropPrep(): void {
+    const p = this.prep;
     this.prep = null;
+    if (!p) return;
+    p.abandoned = true;
+    if (p.ready) fs.rmSync(path.join(this.dir, segmentName(p.timeline, p.segno, this.segSize) + PREP_SUFFIX), { force: true });
   }
 
   private openSegment(segno: bigint): void {
     const p = this.prep;
-    const prepared = p !== null && p.ready && p.segno === segno && p.timeline === this.timeline;
-    if (p && !prepared) p.abandoned = true; // still being made, or for another segment: not used
-    this.prep = null;
+    const prepared = p !== null && p.ready && !p.abandoned && p.segno === segno && p.timeline === this.timeline;
+    if (prepared) this.prep = null;
+    else this.dropPrep(); // still being made, or for another segment: not used
     this.file = WalFile.open(this.dir, this.timeline, segno, this.segSize, prepared);
     this.syncedOpen = this.written;
     this.prepareNext(segno + 1n);
@@ -114,7 +125,10 @@ export class SegmentWriter {
     const next = { timeline: this.timeline, segno, ready: false, abandoned: false };
     this.prep = next;
     void prepareSegment(this.dir, next.timeline, segno, this.segSize, () => next.abandoned).then((ok) => {
-      next.ready = ok && !next.abandoned;
+      next.ready = ok;
+      if (ok && next.abandoned) {
+        fs.rmSync(path.join(this.dir, segmentName(next.timeline, segno, this.segSize) + PREP_SUFFIX), { force: true });
+      }
     });
   }
 
