@@ -9,7 +9,8 @@
  *
  * Limits, so that nobody can take the worker's file descriptors or hold it
  * busy without a token: at most {@link MAX_CONNECTIONS} connections (more
- * are closed at once), headers within {@link HEADERS_TIMEOUT_MS}, a whole
+ * are closed at once), headers within {@link HEADERS_TIMEOUT_MS} (a connection
+ * that sends nothing is closed after as long), a whole
  * request within {@link REQUEST_TIMEOUT_MS}, idle keep-alive connections
  * closed after {@link KEEP_ALIVE_MS}, TLS handshakes within
  * {@link HANDSHAKE_TIMEOUT_MS}, bodies of at most {@link MAX_BODY} bytes
@@ -19,7 +20,7 @@
 import { randomUUID } from 'crypto';
 import * as http from 'http';
 import * as https from 'https';
-import type { AddressInfo } from 'net';
+import type { AddressInfo, Socket } from 'net';
 
 import type { JWTPayload } from 'jose';
 
@@ -134,6 +135,10 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
     });
     req.on('end', () => (size > MAX_BODY ? reject(tooLarge()) : resolve(Buffer.concat(chunks))));
     req.on('error', reject);
+    // Closed before the body arrived: the client left, or REQUEST_TIMEOUT_MS passed (Node answered 408).
+    req.on('close', () => {
+      if (!req.complete) reject(new HttpError(408, `the request body did not arrive within ${REQUEST_TIMEOUT_MS / 1000} s, or the client closed the connection`));
+    });
   });
 }
 
@@ -147,6 +152,8 @@ interface InFlight {
 export class ApiServer {
   private server: http.Server | https.Server | null = null;
   private readonly inflight = new Set<InFlight>();
+  /** Sockets whose request is being answered (an apply may keep them quiet for long). */
+  private readonly busySockets = new Set<Socket>();
   private stopping = false;
 
   constructor(private readonly opts: ServerOptions) {}
@@ -167,6 +174,10 @@ export class ApiServer {
     server.headersTimeout = HEADERS_TIMEOUT_MS;
     server.requestTimeout = REQUEST_TIMEOUT_MS;
     server.keepAliveTimeout = KEEP_ALIVE_MS;
+    // A connection that sends nothing at all (Node's headers timeout starts with a request) is closed too; one whose request is being answered is not.
+    server.setTimeout(HEADERS_TIMEOUT_MS, (socket: Socket) => {
+      if (!this.busySockets.has(socket)) socket.destroy();
+    });
     // Expect: 100-continue: no "100 Continue" for a body that would be refused.
     server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
       if (Number(req.headers['content-length'] ?? 0) <= MAX_BODY) res.writeContinue();
@@ -285,6 +296,9 @@ export class ApiServer {
       },
     };
     this.inflight.add(entry);
+    const socket = req.socket;
+    this.busySockets.add(socket);
+    res.once('close', () => this.busySockets.delete(socket));
     let reply: Reply;
     let detail = '';
     try {
