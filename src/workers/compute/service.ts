@@ -246,7 +246,8 @@ export class ComputeService {
     if (this.state.status !== 'terminated' && !postmasterStopping(this.dataDir)) {
       // SIGTERM without a shutdown of the server: pg_terminate_backend() (or tsworker.stop(), which keeps it stopped whatever the exit code).
       throw new Error(
-        'stopped by SIGTERM while the server is not shutting down (pg_terminate_backend()?): exiting with code 1 so that the compute API starts again after tsworker.restart_interval',
+        'stopped by SIGTERM while the server is not shutting down (pg_terminate_backend()?): exiting with code 1 so that the compute API starts again ' +
+          'after tsworker.restart_interval (a worker stopped by tsworker.stop() stays stopped)',
       );
     }
   }
