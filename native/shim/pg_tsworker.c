@@ -201,6 +201,8 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	tsw_fence_init();			/* before the prefix is reserved: defines tsworker.fenced */
+
 	MarkGUCPrefixReserved("tsworker");
 
 	tsw_shmem_init_hooks();
@@ -220,6 +222,7 @@ _PG_init(void)
 		return;
 	}
 	tsw_register_workers();
+	tsw_cluster_boot();
 }
 
 /* A setting a worker module declared, palloc'd, or NULL when unset or empty. */

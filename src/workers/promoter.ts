@@ -23,6 +23,8 @@ import { PrimaryMonitor, identify, type CheckOutcome } from './promoter/check';
 import { describeConninfo } from './promoter/conninfo';
 import { beforePromote, onPromote, type PromotionEvent } from './promoter/hooks';
 import { askWitness, parseWitnesses, type WitnessView } from './promoter/witness';
+import { ClusterMember, type MemberSettings } from './cluster/member';
+import { clusterSettings } from './cluster/settings';
 
 const settings = {
   mode: {
@@ -40,6 +42,8 @@ const settings = {
   keep_connection: { type: 'bool', default: true, description: 'Keep the monitoring connection open between checks.' },
   before_promote: { type: 'string', default: '', description: 'Absolute path of a module whose default export may veto a promotion (return false).' },
   on_promote: { type: 'string', default: '', description: 'Command (or absolute path of a module) run once after a promotion, given the event as JSON.' },
+  // cluster mode: N members, a leader lease in etcd (src/workers/cluster/)
+  ...clusterSettings,
 } as const;
 
 type Settings = typeof settings;
@@ -371,6 +375,12 @@ export default defineWorker({
   backoffMax: 10_000,
   settings,
   async main(w) {
+    if (w.settings.etcd_hosts) {
+      const member = new ClusterMember(w as unknown as WorkerContext<Settings> & { settings: MemberSettings });
+      w.on('reload', () => member.reload());
+      await member.run();
+      return;
+    }
     const p = new Promoter(w);
     w.on('reload', () => p.trigger('configuration reloaded'));
     try {
