@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "access/parallel.h"
+#include "access/xlog.h"
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -188,6 +189,8 @@ tsw_fence_closed(void)
 
 	if (!tsw_fence_managed || tsw_fence == NULL)
 		return false;
+	if (RecoveryInProgress())
+		return false;			/* a standby refuses writes by itself */
 	if (!PostmasterIsAlive())
 		return true;
 	until = pg_atomic_read_u64(&tsw_fence->open_until_us);

@@ -103,6 +103,8 @@ export class Dcs {
     this.client = new Etcd3({
       hosts,
       dialTimeout: timeoutMs,
+      // reconnect within a second once etcd is back (gRPC's default backoff grows to minutes)
+      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000, 'grpc.min_reconnect_backoff_ms': 100 },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
       faultHandling: {
         // one try per endpoint, no backoff: our loop is the retry
