@@ -19,6 +19,7 @@
  */
 import { defineWorker, type WorkerContext } from '../runtime/index';
 import { storeEvents, type StoredEvent } from './events';
+import { Trigger } from './trigger';
 import { PrimaryMonitor, identify, type CheckOutcome } from './promoter/check';
 import { describeConninfo } from './promoter/conninfo';
 import { beforePromote, onPromote, type PromotionEvent } from './promoter/hooks';
@@ -64,8 +65,7 @@ class Promoter {
   private lastNote = '';
   private readonly events: StoredEvent[] = [];
   private readonly monitor: PrimaryMonitor;
-  private wake: (() => void) | undefined;
-  private triggered: string | null = null;
+  private readonly trig = new Trigger();
   private readonly localSystemId: string;
 
   constructor(private readonly w: Ctx) {
@@ -80,8 +80,7 @@ class Promoter {
 
   /** Run the next check at once. */
   trigger(why: string): void {
-    this.triggered = why;
-    this.wake?.();
+    this.trig.fire(why);
   }
 
   event(kind: string, detail: Record<string, unknown>, level: 'info' | 'warning' = 'info'): void {
@@ -136,14 +135,8 @@ class Promoter {
   }
 
   /** Wait until `ms` pass, the latch is set, or a trigger fires; false once shutdown is asked. */
-  async pause(ms: number): Promise<boolean> {
-    if (this.triggered) return !this.w.shutdownRequested;
-    const woken = new Promise<boolean>((resolve) => {
-      this.wake = () => resolve(true);
-    });
-    const r = await Promise.race([this.w.wait({ timeout: Math.max(0, ms) }), woken]);
-    this.wake = undefined;
-    return r && !this.w.shutdownRequested;
+  pause(ms: number): Promise<boolean> {
+    return this.trig.pause(this.w, ms);
   }
 
   /** Verify that the primary is this standby's cluster (IDENTIFY_SYSTEM); records its timeline. */
@@ -323,9 +316,9 @@ class Promoter {
       if (streaming && !nowStreaming) this.trigger('the WAL stream from the primary dropped');
       streaming = nowStreaming;
       const now = Date.now();
-      const why = this.triggered;
+      const why = this.trig.pending;
       if (!why && now < nextTick) continue;
-      this.triggered = null;
+      this.trig.pending = null;
       if (why) this.w.log.info(`checking the primary at once: ${why}`);
       else nextTick = Math.max(nextTick + s().interval, now);
       await this.checkOnce(true);

@@ -23,6 +23,7 @@ import { performance } from 'perf_hooks';
 
 import type { WorkerContext } from '../../runtime/index';
 import { storeEvents, type StoredEvent } from '../events';
+import { Trigger } from '../trigger';
 import { beforePromote, onPromote, type PromotionEvent } from '../promoter/hooks';
 import { HealthApi, type ApiState } from './api';
 import { Dcs, DcsError, LeaseLostError, type ClusterView, type HistoryLine, type Lease, type MemberData } from './dcs';
@@ -69,8 +70,7 @@ export class ClusterMember {
   private apiState: ApiState | null = null;
   private lastLoopAt = performance.now();
   private unwatch: (() => void) | null = null;
-  private wakeUp: (() => void) | undefined;
-  private triggered: string | null = null;
+  private readonly trig = new Trigger();
   private clientsTerminatedFor: string | null = null;
   private postmasterGone = false;
   private readonly serverVersion: number;
@@ -167,18 +167,7 @@ export class ClusterMember {
 
   /** Run the next loop at once. */
   trigger(why: string): void {
-    this.triggered = why;
-    this.wakeUp?.();
-  }
-
-  private async pause(ms: number): Promise<boolean> {
-    if (this.triggered) return !this.w.shutdownRequested;
-    const woken = new Promise<boolean>((resolve) => {
-      this.wakeUp = () => resolve(true);
-    });
-    const r = await Promise.race([this.w.wait({ timeout: Math.max(0, ms) }), woken]);
-    this.wakeUp = undefined;
-    return r && !this.w.shutdownRequested;
+    this.trig.fire(why);
   }
 
   /** Apply changed settings (a reload). */
@@ -209,10 +198,9 @@ export class ClusterMember {
     let next = performance.now();
     try {
       for (;;) {
-        if (!(await this.pause(next - performance.now()))) break;
-        const why = this.triggered;
-        this.triggered = null;
-        if (why) this.w.log.info(`running the cluster loop at once: ${why}`);
+        if (!(await this.trig.pause(this.w, next - performance.now()))) break;
+        const why = this.trig.take();
+        if (why) this.w.log.debug(`running the cluster loop at once: ${why}`);
         next = performance.now() + this.t.loopWaitMs;
         await this.cycle();
         this.lastLoopAt = performance.now();
