@@ -215,7 +215,7 @@ async function trial(sys: FailoverSystem, scenario: Scenario, n: number, total: 
       const writers = new MemberWriters(nodes.members);
       await sleep(jitter);
       const t0 = await withTimeout(sys.killPrimary(scenario), 30_000, `${tag}: killing the primary`);
-      const r = await writers.firstAfter(t0, opts.timeoutMs);
+      const r = await writers.firstAfter(t0, opts.timeoutMs, nodes.members[0].name);
       log(`${tag}: first committed INSERT ${(r.ms / 1000).toFixed(3)} s after the kill, on ${r.member}; members accepting writes at once: ${r.overlapMs.toFixed(0)} ms`);
       return r;
     }
