@@ -97,6 +97,18 @@ export class TsCluster implements FailoverSystem {
     return t0;
   }
 
+  /** The new leader's account of the trial: its election and promotion, from its log. */
+  async explain(): Promise<string> {
+    const out: string[] = [];
+    for (const c of this.members.slice(1)) {
+      for (const line of c.readLog().split('\n')) {
+        const m = /^\S+ (\S+) .*tsworker "promoter": (leader_acquired|promoted): (.*)$/.exec(line);
+        if (m) out.push(`${c.name} ${m[2]} at ${m[1]} ${m[3].slice(0, 120)}`);
+      }
+    }
+    return out.join('; ');
+  }
+
   async teardown(): Promise<void> {
     const members = this.members;
     this.members = [];

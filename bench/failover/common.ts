@@ -74,6 +74,8 @@ export interface FailoverSystem {
   killPrimary(scenario?: Scenario): Promise<number>;
   /** Stop and remove everything setup() created. */
   teardown(): Promise<void>;
+  /** After a trial, where the time went (the manager's own account), for the progress log. */
+  explain?(): Promise<string>;
   /** Log tails and state for an error message when a trial fails. */
   diagnostics(): Promise<string>;
 }

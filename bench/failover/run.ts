@@ -217,12 +217,14 @@ async function trial(sys: FailoverSystem, scenario: Scenario, n: number, total: 
       const t0 = await withTimeout(sys.killPrimary(scenario), 30_000, `${tag}: killing the primary`);
       const r = await writers.firstAfter(t0, opts.timeoutMs, nodes.members[0].name);
       log(`${tag}: first committed INSERT ${(r.ms / 1000).toFixed(3)} s after the kill, on ${r.member}; members accepting writes at once: ${r.overlapMs.toFixed(0)} ms`);
+      if (sys.explain) log(`${tag}: ${await sys.explain().catch((e: Error) => `(no account: ${e.message})`)}`);
       return r;
     }
     await sleep(jitter);
     const t0 = await withTimeout(sys.killPrimary(scenario), 30_000, `${tag}: killing the primary`);
     const r = await timeToFirstWrite(nodes.standby, t0, opts.timeoutMs);
     log(`${tag}: first committed INSERT ${(r.ms / 1000).toFixed(3)} s after the kill (${r.attempts} attempts: ${JSON.stringify(r.failures)})`);
+    if (sys.explain) log(`${tag}: ${await sys.explain().catch((e: Error) => `(no account: ${e.message})`)}`);
     return r;
   } catch (e) {
     let diag = '';
