@@ -17,6 +17,10 @@
  * whose fence closes answers 503 on /primary at once.
  */
 import * as http from 'http';
+import { performance } from 'perf_hooks';
+
+import type { ClusterView } from './dcs';
+import type { LocalState } from './local';
 
 /** What the loop publishes for the endpoints. */
 export interface ApiState {
@@ -48,6 +52,44 @@ export interface ApiState {
   ttlMs: number;
   cluster: { members: Record<string, unknown>[]; scope: string };
   history: unknown[];
+}
+
+/** The part of the endpoints' state that comes from this server and the cluster's keys. */
+export function apiStateOf(
+  local: LocalState,
+  view: ClusterView | null,
+  s: { scope: string; maximum_lag_on_failover: number; nofailover: boolean; nosync: boolean },
+): Omit<ApiState, 'name' | 'leader' | 'serverVersion' | 'postmasterStartTime' | 'dcsLastSeen' | 'lastLoopAt' | 'ttlMs'> {
+  return {
+    scope: s.scope,
+    role: local.recovery ? 'replica' : 'primary',
+    timeline: local.timeline,
+    lsn: local.lsn,
+    received: local.recovery ? local.lsn : null,
+    replayed: local.replayed,
+    replicationState: local.receiver,
+    leaderOptime: view?.status?.optime ?? null,
+    syncMembers: view?.sync?.members ?? [],
+    maximumLagOnFailover: s.maximum_lag_on_failover * 1024,
+    tags: { nofailover: s.nofailover, nosync: s.nosync },
+    sysid: local.sysid,
+    cluster: {
+      scope: s.scope,
+      members: view
+        ? [...view.members.entries()].map(([name, m]) => ({
+            name,
+            role: name === view.leader?.name ? 'leader' : m.role === 'primary' ? 'primary' : 'replica',
+            state: m.role === 'replica' && m.streaming_from ? 'streaming' : m.state,
+            api_url: m.api_url,
+            timeline: m.timeline,
+            lsn: m.lsn,
+            lag: view.status && m.lsn !== null && name !== view.leader?.name ? Math.max(0, view.status.optime - m.lsn) : 0,
+            tags: { nofailover: m.nofailover, nosync: m.nosync },
+          }))
+        : [],
+    },
+    history: view?.history ?? [],
+  };
 }
 
 /** "16MB", "1024", "10 kB" in bytes; null when unparsable. */

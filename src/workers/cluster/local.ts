@@ -3,6 +3,7 @@
  * WAL positions (`X/Y`) as byte numbers.
  */
 import type { WorkerContext } from '../../runtime/index';
+import type { HistoryLine } from './dcs';
 
 /** `X/Y` to bytes (null stays null). Exact up to 2^53 bytes. */
 export function lsnToNumber(lsn: string | null | undefined): number | null {
@@ -98,4 +99,23 @@ export function readReplicas(w: WorkerContext<any>): Replica[] {
          FROM pg_stat_replication`,
     )
     .map((r) => ({ name: r.name, state: r.state, syncState: r.sync_state, flush: lsnToNumber(r.flush), replay: lsnToNumber(r.replay) }));
+}
+
+/**
+ * The promotion's line of a new timeline's history file (pg_wal/<TLI>.history):
+ * [parent timeline, switch LSN, reason, now, `leader`]; null (after a warning) when unreadable.
+ */
+export function readHistoryLine(w: WorkerContext<any>, timeline: number, leader: string): HistoryLine | null {
+  try {
+    const file = `pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
+    const text = w.query<{ t: string }>('SELECT pg_read_file($1) AS t', [file])[0].t;
+    const last = text.trim().split('\n').pop() ?? '';
+    const [parent, lsn, ...reason] = last.split('\t');
+    const at = lsnToNumber(lsn);
+    if (!parent || at === null) return null;
+    return [Number(parent), at, reason.join(' ').trim(), new Date().toISOString(), leader];
+  } catch (err) {
+    w.log.warning(`could not read the history of timeline ${timeline}: ${(err as Error).message}`);
+    return null;
+  }
 }

@@ -25,13 +25,13 @@ import type { WorkerContext } from '../../runtime/index';
 import { storeEvents, type StoredEvent } from '../events';
 import { Trigger } from '../trigger';
 import { beforePromote, onPromote, type PromotionEvent } from '../promoter/hooks';
-import { HealthApi, type ApiState } from './api';
-import { Dcs, DcsError, LeaseLostError, type ClusterView, type HistoryLine, type Lease, type MemberData } from './dcs';
+import { HealthApi, apiStateOf, type ApiState } from './api';
+import { Dcs, DcsError, LeaseLostError, type ClusterView, type Lease, type MemberData } from './dcs';
 import { elect, type Candidate } from './election';
 import { WriteFence } from './fence';
-import { fitsTimeline, followConninfo, repoint } from './follow';
-import { lsnToNumber, numberToLsn, readLocal, readReplicas, type LocalState } from './local';
-import { askPeer } from './peers';
+import { Follower } from './follow';
+import { numberToLsn, readHistoryLine, readLocal, readReplicas, type LocalState } from './local';
+import { askMembers } from './peers';
 import { clusterPrefix, configErrors, memberName, parseHosts, timing, type ClusterSettings, type Timing } from './settings';
 import { STRICT_PLACEHOLDER, SyncManager, setStandbyNames, standbyNames } from './sync';
 
@@ -56,9 +56,7 @@ export class ClusterMember {
   private leading = false;
   private local: LocalState | null = null;
   private timelineSeen = 0;
-  private following: string | null = null;
-  private streamingNoted = false;
-  private needs: string | null = null;
+  private readonly follower: Follower;
   private dcsError: string | null = null;
   private configError: string | null = null;
   private leaderGoneAt = 0;
@@ -71,7 +69,6 @@ export class ClusterMember {
   private lastLoopAt = performance.now();
   private unwatch: (() => void) | null = null;
   private readonly trig = new Trigger();
-  private clientsTerminatedFor: string | null = null;
   private postmasterGone = false;
   private readonly serverVersion: number;
   private readonly postmasterStart: string;
@@ -88,6 +85,7 @@ export class ClusterMember {
     }
     this.dcs = new Dcs(hosts, clusterPrefix(s.namespace, s.scope), this.t.retryTimeoutMs);
     this.fence = new WriteFence((open, reason) => this.fenceChanged(open, reason));
+    this.follower = new Follower(w, this.name, (kind, detail, level) => this.event(kind, detail, level), () => this.t.retryTimeoutMs);
     this.sync = new SyncManager(w, this.dcs, this.name, (kind, detail) => this.event(kind, detail), () => this.t.retryTimeoutMs);
     const row = w.query<{ v: number; t: string }>(
       `SELECT current_setting('server_version_num')::int AS v, pg_postmaster_start_time()::text AS t`,
@@ -131,7 +129,6 @@ export class ClusterMember {
   private fenceChanged(open: boolean, reason: string | null): void {
     if (open) {
       this.event('unfenced', { reason: 'this member holds the leader lease: writes are accepted' });
-      this.clientsTerminatedFor = null;
     } else if (this.local && !this.local.recovery) {
       this.event('fenced', { reason }, 'warning');
     }
@@ -149,8 +146,8 @@ export class ClusterMember {
       lsn: l?.lsn != null ? numberToLsn(l.lsn) : null,
       fenced: l && !l.recovery ? !this.fence.open : null,
       fence: l && !l.recovery ? this.fence.reason : null,
-      following: this.following,
-      needs: this.needs,
+      following: this.follower.following,
+      needs: this.follower.needs,
       dcs: this.dcsError ? `error: ${this.dcsError}`.slice(0, 300) : 'ok',
       sync: this.view?.sync?.members ?? null,
       error: this.configError,
@@ -380,8 +377,7 @@ export class ClusterMember {
       this.event('leader_confirmed', { lease: this.lease!.id });
     }
     this.openFence();
-    this.following = null;
-    this.needs = null;
+    this.follower.reset();
     if (local.recovery) {
       await this.promote(local, view, 'this member holds the leader key but is a standby');
       return;
@@ -404,31 +400,6 @@ export class ClusterMember {
 
   // ------------------------------------------------------------ election and promotion
 
-  private async candidates(local: LocalState, view: ClusterView): Promise<Candidate[]> {
-    const peers = [...view.members.entries()].filter(([n]) => n !== this.name);
-    return Promise.all(
-      peers.map(async ([name, m]): Promise<Candidate> => {
-        const base: Candidate = {
-          name,
-          lsn: m.lsn,
-          timeline: m.timeline,
-          priority: m.priority,
-          nofailover: m.nofailover,
-          sysid: m.sysid,
-          recovery: m.role === 'replica',
-          writable: m.role === 'primary' && m.state === 'running',
-          source: 'etcd',
-        };
-        try {
-          const a = await askPeer(m.conninfo, this.t.retryTimeoutMs);
-          return { ...base, lsn: a.lsn, timeline: a.timeline, recovery: a.recovery, writable: a.writable, sysid: a.sysid, source: 'direct' };
-        } catch {
-          return base;
-        }
-      }),
-    );
-  }
-
   private async election(local: LocalState, view: ClusterView): Promise<void> {
     const me: Candidate = {
       name: this.name,
@@ -444,7 +415,7 @@ export class ClusterMember {
     const clusterTimeline = Math.max(view.status?.timeline ?? 0, ...view.history.map((h) => h[0] + 1)) || null;
     const verdict = elect({
       me,
-      peers: await this.candidates(local, view),
+      peers: await askMembers(view, this.name, this.t.retryTimeoutMs),
       initialize: view.initialize,
       clusterTimeline,
       leaderOptime: view.status?.optime ?? null,
@@ -515,7 +486,7 @@ export class ClusterMember {
     const after = readLocal(this.w);
     this.local = after;
     this.timelineSeen = after.timeline;
-    const line = this.historyLine(after.timeline);
+    const line = readHistoryLine(this.w, after.timeline, this.name);
     this.event('promoted', {
       timeline: after.timeline,
       lsn: local.lsn !== null ? numberToLsn(local.lsn) : null,
@@ -535,87 +506,12 @@ export class ClusterMember {
     }
   }
 
-  /** The promotion's line of the new timeline's history file: [parent timeline, switch LSN, reason, time, this member]. */
-  private historyLine(timeline: number): HistoryLine | null {
-    try {
-      const file = `pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
-      const text = this.w.query<{ t: string }>('SELECT pg_read_file($1) AS t', [file])[0].t;
-      const last = text.trim().split('\n').pop() ?? '';
-      const [parent, lsn, ...reason] = last.split('\t');
-      const at = lsnToNumber(lsn);
-      if (!parent || at === null) return null;
-      return [Number(parent), at, reason.join(' ').trim(), new Date().toISOString(), this.name];
-    } catch (err) {
-      this.w.log.warning(`could not read the history of timeline ${timeline}: ${(err as Error).message}`);
-      return null;
-    }
-  }
-
   // ------------------------------------------------------------ follower
-
-  private terminateClients(why: string): void {
-    if (this.clientsTerminatedFor === why) return;
-    this.clientsTerminatedFor = why;
-    const n = this.w.query<{ n: number }>(
-      `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`,
-    )[0].n;
-    if (n > 0) this.w.log.info(`terminated ${n} client session(s): ${why}`);
-  }
 
   private async follow(local: LocalState, view: ClusterView, leader: string): Promise<void> {
     if (this.leading) this.loseLeadership(`member "${leader}" holds the leader key`);
     this.fence.close(`member "${leader}" leads the cluster`);
-    const m = view.members.get(leader);
-    const leaderTimeline = view.status?.timeline ?? m?.timeline ?? null;
-    if (!local.recovery) {
-      // a primary that does not lead: fenced; only a restart (as a standby) lets it follow
-      this.terminateClients(`member "${leader}" leads the cluster`);
-      const fit = fitsTimeline(local.timeline, local.lsn, leaderTimeline, view.history);
-      const needs = fit.verdict === 'rewind' ? 'rewind' : 'restart';
-      if (this.needs !== needs) {
-        this.needs = needs;
-        this.event(
-          needs === 'rewind' ? 'needs_rewind' : 'needs_restart',
-          {
-            leader,
-            why: fit.why,
-            what:
-              needs === 'rewind'
-                ? `stop this server, run pg_rewind --source-server='${m?.conninfo ?? ''}' on its data directory, then start it: it starts as a standby of "${leader}"`
-                : `restart this server: it starts as a standby and follows "${leader}"`,
-          },
-          'warning',
-        );
-      }
-      return;
-    }
-    if (!m) return; // the leader has not published its member key yet
-    const want = followConninfo(m.conninfo, this.name);
-    if (local.primaryConninfo !== want) {
-      await repoint(this.w, want, this.t.retryTimeoutMs);
-      this.following = leader;
-      this.streamingNoted = false;
-      this.event('following', { leader, primary: m.conninfo.replace(/password=\S+/g, 'password=***') });
-      return;
-    }
-    this.following = leader;
-    if (local.receiver === 'streaming' && leaderTimeline !== null && local.timeline >= leaderTimeline) {
-      if (!this.streamingNoted) this.event('streaming', { leader, timeline: local.timeline });
-      this.streamingNoted = true;
-      this.needs = null;
-      return;
-    }
-    this.streamingNoted = false;
-    const fit = fitsTimeline(local.timeline, local.replayed, leaderTimeline, view.history);
-    if (fit.verdict === 'rewind' && this.needs !== 'rewind') {
-      this.needs = 'rewind';
-      this.event(
-        'needs_rewind',
-        { leader, why: fit.why, what: `stop this server, run pg_rewind --source-server='${m.conninfo}' on its data directory, then start it` },
-        'warning',
-      );
-    }
+    await this.follower.step(local, view, leader);
   }
 
   // ------------------------------------------------------------ publishing
@@ -641,43 +537,15 @@ export class ClusterMember {
   }
 
   private buildApiState(local: LocalState): ApiState {
-    const view = this.view;
     return {
-      scope: this.s.scope,
+      ...apiStateOf(local, this.view, this.s),
       name: this.name,
-      role: local.recovery ? 'replica' : 'primary',
       leader: this.leading,
-      timeline: local.timeline,
-      lsn: local.lsn,
-      received: local.recovery ? local.lsn : null,
-      replayed: local.replayed,
-      replicationState: local.receiver,
-      leaderOptime: view?.status?.optime ?? null,
-      syncMembers: view?.sync?.members ?? [],
-      maximumLagOnFailover: this.s.maximum_lag_on_failover * 1024,
-      tags: { nofailover: this.s.nofailover, nosync: this.s.nosync },
       serverVersion: this.serverVersion,
       postmasterStartTime: this.postmasterStart,
-      sysid: local.sysid,
       dcsLastSeen: this.viewAt !== null ? Math.floor(this.viewAt / 1000) : null,
       lastLoopAt: this.lastLoopAt,
       ttlMs: this.t.ttlMs,
-      cluster: {
-        scope: this.s.scope,
-        members: view
-          ? [...view.members.entries()].map(([name, m]) => ({
-              name,
-              role: name === view.leader?.name ? 'leader' : m.role === 'primary' ? 'primary' : 'replica',
-              state: m.role === 'replica' && m.streaming_from ? 'streaming' : m.state,
-              api_url: m.api_url,
-              timeline: m.timeline,
-              lsn: m.lsn,
-              lag: view.status && m.lsn !== null && name !== view.leader?.name ? Math.max(0, view.status.optime - m.lsn) : 0,
-              tags: { nofailover: m.nofailover, nosync: m.nosync },
-            }))
-          : [],
-      },
-      history: view?.history ?? [],
     };
   }
 }

@@ -7,6 +7,8 @@
 import pg from 'pg';
 
 import { clientConfig } from '../promoter/conninfo';
+import type { ClusterView } from './dcs';
+import type { Candidate } from './election';
 import { lsnToNumber } from './local';
 
 /** A member's answer. */
@@ -51,4 +53,34 @@ export async function askPeer(conninfo: string, timeoutMs: number): Promise<Peer
     clearTimeout(timer);
     client.end().catch(() => undefined);
   }
+}
+
+/**
+ * Every other member of the cluster as an election sees it: what it
+ * published in etcd, replaced by its direct answer when it gives one within
+ * `timeoutMs` (the members are asked at once).
+ */
+export function askMembers(view: ClusterView, me: string, timeoutMs: number): Promise<Candidate[]> {
+  const peers = [...view.members.entries()].filter(([n]) => n !== me);
+  return Promise.all(
+    peers.map(async ([name, m]): Promise<Candidate> => {
+      const published: Candidate = {
+        name,
+        lsn: m.lsn,
+        timeline: m.timeline,
+        priority: m.priority,
+        nofailover: m.nofailover,
+        sysid: m.sysid,
+        recovery: m.role === 'replica',
+        writable: m.role === 'primary' && m.state === 'running',
+        source: 'etcd',
+      };
+      try {
+        const a = await askPeer(m.conninfo, timeoutMs);
+        return { ...published, lsn: a.lsn, timeline: a.timeline, recovery: a.recovery, writable: a.writable, sysid: a.sysid, source: 'direct' };
+      } catch {
+        return published;
+      }
+    }),
+  );
 }
