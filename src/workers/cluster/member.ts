@@ -291,8 +291,12 @@ export class ClusterMember {
   private async cycle(): Promise<void> {
     const local = readLocal(this.w);
     this.local = local;
-    if (local.recovery && local.receiver === 'streaming') this.timelineSeen = Math.max(this.timelineSeen, local.timeline);
     if (!local.recovery) this.timelineSeen = local.timeline;
+    else {
+      // without a WAL receiver a standby's timeline reads as its last restartpoint's: keep the one it streamed on
+      if (local.receiver === 'streaming') this.timelineSeen = Math.max(this.timelineSeen, local.timeline);
+      local.timeline = Math.max(local.timeline, this.timelineSeen);
+    }
     try {
       let view: ClusterView;
       if (this.lease) {
@@ -404,7 +408,7 @@ export class ClusterMember {
     const me: Candidate = {
       name: this.name,
       lsn: local.lsn,
-      timeline: local.recovery ? this.timelineSeen || local.timeline : local.timeline,
+      timeline: local.timeline,
       priority: this.s.priority,
       nofailover: this.s.nofailover,
       sysid: local.sysid,
@@ -413,9 +417,17 @@ export class ClusterMember {
       source: 'self',
     };
     const clusterTimeline = Math.max(view.status?.timeline ?? 0, ...view.history.map((h) => h[0] + 1)) || null;
+    const peers = await askMembers(view, this.name, this.t.retryTimeoutMs);
+    // A member alive in etcd that did not answer may hold more WAL than it published: wait for it,
+    // for one ttl after the leader went; then go by what it published (it may be cut off from here only).
+    const silent = peers.filter((p) => p.source === 'etcd' && !p.nofailover && p.priority > 0);
+    if (silent.length > 0 && Date.now() - this.leaderGoneAt < this.t.ttlMs) {
+      this.note(`no leader: waiting for ${silent.map((p) => `"${p.name}"`).join(', ')} to answer before comparing WAL positions`);
+      return;
+    }
     const verdict = elect({
       me,
-      peers: await askMembers(view, this.name, this.t.retryTimeoutMs),
+      peers,
       initialize: view.initialize,
       clusterTimeline,
       leaderOptime: view.status?.optime ?? null,
@@ -522,7 +534,7 @@ export class ClusterMember {
       conninfo: this.s.conninfo,
       role: local.recovery ? 'replica' : 'primary',
       state: !local.recovery && !this.fence.open ? 'fenced' : 'running',
-      timeline: local.recovery ? this.timelineSeen || local.timeline : local.timeline,
+      timeline: local.timeline,
       lsn: local.lsn,
       replayed: local.replayed,
       streaming_from: local.sender,
