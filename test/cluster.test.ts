@@ -53,17 +53,21 @@ class Writers {
     let client: pg.Client | undefined;
     while (!this.stopped) {
       const sent = Date.now();
+      let connecting = false;
       try {
         if (!client) {
           client = new pg.Client({ ...m.c.clientConfig(), connectionTimeoutMillis: 1000 });
           client.on('error', () => undefined);
+          connecting = true;
           await client.connect();
+          connecting = false;
         }
         const r = await client.query<{ id: string }>('INSERT INTO probe(member) VALUES ($1) RETURNING id', [m.c.name]);
         this.acks.push({ member: m.c.name, sent, acked: Date.now(), id: Number(r.rows[0].id) });
       } catch (e) {
-        // keep a session that answered with an SQL error; open a new one otherwise
-        if (!/^[0-9A-Z]{5}$/.test(String((e as { code?: string }).code))) {
+        // keep a session that answered with an SQL error; open a new one otherwise (also after an
+        // SQL error at connect, such as 57P03 while the server starts: a query on it would wait forever)
+        if (connecting || !/^[0-9A-Z]{5}$/.test(String((e as { code?: string }).code))) {
           client?.end().catch(() => undefined);
           client = undefined;
         }

@@ -152,20 +152,25 @@ export class MemberWriters {
     let session = 0;
     while (!this.stopped) {
       const sent = performance.now();
+      let connecting = false;
       try {
         if (!client) {
           const c = new pg.Client({ ...conn, connectionTimeoutMillis: 1000, application_name: 'failover_bench' });
           c.on('error', () => undefined);
           client = c;
           session = performance.now();
+          connecting = true;
           await c.connect();
+          connecting = false;
         }
         await client.query(`INSERT INTO ${PROBE_TABLE} DEFAULT VALUES`);
         this.acks.push({ member, sent, acked: performance.now(), session });
       } catch (e) {
         const k = kindOf(e);
         this.failures[k] = (this.failures[k] ?? 0) + 1;
-        if (k === 'connect') {
+        // a session that answered with an SQL error is kept; one that did not open (57P03 while the
+        // server starts, a refused connection) is dropped: a query on it would wait forever
+        if (k === 'connect' || connecting) {
           const c = client;
           client = undefined;
           if (c) void c.end().catch(() => undefined);
