@@ -30,13 +30,16 @@ import { PROBE_DDL } from './measure';
 export class TsCluster implements FailoverSystem {
   readonly id = 'cluster';
   readonly label = 'pg_tsworker cluster mode';
-  readonly settings = 'etcd 3.4, ttl=2 s, loop_wait=500 ms, retry_timeout=750 ms (the defaults), 1 primary + 2 standbys, no synchronous mode';
+  readonly settings: string;
   readonly scenarios: readonly Scenario[] = ['postmaster', 'host'];
 
   private etcd: Etcd | undefined;
   private members: Cluster[] = [];
 
-  constructor(private readonly extra: Record<string, string> = {}) {}
+  constructor(private readonly extra: Record<string, string> = {}) {
+    const set = Object.entries(extra).map(([k, v]) => `${k.replace('tsworker_promoter.', '')}=${v}`);
+    this.settings = `etcd 3.4, 1 primary + 2 standbys, ${set.length ? set.join(', ') + ', other settings' : 'every setting'} default (ttl=2 s, loop_wait=500 ms, retry_timeout=750 ms)`;
+  }
 
   private conf(name: string): Record<string, string> {
     return {

@@ -34,8 +34,11 @@ const SYSTEMS: { id: string; make: () => FailoverSystem }[] = [
   { id: 'autofailover', make: () => new AutoFailover() },
   { id: 'tsworker', make: () => new TsWorker() },
   { id: 'patroni', make: () => new Patroni() },
-  { id: 'cluster', make: () => new TsCluster() },
+  { id: 'cluster', make: () => new TsCluster(clusterSet) },
 ];
+
+/** --cluster-set name=value: promoter settings of the cluster mode other than the defaults. */
+const clusterSet: Record<string, string> = {};
 const BASELINE = 'repmgr';
 
 const USAGE = `usage: bench/failover/run [--trials N] [--only ${SYSTEMS.map((s) => s.id).join('|')}[,...]] [--timeout S] [--help]
@@ -77,6 +80,8 @@ Scenarios (patroni and cluster run both; the two-node systems run host):
                  host sees it die)
 
   --scenario S   host, postmaster or all (default all)
+  --cluster-set name=value  a tsworker_promoter setting of the cluster mode
+                 other than its default (repeatable), e.g. loop_wait=1000
   --sync-trials N  also run N synchronous-mode trials of the cluster mode:
                  a client commits rows on the leader and records every
                  acknowledged id; after the postmaster's SIGKILL every one
@@ -141,6 +146,12 @@ function parseOptions(argv: string[]): Options {
         if (v === 'all') opts.scenarios = ['host', 'postmaster'];
         else if (v === 'host' || v === 'postmaster') opts.scenarios = [v];
         else throw new Error('--scenario is host, postmaster or all');
+        break;
+      }
+      case '--cluster-set': {
+        const m = /^([a-z_]+)=(.*)$/.exec(value());
+        if (!m) throw new Error('--cluster-set takes name=value (a tsworker_promoter setting)');
+        clusterSet[`tsworker_promoter.${m[1]}`] = m[2];
         break;
       }
       case '--sync-trials': {
