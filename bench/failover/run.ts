@@ -116,7 +116,7 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--trials': {
         const n = Number(value());
-        if (!Number.isInteger(n) || n < 1) throw new Error('--trials needs a positive integer');
+        if (!Number.isInteger(n) || n < 0) throw new Error('--trials needs an integer >= 0 (0: only the --sync-trials)');
         opts.trials = n;
         break;
       }

@@ -30,7 +30,7 @@ export async function syncLossTrials(trials: number, timeoutMs: number, log: Log
       const members = nodes.members!;
       await waitUntil(
         'both standbys recorded as synchronous',
-        async () => (await queryOnce<{ n: number }>(members[0].conn, `SELECT json_array_length(status->'sync') AS n FROM tsworker.workers WHERE name = 'promoter'`))[0]?.n === 2,
+        async () => (await queryOnce<{ n: number }>(members[0].conn, `SELECT jsonb_array_length(status->'sync') AS n FROM tsworker.workers WHERE name = 'promoter'`))[0]?.n === 2,
         60_000,
       );
       const client = new pg.Client({ ...members[0].conn, application_name: 'sync_loss' });
