@@ -67,6 +67,8 @@ describe('election', () => {
     assert.equal(elect(input(member('b', 900), [member('c', 800)], { sync })).take, true);
     assert.equal(elect(input(member('b', 900), [member('c', 800, { source: 'etcd' })], { sync: { ...sync, quorum: 2 } })).take, true);
     assert.match((elect(input(member('b', 900), [], { sync: { ...sync, members: [] } })) as { why: string }).why, /no member is a synchronous standby/);
+    // the former leader, still a primary, takes the key back even with an empty set
+    assert.equal(elect(input(member('a', 900, { recovery: false }), [], { sync: { ...sync, members: [] } })).take, true);
   });
 });
 

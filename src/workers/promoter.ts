@@ -19,6 +19,7 @@
  */
 import { defineWorker, type WorkerContext } from '../runtime/index';
 import { storeEvents, type StoredEvent } from './events';
+import { promoteAndWait } from './promote';
 import { Trigger } from './trigger';
 import { PrimaryMonitor, identify, type CheckOutcome } from './promoter/check';
 import { describeConninfo } from './promoter/conninfo';
@@ -273,12 +274,11 @@ class Promoter {
     };
   }
 
-  /** pg_promote(wait => true), then prove the server accepts writes; stores and sends the events. */
+  /** Promote (promote.ts: requested again until done), then prove the server accepts writes; stores and sends the events. */
   async promote(ev: PromotionEvent): Promise<boolean> {
-    const t0 = Date.now();
-    const done = this.w.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok', [], { timeout: 70_000 })[0].ok;
-    ev.durations.promoteMs = Date.now() - t0;
-    if (!done || this.inRecovery()) {
+    const done = await promoteAndWait(this.w, 60_000);
+    ev.durations.promoteMs = done.ms;
+    if (!done.ok || this.inRecovery()) {
       this.event('promotion_failed', { ...ev, reason: 'pg_promote did not finish within 60 s' }, 'warning');
       return false;
     }

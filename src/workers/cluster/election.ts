@@ -83,6 +83,8 @@ export function elect(input: ElectionInput): Verdict {
   let compared = input.peers.filter((p) => p.recovery && eligible(p, input) === null);
   if (input.sync) {
     const set = new Set(input.sync.members);
+    // the former leader (the primary every acknowledged commit was made on) may take the key back, as in Patroni
+    if (input.sync.leader === me.name && !me.recovery) return { take: true, why: 'synchronous mode: the former leader takes the key back' };
     if (set.size === 0) return { take: false, why: 'synchronous mode: no member is a synchronous standby, so none may take the leader key' };
     if (!set.has(me.name)) return { take: false, why: `synchronous mode: not in the synchronous set (${[...set].join(', ')})` };
     // only direct answers count: a published position may be older than what the member holds

@@ -23,6 +23,7 @@ import { performance } from 'perf_hooks';
 
 import type { WorkerContext } from '../../runtime/index';
 import { storeEvents, type StoredEvent } from '../events';
+import { promoteAndWait } from '../promote';
 import { Trigger } from '../trigger';
 import { beforePromote, onPromote, type PromotionEvent } from '../promoter/hooks';
 import { HealthApi, apiStateOf, type ApiState } from './api';
@@ -484,17 +485,20 @@ export class ClusterMember {
       await setStandbyNames(this.w, this.s.synchronous_mode_strict ? standbyNames(1, [STRICT_PLACEHOLDER]) : '', this.t.retryTimeoutMs);
     }
     this.event('promoting', { reason: why });
-    const t0 = performance.now();
-    this.w.query('SELECT pg_promote(false)');
-    while (this.w.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')[0].r) {
-      if (performance.now() - t0 > 60_000 || this.w.shutdownRequested) {
-        this.event('promotion_failed', { reason: 'pg_promote did not finish within 60 s' }, 'warning');
-        await this.abandon('the promotion failed');
-        return;
-      }
-      await this.w.wait({ timeout: 10 });
+    // the lease is renewed while PostgreSQL promotes: a slow promotion must not cost the key
+    const done = await promoteAndWait(this.w, 60_000, {
+      everyMs: this.t.loopWaitMs,
+      fn: async () => {
+        await this.renewLease(null);
+        if (this.leading) this.openFence();
+      },
+    });
+    if (!done.ok) {
+      this.event('promotion_failed', { reason: 'the server did not leave recovery within 60 s' }, 'warning');
+      await this.abandon('the promotion failed');
+      return;
     }
-    const promoteMs = Math.round(performance.now() - t0);
+    const promoteMs = done.ms;
     const after = readLocal(this.w);
     this.local = after;
     this.timelineSeen = after.timeline;
@@ -503,6 +507,7 @@ export class ClusterMember {
       timeline: after.timeline,
       lsn: local.lsn !== null ? numberToLsn(local.lsn) : null,
       promoteMs,
+      promoteRequests: done.requests,
       detectionMs: ev?.durations.detectionMs ?? null,
       reason: why,
     });
