@@ -2,13 +2,14 @@
  * Promoting this standby, for both modes of the promoter.
  *
  * The request (`pg_promote(wait => false)`) is repeated every 200 ms until
- * the server has left recovery: PostgreSQL 15's startup process can miss
- * the wake-up of a promotion request that arrives while it is between two
- * waits for WAL, and then sleeps `wal_retrieve_retry_interval` (5 s by
- * default) before it looks again. That was the 5 s tail of the failover
- * benchmark (a `promoted` event with `promoteMs` 5045); a repeated request
- * wakes it again. Repeating is harmless: a request made while one is
- * pending only signals the startup process once more.
+ * the server has left recovery. In bench/failover one promotion took
+ * 5045 ms (`promoteMs` of a `promoted` event) after a single request, as
+ * the two-node promoter's 5.04 s trial did: 5 s is both how long
+ * PostgreSQL 15's startup process sleeps waiting for streamed WAL
+ * (`WaitLatch(..., 5000L, WAIT_EVENT_RECOVERY_WAL_STREAM)`) and the default
+ * `wal_retrieve_retry_interval`, so the startup process evidently slept
+ * through the request's wake-up. A repeated request signals it again;
+ * repeating is harmless (it only signals the startup process once more).
  */
 import type { WorkerContext } from '../runtime/index';
 
