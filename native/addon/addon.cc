@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "spi.h"
+#include "../shim/fence.h"
 
 namespace {
 
@@ -909,6 +910,31 @@ SetStatus(const Napi::CallbackInfo &info)
 	return env.Undefined();
 }
 
+/* fenceOpenFor(ms, reason?): cluster mode's write fence (native/shim/fence.c). */
+Napi::Value
+FenceOpenFor(const Napi::CallbackInfo &info)
+{
+	Napi::Env	env = info.Env();
+
+	if (info.Length() < 1 || !info[0].IsNumber())
+		return ThrowType(env, "fenceOpenFor(ms, reason) expects a number");
+	std::string reason = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+	tsw_fence_open_for((int64_t) info[0].As<Napi::Number>().DoubleValue(),
+					   info.Length() > 1 && info[1].IsString() ? reason.c_str() : NULL);
+	return env.Undefined();
+}
+
+/* fenceState(): null when the fence is not in use, else the milliseconds writes stay allowed (<= 0: closed). */
+Napi::Value
+FenceState(const Napi::CallbackInfo &info)
+{
+	int64_t		remaining;
+
+	if (!tsw_fence_state(&remaining))
+		return info.Env().Null();
+	return Napi::Number::New(info.Env(), (double) remaining);
+}
+
 Napi::Object
 InitModule(Napi::Env env, Napi::Object exports)
 {
@@ -936,6 +962,8 @@ InitModule(Napi::Env env, Napi::Object exports)
 	exports.Set("wakes", Napi::Function::New(env, Wakes, "wakes"));
 	exports.Set("shutdownRequested", Napi::Function::New(env, ShutdownRequested, "shutdownRequested"));
 	exports.Set("setStatus", Napi::Function::New(env, SetStatus, "setStatus"));
+	exports.Set("fenceOpenFor", Napi::Function::New(env, FenceOpenFor, "fenceOpenFor"));
+	exports.Set("fenceState", Napi::Function::New(env, FenceState, "fenceState"));
 	return exports;
 }
 

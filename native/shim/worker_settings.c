@@ -39,7 +39,7 @@
 #define TSW_MANIFEST_TIMEOUT_MS 30000
 
 static char *tsw_run_manifest(char **args, int nargs, bool in_backend);
-static char *tsw_manifest_wait(pid_t pid, int fd, bool in_backend);
+static char *tsw_manifest_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, const char *what);
 static int	tsw_manifest_line(char **cursor, char **f, int max);
 static void tsw_define_setting(char **f);
 static int	tsw_unit_flag(const char *unit);
@@ -62,13 +62,23 @@ tsw_unit_flag(const char *unit)
 	return 0;
 }
 
-/*
- * Run the manifest child (manifest.js with `args`); return its output, or
- * NULL when it failed (a WARNING says why).  In a backend the wait can be
- * cancelled, and the child is killed then.
- */
+/* Run the manifest child (manifest.js with `args`), as tsw_run_node_script. */
 static char *
 tsw_run_manifest(char **args, int nargs, bool in_backend)
+{
+	return tsw_run_node_script("dist/runtime/manifest.js", args, nargs, in_backend,
+							   TSW_MANIFEST_TIMEOUT_MS, "loading worker modules");
+}
+
+/*
+ * Run a script of the installed runtime (`script`, relative to it) in a
+ * pg_tsworker_node child with `args`; return its output, or NULL when it
+ * failed or took more than timeout_ms (a WARNING about `what` says why).
+ * In a backend the wait can be cancelled, and the child is killed then.
+ */
+char *
+tsw_run_node_script(const char *script_rel, char **args, int nargs, bool in_backend,
+					int timeout_ms, const char *what)
 {
 	char		exe[MAXPGPATH];
 	char		script[MAXPGPATH];
@@ -82,7 +92,7 @@ tsw_run_manifest(char **args, int nargs, bool in_backend)
 	tsw_native_dir(native, sizeof(native));
 	tsw_runtime_dir(runtime, sizeof(runtime));
 	snprintf(exe, sizeof(exe), "%s/pg_tsworker_node", native);
-	snprintf(script, sizeof(script), "%s/dist/runtime/manifest.js", runtime);
+	snprintf(script, sizeof(script), "%s/%s", runtime, script_rel);
 
 	argv = palloc0(sizeof(char *) * (nargs + 4));
 	argv[0] = exe;
@@ -124,12 +134,12 @@ tsw_run_manifest(char **args, int nargs, bool in_backend)
 		_exit(127);
 	}
 	close(pipefd[1]);
-	return tsw_manifest_wait(pid, pipefd[0], in_backend);
+	return tsw_manifest_wait(pid, pipefd[0], in_backend, timeout_ms, what);
 }
 
-/* Read the child's output until it exits or TSW_MANIFEST_TIMEOUT_MS passes. */
+/* Read the child's output until it exits or timeout_ms passes. */
 static char *
-tsw_manifest_wait(pid_t pid, int fd, bool in_backend)
+tsw_manifest_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, const char *what)
 {
 	StringInfoData out;
 	int			status = 0;
@@ -153,7 +163,7 @@ tsw_manifest_wait(pid_t pid, int fd, bool in_backend)
 			if (rc <= 0)
 			{
 				waited += 100;
-				if (waited >= TSW_MANIFEST_TIMEOUT_MS)
+				if (waited >= timeout_ms)
 				{
 					timed_out = true;
 					kill(pid, SIGKILL);
@@ -185,23 +195,23 @@ tsw_manifest_wait(pid_t pid, int fd, bool in_backend)
 	if (timed_out)
 	{
 		ereport(WARNING,
-				(errmsg("pg_tsworker: loading worker modules took more than %d s; gave up",
-						TSW_MANIFEST_TIMEOUT_MS / 1000)));
+				(errmsg("pg_tsworker: %s took more than %d s; gave up",
+						what, timeout_ms / 1000)));
 		return NULL;
 	}
 	if (WIFSIGNALED(status))
 	{
 		ereport(WARNING,
-				(errmsg("pg_tsworker: loading worker modules was ended by signal %d (%s)",
-						WTERMSIG(status), pg_strsignal(WTERMSIG(status))),
+				(errmsg("pg_tsworker: %s was ended by signal %d (%s)",
+						what, WTERMSIG(status), pg_strsignal(WTERMSIG(status))),
 				 errdetail("A module that allocates more than 256 MB of heap while it loads, or crashes Node.js, ends the loader this way.")));
 		return NULL;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 	{
 		ereport(WARNING,
-				(errmsg("pg_tsworker: loading worker modules failed (pg_tsworker_node exited with status %d)",
-						WIFEXITED(status) ? WEXITSTATUS(status) : -1),
+				(errmsg("pg_tsworker: %s failed (pg_tsworker_node exited with status %d)",
+						what, WIFEXITED(status) ? WEXITSTATUS(status) : -1),
 				 WEXITSTATUS(status) == 127 ?
 				 errhint("Is pg_tsworker installed completely?") :
 				 errdetail("Its own message is on the lines just above in the server log.")));
