@@ -347,13 +347,13 @@ describe('compute: API, authorization, specs, metrics, traces', () => {
     assert.equal((await pending).status, 200);
 
     const bad = structuredClone(slow);
-    bad.cluster.roles[6].options = [{ name: 'VALID UNTIL', value: 'not a date', vartype: 'string' }];
+    bad.cluster.databases.push({ name: 'bad_db', owner: roleName(0), options: [{ name: 'TEMPLATE', value: 'no_such_template', vartype: 'string' }] });
     const failed = await api.post('/configure', { body: { spec: bad } });
     assert.equal(failed.status, 500);
-    assert.match(failed.json.error, /^compute configuration failed: ".*CreateAndAlterRoles: .*not a date/);
+    assert.match(failed.json.error, /^compute configuration failed: ".*CreateAndAlterDatabases: .*no_such_template/);
     const st = (await api.get('/status')).json;
     assert.equal(st.status, 'failed');
-    assert.match(st.error, /CreateAndAlterRoles/);
+    assert.match(st.error, /CreateAndAlterDatabases/);
     assert.equal((await api.post('/check_writability')).status, 412);
     assert.equal((await api.post('/configure', { body: { spec: slow } })).status, 200, 'a failed compute takes a new spec');
     assert.equal((await api.get('/status')).json.status, 'running');
@@ -427,7 +427,9 @@ describe('compute: API, authorization, specs, metrics, traces', () => {
     assert.equal(applies.find((m) => m.labels?.source === 'POST /configure' && m.labels?.result === 'failed')?.value, '1');
     assert.equal(families.get('compute_ctl_spec_apply_failures_total')!.metrics[0].value, '1');
     assert.match(String(families.get('tsworker_worker_state')!.metrics.find((m) => m.labels?.worker === 'compute')?.labels?.state), /^(running|waiting)$/);
-    assert.equal(families.get('tsworker_worker_restarts')!.metrics.find((m) => m.labels?.worker === 'compute')?.value, '0');
+    const restarts = families.get('tsworker_worker_restarts_total')!;
+    assert.equal(restarts.type, 'COUNTER');
+    assert.equal(restarts.metrics.find((m) => m.labels?.worker === 'compute')?.value, '0');
     assert.ok(Number(families.get('compute_pg_database_size_bytes')!.metrics.find((m) => m.labels?.datname === dbName(0))?.value) > 1e6);
     assert.ok(families.get('compute_pg_connections'));
     assert.ok(families.has('compute_pg_current_downtime_ms') && families.has('compute_pg_downtime_ms_total'));

@@ -47,17 +47,18 @@ describe('docs', () => {
       if (m) documented.set(m[1], [m[2], m[3], m[4], m[5]]);
     }
     // total_workers = 0: the settings exist, no aggregate process runs
+    // (walarchive runs without a directory: a configuration error, it waits)
     const b = await Cluster.create('docs-builtins', {
       conf: {
         shared_preload_libraries: 'pg_tsworker',
-        'tsworker.workers': 'aggregate, promoter, compute',
+        'tsworker.workers': 'aggregate, promoter, compute, walarchive',
         'tsworker_aggregate.total_workers': 0,
         'tsworker_compute.listen': '127.0.0.1:0',
       },
     });
     try {
       const rows = await b.query<{ name: string; vartype: string; boot_val: string; unit: string | null; context: string }>(
-        `SELECT name, vartype, boot_val, unit, context FROM pg_settings WHERE name ~ '^tsworker_(aggregate|promoter|compute)\\.' ORDER BY name`,
+        `SELECT name, vartype, boot_val, unit, context FROM pg_settings WHERE name ~ '^tsworker_(aggregate|promoter|compute|walarchive)\\.' ORDER BY name`,
       );
       assert.ok(rows.length > 10);
       assert.deepEqual([...documented.keys()].sort(), rows.map((r) => r.name));

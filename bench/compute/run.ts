@@ -77,7 +77,16 @@ async function planFor(c: Cluster, spec: any): Promise<Operation[]> {
     const rows: Record<string, Record<string, unknown>[]> = {};
     for (const [k, sql] of Object.entries(CATALOG_SQL)) rows[k] = (await client.query(sql)).rows;
     const catalog = catalogFrom(rows as Parameters<typeof catalogFrom>[0]);
-    return planApply(spec, catalog, { privilegedRole: 'neon_superuser', adminRole: 'postgres', managedSettings: new Set(), schemaPermsDone: new Map() }).operations;
+    const plan = planApply(spec, catalog, {
+      privilegedRole: 'neon_superuser',
+      adminRole: 'postgres',
+      managedSettings: new Set(),
+      schemaPermsDone: new Map(),
+      validUntil: new Map(),
+    });
+    // The worker writes the settings first (and checks them so), over its connection; then the rest, from the reload on.
+    const settings: Operation[] = plan.settingWrites.map((s) => ({ phase: 'Settings', sql: s.sql, target: 'server' }));
+    return [...settings, ...plan.operations];
   } finally {
     await client.end();
   }

@@ -28,9 +28,24 @@ export type Log = (msg: string) => void;
 export interface Nodes {
   /** Connection to the standby, which must become writable after the primary is killed. */
   standby: pg.ClientConfig;
+  /**
+   * Every member, the primary first (systems of N members): then one client
+   * writes to each, the result is the first write committed on any member
+   * after the kill, and the windows of the members' accepted writes are
+   * compared.
+   */
+  members?: { name: string; conn: pg.ClientConfig }[];
   /** One line for the progress output, e.g. ports and pids. */
   describe: string;
 }
+
+/**
+ * What is lost in a trial: `host`, every process of the primary's host
+ * (frozen, then SIGKILLed: nothing there can react); `postmaster`, the
+ * primary's postmaster alone (its children notice and exit; a manager on
+ * the host stays).
+ */
+export type Scenario = 'host' | 'postmaster';
 
 /**
  * One failover system under test. A trial is
@@ -47,15 +62,20 @@ export interface FailoverSystem {
   readonly settings: string;
   /** Build fresh nodes, wait until the primary is healthy, the standby streams and the manager watches. */
   setup(log: Log): Promise<Nodes>;
+  /** The scenarios it runs (default: host only). */
+  readonly scenarios?: readonly Scenario[];
   /**
    * Lose the primary host: SIGKILL the primary's postmaster and everything
-   * else that lives on that host (its children, the manager's local agent).
+   * else that lives on that host (its children, the manager's local agent);
+   * or, in the `postmaster` scenario, the postmaster alone.
    * Returns t0 (performance.now()) taken right before the first signal;
    * resolves once every killed process is gone.
    */
-  killPrimary(): Promise<number>;
+  killPrimary(scenario?: Scenario): Promise<number>;
   /** Stop and remove everything setup() created. */
   teardown(): Promise<void>;
+  /** After a trial, where the time went (the manager's own account), for the progress log. */
+  explain?(): Promise<string>;
   /** Log tails and state for an error message when a trial fails. */
   diagnostics(): Promise<string>;
 }

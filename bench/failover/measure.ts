@@ -107,3 +107,125 @@ export async function timeToFirstWrite(
       `(${attempts} attempts, ${JSON.stringify(failures)}, last error: ${lastError})`,
   );
 }
+
+/** One acknowledged INSERT: on which member, when sent and when acknowledged (performance.now()). */
+interface Ack {
+  member: string;
+  sent: number;
+  acked: number;
+  /** When the session that committed it was opened. */
+  session: number;
+}
+
+export interface AnyWriteResult extends WriteResult {
+  /** The member whose commit came first after t0. */
+  member: string;
+  /**
+   * Longest time in which two members both accepted writes: for each member
+   * the window from the first INSERT sent to the last acknowledged (from
+   * 2 s before t0 on), intersected pairwise. 0 when the windows do not
+   * overlap.
+   */
+  overlapMs: number;
+}
+
+/**
+ * One client per member, each trying an autocommit INSERT every
+ * ATTEMPT_INTERVAL_MS (keeping its session while it answers, reconnecting
+ * with a 1 s connect timeout when it does not), from before the kill until
+ * stopped: as an application whose pooler routes writes to whichever member
+ * takes them.
+ */
+export class MemberWriters {
+  private readonly acks: Ack[] = [];
+  private stopped = false;
+  private readonly loops: Promise<void>[];
+  private attempts = 0;
+  private readonly failures: Record<string, number> = {};
+
+  constructor(members: { name: string; conn: pg.ClientConfig }[]) {
+    this.loops = members.map((m) => this.loop(m.name, m.conn));
+  }
+
+  private async loop(member: string, conn: pg.ClientConfig): Promise<void> {
+    let client: pg.Client | undefined;
+    let session = 0;
+    while (!this.stopped) {
+      const sent = performance.now();
+      let connecting = false;
+      try {
+        if (!client) {
+          const c = new pg.Client({ ...conn, connectionTimeoutMillis: 1000, application_name: 'failover_bench' });
+          c.on('error', () => undefined);
+          client = c;
+          session = performance.now();
+          connecting = true;
+          await c.connect();
+          connecting = false;
+        }
+        await client.query(`INSERT INTO ${PROBE_TABLE} DEFAULT VALUES`);
+        this.acks.push({ member, sent, acked: performance.now(), session });
+      } catch (e) {
+        const k = kindOf(e);
+        this.failures[k] = (this.failures[k] ?? 0) + 1;
+        // a session that answered with an SQL error is kept; one that did not open (57P03 while the
+        // server starts, a refused connection) is dropped: a query on it would wait forever
+        if (k === 'connect' || connecting) {
+          const c = client;
+          client = undefined;
+          if (c) void c.end().catch(() => undefined);
+        }
+      }
+      this.attempts++;
+      const wait = sent + ATTEMPT_INTERVAL_MS - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    if (client) await client.end().catch(() => undefined);
+  }
+
+  /**
+   * Wait for the first commit sent after t0 on any member, then 500 ms more,
+   * stop, and measure. On the killed member only a session opened after t0
+   * counts: a backend of a SIGKILLed postmaster can still commit for a few
+   * milliseconds before it notices (the cluster mode's fence refuses that),
+   * which is not the service coming back.
+   */
+  async firstAfter(t0: number, timeoutMs: number, killed: string): Promise<AnyWriteResult> {
+    const deadline = t0 + timeoutMs;
+    let first: Ack | undefined;
+    while (!first && performance.now() < deadline) {
+      first = this.acks.find((a) => a.sent >= t0 && (a.member !== killed || a.session >= t0));
+      if (!first) await sleep(5);
+    }
+    if (first) await sleep(500);
+    await this.stop();
+    if (!first) {
+      throw new Error(`no INSERT committed on any member within ${timeoutMs / 1000} s of the kill (${this.attempts} attempts, ${JSON.stringify(this.failures)})`);
+    }
+    return { ms: first.acked - t0, attempts: this.attempts, failures: this.failures, member: first.member, overlapMs: this.overlap(t0 - 2000) };
+  }
+
+  private overlap(from: number): number {
+    const spans = new Map<string, { first: number; last: number }>();
+    for (const a of this.acks) {
+      if (a.sent < from) continue;
+      const s = spans.get(a.member) ?? { first: a.sent, last: a.acked };
+      s.first = Math.min(s.first, a.sent);
+      s.last = Math.max(s.last, a.acked);
+      spans.set(a.member, s);
+    }
+    const list = [...spans.values()];
+    let worst = 0;
+    for (let i = 0; i < list.length; i++) {
+      for (let j = i + 1; j < list.length; j++) {
+        worst = Math.max(worst, Math.min(list[i].last, list[j].last) - Math.max(list[i].first, list[j].first));
+      }
+    }
+    return worst;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.loops);
+  }
+}

@@ -17,10 +17,13 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { AutoFailover } from './autofailover';
-import { type FailoverSystem, sleep } from './common';
+import { TsCluster } from './cluster';
+import { type FailoverSystem, type Scenario, sleep } from './common';
 import { median } from '../report';
-import { ATTEMPT_INTERVAL_MS, timeToFirstWrite, type WriteResult } from './measure';
+import { ATTEMPT_INTERVAL_MS, MemberWriters, timeToFirstWrite, type WriteResult } from './measure';
+import { Patroni } from './patroni';
 import { Repmgr } from './repmgr';
+import { syncLossTrials } from './sync-loss';
 import { TsWorker } from './tsworker';
 
 const HERE = __dirname;
@@ -30,7 +33,12 @@ const SYSTEMS: { id: string; make: () => FailoverSystem }[] = [
   { id: 'repmgr', make: () => new Repmgr() },
   { id: 'autofailover', make: () => new AutoFailover() },
   { id: 'tsworker', make: () => new TsWorker() },
+  { id: 'patroni', make: () => new Patroni() },
+  { id: 'cluster', make: () => new TsCluster(clusterSet) },
 ];
+
+/** --cluster-set name=value: promoter settings of the cluster mode other than the defaults. */
+const clusterSet: Record<string, string> = {};
 const BASELINE = 'repmgr';
 
 const USAGE = `usage: bench/failover/run [--trials N] [--only ${SYSTEMS.map((s) => s.id).join('|')}[,...]] [--timeout S] [--help]
@@ -61,6 +69,23 @@ Systems:
                  primary, secondary
   tsworker       pg_tsworker's promoter worker on the standby: interval=1s,
                  timeout=1s, failures=3 (as repmgrd's 1 s x 3), no witnesses
+  patroni        Patroni 3.0.2 + etcd, 1 primary + 2 replicas: ttl 5, loop_wait 1,
+                 retry_timeout 2 (the fastest that fails over on 3.0.2)
+  cluster        pg_tsworker's promoter in cluster mode + etcd, 1 primary + 2
+                 standbys, default timing (ttl 2 s, loop_wait 500 ms)
+
+Scenarios (patroni and cluster run both; the two-node systems run host):
+  host           every process of the primary's host frozen and killed
+  postmaster     the primary's postmaster alone SIGKILLed (a manager on the
+                 host sees it die)
+
+  --scenario S   host, postmaster or all (default all)
+  --cluster-set name=value  a tsworker_promoter setting of the cluster mode
+                 other than its default (repeatable), e.g. loop_wait=1000
+  --sync-trials N  also run N synchronous-mode trials of the cluster mode:
+                 a client commits rows on the leader and records every
+                 acknowledged id; after the postmaster's SIGKILL every one
+                 must be on the new leader (default 0)
 
 Needs root (servers run as the postgres OS user) and the Debian packages that
 bench/failover/setup installs (it is run when they are missing).
@@ -72,12 +97,14 @@ interface Options {
   only: string[];
   timeoutMs: number;
   jitterMs: number;
+  scenarios: Scenario[];
+  syncTrials: number;
 }
 
 const SETUP_TIMEOUT_MS = 240_000;
 
 function parseOptions(argv: string[]): Options {
-  const opts: Options = { trials: 5, only: SYSTEMS.map((s) => s.id), timeoutMs: 180_000, jitterMs: 5_000 };
+  const opts: Options = { trials: 5, only: SYSTEMS.map((s) => s.id), timeoutMs: 180_000, jitterMs: 5_000, scenarios: ['host', 'postmaster'], syncTrials: 0 };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => inline ?? argv[++i] ?? '';
@@ -89,7 +116,7 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--trials': {
         const n = Number(value());
-        if (!Number.isInteger(n) || n < 1) throw new Error('--trials needs a positive integer');
+        if (!Number.isInteger(n) || n < 0) throw new Error('--trials needs an integer >= 0 (0: only the --sync-trials)');
         opts.trials = n;
         break;
       }
@@ -112,6 +139,25 @@ function parseOptions(argv: string[]): Options {
         const s = Number(value());
         if (!(s >= 0)) throw new Error('--jitter needs a number of seconds >= 0');
         opts.jitterMs = s * 1000;
+        break;
+      }
+      case '--scenario': {
+        const v = value();
+        if (v === 'all') opts.scenarios = ['host', 'postmaster'];
+        else if (v === 'host' || v === 'postmaster') opts.scenarios = [v];
+        else throw new Error('--scenario is host, postmaster or all');
+        break;
+      }
+      case '--cluster-set': {
+        const m = /^([a-z_]+)=(.*)$/.exec(value());
+        if (!m) throw new Error('--cluster-set takes name=value (a tsworker_promoter setting)');
+        clusterSet[`tsworker_promoter.${m[1]}`] = m[2];
+        break;
+      }
+      case '--sync-trials': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 0) throw new Error('--sync-trials needs an integer >= 0');
+        opts.syncTrials = n;
         break;
       }
       default:
@@ -158,15 +204,16 @@ function table(header: string[], rows: string[][], right: boolean[]): string {
 
 interface Outcome {
   system: FailoverSystem;
-  results: WriteResult[];
+  scenario: Scenario;
+  results: (WriteResult & { overlapMs?: number; member?: string })[];
   errors: string[];
 }
 
 let current: FailoverSystem | undefined;
 
-async function trial(sys: FailoverSystem, n: number, total: number, opts: Options): Promise<WriteResult> {
+async function trial(sys: FailoverSystem, scenario: Scenario, n: number, total: number, opts: Options): Promise<Outcome['results'][number]> {
   current = sys;
-  const tag = `${sys.id} trial ${n}/${total}`;
+  const tag = `${sys.id} ${scenario} trial ${n}/${total}`;
   const started = performance.now();
   try {
     const nodes = await withTimeout(sys.setup(log), SETUP_TIMEOUT_MS, `${tag}: setup`);
@@ -175,10 +222,20 @@ async function trial(sys: FailoverSystem, n: number, total: number, opts: Option
       `${tag}: ready after ${((performance.now() - started) / 1000).toFixed(1)} s: ${nodes.describe}; ` +
         `killing the primary in ${(jitter / 1000).toFixed(2)} s`,
     );
+    if (nodes.members) {
+      const writers = new MemberWriters(nodes.members);
+      await sleep(jitter);
+      const t0 = await withTimeout(sys.killPrimary(scenario), 30_000, `${tag}: killing the primary`);
+      const r = await writers.firstAfter(t0, opts.timeoutMs, nodes.members[0].name);
+      log(`${tag}: first committed INSERT ${(r.ms / 1000).toFixed(3)} s after the kill, on ${r.member}; members accepting writes at once: ${r.overlapMs.toFixed(0)} ms`);
+      if (sys.explain) log(`${tag}: ${await sys.explain().catch((e: Error) => `(no account: ${e.message})`)}`);
+      return r;
+    }
     await sleep(jitter);
-    const t0 = await withTimeout(sys.killPrimary(), 30_000, `${tag}: killing the primary`);
+    const t0 = await withTimeout(sys.killPrimary(scenario), 30_000, `${tag}: killing the primary`);
     const r = await timeToFirstWrite(nodes.standby, t0, opts.timeoutMs);
     log(`${tag}: first committed INSERT ${(r.ms / 1000).toFixed(3)} s after the kill (${r.attempts} attempts: ${JSON.stringify(r.failures)})`);
+    if (sys.explain) log(`${tag}: ${await sys.explain().catch((e: Error) => `(no account: ${e.message})`)}`);
     return r;
   } catch (e) {
     let diag = '';
@@ -213,16 +270,18 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSignal);
 
   const wall = performance.now();
-  const outcomes: Outcome[] = SYSTEMS.filter((s) => opts.only.includes(s.id)).map((s) => ({
-    system: s.make(),
-    results: [],
-    errors: [],
-  }));
+  const outcomes: Outcome[] = [];
+  for (const s of SYSTEMS.filter((x) => opts.only.includes(x.id))) {
+    const system = s.make();
+    for (const scenario of system.scenarios ?? ['host']) {
+      if (opts.scenarios.includes(scenario)) outcomes.push({ system, scenario, results: [], errors: [] });
+    }
+  }
   for (let t = 1; t <= opts.trials; t++) {
     for (const o of outcomes) {
       if (stopping) return;
       try {
-        o.results.push(await trial(o.system, t, opts.trials, opts));
+        o.results.push(await trial(o.system, o.scenario, t, opts.trials, opts));
       } catch (e) {
         if (stopping) return;
         o.errors.push((e as Error).message.split('\n')[0]);
@@ -230,47 +289,63 @@ async function main(): Promise<void> {
       }
     }
   }
+  const sync = opts.syncTrials > 0 && opts.only.includes('cluster') ? await syncLossTrials(opts.syncTrials, opts.timeoutMs, log) : null;
   const wallS = (performance.now() - wall) / 1000;
 
   const base = outcomes.find((o) => o.system.id === BASELINE && o.results.length > 0);
   const baseMed = base ? median(base.results.map((r) => r.ms)) : undefined;
   const fmt = (ms: number) => (ms / 1000).toFixed(2);
+  const patroniMed = (sc: Scenario) => {
+    const p = outcomes.find((o) => o.system.id === 'patroni' && o.scenario === sc && o.results.length > 0);
+    return p ? { median: median(p.results.map((r) => r.ms)), fastest: Math.min(...p.results.map((r) => r.ms)) } : undefined;
+  };
   const rows = outcomes.map((o) => {
     const ms = o.results.map((r) => r.ms);
     const ok = ms.length > 0;
     const med = ok ? median(ms) : undefined;
+    const overlaps = o.results.filter((r) => r.overlapMs !== undefined).map((r) => r.overlapMs as number);
+    const pat = patroniMed(o.scenario);
     return [
       o.system.label,
+      o.scenario,
       `${ms.length}/${ms.length + o.errors.length}`,
       med !== undefined ? fmt(med) : '-',
       ok ? fmt(Math.min(...ms)) : '-',
       ok ? fmt(Math.max(...ms)) : '-',
+      overlaps.length ? `${Math.max(...overlaps).toFixed(0)}` : '-',
       med !== undefined && baseMed !== undefined ? `${(med / baseMed).toFixed(2)}x` : '-',
+      med !== undefined && pat ? `${(med / pat.median).toFixed(2)}x / ${(med / pat.fastest).toFixed(2)}x` : '-',
       ms.map(fmt).join(' '),
     ];
   });
   const out: string[] = [];
   out.push('');
-  out.push(`Failover: primary host lost (SIGKILL) -> first committed INSERT on the standby, seconds`);
+  out.push(`Failover: primary lost (SIGKILL) -> first committed INSERT, seconds`);
   out.push(
-    `(${opts.trials} trial(s) per system, fresh nodes each, kill at a random 0-${opts.jitterMs / 1000} s after ready, ` +
-      `INSERT tried every ${ATTEMPT_INTERVAL_MS} ms)`,
+    `(${opts.trials} trial(s) per system and scenario, fresh nodes each, kill at a random 0-${opts.jitterMs / 1000} s after ready, ` +
+      `INSERT tried every ${ATTEMPT_INTERVAL_MS} ms; N-member systems: one client per member, first commit on any member)`,
   );
   out.push('');
   out.push(
     table(
-      ['system', 'ok', 'median s', 'min s', 'max s', 'vs repmgrd', 'trials (s, in order)'],
+      ['system', 'scenario', 'ok', 'median s', 'min s', 'max s', 'two writable ms', 'vs repmgrd', 'vs Patroni median / fastest', 'trials (s, in order)'],
       rows,
-      [false, true, true, true, true, true, false],
+      [false, false, true, true, true, true, true, true, true, false],
     ),
   );
   out.push('');
-  for (const o of outcomes) out.push(`  ${o.system.label}: ${o.system.settings}`);
-  for (const o of outcomes) for (const e of o.errors) out.push(`  FAILED ${e}`);
+  out.push('  host: every process of the primary\'s host frozen and SIGKILLed; postmaster: the postmaster alone SIGKILLed');
+  out.push('  two writable ms: longest time in which two members both acknowledged writes (one client per member)');
+  for (const s2 of new Set(outcomes.map((o) => o.system))) out.push(`  ${s2.label}: ${s2.settings}`);
+  for (const o of outcomes) for (const e of o.errors) out.push(`  FAILED ${o.system.id} ${o.scenario}: ${e}`);
+  if (sync) {
+    out.push('');
+    out.push(sync.table);
+  }
   out.push('');
   out.push(`total wall time ${wallS.toFixed(0)} s`);
   process.stdout.write(out.join('\n') + '\n');
-  if (outcomes.some((o) => o.errors.length > 0)) process.exitCode = 1;
+  if (outcomes.some((o) => o.errors.length > 0) || (sync && !sync.ok)) process.exitCode = 1;
 }
 
 main().catch((e) => {

@@ -110,6 +110,27 @@ export class TsWorker implements FailoverSystem {
     return t0;
   }
 
+  /** The promoter's own account of the trial: its promoted event's durations. */
+  async explain(): Promise<string> {
+    const s = this.standby;
+    if (!s) return '';
+    const conn = { host: '127.0.0.1', port: s.port, user: 'postgres', database: 'postgres' };
+    // the promoter stores its events right after the promotion, which the first write can precede
+    const ev = await waitUntil(
+      'the promoter to store its events',
+      async () => {
+        const rows = await queryOnce<{ kind: string; at: string; detail: Record<string, unknown> }>(
+          conn,
+          `SELECT kind, at::text, detail FROM tsworker.events WHERE kind IN ('check_failed', 'promoted') ORDER BY id`,
+        );
+        return rows.some((r) => r.kind === 'promoted') && rows;
+      },
+      5000,
+      100,
+    );
+    return ev.map((e) => `${e.kind} ${e.at.slice(11, 23)} ${e.kind === 'promoted' ? JSON.stringify(e.detail.durations) : String(e.detail.reason).slice(0, 60)}`).join('; ');
+  }
+
   async teardown(): Promise<void> {
     const nodes = [this.standby, this.primary];
     this.standby = undefined;

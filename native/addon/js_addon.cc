@@ -1,7 +1,8 @@
 /*
  * js_addon.cc
  *		The N-API addon of pg_tsworker: its exports, init(), and the calls
- *		for settings, logging and the worker's slot.
+ *		for settings, logging, the worker's slot and cluster mode's write
+ *		fence.
  *
  * The runtime loads it inside a worker process (src/runtime/addon.ts) and
  * hands over, at init(), the classes the addon creates values of (PgError,
@@ -11,6 +12,8 @@
  * js_statements.cc, results in js_values.cc, parameters in js_params.cc.
  */
 #include "js_common.h"
+
+#include "../shim/fence.h"
 
 #include <string>
 
@@ -178,6 +181,36 @@ Wakes(napi_env env, napi_callback_info info)
 	return v;
 }
 
+/* fenceOpenFor(ms, reason?): cluster mode's write fence (native/shim/fence.c). */
+napi_value
+FenceOpenFor(napi_env env, napi_callback_info info)
+{
+	Args<2>		args(env, info);
+	std::string reason;
+	double		ms = 0;
+
+	if (TypeOf(env, args[0]) != napi_number)
+		return ThrowType(env, "fenceOpenFor(ms, reason) expects a number");
+	napi_get_value_double(env, args[0], &ms);
+	if (TypeOf(env, args[1]) == napi_string && !GetString(env, args[1], "fenceOpenFor(ms, reason): reason", &reason))
+		return nullptr;
+	tsw_fence_open_for(static_cast<int64_t>(ms), TypeOf(env, args[1]) == napi_string ? reason.c_str() : nullptr);
+	return Undefined(env);
+}
+
+/* fenceState(): null when the fence is not in use, else the milliseconds writes stay allowed (<= 0: closed). */
+napi_value
+FenceState(napi_env env, napi_callback_info info)
+{
+	int64_t		remaining;
+	napi_value	v;
+
+	if (!tsw_fence_state(&remaining))
+		return Null(env);
+	napi_create_double(env, static_cast<double>(remaining), &v);
+	return v;
+}
+
 /* setError(message) */
 napi_value
 SetError(napi_env env, napi_callback_info info)
@@ -266,6 +299,8 @@ NAPI_MODULE_INIT()
 		{"wakes", nullptr, Wakes, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"setError", nullptr, SetError, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"setStatus", nullptr, SetStatus, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"fenceOpenFor", nullptr, FenceOpenFor, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"fenceState", nullptr, FenceState, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"constants", nullptr, nullptr, nullptr, nullptr, Constants(env), napi_enumerable, nullptr},
 	};
 

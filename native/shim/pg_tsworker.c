@@ -230,6 +230,8 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	tsw_fence_init();			/* before the prefix is reserved: defines tsworker.fenced */
+
 	MarkGUCPrefixReserved("tsworker");
 
 	tsw_shmem_init_hooks();
@@ -249,6 +251,7 @@ _PG_init(void)
 		return;
 	}
 	tsw_register_workers();
+	tsw_cluster_boot();
 }
 
 /* CLOCK_MONOTONIC in milliseconds (async-signal-safe). */

@@ -65,6 +65,18 @@ extern void tsw_define_worker_settings(TswWorkerSpec *specs, int n);
 extern char *tsw_check_launch(const char *name, const char *module,
 							  const char *settings, char **detail);
 
+/*
+ * Run a script of the installed runtime in a pg_tsworker_node child
+ * (node_child.c); its output, or NULL after a WARNING about `what`.
+ */
+extern char *tsw_run_node_script(const char *script_rel, char **args, int nargs, bool in_backend,
+								 int timeout_ms, const char *what);
+
+/* Cluster mode (fence.c, cluster_boot.c) */
+extern void tsw_fence_init(void);
+extern void tsw_fence_manage(void);
+extern void tsw_cluster_boot(void);
+
 /* Shared memory (slots.c) */
 extern void tsw_shmem_init_hooks(void);
 extern void tsw_register_static_worker(int index, const TswWorkerSpec *spec);

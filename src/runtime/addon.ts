@@ -126,6 +126,10 @@ export interface Addon {
   setError(message: string): void;
   wakes(): number;
   setStatus(json: string): void;
+  /** Cluster mode's write fence (native/shim/fence.c): allow writes for ms more milliseconds; <= 0 closes it. */
+  fenceOpenFor(ms: number, reason?: string): void;
+  /** null when the fence is not in use; else how many ms writes stay allowed (<= 0: closed). */
+  fenceState(): number | null;
 }
 
 let loaded: Addon | undefined;

@@ -19,10 +19,14 @@
  */
 import { defineWorker, type WorkerContext } from '../runtime/index';
 import { storeEvents, type StoredEvent } from './events';
+import { promoteAndWait } from './promote';
+import { Trigger } from './trigger';
 import { PrimaryMonitor, identify, type CheckOutcome } from './promoter/check';
 import { describeConninfo } from './promoter/conninfo';
 import { beforePromote, onPromote, type PromotionEvent } from './promoter/hooks';
 import { askWitness, parseWitnesses, type WitnessView } from './promoter/witness';
+import { ClusterMember, type MemberSettings } from './cluster/member';
+import { clusterSettings } from './cluster/settings';
 
 const settings = {
   mode: {
@@ -40,6 +44,8 @@ const settings = {
   keep_connection: { type: 'bool', default: true, description: 'Keep the monitoring connection open between checks.' },
   before_promote: { type: 'string', default: '', description: 'Absolute path of a module whose default export may veto a promotion (return false).' },
   on_promote: { type: 'string', default: '', description: 'Command (or absolute path of a module) run once after a promotion, given the event as JSON.' },
+  // cluster mode: N members, a leader lease in etcd (src/workers/cluster/)
+  ...clusterSettings,
 } as const;
 
 type Settings = typeof settings;
@@ -60,8 +66,7 @@ class Promoter {
   private lastNote = '';
   private readonly events: StoredEvent[] = [];
   private readonly monitor: PrimaryMonitor;
-  private wake: (() => void) | undefined;
-  private triggered: string | null = null;
+  private readonly trig = new Trigger();
   private readonly localSystemId: string;
 
   constructor(private readonly w: Ctx) {
@@ -76,8 +81,7 @@ class Promoter {
 
   /** Run the next check at once. */
   trigger(why: string): void {
-    this.triggered = why;
-    this.wake?.();
+    this.trig.fire(why);
   }
 
   event(kind: string, detail: Record<string, unknown>, level: 'info' | 'warning' = 'info'): void {
@@ -132,14 +136,8 @@ class Promoter {
   }
 
   /** Wait until `ms` pass, the latch is set, or a trigger fires; false once shutdown is asked. */
-  async pause(ms: number): Promise<boolean> {
-    if (this.triggered) return !this.w.shutdownRequested;
-    const woken = new Promise<boolean>((resolve) => {
-      this.wake = () => resolve(true);
-    });
-    const r = await Promise.race([this.w.wait({ timeout: Math.max(0, ms) }), woken]);
-    this.wake = undefined;
-    return r && !this.w.shutdownRequested;
+  pause(ms: number): Promise<boolean> {
+    return this.trig.pause(this.w, ms);
   }
 
   /** Verify that the primary is this standby's cluster (IDENTIFY_SYSTEM); records its timeline. */
@@ -276,12 +274,11 @@ class Promoter {
     };
   }
 
-  /** pg_promote(wait => true), then prove the server accepts writes; stores and sends the events. */
+  /** Promote (promote.ts: requested again until done), then prove the server accepts writes; stores and sends the events. */
   async promote(ev: PromotionEvent): Promise<boolean> {
-    const t0 = Date.now();
-    const done = this.w.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok', [], { timeout: 70_000 })[0].ok;
-    ev.durations.promoteMs = Date.now() - t0;
-    if (!done || this.inRecovery()) {
+    const done = await promoteAndWait(this.w, 60_000);
+    ev.durations.promoteMs = done.ms;
+    if (!done.ok || this.inRecovery()) {
       this.event('promotion_failed', { ...ev, reason: 'pg_promote did not finish within 60 s' }, 'warning');
       return false;
     }
@@ -319,9 +316,9 @@ class Promoter {
       if (streaming && !nowStreaming) this.trigger('the WAL stream from the primary dropped');
       streaming = nowStreaming;
       const now = Date.now();
-      const why = this.triggered;
+      const why = this.trig.pending;
       if (!why && now < nextTick) continue;
-      this.triggered = null;
+      this.trig.pending = null;
       if (why) this.w.log.log(`checking the primary at once: ${why}`);
       else nextTick = Math.max(nextTick + s().interval, now);
       await this.checkOnce(true);
@@ -371,6 +368,12 @@ export default defineWorker({
   backoffMax: 10_000,
   settings,
   async main(w) {
+    if (w.settings.etcd_hosts) {
+      const member = new ClusterMember(w as unknown as WorkerContext<Settings> & { settings: MemberSettings });
+      w.on('reload', () => member.reload());
+      await member.run();
+      return;
+    }
     const p = new Promoter(w);
     w.on('reload', () => p.trigger('configuration reloaded'));
     try {

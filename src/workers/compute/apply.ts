@@ -58,7 +58,7 @@ export class Applier {
 
   private log(phase: string, sql: string, ms: number, where: string): void {
     this.statements++;
-    this.env.w.log.info(`${this.env.logPrefix}${phase}${where}: ${redact(sql)} (${ms.toFixed(3)} ms)`);
+    this.env.w.log.log(`${this.env.logPrefix}${phase}${where}: ${redact(sql)} (${ms.toFixed(3)} ms)`);
   }
 
   private async timed(op: Operation, where: string, run: () => unknown): Promise<void> {

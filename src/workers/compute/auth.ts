@@ -46,8 +46,27 @@ export function readJwks(file: string): Jwks {
   return jwks;
 }
 
+/** What checks a request's `Authorization` header. */
+export interface RequestAuthorizer {
+  check(header: string | undefined): Promise<AuthResult>;
+}
+
+/**
+ * Refuses every request (401) with one reason in the log line: the key
+ * set is configured but cannot be used (unreadable, malformed, cleared
+ * while the API listens on a non-loopback address). Fail closed: a revoked
+ * key set must not keep working.
+ */
+export class FailClosed implements RequestAuthorizer {
+  constructor(readonly reason: string) {}
+
+  async check(): Promise<AuthResult> {
+    return { ok: false, status: 401, error: 'failed to verify authorization token', detail: `no usable key set: ${this.reason}` };
+  }
+}
+
 /** Verifies requests of one compute against one key set. */
-export class Authorizer {
+export class Authorizer implements RequestAuthorizer {
   private readonly getKey: JWTVerifyGetKey;
 
   constructor(

@@ -26,6 +26,8 @@ export interface CatalogRole {
 
 /** A database as pg_database has it (compute_ctl's `Database` with `restrict_conn` and `invalid`). */
 export interface CatalogDatabase {
+  /** pg_database's oid (0 for a database a plan creates). */
+  oid: number;
   name: string;
   owner: string;
   restrictConn: boolean;
@@ -53,6 +55,10 @@ export interface Catalog {
   currentDatabase: string;
   /** max_connections of the running server. */
   maxConnections: number;
+  /** The server's $libdir (pg_config's PKGLIBDIR). */
+  pkglibdir: string;
+  /** dynamic_library_path. */
+  dynamicLibraryPath: string;
   inRecovery: boolean;
 }
 
@@ -61,7 +67,7 @@ export const CATALOG_SQL = {
   roles: `SELECT rolname, rolpassword, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin,
                  rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil::text AS validuntil
             FROM pg_catalog.pg_authid`,
-  databases: `SELECT datname AS name,
+  databases: `SELECT oid::int8::float8 AS oid, datname AS name,
                      (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = datdba) AS owner,
                      NOT datallowconn AS restrict_conn,
                      datconnlimit = -2 AS invalid,
@@ -73,7 +79,9 @@ export const CATALOG_SQL = {
   extensions: 'SELECT extname FROM pg_catalog.pg_extension',
   here: `SELECT current_user AS u, (SELECT rolname FROM pg_catalog.pg_authid WHERE oid = 10) AS b,
                 current_database() AS d, pg_is_in_recovery() AS r, current_setting('max_connections')::int AS m,
-                to_regclass('public.health_check') IS NOT NULL AS h`,
+                to_regclass('public.health_check') IS NOT NULL AS h,
+                (SELECT setting FROM pg_catalog.pg_config WHERE name = 'PKGLIBDIR') AS libdir,
+                current_setting('dynamic_library_path') AS dlp`,
 } as const;
 
 /**
@@ -128,14 +136,14 @@ export function catalogFrom(rows: { [K in keyof typeof CATALOG_SQL]: Rows }): Ca
     });
   }
   const databases = new Map<string, CatalogDatabase>();
-  for (const d of rows.databases as { name: string; owner: string; restrict_conn: boolean; invalid: boolean; istemplate: boolean }[]) {
-    databases.set(d.name, { name: d.name, owner: d.owner, restrictConn: d.restrict_conn, invalid: d.invalid, isTemplate: d.istemplate });
+  for (const d of rows.databases as { oid: number; name: string; owner: string; restrict_conn: boolean; invalid: boolean; istemplate: boolean }[]) {
+    databases.set(d.name, { oid: d.oid, name: d.name, owner: d.owner, restrictConn: d.restrict_conn, invalid: d.invalid, isTemplate: d.istemplate });
   }
   const autoConf = new Map<string, string>();
   for (const s of rows.autoConf as { name: string; setting: string | null }[]) {
     if (s.setting !== null) autoConf.set(s.name.toLowerCase(), s.setting);
   }
-  const here = rows.here[0] as { u: string; b: string; d: string; r: boolean; h: boolean; m: number };
+  const here = rows.here[0] as { u: string; b: string; d: string; r: boolean; h: boolean; m: number; libdir: string; dlp: string };
   return {
     roles,
     databases,
@@ -147,6 +155,8 @@ export function catalogFrom(rows: { [K in keyof typeof CATALOG_SQL]: Rows }): Ca
     bootstrapUser: here.b,
     currentDatabase: here.d,
     maxConnections: here.m,
+    pkglibdir: here.libdir,
+    dynamicLibraryPath: here.dlp,
     inRecovery: here.r,
   };
 }

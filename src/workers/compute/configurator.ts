@@ -11,8 +11,9 @@ import { ApplyError, Applier } from './apply';
 import { catalogFingerprint, readCatalog, type Catalog } from './catalog';
 import type { SelfConnector } from './connect';
 import type { SpiGate } from './gate';
-import { planApply } from './plan';
+import { planApply, type Plan } from './plan';
 import type { SpecStore, SavedSpec } from './saved-spec';
+import { SettingRefused, SettingsWriter } from './settings-writer';
 import { checkSpec } from './spec-check';
 import { checkSpecSchema, type ComputeSpec, type SpecProblem } from './spec-schema';
 import type { ComputeState, ComputeStatus } from './status';
@@ -71,6 +72,7 @@ const CONFIGURABLE: ReadonlySet<ComputeStatus> = new Set(['empty', 'running', 'f
 
 export class Configurator {
   private saved: SavedSpec | null = null;
+  /** Databases whose schema permissions were set, by name: `<owner>@<oid>` (kept in the saved spec). */
   private readonly schemaPermsDone = new Map<string, string>();
   private firstSpecAt = 0;
   private runningOnce = false;
@@ -80,6 +82,7 @@ export class Configurator {
   constructor(private readonly env: ConfiguratorEnv) {
     try {
       this.saved = env.store.load();
+      for (const [db, done] of Object.entries(this.saved?.schemaPerms ?? {})) this.schemaPermsDone.set(db, done);
     } catch (err) {
       env.w.log.warning(`ignoring the saved spec: ${(err as Error).message}`);
     }
@@ -133,6 +136,39 @@ export class Configurator {
   }
 
   /**
+   * Values only the server can judge, read by it: each VALID UNTIL as a
+   * timestamptz (its text is what pg_authid's column prints, so that an
+   * unchanged value compares equal). Throws {@link SpecRejected} (400).
+   */
+  private async checkValues(spec: ComputeSpec, base: string): Promise<Map<string, string>> {
+    const uses = new Map<string, string[]>();
+    spec.cluster.roles.forEach((r, i) =>
+      (r.options ?? []).forEach((o, j) => {
+        if (o.name === 'VALID UNTIL' && o.value !== null) uses.set(o.value, [...(uses.get(o.value) ?? []), `${base}/cluster/roles/${i}/options/${j}/value`]);
+      }),
+    );
+    const canonical = new Map<string, string>();
+    if (uses.size === 0) return canonical;
+    const problems: SpecProblem[] = [];
+    await this.env.gate.run(() =>
+      this.env.w.transaction(
+        (tx) => {
+          for (const [value, paths] of uses) {
+            try {
+              canonical.set(value, tx.query<{ t: string }>('SELECT $1::pg_catalog.timestamptz::text AS t', [value])[0].t);
+            } catch (err) {
+              for (const path of paths) problems.push({ path, message: `not a timestamp: ${(err as Error).message}` });
+            }
+          }
+        },
+        { readOnly: true },
+      ),
+    );
+    if (problems.length > 0) throw new SpecRejected(400, problems);
+    return canonical;
+  }
+
+  /**
    * Apply a spec that passed {@link checkSchema}. `pending` is the status
    * while the catalog is checked (`init` at start, `configuration_pending`
    * for a new spec); the caller has checked {@link canConfigure}. Throws
@@ -141,15 +177,17 @@ export class Configurator {
    * and resolves.
    */
   async configure(spec: ComputeSpec, opts: { source: string; base: string; pending: ComputeStatus; parent: Context; logPrefix: string }): Promise<void> {
-    const { state } = this.env;
+    const { state, w } = this.env;
     const before = { status: state.status, error: state.error };
     state.set(opts.pending);
     if (!this.firstSpecAt) {
       this.firstSpecAt = Date.now();
       state.metrics.wait_for_spec_ms = this.firstSpecAt - state.workerStart;
     }
-    let catalog: Catalog;
     const t0 = performance.now();
+    const settings = new SettingsWriter(w, this.env.connector, '', opts.logPrefix);
+    let catalog: Catalog;
+    let plan: Plan;
     try {
       catalog = await this.catalog();
       try {
@@ -160,18 +198,32 @@ export class Configurator {
         catalog = await this.catalog(true);
         this.checkAgainst(spec, catalog, opts.base);
       }
+      const validUntil = await this.checkValues(spec, opts.base);
+      plan = planApply(spec, catalog, {
+        privilegedRole: this.env.privilegedRole(),
+        adminRole: this.env.adminRole() || catalog.currentUser,
+        managedSettings: new Set(this.saved?.settings ?? []),
+        schemaPermsDone: this.schemaPermsDone,
+        validUntil,
+      });
+      // The settings are written (and so checked by PostgreSQL) before anything else runs.
+      settings.database = catalog.currentDatabase;
+      await settings.write(plan.settingWrites, opts.base);
     } catch (err) {
       state.set(before.status, before.error);
+      if (err instanceof SettingRefused) throw new SpecRejected(400, err.problems);
       throw err;
     }
     // compute_ctl starts the compute (status init) with the first spec an empty compute gets.
     const starting = opts.pending === 'init' || before.status === 'empty';
-    await this.apply(spec, catalog, { ...opts, starting, checkMs: performance.now() - t0 });
+    await this.apply(spec, catalog, plan, settings, { ...opts, starting, checkMs: performance.now() - t0 });
   }
 
   private async apply(
     spec: ComputeSpec,
     catalog: Catalog,
+    plan: Plan,
+    settings: SettingsWriter,
     opts: { source: string; starting: boolean; parent: Context; logPrefix: string; checkMs: number },
   ): Promise<void> {
     const { w, state, tracing } = this.env;
@@ -188,34 +240,29 @@ export class Configurator {
     });
     let error: unknown;
     try {
-      const plan = planApply(spec, catalog, {
-        privilegedRole: this.env.privilegedRole(),
-        adminRole: this.env.adminRole() || catalog.currentUser,
-        managedSettings: new Set(this.saved?.settings ?? []),
-        schemaPermsDone: this.schemaPermsDone,
-      });
       const what = `spec${spec.operation_uuid ? ` ${spec.operation_uuid}` : ''} from ${opts.source}`;
-      if (plan.catalogSkipped) w.log.info(`${opts.logPrefix}roles and databases of ${what} not applied: ${plan.catalogSkipped}`);
-      w.log.info(
-        plan.operations.length === 0
-          ? `${opts.logPrefix}${what}: nothing to change`
-          : `${opts.logPrefix}applying ${what}: ${plan.operations.length} statements`,
-      );
+      if (plan.catalogSkipped) w.log.log(`${opts.logPrefix}roles and databases of ${what} not applied: ${plan.catalogSkipped}`);
+      const count = plan.settingWrites.length + plan.operations.length;
+      w.log.log(count === 0 ? `${opts.logPrefix}${what}: nothing to change` : `${opts.logPrefix}applying ${what}: ${count} statements`);
       // compute_ctl: max_service_connections when starting, reconfigure_concurrency afterwards.
       const concurrency = opts.starting ? startupConcurrency(spec, catalog.maxConnections) : (spec.reconfigure_concurrency ?? 1);
       await applier.run(plan.operations, Tracing.contextOf(span, opts.parent), concurrency);
-      for (const [db, owner] of plan.schemaPerms) this.schemaPermsDone.set(db, owner);
-      this.saved = this.env.store.save(spec, plan.settings, this.saved);
-      if (plan.operations.some((o) => o.phase === 'Settings')) await this.warnPendingRestart(opts.logPrefix);
+      await this.rememberSchemaPerms(plan.schemaPerms);
+      const inSpec = new Set(spec.cluster.databases.map((d) => d.name));
+      for (const db of [...this.schemaPermsDone.keys()]) if (!inSpec.has(db)) this.schemaPermsDone.delete(db);
+      this.saved = this.env.store.save(spec, plan.settings, Object.fromEntries(this.schemaPermsDone), this.saved);
+      if (plan.settingWrites.length > 0) await this.warnPendingRestart(opts.logPrefix);
     } catch (err) {
       error = err;
+      await settings.undo();
     }
     const ms = Date.now() - t0;
     Tracing.end(span, error);
+    const statements = applier.statements + settings.statements;
     state.metrics.config_ms = ms;
-    state.metrics.last_apply_statements = applier.statements;
+    state.metrics.last_apply_statements = statements;
     state.metrics.applies++;
-    this.env.onApplied({ source: opts.source, ok: error === undefined, ms, statements: applier.statements });
+    this.env.onApplied({ source: opts.source, ok: error === undefined, ms, statements });
     if (error !== undefined) {
       const message = error instanceof ApplyError || error instanceof Error ? error.message : String(error);
       w.log.warning(`${opts.logPrefix}applying the spec from ${opts.source} failed after ${ms} ms: ${message}`);
@@ -224,14 +271,23 @@ export class Configurator {
     }
     state.tenant = spec.tenant_id ?? null;
     state.timeline = spec.timeline_id ?? null;
-    w.log.info(
-      `${opts.logPrefix}spec from ${opts.source} applied in ${ms} ms (${applier.statements} statements; catalog read and checked before in ${opts.checkMs.toFixed(1)} ms)`,
+    w.log.log(
+      `${opts.logPrefix}spec from ${opts.source} applied in ${ms} ms (${statements} statements; catalog read, checked and settings written before in ${opts.checkMs.toFixed(1)} ms)`,
     );
     if (!this.runningOnce) {
       this.runningOnce = true;
       state.metrics.total_startup_ms = Date.now() - state.workerStart;
     }
     state.set('running');
+  }
+
+  /** Record the databases whose schema permissions were set, with their oid (a database dropped and created again is done again). */
+  private async rememberSchemaPerms(done: Map<string, string>): Promise<void> {
+    if (done.size === 0) return;
+    const rows = await this.env.gate.run(() =>
+      this.env.w.query<{ datname: string; oid: number }>('SELECT datname, oid::int8::float8 AS oid FROM pg_catalog.pg_database WHERE datname = ANY ($1::text[])', [[...done.keys()]]),
+    );
+    for (const r of rows) this.schemaPermsDone.set(r.datname, `${done.get(r.datname)}@${r.oid}`);
   }
 
   /** Log the parameters a restart must bring in (context postmaster). */

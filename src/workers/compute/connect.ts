@@ -16,6 +16,25 @@ import { parseConninfo } from '../promoter/conninfo';
 /** application_name of the worker's connections. */
 export const APPLICATION_NAME = 'pg_tsworker compute';
 
+/**
+ * Session settings of the worker's own sessions (its connections, and its
+ * SPI session through {@link SESSION_OVERRIDES_SQL}): a spec's
+ * `default_transaction_read_only`, `statement_timeout` or the like must
+ * not make the worker's own statements fail, nor the next apply.
+ */
+export const SESSION_OVERRIDES: Readonly<Record<string, string>> = {
+  default_transaction_read_only: 'off',
+  statement_timeout: '0',
+  lock_timeout: '0',
+  idle_in_transaction_session_timeout: '0',
+  idle_session_timeout: '0',
+};
+
+/** Sets {@link SESSION_OVERRIDES} for the rest of the session that runs it. */
+export const SESSION_OVERRIDES_SQL = `SELECT ${Object.entries(SESSION_OVERRIDES)
+  .map(([k, v]) => `pg_catalog.set_config('${k}', '${v}', false)`)
+  .join(', ')}`;
+
 /** How long a closed connection's pid is still the worker's own. */
 const FORGET_AFTER_MS = 2000;
 
@@ -61,6 +80,9 @@ export class SelfConnector {
       password: c.password || undefined,
       database,
       application_name: APPLICATION_NAME,
+      options: Object.entries(SESSION_OVERRIDES)
+        .map(([k, v]) => `-c ${k}=${v}`)
+        .join(' '),
       connectionTimeoutMillis: Number(c.connect_timeout || 10) * 1000,
       ssl: c.sslmode === 'require' ? { rejectUnauthorized: false } : false,
     };

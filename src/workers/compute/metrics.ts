@@ -70,9 +70,10 @@ export class ComputeMetrics {
     labelNames: ['worker', 'state'],
     registers: [this.registry],
   });
-  private readonly workerRestarts = new Gauge({
-    name: 'tsworker_worker_restarts',
-    help: 'Times each pg_tsworker worker was started again after it ended',
+  /** A counter (it only grows while the server runs; a restart of the server, or a slot given to another worker, starts it again: a counter reset). */
+  private readonly workerRestarts = new Counter({
+    name: 'tsworker_worker_restarts_total',
+    help: 'Times each pg_tsworker worker was started again after it ended, since the server started',
     labelNames: ['worker'],
     registers: [this.registry],
   });
@@ -155,21 +156,35 @@ export class ComputeMetrics {
             this.databaseSize.set({ datname: r.datname }, Number(r.size));
           }
           this.workerState.reset();
-          this.workerRestarts.reset();
+          const restarts = new Map<string, number>();
           const workers = tx.query<{ ok: boolean }>(
             `SELECT coalesce(has_function_privilege(to_regprocedure('tsworker.worker_status()'), 'EXECUTE'), false) AS ok`,
           )[0].ok;
           if (workers) {
             for (const r of tx.query<{ name: string; state: string; restarts: number }>('SELECT name, state, restarts FROM tsworker.worker_status()')) {
               this.workerState.set({ worker: r.name, state: r.state }, 1);
-              this.workerRestarts.set({ worker: r.name }, r.restarts);
+              restarts.set(r.name, r.restarts);
             }
           }
+          for (const [worker, count] of restarts) {
+            const before = this.restartsSeen.get(worker);
+            if (before !== undefined && count >= before) {
+              if (count > before) this.workerRestarts.inc({ worker }, count - before);
+            } else {
+              this.workerRestarts.remove({ worker });
+              this.workerRestarts.inc({ worker }, count);
+            }
+          }
+          for (const worker of this.restartsSeen.keys()) if (!restarts.has(worker)) this.workerRestarts.remove({ worker });
+          this.restartsSeen = restarts;
         },
         { readOnly: true },
       ),
     );
   }
+
+  /** The restarts of each worker at the last scrape. */
+  private restartsSeen = new Map<string, number>();
 
   /** The exposition text and its content type. */
   async render(): Promise<{ text: string; contentType: string }> {

@@ -125,7 +125,7 @@ export class ActivityMonitor {
       if (seen && this.state.noteActivity(seen.at)) this.lastKind = seen.kind;
       this.lastUp = Date.now();
       this.metrics.currentDowntime.set(0);
-      if (this.failing) this.w.log.info('activity check works again');
+      if (this.failing) this.w.log.log('activity check works again');
       this.failing = false;
     } catch (err) {
       const now = Date.now();

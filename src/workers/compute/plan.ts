@@ -14,8 +14,9 @@
  * them done). Neon-only phases (schema and extension `neon`, subscriptions
  * of a new branch, Databricks) have no counterpart here.
  */
-import { dollarQuote, quoteIdent, quoteLiteral } from '../sql';
+import { dollarQuote, quoteIdent } from '../sql';
 import type { Catalog, CatalogDatabase, CatalogRole } from './catalog';
+import { LIST_QUOTE_PARAMETERS, parseOptionBool, sameSetting, settingLiterals, splitGucList } from './pg-text';
 import { databaseClause, hasAttributes, optionAttributes, parameterName, roleClause, storedPassword, type RoleAttributes } from './render';
 import type { ComputeSpec } from './spec-schema';
 
@@ -42,11 +43,24 @@ export interface PlanContext {
   adminRole: string;
   /** Parameters an earlier spec set, by lower-case name: reset when a spec no longer has them. */
   managedSettings: ReadonlySet<string>;
-  /** Databases whose schema permissions were set since the worker started, with the owner they were set for. */
+  /** Databases whose schema permissions were set, by name: `<owner>@<oid>` they were set for. */
   schemaPermsDone: ReadonlyMap<string, string>;
+  /** Each VALID UNTIL value of the spec as the server prints it as a timestamptz (`infinity`, `2030-01-01 00:00:00+00`). */
+  validUntil: ReadonlyMap<string, string>;
+}
+
+/** One `ALTER SYSTEM` of a spec, with the statement that undoes it. */
+export interface SettingWrite {
+  /** JSON Pointer of the setting in the spec (without the base). */
+  path: string;
+  sql: string;
+  /** Puts back what postgresql.auto.conf had: `ALTER SYSTEM SET` the old value, or `RESET`. */
+  undo: string;
 }
 
 export interface Plan {
+  /** ALTER SYSTEM statements, written and checked before the operations run (which begin with the reload). */
+  settingWrites: SettingWrite[];
   operations: Operation[];
   /** Parameters this spec sets (lower-case): the next plan's `managedSettings`. */
   settings: Set<string>;
@@ -105,29 +119,40 @@ const CREATE_HEALTH_CHECK =
 /** Attributes compute_ctl gives a role it creates (`INHERIT CREATEROLE CREATEDB BYPASSRLS REPLICATION`), and `LOGIN`. */
 const CREATED_ROLE: RoleAttributes = { inherit: true, createrole: true, createdb: true, bypassrls: true, replication: true, login: true };
 
-function settingsPhase(spec: ComputeSpec, catalog: Catalog, ctx: PlanContext, ops: Operation[]): Set<string> {
+/** The ALTER SYSTEM that puts parameter `key` back as postgresql.auto.conf has it now. */
+function undoSetting(key: string, catalog: Catalog): string {
+  const previous = catalog.autoConf.get(key);
+  if (previous === undefined) return `ALTER SYSTEM RESET ${parameterName(key)}`;
+  return `ALTER SYSTEM SET ${parameterName(key)} = ${LIST_QUOTE_PARAMETERS.has(key) && previous === '' ? "''" : settingLiterals(key, previous)}`;
+}
+
+function settingsPhase(spec: ComputeSpec, catalog: Catalog, ctx: PlanContext, writes: SettingWrite[]): Set<string> {
   const wanted = new Set<string>();
-  const push = (sql: string) => ops.push({ phase: 'Settings', sql, target: 'server' });
-  for (const s of spec.cluster.settings ?? []) {
+  (spec.cluster.settings ?? []).forEach((s, i) => {
     const key = s.name.toLowerCase();
     wanted.add(key);
+    const path = `/cluster/settings/${i}`;
+    const current = catalog.autoConf.get(key);
     if (s.value === null) {
-      if (catalog.autoConf.has(key)) push(`ALTER SYSTEM RESET ${parameterName(s.name)}`);
-    } else if (catalog.autoConf.get(key) !== s.value) {
-      push(`ALTER SYSTEM SET ${parameterName(s.name)} = ${quoteLiteral(s.value)}`);
+      if (current !== undefined) writes.push({ path, sql: `ALTER SYSTEM RESET ${parameterName(s.name)}`, undo: undoSetting(key, catalog) });
+    } else if (current === undefined || !sameSetting(key, current, s.value)) {
+      writes.push({ path, sql: `ALTER SYSTEM SET ${parameterName(s.name)} = ${settingLiterals(key, s.value)}`, undo: undoSetting(key, catalog) });
+    }
+  });
+  for (const key of ctx.managedSettings) {
+    if (!wanted.has(key) && catalog.autoConf.has(key)) {
+      writes.push({ path: '/cluster/settings', sql: `ALTER SYSTEM RESET ${parameterName(key)}`, undo: undoSetting(key, catalog) });
     }
   }
-  for (const key of ctx.managedSettings) {
-    if (!wanted.has(key) && catalog.autoConf.has(key)) push(`ALTER SYSTEM RESET ${parameterName(key)}`);
-  }
-  if (ops.length > 0) ops.push({ phase: 'Settings', sql: 'SELECT pg_catalog.pg_reload_conf()', target: 'spi' });
   return wanted;
 }
 
 /** Plan the statements that bring the server to `spec`. */
 export function planApply(spec: ComputeSpec, catalog: Catalog, ctx: PlanContext): Plan {
   const ops: Operation[] = [];
-  const settings = settingsPhase(spec, catalog, ctx, ops);
+  const settingWrites: SettingWrite[] = [];
+  const settings = settingsPhase(spec, catalog, ctx, settingWrites);
+  if (settingWrites.length > 0) ops.push({ phase: 'Settings', sql: 'SELECT pg_catalog.pg_reload_conf()', target: 'spi' });
   const schemaPerms = new Map<string, string>();
   const mode = spec.mode ?? 'Primary';
   const catalogSkipped = spec.skip_pg_catalog_updates
@@ -137,7 +162,7 @@ export function planApply(spec: ComputeSpec, catalog: Catalog, ctx: PlanContext)
       : catalog.inRecovery
         ? 'the server is in recovery'
         : null;
-  if (catalogSkipped) return { operations: ops, settings, schemaPerms, catalogSkipped };
+  if (catalogSkipped) return { settingWrites, operations: ops, settings, schemaPerms, catalogSkipped };
 
   const priv = ctx.privilegedRole;
   const roles = new Map<string, CatalogRole>(catalog.roles);
@@ -166,15 +191,16 @@ export function planApply(spec: ComputeSpec, catalog: Catalog, ctx: PlanContext)
   for (const r of spec.cluster.roles) {
     const existing = roles.get(r.name);
     const password = storedPassword(r);
-    const attrs = optionAttributes(r.options);
+    const attrs = optionAttributes(r.options, ctx.validUntil);
     if (existing) {
-      const wanted = { ...attrs, login: true };
+      // compute_ctl gives every role of a spec LOGIN; a NOLOGIN option wins.
+      const wanted = { login: true, ...attrs };
       if (existing.password !== password || !hasAttributes(existing, wanted)) {
         add('CreateAndAlterRoles', `ALTER ROLE ${quoteIdent(r.name)} ${roleClause(wanted, password)}`);
       }
     } else {
       const inRole = priv ? ` IN ROLE ${quoteIdent(priv)}` : '';
-      const clause = roleClause({ ...CREATED_ROLE, ...attrs, login: true }, password);
+      const clause = roleClause({ ...CREATED_ROLE, ...attrs }, password);
       add('CreateAndAlterRoles', `CREATE ROLE ${quoteIdent(r.name)}${inRole} ${clause}`);
     }
   }
@@ -206,7 +232,8 @@ export function planApply(spec: ComputeSpec, catalog: Catalog, ctx: PlanContext)
     } else {
       add('CreateAndAlterDatabases', `CREATE DATABASE ${quoteIdent(d.name)} ${databaseClause(d)}`, 'server');
       if (priv) add('CreateAndAlterDatabases', `GRANT ALL PRIVILEGES ON DATABASE ${quoteIdent(d.name)} TO ${quoteIdent(priv)}`);
-      dbs.set(d.name, { name: d.name, owner: d.owner, restrictConn: false, invalid: false, isTemplate: false });
+      const option = (name: string) => parseOptionBool(d.options?.find((o) => o.name === name)?.value ?? '');
+      dbs.set(d.name, { oid: 0, name: d.name, owner: d.owner, restrictConn: option('ALLOW_CONNECTIONS') === false, invalid: false, isTemplate: option('IS_TEMPLATE') === true });
       created.add(d.name);
     }
   }
@@ -224,7 +251,7 @@ export function planApply(spec: ComputeSpec, catalog: Catalog, ctx: PlanContext)
       add('RunInEachDatabase', revokeBeforeDrop(role), target);
       add('RunInEachDatabase', `DROP OWNED BY ${quoteIdent(role)}`, target);
     }
-    if (!t.system && (created.has(t.name) || ctx.schemaPermsDone.get(t.name) !== t.owner)) {
+    if (!t.system && (created.has(t.name) || ctx.schemaPermsDone.get(t.name) !== `${t.owner}@${db.oid}`)) {
       add('RunInEachDatabase', setPublicSchemaOwner(t.owner, ctx.adminRole), target);
       if (priv) add('RunInEachDatabase', defaultGrants(priv), target);
       schemaPerms.set(t.name, t.owner);
@@ -232,7 +259,7 @@ export function planApply(spec: ComputeSpec, catalog: Catalog, ctx: PlanContext)
   }
 
   const preload = (spec.cluster.settings ?? []).find((s) => s.name.toLowerCase() === 'shared_preload_libraries')?.value ?? '';
-  if (/pg_stat_statements/.test(preload) && !catalog.extensions.has('pg_stat_statements')) {
+  if (splitGucList('shared_preload_libraries', preload).includes('pg_stat_statements') && !catalog.extensions.has('pg_stat_statements')) {
     add('HandleOtherExtensions', 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public');
   }
   if (!catalog.healthCheck) add('CreateAvailabilityCheck', CREATE_HEALTH_CHECK);
@@ -247,5 +274,5 @@ export function planApply(spec: ComputeSpec, catalog: Catalog, ctx: PlanContext)
     }
     if (dbs.has('postgres')) add('DisablePostgresDBPgAudit', `ALTER DATABASE postgres SET pgaudit.log TO 'none'`);
   }
-  return { operations: ops, settings, schemaPerms, catalogSkipped: null };
+  return { settingWrites, operations: ops, settings, schemaPerms, catalogSkipped: null };
 }

@@ -31,12 +31,17 @@ const FLAG_ATTRIBUTE: Record<string, keyof RoleAttributes> = {
   BYPASSRLS: 'bypassrls',
 };
 
-/** Attributes named by a role's options (later options win, as in PostgreSQL's grammar order). */
-export function optionAttributes(options: readonly GenericOption[] | null | undefined): RoleAttributes {
+/**
+ * Attributes named by a role's options (later options win, as in
+ * PostgreSQL's grammar order). `validUntil` maps a VALID UNTIL value to the
+ * server's text of it (as `rolvaliduntil::text` reads), so that an
+ * unchanged value compares equal.
+ */
+export function optionAttributes(options: readonly GenericOption[] | null | undefined, validUntil: ReadonlyMap<string, string> = new Map()): RoleAttributes {
   const out: RoleAttributes = {};
   for (const o of options ?? []) {
     if (o.name === 'CONNECTION LIMIT') out.connlimit = Number(o.value);
-    else if (o.name === 'VALID UNTIL') out.validUntil = o.value ?? undefined;
+    else if (o.name === 'VALID UNTIL' && o.value !== null) out.validUntil = validUntil.get(o.value) ?? o.value;
     else {
       const negated = o.name.startsWith('NO') && FLAG_ATTRIBUTE[o.name.slice(2)] !== undefined;
       const attr = FLAG_ATTRIBUTE[negated ? o.name.slice(2) : o.name];
@@ -71,7 +76,7 @@ export function hasAttributes(existing: CatalogRole, wanted: RoleAttributes): bo
   for (const [key, value] of Object.entries(wanted) as [keyof RoleAttributes, unknown][]) {
     if (value === undefined) continue;
     if (key === 'validUntil') {
-      if (existing.validUntil === null || Date.parse(existing.validUntil) !== Date.parse(value as string)) return false;
+      if (existing.validUntil !== value) return false;
     } else if ((existing as unknown as Record<string, unknown>)[key] !== value) return false;
   }
   return true;

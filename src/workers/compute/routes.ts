@@ -149,7 +149,16 @@ export function computeRoutes(d: RouteDeps): Route[] {
     { method: 'POST', path: '/check_writability', auth: true, handler: (req) => checkWritability(d, req) },
     { method: 'GET', path: '/insights', auth: true, handler: () => insights(d) },
     { method: 'GET', path: '/metrics.json', auth: true, handler: async () => ok(d.state.metrics) },
-    { method: 'POST', path: '/terminate', auth: true, handler: (req) => d.terminator.request(req.query.get('mode')) },
+    {
+      method: 'POST',
+      path: '/terminate',
+      auth: true,
+      handler: (req) => {
+        // As compute_ctl's query deserializer: a field given twice is refused.
+        if (req.query.getAll('mode').length > 1) throw new HttpError(400, 'failed to deserialize query string: duplicate field `mode`');
+        return d.terminator.request(req.query.get('mode'));
+      },
+    },
     {
       method: 'GET',
       path: '/metrics',

@@ -3,7 +3,8 @@
  * (mode 0600, like the rest of the data directory): at the next start the
  * worker applies it again when `tsworker_compute.spec_path` is not set, and
  * the parameters it set are known, so that a later spec without them resets
- * them. Written atomically (a temporary file renamed over the old one).
+ * them, and so are the databases whose schema permissions were set (not set
+ * again at every start). Written atomically (a temporary file renamed over the old one).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -15,6 +16,8 @@ export interface SavedSpec {
   appliedAt: string;
   /** Parameters the spec set, lower-case. */
   settings: string[];
+  /** Databases whose schema `public` and default privileges were set: name → `<owner>@<oid>`. */
+  schemaPerms?: Record<string, string>;
   spec: ComputeSpec;
 }
 
@@ -45,10 +48,10 @@ export class SpecStore {
   private savedText: string | null = null;
 
   /** Save `spec` as applied now, unless the same spec is saved already. */
-  save(spec: ComputeSpec, settings: Iterable<string>, previous: SavedSpec | null): SavedSpec {
-    const next: SavedSpec = { appliedAt: new Date().toISOString(), settings: [...settings].sort(), spec };
-    const text = JSON.stringify(spec);
-    if (previous) this.savedText ??= JSON.stringify(previous.spec);
+  save(spec: ComputeSpec, settings: Iterable<string>, schemaPerms: Record<string, string>, previous: SavedSpec | null): SavedSpec {
+    const next: SavedSpec = { appliedAt: new Date().toISOString(), settings: [...settings].sort(), schemaPerms, spec };
+    const text = JSON.stringify([spec, schemaPerms]);
+    if (previous) this.savedText ??= JSON.stringify([previous.spec, previous.schemaPerms ?? {}]);
     if (previous && this.savedText === text && previous.settings.join() === next.settings.join()) return previous;
     fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     const tmp = `${this.file}.tmp.${process.pid}`;

@@ -13,6 +13,8 @@
  */
 import Ajv, { type ErrorObject } from 'ajv';
 
+import { passwordSecretProblem } from './pg-text';
+
 /** compute_ctl's `GenericOption`: a statement option or a configuration parameter. */
 export interface GenericOption {
   name: string;
@@ -82,16 +84,19 @@ const nullable = (schema: object) => ({ anyOf: [schema, { type: 'null' }] });
 
 /** A PostgreSQL identifier as compute_ctl's `PgIdent` (byte length is checked after the schema). */
 const pgIdent = { type: 'string', minLength: 1, maxLength: 63, pattern: '^[^\\u0000]*$' };
-const integerText = { type: 'string', pattern: '^-?[0-9]{1,10}$' };
+/** A connection limit: -1 (none) or a count (at most 2^31-1, checked after the schema). */
+const CONNECTION_LIMIT_PATTERN = '^(-1|[0-9]{1,10})$';
+const connectionLimit = { type: 'string', pattern: CONNECTION_LIMIT_PATTERN };
 
 const roleOption = {
   type: 'object',
   required: ['name', 'vartype'],
   additionalProperties: false,
   properties: { name: { type: 'string' }, value: nullable({ type: 'string' }), vartype: { type: 'string' } },
+  discriminator: { propertyName: 'name' },
   oneOf: [
     { properties: { name: { enum: ROLE_FLAGS }, value: { type: 'null' } } },
-    { properties: { name: { const: 'CONNECTION LIMIT' }, value: integerText }, required: ['value'] },
+    { properties: { name: { const: 'CONNECTION LIMIT' }, value: connectionLimit }, required: ['value'] },
     { properties: { name: { const: 'VALID UNTIL' }, value: { type: 'string', pattern: '^[0-9A-Za-z :.+-]{1,64}$' } }, required: ['value'] },
   ],
 };
@@ -101,9 +106,10 @@ const databaseOption = {
   required: ['name', 'value', 'vartype'],
   additionalProperties: false,
   properties: { name: { type: 'string' }, value: { type: 'string' }, vartype: { type: 'string' } },
+  discriminator: { propertyName: 'name' },
   oneOf: [
     { properties: { name: { enum: DATABASE_TEXT_OPTIONS }, value: { type: 'string', pattern: '^[^\\u0000]{0,255}$' } } },
-    { properties: { name: { const: 'CONNECTION LIMIT' }, value: integerText } },
+    { properties: { name: { const: 'CONNECTION LIMIT' }, value: connectionLimit } },
   ],
 };
 
@@ -143,7 +149,7 @@ export const SPEC_SCHEMA = {
             additionalProperties: false,
             properties: {
               name: pgIdent,
-              encrypted_password: nullable({ type: 'string', pattern: '^([0-9a-f]{32}|SCRAM-SHA-256\\$[0-9]+:[A-Za-z0-9+/=]+\\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+)$' }),
+              encrypted_password: nullable({ type: 'string', format: 'pg-password-secret' }),
               options: nullable({ type: 'array', items: roleOption }),
             },
           },
@@ -200,29 +206,86 @@ export interface SpecProblem {
 let compiled: ReturnType<Ajv['compile']> | undefined;
 
 function validator(): ReturnType<Ajv['compile']> {
-  if (!compiled) compiled = new Ajv({ allErrors: true, strict: false }).compile(SPEC_SCHEMA);
+  if (!compiled) {
+    const ajv = new Ajv({ allErrors: true, strict: false, discriminator: true, verbose: true });
+    ajv.addFormat('pg-password-secret', { type: 'string', validate: (v: string) => passwordSecretProblem(v) === null });
+    compiled = ajv.compile(SPEC_SCHEMA);
+  }
   return compiled;
 }
 
-/** The ajv errors worth showing: `oneOf`/`anyOf` noise is folded into the branch errors' paths. */
+/** An error's message, in the spec's words where ajv's are vague. */
+function messageOf(e: ErrorObject): string {
+  const params = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return `unknown field "${String(params.additionalProperty)}"`;
+    case 'enum':
+      return `${e.message}: ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'const':
+      return `${e.message}: ${JSON.stringify(params.allowedValue)}`;
+    case 'pattern':
+      if (params.pattern === CONNECTION_LIMIT_PATTERN) return 'must be -1 (no limit) or a number of connections';
+      return e.message ?? 'is invalid';
+    case 'format':
+      if (params.format === 'pg-password-secret') return `${passwordSecretProblem(String(e.data))}: PostgreSQL would store it as a clear-text password`;
+      return e.message ?? 'is invalid';
+    case 'discriminator': {
+      const names = Object.keys(((e.parentSchema as { oneOf?: { properties: { name: { enum?: string[]; const?: string } } }[] })?.oneOf ?? [])
+        .reduce((acc: Record<string, true>, b) => {
+          for (const n of b.properties.name.enum ?? [b.properties.name.const ?? '']) acc[n] = true;
+          return acc;
+        }, {}));
+      return typeof params.tagValue === 'string'
+        ? `unknown option ${JSON.stringify(params.tagValue)}: one of ${names.map((n) => JSON.stringify(n)).join(', ')}`
+        : 'must be a string naming the option';
+    }
+    default:
+      return e.message ?? 'is invalid';
+  }
+}
+
+/**
+ * The ajv errors worth showing, one reason per place: the lines of
+ * `anyOf`/`oneOf` are dropped when a branch says more, and a value that
+ * fits none of a nullable field's types reads `must be string or null`.
+ */
 function problems(errors: ErrorObject[], base: string): SpecProblem[] {
   const seen = new Set<string>();
-  const out: SpecProblem[] = [];
+  let out: (SpecProblem & { keyword: string; type?: string })[] = [];
   for (const e of errors) {
     if (e.keyword === 'if') continue;
-    let message = e.message ?? 'is invalid';
-    if (e.keyword === 'additionalProperties') message = `unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`;
-    if (e.keyword === 'enum') message += `: ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
-    if (e.keyword === 'const') message += `: ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}`;
-    const p = { path: base + e.instancePath || '/', message };
+    const path = e.keyword === 'discriminator' ? `${e.instancePath}/${String((e.params as { tag: string }).tag)}` : e.instancePath;
+    const p = { path: base + path || '/', message: messageOf(e), keyword: e.keyword, type: e.keyword === 'type' ? String((e.params as { type: string }).type) : undefined };
     const key = `${p.path}\u0000${p.message}`;
     if (!seen.has(key)) {
       seen.add(key);
       out.push(p);
     }
   }
-  // When a oneOf failed, its branches' errors say why; drop the generic line if others share its path.
-  return out.filter((p) => !(p.message === 'must match exactly one schema in oneOf' && out.some((q) => q !== p && q.path.startsWith(p.path))));
+  const combinator = (k: string) => k === 'anyOf' || k === 'oneOf';
+  // A combinator's own line goes when another error is at its place or below it.
+  out = out.filter((p) => !(combinator(p.keyword) && out.some((q) => q !== p && !combinator(q.keyword) && (q.path === p.path || q.path.startsWith(`${p.path}/`)))));
+  // Type errors of the branches not taken go when a branch of the right type said more, at the same place or below.
+  out = out.filter(
+    (p) =>
+      !(
+        p.keyword === 'type' &&
+        out.some((q) => !combinator(q.keyword) && ((q.path === p.path && q.keyword !== 'type') || q.path.startsWith(`${p.path}/`)))
+      ),
+  );
+  // What is left of type errors at one place becomes one line.
+  const merged: SpecProblem[] = [];
+  for (const p of out) {
+    if (p.keyword !== 'type') {
+      merged.push({ path: p.path, message: p.message });
+      continue;
+    }
+    const prev = merged.find((m) => m.path === p.path && m.message.startsWith('must be '));
+    if (prev) prev.message += ` or ${p.type}`;
+    else merged.push({ path: p.path, message: `must be ${p.type}` });
+  }
+  return merged;
 }
 
 /**

@@ -7,10 +7,12 @@
  *
  * - fast: the status becomes `termination_pending_fast` and the postmaster
  *   is signalled; it asks every backend and worker to stop. Once the other
- *   client backends are gone (at most a few seconds) and the WAL they wrote
- *   is flushed, the worker reads the flush LSN, becomes `terminated`,
- *   answers, and stops. The shutdown checkpoint the postmaster writes
- *   afterwards comes after that LSN.
+ *   client backends are gone (at most {@link BACKENDS_GONE_MS}; a longer
+ *   wait is logged), the worker commits a transaction with an xid, which
+ *   flushes every WAL record inserted before it, reads the flush LSN,
+ *   becomes `terminated`, answers, and stops. The answer is the end of the
+ *   last WAL record flushed before the shutdown checkpoint: the checkpoint
+ *   record the postmaster writes afterwards starts at or after it.
  * - immediate: the status becomes `termination_pending_immediate`; the
  *   worker reads the flush LSN, answers, and only then signals the
  *   postmaster, which kills every process at once (this worker too).
@@ -74,7 +76,7 @@ export class Terminator {
       const lsn = await this.flushLsn();
       this.state.terminateLsn = lsn;
       this.state.set('terminated');
-      this.w.log.info(`terminate (immediate): last flushed LSN ${lsn}; sending SIGQUIT to the postmaster (pid ${pid})`);
+      this.w.log.log(`terminate (immediate): last flushed LSN ${lsn}; sending SIGQUIT to the postmaster (pid ${pid})`);
       return { status: 200, body: { lsn }, sent: () => process.kill(pid, 'SIGQUIT') };
     }
     this.state.set('termination_pending_fast');
@@ -92,33 +94,44 @@ export class Terminator {
         });
         this.state.terminateLsn = lsn;
         this.state.set('terminated');
-        this.w.log.info(`terminate (fast): last flushed LSN ${lsn}`);
+        this.w.log.log(`terminate (fast): last flushed LSN ${lsn}`);
         await new Promise<void>((sent) => {
           setTimeout(sent, SEND_MS).unref();
           resolve({ status: 200, body: { lsn }, sent });
         });
       };
     });
-    this.w.log.info(`terminate (fast): sending SIGINT to the postmaster (pid ${pid})`);
+    this.w.log.log(`terminate (fast): sending SIGINT to the postmaster (pid ${pid})`);
     process.kill(pid, 'SIGINT');
     return answer;
   }
 
-  /** The flush LSN once the other client backends are gone and what they wrote is flushed. */
+  /**
+   * The flush LSN once the other client backends are gone (at most
+   * {@link BACKENDS_GONE_MS}) and every WAL record inserted before is
+   * flushed: a transaction with an xid commits (synchronous_commit local),
+   * and its commit flushes the WAL up to its own record.
+   */
   private async lsnAfterBackends(): Promise<string | null> {
-    const until = Date.now() + BACKENDS_GONE_MS;
+    const t0 = Date.now();
+    let others = 0;
     for (;;) {
-      const r = await this.gate.run(() =>
-        this.w.query<{ others: number; flushed: boolean | null; lsn: string | null }>(
-          `SELECT (SELECT count(*)::int FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend') AS others,
-                  CASE WHEN pg_catalog.pg_is_in_recovery() THEN true
-                       ELSE pg_catalog.pg_current_wal_flush_lsn() >= pg_catalog.pg_current_wal_insert_lsn() END AS flushed,
-                  ${LSN} AS lsn`,
-        )[0],
+      others = await this.gate.run(
+        () => this.w.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend'`)[0].n,
       );
-      if ((r.others === 0 && r.flushed) || Date.now() > until) return r.lsn;
+      if (others === 0 || Date.now() - t0 > BACKENDS_GONE_MS) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    if (others > 0) this.w.log.warning(`terminate (fast): ${others} client backend(s) still connected after ${BACKENDS_GONE_MS} ms; answering the flush LSN now`);
+    return this.gate.run(() => {
+      this.w.transaction(
+        (tx) => {
+          if (!tx.query<{ r: boolean }>('SELECT pg_catalog.pg_is_in_recovery() AS r')[0].r) tx.query('SELECT pg_catalog.txid_current()');
+        },
+        { synchronousCommit: 'local', statementSavepoints: false },
+      );
+      return this.w.query<{ lsn: string | null }>(`SELECT ${LSN} AS lsn`)[0].lsn;
+    });
   }
 
   /**

@@ -1,0 +1,331 @@
+/**
+ * bench/walarchive/run.ts — the walarchive benchmark driver (started by
+ * bench/walarchive/run): pg_tsworker's `walarchive` worker next to
+ * pg_receivewal, on one source, in one run.
+ *
+ *   throughput  a WAL backlog of --backlog MB is built (bulk inserts) on the
+ *               source while both receivers are stopped (each holds its own
+ *               slot); then each alone (order alternating by round, `sync`
+ *               before each) catches up while pgbench keeps writing. Time
+ *               from its slot turning active (START_REPLICATION) until the
+ *               backlog's last segment is complete (fsynced and renamed)
+ *               in its directory; MB/s = WAL from its slot's restart
+ *               segment to the backlog's end / time. Start-up (launch or
+ *               spawn to the slot turning active) is shown apart.
+ *   latency     the source names one receiver in synchronous_standby_names
+ *               (walarchive with synchronous = on, then pg_receivewal
+ *               --synchronous, order alternating by round); pgbench runs
+ *               single-row INSERTs (-c 4) for --seconds; p50 and p99 of its
+ *               per-transaction latencies (-l).
+ *   trials      --trials N: the durability check of test/walarchive.test.ts
+ *               N times (acknowledged commits all in the archive after the
+ *               source's SIGKILL), on a source of its own.
+ * Medians over --rounds rounds. Both receivers fsync for real; the source
+ * runs with the harness's fsync = off, the same for both.
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+import { Cluster, waitFor } from '../../test/harness/cluster';
+import { archiveDir, pgProgram, pgSpawn, stopProgram, synchronousTrial } from '../../test/walarchive-helpers';
+import { fmtRatio, median, sleep, table } from '../report';
+
+interface Options {
+  rounds: number;
+  backlogMb: number;
+  seconds: number;
+  trials: number;
+  clients: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { rounds: 3, backlogMb: 512, seconds: 10, trials: 20, clients: 4 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const num = (): number => {
+      const v = Number(argv[++i]);
+      if (!Number.isFinite(v) || v < 0) throw new Error(`${a} needs a number >= 0`);
+      return v;
+    };
+    if (a === '--rounds') o.rounds = Math.max(1, num());
+    else if (a === '--backlog') o.backlogMb = Math.max(16, num());
+    else if (a === '--seconds') o.seconds = Math.max(1, num());
+    else if (a === '--trials') o.trials = num();
+    else if (a === '--clients') o.clients = Math.max(1, num());
+    else if (a === '--quick') Object.assign(o, { rounds: 1, backlogMb: 128, seconds: 4, trials: 3 });
+    else if (a === '-h' || a === '--help') {
+      process.stdout.write(fs.readFileSync(path.join(__dirname, 'run'), 'utf8').split('\n').filter((l) => l.startsWith('#') && !l.startsWith('#!')).map((l) => l.slice(2)).join('\n') + '\n');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a} (see --help)`);
+  }
+  return o;
+}
+
+const log = (...a: unknown[]): void => {
+  process.stderr.write(`${a.join(' ')}\n`);
+};
+
+const clusters: Cluster[] = [];
+
+async function lsn(c: Cluster, sql = 'SELECT pg_current_wal_flush_lsn()'): Promise<bigint> {
+  const [hi, lo] = (await c.queryText(sql)).split('/');
+  return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
+}
+
+function pgbenchArgs(c: Cluster, args: string[]): string[] {
+  return ['-h', c.host, '-p', String(c.port), '-U', 'postgres', ...args, 'postgres'];
+}
+
+/** Grow the source's WAL by `bytes`: bulk inserts (pgbench would take minutes on a busy machine). */
+async function buildBacklog(src: Cluster, bytes: bigint): Promise<void> {
+  const start = await lsn(src);
+  await src.query('CREATE TABLE IF NOT EXISTS backlog(id int, pad text)');
+  while ((await lsn(src)) - start < bytes) {
+    await src.query(`INSERT INTO backlog SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g`);
+    await src.query('TRUNCATE backlog');
+  }
+}
+
+/** The name the last segment before `boundary` (a segment start) takes once complete. */
+async function segBefore(src: Cluster, boundary: bigint): Promise<string> {
+  const p = boundary - 1n;
+  return src.queryText(`SELECT pg_walfile_name('${(p >> 32n).toString(16)}/${(p & 0xffffffffn).toString(16)}'::pg_lsn)`);
+}
+
+interface Throughput {
+  /** MB/s from the slot turning active to the last segment complete. */
+  wa: number;
+  rw: number;
+  mb: number;
+  /** Seconds from the start command to the slot turning active. */
+  waStart: number;
+  rwStart: number;
+}
+
+interface Receivers {
+  src: Cluster;
+  host: Cluster;
+  waDir: string;
+  rwDir: string;
+}
+
+async function startWalarchive(r: Receivers, settings: Record<string, string>): Promise<void> {
+  await r.host.query(`SELECT tsworker.launch('walarchive', 'walarchive', $1::jsonb)`, [
+    JSON.stringify({ source_conninfo: r.src.connectionString(), directory: r.waDir, slot: 'wa', status_interval: '10s', ...settings }),
+  ]);
+}
+
+async function stopWalarchive(r: Receivers): Promise<void> {
+  await r.host.query(`SELECT tsworker.stop('walarchive')`);
+  await waitFor(async () => (await r.src.queryText(`SELECT active FROM pg_replication_slots WHERE slot_name = 'wa'`)) === 'f', { what: 'walarchive to stop' });
+}
+
+function startReceivewal(r: Receivers, extra: string[], appName = 'pg_receivewal') {
+  return pgSpawn(
+    'pg_receivewal',
+    ['-d', `${r.src.connectionString()} application_name=${appName}`, '-S', 'rw', '-D', r.rwDir, '-n', ...extra],
+    path.join(r.src.baseDir, 'receivewal.log'),
+  );
+}
+
+/** Write back every dirty page of the machine, so that one system's measurement does not pay for the other's writes. */
+async function settle(): Promise<void> {
+  await new Promise<void>((resolve) => execFile('sync', () => resolve()));
+  await sleep(500);
+}
+
+/**
+ * One round: a backlog built while both receivers are stopped, then each
+ * one alone (order alternating by round, the machine's dirty pages written
+ * back before each) catches up from its own slot while pgbench writes.
+ */
+async function throughputRound(r: Receivers, o: Options, round: number): Promise<Throughput> {
+  const from = await lsn(r.src, `SELECT min(restart_lsn) FROM pg_replication_slots WHERE slot_name IN ('wa', 'rw')`);
+  await buildBacklog(r.src, BigInt(o.backlogMb) * 1024n * 1024n);
+  await r.src.query('SELECT pg_switch_wal()');
+  const target = await lsn(r.src, 'SELECT pg_current_wal_insert_lsn()');
+  const last = await segBefore(r.src, target - (target % (16n * 1024n * 1024n)));
+  const mb = Number(target - from) / 1024 / 1024;
+  log(`  backlog ${mb.toFixed(0)} MB, up to ${last}`);
+  const out: Record<'wa' | 'rw', number> = { wa: 0, rw: 0 };
+  const startup: Record<'wa' | 'rw', number> = { wa: 0, rw: 0 };
+  const order: ('wa' | 'rw')[] = round % 2 === 0 ? ['wa', 'rw'] : ['rw', 'wa'];
+  for (const system of order) {
+    await settle();
+    const slotFrom = await lsn(r.src, `SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '${system}'`);
+    const bytes = Number(target - (slotFrom - (slotFrom % (16n * 1024n * 1024n))));
+    const load = pgProgram('pgbench', pgbenchArgs(r.src, ['-c', '2', '-j', '1', '-T', '600', '-n']), { allowFail: true, timeoutMs: 700_000 });
+    const t0 = performance.now();
+    let rw = null;
+    if (system === 'wa') await startWalarchive(r, { synchronous: 'off' });
+    else rw = startReceivewal(r, []);
+    const dir = system === 'wa' ? r.waDir : r.rwDir;
+    // streaming starts when the slot turns active (START_REPLICATION); start-up is reported apart
+    await waitFor(async () => (await r.src.queryText(`SELECT active FROM pg_replication_slots WHERE slot_name = '${system}'`)) === 't', { intervalMs: 5, what: `${system}'s slot to be active` });
+    const tStream = performance.now();
+    await waitFor(() => fs.existsSync(path.join(dir, last)), { timeoutMs: 600_000, intervalMs: 5, what: `${system} to complete ${last}` });
+    const secs = (performance.now() - tStream) / 1000;
+    out[system] = bytes / 1024 / 1024 / secs;
+    startup[system] = (tStream - t0) / 1000;
+    log(`  ${system === 'wa' ? 'walarchive' : 'pg_receivewal'}: ${(bytes / 1024 / 1024).toFixed(0)} MB in ${secs.toFixed(2)} s, ${out[system].toFixed(1)} MB/s (start-up ${(tStream - t0).toFixed(0)} ms)`);
+    if (system === 'wa') await stopWalarchive(r);
+    else await stopProgram(rw!);
+    await r.src.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbench'`);
+    await load;
+  }
+  return { ...out, mb, waStart: startup.wa, rwStart: startup.rw };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise<{ p50: number; p99: number; tps: number }> {
+  const app = system === 'wa' ? 'walarchive_sync' : 'receivewal_sync';
+  await r.src.query(`ALTER SYSTEM SET synchronous_standby_names = '${app}'`);
+  await r.src.reload();
+  let rw = null;
+  if (system === 'wa') await startWalarchive(r, { synchronous: 'on', application_name: app });
+  else rw = startReceivewal(r, ['--synchronous'], app);
+  try {
+    await r.src.pollQueryUntil(`SELECT sync_state FROM pg_stat_replication WHERE application_name = '${app}'`, 'sync', { timeoutMs: 300_000 });
+    await settle();
+    const logDir = fs.mkdtempSync(path.join(r.src.baseDir, 'pgbench-'));
+    fs.chmodSync(logDir, 0o777);
+    const script = path.join(logDir, 'insert.sql');
+    fs.writeFileSync(script, 'INSERT INTO sync_bench(v) VALUES (1);\n');
+    fs.chmodSync(script, 0o644);
+    const t0 = performance.now();
+    await pgProgram('pgbench', pgbenchArgs(r.src, ['-c', String(o.clients), '-j', '2', '-T', String(o.seconds), '-n', '-f', script, '-l', '--log-prefix', path.join(logDir, 'tx')]), {
+      timeoutMs: (o.seconds + 60) * 1000,
+    });
+    const secs = (performance.now() - t0) / 1000;
+    const lat: number[] = [];
+    for (const f of fs.readdirSync(logDir).filter((n) => n.startsWith('tx'))) {
+      for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
+        const cols = line.split(' ');
+        if (cols.length >= 3) lat.push(Number(cols[2]) / 1000);
+      }
+    }
+    lat.sort((a, b) => a - b);
+    return { p50: percentile(lat, 50), p99: percentile(lat, 99), tps: lat.length / secs };
+  } finally {
+    if (system === 'wa') await stopWalarchive(r);
+    else await stopProgram(rw!);
+    await r.src.query(`ALTER SYSTEM RESET synchronous_standby_names`);
+    await r.src.reload();
+  }
+}
+
+async function durabilityTrials(n: number): Promise<{ passed: number; acked: number; failures: string[] }> {
+  const src = await Cluster.create('wa-trials-src', { allowStreaming: true, conf: { synchronous_standby_names: 'walarchive' } });
+  clusters.push(src);
+  const host = await Cluster.create('wa-trials-host', { conf: { shared_preload_libraries: 'pg_tsworker' } });
+  clusters.push(host);
+  await host.query('CREATE EXTENSION pg_tsworker');
+  const dir = archiveDir(host, 'archive');
+  await host.query(`SELECT tsworker.launch('walarchive', 'walarchive', $1::jsonb)`, [
+    JSON.stringify({ source_conninfo: src.connectionString(), directory: dir, slot: 'wa', create_slot: 'on', synchronous: 'on', retry_interval: '200ms' }),
+  ]);
+  await src.query('CREATE TABLE acked(id bigserial PRIMARY KEY, v int)');
+  let passed = 0;
+  let acked = 0;
+  const failures: string[] = [];
+  for (let i = 0; i < n; i++) {
+    await src.pollQueryUntil(`SELECT sync_state FROM pg_stat_replication WHERE application_name = 'walarchive'`, 'sync');
+    try {
+      const k = await synchronousTrial(src, dir, 300 + Math.floor(Math.random() * 1200));
+      acked += k;
+      passed++;
+      log(`  trial ${i + 1}/${n}: ${k} acknowledged commits, all in the archive`);
+    } catch (err) {
+      failures.push(`trial ${i + 1}: ${(err as Error).message}`);
+      log(`  trial ${i + 1}/${n}: FAILED ${(err as Error).message}`);
+    }
+    await src.start();
+  }
+  return { passed, acked, failures };
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const stop = async (): Promise<void> => {
+    for (const c of clusters.reverse()) await c.cleanup().catch(() => undefined);
+  };
+  process.on('SIGINT', () => void stop().then(() => process.exit(130)));
+  try {
+    log(`bench/walarchive: ${o.rounds} rounds, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients, ${o.trials} durability trials`);
+    const src = await Cluster.create('wa-bench-src', { allowStreaming: true, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min' } });
+    clusters.push(src);
+    const host = await Cluster.create('wa-bench-host', { conf: { shared_preload_libraries: 'pg_tsworker' } });
+    clusters.push(host);
+    await host.query('CREATE EXTENSION pg_tsworker');
+    const r: Receivers = { src, host, waDir: archiveDir(host, 'walarchive'), rwDir: archiveDir(src, 'receivewal') };
+    await src.query(`SELECT pg_create_physical_replication_slot('wa', true), pg_create_physical_replication_slot('rw', true)`);
+    await pgProgram('pgbench', pgbenchArgs(src, ['-i', '-s', '10', '-q']));
+    await src.query('CREATE TABLE sync_bench(id bigserial PRIMARY KEY, v int)');
+
+    const tp: Throughput[] = [];
+    const lat: { wa: { p50: number; p99: number; tps: number }; rw: { p50: number; p99: number; tps: number } }[] = [];
+    for (let i = 0; i < o.rounds; i++) {
+      log(`round ${i + 1}/${o.rounds}: throughput`);
+      tp.push(await throughputRound(r, o, i));
+      log(`round ${i + 1}/${o.rounds}: synchronous commit latency`);
+      const order: ('wa' | 'rw')[] = i % 2 === 0 ? ['wa', 'rw'] : ['rw', 'wa'];
+      const res: Partial<Record<'wa' | 'rw', { p50: number; p99: number; tps: number }>> = {};
+      for (const s of order) {
+        res[s] = await latencyOf(r, o, s);
+        log(`  ${s === 'wa' ? 'walarchive' : 'pg_receivewal'}: p50 ${res[s]!.p50.toFixed(3)} ms, p99 ${res[s]!.p99.toFixed(3)} ms, ${res[s]!.tps.toFixed(0)} tps`);
+      }
+      lat.push({ wa: res.wa!, rw: res.rw! });
+      await sleep(100);
+    }
+    const trials = o.trials > 0 ? await durabilityTrials(o.trials) : null;
+
+    const m = (f: (x: (typeof tp)[number]) => number) => median(tp.map(f));
+    const l = (s: 'wa' | 'rw', k: 'p50' | 'p99' | 'tps') => median(lat.map((x) => x[s][k]));
+    const tpRatio = m((x) => x.wa) / m((x) => x.rw);
+    const p50Ratio = l('wa', 'p50') / l('rw', 'p50');
+    const p99Ratio = l('wa', 'p99') / l('rw', 'p99');
+    const out: string[] = [];
+    out.push(`\nArchive throughput: catching up a ${m((x) => x.mb).toFixed(0)} MB WAL backlog (16 MB segments) under pgbench, each alone; median of ${o.rounds}`);
+    out.push(
+      table(
+        ['system', 'MB/s', 'vs pg_receivewal', 'start-up'],
+        [
+          ['walarchive (pg_tsworker)', m((x) => x.wa).toFixed(1), fmtRatio(tpRatio), `${(m((x) => x.waStart) * 1000).toFixed(0)} ms`],
+          ['pg_receivewal', m((x) => x.rw).toFixed(1), '1.00x', `${(m((x) => x.rwStart) * 1000).toFixed(0)} ms`],
+        ],
+        [false, true, true, true],
+      ),
+    );
+    out.push(`target >= 0.90x: ${tpRatio >= 0.9 ? 'met' : 'NOT met'}`);
+    out.push(`\nSynchronous commit latency: pgbench -c ${o.clients}, single-row INSERT, ${o.seconds} s, source names the receiver in synchronous_standby_names; median of ${o.rounds}`);
+    out.push(
+      table(
+        ['system', 'tps', 'p50 ms', 'p99 ms', 'p50 vs', 'p99 vs'],
+        [
+          ['walarchive synchronous = on', l('wa', 'tps').toFixed(0), l('wa', 'p50').toFixed(3), l('wa', 'p99').toFixed(3), fmtRatio(p50Ratio), fmtRatio(p99Ratio)],
+          ['pg_receivewal --synchronous', l('rw', 'tps').toFixed(0), l('rw', 'p50').toFixed(3), l('rw', 'p99').toFixed(3), '1.00x', '1.00x'],
+        ],
+        [false, true, true, true, true, true],
+      ),
+    );
+    out.push(`target <= 1.20x: p50 ${p50Ratio <= 1.2 ? 'met' : 'NOT met'}, p99 ${p99Ratio <= 1.2 ? 'met' : 'NOT met'}`);
+    if (trials) {
+      out.push(`\nDurability: ${trials.passed}/${o.trials} trials with every acknowledged commit in the archive after the source's SIGKILL (${trials.acked} acknowledged commits in all)`);
+      for (const f of trials.failures) out.push(`  ${f}`);
+    }
+    process.stdout.write(out.join('\n') + '\n');
+    if (trials && trials.failures.length > 0) process.exitCode = 1;
+  } finally {
+    await stop();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench/walarchive: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,178 @@
+/*-------------------------------------------------------------------------
+ *
+ * node_child.c
+ *		Run a script of the runtime in a pg_tsworker_node child process.
+ *
+ * The postmaster must not run JavaScript (no V8 threads may exist before
+ * fork), so what it needs from JavaScript (what modules declare: manifest.c;
+ * cluster mode's question to etcd: cluster_boot.c) runs in a child, a
+ * Node.js executable built from the workers' libnode, with plain signals, a
+ * heap limit and a time limit.  Its standard output is the answer; its
+ * standard error goes to the server log.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+
+#include "pg_tsworker.h"
+
+static char *tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, const char *what);
+
+/*
+ * Run a script of the installed runtime (`script_rel`, relative to it) in a
+ * pg_tsworker_node child with `args`; return its standard output, or NULL
+ * when it failed or took more than timeout_ms (a WARNING about `what` says
+ * why).  In a backend the wait can be cancelled, and the child is killed
+ * then.
+ */
+char *
+tsw_run_node_script(const char *script_rel, char **args, int nargs, bool in_backend,
+					int timeout_ms, const char *what)
+{
+	char		exe[MAXPGPATH];
+	char		script[MAXPGPATH];
+	char		runtime[MAXPGPATH];
+	char		native[MAXPGPATH];
+	char	  **argv;
+	int			pipefd[2];
+	pid_t		pid;
+	int			i;
+
+	tsw_native_dir(native, sizeof(native));
+	tsw_runtime_dir(runtime, sizeof(runtime));
+	snprintf(exe, sizeof(exe), "%s/pg_tsworker_node", native);
+	snprintf(script, sizeof(script), "%s/%s", runtime, script_rel);
+
+	argv = palloc0(sizeof(char *) * (nargs + 4));
+	argv[0] = exe;
+	argv[1] = "--max-old-space-size=256";
+	argv[2] = script;
+	for (i = 0; i < nargs; i++)
+		argv[3 + i] = args[i];
+
+	if (pipe(pipefd) != 0)
+	{
+		ereport(WARNING, (errmsg("pg_tsworker: could not create a pipe: %m")));
+		return NULL;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+	{
+		ereport(WARNING, (errmsg("pg_tsworker: could not fork: %m")));
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return NULL;
+	}
+	if (pid == 0)
+	{
+		char	   *envp[] = {"LC_ALL=C", "ESBUILD_WORKER_THREADS=0", NULL};
+		sigset_t	all;
+
+		/* a plain child: default signals, nothing blocked */
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		for (i = 1; i < NSIG; i++)
+			if (i != SIGKILL && i != SIGSTOP)
+				signal(i, SIG_DFL);
+		dup2(pipefd[1], STDOUT_FILENO);
+		close(pipefd[0]);
+		close(pipefd[1]);
+		execve(exe, argv, envp);
+		fprintf(stderr, "pg_tsworker: could not run %s: %s\n", exe, strerror(errno));
+		_exit(127);
+	}
+	close(pipefd[1]);
+	return tsw_child_wait(pid, pipefd[0], in_backend, timeout_ms, what);
+}
+
+/* Read the child's output until it exits or timeout_ms passes. */
+static char *
+tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, const char *what)
+{
+	StringInfoData out;
+	int			status = 0;
+	int			waited = 0;
+	bool		timed_out = false;
+
+	initStringInfo(&out);
+	PG_TRY();
+	{
+		for (;;)
+		{
+			struct pollfd pfd = {fd, POLLIN, 0};
+			int			rc = poll(&pfd, 1, 100);
+			char		buf[4096];
+			ssize_t		got;
+
+			if (in_backend)
+				CHECK_FOR_INTERRUPTS();
+			if (rc < 0 && errno != EINTR)
+				break;
+			if (rc <= 0)
+			{
+				waited += 100;
+				if (waited >= timeout_ms)
+				{
+					timed_out = true;
+					kill(pid, SIGKILL);
+					break;
+				}
+				continue;
+			}
+			got = read(fd, buf, sizeof(buf));
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0)
+				break;
+			appendBinaryStringInfo(&out, buf, got);
+		}
+	}
+	PG_CATCH();
+	{
+		/* cancelled: leave no child behind */
+		kill(pid, SIGKILL);
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		close(fd);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	close(fd);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (timed_out)
+	{
+		ereport(WARNING,
+				(errmsg("pg_tsworker: %s took more than %d s; gave up",
+						what, timeout_ms / 1000)));
+		return NULL;
+	}
+	if (WIFSIGNALED(status))
+	{
+		ereport(WARNING,
+				(errmsg("pg_tsworker: %s was ended by signal %d (%s)",
+						what, WTERMSIG(status), pg_strsignal(WTERMSIG(status))),
+				 errdetail("A script or module that allocates more than 256 MB of heap, or crashes Node.js, ends the child this way.")));
+		return NULL;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+	{
+		ereport(WARNING,
+				(errmsg("pg_tsworker: %s failed (pg_tsworker_node exited with status %d)",
+						what, WIFEXITED(status) ? WEXITSTATUS(status) : -1),
+				 WEXITSTATUS(status) == 127 ?
+				 errhint("Is pg_tsworker installed completely?") :
+				 errdetail("Its own message is on the lines just above in the server log.")));
+		return NULL;
+	}
+	return out.data;
+}

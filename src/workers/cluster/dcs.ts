@@ -1,0 +1,292 @@
+/**
+ * The cluster's state in etcd (v3, through the `etcd3` client), laid out as
+ * Patroni lays it out under `<namespace>/<scope>/`:
+ *
+ *   initialize       the cluster's system identifier (created once)
+ *   leader           the leading member's name, attached to its lease
+ *   members/<name>   each member's state (JSON), attached to its lease
+ *   status           the leader's last WAL position and timeline (JSON)
+ *   history          one line per promotion (JSON array)
+ *   sync             synchronous mode: the leader and its synchronous set (JSON)
+ *
+ * Every request carries a deadline (`retry_timeout`) and is tried once per
+ * etcd endpoint at most: a failed request is an answer ("etcd unreachable"),
+ * never a wait. Consensus is etcd's: a member takes the leader key only
+ * with an atomic create, and renews it only with a compare on its value and
+ * lease.
+ */
+import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IKeyValue } from 'etcd3';
+
+/** What a member publishes about itself in `members/<name>`. */
+export interface MemberData {
+  /** How other members (and standbys following it) connect to this server. */
+  conninfo: string;
+  /** `primary` (not in recovery) or `replica`. */
+  role: 'primary' | 'replica';
+  /** `running`, or `fenced` for a primary that refuses writes. */
+  state: string;
+  timeline: number | null;
+  /** WAL position in bytes: flushed on a primary, greatest of received and replayed on a standby. */
+  lsn: number | null;
+  /** Replayed position in bytes (standby). */
+  replayed: number | null;
+  /** Whom a standby streams from (`host:port`), or null. */
+  streaming_from: string | null;
+  priority: number;
+  nofailover: boolean;
+  nosync: boolean;
+  /** The system identifier of this data directory. */
+  sysid: string;
+  /** URL of the health endpoints, if any. */
+  api_url: string | null;
+  /** When the member last published (ISO 8601). */
+  at: string;
+}
+
+/** A line of `history`: [parent timeline, switch LSN (bytes), reason, time, new leader], as Patroni writes it. */
+export type HistoryLine = [number, number, string, string, string];
+
+/** `sync`: the leader and the members that may take its place without losing an acknowledged commit. */
+export interface SyncState {
+  leader: string;
+  members: string[];
+  /** k of `ANY k (members)`. */
+  quorum: number;
+}
+
+/** One read of the whole cluster. */
+export interface ClusterView {
+  initialize: string | null;
+  leader: { name: string; lease: string } | null;
+  members: Map<string, MemberData & { lease: string }>;
+  status: { optime: number; timeline: number } | null;
+  history: HistoryLine[];
+  sync: (SyncState & { modRevision: string }) | null;
+  /** etcd's revision at the read. */
+  revision: string;
+}
+
+/** The lease a member renews: its ID and the TTL etcd granted (seconds, at least the one asked for). */
+export interface Lease {
+  id: string;
+  ttl: number;
+}
+
+/** A request to etcd that failed or did not answer in time. */
+export class DcsError extends Error {}
+
+/** A lease etcd no longer knows (it expired or was revoked). */
+export class LeaseLostError extends DcsError {}
+
+function parseJson<T>(kv: IKeyValue): T | null {
+  try {
+    return JSON.parse(kv.value.toString('utf8')) as T;
+  } catch {
+    return null;
+  }
+}
+
+export class Dcs {
+  private readonly client: Etcd3;
+
+  /**
+   * @param hosts etcd endpoints (`http://host:port`)
+   * @param prefix `<namespace>/<scope>/`
+   * @param timeoutMs deadline of each request
+   */
+  constructor(
+    hosts: string[],
+    readonly prefix: string,
+    private timeoutMs: number,
+  ) {
+    this.client = new Etcd3({
+      hosts,
+      dialTimeout: timeoutMs,
+      // reconnect within a second once etcd is back (gRPC's default backoff grows to minutes)
+      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000, 'grpc.min_reconnect_backoff_ms': 100 },
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
+      faultHandling: {
+        // one try per endpoint, no backoff: our loop is the retry
+        global: hosts.length > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: hosts.length - 1, backoff: new ConstantBackoff(0) }) : noop,
+        host: () => noop,
+        // etcd3 calls next() on it: a factory, although its type says IBackoff
+        watchBackoff: new ConstantBackoff(250) as never,
+      },
+    });
+  }
+
+  setTimeout(ms: number): void {
+    this.timeoutMs = ms;
+  }
+
+  key(name: string): string {
+    return this.prefix + name;
+  }
+
+  /** Bound any request by the deadline (a stream or a dial can outlive the call deadline). */
+  private async bounded<T>(what: string, p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        p,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new DcsError(`etcd did not answer ${what} within ${this.timeoutMs} ms`)), this.timeoutMs + 50);
+        }),
+      ]);
+    } catch (err) {
+      if (err instanceof DcsError) throw err;
+      throw new DcsError(`etcd ${what}: ${(err as Error).message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async grantLease(ttl: number): Promise<Lease> {
+    const res = await this.bounded('granting a lease', this.client.leaseClient.leaseGrant({ TTL: ttl }));
+    return { id: String(res.ID), ttl: Number(res.TTL) };
+  }
+
+  /** Renew a lease once; resolves with its TTL in seconds, rejects with LeaseLostError when etcd no longer knows it. */
+  async keepAlive(id: string): Promise<number> {
+    const ttl = await this.bounded(
+      'renewing the lease',
+      (async () => {
+        const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + this.timeoutMs });
+        try {
+          return await new Promise<number>((resolve, reject) => {
+            stream.on('data', (res: { TTL: string }) => resolve(Number(res.TTL)));
+            stream.on('error', reject);
+            stream.write({ ID: id });
+          });
+        } finally {
+          stream.end();
+        }
+      })(),
+    );
+    if (ttl <= 0) throw new LeaseLostError(`lease ${id} has expired`);
+    return ttl;
+  }
+
+  /** Revoke a lease: every key attached to it (the leader key, the member key) is deleted at once. */
+  async revokeLease(id: string): Promise<void> {
+    await this.bounded('revoking the lease', this.client.leaseClient.leaseRevoke({ ID: id }));
+  }
+
+  /** Read every key of the cluster in one request. */
+  async read(): Promise<ClusterView> {
+    const res = await this.bounded('reading the cluster', this.client.getAll().prefix(this.prefix).exec());
+    const view: ClusterView = { initialize: null, leader: null, members: new Map(), status: null, history: [], sync: null, revision: String(res.header.revision) };
+    for (const kv of res.kvs) {
+      const name = kv.key.toString('utf8').slice(this.prefix.length);
+      if (name === 'initialize') view.initialize = kv.value.toString('utf8');
+      else if (name === 'leader') view.leader = { name: kv.value.toString('utf8'), lease: String(kv.lease) };
+      else if (name === 'status') view.status = parseJson(kv);
+      else if (name === 'history') view.history = parseJson<HistoryLine[]>(kv) ?? [];
+      else if (name === 'sync') {
+        const s = parseJson<SyncState>(kv);
+        view.sync = s ? { ...s, modRevision: String(kv.mod_revision) } : null;
+      } else if (name.startsWith('members/')) {
+        const m = parseJson<MemberData>(kv);
+        if (m) view.members.set(name.slice('members/'.length), { ...m, lease: String(kv.lease) });
+      }
+    }
+    return view;
+  }
+
+  /** Publish this member's state, attached to its lease. */
+  async touchMember(name: string, data: MemberData, lease: string): Promise<void> {
+    await this.bounded('publishing the member', this.client.put(this.key(`members/${name}`)).value(JSON.stringify(data)).lease(lease).exec());
+  }
+
+  /** Create `initialize` with this system identifier unless it exists; true when created. */
+  async initialize(sysid: string): Promise<boolean> {
+    const res = await this.bounded(
+      'initializing the cluster',
+      this.client.if(this.key('initialize'), 'Create', '==', 0).then(this.client.put(this.key('initialize')).value(sysid)).commit(),
+    );
+    return res.succeeded;
+  }
+
+  /** Take the leader key if nobody holds it (atomic create); true when taken. */
+  async acquireLeader(name: string, lease: string): Promise<boolean> {
+    const res = await this.bounded(
+      'taking the leader key',
+      this.client.if(this.key('leader'), 'Create', '==', 0).then(this.client.put(this.key('leader')).value(name).lease(lease)).commit(),
+    );
+    return res.succeeded;
+  }
+
+  /**
+   * Confirm that this member still holds the leader key with this lease, and
+   * publish the leader's position; false when the key is someone else's or gone.
+   */
+  async updateLeader(name: string, lease: string, status: { optime: number; timeline: number }): Promise<boolean> {
+    const res = await this.bounded(
+      'confirming the leader key',
+      this.client
+        .if(this.key('leader'), 'Value', '==', name)
+        .and(this.key('leader'), 'Lease', '==', lease)
+        .then(this.client.put(this.key('status')).value(JSON.stringify(status)))
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  /** Delete the leader key if this member holds it. */
+  async deleteLeader(name: string): Promise<boolean> {
+    const res = await this.bounded(
+      'releasing the leader key',
+      this.client.if(this.key('leader'), 'Value', '==', name).then(this.client.delete().key(this.key('leader'))).commit(),
+    );
+    return res.succeeded;
+  }
+
+  /** Append a line to `history` (compare-and-set on its revision; retried once on a race). */
+  async appendHistory(line: HistoryLine): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      const kvs = (await this.bounded('reading the history', this.client.get(this.key('history')).exec())).kvs;
+      const lines = kvs.length ? (parseJson<HistoryLine[]>(kvs[0]) ?? []) : [];
+      lines.push(line);
+      const cmp = kvs.length
+        ? this.client.if(this.key('history'), 'Mod', '==', String(kvs[0].mod_revision))
+        : this.client.if(this.key('history'), 'Create', '==', 0);
+      const res = await this.bounded('writing the history', cmp.then(this.client.put(this.key('history')).value(JSON.stringify(lines))).commit());
+      if (res.succeeded) return;
+    }
+    throw new DcsError('the history key kept changing under this member');
+  }
+
+  /** Write `sync` if its revision is still `modRevision` (null: if it does not exist); true when written. */
+  async writeSync(state: SyncState, modRevision: string | null): Promise<boolean> {
+    const cmp = modRevision
+      ? this.client.if(this.key('sync'), 'Mod', '==', modRevision)
+      : this.client.if(this.key('sync'), 'Create', '==', 0);
+    const res = await this.bounded('writing the synchronous state', cmp.then(this.client.put(this.key('sync')).value(JSON.stringify(state))).commit());
+    return res.succeeded;
+  }
+
+  /** Delete `sync` (synchronous mode turned off). */
+  async deleteSync(): Promise<void> {
+    await this.bounded('deleting the synchronous state', this.client.delete().key(this.key('sync')).exec());
+  }
+
+  /**
+   * Call `onChange` at once whenever the leader key changes (put or
+   * delete), so that the loop need not wait for its next run. The watch is
+   * re-established by the client when etcd comes back.
+   */
+  async watchLeader(onChange: (what: 'put' | 'delete', value: string | null) => void): Promise<() => void> {
+    const watcher = await this.bounded('watching the leader key', this.client.watch().key(this.key('leader')).create());
+    watcher.on('put', (kv) => onChange('put', kv.value.toString('utf8')));
+    watcher.on('delete', () => onChange('delete', null));
+    watcher.on('error', () => undefined);
+    return () => {
+      watcher.cancel().catch(() => undefined);
+    };
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

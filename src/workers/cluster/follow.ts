@@ -1,0 +1,145 @@
+/**
+ * Following the leader: re-pointing this standby's primary_conninfo, and
+ * telling whether this server's WAL still fits the leader's timeline or
+ * needs pg_rewind first.
+ */
+import type { WorkerContext } from '../../runtime/index';
+import { alterSystem } from './alter-system';
+import { parseConninfo } from '../promoter/conninfo';
+import type { ClusterView, HistoryLine } from './dcs';
+import { numberToLsn, type LocalState } from './local';
+
+/** Quote a conninfo value when it needs it (libpq rules). */
+function quoteValue(v: string): string {
+  return v === '' || /[\s'\\]/.test(v) ? `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'` : v;
+}
+
+/**
+ * The primary_conninfo with which this member follows a leader: the
+ * leader's conninfo, with application_name set to this member's name (so
+ * that the leader's pg_stat_replication and synchronous_standby_names name
+ * it).
+ */
+export function followConninfo(leaderConninfo: string, memberName: string): string {
+  const parts = parseConninfo(leaderConninfo);
+  parts.application_name = memberName;
+  return Object.entries(parts)
+    .map(([k, v]) => `${k}=${quoteValue(v)}`)
+    .join(' ');
+}
+
+/** Point primary_conninfo at `conninfo` (ALTER SYSTEM, then a reload: the WAL receiver restarts with it). */
+export function repoint(w: WorkerContext<any>, conninfo: string, timeoutMs: number): Promise<void> {
+  return alterSystem(w, { primary_conninfo: conninfo }, timeoutMs);
+}
+
+/** Whether this server can follow the leader's timeline as it is. */
+export interface Fit {
+  verdict: 'follow' | 'rewind' | 'unknown';
+  why: string;
+}
+
+/**
+ * Compare this server's end of WAL (`lsn` on `timeline`) with where the
+ * cluster's history forked off that timeline. WAL past the fork point was
+ * never on the new timeline: the server cannot stream from the leader
+ * without pg_rewind (PostgreSQL itself refuses: "new timeline forked off
+ * current database system timeline before current recovery point").
+ */
+export function fitsTimeline(timeline: number, lsn: number | null, leaderTimeline: number | null, history: HistoryLine[]): Fit {
+  if (leaderTimeline === null || lsn === null) return { verdict: 'unknown', why: 'the leader\'s timeline or this server\'s position is not known yet' };
+  if (timeline === leaderTimeline) return { verdict: 'follow', why: `same timeline ${timeline}` };
+  if (timeline > leaderTimeline) {
+    return { verdict: 'rewind', why: `this server is on timeline ${timeline}, ahead of the leader's timeline ${leaderTimeline}` };
+  }
+  const fork = history.find((h) => h[0] === timeline);
+  if (!fork) return { verdict: 'unknown', why: `the cluster's history has no switch off timeline ${timeline}` };
+  const at = fork[1];
+  if (lsn > at) {
+    return {
+      verdict: 'rewind',
+      why: `this server's WAL reaches ${numberToLsn(lsn)} on timeline ${timeline}, past ${numberToLsn(at)} where timeline ${timeline + 1} forked off`,
+    };
+  }
+  return { verdict: 'follow', why: `this server's WAL ends at ${numberToLsn(lsn)}, not past the fork of timeline ${timeline} at ${numberToLsn(at)}` };
+}
+
+type Emit = (kind: string, detail: Record<string, unknown>, level?: 'info' | 'warning') => void;
+
+/**
+ * What this member does while another one leads: a standby re-points to
+ * the leader and reports `following`, `streaming` or `needs_rewind`; a
+ * primary (which can follow only after a restart) terminates its client
+ * sessions and reports `needs_restart` or `needs_rewind`.
+ */
+export class Follower {
+  /** The leader this member follows, if any. */
+  following: string | null = null;
+  /** `restart` or `rewind` when this server cannot follow as it is. */
+  needs: string | null = null;
+  private streamingNoted = false;
+  private clientsTerminatedFor: string | null = null;
+
+  constructor(
+    private readonly w: WorkerContext<any>,
+    private readonly name: string,
+    private readonly emit: Emit,
+    private readonly timeoutMs: () => number,
+  ) {}
+
+  /** This member leads (again). */
+  reset(): void {
+    this.following = null;
+    this.needs = null;
+    this.clientsTerminatedFor = null;
+  }
+
+  private terminateClients(why: string): void {
+    if (this.clientsTerminatedFor === why) return;
+    this.clientsTerminatedFor = why;
+    const n = this.w.query<{ n: number }>(
+      `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+    )[0].n;
+    if (n > 0) this.w.log.log(`terminated ${n} client session(s): ${why}`);
+  }
+
+  async step(local: LocalState, view: ClusterView, leader: string): Promise<void> {
+    const m = view.members.get(leader);
+    const leaderTimeline = view.status?.timeline ?? m?.timeline ?? null;
+    const rewind = `stop this server, run pg_rewind --source-server='${m?.conninfo ?? ''}' on its data directory, then start it: it starts as a standby of "${leader}"`;
+    if (!local.recovery) {
+      // a primary that does not lead: fenced; only a restart (as a standby) lets it follow
+      this.terminateClients(`member "${leader}" leads the cluster`);
+      const fit = fitsTimeline(local.timeline, local.lsn, leaderTimeline, view.history);
+      const needs = fit.verdict === 'rewind' ? 'rewind' : 'restart';
+      if (this.needs !== needs) {
+        this.needs = needs;
+        const what = needs === 'rewind' ? rewind : `restart this server: it starts as a standby and follows "${leader}"`;
+        this.emit(needs === 'rewind' ? 'needs_rewind' : 'needs_restart', { leader, why: fit.why, what }, 'warning');
+      }
+      return;
+    }
+    if (!m) return; // the leader has not published its member key yet
+    const want = followConninfo(m.conninfo, this.name);
+    this.following = leader;
+    if (local.primaryConninfo !== want) {
+      await repoint(this.w, want, this.timeoutMs());
+      this.streamingNoted = false;
+      this.emit('following', { leader, primary: m.conninfo.replace(/password=\S+/g, 'password=***') });
+      return;
+    }
+    if (local.receiver === 'streaming' && leaderTimeline !== null && local.timeline >= leaderTimeline) {
+      if (!this.streamingNoted) this.emit('streaming', { leader, timeline: local.timeline });
+      this.streamingNoted = true;
+      this.needs = null;
+      return;
+    }
+    this.streamingNoted = false;
+    const fit = fitsTimeline(local.timeline, local.replayed, leaderTimeline, view.history);
+    if (fit.verdict === 'rewind' && this.needs !== 'rewind') {
+      this.needs = 'rewind';
+      this.emit('needs_rewind', { leader, why: fit.why, what: rewind }, 'warning');
+    }
+  }
+}

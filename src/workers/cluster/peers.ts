@@ -1,0 +1,86 @@
+/**
+ * Asking another member's PostgreSQL directly, within a timeout: is it in
+ * recovery, does it accept writes, how far has it received WAL. An election
+ * compares these answers (fresher than what the members published in etcd)
+ * with the member keys.
+ */
+import pg from 'pg';
+
+import { clientConfig } from '../promoter/conninfo';
+import type { ClusterView } from './dcs';
+import type { Candidate } from './election';
+import { lsnToNumber } from './local';
+
+/** A member's answer. */
+export interface PeerAnswer {
+  recovery: boolean;
+  /** Writes accepted: a primary whose fence is open (or that has no fence). */
+  writable: boolean;
+  /** Flushed position on a primary; the greater of received and replayed on a standby. */
+  lsn: number | null;
+  timeline: number | null;
+  sysid: string;
+}
+
+/** Ask one member; rejects when it does not answer within `timeoutMs`. */
+export async function askPeer(conninfo: string, timeoutMs: number): Promise<PeerAnswer> {
+  const client = new pg.Client(clientConfig(conninfo, timeoutMs, 'pg_tsworker promoter'));
+  client.on('error', () => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const res = await Promise.race([
+      (async () => {
+        await client.connect();
+        return client.query<{ recovery: boolean; lsn: string | null; fenced: string | null; tli: number | null; sysid: string }>(
+          `SELECT pg_is_in_recovery() AS recovery,
+                  CASE WHEN pg_is_in_recovery()
+                       THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+                       ELSE pg_current_wal_flush_lsn() END::text AS lsn,
+                  current_setting('tsworker.fenced', true) AS fenced,
+                  CASE WHEN pg_is_in_recovery()
+                       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+                       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli,
+                  (SELECT system_identifier::text FROM pg_control_system()) AS sysid`,
+        );
+      })(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    const row = res.rows[0];
+    return { recovery: row.recovery, writable: !row.recovery && row.fenced !== 'on', lsn: lsnToNumber(row.lsn), timeline: row.tli, sysid: row.sysid };
+  } finally {
+    clearTimeout(timer);
+    client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Every other member of the cluster as an election sees it: what it
+ * published in etcd, replaced by its direct answer when it gives one within
+ * `timeoutMs` (the members are asked at once).
+ */
+export function askMembers(view: ClusterView, me: string, timeoutMs: number): Promise<Candidate[]> {
+  const peers = [...view.members.entries()].filter(([n]) => n !== me);
+  return Promise.all(
+    peers.map(async ([name, m]): Promise<Candidate> => {
+      const published: Candidate = {
+        name,
+        lsn: m.lsn,
+        timeline: m.timeline,
+        priority: m.priority,
+        nofailover: m.nofailover,
+        sysid: m.sysid,
+        recovery: m.role === 'replica',
+        writable: m.role === 'primary' && m.state === 'running',
+        source: 'etcd',
+      };
+      try {
+        const a = await askPeer(m.conninfo, timeoutMs);
+        return { ...published, lsn: a.lsn, timeline: a.timeline, recovery: a.recovery, writable: a.writable, sysid: a.sysid, source: 'direct' };
+      } catch {
+        return published;
+      }
+    }),
+  );
+}

@@ -1,0 +1,234 @@
+/**
+ * Built-in worker `walarchive`: pg_receivewal inside the server
+ * (docs/walarchive.md). Streams WAL over a physical replication connection
+ * into an archive directory, with pg_receivewal's file names, `.partial`
+ * handling, status updates and fsync rules; optionally synchronous, so
+ * that a source naming it in synchronous_standby_names commits only once
+ * the WAL is on the archive's disk; follows timeline switches; resumes
+ * exactly where the directory's data ends.
+ *
+ *   shared_preload_libraries = 'pg_tsworker'
+ *   tsworker.workers = 'walarchive'
+ *   tsworker_walarchive.directory = '/var/lib/postgresql/walarchive'
+ *   tsworker_walarchive.slot = 'walarchive'
+ *
+ * The worker writes no table (nothing it does waits for a synchronous
+ * standby); its state is in tsworker.workers.status and the log.
+ */
+import { defineWorker, type Json, type WorkerContext } from '../runtime/index';
+import { uncompressedSegments } from './walarchive/archive-dir';
+import { Compressor } from './walarchive/compress';
+import { checkConfig, ConfigError, needsReconnect, settings, type ArchiveConfig, type Settings } from './walarchive/config';
+import { ArchiveError } from './walarchive/diagnose';
+import { describeConninfo } from './promoter/conninfo';
+import { Receiver } from './walarchive/receiver';
+import { Session } from './walarchive/session';
+
+type Ctx = WorkerContext<Settings>;
+
+/** Longest wait between two attempts after failures. */
+const MAX_BACKOFF_MS = 60_000;
+/** A failure that repeats is logged again at most this often. */
+const REPEAT_LOG_MS = 60_000;
+/** How often the status is published while streaming. */
+const PUBLISH_MS = 1000;
+
+class Archiver {
+  private cfg: ArchiveConfig | null = null;
+  private receiver: Receiver | null = null;
+  private compressor: Compressor | null = null;
+  private session: Session | null = null;
+  private state = 'starting';
+  private where: string | null = null;
+  private error: { message: string; hint?: string; since: string; attempts: number } | null = null;
+  private lastLoggedAt = 0;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly w: Ctx) {}
+
+  /** Read and check the settings; null (after reporting) when they are wrong. */
+  private config(): ArchiveConfig | null {
+    try {
+      return checkConfig(this.w.settings, this.w.name, this.w.setting('primary_conninfo'));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.fail('configuration error', err.message, err.hint);
+      return null;
+    }
+  }
+
+  /** Record and log a failure; a repeated one is logged again once a minute, with its count. */
+  private fail(state: string, message: string, hint?: string): void {
+    this.state = state;
+    const same = this.error?.message === message;
+    const attempts = same ? this.error!.attempts + 1 : 1;
+    this.error = { message, hint, since: same ? this.error!.since : new Date().toISOString(), attempts };
+    const now = Date.now();
+    if (!same || now - this.lastLoggedAt >= REPEAT_LOG_MS) {
+      this.lastLoggedAt = now;
+      const again = same ? ` (still failing after ${attempts} attempts since ${this.error.since})` : '';
+      this.w.log.warning(`${state}: ${message}${again}${hint ? `; ${hint}` : ''}`);
+    }
+    this.publish();
+  }
+
+  publish(): void {
+    const cfg = this.cfg;
+    const r = this.receiver?.state();
+    const status: { [k: string]: Json } = {
+      state: this.state,
+      source: cfg ? this.where ?? describeConninfo(cfg.conninfo) : null,
+      slot: cfg?.slot ?? null,
+      synchronous: cfg?.synchronous ?? false,
+      directory: cfg?.directory ?? null,
+      timeline: r?.timeline || null,
+      written: r?.written ?? null,
+      flushed: r?.flushed ?? null,
+      sourceEnd: r?.sourceEnd ?? null,
+      lagBytes: r?.lagBytes ?? null,
+      lagSeconds: r?.lagSeconds ?? null,
+      lastSegment: r?.lastSegment ?? null,
+      segments: r?.segments ?? 0,
+      compressing: this.compressor?.pending ?? 0,
+      error: this.error?.message ?? null,
+    };
+    this.w.status.set(status);
+  }
+
+  /** Settings reloaded: apply the live ones; end the session when the connection must change. */
+  reload(): void {
+    const before = this.cfg;
+    const after = this.config();
+    if (!after) {
+      this.session?.stop();
+      return;
+    }
+    this.receiver?.configure({ synchronous: after.synchronous, statusInterval: after.statusInterval, receiveTimeout: after.receiveTimeout });
+    if (!before || needsReconnect(before, after)) {
+      if (before) this.w.log.log('settings changed: connecting again');
+      this.session?.stop();
+      this.wake?.();
+    }
+    this.cfg = { ...after };
+    this.publish();
+  }
+
+  stop(): void {
+    try {
+      this.receiver?.finish();
+    } catch (err) {
+      this.w.log.warning(`could not flush the archive at shutdown: ${(err as Error).message}`);
+    }
+    this.session?.stop();
+    this.wake?.();
+  }
+
+  /** Wait `ms`, or less if woken; false once shutdown is asked. */
+  private async pause(ms: number): Promise<boolean> {
+    const woken = new Promise<boolean>((resolve) => {
+      this.wake = () => resolve(true);
+    });
+    const r = await Promise.race([this.w.wait({ timeout: ms }), woken]);
+    this.wake = undefined;
+    return r && !this.w.shutdownRequested;
+  }
+
+  private setup(cfg: ArchiveConfig, segSize: number): Receiver {
+    if (this.receiver && this.cfg?.directory === cfg.directory && this.receiver.segSize === segSize) {
+      return this.receiver;
+    }
+    this.compressor = new Compressor(
+      cfg.directory,
+      cfg.compression,
+      (seg, err) => this.w.log.warning(`could not compress ${seg}: ${err.message}; it stays uncompressed, and is compressed again at the next start`),
+      (seg, bytes) => this.w.log.debug(`compressed ${seg} (${bytes} bytes)`),
+    );
+    if (cfg.compression.method !== 'none') {
+      for (const seg of uncompressedSegments(cfg.directory, segSize, cfg.compression.method)) this.compressor.add(seg);
+    }
+    const compressor = this.compressor;
+    this.receiver = new Receiver({
+      dir: cfg.directory,
+      segSize,
+      synchronous: cfg.synchronous,
+      statusInterval: cfg.statusInterval,
+      receiveTimeout: cfg.receiveTimeout,
+      onSegment: (name, timeline) => {
+        this.w.log.debug(`finished segment ${name} (timeline ${timeline})`);
+        compressor.add(name);
+      },
+    });
+    return this.receiver;
+  }
+
+  async run(): Promise<void> {
+    let failures = 0;
+    const publisher = setInterval(() => this.publish(), PUBLISH_MS);
+    try {
+      while (!this.w.shutdownRequested) {
+        const cfg = this.config();
+        if (!cfg) {
+          // Wait for a reload (or check again in a while: a directory may appear).
+          if (!(await this.pause(Math.min(MAX_BACKOFF_MS, 10_000)))) return;
+          continue;
+        }
+        if (!this.cfg) {
+          this.w.log.log(
+            `archiving WAL from ${describeConninfo(cfg.conninfo)} into ${cfg.directory}` +
+              `${cfg.slot ? ` with slot "${cfg.slot}"` : ''}${cfg.synchronous ? ', synchronous' : ''}` +
+              `${cfg.compression.method !== 'none' ? `, ${cfg.compression.method} compression` : ''}`,
+          );
+          if (!cfg.slot) {
+            this.w.log.warning('no replication slot (tsworker_walarchive.slot is empty): the source may remove WAL before it is archived');
+          }
+        }
+        this.cfg = cfg;
+        this.state = 'connecting';
+        const session = new Session(cfg, (segSize) => this.setup(cfg, segSize), {
+          log: (text) => this.w.log.log(text),
+          warn: (text) => this.w.log.warning(text),
+          streaming: (where) => {
+            this.where = where;
+            this.state = 'streaming';
+            if (this.error) this.w.log.log(`streaming again after: ${this.error.message}`);
+            this.error = null;
+            failures = 0;
+            this.publish();
+          },
+        });
+        this.session = session;
+        try {
+          await session.run();
+        } catch (err) {
+          const e = err instanceof ArchiveError ? err : new ArchiveError((err as Error).message);
+          failures++;
+          this.fail('failing', e.message, e.hint);
+        } finally {
+          this.session = null;
+        }
+        if (this.w.shutdownRequested) return;
+        const backoff = failures === 0 ? 0 : Math.min(MAX_BACKOFF_MS, cfg.retryInterval * 2 ** Math.min(failures - 1, 16));
+        if (!(await this.pause(backoff))) return;
+      }
+    } finally {
+      clearInterval(publisher);
+      // Segments still waiting for compression are compressed at the next start.
+      this.state = 'stopped';
+      this.publish();
+    }
+  }
+}
+
+export default defineWorker({
+  name: 'walarchive',
+  start: 'standby',
+  restart: 'on-failure',
+  backoffMax: 10_000,
+  settings,
+  async main(w) {
+    const a = new Archiver(w);
+    w.on('reload', () => a.reload());
+    w.on('shutdown', () => a.stop());
+    await a.run();
+  },
+});

@@ -1,0 +1,73 @@
+/**
+ * The payloads of the CopyData messages of physical streaming replication
+ * (PostgreSQL's protocol-replication docs): XLogData `w` and Primary
+ * keepalive `k` from the source, Standby status update `r` to it. The
+ * CopyData framing itself is pg-copy-streams'; these are the bytes inside.
+ */
+
+/** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
+const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
+
+/** Now, as PostgreSQL's TimestampTz (microseconds since 2000-01-01). */
+export function pgNow(): bigint {
+  return BigInt(Date.now()) * 1000n - PG_EPOCH_OFFSET_US;
+}
+
+/** A TimestampTz as Unix milliseconds. */
+export function pgTimeToMs(ts: bigint): number {
+  return Number((ts + PG_EPOCH_OFFSET_US) / 1000n);
+}
+
+/** XLogData: WAL bytes starting at `start`; `walEnd` is the source's current end of WAL. */
+export interface XLogData {
+  type: 'w';
+  start: bigint;
+  walEnd: bigint;
+  sendTime: bigint;
+  data: Buffer;
+}
+
+/** Primary keepalive: the source's end of WAL, and whether it wants a status update now. */
+export interface Keepalive {
+  type: 'k';
+  walEnd: bigint;
+  sendTime: bigint;
+  replyRequested: boolean;
+}
+
+export type SourceMessage = XLogData | Keepalive;
+
+/** Parse one CopyData payload from the source. Throws on an unknown or short message. */
+export function parseSourceMessage(buf: Buffer): SourceMessage {
+  const type = buf.length > 0 ? String.fromCharCode(buf[0]) : '';
+  if (type === 'w') {
+    if (buf.length < 25) throw new Error(`streaming header too small: ${buf.length}`);
+    return {
+      type,
+      start: buf.readBigUInt64BE(1),
+      walEnd: buf.readBigUInt64BE(9),
+      sendTime: buf.readBigInt64BE(17),
+      data: buf.subarray(25),
+    };
+  }
+  if (type === 'k') {
+    if (buf.length < 18) throw new Error(`streaming header too small: ${buf.length}`);
+    return { type, walEnd: buf.readBigUInt64BE(1), sendTime: buf.readBigInt64BE(9), replyRequested: buf[17] !== 0 };
+  }
+  throw new Error(`unrecognized streaming header: "${type}"`);
+}
+
+/**
+ * A Standby status update: `write` and `flush` positions (flush = on disk,
+ * fsynced), `apply` always invalid (0) as pg_receivewal sends it.
+ */
+export function statusUpdate(write: bigint, flush: bigint, replyRequested = false): Buffer {
+  const b = Buffer.allocUnsafe(34);
+  b[0] = 0x72; // 'r'
+  b.writeBigUInt64BE(write, 1);
+  b.writeBigUInt64BE(flush, 9);
+  b.writeBigUInt64BE(0n, 17);
+  b.writeBigInt64BE(pgNow(), 25);
+  b[33] = replyRequested ? 1 : 0;
+  return b;
+}

@@ -1,0 +1,166 @@
+/**
+ * Writes the received WAL into segment files and knows what of it is
+ * durable (fsynced, and for a complete segment renamed with its directory
+ * fsynced): the flush position the receiver may report.
+ *
+ * The stream is never held up by work that can run beside it: the next
+ * segment's zero-filled file is made ahead, and a complete segment is
+ * fsynced and renamed, on libuv's thread pool. Completions run one after
+ * the other, in order; what they cover counts as durable only once they
+ * are done.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { segmentName, segmentOf, segmentOffset, segmentStart } from './lsn';
+import { PREP_SUFFIX, prepareSegment, WalFile } from './walfile';
+
+/** What the writer reports back. */
+export interface WriterEvents {
+  /** A segment is complete and durable under its final name. */
+  segment(name: string, timeline: number): void;
+  /** The durable position moved forward without a fsync of the open segment (a completion finished). */
+  durable(): void;
+  /** A background completion failed: the stream must stop. */
+  failed(err: Error): void;
+}
+
+export class SegmentWriter {
+  private file: WalFile | null = null;
+  private timeline = 0;
+  /** End of the data written. */
+  private written = 0n;
+  /** Durable up to here: the last finished completion, or the last fsync of the open segment. */
+  private durablePos = 0n;
+  /** Position the open segment was last fsynced to. */
+  private syncedOpen = 0n;
+  private pending = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private prep: { timeline: number; segno: bigint; ready: boolean; abandoned: boolean } | null = null;
+
+  constructor(
+    private readonly dir: string,
+    private readonly segSize: number,
+    private readonly ev: WriterEvents,
+  ) {}
+
+  /** Start writing at `pos` on `timeline` (what is before it is durable). */
+  reset(timeline: number, pos: bigint): void {
+    if (this.file) throw new Error('reset() with a segment open');
+    this.timeline = timeline;
+    this.written = pos;
+    this.durablePos = pos;
+    this.syncedOpen = pos;
+  }
+
+  get position(): bigint {
+    return this.written;
+  }
+
+  /** The flush position: durable, never ahead of a completion still running. */
+  get durable(): bigint {
+    if (this.pending > 0) return this.durablePos;
+    return this.syncedOpen > this.durablePos ? this.syncedOpen : this.durablePos;
+  }
+
+  /** Whether data written is not yet durable. */
+  get dirty(): boolean {
+    return this.written > this.durable;
+  }
+
+  /** Write `data`, which starts at the current position. */
+  write(data: Buffer): void {
+    const seg = this.segSize;
+    let done = 0;
+    while (done < data.length) {
+      const segno = segmentOf(this.written, seg);
+      if (!this.file || this.file.segno !== segno || this.file.timeline !== this.timeline) {
+        this.closeOpen();
+        this.openSegment(segno);
+      }
+      const offset = segmentOffset(this.written, seg);
+      const n = Math.min(data.length - done, seg - offset);
+      this.file!.write(offset, done === 0 && n === data.length ? data : data.subarray(done, done + n));
+      done += n;
+      this.written += BigInt(n);
+      if (offset + n === seg) this.completeOpen();
+    }
+  }
+
+  /** fdatasync the open segment (synchronously): everything written to it becomes durable. */
+  syncOpen(): void {
+    if (this.file && this.syncedOpen < this.written) {
+      this.file.sync();
+      this.syncedOpen = this.written;
+    }
+  }
+
+  /** fsync and close the open segment (renamed if complete); then wait for the completions. */
+  async close(): Promise<void> {
+    this.closeOpen();
+    await this.chain;
+    this.dropPrep();
+  }
+
+  /** Give up the segment file being made ahead; remove it if it is already made. */
+  private dropPrep(): void {
+    const p = this.prep;
+    this.prep = null;
+    if (!p) return;
+    p.abandoned = true;
+    if (p.ready) fs.rmSync(path.join(this.dir, segmentName(p.timeline, p.segno, this.segSize) + PREP_SUFFIX), { force: true });
+  }
+
+  private openSegment(segno: bigint): void {
+    const p = this.prep;
+    const prepared = p !== null && p.ready && !p.abandoned && p.segno === segno && p.timeline === this.timeline;
+    if (prepared) this.prep = null;
+    else this.dropPrep(); // still being made, or for another segment: not used
+    this.file = WalFile.open(this.dir, this.timeline, segno, this.segSize, prepared);
+    this.syncedOpen = this.written;
+    this.prepareNext(segno + 1n);
+  }
+
+  private prepareNext(segno: bigint): void {
+    const next = { timeline: this.timeline, segno, ready: false, abandoned: false };
+    this.prep = next;
+    void prepareSegment(this.dir, next.timeline, segno, this.segSize, () => next.abandoned).then((ok) => {
+      next.ready = ok;
+      if (ok && next.abandoned) {
+        fs.rmSync(path.join(this.dir, segmentName(next.timeline, segno, this.segSize) + PREP_SUFFIX), { force: true });
+      }
+    });
+  }
+
+  /** The open segment is full: fsync, rename and fsync the directory in the background. */
+  private completeOpen(): void {
+    const f = this.file!;
+    this.file = null;
+    const end = segmentStart(f.segno + 1n, this.segSize);
+    this.syncedOpen = end;
+    this.pending++;
+    this.chain = this.chain.then(async () => {
+      try {
+        await f.complete();
+        if (end > this.durablePos) this.durablePos = end;
+        this.pending--;
+        this.ev.segment(f.name, f.timeline);
+        this.ev.durable();
+      } catch (err) {
+        this.pending--;
+        this.ev.failed(err as Error);
+      }
+    });
+  }
+
+  /** fsync and close the open segment now; renamed if it is complete. */
+  private closeOpen(): void {
+    const f = this.file;
+    this.file = null;
+    if (!f) return;
+    const complete = segmentStart(f.segno + 1n, this.segSize) === this.written;
+    f.close(complete);
+    this.syncedOpen = this.written;
+    if (complete) this.ev.segment(f.name, f.timeline);
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * One WAL segment being received, as pg_receivewal writes it
+ * (walmethods.c, receivelog.c): `<segment>.partial`, padded with zeros to
+ * the segment size when created and then fsynced with its directory;
+ * written in place; fsynced, renamed to `<segment>` and the directory
+ * fsynced once complete. An incomplete segment (end of a timeline,
+ * shutdown) is fsynced and keeps its `.partial` name.
+ *
+ * Beyond pg_receivewal, the zero-filled file of the next segment can be
+ * made ahead, on libuv's thread pool, as `<segment>.partial.prep` (a name
+ * nothing reads WAL from), and a complete segment fsynced and renamed
+ * there too: the stream goes on meanwhile.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { segmentName } from './lsn';
+
+/** fsync a directory, so that a file created or renamed in it persists. */
+export function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Write `data` to `file` durably: `<file>.tmp`, fsync, rename, fsync the directory. */
+export function writeDurably(file: string, data: Buffer | string): void {
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  fsyncDir(path.dirname(file));
+}
+
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+/** Suffix of a segment file made ahead of use (zero-filled, fsynced). */
+export const PREP_SUFFIX = '.partial.prep';
+
+/**
+ * Make `<segment>.partial.prep`: zero-filled to the segment size and
+ * fsynced, off the event loop. Resolves to false (and leaves nothing
+ * behind) when `abandoned()` turned true meanwhile or it failed.
+ */
+export async function prepareSegment(dir: string, timeline: number, segno: bigint, segSize: number, abandoned: () => boolean): Promise<boolean> {
+  const file = path.join(dir, segmentName(timeline, segno, segSize) + PREP_SUFFIX);
+  let fh: fs.promises.FileHandle | undefined;
+  try {
+    fh = await fs.promises.open(file, 'wx', 0o600);
+    for (let off = 0; off < segSize && !abandoned(); off += ZEROS.length) {
+      await fh.write(ZEROS, 0, Math.min(ZEROS.length, segSize - off), off);
+    }
+    if (!abandoned()) await fh.sync();
+    await fh.close();
+    fh = undefined;
+    if (abandoned()) throw new Error('abandoned');
+    return true;
+  } catch {
+    await fh?.close().catch(() => undefined);
+    await fs.promises.rm(file, { force: true }).catch(() => undefined);
+    return false;
+  }
+}
+
+const fsyncAsync = (fd: number): Promise<void> => new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+
+/** The segment file open for writing. */
+export class WalFile {
+  /** Segment name without suffix. */
+  readonly name: string;
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    readonly timeline: number,
+    readonly segno: bigint,
+    readonly segSize: number,
+    private readonly fd: number,
+  ) {
+    this.name = segmentName(timeline, segno, segSize);
+  }
+
+  get partialPath(): string {
+    return path.join(this.dir, `${this.name}.partial`);
+  }
+
+  /**
+   * Open `<segment>.partial` of a timeline: an existing one must be a whole
+   * padded segment (anything else is refused, as pg_receivewal does); a new
+   * one is padded with zeros and fsynced with its directory.
+   */
+  static open(dir: string, timeline: number, segno: bigint, segSize: number, prepared = false): WalFile {
+    const name = segmentName(timeline, segno, segSize);
+    const file = path.join(dir, `${name}.partial`);
+    if (prepared && !fs.existsSync(file)) {
+      // made ahead: zero-filled and fsynced; its name becomes durable with the directory
+      fs.renameSync(file + '.prep', file);
+      fsyncDir(dir);
+    }
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size !== 0 && size !== segSize) {
+        throw new Error(`WAL file "${file}" has ${size} bytes, should be 0 or ${segSize}`);
+      }
+      if (size === 0) {
+        for (let off = 0; off < segSize; off += ZEROS.length) {
+          fs.writeSync(fd, ZEROS, 0, Math.min(ZEROS.length, segSize - off), off);
+        }
+        fs.fsyncSync(fd);
+        fsyncDir(dir);
+      }
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    return new WalFile(dir, timeline, segno, segSize, fd);
+  }
+
+  /** Write `data` at `offset` in the segment. */
+  write(offset: number, data: Buffer): void {
+    if (offset + data.length > this.segSize) throw new Error(`write past the end of segment ${this.name}`);
+    let done = 0;
+    while (done < data.length) {
+      done += fs.writeSync(this.fd, data, done, data.length - done, offset + done);
+    }
+  }
+
+  /** Make what was written durable (the file's size never changes: data only). */
+  sync(): void {
+    fs.fsyncSync(this.fd);
+  }
+
+  /** As `close(true)`, with the fsyncs on libuv's thread pool. */
+  async complete(): Promise<string> {
+    if (this.closed) throw new Error(`segment ${this.name} is already closed`);
+    this.closed = true;
+    try {
+      await fsyncAsync(this.fd);
+    } finally {
+      fs.closeSync(this.fd);
+    }
+    const done = path.join(this.dir, this.name);
+    await fs.promises.rename(this.partialPath, done);
+    const dh = await fs.promises.open(this.dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+    return done;
+  }
+
+  /**
+   * fsync and close; when `complete`, rename to `<segment>` and fsync the
+   * directory. Returns the path the segment now has.
+   */
+  close(complete: boolean): string {
+    if (this.closed) return this.partialPath;
+    this.closed = true;
+    try {
+      fs.fsyncSync(this.fd);
+    } finally {
+      fs.closeSync(this.fd);
+    }
+    if (!complete) return this.partialPath;
+    const done = path.join(this.dir, this.name);
+    fs.renameSync(this.partialPath, done);
+    fsyncDir(this.dir);
+    return done;
+  }
+}

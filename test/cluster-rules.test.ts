@@ -1,0 +1,136 @@
+/**
+ * [cluster] The rules of cluster mode that are pure functions: the
+ * election, Patroni's timing rule, whether WAL fits the leader's timeline,
+ * synchronous_standby_names, the health endpoints' answers. The behaviour
+ * on real servers is in cluster.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { HealthApi, parseBytes, type ApiState } from '../src/workers/cluster/api';
+import { elect, type Candidate, type ElectionInput } from '../src/workers/cluster/election';
+import { fitsTimeline, followConninfo } from '../src/workers/cluster/follow';
+import { lsnToNumber, numberToLsn } from '../src/workers/cluster/local';
+import { clusterPrefix, configErrors, timing } from '../src/workers/cluster/settings';
+import { parseStandbyNames, standbyNames } from '../src/workers/cluster/sync';
+
+const member = (name: string, lsn: number, more: Partial<Candidate> = {}): Candidate => ({
+  name,
+  lsn,
+  timeline: 1,
+  priority: 1,
+  nofailover: false,
+  sysid: '7',
+  recovery: true,
+  writable: false,
+  source: 'direct',
+  ...more,
+});
+
+const input = (me: Candidate, peers: Candidate[], more: Partial<ElectionInput> = {}): ElectionInput => ({
+  me: { ...me, source: 'self' },
+  peers,
+  initialize: '7',
+  clusterTimeline: 1,
+  leaderOptime: 1000,
+  maxLagBytes: 1024 * 1024,
+  sync: null,
+  ...more,
+});
+
+describe('election', () => {
+  test('the most advanced takes the key; ties go to priority, then to the smaller name', () => {
+    assert.equal(elect(input(member('b', 900), [member('c', 800)])).take, true);
+    assert.equal(elect(input(member('c', 800), [member('b', 900)])).take, false);
+    assert.equal(elect(input(member('c', 900, { priority: 2 }), [member('b', 900)])).take, true);
+    assert.equal(elect(input(member('b', 900), [member('c', 900)])).take, true);
+    assert.match((elect(input(member('c', 900), [member('b', 900)])) as { why: string }).why, /member "b" ranks before this one/);
+  });
+
+  test('not eligible: nofailover, priority 0, another cluster, an old timeline, too much lag', () => {
+    assert.match((elect(input(member('b', 900, { nofailover: true }), [])) as { why: string }).why, /nofailover/);
+    assert.equal(elect(input(member('b', 900, { priority: 0 }), [])).take, false);
+    assert.match((elect(input(member('b', 900, { sysid: '8' }), [])) as { why: string }).why, /not the cluster's/);
+    assert.match((elect(input(member('b', 900), [], { clusterTimeline: 2 })) as { why: string }).why, /timeline 1 is behind/);
+    assert.match((elect(input(member('b', 0), [], { leaderOptime: 2 * 1024 * 1024 })) as { why: string }).why, /maximum_lag_on_failover/);
+  });
+
+  test('a peer that is ineligible or a fenced primary does not stop the most advanced eligible member', () => {
+    assert.equal(elect(input(member('b', 900), [member('a', 5000, { nofailover: true }), member('c', 5000, { recovery: false })])).take, true);
+    assert.match((elect(input(member('b', 900), [member('a', 5000, { recovery: false, writable: true })])) as { why: string }).why, /is a primary that accepts writes/);
+  });
+
+  test('synchronous mode: only a member of the set, after comparing with n - k + 1 of it', () => {
+    const sync = { leader: 'a', members: ['b', 'c'], quorum: 1 };
+    assert.match((elect(input(member('d', 900), [], { sync })) as { why: string }).why, /not in the synchronous set/);
+    assert.match((elect(input(member('b', 900), [member('c', 800, { source: 'etcd' })], { sync })) as { why: string }).why, /compared with 1 of 2/);
+    assert.equal(elect(input(member('b', 900), [member('c', 800)], { sync })).take, true);
+    assert.equal(elect(input(member('b', 900), [member('c', 800, { source: 'etcd' })], { sync: { ...sync, quorum: 2 } })).take, true);
+    assert.match((elect(input(member('b', 900), [], { sync: { ...sync, members: [] } })) as { why: string }).why, /no member is a synchronous standby/);
+    // the former leader, still a primary, takes the key back even with an empty set
+    assert.equal(elect(input(member('a', 900, { recovery: false }), [], { sync: { ...sync, members: [] } })).take, true);
+  });
+});
+
+describe('settings and helpers', () => {
+  test('loop_wait + 2 x retry_timeout <= ttl is enforced as Patroni does', () => {
+    assert.deepEqual(timing({ ttl: 2, loop_wait: 500, retry_timeout: 750 }), { ttlMs: 2000, loopWaitMs: 500, retryTimeoutMs: 750, fenceMarginMs: 500, adjusted: null });
+    const t = timing({ ttl: 2, loop_wait: 1000, retry_timeout: 750 });
+    assert.equal(t.loopWaitMs, 500);
+    assert.match(t.adjusted ?? '', /violated/);
+    const u = timing({ ttl: 1, loop_wait: 500, retry_timeout: 750 });
+    assert.deepEqual([u.loopWaitMs, u.retryTimeoutMs], [100, 450]);
+    assert.equal(clusterPrefix('/service/', 'orders'), '/service/orders/');
+    assert.equal(clusterPrefix('service', 'orders'), '/service/orders/');
+    assert.deepEqual(
+      configErrors({ etcd_hosts: 'etcd:2379', scope: '', namespace: '/service/', name: 'a b', conninfo: '', ttl: 2, loop_wait: 500, retry_timeout: 750, maximum_lag_on_failover: 1024, priority: 1, nofailover: false, nosync: false, synchronous_mode: false, synchronous_mode_strict: false, synchronous_node_count: 1, restapi_listen: '8008' }).length,
+      5,
+    );
+  });
+
+  test('WAL positions, following and the fork point', () => {
+    assert.equal(lsnToNumber('1/0'), 2 ** 32);
+    assert.equal(numberToLsn(lsnToNumber('16/B374D848') as number), '16/B374D848');
+    assert.equal(followConninfo("host=10.0.0.1 port=5432 user=rep password='a b'", 'pg2'), "host=10.0.0.1 port=5432 user=rep password='a b' application_name=pg2");
+    const history: [number, number, string, string, string][] = [[1, 5000, 'no recovery target specified', '', 'b']];
+    assert.equal(fitsTimeline(1, 4000, 2, history).verdict, 'follow');
+    assert.equal(fitsTimeline(1, 5000, 2, history).verdict, 'follow');
+    assert.equal(fitsTimeline(1, 5001, 2, history).verdict, 'rewind');
+    assert.equal(fitsTimeline(2, 9000, 2, history).verdict, 'follow');
+    assert.equal(fitsTimeline(3, 9000, 2, history).verdict, 'rewind');
+  });
+
+  test('synchronous_standby_names round-trips', () => {
+    assert.equal(standbyNames(1, ['c', 'b']), 'ANY 1 ("b", "c")');
+    assert.deepEqual(parseStandbyNames('ANY 1 ("b", "c")'), { k: 1, names: ['b', 'c'] });
+    assert.deepEqual(parseStandbyNames(''), { k: 0, names: [] });
+    assert.equal(parseStandbyNames('FIRST 1 (b)'), null);
+  });
+
+  test('health endpoints answer as Patroni does', () => {
+    const st: ApiState = {
+      scope: 's', name: 'b', role: 'replica', leader: false, timeline: 1, lsn: 1000, received: 1000, replayed: 900,
+      replicationState: 'streaming', leaderOptime: 2000, syncMembers: ['b'], maximumLagOnFailover: 1 << 20,
+      tags: { nofailover: false, nosync: false }, serverVersion: 150000, postmasterStartTime: null, sysid: '7',
+      dcsLastSeen: null, lastLoopAt: 0, ttlMs: 2000, cluster: { scope: 's', members: [] }, history: [],
+    };
+    const api = new HealthApi(() => st, () => false, '0.1.0');
+    assert.equal(api.answer('OPTIONS', '/primary', 10).code, 503);
+    assert.equal(api.answer('GET', '/replica', 10).code, 200);
+    assert.equal(api.answer('GET', '/replica?lag=100', 10).code, 503);
+    assert.equal(api.answer('GET', '/replica?lag=2kB', 10).code, 200);
+    assert.equal(api.answer('GET', '/sync', 10).code, 200);
+    assert.equal(api.answer('GET', '/async', 10).code, 503);
+    assert.equal(api.answer('GET', '/liveness', 10).code, 200);
+    assert.equal(api.answer('GET', '/liveness', 5000).code, 503);
+    assert.equal(api.answer('GET', '/nonsense', 10).code, 503);
+    assert.equal(parseBytes('16MB'), 16 * 1024 * 1024);
+    const leader = new HealthApi(() => ({ ...st, role: 'primary', leader: true }), () => true, '0.1.0');
+    assert.equal(leader.answer('OPTIONS', '/primary', 10).code, 200);
+    assert.equal(leader.answer('GET', '/', 10).code, 200);
+    assert.equal((leader.answer('GET', '/primary', 10).body as { patroni: { scope: string } }).patroni.scope, 's');
+    const fenced = new HealthApi(() => ({ ...st, role: 'primary', leader: true }), () => false, '0.1.0');
+    assert.equal(fenced.answer('OPTIONS', '/primary', 10).code, 503);
+    assert.equal((fenced.answer('GET', '/health', 10).body as { state: string }).state, 'fenced');
+  });
+});
