@@ -108,7 +108,8 @@ export default defineWorker({
 
       case 'lookup': {
         const maxid = Number(w.query<{ m: bigint }>('SELECT max(id) AS m FROM bench_read')[0].m);
-        // Prepared once per transaction, as the C worker and the external client do.
+        // Prepared once per transaction, as the C worker and the external client do;
+        // without statement subtransactions, which neither of them has.
         result = timed(() =>
           w.transaction((tx) => {
             const lookup = tx.prepare<{ t: string }>('SELECT t FROM bench_read WHERE id = $1', ['int8']);
@@ -122,7 +123,7 @@ export default defineWorker({
             }
             lookup.free();
             return BigInt(total);
-          }),
+          }, { statementSavepoints: false }),
         );
         break;
       }

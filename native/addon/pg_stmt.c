@@ -83,6 +83,8 @@ tsw_build_result(const char *command, int flags, TswResult **out)
 	TswResult  *res;
 	TupleDesc	tupdesc;
 	TswTypeInfo **infos;
+	Datum	   *values;
+	bool	   *nulls;
 	uint64		r;
 	int			c;
 
@@ -125,19 +127,19 @@ tsw_build_result(const char *command, int flags, TswResult **out)
 	res->nrows = tuptable->numvals;
 	res->cells = palloc(sizeof(TswCell) * Max(res->nrows * tupdesc->natts, 1));
 
+	/* each row deformed once (heap_getattr would walk it again per column) */
+	values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
+	nulls = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
 	for (r = 0; r < res->nrows; r++)
 	{
-		HeapTuple	tuple = tuptable->vals[r];
 		TswCell    *row = &res->cells[r * tupdesc->natts];
 
+		heap_deform_tuple(tuptable->vals[r], tupdesc, values, nulls);
 		for (c = 0; c < tupdesc->natts; c++)
 		{
-			bool		isnull;
-			Datum		d = heap_getattr(tuple, c + 1, tupdesc, &isnull);
-
-			row[c].isnull = isnull;
-			if (!isnull)
-				tsw_datum_to_cell(infos[c], d, &row[c]);
+			row[c].isnull = nulls[c];
+			if (!nulls[c])
+				tsw_datum_to_cell(infos[c], values[c], &row[c]);
 		}
 	}
 
