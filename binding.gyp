@@ -4,8 +4,10 @@
       "target_name": "pg_tsworker_addon",
       "sources": [
         "native/addon/js_addon.cc",
+        "native/addon/js_cursors.cc",
         "native/addon/js_error.cc",
         "native/addon/js_params.cc",
+        "native/addon/js_shapes.cc",
         "native/addon/js_param_text.cc",
         "native/addon/js_statements.cc",
         "native/addon/js_values.cc",

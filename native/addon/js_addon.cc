@@ -6,10 +6,12 @@
  *
  * The runtime loads it inside a worker process (src/runtime/addon.ts) and
  * hands over, at init(), the classes the addon creates values of (PgError,
- * Interval) and where results are described (src/runtime/results.ts).  `constants` gives the runtime the numbers of the
- * shim's enums (states, restart policies, outcomes, log levels) and of the
- * result flags, from their one definition.  Statements and cursors are in
- * js_statements.cc, results in js_values.cc, parameters in js_params.cc.
+ * Interval) and where results are described (src/runtime/results.ts).
+ * `constants` gives the runtime the numbers of the shim's enums (states,
+ * restart policies, outcomes, log levels) and of the result flags, from
+ * their one definition.  Statements are in js_statements.cc, calls on open
+ * cursors in js_cursors.cc, results in js_values.cc and js_shapes.cc,
+ * parameters in js_params.cc and js_param_text.cc.
  */
 #include "js_common.h"
 
@@ -21,6 +23,7 @@ namespace tsw
 {
 
 void		DefineStatementCalls(napi_env env, napi_value exports);
+void		DefineCursorCalls(napi_env env, napi_value exports);
 
 namespace
 {
@@ -306,5 +309,6 @@ NAPI_MODULE_INIT()
 
 	napi_define_properties(env, exports, sizeof(calls) / sizeof(calls[0]), calls);
 	DefineStatementCalls(env, exports);
+	DefineCursorCalls(env, exports);
 	return exports;
 }

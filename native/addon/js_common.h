@@ -78,6 +78,30 @@ napi_value	Undefined(napi_env env);
 napi_value	Null(napi_env env);
 napi_value	String(napi_env env, const char *s, size_t len = NAPI_AUTO_LENGTH);
 
+/*
+ * Undefined when call() succeeded, else throw its error.  (The call and the
+ * error it sets must not be two arguments of one call: their order of
+ * evaluation is unspecified.)
+ */
+template <typename Call>
+inline napi_value
+Done(napi_env env, Call call)
+{
+	TswError   *err = nullptr;
+
+	if (call(&err) == 0)
+		return Undefined(env);
+	return ThrowPgError(env, err);
+}
+
+/* ---- shapes of results (js_shapes.cc) ---- */
+
+/* The index of res's shape in the runtime's `shapes`; -1 with an exception pending. */
+int			ShapeOf(napi_env env, const TswResult *res);
+
+/* The index of a command tag in the runtime's `commands`. */
+int			CommandIndex(napi_env env, const char *command);
+
 /* ---- values (js_values.cc) ---- */
 
 /*

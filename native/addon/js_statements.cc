@@ -54,21 +54,6 @@ GetKeptPlan(napi_env env, napi_value v)
 	return kp;
 }
 
-/*
- * Undefined when call() succeeded, else throw its error.  (The call and the
- * error it sets must not be two arguments of one call: their order of
- * evaluation is unspecified.)
- */
-template <typename Call>
-napi_value
-Done(napi_env env, Call call)
-{
-	TswError   *err = nullptr;
-
-	if (call(&err) == 0)
-		return Undefined(env);
-	return ThrowPgError(env, err);
-}
 
 /* Number of elements of a parameter array (0 for undefined); -1 with a TypeError. */
 int
@@ -359,68 +344,6 @@ OpenCursor(napi_env env, napi_callback_info info)
 	return out;
 }
 
-/* The cursor name and count of fetchCursor/moveCursor; false with a TypeError. */
-bool
-CursorArgs(napi_env env, const Args<4> &args, const char *what, std::string *name, int64_t *count)
-{
-	if (TypeOf(env, args[0]) != napi_string || TypeOf(env, args[2]) != napi_number)
-	{
-		ThrowType(env, std::string(what) + "(name, forward, count) expects a string, a boolean and a number");
-		return false;
-	}
-	napi_get_value_int64(env, args[2], count);
-	return GetString(env, args[0], "cursor name", name);
-}
-
-/* fetchCursor(name, forward, count, flags = 0) -> Rows */
-napi_value
-FetchCursor(napi_env env, napi_callback_info info)
-{
-	Args<4>		args(env, info);
-	std::string name;
-	int64_t		count;
-	TswResult  *res = nullptr;
-	TswError   *err = nullptr;
-
-	if (!CursorArgs(env, args, "fetchCursor", &name, &count))
-		return nullptr;
-	if (tsw_cursor_fetch(name.c_str(), GetBool(env, args[1], true) ? 1 : 0, count,
-						 GetInt(env, args[3], 0), &res, &err) != 0)
-		return ThrowPgError(env, err);
-	return ResultValue(env, res);
-}
-
-/* moveCursor(name, forward, count) -> rows moved */
-napi_value
-MoveCursor(napi_env env, napi_callback_info info)
-{
-	Args<4>		args(env, info);
-	std::string name;
-	int64_t		count;
-	uint64_t	moved = 0;
-	TswError   *err = nullptr;
-	napi_value	v;
-
-	if (!CursorArgs(env, args, "moveCursor", &name, &count))
-		return nullptr;
-	if (tsw_cursor_move(name.c_str(), GetBool(env, args[1], true) ? 1 : 0, count, &moved, &err) != 0)
-		return ThrowPgError(env, err);
-	napi_create_double(env, static_cast<double>(moved), &v);
-	return v;
-}
-
-/* closeCursor(name) */
-napi_value
-CloseCursor(napi_env env, napi_callback_info info)
-{
-	Args<1>		args(env, info);
-	std::string name;
-
-	if (!GetString(env, args[0], "closeCursor(name): name", &name))
-		return nullptr;
-	return Done(env, [&](TswError **err) { return tsw_cursor_close(name.c_str(), err); });
-}
-
 }								/* namespace */
 
 /* The calls of this file, for js_addon.cc. */
@@ -440,9 +363,6 @@ DefineStatementCalls(napi_env env, napi_value exports)
 		{"execute", nullptr, Execute, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"freePlan", nullptr, FreePlan, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"openCursor", nullptr, OpenCursor, nullptr, nullptr, nullptr, napi_default, nullptr},
-		{"fetchCursor", nullptr, FetchCursor, nullptr, nullptr, nullptr, napi_default, nullptr},
-		{"moveCursor", nullptr, MoveCursor, nullptr, nullptr, nullptr, napi_default, nullptr},
-		{"closeCursor", nullptr, CloseCursor, nullptr, nullptr, nullptr, napi_default, nullptr},
 	};
 
 	napi_define_properties(env, exports, sizeof(calls) / sizeof(calls[0]), calls);
