@@ -3,7 +3,7 @@
  * runs inside the background worker.
  *
  * `start(host)` loads the addon, makes `pg-tsworker` resolvable from any
- * directory, registers tsx for TypeScript, turns every way JavaScript can
+ * directory, sends module loading's messages (compile cache) to the log, turns every way JavaScript can
  * fail into a logged exit with code 1, loads the worker module, runs its
  * `main` and returns the function the host calls with loop events.
  */
@@ -18,7 +18,7 @@ import { describe, summarize } from './failure';
 import { Interval } from './interval';
 import { resultChannel } from './results';
 import type { SettingsSpec } from './settings';
-import { requireModule } from './modules';
+import { requireModule, setModuleLog } from './modules';
 import { Worker } from './worker';
 
 /**
@@ -186,6 +186,7 @@ export function start(host: HostInterface): (event: HostEvent) => void {
   redirectConsole(addon);
   guardSignals(addon);
   setupResolution(host.runtimeDir);
+  setModuleLog({ debug: (m) => addon.log(level.debug, m), warning: (m) => addon.log(level.warning, m) });
 
   try {
     const def = loadDefinition({ module: slot.module, runtimeDir: host.runtimeDir });
