@@ -20,6 +20,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -93,7 +94,8 @@ tsw_type_info(Oid typid, int flags, MemoryContext mcxt)
 	Oid			elem;
 
 	info->typid = typid;
-	info->base = getBaseType(typid);
+	/* the types of pg_type.dat (OIDs below FirstGenbkiObjectId) are no domains */
+	info->base = typid < FirstGenbkiObjectId ? typid : getBaseType(typid);
 	info->flags = flags;
 	info->mcxt = mcxt;
 
