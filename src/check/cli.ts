@@ -93,9 +93,7 @@ function checkOne(target: Target, cwd: string, out: (line: string) => void): boo
   const typed = typeCheck(target.file, RUNTIME_DIR);
   problems.push(...typed.problems);
   let worker: ManifestWorker | undefined;
-  if (typed.syntaxErrors) {
-    out(`${formatProblem({ file: target.file, line: 1, column: 1, message: 'not loaded: it has syntax errors' }, cwd)}`);
-  } else {
+  if (!typed.syntaxErrors) {
     const loaded = loadModule(process.execPath, RUNTIME_DIR, WORKER_NAME.test(target.name) ? target.name : 'worker', target.file, typed.defaultExport ?? { line: 1, column: 1 });
     if (loaded.stderr.trim()) out(loaded.stderr.trimEnd().split('\n').map((l) => `  (output while loading) ${l}`).join('\n'));
     problems.push(...loaded.problems);
@@ -105,6 +103,7 @@ function checkOne(target: Target, cwd: string, out: (line: string) => void): boo
   for (const p of problems) out(formatProblem(p, cwd));
   if (worker) for (const line of describeWorker(target.name, worker)) out(line);
   const shown = formatProblem({ file: target.file, line: 0, column: 0, message: '' }, cwd).replace(/:0:0: $/, '');
+  if (typed.syntaxErrors) out(`${shown}: not loaded: the server would fail on the same syntax errors`);
   out(problems.length === 0 ? `${shown}: ok` : `${shown}: ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
   return problems.length === 0;
 }

@@ -284,7 +284,6 @@ const DEFINITION = Symbol.for('pg-tsworker.definition');
  * union of its `values`, and a name that is not declared (`naptme`) is a
  * type error; without `settings`, `w.settings` has no keys.
  */
-// eslint-disable-next-line @typescript-eslint/ban-types
 export function defineWorker<const S extends SettingsSpec = {}>(def: {
   name: string;
   settings?: S;
