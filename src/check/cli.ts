@@ -79,6 +79,9 @@ function describeWorker(name: string, w: ManifestWorker): string[] {
   return lines;
 }
 
+/** The program of the module checked last (typeCheck reuses its declarations). */
+let lastProgram: ReturnType<typeof typeCheck>['program'] | undefined;
+
 /** Check one module; print what was found; true when it has no problem. */
 function checkOne(target: Target, cwd: string, out: (line: string) => void): boolean {
   const problems: Problem[] = [];
@@ -90,7 +93,8 @@ function checkOne(target: Target, cwd: string, out: (line: string) => void): boo
       message: `error: "${target.name}" is not a worker name (letters, digits, _; at most 63): name it, as in tsworker.workers: name=${target.file}`,
     });
   }
-  const typed = typeCheck(target.file, RUNTIME_DIR);
+  const typed = typeCheck(target.file, RUNTIME_DIR, lastProgram);
+  lastProgram = typed.program;
   problems.push(...typed.problems);
   let worker: ManifestWorker | undefined;
   if (!typed.syntaxErrors) {

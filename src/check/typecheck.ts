@@ -21,6 +21,8 @@ export interface TypeCheckResult {
   syntaxErrors: boolean;
   /** Where the default export is (for a load error about it), if anywhere. */
   defaultExport?: { line: number; column: number };
+  /** The program, to reuse for the next module (declarations parsed once). */
+  program: TS.Program;
 }
 
 /** The installed TypeScript, shipped with the runtime. */
@@ -81,17 +83,21 @@ function findDefaultExport(ts: typeof TS, file: TS.SourceFile): TS.Node | undefi
   return undefined;
 }
 
-/** Type-check `file` (absolute) against the runtime in `runtimeDir`. */
-export function typeCheck(file: string, runtimeDir: string): TypeCheckResult {
+/**
+ * Type-check `file` (absolute) against the runtime in `runtimeDir`;
+ * `previous`, the program of the module checked before, saves parsing the
+ * declarations again.
+ */
+export function typeCheck(file: string, runtimeDir: string, previous?: TS.Program): TypeCheckResult {
   const ts = loadTypeScript(runtimeDir);
   const options = compilerOptions(ts, runtimeDir);
   const host = ts.createCompilerHost(options, true);
   host.resolveModuleNameLiterals = serverResolution(ts, host, runtimeDir);
-  const program = ts.createProgram({ rootNames: [file], options, host });
+  const program = ts.createProgram({ rootNames: [file], options, host, oldProgram: previous });
   const source = program.getSourceFile(file);
   const syntactic = program.getSyntacticDiagnostics();
   if (syntactic.length > 0) {
-    return { problems: syntactic.map((d) => toProblem(ts, d, file)), syntaxErrors: true };
+    return { problems: syntactic.map((d) => toProblem(ts, d, file)), syntaxErrors: true, program };
   }
   const diagnostics = [...program.getOptionsDiagnostics(), ...program.getGlobalDiagnostics(), ...program.getSemanticDiagnostics()];
   const problems = diagnostics.map((d) => toProblem(ts, d, file));
@@ -102,6 +108,7 @@ export function typeCheck(file: string, runtimeDir: string): TypeCheckResult {
   return {
     problems,
     syntaxErrors: false,
+    program,
     defaultExport: exported && source ? position(source, exported.getStart(source)) : undefined,
   };
 }
