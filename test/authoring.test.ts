@@ -99,6 +99,9 @@ export default defineWorker({
     }
     void w.wait();
     w.wait().catch(() => undefined);
+    let kept = w.wait();
+    kept = w.wait();
+    await kept;
   },
 });
 `,
@@ -235,7 +238,7 @@ describe('pg_tsworker check', () => {
     assert.match(of('misspelt'), /^misspelt\.ts: 1 problem$/m);
   });
 
-  test('a non-awaited w.wait() is reported; void and .catch() are not', () => {
+  test('a non-awaited w.wait() is reported; void, .catch() and an assignment are not', () => {
     const found = of('floating').split('\n').filter((l) => /promise not awaited/.test(l));
     assert.deepEqual(found.map((l) => l.split(': error')[0]), ['floating.ts:7:7'], broken.out);
     assert.match(found[0], /`w\.wait\(\{ timeout: 1000 \}\)`/);

@@ -8,7 +8,8 @@
  * a worker needs, on the type checker `pg_tsworker check` already has
  * (typescript-eslint would bring ESLint and its parser into the server's
  * runtime directory for one rule). As there: `void p` marks a promise left
- * to run on purpose, and `p.catch(f)` or `p.then(f, g)` handle it.
+ * to run on purpose, `p.catch(f)` or `p.then(f, g)` handle it, and
+ * `x = p` keeps it.
  */
 import type * as TS from 'typescript';
 
@@ -31,6 +32,15 @@ function isHandled(ts: typeof TS, expr: TS.Expression): boolean {
   return (method === 'catch' && expr.arguments.length >= 1) || (method === 'then' && expr.arguments.length >= 2);
 }
 
+/** `x = p`, `x ??= p` ...: the promise is kept, for later. */
+function isAssignment(ts: typeof TS, expr: TS.Expression): boolean {
+  return (
+    ts.isBinaryExpression(expr) &&
+    expr.operatorToken.kind >= ts.SyntaxKind.FirstAssignment &&
+    expr.operatorToken.kind <= ts.SyntaxKind.LastAssignment
+  );
+}
+
 /** The floating promises in `files`. */
 export function floatingPromises(ts: typeof TS, checker: TS.TypeChecker, files: readonly TS.SourceFile[]): Problem[] {
   const problems: Problem[] = [];
@@ -39,7 +49,7 @@ export function floatingPromises(ts: typeof TS, checker: TS.TypeChecker, files: 
       if (ts.isExpressionStatement(node)) {
         let expr = node.expression;
         while (ts.isParenthesizedExpression(expr)) expr = expr.expression;
-        if (!ts.isVoidExpression(expr) && !isHandled(ts, expr) && isThenable(ts, checker, checker.getTypeAtLocation(expr))) {
+        if (!ts.isVoidExpression(expr) && !isAssignment(ts, expr) && !isHandled(ts, expr) && isThenable(ts, checker, checker.getTypeAtLocation(expr))) {
           const at = file.getLineAndCharacterOfPosition(expr.getStart(file));
           const text = expr.getText(file).split('\n')[0].slice(0, 60);
           problems.push({
