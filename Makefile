@@ -8,9 +8,12 @@
 #   pg_tsworker_host.so   worker entry point, embeds libnode 18 (deps/libnode)
 #   pg_tsworker_addon.node N-API addon built by node-gyp (binding.gyp)
 #   dist/                 TypeScript runtime compiled by tsc
+#   pack/pg-tsworker.tgz  the npm package worker authors install for types
+#   pack/pg_tsworker      the `pg_tsworker check` command (src/check)
 # Installed: $(pkglibdir)/pg_tsworker{,_host}.so, $(pkglibdir)/pg_tsworker/
-# (libnode.so.108, the addon) and $(sharedir)/pg_tsworker/ (runtime and the
-# node_modules it needs), so the server never reads this checkout.
+# (libnode.so.108, the addon, pg_tsworker_node), $(sharedir)/pg_tsworker/
+# (runtime, the node_modules it needs, pg-tsworker.tgz) and
+# $(bindir)/pg_tsworker, so the server never reads this checkout.
 
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 LIBNODE_PREFIX ?= $(CURDIR)/deps/libnode/usr
@@ -27,7 +30,7 @@ OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/slots.o \
 EXTENSION = pg_tsworker
 DATA = sql/pg_tsworker--0.1.sql sql/pg_tsworker--0.1--0.2.sql sql/pg_tsworker--0.2.sql
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
-EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build \
+EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build pack \
 	native/shim/module_kinds.h
 
 # A call to an undeclared function would return a truncated int: refuse it.
@@ -46,8 +49,10 @@ RUNTIME_SRCS = $(shell find src -name '*.ts' -o -name '*.json') tsconfig.json
 NODE_BIN = node_modules/.bin
 
 NODE_EXE = pg_tsworker_node
+PACKAGE = pack/pg-tsworker.tgz
+CHECK_CMD = pack/pg_tsworker
 
-all: $(HOST_SO) $(NODE_EXE) $(ADDON) dist/.built
+all: $(HOST_SO) $(NODE_EXE) $(ADDON) dist/.built $(PACKAGE) $(CHECK_CMD)
 
 native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
 	$(CXX) $(HOST_CXXFLAGS) -c -o $@ $<
@@ -85,8 +90,20 @@ dist/.built: $(RUNTIME_SRCS)
 	$(NODE_BIN)/tsc -p tsconfig.json
 	touch $@
 
+$(PACKAGE): dist/.built package.json scripts/pack-package
+	scripts/pack-package $@
+
 RUNTIME_DEST = $(DESTDIR)$(datadir)/pg_tsworker
 NATIVE_DEST = $(DESTDIR)$(pkglibdir)/pg_tsworker
+
+# `pg_tsworker check`: the CLI (dist/check/cli.js) run by the Node 18
+# executable the workers' libnode gives, from the installed directories.
+$(CHECK_CMD): Makefile
+	@mkdir -p pack
+	printf '#!/bin/sh\n# pg_tsworker: checks worker modules (pg_tsworker --help)\nexec "%s" "%s" "$$@"\n' \
+		'$(pkglibdir)/pg_tsworker/$(NODE_EXE)' \
+		'$(datadir)/pg_tsworker/dist/check/cli.js' > $@
+	chmod 755 $@
 
 install: install-tsworker
 
@@ -97,12 +114,15 @@ install-tsworker: all installdirs
 	install -C -m 755 $(ADDON) '$(NATIVE_DEST)/pg_tsworker_addon.node'
 	install -C -m 755 $(NODE_EXE) '$(NATIVE_DEST)/$(NODE_EXE)'
 	scripts/install-runtime '$(RUNTIME_DEST)'
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	install -C -m 755 $(CHECK_CMD) '$(DESTDIR)$(bindir)/pg_tsworker'
 
 uninstall: uninstall-tsworker
 
 uninstall-tsworker:
 	rm -f '$(DESTDIR)$(pkglibdir)/$(HOST_SO)'
 	rm -rf '$(NATIVE_DEST)' '$(RUNTIME_DEST)'
+	rm -f '$(DESTDIR)$(bindir)/pg_tsworker'
 
 # bench/spi: TypeScript worker vs a C worker vs an external pg client vs
 # PL/pgSQL (the C worker is an extension of its own, built here).

@@ -278,8 +278,13 @@ const DEFINITION = Symbol.for('pg-tsworker.definition');
  *   },
  * });
  * ```
+ *
+ * The settings' types come from the declaration (`S`, inferred as
+ * written: `const`): `w.settings.naptime` is a number, an enum setting the
+ * union of its `values`, and a name that is not declared (`naptme`) is a
+ * type error; without `settings`, `w.settings` has no keys.
  */
-export function defineWorker<S extends SettingsSpec = Record<string, never>>(def: {
+export function defineWorker<const S extends SettingsSpec = {}>(def: {
   name: string;
   settings?: S;
   restart?: RestartPolicy;

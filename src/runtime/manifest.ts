@@ -87,6 +87,10 @@ function main(argv: string[]): void {
   // it loads (console.log at its top level) goes to stderr, the server log.
   const stdout = process.stdout.write.bind(process.stdout);
   process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
+  // A load error names the module's own line: with Node's default of ten
+  // frames, a missing package's stack holds only Node's resolver, the
+  // runtime's hook and tsx.
+  Error.stackTraceLimit = 50;
   const launch = argv[0] === '--launch';
   const [runtimeDir, ...rest] = launch ? argv.slice(1) : argv;
   const entries = launch ? rest.slice(0, 1) : rest;

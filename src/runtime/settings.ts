@@ -154,6 +154,33 @@ export function settingFromPostgres(spec: SettingSpec, text: string): number | b
   }
 }
 
+/** PostgreSQL's integer parameters are 32-bit. */
+const INT_MIN = -2147483648;
+const INT_MAX = 2147483647;
+
+/**
+ * min and max of a number setting: numbers (integers in PostgreSQL's
+ * range for `int`), min <= max, the default between them; else PostgreSQL
+ * could not define the parameter (native/shim/worker_settings.c).
+ */
+function checkBounds(name: string, spec: IntSetting | RealSetting): void {
+  const fits = (v: number) =>
+    spec.type === 'int' ? Number.isSafeInteger(v) && v >= INT_MIN && v <= INT_MAX : typeof v === 'number' && Number.isFinite(v);
+  for (const bound of ['default', 'min', 'max'] as const) {
+    const v = spec[bound];
+    if (v !== undefined && !fits(v)) {
+      const what = spec.type === 'int' ? `an integer from ${INT_MIN} to ${INT_MAX}` : 'a finite number';
+      throw new TypeError(`setting "${name}": ${bound} ${JSON.stringify(v)} must be ${what}`);
+    }
+  }
+  if (spec.min !== undefined && spec.max !== undefined && spec.min > spec.max) {
+    throw new TypeError(`setting "${name}": min ${spec.min} is above max ${spec.max}`);
+  }
+  if ((spec.min !== undefined && spec.default < spec.min) || (spec.max !== undefined && spec.default > spec.max)) {
+    throw new TypeError(`setting "${name}": default ${spec.default} is outside min ${spec.min ?? '-'} .. max ${spec.max ?? '-'}`);
+  }
+}
+
 /** Check a declaration itself (called when the worker is defined). */
 export function validateSpec(name: string, spec: SettingSpec): void {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) {
@@ -174,6 +201,7 @@ export function validateSpec(name: string, spec: SettingSpec): void {
   if ((spec.type === 'int' || spec.type === 'real') && spec.unit && !DECLARABLE_UNITS.includes(spec.unit)) {
     throw new TypeError(`setting "${name}": unit must be one of ${DECLARABLE_UNITS.join(', ')}, not "${spec.unit}"`);
   }
+  if (spec.type === 'int' || spec.type === 'real') checkBounds(name, spec);
   if (spec.type === 'enum' && (!Array.isArray(spec.values) || spec.values.length === 0)) {
     throw new TypeError(`setting "${name}": an enum needs a non-empty values list`);
   }
