@@ -107,7 +107,7 @@ export function startReplication(client: pg.Client, start: StartPoint): Replicat
       settle();
     });
   });
-  client.query(q as unknown as pg.QueryConfig);
+  client.query(q as unknown as pg.Submittable); // a stream: query() returns it, not a promise
 
   return {
     onMessage(fn) {
