@@ -57,11 +57,18 @@ const char kBootstrap[] =
 	"const runtimeRequire = createRequire(host.runtimeDir + '/');\n"
 	"return runtimeRequire(host.runtimeDir + '/dist/runtime/host-entry.js').start(host);\n";
 
-/* Marks the main thread as running JavaScript while it lives (host_exit.c). */
+/*
+ * Marks the main thread as running JavaScript while it lives (host_exit.c),
+ * and the worker as running (the view's state) until it waits again.
+ */
 class InJavaScript
 {
   public:
-	InJavaScript() { tsw_host_set_in_javascript(1); }
+	InJavaScript()
+	{
+		tsw_host_set_in_javascript(1);
+		tsw_host_report_activity(TSW_HOST_JAVASCRIPT);
+	}
 	~InJavaScript() { tsw_host_set_in_javascript(0); }
 };
 
@@ -183,6 +190,29 @@ AfterPostmasterDeath()
 	RequestExit(1);
 }
 
+/*
+ * At most once a second, at a loop turn: the process's resident set and
+ * the V8 heap, for the view.  A worker idle in its wait keeps its last
+ * report; one busy in JavaScript reports at its next turn.
+ */
+void
+ReportMemory()
+{
+	static std::chrono::steady_clock::time_point last;
+	auto		now = std::chrono::steady_clock::now();
+	size_t		rss = 0;
+	v8::HeapStatistics heap;
+
+	if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(1))
+		return;
+	last = now;
+	if (uv_resident_set_memory(&rss) != 0)
+		rss = 0;
+	g_host->setup->isolate()->GetHeapStatistics(&heap);
+	tsw_host_report_memory((int64_t) rss, (int64_t) heap.used_heap_size(),
+						   (int64_t) heap.heap_size_limit());
+}
+
 int
 RunLoop()
 {
@@ -233,6 +263,8 @@ RunLoop()
 		 * JavaScript ran; refresh it so timers are not late.
 		 */
 		uv_update_time(loop);
+		ReportMemory();
+		tsw_host_report_activity(TSW_HOST_IDLE);
 		events = tsw_host_wait(uv_backend_fd(loop),
 							   uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1);
 		if (events & TSW_EV_PM_DEATH)

@@ -140,6 +140,7 @@ tsw_slot_prepare_launch(const TswLaunchRequest *req)
 	if (slot->dynamic || !slot->in_use)
 	{
 		memset(slot, 0, sizeof(TswSlot));
+		pg_atomic_init_u32(&slot->activity, TSW_ACTIVITY_NONE);
 		slot->in_use = true;
 		slot->dynamic = true;
 		strlcpy(slot->name, req->name, sizeof(slot->name));
@@ -247,23 +248,146 @@ tsw_slot_stop(const char *name)
 	return pid;
 }
 
-bool
-tsw_slot_wake(const char *name)
+/*
+ * Is `slot_name` an instance of `group`: `group` followed by an instance
+ * number (a digit 1-9, then digits), as instances of a worker declaring
+ * `instances` are named?  Case-insensitive, as names are.
+ */
+static bool
+tsw_instance_of(const char *slot_name, const char *group)
 {
-	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
-	TswSlot    *slot = &tsw_shared->slots[i];
-	bool		woken = false;
+	size_t		n = strlen(group);
+	const char *p = slot_name + n;
 
-	if (slot->pid != 0)
+	if (n == 0 || pg_strncasecmp(slot_name, group, n) != 0 || *p < '1' || *p > '9')
+		return false;
+	for (p++; *p != '\0'; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+/* Caller holds the lock exclusively.  True if the slot's worker runs. */
+static bool
+tsw_wake_one(TswSlot *slot, bool deliver)
+{
+	if (slot->pid == 0)
+		return false;
+	if (deliver)
 	{
 		/* counted even before the worker has claimed its slot */
 		slot->wakes++;
 		if (slot->procno >= 0)
 			SetLatch(&tsw_proc(slot->procno)->procLatch);
-		woken = true;
+	}
+	return true;
+}
+
+bool
+tsw_slot_wake(const char *name, bool deliver, bool missing_ok)
+{
+	bool		running = false;
+	int			matched = 0;
+	int			i;
+
+	LWLockAcquire(tsw_shared->lock, deliver ? LW_EXCLUSIVE : LW_SHARED);
+	i = tsw_find_slot(name);
+	if (i >= 0)
+	{
+		running = tsw_wake_one(&tsw_shared->slots[i], deliver);
+		matched = 1;
+	}
+	else
+	{
+		for (i = 0; i < tsw_shared->nslots; i++)
+		{
+			TswSlot    *slot = &tsw_shared->slots[i];
+
+			if (slot->in_use && tsw_instance_of(slot->name, name))
+			{
+				running |= tsw_wake_one(slot, deliver);
+				matched++;
+			}
+		}
 	}
 	LWLockRelease(tsw_shared->lock);
-	return woken;
+	if (matched == 0 && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("worker \"%s\" does not exist", name),
+				 errdetail("No worker is named \"%s\", nor \"%s\" followed by an instance number.", name, name)));
+	return running;
+}
+
+pid_t
+tsw_slot_restart_stop(const char *name, bool *due)
+{
+	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
+	TswSlot    *slot = &tsw_shared->slots[i];
+	pid_t		pid = slot->pid;
+
+	*due = false;
+	if (pid != 0)
+	{
+		slot->stop_requested = true;
+		slot->state = TSW_STATE_STOPPING;
+	}
+	else if (slot->last_exit != 0)
+	{
+		if (slot->has_handle)
+		{
+			/* a launched worker waiting to be restarted: start it now instead */
+			TerminateBackgroundWorker((BackgroundWorkerHandle *) slot->handle);
+			slot->has_handle = false;
+			slot->last_exit = 0;
+		}
+		else
+			*due = true;		/* the postmaster starts it again, with the module read anew */
+	}
+	LWLockRelease(tsw_shared->lock);
+	return pid;
+}
+
+bool
+tsw_slot_exited(const char *name, pid_t pid)
+{
+	int			i = tsw_lock_slot(name, LW_SHARED);
+	TswSlot    *slot = &tsw_shared->slots[i];
+	bool		exited = slot->pid != pid && slot->last_exit >= 0;
+
+	LWLockRelease(tsw_shared->lock);
+	return exited;
+}
+
+pid_t
+tsw_slot_restart_start(const char *name)
+{
+	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
+	TswSlot    *slot = &tsw_shared->slots[i];
+	pid_t		pid;
+
+	if (slot->pid != 0 || slot->last_exit != 0)
+	{
+		/* someone else started it meanwhile */
+		pid = slot->pid;
+		LWLockRelease(tsw_shared->lock);
+		return pid;
+	}
+	tsw_slot_reset_for_start(slot);
+	LWLockRelease(tsw_shared->lock);
+	pid = tsw_slot_register(i, true);
+	if (pid < 0)
+	{
+		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+		slot->state = TSW_STATE_STOPPED;
+		slot->last_exit = 0;
+		snprintf(slot->last_error, sizeof(slot->last_error),
+				 "not restarted: no free background worker slot (max_worker_processes is %d)",
+				 max_worker_processes);
+		slot->last_error_at = GetCurrentTimestamp();
+		LWLockRelease(tsw_shared->lock);
+	}
+	return pid;
 }
 
 int
