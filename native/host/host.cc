@@ -192,10 +192,13 @@ AfterPostmasterDeath()
 
 /*
  * At most once a second, at a loop turn: the process's resident set and
- * the V8 heap, for the view.  A worker idle in its wait keeps its last
- * report; one busy in JavaScript reports at its next turn.
+ * the V8 heap, for the view.  Returns -1 when it reported, else in how many
+ * ms a report is due: the loop waits no longer than that, so that what ran
+ * since the last report is reported within a second even if the worker
+ * then waits for long.  A worker busy in JavaScript reports at its next
+ * turn.
  */
-void
+int
 ReportMemory()
 {
 	static std::chrono::steady_clock::time_point last;
@@ -204,13 +207,15 @@ ReportMemory()
 	v8::HeapStatistics heap;
 
 	if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(1))
-		return;
+		return (int) std::chrono::duration_cast<std::chrono::milliseconds>(
+			last + std::chrono::seconds(1) - now).count() + 1;
 	last = now;
 	if (uv_resident_set_memory(&rss) != 0)
 		rss = 0;
 	g_host->setup->isolate()->GetHeapStatistics(&heap);
 	tsw_host_report_memory((int64_t) rss, (int64_t) heap.used_heap_size(),
 						   (int64_t) heap.heap_size_limit());
+	return -1;
 }
 
 int
@@ -251,6 +256,8 @@ RunLoop()
 	for (;;)
 	{
 		int			events;
+		int			timeout;
+		int			report_in;
 
 		RunPending();
 		if (CheckGuards() || g_host->exit_requested)
@@ -263,10 +270,12 @@ RunLoop()
 		 * JavaScript ran; refresh it so timers are not late.
 		 */
 		uv_update_time(loop);
-		ReportMemory();
+		report_in = ReportMemory();
+		timeout = uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1;
+		if (report_in >= 0 && (timeout < 0 || timeout > report_in))
+			timeout = report_in;
 		tsw_host_report_activity(TSW_HOST_IDLE);
-		events = tsw_host_wait(uv_backend_fd(loop),
-							   uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1);
+		events = tsw_host_wait(uv_backend_fd(loop), timeout);
 		if (events & TSW_EV_PM_DEATH)
 		{
 			AfterPostmasterDeath();
