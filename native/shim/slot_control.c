@@ -31,6 +31,7 @@ StaticAssertDecl(sizeof(BackgroundWorkerHandle) == sizeof(((TswSlot *) 0)->handl
 
 static int	tsw_find_slot(const char *name);
 static int	tsw_lock_slot(const char *name, LWLockMode mode);
+static bool tsw_cancel_registration(TswSlot *slot);
 
 /* Index of the in-use slot named `name`, or -1.  Caller holds the lock. */
 static int
@@ -236,16 +237,27 @@ tsw_slot_stop(const char *name)
 		 * slot until its restart time.  (A configured worker's registration
 		 * stays until then; it exits at once when started.)
 		 */
-		if (slot->has_handle)
-		{
-			TerminateBackgroundWorker((BackgroundWorkerHandle *) slot->handle);
-			slot->has_handle = false;
-			slot->last_exit = 0;
-		}
+		(void) tsw_cancel_registration(slot);
 		slot->state = TSW_STATE_STOPPED;
 	}
 	LWLockRelease(tsw_shared->lock);
 	return pid;
+}
+
+/*
+ * Cancel the dynamic registration of a slot waiting to be restarted; false
+ * when it has none (a configured worker's static one).  Caller holds the
+ * lock exclusively.
+ */
+static bool
+tsw_cancel_registration(TswSlot *slot)
+{
+	if (!slot->has_handle)
+		return false;
+	TerminateBackgroundWorker((BackgroundWorkerHandle *) slot->handle);
+	slot->has_handle = false;
+	slot->last_exit = 0;
+	return true;
 }
 
 /*
@@ -334,15 +346,11 @@ tsw_slot_restart_stop(const char *name, bool *due)
 	}
 	else if (slot->last_exit != 0)
 	{
-		if (slot->has_handle)
-		{
-			/* a launched worker waiting to be restarted: start it now instead */
-			TerminateBackgroundWorker((BackgroundWorkerHandle *) slot->handle);
-			slot->has_handle = false;
-			slot->last_exit = 0;
-		}
-		else
-			*due = true;		/* the postmaster starts it again, with the module read anew */
+		/*
+		 * A launched worker waiting to be restarted is started now instead;
+		 * the postmaster starts a configured one again, reading its module.
+		 */
+		*due = !tsw_cancel_registration(slot);
 	}
 	LWLockRelease(tsw_shared->lock);
 	return pid;

@@ -13,7 +13,7 @@
  * true`, and must catch up (read the table the notifications were about);
  * notifications committed after that call are all delivered.
  */
-import pg from 'pg';
+import type pg from 'pg';
 
 import type { Logger } from './define';
 
@@ -130,7 +130,12 @@ export class Listener {
   private async connected(): Promise<pg.Client> {
     if (this.client) return this.client;
     const t = this.target();
-    const client = new pg.Client({
+    // Loaded on first use: a worker that never listens does not load pg
+    // (loading it leaves libuv's backend fd readable with nothing for an
+    // idle loop to run, which would keep the loop from sleeping).
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { Client } = require('pg') as typeof pg;
+    const client = new Client({
       host: t.host,
       port: t.port,
       user: t.user,
