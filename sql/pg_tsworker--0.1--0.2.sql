@@ -3,6 +3,42 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION pg_tsworker UPDATE TO '0.2'" to load this file. \quit
 
+-- worker_status() gains the memory columns: the function and the view
+-- over it are made again (privileges granted on tsworker.workers by hand
+-- must be granted again).
+DROP VIEW tsworker.workers;
+DROP FUNCTION tsworker.worker_status();
+CREATE FUNCTION tsworker.worker_status(
+    OUT name text,
+    OUT pid integer,
+    OUT module text,
+    OUT database text,
+    OUT state text,
+    OUT started_at timestamptz,
+    OUT last_activity timestamptz,
+    OUT loops bigint,
+    OUT restarts integer,
+    OUT last_error text,
+    OUT last_error_at timestamptz,
+    OUT status jsonb,
+    OUT dynamic boolean,
+    OUT disabled boolean,
+    OUT rss_bytes bigint,
+    OUT heap_used_bytes bigint,
+    OUT heap_limit_bytes bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'tsworker_worker_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION tsworker.worker_status() IS
+  'One row per pg_tsworker worker slot; the tsworker.workers view reads it';
+REVOKE ALL ON FUNCTION tsworker.worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tsworker.worker_status() TO tsworker_admin;
+
+CREATE VIEW tsworker.workers AS
+  SELECT * FROM tsworker.worker_status();
+REVOKE ALL ON tsworker.workers FROM PUBLIC;
+GRANT SELECT ON tsworker.workers TO tsworker_admin;
+
 -- The view had the name of the tsworker.workers setting; it is a statistics
 -- view, as pg_stat_activity is.  The old name stays for this version.
 CREATE VIEW tsworker.stat_workers AS
@@ -25,3 +61,25 @@ REVOKE ALL ON FUNCTION tsworker.start(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tsworker.start(text) TO tsworker_admin;
 COMMENT ON FUNCTION tsworker.reload() IS
   'Deprecated name of tsworker.start() (removed in version 0.3)';
+
+-- Wakes are delivered at commit, as NOTIFY; also to a worker's instances.
+COMMENT ON FUNCTION tsworker.wake(text) IS
+  'Sets the latch of a worker, or of its instances (name followed by a number), when the transaction commits; true if one runs';
+CREATE FUNCTION tsworker.wake(name text, at_commit boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tsworker_wake'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.wake(text, boolean) IS
+  'tsworker.wake(name), at commit (true) or at once (false)';
+REVOKE ALL ON FUNCTION tsworker.wake(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tsworker.wake(text, boolean) TO tsworker_admin;
+
+-- Deploying new code of one worker.
+CREATE FUNCTION tsworker.restart(name text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tsworker_restart'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.restart(text) IS
+  'Stops a worker and starts it again, so that it loads its module anew; returns its new pid';
+REVOKE ALL ON FUNCTION tsworker.restart(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tsworker.restart(text) TO tsworker_admin;

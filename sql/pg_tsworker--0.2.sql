@@ -28,7 +28,10 @@ CREATE FUNCTION tsworker.worker_status(
     OUT last_error_at timestamptz,
     OUT status jsonb,
     OUT dynamic boolean,
-    OUT disabled boolean)
+    OUT disabled boolean,
+    OUT rss_bytes bigint,
+    OUT heap_used_bytes bigint,
+    OUT heap_limit_bytes bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'tsworker_worker_status'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
@@ -64,7 +67,21 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'tsworker_wake'
 LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION tsworker.wake(text) IS
-  'Sets a worker''s latch, so that its w.wait() returns; true if it was running';
+  'Sets the latch of a worker, or of its instances (name followed by a number), when the transaction commits; true if one runs';
+
+CREATE FUNCTION tsworker.wake(name text, at_commit boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tsworker_wake'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.wake(text, boolean) IS
+  'tsworker.wake(name), at commit (true) or at once (false)';
+
+CREATE FUNCTION tsworker.restart(name text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tsworker_restart'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.restart(text) IS
+  'Stops a worker and starts it again, so that it loads its module anew; returns its new pid';
 
 CREATE FUNCTION tsworker.start(name text DEFAULT NULL)
 RETURNS integer
@@ -84,6 +101,8 @@ REVOKE ALL ON FUNCTION tsworker.worker_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tsworker.launch(text, text, jsonb, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tsworker.stop(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tsworker.wake(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.wake(text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.restart(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tsworker.reload() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tsworker.start(text) FROM PUBLIC;
 REVOKE ALL ON tsworker.workers FROM PUBLIC;
@@ -96,6 +115,8 @@ GRANT EXECUTE ON FUNCTION tsworker.worker_status() TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.launch(text, text, jsonb, name) TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.stop(text) TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.wake(text) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.wake(text, boolean) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.restart(text) TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.reload() TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.start(text) TO tsworker_admin;
 

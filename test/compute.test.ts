@@ -426,7 +426,8 @@ describe('compute: API, authorization, specs, metrics, traces', () => {
     assert.ok(Number(applies.find((m) => m.labels?.source === 'POST /configure' && m.labels?.result === 'ok')?.value) >= 7);
     assert.equal(applies.find((m) => m.labels?.source === 'POST /configure' && m.labels?.result === 'failed')?.value, '1');
     assert.equal(families.get('compute_ctl_spec_apply_failures_total')!.metrics[0].value, '1');
-    assert.match(String(families.get('tsworker_worker_state')!.metrics.find((m) => m.labels?.worker === 'compute')?.labels?.state), /^(running|waiting)$/);
+    // the compute worker reads its own row inside its SQL statement: `running sql`
+    assert.match(String(families.get('tsworker_worker_state')!.metrics.find((m) => m.labels?.worker === 'compute')?.labels?.state), /^(running|running sql|waiting)$/);
     const restarts = families.get('tsworker_worker_restarts_total')!;
     assert.equal(restarts.type, 'COUNTER');
     assert.equal(restarts.metrics.find((m) => m.labels?.worker === 'compute')?.value, '0');

@@ -275,12 +275,13 @@ describe('wake-ups', () => {
     const holder = await c.connect();
     try {
       await holder.query('BEGIN; LOCK TABLE lockme IN ACCESS EXCLUSIVE MODE');
-      await holder.query(`SELECT tsworker.wake('locker')`);
+      // at once, not at commit: the wake must arrive while the lock is held
+      await holder.query(`SELECT tsworker.wake('locker', false)`);
       await new Promise((res) => setTimeout(res, 500));
       const [act] = (await holder.query(`SELECT wait_event_type FROM pg_stat_activity WHERE backend_type = 'locker'`)).rows;
       assert.equal(act.wait_event_type, 'Lock', 'the worker waits for the lock inside its query');
       // This wake-up's latch is reset by the lock wait inside the query.
-      await holder.query(`SELECT tsworker.wake('locker')`);
+      await holder.query(`SELECT tsworker.wake('locker', false)`);
       await new Promise((res) => setTimeout(res, 500));
       await holder.query('COMMIT');
     } finally {

@@ -233,6 +233,7 @@ tsw_stmt_begin(const char *sql, int timeout_ms)
 		QueryCancelPending = false;
 	}
 	tsw_query_depth++;
+	tsw_slot_set_activity(TSW_ACTIVITY_SQL);
 	if (tsw_stmt.timeout_ms > 0)
 		enable_timeout_after(STATEMENT_TIMEOUT, tsw_stmt.timeout_ms);
 	if (tsw_stmt_savepoints)
@@ -247,6 +248,8 @@ static void
 tsw_stmt_cleanup(void)
 {
 	tsw_query_depth--;
+	if (tsw_query_depth == 0)
+		tsw_slot_set_activity(TSW_ACTIVITY_JAVASCRIPT);
 	if (tsw_stmt.timeout_ms > 0)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 	debug_query_string = NULL;

@@ -158,6 +158,7 @@ tsw_commit(TswError **err)
 	 * stops waiting with a WARNING; the commit stays, locally.
 	 */
 	tsw_query_depth++;
+	tsw_slot_set_activity(TSW_ACTIVITY_SQL);
 	left = tsw_ms_left_before_grace();
 	PG_TRY();
 	{
@@ -183,6 +184,8 @@ tsw_commit(TswError **err)
 	if (left > 0)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 	tsw_query_depth--;
+	if (tsw_query_depth == 0)
+		tsw_slot_set_activity(TSW_ACTIVITY_JAVASCRIPT);
 	tsw_clear_stale_cancel();
 	return rc;
 }

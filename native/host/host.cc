@@ -57,11 +57,18 @@ const char kBootstrap[] =
 	"const runtimeRequire = createRequire(host.runtimeDir + '/');\n"
 	"return runtimeRequire(host.runtimeDir + '/dist/runtime/host-entry.js').start(host);\n";
 
-/* Marks the main thread as running JavaScript while it lives (host_exit.c). */
+/*
+ * Marks the main thread as running JavaScript while it lives (host_exit.c),
+ * and the worker as running (the view's state) until it waits again.
+ */
 class InJavaScript
 {
   public:
-	InJavaScript() { tsw_host_set_in_javascript(1); }
+	InJavaScript()
+	{
+		tsw_host_set_in_javascript(1);
+		tsw_host_report_activity(TSW_HOST_JAVASCRIPT);
+	}
 	~InJavaScript() { tsw_host_set_in_javascript(0); }
 };
 
@@ -183,6 +190,34 @@ AfterPostmasterDeath()
 	RequestExit(1);
 }
 
+/*
+ * At most once a second, at a loop turn: the process's resident set and
+ * the V8 heap, for the view.  Returns -1 when it reported, else in how many
+ * ms a report is due: the loop waits no longer than that, so that what ran
+ * since the last report is reported within a second even if the worker
+ * then waits for long.  A worker busy in JavaScript reports at its next
+ * turn.
+ */
+int
+ReportMemory()
+{
+	static std::chrono::steady_clock::time_point last;
+	auto		now = std::chrono::steady_clock::now();
+	size_t		rss = 0;
+	v8::HeapStatistics heap;
+
+	if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(1))
+		return (int) std::chrono::duration_cast<std::chrono::milliseconds>(
+			last + std::chrono::seconds(1) - now).count() + 1;
+	last = now;
+	if (uv_resident_set_memory(&rss) != 0)
+		rss = 0;
+	g_host->setup->isolate()->GetHeapStatistics(&heap);
+	tsw_host_report_memory((int64_t) rss, (int64_t) heap.used_heap_size(),
+						   (int64_t) heap.heap_size_limit());
+	return -1;
+}
+
 int
 RunLoop()
 {
@@ -221,6 +256,8 @@ RunLoop()
 	for (;;)
 	{
 		int			events;
+		int			timeout;
+		int			report_in;
 
 		RunPending();
 		if (CheckGuards() || g_host->exit_requested)
@@ -233,8 +270,12 @@ RunLoop()
 		 * JavaScript ran; refresh it so timers are not late.
 		 */
 		uv_update_time(loop);
-		events = tsw_host_wait(uv_backend_fd(loop),
-							   uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1);
+		report_in = ReportMemory();
+		timeout = uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1;
+		if (report_in >= 0 && (timeout < 0 || timeout > report_in))
+			timeout = report_in;
+		tsw_host_report_activity(TSW_HOST_IDLE);
+		events = tsw_host_wait(uv_backend_fd(loop), timeout);
 		if (events & TSW_EV_PM_DEATH)
 		{
 			AfterPostmasterDeath();

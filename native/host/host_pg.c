@@ -26,6 +26,21 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+
+/*
+ * Port's GSSAPI and OpenSSL members need those libraries' headers, which a
+ * machine building pg_tsworker may lack; the worker's Port never uses them.
+ * Without them the struct keeps the same offsets (libpq-be.h keeps a `void
+ * *gss` and puts the OpenSSL members last for that), and the Port is
+ * allocated with room to spare for the members left out.
+ */
+#undef ENABLE_GSS
+#undef USE_OPENSSL
+#include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -56,6 +71,7 @@ static void tsw_host_sigterm(SIGNAL_ARGS);
 static void tsw_host_fill_info(TswHostInfo *info);
 static void tsw_host_log_caught(const char *what, MemoryContext oldcontext);
 static void tsw_host_limit_memory(void);
+static void tsw_host_session_port(void);
 
 void
 pg_tsworker_host_main(Datum main_arg)
@@ -104,6 +120,7 @@ pg_tsworker_host_main(Datum main_arg)
 											 0);
 	SetConfigOption("application_name", tsw_host_name, PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname(tsw_host_name);
+	tsw_host_session_port();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	/*
@@ -179,6 +196,34 @@ void
 tsw_host_signal_main_thread(int signo)
 {
 	pthread_kill(tsw_main_thread, signo);
+}
+
+/*
+ * log_line_prefix fills %u, %d and %a (and heeds %q) only in a process with
+ * a client connection (MyProcPort), which a background worker lacks.  Give
+ * the worker one that says who it is and where, as a local (Unix-socket)
+ * session with no socket: the role and database of its session, so that its
+ * log lines read like those of a backend with application_name = worker
+ * name.  As a Unix-socket session it has no remote host (%h, %r and
+ * inet_client_addr() stay empty) and PostgreSQL leaves its TCP keepalive
+ * settings alone.  The session was set up already (pgstat_bestart ran), so
+ * nothing else reads this Port.
+ */
+static void
+tsw_host_session_port(void)
+{
+	Port	   *port = MemoryContextAllocZero(TopMemoryContext, sizeof(Port) + 256);
+
+	port->sock = PGINVALID_SOCKET;
+	port->laddr.addr.ss_family = AF_UNIX;
+	port->raddr.addr.ss_family = AF_UNIX;
+	StartTransactionCommand();
+	port->user_name = MemoryContextStrdup(TopMemoryContext,
+										  GetUserNameFromId(GetSessionUserId(), false));
+	port->database_name = MemoryContextStrdup(TopMemoryContext,
+											  get_database_name(MyDatabaseId));
+	CommitTransactionCommand();
+	MyProcPort = port;
 }
 
 /*
@@ -355,6 +400,31 @@ tsw_host_log(int level, const char *msg)
 	PG_END_TRY();
 }
 
+
+StaticAssertDecl(TSW_HOST_IDLE == TSW_ACTIVITY_IDLE && TSW_HOST_JAVASCRIPT == TSW_ACTIVITY_JAVASCRIPT,
+				 "host activities are the slot's");
+
+void
+tsw_host_report_activity(int activity)
+{
+	tsw_slot_set_activity((TswActivity) activity);
+}
+
+void
+tsw_host_report_memory(int64_t rss_bytes, int64_t heap_used_bytes, int64_t heap_limit_bytes)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		tsw_slot_set_memory(rss_bytes, heap_used_bytes, heap_limit_bytes);
+	}
+	PG_CATCH();
+	{
+		tsw_host_log_caught("could not report memory", oldcontext);
+	}
+	PG_END_TRY();
+}
 
 /* Set the latch from any thread (SetLatch is signal-handler safe). */
 void

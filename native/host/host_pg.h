@@ -37,6 +37,8 @@ typedef struct TswHostInfo
 #define TSW_EV_ERROR		0x10	/* the wait itself failed (logged) */
 
 /* tsw_host_log() takes a TswLogLevel */
+#include <stdint.h>
+
 #include "../shim/log_level.h"
 
 /*
@@ -115,6 +117,19 @@ extern void tsw_host_force_exit(const char *why);
  * as last_error, proc_exit(1); never returns.
  */
 extern void tsw_host_fatal(const char *msg) __attribute__((noreturn));
+
+/*
+ * What the process does now, for the view's state (tsw_slot_set_activity):
+ * TSW_HOST_IDLE before waiting in the loop, TSW_HOST_JAVASCRIPT before
+ * running JavaScript.  Lock-free; free when unchanged.
+ */
+#define TSW_HOST_IDLE		1
+#define TSW_HOST_JAVASCRIPT	2
+extern void tsw_host_report_activity(int activity);
+
+/* The process's memory, for the view (tsw_slot_set_memory); never raises. */
+extern void tsw_host_report_memory(int64_t rss_bytes, int64_t heap_used_bytes,
+								   int64_t heap_limit_bytes);
 
 /* Install the exit guards of host_exit.c (once Node.js is initialised). */
 extern void tsw_host_install_exit_guards(void);

@@ -15,6 +15,7 @@
 #ifndef TSW_SLOT_H
 #define TSW_SLOT_H
 
+#include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "utils/timestamp.h"
 
@@ -35,6 +36,19 @@ typedef enum TswState
 } TswState;
 
 #define TSW_STATE_COUNT (TSW_STATE_FAILED + 1)
+
+/*
+ * What a running worker's process does at this moment, as the view shows
+ * it in `state` once main() runs: the host writes it around its wait and
+ * around JavaScript, the addon around SQL statements.
+ */
+typedef enum TswActivity
+{
+	TSW_ACTIVITY_NONE = 0,		/* not reported yet */
+	TSW_ACTIVITY_IDLE,			/* waiting in the event loop: `waiting` */
+	TSW_ACTIVITY_JAVASCRIPT,	/* running JavaScript: `running` */
+	TSW_ACTIVITY_SQL			/* running an SQL statement or COMMIT: `running sql` */
+} TswActivity;
 
 /* What happens after a run ends (defineWorker's `restart`). */
 typedef enum TswRestartPolicy
@@ -89,6 +103,18 @@ typedef struct TswSlot
 	int32		recent_failures;
 	TimestampTz first_recent_failure;
 
+	/*
+	 * Written by the worker process alone, without the lock (a 4-byte
+	 * atomic store each time it changes): a TswActivity.
+	 */
+	pg_atomic_uint32 activity;
+
+	/* memory of the running process, as it last reported it (0: not yet) */
+	TimestampTz memory_at;
+	int64		rss_bytes;		/* resident set size */
+	int64		heap_used_bytes;	/* V8 heap in use */
+	int64		heap_limit_bytes;	/* V8 heap limit (tsworker.max_old_space_mb and V8's own) */
+
 	/* the dynamic registration of this slot's worker, if it has one */
 	bool		has_handle;
 	char		handle[16];		/* a BackgroundWorkerHandle (compat.h) */
@@ -96,6 +122,9 @@ typedef struct TswSlot
 
 /* The name of a state, as the view shows it. */
 extern const char *tsw_state_name(TswState state);
+
+/* The state the view shows for a copy of a slot (read by SQL functions). */
+extern const char *tsw_slot_view_state(TswSlot *copy);
 
 /*
  * Fill `worker` to run slot `index` (one place for every registration):
@@ -117,6 +146,9 @@ extern bool tsw_slot_claim(int index, TswSlot *copy, char **why);
 extern bool tsw_slot_read(TswSlot *copy);
 
 extern void tsw_slot_set_state(TswState state);
+/* Lock-free, and free when the activity does not change. */
+extern void tsw_slot_set_activity(TswActivity activity);
+extern void tsw_slot_set_memory(int64 rss_bytes, int64 heap_used_bytes, int64 heap_limit_bytes);
 extern void tsw_slot_note_loop(void);
 /* The run failed: keep the first line of its first reason as last_error. */
 extern void tsw_slot_set_error(const char *message);

@@ -31,6 +31,7 @@ StaticAssertDecl(sizeof(BackgroundWorkerHandle) == sizeof(((TswSlot *) 0)->handl
 
 static int	tsw_find_slot(const char *name);
 static int	tsw_lock_slot(const char *name, LWLockMode mode);
+static bool tsw_cancel_registration(TswSlot *slot);
 
 /* Index of the in-use slot named `name`, or -1.  Caller holds the lock. */
 static int
@@ -140,6 +141,7 @@ tsw_slot_prepare_launch(const TswLaunchRequest *req)
 	if (slot->dynamic || !slot->in_use)
 	{
 		memset(slot, 0, sizeof(TswSlot));
+		pg_atomic_init_u32(&slot->activity, TSW_ACTIVITY_NONE);
 		slot->in_use = true;
 		slot->dynamic = true;
 		strlcpy(slot->name, req->name, sizeof(slot->name));
@@ -235,35 +237,165 @@ tsw_slot_stop(const char *name)
 		 * slot until its restart time.  (A configured worker's registration
 		 * stays until then; it exits at once when started.)
 		 */
-		if (slot->has_handle)
-		{
-			TerminateBackgroundWorker((BackgroundWorkerHandle *) slot->handle);
-			slot->has_handle = false;
-			slot->last_exit = 0;
-		}
+		(void) tsw_cancel_registration(slot);
 		slot->state = TSW_STATE_STOPPED;
 	}
 	LWLockRelease(tsw_shared->lock);
 	return pid;
 }
 
-bool
-tsw_slot_wake(const char *name)
+/*
+ * Cancel the dynamic registration of a slot waiting to be restarted; false
+ * when it has none (a configured worker's static one).  Caller holds the
+ * lock exclusively.
+ */
+static bool
+tsw_cancel_registration(TswSlot *slot)
 {
-	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
-	TswSlot    *slot = &tsw_shared->slots[i];
-	bool		woken = false;
+	if (!slot->has_handle)
+		return false;
+	TerminateBackgroundWorker((BackgroundWorkerHandle *) slot->handle);
+	slot->has_handle = false;
+	slot->last_exit = 0;
+	return true;
+}
 
-	if (slot->pid != 0)
+/*
+ * Is `slot_name` an instance of `group`: `group` followed by an instance
+ * number (a digit 1-9, then digits), as instances of a worker declaring
+ * `instances` are named?  Case-insensitive, as names are.
+ */
+static bool
+tsw_instance_of(const char *slot_name, const char *group)
+{
+	size_t		n = strlen(group);
+	const char *p = slot_name + n;
+
+	if (n == 0 || pg_strncasecmp(slot_name, group, n) != 0 || *p < '1' || *p > '9')
+		return false;
+	for (p++; *p != '\0'; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+/* Caller holds the lock exclusively.  True if the slot's worker runs. */
+static bool
+tsw_wake_one(TswSlot *slot, bool deliver)
+{
+	if (slot->pid == 0)
+		return false;
+	if (deliver)
 	{
 		/* counted even before the worker has claimed its slot */
 		slot->wakes++;
 		if (slot->procno >= 0)
 			SetLatch(&tsw_proc(slot->procno)->procLatch);
-		woken = true;
+	}
+	return true;
+}
+
+bool
+tsw_slot_wake(const char *name, bool deliver, bool missing_ok)
+{
+	bool		running = false;
+	int			matched = 0;
+	int			i;
+
+	LWLockAcquire(tsw_shared->lock, deliver ? LW_EXCLUSIVE : LW_SHARED);
+	i = tsw_find_slot(name);
+	if (i >= 0)
+	{
+		running = tsw_wake_one(&tsw_shared->slots[i], deliver);
+		matched = 1;
+	}
+	else
+	{
+		for (i = 0; i < tsw_shared->nslots; i++)
+		{
+			TswSlot    *slot = &tsw_shared->slots[i];
+
+			if (slot->in_use && tsw_instance_of(slot->name, name))
+			{
+				running |= tsw_wake_one(slot, deliver);
+				matched++;
+			}
+		}
 	}
 	LWLockRelease(tsw_shared->lock);
-	return woken;
+	if (matched == 0 && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("worker \"%s\" does not exist", name),
+				 errdetail("No worker is named \"%s\", nor \"%s\" followed by an instance number.", name, name)));
+	return running;
+}
+
+pid_t
+tsw_slot_restart_stop(const char *name, bool *due)
+{
+	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
+	TswSlot    *slot = &tsw_shared->slots[i];
+	pid_t		pid = slot->pid;
+
+	*due = false;
+	if (pid != 0)
+	{
+		slot->stop_requested = true;
+		slot->state = TSW_STATE_STOPPING;
+	}
+	else if (slot->last_exit != 0)
+	{
+		/*
+		 * A launched worker waiting to be restarted is started now instead;
+		 * the postmaster starts a configured one again, reading its module.
+		 */
+		*due = !tsw_cancel_registration(slot);
+	}
+	LWLockRelease(tsw_shared->lock);
+	return pid;
+}
+
+bool
+tsw_slot_exited(const char *name, pid_t pid)
+{
+	int			i = tsw_lock_slot(name, LW_SHARED);
+	TswSlot    *slot = &tsw_shared->slots[i];
+	bool		exited = slot->pid != pid && slot->last_exit >= 0;
+
+	LWLockRelease(tsw_shared->lock);
+	return exited;
+}
+
+pid_t
+tsw_slot_restart_start(const char *name)
+{
+	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
+	TswSlot    *slot = &tsw_shared->slots[i];
+	pid_t		pid;
+
+	if (slot->pid != 0 || slot->last_exit != 0)
+	{
+		/* someone else started it meanwhile */
+		pid = slot->pid;
+		LWLockRelease(tsw_shared->lock);
+		return pid;
+	}
+	tsw_slot_reset_for_start(slot);
+	LWLockRelease(tsw_shared->lock);
+	pid = tsw_slot_register(i, true);
+	if (pid < 0)
+	{
+		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+		slot->state = TSW_STATE_STOPPED;
+		slot->last_exit = 0;
+		snprintf(slot->last_error, sizeof(slot->last_error),
+				 "not restarted: no free background worker slot (max_worker_processes is %d)",
+				 max_worker_processes);
+		slot->last_error_at = GetCurrentTimestamp();
+		LWLockRelease(tsw_shared->lock);
+	}
+	return pid;
 }
 
 int

@@ -47,8 +47,38 @@ extern void tsw_slot_launch_failed(int index);
 /* tsworker.stop(): the pid to signal, 0 when not running; ERROR for an unknown name. */
 extern pid_t tsw_slot_stop(const char *name);
 
-/* tsworker.wake(): true if it runs; ERROR for an unknown name. */
-extern bool tsw_slot_wake(const char *name);
+/*
+ * tsworker.wake(): the worker named `name`, or when none is, every worker
+ * named `name` followed by an instance number (jobq1, jobq2 ...).  With
+ * `deliver`, count a wake and set their latches; without, only check.
+ * True if one of them runs.  No match is an ERROR unless `missing_ok`.
+ */
+extern bool tsw_slot_wake(const char *name, bool deliver, bool missing_ok);
+
+/*
+ * wake.c: deliver tsw_slot_wake(name) when the current transaction commits
+ * (not at all if it, or the current subtransaction, rolls back).
+ */
+extern void tsw_wake_at_commit(const char *name);
+
+/*
+ * tsworker.restart(), first half: ask the running worker `name` to stop
+ * (returns its pid: signal it), or cancel the pending restart of a launched
+ * one (returns 0).  *due is set when a configured worker is waiting for the
+ * postmaster to restart it (nothing to do).  ERROR for an unknown name.
+ */
+extern pid_t tsw_slot_restart_stop(const char *name, bool *due);
+
+/* Has the process `pid` of worker `name` left its slot (exit decided)? */
+extern bool tsw_slot_exited(const char *name, pid_t pid);
+
+/*
+ * tsworker.restart(), second half: start the stopped worker `name` again;
+ * its pid once started, 0 if it exited at once, -1 when no background
+ * worker slot is free (then it stays stopped with that last_error); if it
+ * runs or is due to run already, its pid (0 while due).
+ */
+extern pid_t tsw_slot_restart_start(const char *name);
 
 /*
  * tsworker.start(): register again the worker `name` (NULL: every worker)

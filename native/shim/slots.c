@@ -137,6 +137,8 @@ tsw_shmem_startup(void)
 		memset(tsw_shared, 0, tsw_shmem_size());
 		tsw_shared->lock = &(GetNamedLWLockTranche("pg_tsworker"))->lock;
 		tsw_shared->nslots = tsw_max_workers;
+		for (i = 0; i < tsw_shared->nslots; i++)
+			pg_atomic_init_u32(&tsw_shared->slots[i].activity, TSW_ACTIVITY_NONE);
 		for (i = 0; i < tsw_static_count; i++)
 			tsw_slot_init_static(&tsw_shared->slots[i], &tsw_static_specs[i]);
 	}
@@ -170,6 +172,34 @@ tsw_state_name(TswState state)
 	};
 
 	return state >= 0 && state < TSW_STATE_COUNT ? names[state] : "unknown";
+}
+
+/*
+ * The state the view shows for a copy of a slot: once main() runs, what
+ * the process does now (JavaScript, SQL, or waiting in its loop), else the
+ * lifecycle state.
+ */
+const char *
+tsw_slot_view_state(TswSlot *copy)
+{
+	if (copy->disabled && copy->pid == 0)
+		return "failed";
+	if (copy->pid != 0 &&
+		(copy->state == TSW_STATE_RUNNING || copy->state == TSW_STATE_WAITING))
+	{
+		switch ((TswActivity) pg_atomic_read_u32(&copy->activity))
+		{
+			case TSW_ACTIVITY_IDLE:
+				return "waiting";
+			case TSW_ACTIVITY_JAVASCRIPT:
+				return "running";
+			case TSW_ACTIVITY_SQL:
+				return "running sql";
+			case TSW_ACTIVITY_NONE:
+				break;
+		}
+	}
+	return tsw_state_name(copy->state);
 }
 
 void
@@ -225,6 +255,9 @@ tsw_slot_claim(int index, TswSlot *copy, char **why)
 		slot->started_at = GetCurrentTimestamp();
 		slot->last_activity = slot->started_at;
 		slot->loops = 0;
+		pg_atomic_write_u32(&slot->activity, TSW_ACTIVITY_NONE);
+		slot->memory_at = 0;
+		slot->rss_bytes = slot->heap_used_bytes = slot->heap_limit_bytes = 0;
 		if (slot->starts > 0)
 			slot->restarts++;
 		slot->starts++;
@@ -278,6 +311,42 @@ tsw_slot_set_state(TswState state)
 	if (slot->state != TSW_STATE_STOPPING || state == TSW_STATE_STOPPED ||
 		state == TSW_STATE_FAILED)
 		slot->state = state;
+	LWLockRelease(tsw_shared->lock);
+}
+
+/*
+ * The owner's last store, so that an unchanged activity costs a compare:
+ * the host and the addon report at every loop turn and every statement.
+ */
+static TswActivity tsw_my_activity = TSW_ACTIVITY_NONE;
+
+void
+tsw_slot_set_activity(TswActivity activity)
+{
+	TswSlot    *slot;
+
+	if (activity == tsw_my_activity)
+		return;
+	slot = tsw_own_slot();
+	if (slot == NULL)
+		return;
+	tsw_my_activity = activity;
+	pg_atomic_write_u32(&slot->activity, (uint32) activity);
+}
+
+void
+tsw_slot_set_memory(int64 rss_bytes, int64 heap_used_bytes, int64 heap_limit_bytes)
+{
+	TswSlot    *slot = tsw_own_slot();
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (slot == NULL)
+		return;
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	slot->memory_at = now;
+	slot->rss_bytes = rss_bytes;
+	slot->heap_used_bytes = heap_used_bytes;
+	slot->heap_limit_bytes = heap_limit_bytes;
 	LWLockRelease(tsw_shared->lock);
 }
 
@@ -433,6 +502,7 @@ tsw_slot_on_exit(int code, Datum arg)
 		final = 0;
 	slot->wakes_base = slot->wakes;
 	slot->procno = -1;
+	pg_atomic_write_u32(&slot->activity, TSW_ACTIVITY_NONE);
 	if (slot->pid == MyProcPid)
 	{
 		slot->pid = 0;

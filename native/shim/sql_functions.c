@@ -34,6 +34,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
+#include "utils/wait_event.h"
 
 #include "compat.h"
 #include "pg_tsworker.h"
@@ -45,6 +46,7 @@ PG_FUNCTION_INFO_V1(tsworker_stop);
 PG_FUNCTION_INFO_V1(tsworker_wake);
 PG_FUNCTION_INFO_V1(tsworker_start);
 PG_FUNCTION_INFO_V1(tsworker_reload);
+PG_FUNCTION_INFO_V1(tsworker_restart);
 
 static char *tsw_resolve_module(const char *module, bool *builtin);
 static bool tsw_path_inside(const char *path, const char *dir);
@@ -285,14 +287,86 @@ tsworker_stop(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(pid != 0);
 }
 
-/* tsworker.wake(name text) returns boolean: sets the worker's latch. */
+/*
+ * tsworker.wake(name text) and tsworker.wake(name text, at_commit boolean)
+ * return boolean: set the latch of the worker `name`, or of its instances
+ * (`name` followed by a number) when no worker has that name; at commit
+ * (the default, as NOTIFY) or at once.  True if one of them runs now.
+ */
 Datum
 tsworker_wake(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		at_commit = PG_NARGS() < 2 || PG_GETARG_BOOL(1);
+	bool		running;
 
 	tsw_require_shared();
-	PG_RETURN_BOOL(tsw_slot_wake(name));
+	/* an unknown name is an error now, not at commit */
+	running = tsw_slot_wake(name, !at_commit, false);
+	if (at_commit)
+		tsw_wake_at_commit(name);
+	PG_RETURN_BOOL(running);
+}
+
+/*
+ * tsworker.restart(name text) returns integer: stop the worker (as
+ * tsworker.stop(), waiting for it to exit) and start it again, so that it
+ * loads its module anew; the new pid.  NULL, with a NOTICE, for a
+ * configured worker that waits for the postmaster to restart it (it loads
+ * its module then).
+ */
+Datum
+tsworker_restart(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		due;
+	pid_t		old;
+	pid_t		pid;
+
+	tsw_require_shared();
+	old = tsw_slot_restart_stop(name, &due);
+	if (due)
+	{
+		ereport(NOTICE,
+				(errmsg("worker \"%s\" is waiting to be restarted; it loads its module when it starts", name)));
+		PG_RETURN_NULL();
+	}
+	if (old != 0)
+	{
+		/* it leaves within tsworker.terminate_grace: wait a little longer */
+		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   (tsw_terminate_grace + 10) * 1000);
+
+		if (kill(-old, SIGTERM) != 0 && kill(old, SIGTERM) != 0)
+			ereport(WARNING,
+					(errmsg("could not signal worker \"%s\" (PID %d): %m", name, (int) old)));
+		while (!tsw_slot_exited(name, old))
+		{
+			if (GetCurrentTimestamp() > deadline)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("worker \"%s\" (PID %d) did not stop within %d s", name, (int) old,
+								tsw_terminate_grace + 10),
+						 errhint("It stays asked to stop; run tsworker.start() once it has.")));
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	pid = tsw_slot_restart_start(name);
+	if (pid < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not restart worker \"%s\": no free background worker slot", name),
+				 errdetail("%s", tsw_bgworker_usage()),
+				 errhint("It is stopped; run tsworker.start() once a slot is free.")));
+	if (pid == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("worker \"%s\" exited at once", name),
+				 errhint("See the server log, or last_error in tsworker.stat_workers.")));
+	PG_RETURN_INT32(pid);
 }
 
 /*
@@ -318,6 +392,9 @@ tsworker_reload(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(tsw_slot_start_stopped(NULL));
 }
 
+/* Columns of tsworker.worker_status() at version 0.2 (0.1 had the first 14). */
+#define TSW_STATUS_COLUMNS 17
+
 /* tsworker.worker_status(): one row per slot in use. */
 Datum
 tsworker_worker_status(PG_FUNCTION_ARGS)
@@ -333,9 +410,10 @@ tsworker_worker_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 	{
 		TswSlot    *s = &copy[i];
-		Datum		values[14];
-		bool		nulls[14];
-		const char *state = s->disabled && s->pid == 0 ? "failed" : tsw_state_name(s->state);
+		Datum		values[TSW_STATUS_COLUMNS];
+		bool		nulls[TSW_STATUS_COLUMNS];
+		const char *state = tsw_slot_view_state(s);
+		bool		memory = s->pid != 0 && s->memory_at != 0;
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(s->name);
@@ -352,6 +430,13 @@ tsworker_worker_status(PG_FUNCTION_ARGS)
 		values[11] = DirectFunctionCall1(jsonb_in, CStringGetDatum(s->status[0] ? s->status : "{}"));
 		values[12] = BoolGetDatum(s->dynamic);
 		values[13] = BoolGetDatum(s->disabled);
+		/* version 0.2's columns: a database still at 0.1 asks for 14 */
+		values[14] = memory ? Int64GetDatum(s->rss_bytes) : (nulls[14] = true, (Datum) 0);
+		values[15] = memory ? Int64GetDatum(s->heap_used_bytes) : (nulls[15] = true, (Datum) 0);
+		values[16] = memory ? Int64GetDatum(s->heap_limit_bytes) : (nulls[16] = true, (Datum) 0);
+		if (rsinfo->setDesc->natts != 14 && rsinfo->setDesc->natts != TSW_STATUS_COLUMNS)
+			elog(ERROR, "tsworker.worker_status() returns %d columns, not %d: update the extension",
+				 rsinfo->setDesc->natts, TSW_STATUS_COLUMNS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -2,6 +2,7 @@
  * `defineWorker` and the types a worker module is written against.
  */
 import type { Param, ParamType } from './params';
+import type { NotificationHandler } from './listen';
 import type { Rows } from './results';
 import { validateSpec, type SettingsSpec, type SettingValues } from './settings';
 
@@ -235,6 +236,21 @@ export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
   setting(name: string): string | null;
   /** Listen to a worker event. */
   on<E extends keyof WorkerEvents>(event: E, listener: WorkerEvents[E]): void;
+  /**
+   * LISTEN on `channel` (exactly as given: case matters) through a
+   * connection to the worker's own server kept by the runtime (its Unix
+   * socket, the worker's role and database; pg_hba.conf must let that role
+   * in over the socket). Resolves once notifications on the channel are
+   * delivered; `handler` is then called with each one. If the connection is
+   * lost it is made again, and `handler` is called once with
+   * `reconnected: true`: notifications sent meanwhile are lost, so catch up
+   * then. An error `handler` throws or rejects with ends the worker as an
+   * error in main() would. Rejects with node-postgres's error when the
+   * first connection fails.
+   */
+  listen(channel: string, handler: NotificationHandler): Promise<void>;
+  /** UNLISTEN `channel`; the connection closes with the last channel. */
+  unlisten(channel: string): Promise<void>;
 }
 
 /** The definition of a worker, as returned by `defineWorker`. */

@@ -25,6 +25,7 @@ export type {
   WorkerEvents,
   WorkerStatus,
 } from './define';
+export type { Notification, NotificationHandler } from './listen';
 export { PgError } from './errors';
 export { Rows } from './results';
 export type { PgErrorFields } from './errors';

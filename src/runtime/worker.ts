@@ -28,6 +28,7 @@ import type { Param } from './params';
 import { checkParams, resultFlags, rowsOf, timeoutArg, type Rows } from './results';
 import { checkLaunchSettings, parseSetting, settingFromPostgres, type SettingsSpec, type SettingValues } from './settings';
 import { KeptStatement } from './statement';
+import { Listener, type ListenTarget, type NotificationHandler } from './listen';
 
 interface Waiter {
   resolve(value: boolean): void;
@@ -69,6 +70,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   private readonly tx: Transaction;
   private readonly launched: Record<string, unknown>;
   private published: { [key: string]: Json } = {};
+  private listener: Listener | undefined;
   readonly status: WorkerStatus;
 
   /**
@@ -327,6 +329,33 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     return this.addon.getSetting(name).value;
   }
 
+  listen(channel: string, handler: NotificationHandler): Promise<void> {
+    this.listener ??= new Listener(() => this.listenTarget(), this.log);
+    return this.listener.listen(channel, handler);
+  }
+
+  unlisten(channel: string): Promise<void> {
+    return this.listener ? this.listener.unlisten(channel) : Promise.resolve();
+  }
+
+  /**
+   * The worker's own server, as its LISTEN connection reaches it: the first
+   * directory of unix_socket_directories (localhost when there is none),
+   * port, the session's role and database.
+   */
+  private listenTarget(): ListenTarget {
+    const sql = 'SELECT session_user::text AS "user", current_database()::text AS database';
+    const [who] = this.addon.inTransaction() ? this.runQuery<{ user: string; database: string }>(sql) : this.query<{ user: string; database: string }>(sql);
+    const dirs = (this.setting('unix_socket_directories') ?? '').split(',').map((d) => d.trim()).filter((d) => d !== '');
+    return {
+      host: dirs[0] ?? 'localhost',
+      port: Number(this.setting('port')),
+      user: who.user,
+      database: who.database,
+      applicationName: `${this.name} listen`,
+    };
+  }
+
   on<E extends keyof WorkerEvents>(event: E, listener: WorkerEvents[E]): void {
     if (!(event in this.listeners)) throw new TypeError(`on(): unknown event "${String(event)}"`);
     if (typeof listener !== 'function') throw new TypeError('on(): listener must be a function');
@@ -378,6 +407,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   onShutdown(): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.listener?.close();
     this.addon.setState(this.addon.constants.state.stopping);
     this.settleAll(false);
     this.emit('shutdown');
