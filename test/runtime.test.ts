@@ -30,6 +30,7 @@ describe('runtime', () => {
       `${dir}/txn.ts`,
       `${dir}/pingpong.ts`,
       `${dir}/plain.js`,
+      `${dir}/idlepg.js`,
       ...FAULTS.map((f) => `${f}=${dir}/fault.ts`),
     ];
     c.appendConf({
@@ -61,18 +62,23 @@ describe('runtime', () => {
     assert.equal(await c.queryOne('SELECT v FROM plain_js'), 'function');
   });
 
-  test('a worker waiting without a timeout uses no CPU', async () => {
+  test('a worker waiting without a timeout uses no CPU, also after loading pg', async () => {
     await c.pollQueryUntil(`SELECT count(*) > 0 FROM plain_js`);
-    const pid = (await workerPids(c)).get('plain');
-    assert.ok(pid);
-    const ticks = () => {
-      const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (1/100 s)
-    };
-    const before = ticks();
-    await new Promise((r) => setTimeout(r, 2000));
-    const used = ticks() - before;
-    assert.ok(used <= 5, `idle worker used ${used} ticks of CPU in 2 s`);
+    await c.pollQueryUntil(`SELECT count(*) > 0 FROM idle_pg`);
+    assert.equal(await c.queryOne('SELECT v FROM idle_pg'), 'function');
+    const pids = await workerPids(c);
+    for (const name of ['plain', 'idlepg']) {
+      const pid = pids.get(name);
+      assert.ok(pid, name);
+      const ticks = () => {
+        const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (1/100 s)
+      };
+      const before = ticks();
+      await new Promise((r) => setTimeout(r, 2000));
+      const used = ticks() - before;
+      assert.ok(used <= 5, `idle worker ${name} used ${used} ticks of CPU in 2 s`);
+    }
   });
 
   test('SIGHUP delivers a changed setting to the running worker', async () => {

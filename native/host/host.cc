@@ -91,6 +91,20 @@ HostFinish(const FunctionCallbackInfo<Value> &info)
 	(void) isolate;
 }
 
+/*
+ * A handle that keeps the loop alive only while DrainIdleLoop() runs it:
+ * libuv's uv_run() returns at once, without polling, when no handle keeps
+ * the loop alive, even though its backend fd is readable (an unreferenced
+ * handle's socket, or one node-postgres left behind once loaded); the
+ * wait would then return at once, over and over.
+ */
+uv_async_t	g_poll_once;
+
+void
+NoOp(uv_async_t *)
+{
+}
+
 /* Run libuv once without blocking and drain V8's pending platform tasks. */
 void
 RunPending()
@@ -252,6 +266,8 @@ RunLoop()
 		}
 		g_host->dispatch.Reset(isolate, fn.As<Function>());
 	}
+	uv_async_init(loop, &g_poll_once, NoOp);
+	uv_unref(reinterpret_cast<uv_handle_t *>(&g_poll_once));
 
 	for (;;)
 	{
@@ -285,6 +301,14 @@ RunLoop()
 		{
 			RequestExit(1);
 			break;
+		}
+
+		if ((events & TSW_EV_LOOP) && !uv_loop_alive(loop))
+		{
+			/* nothing keeps the loop alive, yet its fd is readable: poll it once */
+			uv_ref(reinterpret_cast<uv_handle_t *>(&g_poll_once));
+			RunPending();
+			uv_unref(reinterpret_cast<uv_handle_t *>(&g_poll_once));
 		}
 
 		tsw_host_check_interrupts();
