@@ -130,9 +130,8 @@ export class Listener {
   private async connected(): Promise<pg.Client> {
     if (this.client) return this.client;
     const t = this.target();
-    // Loaded on first use: a worker that never listens does not load pg
-    // (loading it leaves libuv's backend fd readable with nothing for an
-    // idle loop to run, which would keep the loop from sleeping).
+    // Loaded on first use: a worker that never listens does not pay for
+    // loading pg (time and memory).
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const { Client } = require('pg') as typeof pg;
     const client = new Client({
