@@ -39,7 +39,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 HOST_SO = pg_tsworker_host$(DLSUFFIX)
-HOST_OBJS = native/host/host_pg.o native/host/host_exit.o native/host/host.o native/host/host_guard.o
+HOST_OBJS = native/host/host_pg.o native/host/host_exit.o native/host/host.o native/host/host_start.o \
+	native/host/host_guard.o
 HOST_CXXFLAGS = -std=c++17 -fPIC -O2 -g -Wall -Wno-unused-parameter \
 	-fvisibility=hidden -I$(LIBNODE_PREFIX)/include/node
 ADDON = build/Release/pg_tsworker_addon.node
@@ -68,7 +69,7 @@ native/shim/worker_list.o: native/shim/module_kinds.h
 native/shim/module_kinds.h: src/runtime/module-kinds.json scripts/gen-module-kinds
 	scripts/gen-module-kinds $< $@
 
-native/host/host.o native/host/host_guard.o: native/host/%.o: native/host/%.cc \
+native/host/host.o native/host/host_start.o native/host/host_guard.o: native/host/%.o: native/host/%.cc \
 		native/host/host_node.h native/host/host_pg.h $(LIBNODE_SO)
 	$(CXX) $(HOST_CXXFLAGS) -c -o $@ $<
 

@@ -1,8 +1,9 @@
 /*
  * host_node.h
- *		State of the Node.js half of the worker host, shared by host.cc (the
- *		embedding and the event loop) and host_guard.cc (the watchdog and
- *		the engine's fatal paths).  C++ only; never includes PostgreSQL.
+ *		State of the Node.js half of the worker host, shared by
+ *		host_start.cc (starting Node.js), host.cc (the event loop) and
+ *		host_guard.cc (the watchdog and the engine's fatal paths).  C++ only;
+ *		never includes PostgreSQL.
  */
 #ifndef TSW_HOST_NODE_H
 #define TSW_HOST_NODE_H
@@ -78,6 +79,12 @@ void		InstallGuards(v8::Isolate *isolate);
 
 /* If a guard stopped JavaScript, log why (once) and request exit 1; true if so. */
 bool		CheckGuards();
+
+/* Stop JavaScript before the process exits (host_start.cc). */
+void		Teardown();
+
+/* A line in the server log at a TSW_LOG_* level (host_pg.h). */
+void		LogString(int level, const std::string &msg);
 
 }								/* namespace tsw */
 
