@@ -23,8 +23,8 @@ LIBNODE_SO = $(LIBNODE_PREFIX)/lib/x86_64-linux-gnu/libnode.so.108
 override with_llvm := no
 
 MODULE_big = pg_tsworker
-OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/slots.o \
-	native/shim/slot_control.o native/shim/sql_functions.o native/shim/worker_settings.o \
+OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/slots.o native/shim/worker_slot.o \
+	native/shim/slot_control.o native/shim/slot_restart.o native/shim/sql_functions.o native/shim/worker_settings.o \
 	native/shim/module_file.o native/shim/manifest.o native/shim/node_child.o native/shim/fence.o \
 	native/shim/cluster_boot.o native/shim/wake.o
 EXTENSION = pg_tsworker

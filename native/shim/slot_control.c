@@ -2,12 +2,13 @@
  *
  * slot_control.c
  *		What SQL functions do to worker slots: take one for a launch,
- *		register its background worker, stop, wake, start stopped ones, and
- *		read them all for the view.
+ *		register its background worker, stop, wake, and read them all for
+ *		the view.  Restarting and starting stopped ones: slot_restart.c.
  *
- * The only code outside slots.c that changes a slot; sql_functions.c
- * checks arguments and permissions and calls these.  Functions that raise
- * an error release the slot lock first.
+ * With slot_restart.c, the only code outside the worker's own process
+ * (slots.c, worker_slot.c) that changes a slot; sql_functions.c checks
+ * arguments and permissions and calls these.  Functions that raise an
+ * error release the slot lock first.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,12 +30,9 @@
 StaticAssertDecl(sizeof(BackgroundWorkerHandle) == sizeof(((TswSlot *) 0)->handle),
 				 "a slot holds a BackgroundWorkerHandle");
 
-static int	tsw_find_slot(const char *name);
-static int	tsw_lock_slot(const char *name, LWLockMode mode);
-static bool tsw_cancel_registration(TswSlot *slot);
 
 /* Index of the in-use slot named `name`, or -1.  Caller holds the lock. */
-static int
+int
 tsw_find_slot(const char *name)
 {
 	int			i;
@@ -52,7 +50,7 @@ tsw_find_slot(const char *name)
  * Take the slot lock in `mode` and return the index of the slot named
  * `name`; an unknown name is an error (raised after releasing the lock).
  */
-static int
+int
 tsw_lock_slot(const char *name, LWLockMode mode)
 {
 	int			i;
@@ -249,7 +247,7 @@ tsw_slot_stop(const char *name)
  * when it has none (a configured worker's static one).  Caller holds the
  * lock exclusively.
  */
-static bool
+bool
 tsw_cancel_registration(TswSlot *slot)
 {
 	if (!slot->has_handle)
@@ -329,130 +327,6 @@ tsw_slot_wake(const char *name, bool deliver, bool missing_ok)
 				 errmsg("worker \"%s\" does not exist", name),
 				 errdetail("No worker is named \"%s\", nor \"%s\" followed by an instance number.", name, name)));
 	return running;
-}
-
-pid_t
-tsw_slot_restart_stop(const char *name, bool *due)
-{
-	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
-	TswSlot    *slot = &tsw_shared->slots[i];
-	pid_t		pid = slot->pid;
-
-	*due = false;
-	if (pid != 0)
-	{
-		slot->stop_requested = true;
-		slot->state = TSW_STATE_STOPPING;
-	}
-	else if (slot->last_exit != 0)
-	{
-		/*
-		 * A launched worker waiting to be restarted is started now instead;
-		 * the postmaster starts a configured one again, reading its module.
-		 */
-		*due = !tsw_cancel_registration(slot);
-	}
-	LWLockRelease(tsw_shared->lock);
-	return pid;
-}
-
-bool
-tsw_slot_exited(const char *name, pid_t pid)
-{
-	int			i = tsw_lock_slot(name, LW_SHARED);
-	TswSlot    *slot = &tsw_shared->slots[i];
-	bool		exited = slot->pid != pid && slot->last_exit >= 0;
-
-	LWLockRelease(tsw_shared->lock);
-	return exited;
-}
-
-pid_t
-tsw_slot_restart_start(const char *name)
-{
-	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
-	TswSlot    *slot = &tsw_shared->slots[i];
-	pid_t		pid;
-
-	if (slot->pid != 0 || slot->last_exit != 0)
-	{
-		/* someone else started it meanwhile */
-		pid = slot->pid;
-		LWLockRelease(tsw_shared->lock);
-		return pid;
-	}
-	tsw_slot_reset_for_start(slot);
-	LWLockRelease(tsw_shared->lock);
-	pid = tsw_slot_register(i, true);
-	if (pid < 0)
-	{
-		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-		slot->state = TSW_STATE_STOPPED;
-		slot->last_exit = 0;
-		snprintf(slot->last_error, sizeof(slot->last_error),
-				 "not restarted: no free background worker slot (max_worker_processes is %d)",
-				 max_worker_processes);
-		slot->last_error_at = GetCurrentTimestamp();
-		LWLockRelease(tsw_shared->lock);
-	}
-	return pid;
-}
-
-int
-tsw_slot_start_stopped(const char *name)
-{
-	int			started = 0;
-	int			i;
-
-	if (name != NULL)
-	{
-		/* an unknown name is an error */
-		(void) tsw_lock_slot(name, LW_SHARED);
-		LWLockRelease(tsw_shared->lock);
-	}
-	for (i = 0; i < tsw_shared->nslots; i++)
-	{
-		TswSlot    *slot = &tsw_shared->slots[i];
-		TswSlot		before;
-		bool		start = false;
-
-		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-		/* not running and not due to run: stopped, finished, or disabled */
-		if (slot->in_use && slot->pid == 0 && slot->last_exit == 0 &&
-			(name == NULL || pg_strcasecmp(slot->name, name) == 0))
-		{
-			before = *slot;
-			tsw_slot_reset_for_start(slot);
-			start = true;
-		}
-		LWLockRelease(tsw_shared->lock);
-		if (!start)
-			continue;
-		if (tsw_slot_register(i, false) == 0)
-		{
-			started++;
-			continue;
-		}
-
-		/* no background worker slot: leave it as it was, and say so */
-		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
-		slot->last_exit = before.last_exit;
-		slot->disabled = before.disabled;
-		slot->stop_requested = before.stop_requested;
-		slot->recent_failures = before.recent_failures;
-		slot->state = before.state;
-		snprintf(slot->last_error, sizeof(slot->last_error),
-				 "not started: no free background worker slot (max_worker_processes is %d)",
-				 max_worker_processes);
-		slot->last_error_at = GetCurrentTimestamp();
-		LWLockRelease(tsw_shared->lock);
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start worker \"%s\": no free background worker slot", before.name),
-				 errdetail("%s", tsw_bgworker_usage()),
-				 errhint("Raise max_worker_processes (needs a restart).")));
-	}
-	return started;
 }
 
 int

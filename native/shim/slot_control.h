@@ -8,6 +8,8 @@
 #ifndef TSW_SLOT_CONTROL_H
 #define TSW_SLOT_CONTROL_H
 
+#include "storage/lwlock.h"
+
 #include "slot.h"
 
 /* A checked tsworker.launch() request. */
@@ -22,6 +24,15 @@ typedef struct TswLaunchRequest
 	Oid			roleid;			/* the launching role */
 	const char *settings;		/* JSON object */
 } TswLaunchRequest;
+
+/* Index of the in-use slot named `name`, or -1.  Caller holds the lock. */
+extern int	tsw_find_slot(const char *name);
+
+/* Take the lock in `mode` and return the index of the slot `name`; ERROR (lock released) if none. */
+extern int	tsw_lock_slot(const char *name, LWLockMode mode);
+
+/* Cancel a launched slot's pending registration; true if there was one.  Caller holds the lock. */
+extern bool tsw_cancel_registration(TswSlot *slot);
 
 /* ERROR unless pg_tsworker's shared memory exists (shared_preload_libraries). */
 extern void tsw_require_shared(void);

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * slots.h
- *		Shared memory of the worker slots, private to slots.c and
- *		slot_control.c (the public record and API are in slot.h).
+ *		Shared memory of the worker slots, private to slots.c,
+ *		worker_slot.c, slot_control.c and slot_restart.c (the public record
+ *		and API are in slot.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -24,5 +25,8 @@ extern TswShared *tsw_shared;
 
 /* Put a slot in the state of a worker about to be (re)started. */
 extern void tsw_slot_reset_for_start(TswSlot *slot);
+
+/* This process runs slot `index`'s worker (worker_slot.c; after a claim). */
+extern void tsw_slot_adopt(int index);
 
 #endif							/* TSW_SLOTS_H */
