@@ -34,7 +34,17 @@ function flag(argv: string[], ...names: string[]): string | undefined {
 
 /** A setting of this member's configuration (`postgres -C`): '' when unset. */
 function setting(bindir: string, dataDir: string, name: string): string {
-  return execFileSync(path.join(bindir, 'postgres'), ['-D', dataDir, '-C', name], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } }).trim();
+  try {
+    return execFileSync(path.join(bindir, 'postgres'), ['-D', dataDir, '-C', name], {
+      encoding: 'utf8',
+      env: { ...process.env, LC_ALL: 'C' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
+  } catch (err) {
+    // a setting that is not in the configuration at all: "unrecognized configuration parameter"
+    if (/unrecognized configuration parameter/.test(String((err as { stderr?: string }).stderr))) return '';
+    throw err;
+  }
 }
 
 async function main(argv: string[]): Promise<number> {

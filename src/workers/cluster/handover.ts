@@ -146,9 +146,11 @@ export async function leadSwitchover(
   const fencedAt = new Date().toISOString();
   const tf = performance.now();
   const except = req.requested_by === h.name && req.pid ? req.pid : 0;
+  // (the terminations in the select list of an outer query: in a WHERE clause they could run before the filters)
   const ended = h.w.query<{ pid: number }>(
-    `SELECT pid FROM pg_stat_activity
-      WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid <> $1 AND pg_terminate_backend(pid)`,
+    `SELECT pid, pg_terminate_backend(pid) AS ended
+       FROM (SELECT pid FROM pg_stat_activity
+              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid <> $1 OFFSET 0) AS s`,
     [except],
   ).map((r) => r.pid);
   for (let i = 0; i < 100 && ended.length > 0; i++) {

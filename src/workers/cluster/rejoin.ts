@@ -13,6 +13,9 @@ import { execFile } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
+import pg from 'pg';
+
+import { clientConfig } from '../promoter/conninfo';
 import { Dcs, DcsError } from './dcs';
 import { fitsTimeline, followConninfo } from './follow';
 import { lsnToNumber } from './local';
@@ -79,7 +82,6 @@ export function writeStandbyConfig(dataDir: string, conninfo: string): void {
 
 /** Rejoin this data directory to the cluster; see the file's comment. */
 export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
-  if (serverRuns(o.dataDir)) return { action: 'none', why: 'the server runs: its promoter follows the leader, or says what it needs' };
   const dcs = new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope), Math.max(o.retryTimeoutMs, 1000));
   let view;
   try {
@@ -90,14 +92,15 @@ export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
   } finally {
     dcs.close();
   }
+  const leader = view.leader?.name ?? null;
+  if (leader === o.name) return { action: 'none', why: 'this member leads' };
+  if (serverRuns(o.dataDir)) return { action: 'none', why: 'the server runs: its promoter follows the leader, or says what it needs' };
   const cd = await controlData(o);
   const sysid = cd.get('Database system identifier') ?? '';
   if (view.initialize !== null && view.initialize !== sysid) {
     throw new Error(`this data directory (system identifier ${sysid}) is not cluster "${o.scope}"'s (${view.initialize})`);
   }
-  const leader = view.leader?.name ?? null;
   if (leader === null) return { action: 'none', why: 'no member leads: the server starts as a standby and takes part in the election' };
-  if (leader === o.name) return { action: 'none', why: 'this member leads' };
   const m = view.members.get(leader);
   if (!m) return { action: 'none', why: `member "${leader}" leads but has not published its connection string yet` };
 
@@ -119,6 +122,16 @@ export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
   // a server that crashed while a standby: pg_rewind's crash recovery runs in single-user mode, which refuses standby.signal
   if (isStandby && !state.startsWith('shut down')) fs.rmSync(path.join(o.dataDir, 'standby.signal'));
   const source = `${m.conninfo} dbname=postgres`;
+  // a leader promoted moments ago may not have checkpointed yet: pg_rewind reads the source's timeline
+  // from its control file, which only a checkpoint updates (Patroni checkpoints the leader first too)
+  const client = new pg.Client(clientConfig(source, 600_000, 'pg_tsworker_ctl rejoin'));
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('CHECKPOINT');
+  } finally {
+    await client.end().catch(() => undefined);
+  }
   let out: string;
   try {
     const r = await run(path.join(o.bindir, 'pg_rewind'), ['-D', o.dataDir, '--source-server', source], 30 * 60_000);
