@@ -64,7 +64,8 @@ const CONNECTION_FAILURE = '08006';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function open(o: CtlOptions): Dcs {
-  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope), Math.max(o.retryTimeoutMs, 1000));
+  // not on the leader's clock: a busy machine may take seconds to answer the first request
+  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope), Math.max(o.retryTimeoutMs, 5000));
 }
 
 async function readView(dcs: Dcs, o: CtlOptions): Promise<ClusterView> {
@@ -95,9 +96,10 @@ function switchoverProblem(c: Candidate, leaderLsn: number | null, timeline: num
   if (c.nofailover || c.priority <= 0) return `member "${c.name}" has the nofailover tag (or priority 0)`;
   if (c.source !== 'direct') return `member "${c.name}" does not answer`;
   if (!c.recovery) return `member "${c.name}" is not a standby`;
-  if (timeline !== null && c.timeline !== null && c.timeline !== timeline) return `member "${c.name}" is on timeline ${c.timeline}, not the leader's ${timeline}`;
+  // the lag first: a standby that does not stream reports its last restartpoint's timeline
   const lag = (leaderLsn ?? 0) - (c.lsn ?? 0);
   if (lag > maxLag) return `member "${c.name}" lags ${lag} bytes behind the leader (${lsnText(c.lsn)} against ${lsnText(leaderLsn)}), more than maximum_lag_on_failover (${maxLag} bytes)`;
+  if (timeline !== null && c.timeline !== null && c.timeline !== timeline) return `member "${c.name}" is on timeline ${c.timeline}, not the leader's ${timeline}`;
   return null;
 }
 
@@ -201,6 +203,7 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
       state: 'requested',
     };
     await post(dcs, view, req, o);
+    process.stderr.write(`pg_tsworker: switchover ${req.id} from "${leader}" to "${to.name}" requested on "${o.name}" (checked in ${Date.now() - t0} ms)\n`);
     const done = await outcome(dcs, req, o, t0);
     return {
       from: leader,

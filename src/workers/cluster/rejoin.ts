@@ -82,7 +82,7 @@ export function writeStandbyConfig(dataDir: string, conninfo: string): void {
 
 /** Rejoin this data directory to the cluster; see the file's comment. */
 export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
-  const dcs = new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope), Math.max(o.retryTimeoutMs, 1000));
+  const dcs = new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope), Math.max(o.retryTimeoutMs, 10_000));
   let view;
   try {
     view = await dcs.read();
