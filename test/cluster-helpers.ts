@@ -66,10 +66,10 @@ export class Writers {
     await Promise.all(this.loops);
   }
 
-  /** Longest time in which two members both acknowledged writes (0: the windows do not overlap). */
-  overlapMs(from: number): number {
+  /** Longest time in which two members both acknowledged writes sent from `from` to `until` (0: the windows do not overlap). */
+  overlapMs(from: number, until = Infinity): number {
     const spans = new Map<string, { first: number; last: number }>();
-    for (const a of this.acks.filter((x) => x.sent >= from)) {
+    for (const a of this.acks.filter((x) => x.sent >= from && x.sent <= until)) {
       const s = spans.get(a.member) ?? { first: a.sent, last: a.acked };
       s.first = Math.min(s.first, a.sent);
       s.last = Math.max(s.last, a.acked);

@@ -121,6 +121,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
       await waitFor(() => writers.acks.some((a) => a.member === target.c.name && a.sent >= started), { timeoutMs: 10_000, what: 'a write on the new leader' });
       const firstNew = Math.min(...writers.acks.filter((a) => a.member === target.c.name && a.sent >= started).map((a) => a.acked));
       pauses.push(firstNew - lastOld);
+      assert.equal(writers.overlapMs(started - 2000, firstNew + 500), 0, 'no moment with two members accepting writes');
       reported.push(res.write_pause_ms);
       t.diagnostic(`trial ${trial}: ${old.c.name} -> ${target.c.name} in ${took} ms; write pause ${firstNew - lastOld} ms (clients), ${res.write_pause_ms} ms (fence to done); final LSN ${res.final_lsn}, timeline ${res.timeline}`);
       assert.equal(logLines(target.c, /tsworker "promoter": switchover_done: /, off.get(target.c.name)).length, 1);
@@ -145,7 +146,6 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
         `write pause median ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted[sorted.length - 1]} ms (reported: ${reported.join(', ')} ms)`,
     );
     assert.deepEqual(lost, []);
-    assert.equal(writers.overlapMs(t0), 0, 'no moment with two members accepting writes');
     const events = await final.c.query<{ kind: string }>(`SELECT kind FROM tsworker.events WHERE kind = 'switchover_done'`);
     assert.ok(events.length >= 1, 'switchover_done in tsworker.events');
     const history = await ops.healthFull('GET', '/history');
