@@ -450,7 +450,8 @@ export class ClusterMember {
         this.leading = false;
         this.handedOver = true;
         this.w.log.log(`switchover: member "${req.member}" holds the leader key; shutting this server down (fast): started again, it follows "${req.member}"`);
-        shutDownServer(this.w);
+        // if the server cannot be shut down from here, it stays fenced and says it needs a restart
+        if (!shutDownServer(this.w)) this.handedOver = false;
         return;
       }
       if (outcome === 'lost') this.loseLeadership('the leader key was lost during a switchover');
@@ -539,15 +540,21 @@ export class ClusterMember {
         return;
       }
     }
+    if (!(await this.takeKey(view, verdict.why, ev.lsn))) return;
+    if (local.recovery) await this.promote(local, view, verdict.why, ev);
+  }
+
+  /** Take the leader key (atomic create) and open the fence; false when another member was first. */
+  private async takeKey(view: ClusterView, why: string, lsn: string | null): Promise<boolean> {
     await this.renewLease(view);
     if (!(await this.dcs.acquireLeader(this.name, this.lease!.id))) {
       this.note('another member took the leader key first');
-      return;
+      return false;
     }
     this.leading = true;
-    this.event('leader_acquired', { reason: verdict.why, lsn: ev.lsn });
+    this.event('leader_acquired', { reason: why, lsn });
     this.openFence();
-    if (local.recovery) await this.promote(local, view, verdict.why, ev);
+    return true;
   }
 
   /**
@@ -564,15 +571,8 @@ export class ClusterMember {
       await this.dcs.updateFailover({ ...req, state: 'refused', reason }, req.lease).catch(() => false);
       return;
     }
-    await this.renewLease(view);
-    if (!(await this.dcs.acquireLeader(this.name, this.lease!.id))) {
-      this.note('another member took the leader key first');
-      return;
-    }
-    this.leading = true;
     const why = `manual failover requested on "${req.requested_by}"${req.force ? ' (forced)' : ''}`;
-    this.event('leader_acquired', { reason: why, lsn: local.lsn !== null ? numberToLsn(local.lsn) : null });
-    this.openFence();
+    if (!(await this.takeKey(view, why, local.lsn !== null ? numberToLsn(local.lsn) : null))) return;
     if (local.recovery) await this.promote(local, view, why, undefined, req);
     else await this.dcs.updateFailover({ ...req, state: 'done', timeline: local.timeline, done_at: new Date().toISOString() }, req.lease).catch(() => false);
   }
