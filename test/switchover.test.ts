@@ -10,7 +10,9 @@
  * and the leader. The old leader of a switchover shuts itself down; the
  * test then does what systemd would (ExecStartPre= rejoin, start).
  *
- * SWITCHOVER_TRIALS sets the number of switchovers (default 10, the issue's).
+ * SWITCHOVER_TRIALS sets the number of switchovers (default 5, to keep the
+ * file near 4 minutes on 2 shared cores; SWITCHOVER_TRIALS=10 is the
+ * issue's full run, and bench/switchover measures the pause).
  */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
@@ -22,7 +24,7 @@ import { Etcd } from './harness/etcd';
 import { Network } from './harness/netns';
 import { logLines } from './helpers';
 
-const TRIALS = Number(process.env.SWITCHOVER_TRIALS) || 10;
+const TRIALS = Number(process.env.SWITCHOVER_TRIALS) || 5;
 const step = stepper('switchover.test');
 const root = process.getuid?.() === 0;
 
@@ -105,8 +107,8 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
       for (const m of members) if (m !== old) await ops.streamsFrom(m, old);
       const order = ['a', 'b', 'c'];
       const target = byName(order[(order.indexOf(old.c.name) + 1) % 3]);
-      // asked on the leader, the candidate and the third member in turn
-      const caller = members[trial % 3];
+      // asked on the candidate, the third member and the leader in turn
+      const caller = members[(members.indexOf(old) + trial) % 3];
       await new Promise((r) => setTimeout(r, 300));
       const off = new Map(members.map((m) => [m.c.name, m.c.logOffset()]));
       const started = Date.now();
@@ -115,6 +117,8 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
       const took = Date.now() - started;
       assert.equal(res.from, old.c.name);
       assert.equal(res.to, target.c.name);
+      // asked on the leader, it answers once the candidate holds the key and every commit (the leader then shuts down)
+      assert.equal(res.state, caller === old ? 'handed_over' : 'done');
       assert.equal((await ops.leader()).c.name, target.c.name);
       // the write pause seen by clients: last write acknowledged by the old leader, first by the new one
       const lastOld = Math.max(...writers.acks.filter((a) => a.member === old.c.name && a.acked >= started - 5000).map((a) => a.acked));
@@ -122,7 +126,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
       const firstNew = Math.min(...writers.acks.filter((a) => a.member === target.c.name && a.sent >= started).map((a) => a.acked));
       pauses.push(firstNew - lastOld);
       assert.equal(writers.overlapMs(started - 2000, firstNew + 500), 0, 'no moment with two members accepting writes');
-      reported.push(res.write_pause_ms);
+      if (res.write_pause_ms !== null) reported.push(res.write_pause_ms);
       t.diagnostic(`trial ${trial}: ${old.c.name} -> ${target.c.name} in ${took} ms; write pause ${firstNew - lastOld} ms (clients), ${res.write_pause_ms} ms (fence to done); final LSN ${res.final_lsn}, timeline ${res.timeline}`);
       assert.equal(logLines(target.c, /tsworker "promoter": switchover_done: /, off.get(target.c.name)).length, 1);
       assert.equal(logLines(old.c, /tsworker "promoter": switchover_handed_over: /, off.get(old.c.name)).length, 1);

@@ -101,9 +101,14 @@ export class TsCluster implements FailoverSystem {
     return t0;
   }
 
-  /** Planned switchover with `SELECT tsworker.switchover(candidate)` on the leader (bench/switchover). */
-  async switchover(leader: string, candidate: string): Promise<string> {
-    const c = this.member(leader);
+  /**
+   * Planned switchover with `SELECT tsworker.switchover(candidate)`, asked
+   * on the candidate (bench/switchover): it returns once the candidate
+   * accepts writes (asked on the leader, it returns at the handover, since
+   * the leader shuts down).
+   */
+  async switchover(_leader: string, candidate: string): Promise<string> {
+    const c = this.member(candidate);
     const r = await queryOnce<{ r: unknown }>({ host: '127.0.0.1', port: c.port, user: 'postgres', database: 'postgres' }, 'SELECT tsworker.switchover($1) AS r', [candidate]);
     return JSON.stringify(r[0].r);
   }

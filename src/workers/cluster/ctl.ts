@@ -62,6 +62,8 @@ const QUERY_CANCELED = '57014';
 const CONNECTION_FAILURE = '08006';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How often the outcome is read from etcd. */
+const POLL_MS = 20;
 
 function open(o: CtlOptions): Dcs {
   // not on the leader's clock: a busy machine may take seconds to answer the first request
@@ -130,6 +132,11 @@ async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number
           await dcs.deleteFailover(req.id).catch(() => undefined);
           throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `${what} refused: ${f.reason ?? 'no reason given'}`);
         }
+        if (f.state === 'handed_over' && req.leader !== null && req.requested_by === req.leader) {
+          // asked on the leader itself, which shuts down now (ending this session): every commit is on the
+          // candidate and it holds the leader key; the leader waits for this call to return before it goes
+          return f;
+        }
         if (f.state === 'done') {
           const m = view.members.get(req.member!);
           if (m) {
@@ -154,7 +161,7 @@ async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number
           : 'The members go on with it: it completes, or the leader gives up and writes resume there. tsworker.stat_workers and the log say which.',
       );
     }
-    await sleep(100);
+    await sleep(POLL_MS);
   }
 }
 
@@ -208,6 +215,7 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
     return {
       from: leader,
       to: to.name,
+      state: done.state,
       timeline: done.timeline ?? null,
       final_lsn: done.lsn !== undefined ? numberToLsn(done.lsn) : null,
       fenced_at: done.fenced_at ?? null,

@@ -231,6 +231,21 @@ export async function awaitOldLeader(h: HandoverHost, req: FailoverRequest): Pro
 }
 
 /**
+ * A switchover asked on this leader: wait (at most 2 s) until the asking
+ * backend has returned from tsworker.switchover() (its result says the
+ * candidate holds the key and every commit), so that the shutdown does not
+ * end that session before the caller has the answer.
+ */
+export async function awaitCaller(w: WorkerContext<any>, pid: number): Promise<void> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < 2000) {
+    const active = w.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND state = 'active'`, [pid])[0].n;
+    if (active === 0) return;
+    await sleep(10);
+  }
+}
+
+/**
  * Shut this server down (fast: SIGINT to the postmaster, this worker's
  * parent), after a switchover handed the leader key over.
  */

@@ -33,7 +33,7 @@ import { HealthApi, apiStateOf, type ApiState } from './api';
 import { Dcs, DcsError, LeaseLostError, type ClusterView, type FailoverRequest, type Lease, type MemberData } from './dcs';
 import { elect, type Candidate } from './election';
 import { WriteFence } from './fence';
-import { awaitOldLeader, leadSwitchover, pending, shutDownServer, type HandoverHost } from './handover';
+import { awaitCaller, awaitOldLeader, leadSwitchover, pending, shutDownServer, type HandoverHost } from './handover';
 import { Follower } from './follow';
 import { numberToLsn, readHistoryLine, readLocal, readReplicas, type LocalState } from './local';
 import { askMembers } from './peers';
@@ -449,6 +449,7 @@ export class ClusterMember {
       if (outcome === 'handed_over') {
         this.leading = false;
         this.handedOver = true;
+        if (req.requested_by === this.name && req.pid) await awaitCaller(this.w, req.pid);
         this.w.log.log(`switchover: member "${req.member}" holds the leader key; shutting this server down (fast): started again, it follows "${req.member}"`);
         // if the server cannot be shut down from here, it stays fenced and says it needs a restart
         if (!shutDownServer(this.w)) this.handedOver = false;
