@@ -164,6 +164,18 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     e = await sqlError(lead.c, `SELECT tsworker.switchover($1)`, [lead.c.name]);
     assert.equal(e.code, '22023');
     assert.match(e.message, /already leads/);
+    e = await sqlError(lead.c, `SELECT tsworker.switchover($1, timeout => '500ms')`, [s1.c.name]);
+    assert.equal(e.code, '22023');
+    // cancellable: statement_timeout ends the call and kills its child process
+    const session = await s1.c.connect();
+    try {
+      await session.query(`SET statement_timeout = '50ms'`);
+      const t0 = Date.now();
+      await assert.rejects(session.query(`SELECT tsworker.switchover($1)`, [s2.c.name]), (err: { code?: string }) => err.code === '57014');
+      assert.ok(Date.now() - t0 < 5000, 'cancelled at once');
+    } finally {
+      await session.end();
+    }
     e = await sqlError(lead.c, `SELECT tsworker.failover($1)`, [s1.c.name]);
     assert.equal(e.code, '55000');
     assert.match(e.message, /holds the leader key/);
