@@ -287,6 +287,8 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     assert.match(await ctlRejoin(standby), /: none: a standby/);
     await standby.c.start();
     await ops.streamsFrom(standby, old);
+    // its promoter is back in the cluster (a member unknown to etcd takes no part in the election)
+    await waitFor(async () => (await ops.status(standby.c))?.leader === old.c.name || undefined, { timeoutMs: 30_000, what: `${standby.c.name}'s promoter to see the leader` });
 
     const writers = new Writers([old]);
     await new Promise((r) => setTimeout(r, 300));
