@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 
 import pg from 'pg';
 
-import { waitFor, type Cluster } from './harness/cluster';
+import { Cluster, waitFor } from './harness/cluster';
 import type { Network } from './harness/netns';
 
 export interface Member {
@@ -154,4 +154,26 @@ export class MemberOps {
     const full = await this.healthFull(method, pathname);
     return Object.fromEntries(Object.entries(full).map(([k, v]) => [k, v.code]));
   }
+}
+
+/**
+ * Create member a (it initializes the cluster in etcd and leads; the
+ * extension and the probe table are created there) and standbys b and c
+ * of it, each in its namespace and configured by `configure` before it starts.
+ */
+export async function startMembers(net: Network, configure: (c: Cluster, host: string) => void | Promise<void>): Promise<Member[]> {
+  const members: Member[] = [];
+  const a = await Cluster.create('a', { allowStreaming: true, netns: net.host('a'), start: false });
+  await configure(a, 'a');
+  await a.start();
+  members.push({ host: 'a', c: a });
+  await a.pollQueryUntil(`SELECT current_setting('tsworker.fenced')`, 'off', { timeoutMs: 30_000 });
+  await a.query('CREATE EXTENSION pg_tsworker; CREATE TABLE probe(id bigserial PRIMARY KEY, member text, at timestamptz DEFAULT clock_timestamp())');
+  for (const host of ['b', 'c']) {
+    const s = await Cluster.createStandby(a, host, { netns: net.host(host), start: false });
+    await configure(s, host);
+    await s.start();
+    members.push({ host, c: s });
+  }
+  return members;
 }

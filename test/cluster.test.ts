@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { MemberOps, Writers, stepper, type Member } from './cluster-helpers';
+import { MemberOps, Writers, startMembers, stepper, type Member } from './cluster-helpers';
 import { Cluster, PG_BIN, waitFor } from './harness/cluster';
 import { Etcd } from './harness/etcd';
 import { Network } from './harness/netns';
@@ -88,18 +88,7 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
   before(async () => {
     net = await Network.create(['a', 'b', 'c', 'e', 'h']);
     etcd = await Etcd.start('ha', { netns: net.host('e') });
-    const a = await Cluster.create('a', { allowStreaming: true, netns: net.host('a'), start: false });
-    await configure(a, 'a');
-    await a.start();
-    members.push({ host: 'a', c: a });
-    await a.pollQueryUntil(`SELECT current_setting('tsworker.fenced')`, 'off', { timeoutMs: 30_000 });
-    await a.query('CREATE EXTENSION pg_tsworker; CREATE TABLE probe(id bigserial PRIMARY KEY, member text, at timestamptz DEFAULT clock_timestamp())');
-    for (const host of ['b', 'c']) {
-      const s = await Cluster.createStandby(a, host, { netns: net.host(host), start: false });
-      await configure(s, host);
-      await s.start();
-      members.push({ host, c: s });
-    }
+    members.push(...(await startMembers(net, configure)));
   });
 
   after(async () => {

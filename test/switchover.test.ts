@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { MemberOps, Writers, stepper, type Member } from './cluster-helpers';
+import { MemberOps, Writers, startMembers, stepper, type Member } from './cluster-helpers';
 import { Cluster, PG_BIN, waitFor } from './harness/cluster';
 import { Etcd } from './harness/etcd';
 import { Network } from './harness/netns';
@@ -76,18 +76,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
   before(async () => {
     net = await Network.create(['a', 'b', 'c', 'e', 'h']);
     etcd = await Etcd.start('so', { netns: net.host('e') });
-    const a = await Cluster.create('a', { allowStreaming: true, netns: net.host('a'), start: false });
-    a.appendConf(conf('a', a.port));
-    await a.start();
-    members.push({ host: 'a', c: a });
-    await a.pollQueryUntil(`SELECT current_setting('tsworker.fenced')`, 'off', { timeoutMs: 30_000 });
-    await a.query('CREATE EXTENSION pg_tsworker; CREATE TABLE probe(id bigserial PRIMARY KEY, member text, at timestamptz DEFAULT clock_timestamp())');
-    for (const host of ['b', 'c']) {
-      const s = await Cluster.createStandby(a, host, { netns: net.host(host), start: false });
-      s.appendConf(conf(host, s.port));
-      await s.start();
-      members.push({ host, c: s });
-    }
+    members.push(...(await startMembers(net, (c, host) => c.appendConf(conf(host, c.port)))));
     for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
   });
 
