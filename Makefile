@@ -26,10 +26,11 @@ MODULE_big = pg_tsworker
 OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/slots.o native/shim/worker_slot.o \
 	native/shim/slot_control.o native/shim/slot_restart.o native/shim/sql_functions.o native/shim/worker_settings.o \
 	native/shim/module_file.o native/shim/manifest.o native/shim/node_child.o native/shim/fence.o \
-	native/shim/cluster_boot.o native/shim/wake.o
+	native/shim/cluster_boot.o native/shim/cluster_ctl.o native/shim/wake.o
 EXTENSION = pg_tsworker
 DATA = sql/pg_tsworker--0.1.sql sql/pg_tsworker--0.1--0.2.sql sql/pg_tsworker--0.2.sql
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
+SCRIPTS_built = pg_tsworker_ctl
 EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build pack \
 	native/shim/module_kinds.h
 
@@ -53,7 +54,13 @@ NODE_EXE = pg_tsworker_node
 PACKAGE = pack/pg-tsworker.tgz
 CHECK_CMD = pack/pg_tsworker
 
-all: $(HOST_SO) $(NODE_EXE) $(ADDON) dist/.built $(PACKAGE) $(CHECK_CMD)
+all: $(HOST_SO) $(NODE_EXE) $(ADDON) dist/.built $(PACKAGE) $(CHECK_CMD) pg_tsworker_ctl
+
+# the CLI (installed in PostgreSQL's bindir) runs the installed runtime with the installed node
+pg_tsworker_ctl: scripts/pg_tsworker_ctl.in
+	sed -e 's|@NATIVE@|$(pkglibdir)/pg_tsworker|' -e 's|@RUNTIME@|$(datadir)/pg_tsworker|' \
+		-e 's|@BINDIR@|$(bindir)|' $< > $@
+	chmod 755 $@
 
 native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
 	$(CXX) $(HOST_CXXFLAGS) -c -o $@ $<

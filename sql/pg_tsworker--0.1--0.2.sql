@@ -83,3 +83,43 @@ COMMENT ON FUNCTION tsworker.restart(text) IS
   'Stops a worker and starts it again, so that it loads its module anew; returns its new pid';
 REVOKE ALL ON FUNCTION tsworker.restart(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tsworker.restart(text) TO tsworker_admin;
+
+-- Cluster mode's planned operations (docs/failover.md): each asks etcd and
+-- the members through a child process of the calling backend; a call
+-- waits at most its timeout and can be cancelled.
+CREATE FUNCTION tsworker.switchover(candidate text DEFAULT NULL, timeout interval DEFAULT '60s')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'tsworker_switchover'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.switchover(text, interval) IS
+  'Cluster mode: the leader stops writes, hands the leader key to candidate (default: the most advanced eligible standby) once it holds every commit, and shuts down; returns when the new leader accepts writes';
+
+CREATE FUNCTION tsworker.failover(candidate text, force boolean DEFAULT false, timeout interval DEFAULT '60s')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'tsworker_failover'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.failover(text, boolean, interval) IS
+  'Cluster mode, no leader: candidate takes over; refused when another member holds more WAL (the error says how much) unless force';
+
+CREATE FUNCTION tsworker.pause()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tsworker_pause'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.pause() IS
+  'Cluster mode: maintenance mode on (no automatic failover, no fencing for lack of etcd); true if it was off';
+
+CREATE FUNCTION tsworker.resume()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tsworker_resume'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tsworker.resume() IS
+  'Cluster mode: maintenance mode off; true if it was on';
+
+REVOKE ALL ON FUNCTION tsworker.switchover(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.failover(text, boolean, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.pause() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.resume() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tsworker.switchover(text, interval) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.failover(text, boolean, interval) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.pause() TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.resume() TO tsworker_admin;

@@ -112,7 +112,7 @@ describe('settings and helpers', () => {
       scope: 's', name: 'b', role: 'replica', leader: false, timeline: 1, lsn: 1000, received: 1000, replayed: 900,
       replicationState: 'streaming', leaderOptime: 2000, syncMembers: ['b'], maximumLagOnFailover: 1 << 20,
       tags: { nofailover: false, nosync: false }, serverVersion: 150000, postmasterStartTime: null, sysid: '7',
-      dcsLastSeen: null, lastLoopAt: 0, ttlMs: 2000, cluster: { scope: 's', members: [] }, history: [],
+      dcsLastSeen: null, lastLoopAt: 0, ttlMs: 2000, pause: false, cluster: { scope: 's', members: [] }, history: [],
     };
     const api = new HealthApi(() => st, () => false, '0.1.0');
     assert.equal(api.answer('OPTIONS', '/primary', 10).code, 503);
@@ -132,5 +132,9 @@ describe('settings and helpers', () => {
     const fenced = new HealthApi(() => ({ ...st, role: 'primary', leader: true }), () => false, '0.1.0');
     assert.equal(fenced.answer('OPTIONS', '/primary', 10).code, 503);
     assert.equal((fenced.answer('GET', '/health', 10).body as { state: string }).state, 'fenced');
+    // maintenance mode shows on every endpoint's body, as Patroni's "pause": true
+    const paused = new HealthApi(() => ({ ...st, pause: true }), () => false, '0.1.0');
+    assert.equal((paused.answer('GET', '/health', 10).body as { pause?: boolean }).pause, true);
+    assert.equal((api.answer('GET', '/health', 10).body as { pause?: boolean }).pause, undefined);
   });
 });

@@ -15,8 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import pg from 'pg';
-
+import { MemberOps, Writers, startMembers, stepper, type Member } from './cluster-helpers';
 import { Cluster, PG_BIN, waitFor } from './harness/cluster';
 import { Etcd } from './harness/etcd';
 import { Network } from './harness/netns';
@@ -27,93 +26,20 @@ const KILL_TRIALS = Number(process.env.CLUSTER_KILL_TRIALS) || 3;
 const SYNC_TRIALS = Number(process.env.CLUSTER_SYNC_TRIALS) || 2;
 const SCOPE = 'ha';
 
-interface Member {
-  host: string;
-  c: Cluster;
-}
-
-interface Ack {
-  member: string;
-  sent: number;
-  acked: number;
-  id: number;
-}
-
-/** One client per member writing every 10 ms; keeps every acknowledged write. */
-class Writers {
-  readonly acks: Ack[] = [];
-  private stopped = false;
-  private readonly loops: Promise<void>[] = [];
-
-  constructor(members: Member[]) {
-    for (const m of members) this.loops.push(this.loop(m));
-  }
-
-  private async loop(m: Member): Promise<void> {
-    let client: pg.Client | undefined;
-    while (!this.stopped) {
-      const sent = Date.now();
-      let connecting = false;
-      try {
-        if (!client) {
-          client = new pg.Client({ ...m.c.clientConfig(), connectionTimeoutMillis: 1000 });
-          client.on('error', () => undefined);
-          connecting = true;
-          await client.connect();
-          connecting = false;
-        }
-        const r = await client.query<{ id: string }>('INSERT INTO probe(member) VALUES ($1) RETURNING id', [m.c.name]);
-        this.acks.push({ member: m.c.name, sent, acked: Date.now(), id: Number(r.rows[0].id) });
-      } catch (e) {
-        // keep a session that answered with an SQL error; open a new one otherwise (also after an
-        // SQL error at connect, such as 57P03 while the server starts: a query on it would wait forever)
-        if (connecting || !/^[0-9A-Z]{5}$/.test(String((e as { code?: string }).code))) {
-          client?.end().catch(() => undefined);
-          client = undefined;
-        }
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    client?.end().catch(() => undefined);
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await Promise.all(this.loops);
-  }
-
-  /** Longest time in which two members both acknowledged writes (0: the windows do not overlap). */
-  overlapMs(from: number): number {
-    const spans = new Map<string, { first: number; last: number }>();
-    for (const a of this.acks.filter((x) => x.sent >= from)) {
-      const s = spans.get(a.member) ?? { first: a.sent, last: a.acked };
-      s.first = Math.min(s.first, a.sent);
-      s.last = Math.max(s.last, a.acked);
-      spans.set(a.member, s);
-    }
-    let worst = 0;
-    const list = [...spans.values()];
-    for (let i = 0; i < list.length; i++) {
-      for (let j = i + 1; j < list.length; j++) {
-        worst = Math.max(worst, Math.min(list[i].last, list[j].last) - Math.max(list[i].first, list[j].first));
-      }
-    }
-    return worst;
-  }
-}
-
 const root = process.getuid?.() === 0;
 
-/** Progress on stderr, for a test that stalls. */
-function step(msg: string): void {
-  process.stderr.write(`[cluster.test ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
-}
+const step = stepper('cluster.test');
 
 describe('cluster mode: 3 members and etcd in network namespaces', { skip: root ? false : 'needs root' }, () => {
   let net: Network;
   let etcd: Etcd;
   const members: Member[] = [];
   const byName = (n: string) => members.find((m) => m.c.name === n)!;
+  const ops = new MemberOps(members, () => net);
+  const status = (c: Cluster) => ops.status(c);
+  const leader = (timeoutMs?: number) => ops.leader(timeoutMs);
+  const streamsFrom = (m: Member, lead: Member, timeoutMs?: number) => ops.streamsFrom(m, lead, timeoutMs);
+  const health = (method: string, pathname: string) => ops.health(method, pathname);
 
   const conf = (host: string) => ({
     shared_preload_libraries: 'pg_tsworker',
@@ -130,54 +56,6 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
 
   async function configure(c: Cluster, host: string): Promise<void> {
     c.appendConf({ ...conf(host), 'tsworker_promoter.conninfo': `host=${net.ip(host)} port=${c.port} user=postgres` });
-  }
-
-  async function status(c: Cluster): Promise<any> {
-    return (await c.query(`SELECT status FROM tsworker.workers WHERE name = 'promoter'`))[0]?.status;
-  }
-
-  /** The member that leads and accepts writes, once exactly one does. */
-  async function leader(timeoutMs = 30_000): Promise<Member> {
-    return waitFor(
-      async () => {
-        const writable: Member[] = [];
-        for (const m of members) {
-          if (!m.c.isRunning()) continue;
-          const r = await m.c.queryText(`SELECT NOT pg_is_in_recovery() AND current_setting('tsworker.fenced') = 'off'`).catch(() => 'f');
-          if (r === 't') writable.push(m);
-        }
-        assert.ok(writable.length <= 1, `two writable members: ${writable.map((m) => m.c.name).join(', ')}`);
-        return writable[0];
-      },
-      { timeoutMs, intervalMs: 50, what: 'a writable leader' },
-    );
-  }
-
-  /** Wait until `m` streams from `lead` on lead's timeline. */
-  async function streamsFrom(m: Member, lead: Member, timeoutMs = 30_000): Promise<void> {
-    const tl = (await lead.c.queryText('SELECT pg_walfile_name(pg_current_wal_lsn())')).slice(0, 8);
-    await m.c.pollQueryUntil(
-      `SELECT status = 'streaming' AND received_tli = ${parseInt(tl, 16)} AND sender_port = ${lead.c.port} FROM pg_stat_wal_receiver`,
-      't',
-      { timeoutMs },
-    );
-  }
-
-  /** HTTP status codes of `method path` on each member's health endpoints, asked from host h (as HAProxy would). */
-  async function health(method: string, pathname: string): Promise<Record<string, number>> {
-    const script = `
-      const http = require('http');
-      const targets = JSON.parse(process.argv[1]);
-      Promise.all(targets.map((t) => new Promise((resolve) => {
-        const req = http.request({ host: t.ip, port: 8008, path: t.path, method: t.method, timeout: 3000 }, (res) => { res.resume(); resolve(res.statusCode); });
-        req.on('error', () => resolve(0));
-        req.on('timeout', () => { req.destroy(); resolve(0); });
-        req.end();
-      }))).then((codes) => process.stdout.write(JSON.stringify(codes)));`;
-    const targets = members.map((m) => ({ ip: net.ip(m.host), path: pathname, method }));
-    const res = await net.exec('h', [process.execPath, '-e', script, JSON.stringify(targets)], { env: { PATH: process.env.PATH } });
-    const codes = JSON.parse(res.stdout) as number[];
-    return Object.fromEntries(members.map((m, i) => [m.c.name, codes[i]]));
   }
 
   /**
@@ -210,18 +88,7 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
   before(async () => {
     net = await Network.create(['a', 'b', 'c', 'e', 'h']);
     etcd = await Etcd.start('ha', { netns: net.host('e') });
-    const a = await Cluster.create('a', { allowStreaming: true, netns: net.host('a'), start: false });
-    await configure(a, 'a');
-    await a.start();
-    members.push({ host: 'a', c: a });
-    await a.pollQueryUntil(`SELECT current_setting('tsworker.fenced')`, 'off', { timeoutMs: 30_000 });
-    await a.query('CREATE EXTENSION pg_tsworker; CREATE TABLE probe(id bigserial PRIMARY KEY, member text, at timestamptz DEFAULT clock_timestamp())');
-    for (const host of ['b', 'c']) {
-      const s = await Cluster.createStandby(a, host, { netns: net.host(host), start: false });
-      await configure(s, host);
-      await s.start();
-      members.push({ host, c: s });
-    }
+    members.push(...(await startMembers(net, configure)));
   });
 
   after(async () => {

@@ -20,11 +20,12 @@
  * `host`: the leader's postmaster and all its children frozen and killed at
  * once: nothing revokes anything, the lease must expire.
  */
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { Cluster } from '../../test/harness/cluster';
 import { Etcd } from '../../test/harness/etcd';
-import { type FailoverSystem, type Log, type Nodes, type Scenario, freezeAndKill, queryOnce, tail, waitGone, waitUntil } from './common';
+import { type FailoverSystem, type Log, type Nodes, type Scenario, PG_BIN, freezeAndKill, queryOnce, runAsServer, tail, waitGone, waitUntil } from './common';
 import { PROBE_DDL } from './measure';
 
 export class TsCluster implements FailoverSystem {
@@ -98,6 +99,36 @@ export class TsCluster implements FailoverSystem {
     const { t0, pids } = freezeAndKill([pm]);
     await waitGone(pids);
     return t0;
+  }
+
+  /**
+   * Planned switchover with `SELECT tsworker.switchover(candidate)`, asked
+   * on the candidate (bench/switchover): it returns once the candidate
+   * accepts writes (asked on the leader, it returns at the handover, since
+   * the leader shuts down).
+   */
+  async switchover(_leader: string, candidate: string): Promise<string> {
+    const c = this.member(candidate);
+    const r = await queryOnce<{ r: unknown }>({ host: '127.0.0.1', port: c.port, user: 'postgres', database: 'postgres' }, 'SELECT tsworker.switchover($1) AS r', [candidate]);
+    return JSON.stringify(r[0].r);
+  }
+
+  /**
+   * After a switchover the old leader shut itself down: do what the
+   * systemd unit of docs/failover.md does (ExecStartPre= pg_tsworker_ctl
+   * rejoin, then start it); resolves once it runs again.
+   */
+  async afterSwitchover(old: string): Promise<void> {
+    const c = this.member(old);
+    await waitUntil(`${old} to shut down`, async () => !c.isRunning(), 60_000, 20);
+    await runAsServer(path.join(PG_BIN, 'pg_tsworker_ctl'), ['rejoin', '-D', c.dataDir], { cwd: c.baseDir, timeoutMs: 120_000 });
+    await c.start();
+  }
+
+  private member(name: string): Cluster {
+    const c = this.members[Number(name.replace('node', '')) - 1];
+    if (!c) throw new Error(`no member ${name}`);
+    return c;
   }
 
   /** The new leader's account of the trial: its election and promotion, from its log. */

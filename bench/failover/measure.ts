@@ -205,6 +205,23 @@ export class MemberWriters {
     return { ms: first.acked - t0, attempts: this.attempts, failures: this.failures, member: first.member, overlapMs: this.overlap(t0 - 2000) };
   }
 
+  /**
+   * A planned switchover started at t0 from member `from` to member `to`:
+   * once `to` has committed an INSERT sent after t0, the write pause is
+   * from the last INSERT `from` acknowledged to that first one on `to`.
+   */
+  async switchPause(t0: number, from: string, to: string, timeoutMs: number): Promise<{ pauseMs: number; overlapMs: number }> {
+    const deadline = t0 + timeoutMs;
+    let first: Ack | undefined;
+    while (!first && performance.now() < deadline) {
+      first = this.acks.find((a) => a.sent >= t0 && a.member === to);
+      if (!first) await sleep(5);
+    }
+    if (!first) throw new Error(`no INSERT committed on ${to} within ${timeoutMs / 1000} s of the switchover`);
+    const lastOld = Math.max(...this.acks.filter((a) => a.member === from && a.acked <= first!.acked).map((a) => a.acked));
+    return { pauseMs: first.acked - lastOld, overlapMs: this.overlap(t0 - 2000) };
+  }
+
   private overlap(from: number): number {
     const spans = new Map<string, { first: number; last: number }>();
     for (const a of this.acks) {

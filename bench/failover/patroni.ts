@@ -34,6 +34,7 @@ import {
   postmasterPid,
   processTree,
   queryOnce,
+  runAsServer,
   startDaemon,
   stopTree,
   tail,
@@ -170,6 +171,15 @@ postgresql:
     await waitGone(pids);
     return t0;
   }
+
+  /** Planned switchover with `patronictl switchover --force` (bench/switchover); resolves when patronictl exits. */
+  async switchover(leader: string, candidate: string): Promise<string> {
+    const conf = path.join(this.nodes[0].dir, 'patroni.yml');
+    return runAsServer('/usr/bin/patronictl', ['-c', conf, 'switchover', '--leader', leader, '--candidate', candidate, '--force'], { cwd: this.nodes[0].dir, timeoutMs: 120_000 });
+  }
+
+  /** Nothing to do after a switchover: Patroni restarts the old leader as a replica itself. */
+  async afterSwitchover(_old: string): Promise<void> {}
 
   async teardown(): Promise<void> {
     const nodes = this.nodes;

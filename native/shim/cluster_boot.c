@@ -47,7 +47,7 @@ tsw_file_exists(const char *name)
 }
 
 /* The member's name, as the promoter computes it: name, else cluster_name, else the host name. */
-static char *
+char *
 tsw_member_name(const char *config_name)
 {
 	char	   *name = tsw_declared_setting(config_name, "name");
@@ -66,24 +66,20 @@ tsw_member_name(const char *config_name)
 }
 
 /*
- * Called by _PG_init in the postmaster, after the workers' settings are
- * defined.  Does nothing unless a built-in promoter is in cluster mode.
+ * The configured built-in promoter in cluster mode: its name in
+ * tsworker.workers (its settings are tsworker_<name>.*), and its etcd_hosts
+ * in *hosts; NULL when no promoter runs in cluster mode.  Two such
+ * promoters are an error.
  */
-void
-tsw_cluster_boot(void)
+char *
+tsw_cluster_promoter(char **hosts_out)
 {
 	TswWorkerSpec *specs;
 	char	   *msg;
 	int			n;
 	int			i;
-	const char *config_name = NULL;
+	char	   *config_name = NULL;
 	char	   *hosts = NULL;
-	char	   *args[16];
-	int			nargs = 0;
-	char	   *output;
-	const char *answer;
-	bool		in_recovery;
-	const char *optional[] = {"namespace", "scope", "retry_timeout"};
 
 	n = tsw_parse_worker_list(tsw_workers, &specs, &msg);
 	for (i = 0; i < n; i++)
@@ -103,9 +99,31 @@ tsw_cluster_boot(void)
 							config_name, specs[i].name),
 					 errhint("A member runs one promoter with etcd_hosts set.")));
 		hosts = h;
-		config_name = specs[i].name;
+		config_name = pstrdup(specs[i].name);
 	}
-	if (hosts == NULL)
+	*hosts_out = hosts;
+	return config_name;
+}
+
+/*
+ * Called by _PG_init in the postmaster, after the workers' settings are
+ * defined.  Does nothing unless a built-in promoter is in cluster mode.
+ */
+void
+tsw_cluster_boot(void)
+{
+	int			i;
+	const char *config_name;
+	char	   *hosts = NULL;
+	char	   *args[16];
+	int			nargs = 0;
+	char	   *output;
+	const char *answer;
+	bool		in_recovery;
+	const char *optional[] = {"namespace", "scope", "retry_timeout"};
+
+	config_name = tsw_cluster_promoter(&hosts);
+	if (config_name == NULL)
 		return;
 
 	/* from now on, writes wait for the promoter to hold the leader lease */

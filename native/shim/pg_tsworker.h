@@ -76,6 +76,8 @@ extern char *tsw_run_node_script(const char *script_rel, char **args, int nargs,
 extern void tsw_fence_init(void);
 extern void tsw_fence_manage(void);
 extern void tsw_cluster_boot(void);
+extern char *tsw_cluster_promoter(char **hosts_out);
+extern char *tsw_member_name(const char *config_name);
 
 /* Shared memory (slots.c) */
 extern void tsw_shmem_init_hooks(void);

@@ -10,8 +10,12 @@ import pg from 'pg';
 
 import type { WorkerContext } from '../../runtime/index';
 
-/** Set these parameters in postgresql.auto.conf, then reload the configuration. */
-export async function alterSystem(w: WorkerContext<any>, values: Record<string, string>, timeoutMs: number): Promise<void> {
+/**
+ * A client connection to this server over its Unix socket, as the role the
+ * worker runs as (not connected yet), with `timeoutMs` for the connection
+ * and each query.
+ */
+export function localClient(w: WorkerContext<any>, timeoutMs: number): { client: pg.Client; user: string; database: string } {
   const who = w.query<{ u: string; d: string }>('SELECT current_user AS u, current_database() AS d')[0];
   const dirs = (w.setting('unix_socket_directories') ?? '').split(',').map((d) => d.trim()).filter(Boolean);
   const client = new pg.Client({
@@ -24,6 +28,13 @@ export async function alterSystem(w: WorkerContext<any>, values: Record<string, 
     query_timeout: timeoutMs,
   });
   client.on('error', () => undefined);
+  return { client, user: who.u, database: who.d };
+}
+
+/** Set these parameters in postgresql.auto.conf, then reload the configuration. */
+export async function alterSystem(w: WorkerContext<any>, values: Record<string, string>, timeoutMs: number): Promise<void> {
+  const { client, user, database } = localClient(w, timeoutMs);
+  const who = { u: user, d: database };
   try {
     await client.connect();
     for (const [name, value] of Object.entries(values)) {

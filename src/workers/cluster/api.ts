@@ -50,7 +50,9 @@ export interface ApiState {
   /** `performance.now()` of the last completed loop. */
   lastLoopAt: number;
   ttlMs: number;
-  cluster: { members: Record<string, unknown>[]; scope: string };
+  /** Maintenance mode (`config.pause` in etcd). */
+  pause: boolean;
+  cluster: { members: Record<string, unknown>[]; scope: string; pause?: boolean };
   history: unknown[];
 }
 
@@ -73,8 +75,10 @@ export function apiStateOf(
     maximumLagOnFailover: s.maximum_lag_on_failover * 1024,
     tags: { nofailover: s.nofailover, nosync: s.nosync },
     sysid: local.sysid,
+    pause: view?.config?.pause === true,
     cluster: {
       scope: s.scope,
+      ...(view?.config?.pause === true ? { pause: true } : {}),
       members: view
         ? [...view.members.entries()].map(([name, m]) => ({
             name,
@@ -205,6 +209,7 @@ export class HealthApi {
       ...(st.syncMembers.includes(st.name) ? { sync_standby: true } : {}),
       dcs_last_seen: st.dcsLastSeen,
       database_system_identifier: st.sysid,
+      ...(st.pause ? { pause: true } : {}),
       tags: st.tags,
       patroni: { version: this.version, scope: st.scope, name: st.name },
     };

@@ -8,6 +8,9 @@
  *   status           the leader's last WAL position and timeline (JSON)
  *   history          one line per promotion (JSON array)
  *   sync             synchronous mode: the leader and its synchronous set (JSON)
+ *   failover         an operator's switchover or manual failover request (JSON,
+ *                    attached to a lease that ends at the request's deadline)
+ *   config           cluster-wide state set by operators: {"pause": true} (JSON)
  *
  * Every request carries a deadline (`retry_timeout`) and is tried once per
  * etcd endpoint at most: a failed request is an answer ("etcd unreachable"),
@@ -55,6 +58,53 @@ export interface SyncState {
   quorum: number;
 }
 
+/**
+ * `failover`: a switchover or manual failover asked by an operator
+ * (tsworker.switchover(), tsworker.failover(), pg_tsworker_ctl), as
+ * Patroni's /failover key (`leader`, `member`), with the progress the
+ * members write into it.
+ */
+export interface FailoverRequest {
+  id: string;
+  kind: 'switchover' | 'failover';
+  /** Switchover: the leader to move away from. */
+  leader: string | null;
+  /** The candidate. */
+  member: string | null;
+  /** Failover: go ahead although another member holds more WAL. */
+  force: boolean;
+  /** The member whose SQL function (or the CLI) asked. */
+  requested_by: string;
+  /** The backend that asked there (a leader does not end that session when it stops writes). */
+  pid?: number;
+  requested_at: string;
+  /** ISO 8601 time after which nobody starts acting on the request. */
+  deadline: string;
+  /**
+   * requested → accepted (the leader checks the candidate, checkpoints) →
+   * fenced (writes stopped at `lsn`) → handed_over (the candidate holds the
+   * leader key) → done (the candidate accepts writes); or refused (`reason`).
+   */
+  state: 'requested' | 'accepted' | 'fenced' | 'handed_over' | 'done' | 'refused';
+  reason?: string;
+  /** Switchover: the old leader's last WAL position once writes stopped (bytes). */
+  lsn?: number;
+  /** When the old leader stopped accepting writes (ISO 8601). */
+  fenced_at?: string;
+  /** The new leader's timeline once promoted. */
+  timeline?: number;
+  /** When the new leader accepted writes (ISO 8601). */
+  done_at?: string;
+}
+
+/** `config`: what operators set for the whole cluster. */
+export interface ClusterConfig {
+  /** Maintenance mode: no automatic failover, no fencing (Patroni's `pause`). */
+  pause?: boolean;
+  paused_at?: string;
+  paused_by?: string;
+}
+
 /** One read of the whole cluster. */
 export interface ClusterView {
   initialize: string | null;
@@ -63,6 +113,8 @@ export interface ClusterView {
   status: { optime: number; timeline: number } | null;
   history: HistoryLine[];
   sync: (SyncState & { modRevision: string }) | null;
+  failover: (FailoverRequest & { lease: string; modRevision: string }) | null;
+  config: ClusterConfig | null;
   /** etcd's revision at the read. */
   revision: string;
 }
@@ -176,7 +228,17 @@ export class Dcs {
   /** Read every key of the cluster in one request. */
   async read(): Promise<ClusterView> {
     const res = await this.bounded('reading the cluster', this.client.getAll().prefix(this.prefix).exec());
-    const view: ClusterView = { initialize: null, leader: null, members: new Map(), status: null, history: [], sync: null, revision: String(res.header.revision) };
+    const view: ClusterView = {
+      initialize: null,
+      leader: null,
+      members: new Map(),
+      status: null,
+      history: [],
+      sync: null,
+      failover: null,
+      config: null,
+      revision: String(res.header.revision),
+    };
     for (const kv of res.kvs) {
       const name = kv.key.toString('utf8').slice(this.prefix.length);
       if (name === 'initialize') view.initialize = kv.value.toString('utf8');
@@ -186,6 +248,11 @@ export class Dcs {
       else if (name === 'sync') {
         const s = parseJson<SyncState>(kv);
         view.sync = s ? { ...s, modRevision: String(kv.mod_revision) } : null;
+      } else if (name === 'failover') {
+        const f = parseJson<FailoverRequest>(kv);
+        view.failover = f ? { ...f, lease: String(kv.lease), modRevision: String(kv.mod_revision) } : null;
+      } else if (name === 'config') {
+        view.config = parseJson<ClusterConfig>(kv);
       } else if (name.startsWith('members/')) {
         const m = parseJson<MemberData>(kv);
         if (m) view.members.set(name.slice('members/'.length), { ...m, lease: String(kv.lease) });
@@ -272,17 +339,92 @@ export class Dcs {
   }
 
   /**
-   * Call `onChange` at once whenever the leader key changes (put or
-   * delete), so that the loop need not wait for its next run. The watch is
-   * re-established by the client when etcd comes back.
+   * Post an operator's request in `failover`, attached to a new lease of
+   * `ttl` seconds (it vanishes by itself after its deadline): only if there
+   * is none, or if the one there is still at `modRevision` (a finished
+   * request being replaced). True when posted.
    */
-  async watchLeader(onChange: (what: 'put' | 'delete', value: string | null) => void): Promise<() => void> {
-    const watcher = await this.bounded('watching the leader key', this.client.watch().key(this.key('leader')).create());
-    watcher.on('put', (kv) => onChange('put', kv.value.toString('utf8')));
-    watcher.on('delete', () => onChange('delete', null));
-    watcher.on('error', () => undefined);
+  async postFailover(req: FailoverRequest, ttl: number, modRevision: string | null): Promise<boolean> {
+    const lease = await this.grantLease(ttl);
+    const cmp = modRevision
+      ? this.client.if(this.key('failover'), 'Mod', '==', modRevision)
+      : this.client.if(this.key('failover'), 'Create', '==', 0);
+    const res = await this.bounded('posting the request', cmp.then(this.client.put(this.key('failover')).value(JSON.stringify(req)).lease(lease.id)).commit());
+    if (!res.succeeded) await this.revokeLease(lease.id).catch(() => undefined);
+    return res.succeeded;
+  }
+
+  /** Record progress in `failover` (same request id only), keeping its lease. False when the request is gone or replaced. */
+  async updateFailover(req: FailoverRequest, lease: string): Promise<boolean> {
+    const kvs = (await this.bounded('reading the request', this.client.get(this.key('failover')).exec())).kvs;
+    const cur = kvs.length ? parseJson<FailoverRequest>(kvs[0]) : null;
+    if (!cur || cur.id !== req.id) return false;
+    const res = await this.bounded(
+      'recording the request\'s progress',
+      this.client
+        .if(this.key('failover'), 'Mod', '==', String(kvs[0].mod_revision))
+        .then(this.client.put(this.key('failover')).value(JSON.stringify(req)).lease(lease))
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  /** Delete `failover` if it still holds request `id`. */
+  async deleteFailover(id: string): Promise<void> {
+    const kvs = (await this.bounded('reading the request', this.client.get(this.key('failover')).exec())).kvs;
+    const cur = kvs.length ? parseJson<FailoverRequest>(kvs[0]) : null;
+    if (!cur || cur.id !== id) return;
+    await this.bounded(
+      'deleting the request',
+      this.client.if(this.key('failover'), 'Mod', '==', String(kvs[0].mod_revision)).then(this.client.delete().key(this.key('failover'))).commit(),
+    );
+  }
+
+  /**
+   * Switchover: give the leader key to `to`, attached to `to`'s member
+   * lease, if `from` still holds it with `fromLease`; record the request's
+   * new state in the same transaction. True when handed over.
+   */
+  async handOver(from: string, fromLease: string, to: string, toLease: string, req: FailoverRequest, reqLease: string): Promise<boolean> {
+    const res = await this.bounded(
+      'handing the leader key over',
+      this.client
+        .if(this.key('leader'), 'Value', '==', from)
+        .and(this.key('leader'), 'Lease', '==', fromLease)
+        .then(
+          this.client.put(this.key('leader')).value(to).lease(toLease),
+          this.client.put(this.key('failover')).value(JSON.stringify(req)).lease(reqLease),
+        )
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  /** Write `config` (maintenance mode); returns the previous value. */
+  async setConfig(config: ClusterConfig): Promise<ClusterConfig | null> {
+    const kvs = (await this.bounded('reading the configuration', this.client.get(this.key('config')).exec())).kvs;
+    await this.bounded('writing the configuration', this.client.put(this.key('config')).value(JSON.stringify(config)).exec());
+    return kvs.length ? parseJson<ClusterConfig>(kvs[0]) : null;
+  }
+
+  /**
+   * Call `onChange` at once whenever the leader key or an operator's
+   * request (`failover`) changes (put or delete), so that the loop need not
+   * wait for its next run. The watches are re-established by the client
+   * when etcd comes back.
+   */
+  async watchLeader(onChange: (what: 'put' | 'delete', value: string | null, key: 'leader' | 'failover') => void): Promise<() => void> {
+    const watchers = await Promise.all(
+      (['leader', 'failover'] as const).map(async (k) => {
+        const watcher = await this.bounded(`watching the ${k} key`, this.client.watch().key(this.key(k)).create());
+        watcher.on('put', (kv) => onChange('put', kv.value.toString('utf8'), k));
+        watcher.on('delete', () => onChange('delete', null, k));
+        watcher.on('error', () => undefined);
+        return watcher;
+      }),
+    );
     return () => {
-      watcher.cancel().catch(() => undefined);
+      for (const w of watchers) w.cancel().catch(() => undefined);
     };
   }
 

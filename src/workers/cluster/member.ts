@@ -12,6 +12,9 @@
  *                              or say that this server needs a restart or pg_rewind;
  *     nobody leads          -> election: only the most advanced eligible member takes
  *                              the key (atomic create), then promotes;
+ *     an operator's request -> switchover (handover.ts) on the leader and its candidate;
+ *                              manual failover on the member it names;
+ *     paused (maintenance)  -> no election and no fencing for lack of etcd;
  *     publish members/<name> and the status.
  *
  * Writes are allowed only while the fence is open (native/shim/fence.c):
@@ -27,9 +30,10 @@ import { promoteAndWait } from '../promote';
 import { Trigger } from '../trigger';
 import { beforePromote, onPromote, type PromotionEvent } from '../promoter/hooks';
 import { HealthApi, apiStateOf, type ApiState } from './api';
-import { Dcs, DcsError, LeaseLostError, type ClusterView, type Lease, type MemberData } from './dcs';
+import { Dcs, DcsError, LeaseLostError, type ClusterView, type FailoverRequest, type Lease, type MemberData } from './dcs';
 import { elect, type Candidate } from './election';
 import { WriteFence } from './fence';
+import { awaitCaller, awaitOldLeader, leadSwitchover, pending, shutDownServer, type HandoverHost } from './handover';
 import { Follower } from './follow';
 import { numberToLsn, readHistoryLine, readLocal, readReplicas, type LocalState } from './local';
 import { askMembers } from './peers';
@@ -73,6 +77,10 @@ export class ClusterMember {
   private postmasterGone = false;
   private readonly serverVersion: number;
   private readonly postmasterStart: string;
+  /** Maintenance mode as last read from etcd's `config`. */
+  private paused = false;
+  /** This server is shutting down after handing the leader key over. */
+  private handedOver = false;
 
   constructor(private readonly w: Ctx) {
     const s = w.settings;
@@ -151,6 +159,8 @@ export class ClusterMember {
       needs: this.follower.needs,
       dcs: this.dcsError ? `error: ${this.dcsError}`.slice(0, 300) : 'ok',
       sync: this.view?.sync?.members ?? null,
+      paused: this.paused,
+      switchover: this.view?.failover ? { id: this.view.failover.id, kind: this.view.failover.kind, to: this.view.failover.member, state: this.view.failover.state } : null,
       error: this.configError,
       lastEvent: this.lastEvent,
     };
@@ -252,8 +262,13 @@ export class ClusterMember {
   private async ensureWatch(): Promise<void> {
     if (this.unwatch) return;
     try {
-      this.unwatch = await this.dcs.watchLeader((what, value) => {
-        if (this.leading && (what === 'delete' || value !== this.name)) {
+      this.unwatch = await this.dcs.watchLeader((what, value, key) => {
+        if (key === 'failover') {
+          this.trigger(`an operator's request was ${what === 'delete' ? 'deleted' : 'posted or updated'}`);
+          return;
+        }
+        // in maintenance mode a deleted key does not fence (another member taking it does)
+        if (this.leading && ((what === 'delete' && !this.paused) || (what === 'put' && value !== this.name))) {
           this.fence.close(what === 'delete' ? 'the leader key was deleted' : `member "${value}" took the leader key`);
         }
         this.trigger(`the leader key was ${what === 'delete' ? 'deleted' : `set to "${value}"`}`);
@@ -310,6 +325,7 @@ export class ClusterMember {
       }
       this.view = view;
       this.viewAt = Date.now();
+      this.notePause(view);
       if (this.dcsError) this.event('dcs_reachable', { after: this.dcsError });
       this.dcsError = null;
       await this.ensureWatch();
@@ -322,7 +338,13 @@ export class ClusterMember {
       } else {
         if (!this.dcsError) this.event('dcs_unreachable', { error: msg, leading: this.leading }, 'warning');
         this.dcsError = msg;
-        if (this.leading) this.note(`etcd unreachable (${msg}): writes stop when the leader lease runs out (${this.fence.remainingMs} ms)`, 'warning');
+        if (this.leading && this.paused && !local.recovery) {
+          // maintenance mode: no fencing for lack of etcd (Patroni's pause)
+          this.fence.openUntilTime(performance.now() + this.t.ttlMs, 'maintenance mode ended while etcd was unreachable');
+          this.note(`etcd unreachable (${msg}); maintenance mode: writes go on`, 'warning');
+        } else if (this.leading) {
+          this.note(`etcd unreachable (${msg}): writes stop when the leader lease runs out (${this.fence.remainingMs} ms)`, 'warning');
+        }
       }
     }
     this.storeEvents();
@@ -330,7 +352,35 @@ export class ClusterMember {
     this.apiState = this.buildApiState(local);
   }
 
+  private notePause(view: ClusterView): void {
+    const paused = view.config?.pause === true;
+    if (paused === this.paused) return;
+    this.paused = paused;
+    if (paused) this.event('paused', { at: view.config?.paused_at ?? null, by: view.config?.paused_by ?? null, what: 'maintenance mode: no automatic failover, no fencing for lack of etcd' });
+    else this.event('resumed', { what: 'automatic failover and fencing are on again' });
+  }
+
+  /** What a switchover needs from this member (handover.ts). */
+  private handoverHost(): HandoverHost {
+    return {
+      name: this.name,
+      w: this.w,
+      dcs: this.dcs,
+      keep: async (reopen) => {
+        await this.renewLease(null);
+        if (reopen && this.leading) this.openFence();
+      },
+      closeFence: (reason) => this.fence.close(reason),
+      leaseId: () => this.lease!.id,
+      loopWaitMs: () => this.t.loopWaitMs,
+      retryTimeoutMs: () => this.t.retryTimeoutMs,
+      maxLagBytes: () => this.s.maximum_lag_on_failover * 1024,
+      event: (kind, detail, level) => this.event(kind, detail, level),
+    };
+  }
+
   private async decide(local: LocalState, view: ClusterView): Promise<void> {
+    if (this.handedOver) return; // shutting down after a switchover
     if (view.initialize === null && !local.recovery) {
       if (await this.dcs.initialize(local.sysid)) this.event('initialized', { sysid: local.sysid });
       return;
@@ -383,8 +433,29 @@ export class ClusterMember {
     }
     this.openFence();
     this.follower.reset();
+    const req = view.failover;
     if (local.recovery) {
+      if (req && req.kind === 'switchover' && req.state === 'handed_over' && req.member === this.name) {
+        const how = await awaitOldLeader(this.handoverHost(), req);
+        this.w.log.log(`switchover from "${req.leader}": ${how}`);
+        await this.promote(local, view, `switchover from member "${req.leader}" (requested on "${req.requested_by}")`, undefined, req);
+        return;
+      }
       await this.promote(local, view, 'this member holds the leader key but is a standby');
+      return;
+    }
+    if (pending(req, 'switchover') && (req.leader === null || req.leader === this.name) && req.member !== this.name) {
+      const outcome = await leadSwitchover(this.handoverHost(), req as FailoverRequest & { lease: string }, view, local);
+      if (outcome === 'handed_over') {
+        this.leading = false;
+        this.handedOver = true;
+        if (req.requested_by === this.name && req.pid) await awaitCaller(this.w, req.pid);
+        this.w.log.log(`switchover: member "${req.member}" holds the leader key; shutting this server down (fast): started again, it follows "${req.member}"`);
+        // if the server cannot be shut down from here, it stays fenced and says it needs a restart
+        if (!shutDownServer(this.w)) this.handedOver = false;
+        return;
+      }
+      if (outcome === 'lost') this.loseLeadership('the leader key was lost during a switchover');
       return;
     }
     await this.keepSync(local, view);
@@ -418,6 +489,19 @@ export class ClusterMember {
       source: 'self',
     };
     const clusterTimeline = Math.max(view.status?.timeline ?? 0, ...view.history.map((h) => h[0] + 1)) || null;
+    const manual = pending(view.failover, 'failover') ? view.failover : null;
+    if (manual && manual.member !== this.name) {
+      this.note(`no leader: a manual failover to member "${manual.member}" was requested: not taking the leader key`);
+      return;
+    }
+    if (manual) {
+      await this.manualFailover(local, view, manual);
+      return;
+    }
+    if (this.paused && local.recovery) {
+      this.note('no leader: maintenance mode (paused): no automatic failover; tsworker.resume() or tsworker.failover() ends it');
+      return;
+    }
     const peers = await askMembers(view, this.name, this.t.retryTimeoutMs);
     // A member alive in etcd that did not answer may hold more WAL than it published: wait for it,
     // for one ttl after the leader went; then go by what it published (it may be cut off from here only).
@@ -457,15 +541,41 @@ export class ClusterMember {
         return;
       }
     }
+    if (!(await this.takeKey(view, verdict.why, ev.lsn))) return;
+    if (local.recovery) await this.promote(local, view, verdict.why, ev);
+  }
+
+  /** Take the leader key (atomic create) and open the fence; false when another member was first. */
+  private async takeKey(view: ClusterView, why: string, lsn: string | null): Promise<boolean> {
     await this.renewLease(view);
     if (!(await this.dcs.acquireLeader(this.name, this.lease!.id))) {
       this.note('another member took the leader key first');
-      return;
+      return false;
     }
     this.leading = true;
-    this.event('leader_acquired', { reason: verdict.why, lsn: ev.lsn });
+    this.event('leader_acquired', { reason: why, lsn });
     this.openFence();
-    if (local.recovery) await this.promote(local, view, verdict.why, ev);
+    return true;
+  }
+
+  /**
+   * A manual failover to this member (tsworker.failover()): the operator
+   * compared the members' WAL (and forced it, if another one held more);
+   * only a primary that still accepts writes stops it.
+   */
+  private async manualFailover(local: LocalState, view: ClusterView, req: FailoverRequest & { lease: string }): Promise<void> {
+    const peers = await askMembers(view, this.name, this.t.retryTimeoutMs);
+    const live = peers.find((p) => p.source === 'direct' && !p.recovery && p.writable && p.sysid === local.sysid);
+    if (live) {
+      const reason = `member "${live.name}" is a primary that accepts writes: not failing over`;
+      this.event('failover_refused', { id: req.id, reason }, 'warning');
+      await this.dcs.updateFailover({ ...req, state: 'refused', reason }, req.lease).catch(() => false);
+      return;
+    }
+    const why = `manual failover requested on "${req.requested_by}"${req.force ? ' (forced)' : ''}`;
+    if (!(await this.takeKey(view, why, local.lsn !== null ? numberToLsn(local.lsn) : null))) return;
+    if (local.recovery) await this.promote(local, view, why, undefined, req);
+    else await this.dcs.updateFailover({ ...req, state: 'done', timeline: local.timeline, done_at: new Date().toISOString() }, req.lease).catch(() => false);
   }
 
   /** Give the key back after a promotion that did not happen. */
@@ -475,7 +585,7 @@ export class ClusterMember {
     await this.dcs.deleteLeader(this.name).catch(() => undefined);
   }
 
-  private async promote(local: LocalState, view: ClusterView, why: string, ev?: PromotionEvent): Promise<void> {
+  private async promote(local: LocalState, view: ClusterView, why: string, ev?: PromotionEvent, req?: FailoverRequest & { lease: string }): Promise<void> {
     if (this.s.synchronous_mode) {
       // nobody may take the key from this member until its own standbys are confirmed synchronous
       if (!(await this.dcs.writeSync({ leader: this.name, members: [], quorum: this.s.synchronous_node_count }, view.sync?.modRevision ?? null))) {
@@ -511,7 +621,22 @@ export class ClusterMember {
       detectionMs: ev?.durations.detectionMs ?? null,
       reason: why,
     });
+    if (line && req) line[2] = why;
     if (line) await this.dcs.appendHistory(line).catch((err: Error) => this.w.log.warning(`could not record the promotion in etcd's history: ${err.message}`));
+    if (req) {
+      const doneAt = new Date().toISOString();
+      this.event(req.kind === 'switchover' ? 'switchover_done' : 'failover_done', {
+        id: req.id,
+        from: req.leader,
+        requestedBy: req.requested_by,
+        timeline: after.timeline,
+        finalLsn: req.lsn !== undefined ? numberToLsn(req.lsn) : null,
+        fencedAt: req.fenced_at ?? null,
+        doneAt,
+        force: req.force,
+      });
+      await this.dcs.updateFailover({ ...req, state: 'done', timeline: after.timeline, done_at: doneAt }, req.lease).catch(() => false);
+    }
     await this.dcs.updateLeader(this.name, this.lease!.id, { optime: after.lsn ?? 0, timeline: after.timeline }).catch(() => false);
     this.storeEvents();
     if (ev && this.s.on_promote) {

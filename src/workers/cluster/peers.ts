@@ -77,7 +77,10 @@ export function askMembers(view: ClusterView, me: string, timeoutMs: number): Pr
       };
       try {
         const a = await askPeer(m.conninfo, timeoutMs);
-        return { ...published, lsn: a.lsn, timeline: a.timeline, recovery: a.recovery, writable: a.writable, sysid: a.sysid, source: 'direct' };
+        // a standby whose WAL receiver stopped (its primary is gone) reads as on its last restartpoint's
+        // timeline, which may be several switches old; the timeline it published is the one it streamed on
+        const timeline = a.recovery && a.timeline !== null && m.timeline !== null ? Math.max(a.timeline, m.timeline) : a.timeline;
+        return { ...published, lsn: a.lsn, timeline, recovery: a.recovery, writable: a.writable, sysid: a.sysid, source: 'direct' };
       } catch {
         return published;
       }

@@ -1,0 +1,211 @@
+/*-------------------------------------------------------------------------
+ *
+ * cluster_ctl.c
+ *		SQL functions of cluster mode's planned operations:
+ *		tsworker.switchover(), tsworker.failover(), tsworker.pause(),
+ *		tsworker.resume().
+ *
+ * Each runs dist/workers/cluster/ctl.js in a pg_tsworker_node child of the
+ * calling backend, with the member's cluster settings (those of the
+ * built-in promoter in cluster mode).  The child talks to etcd and the
+ * members, posts the request the members act on, and prints one line:
+ *
+ *     ok <JSON>
+ *     error <SQLSTATE> <message> <detail> <hint>
+ *
+ * The wait is bounded (the timeout argument, and a margin for the child
+ * itself) and can be cancelled (pg_cancel_backend, statement_timeout):
+ * the child is killed then, and a request it posted ends at its deadline.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "pg_tsworker.h"
+
+PG_FUNCTION_INFO_V1(tsworker_switchover);
+PG_FUNCTION_INFO_V1(tsworker_failover);
+PG_FUNCTION_INFO_V1(tsworker_pause);
+PG_FUNCTION_INFO_V1(tsworker_resume);
+
+/* What the child may take beyond the operation's own timeout (start, etcd deadlines). */
+#define TSW_CTL_MARGIN_MS 15000
+#define TSW_CTL_DEFAULT_MS 60000
+
+/* Milliseconds of an interval argument, within 1 s .. 1 h. */
+static int64
+tsw_timeout_ms(Interval *iv)
+{
+	double		ms = iv->time / 1000.0 + iv->day * 86400000.0 + iv->month * (double) DAYS_PER_MONTH * 86400000.0;
+
+	if (ms < 1000 || ms > 3600000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be between 1 second and 1 hour")));
+	return (int64) ms;
+}
+
+/* Split `s` at tabs in place, into at most `max` fields; returns how many. */
+static int
+tsw_split_tabs(char *s, char **fields, int max)
+{
+	int			n = 0;
+
+	while (n < max)
+	{
+		char	   *tab = strchr(s, '\t');
+
+		fields[n++] = s;
+		if (tab == NULL)
+			break;
+		*tab = '\0';
+		s = tab + 1;
+	}
+	return n;
+}
+
+/*
+ * Run operation `op` of ctl.js for this member; returns the JSON of an
+ * `ok` answer, or raises the error the child reported.
+ */
+static char *
+tsw_cluster_request(const char *op, const char *candidate, bool force, int64 timeout_ms)
+{
+	char	   *hosts;
+	char	   *config_name = tsw_cluster_promoter(&hosts);
+	char	   *args[32];
+	int			nargs = 0;
+	char	   *output;
+	char	   *fields[5];
+	int			n;
+	const char *optional[] = {"scope", "namespace", "retry_timeout"};
+	int			i;
+	char	   *v;
+
+	if (config_name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cluster mode is not on on this server"),
+				 errhint("Run the built-in promoter with tsworker_promoter.etcd_hosts set (docs/failover.md, \"Cluster mode\").")));
+
+	args[nargs++] = (char *) op;
+	args[nargs++] = "--hosts";
+	args[nargs++] = hosts;
+	args[nargs++] = "--name";
+	args[nargs++] = tsw_member_name(config_name);
+	for (i = 0; i < lengthof(optional); i++)
+	{
+		v = tsw_declared_setting(config_name, optional[i]);
+		if (v == NULL)
+			continue;
+		args[nargs++] = psprintf("--%s", optional[i]);
+		args[nargs++] = v;
+	}
+	v = tsw_declared_setting(config_name, "maximum_lag_on_failover");
+	if (v != NULL)
+	{
+		args[nargs++] = "--max_lag";
+		args[nargs++] = v;
+	}
+	args[nargs++] = "--timeout";
+	args[nargs++] = psprintf(INT64_FORMAT, timeout_ms);
+	args[nargs++] = "--pid";
+	args[nargs++] = psprintf("%d", MyProcPid);
+	if (candidate != NULL)
+	{
+		args[nargs++] = "--candidate";
+		args[nargs++] = (char *) candidate;
+	}
+	if (force)
+	{
+		args[nargs++] = "--force";
+		args[nargs++] = "on";
+	}
+
+	output = tsw_run_node_script("dist/workers/cluster/ctl.js", args, nargs, true,
+								 (int) (timeout_ms + TSW_CTL_MARGIN_MS),
+								 psprintf("tsworker.%s()", op));
+	if (output == NULL || output[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("tsworker.%s() could not run", op),
+				 errdetail("The pg_tsworker_node child failed; the server log says why.")));
+	output[strcspn(output, "\n")] = '\0';
+	n = tsw_split_tabs(output, fields, lengthof(fields));
+	if (n == 2 && strcmp(fields[0], "ok") == 0)
+		return fields[1];
+	if (n >= 3 && strcmp(fields[0], "error") == 0 && strlen(fields[1]) == 5)
+	{
+		const char *s = fields[1];
+
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])),
+				 errmsg("%s", fields[2]),
+				 n > 3 && fields[3][0] != '\0' ? errdetail("%s", fields[3]) : 0,
+				 n > 4 && fields[4][0] != '\0' ? errhint("%s", fields[4]) : 0));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("tsworker.%s(): unexpected answer from the child: %s", op, output)));
+	return NULL;				/* not reached */
+}
+
+/*
+ * tsworker.switchover(candidate text DEFAULT NULL, timeout interval DEFAULT '60s')
+ * RETURNS jsonb: the leader hands over to the candidate (or the most
+ * advanced eligible standby) without losing a commit; returns once the
+ * new leader accepts writes.
+ */
+Datum
+tsworker_switchover(PG_FUNCTION_ARGS)
+{
+	char	   *candidate = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int64		timeout_ms = PG_ARGISNULL(1) ? TSW_CTL_DEFAULT_MS : tsw_timeout_ms(PG_GETARG_INTERVAL_P(1));
+	char	   *json = tsw_cluster_request("switchover", candidate, false, timeout_ms);
+
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+/*
+ * tsworker.failover(candidate text, force boolean DEFAULT false, timeout interval DEFAULT '60s')
+ * RETURNS jsonb: with no leader, the candidate takes over; refused when
+ * another member holds more WAL, unless forced.
+ */
+Datum
+tsworker_failover(PG_FUNCTION_ARGS)
+{
+	char	   *candidate;
+	bool		force = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	int64		timeout_ms = PG_ARGISNULL(2) ? TSW_CTL_DEFAULT_MS : tsw_timeout_ms(PG_GETARG_INTERVAL_P(2));
+	char	   *json;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a manual failover needs a candidate")));
+	candidate = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	json = tsw_cluster_request("failover", candidate, force, timeout_ms);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+/* tsworker.pause() RETURNS boolean: maintenance mode on; true when it was off. */
+Datum
+tsworker_pause(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(strcmp(tsw_cluster_request("pause", NULL, false, 10000), "true") == 0);
+}
+
+/* tsworker.resume() RETURNS boolean: maintenance mode off; true when it was on. */
+Datum
+tsworker_resume(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(strcmp(tsw_cluster_request("resume", NULL, false, 10000), "true") == 0);
+}

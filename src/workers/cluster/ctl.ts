@@ -1,0 +1,368 @@
+/**
+ * Operators' requests to a cluster in cluster mode, run outside the worker:
+ * by the SQL functions `tsworker.switchover()`, `tsworker.failover()`,
+ * `tsworker.pause()` and `tsworker.resume()` (native/shim/cluster_ctl.c
+ * runs this script in a pg_tsworker_node child of the calling backend: a
+ * cancel kills it) and by `pg_tsworker_ctl` (cli.ts).
+ *
+ *   pg_tsworker_node ctl.js switchover|failover|pause|resume --hosts H --scope S --name ME
+ *       [--namespace P] [--candidate C] [--force on] [--timeout MS] [--retry_timeout MS]
+ *       [--max_lag KB] [--pid N]
+ *
+ * Prints one line: `ok<TAB><JSON>`, or `error<TAB><SQLSTATE><TAB><message><TAB><detail><TAB><hint>`.
+ *
+ * A switchover or failover is posted in etcd's `failover` key (Patroni's
+ * /failover) with a deadline, attached to a lease that ends with it; the
+ * members act on it (handover.ts, member.ts) and record its progress there;
+ * this side checks what it can beforehand, so that a request that cannot
+ * succeed is refused at once with its reason, and waits for the outcome.
+ */
+import { randomBytes } from 'crypto';
+
+import { Dcs, DcsError, type ClusterView, type FailoverRequest } from './dcs';
+import { ranksBefore, type Candidate } from './election';
+import { numberToLsn } from './local';
+import { askMembers, askPeer } from './peers';
+import { clusterPrefix, parseHosts } from './settings';
+
+/** A refusal or failure, with the SQLSTATE the SQL function raises. */
+export class CtlError extends Error {
+  constructor(
+    readonly sqlstate: string,
+    message: string,
+    readonly detail = '',
+    readonly hint = '',
+  ) {
+    super(message);
+  }
+}
+
+/** What every operation needs. */
+export interface CtlOptions {
+  hosts: string;
+  scope: string;
+  namespace: string;
+  /** The member asking (its name goes into the request). */
+  name: string;
+  candidate: string | null;
+  force: boolean;
+  timeoutMs: number;
+  retryTimeoutMs: number;
+  /** maximum_lag_on_failover, bytes. */
+  maxLagBytes: number;
+  /** The backend asking (the leader keeps that session when it stops writes). */
+  pid: number | null;
+}
+
+const OBJECT_NOT_IN_PREREQUISITE_STATE = '55000';
+const OBJECT_IN_USE = '55006';
+const UNDEFINED_OBJECT = '42704';
+const INVALID_PARAMETER_VALUE = '22023';
+const QUERY_CANCELED = '57014';
+const CONNECTION_FAILURE = '08006';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How often the outcome is read from etcd. */
+const POLL_MS = 20;
+
+function open(o: CtlOptions): Dcs {
+  // not on the leader's clock: a busy machine may take seconds to answer the first request
+  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope), Math.max(o.retryTimeoutMs, 5000));
+}
+
+async function readView(dcs: Dcs, o: CtlOptions): Promise<ClusterView> {
+  try {
+    const view = await dcs.read();
+    if (view.initialize === null) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `cluster "${o.scope}" is not initialized in etcd`);
+    return view;
+  } catch (err) {
+    if (err instanceof DcsError) throw new CtlError(CONNECTION_FAILURE, `etcd did not answer: ${err.message}`);
+    throw err;
+  }
+}
+
+/** A request still being worked on (not finished, not past its deadline). */
+function inProgress(view: ClusterView): FailoverRequest | null {
+  const f = view.failover;
+  if (!f || f.state === 'done' || f.state === 'refused') return null;
+  if (f.state === 'requested' && Date.parse(f.deadline) <= Date.now()) return null;
+  return f;
+}
+
+function lsnText(n: number | null): string {
+  return n === null ? 'unknown' : numberToLsn(n);
+}
+
+/** Why member `c` (asked directly) may not take over from a leader at `leaderLsn` on `timeline`, or null. */
+function switchoverProblem(c: Candidate, leaderLsn: number | null, timeline: number | null, maxLag: number): string | null {
+  if (c.nofailover || c.priority <= 0) return `member "${c.name}" has the nofailover tag (or priority 0)`;
+  if (c.source !== 'direct') return `member "${c.name}" does not answer`;
+  if (!c.recovery) return `member "${c.name}" is not a standby`;
+  // the lag first: a standby that does not stream reports its last restartpoint's timeline
+  const lag = (leaderLsn ?? 0) - (c.lsn ?? 0);
+  if (lag > maxLag) return `member "${c.name}" lags ${lag} bytes behind the leader (${lsnText(c.lsn)} against ${lsnText(leaderLsn)}), more than maximum_lag_on_failover (${maxLag} bytes)`;
+  if (timeline !== null && c.timeline !== null && c.timeline !== timeline) return `member "${c.name}" is on timeline ${c.timeline}, not the leader's ${timeline}`;
+  return null;
+}
+
+async function post(dcs: Dcs, view: ClusterView, req: FailoverRequest, o: CtlOptions): Promise<void> {
+  const stale = view.failover && !inProgress(view) ? view.failover.modRevision : null;
+  const ttl = Math.ceil(o.timeoutMs / 1000) + 2;
+  if (!(await dcs.postFailover(req, ttl, stale))) {
+    throw new CtlError(OBJECT_IN_USE, 'another switchover or failover was requested at the same moment');
+  }
+}
+
+/** Wait until the request is done (its candidate accepts writes) or refused, or the deadline passes. */
+async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number): Promise<FailoverRequest> {
+  const what = req.kind;
+  let last: FailoverRequest | null = req;
+  for (;;) {
+    let view: ClusterView | null = null;
+    try {
+      view = await dcs.read();
+    } catch {
+      // etcd may be busy for a moment: keep asking until the deadline
+    }
+    if (view) {
+      const f = view.failover;
+      if (f && f.id === req.id) {
+        last = f;
+        if (f.state === 'refused') {
+          await dcs.deleteFailover(req.id).catch(() => undefined);
+          throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `${what} refused: ${f.reason ?? 'no reason given'}`);
+        }
+        if (f.state === 'handed_over' && req.leader !== null && req.requested_by === req.leader) {
+          // asked on the leader itself, which shuts down now (ending this session): every commit is on the
+          // candidate and it holds the leader key; the leader waits for this call to return before it goes
+          return f;
+        }
+        if (f.state === 'done') {
+          const m = view.members.get(req.member!);
+          if (m) {
+            const a = await askPeer(m.conninfo, o.retryTimeoutMs).catch(() => null);
+            if (a && !a.recovery && a.writable) {
+              await dcs.deleteFailover(req.id).catch(() => undefined);
+              return f;
+            }
+          }
+        }
+      } else if (last && last.state !== 'requested') {
+        throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `the ${what} request disappeared from etcd in state "${last.state}"`, 'Its deadline passed, or another request replaced it.');
+      }
+    }
+    if (Date.now() - t0 >= o.timeoutMs) {
+      if (last?.state === 'requested') await dcs.deleteFailover(req.id).catch(() => undefined);
+      throw new CtlError(
+        QUERY_CANCELED,
+        `${what} to member "${req.member}" did not finish within ${o.timeoutMs} ms (state: ${last?.state ?? 'unknown'})`,
+        last?.state === 'requested'
+          ? 'No member acted on the request; it was withdrawn.'
+          : 'The members go on with it: it completes, or the leader gives up and writes resume there. tsworker.stat_workers and the log say which.',
+      );
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+/** tsworker.switchover(candidate, timeout). */
+export async function switchover(o: CtlOptions): Promise<Record<string, unknown>> {
+  const t0 = Date.now();
+  const dcs = open(o);
+  try {
+    const view = await readView(dcs, o);
+    if (!view.leader) {
+      throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `no member leads cluster "${o.scope}": a switchover needs a leader`, '', 'When the leader is gone, use tsworker.failover(candidate).');
+    }
+    const leader = view.leader.name;
+    const busy = inProgress(view);
+    if (busy) throw new CtlError(OBJECT_IN_USE, `a ${busy.kind} to member "${busy.member}" is in progress (state ${busy.state}, requested at ${busy.requested_at})`);
+    const lm = view.members.get(leader);
+    const l = lm ? await askPeer(lm.conninfo, o.retryTimeoutMs).catch(() => null) : null;
+    if (!l || l.recovery) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `the leader "${leader}" does not answer as a primary`);
+    const members = await askMembers(view, leader, o.retryTimeoutMs);
+    let to: Candidate | undefined;
+    if (o.candidate !== null) {
+      if (o.candidate === leader) throw new CtlError(INVALID_PARAMETER_VALUE, `member "${o.candidate}" already leads cluster "${o.scope}"`);
+      to = members.find((m) => m.name === o.candidate);
+      if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members: ${[...view.members.keys()].join(', ')}.`);
+      const why = switchoverProblem(to, l.lsn, l.timeline, o.maxLagBytes);
+      if (why) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" cannot take over: ${why.replace(`member "${to.name}" `, '')}`);
+    } else {
+      const reasons: string[] = [];
+      for (const m of members) {
+        const why = switchoverProblem(m, l.lsn, l.timeline, o.maxLagBytes);
+        if (why) reasons.push(why);
+        else if (!to || ranksBefore(m, to)) to = m;
+      }
+      if (!to) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `no member of cluster "${o.scope}" is eligible for a switchover`, reasons.join('; '));
+    }
+    const req: FailoverRequest = {
+      id: randomBytes(8).toString('hex'),
+      kind: 'switchover',
+      leader,
+      member: to.name,
+      force: false,
+      requested_by: o.name,
+      ...(o.pid ? { pid: o.pid } : {}),
+      requested_at: new Date().toISOString(),
+      deadline: new Date(t0 + o.timeoutMs).toISOString(),
+      state: 'requested',
+    };
+    await post(dcs, view, req, o);
+    process.stderr.write(`pg_tsworker: switchover ${req.id} from "${leader}" to "${to.name}" requested on "${o.name}" (checked in ${Date.now() - t0} ms)\n`);
+    const done = await outcome(dcs, req, o, t0);
+    return {
+      from: leader,
+      to: to.name,
+      state: done.state,
+      timeline: done.timeline ?? null,
+      final_lsn: done.lsn !== undefined ? numberToLsn(done.lsn) : null,
+      fenced_at: done.fenced_at ?? null,
+      done_at: done.done_at ?? null,
+      write_pause_ms: done.fenced_at && done.done_at ? Date.parse(done.done_at) - Date.parse(done.fenced_at) : null,
+      ms: Date.now() - t0,
+    };
+  } finally {
+    dcs.close();
+  }
+}
+
+/** tsworker.failover(candidate, force, timeout). */
+export async function failover(o: CtlOptions): Promise<Record<string, unknown>> {
+  const t0 = Date.now();
+  if (!o.candidate) throw new CtlError(INVALID_PARAMETER_VALUE, 'a manual failover needs a candidate');
+  const dcs = open(o);
+  try {
+    const view = await readView(dcs, o);
+    const busy = inProgress(view);
+    if (busy) throw new CtlError(OBJECT_IN_USE, `a ${busy.kind} to member "${busy.member}" is in progress (state ${busy.state}, requested at ${busy.requested_at})`);
+    if (view.leader) {
+      throw new CtlError(
+        OBJECT_NOT_IN_PREREQUISITE_STATE,
+        `member "${view.leader.name}" holds the leader key of cluster "${o.scope}": a manual failover is for a cluster whose leader is gone`,
+        '',
+        `Use tsworker.switchover('${o.candidate}') to move the leader.`,
+      );
+    }
+    const members = await askMembers(view, '', o.retryTimeoutMs);
+    const to = members.find((m) => m.name === o.candidate);
+    if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members: ${[...view.members.keys()].join(', ')}.`);
+    if (to.nofailover || to.priority <= 0) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" has the nofailover tag (or priority 0)`);
+    if (to.source !== 'direct') throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" does not answer, so its WAL position is unknown`);
+    const live = members.find((m) => m.source === 'direct' && !m.recovery && m.writable);
+    if (live) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${live.name}" is a primary that accepts writes: failing over would make two`);
+    const ahead = members.filter((m) => m !== to && m.lsn !== null && to.lsn !== null && m.lsn > to.lsn).sort((a, b) => (b.lsn ?? 0) - (a.lsn ?? 0));
+    const lost = ahead.length ? (ahead[0].lsn as number) - (to.lsn as number) : 0;
+    if (ahead.length && !o.force) {
+      throw new CtlError(
+        OBJECT_NOT_IN_PREREQUISITE_STATE,
+        `member "${ahead[0].name}" holds ${lost} bytes of WAL more than "${to.name}" (${lsnText(ahead[0].lsn)} against ${lsnText(to.lsn)}): failing over to "${to.name}" would lose them`,
+        ahead.map((m) => `member "${m.name}" at ${lsnText(m.lsn)} (${m.source === 'direct' ? 'asked directly' : 'as published in etcd'}): ${(m.lsn as number) - (to.lsn as number)} bytes ahead`).join('; ') +
+          '. Those bytes may hold commits acknowledged by the old leader.',
+        `Pick "${ahead[0].name}", or call tsworker.failover('${to.name}', force => true) to accept the loss.`,
+      );
+    }
+    const req: FailoverRequest = {
+      id: randomBytes(8).toString('hex'),
+      kind: 'failover',
+      leader: null,
+      member: to.name,
+      force: o.force,
+      requested_by: o.name,
+      requested_at: new Date().toISOString(),
+      deadline: new Date(t0 + o.timeoutMs).toISOString(),
+      state: 'requested',
+      lsn: to.lsn ?? undefined,
+    };
+    await post(dcs, view, req, o);
+    const done = await outcome(dcs, req, o, t0);
+    return {
+      to: to.name,
+      timeline: done.timeline ?? null,
+      lsn: lsnText(to.lsn),
+      lost_bytes: lost,
+      ahead: ahead.map((m) => ({ member: m.name, lsn: lsnText(m.lsn), bytes: (m.lsn as number) - (to.lsn as number) })),
+      // what the old leader last published: WAL past it may be lost with the old leader whoever is picked
+      behind_last_leader_position: view.status && to.lsn !== null ? Math.max(0, view.status.optime - to.lsn) : null,
+      forced: o.force,
+      ms: Date.now() - t0,
+    };
+  } finally {
+    dcs.close();
+  }
+}
+
+/** tsworker.pause() / tsworker.resume(): true when the call changed the state. */
+export async function setPause(o: CtlOptions, pause: boolean): Promise<boolean> {
+  const dcs = open(o);
+  try {
+    await readView(dcs, o);
+    const prev = await dcs.setConfig(pause ? { pause: true, paused_at: new Date().toISOString(), paused_by: o.name } : { pause: false });
+    return (prev?.pause === true) !== pause;
+  } catch (err) {
+    if (err instanceof DcsError) throw new CtlError(CONNECTION_FAILURE, `etcd did not answer: ${err.message}`);
+    throw err;
+  } finally {
+    dcs.close();
+  }
+}
+
+/** Run one operation. */
+export async function run(op: string, o: CtlOptions): Promise<unknown> {
+  switch (op) {
+    case 'switchover':
+      return switchover(o);
+    case 'failover':
+      return failover(o);
+    case 'pause':
+      return setPause(o, true);
+    case 'resume':
+      return setPause(o, false);
+    default:
+      throw new CtlError(INVALID_PARAMETER_VALUE, `unknown operation "${op}"`);
+  }
+}
+
+function arg(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+/** The options of this script's command line (also what cli.ts builds). */
+export function optionsFrom(argv: string[]): CtlOptions {
+  const num = (name: string, dflt: number) => {
+    const v = Number(arg(argv, name));
+    return Number.isFinite(v) && v > 0 ? v : dflt;
+  };
+  return {
+    hosts: arg(argv, 'hosts') ?? '',
+    scope: arg(argv, 'scope') ?? '',
+    namespace: arg(argv, 'namespace') ?? '/service/',
+    name: arg(argv, 'name') ?? '',
+    candidate: arg(argv, 'candidate') || null,
+    force: arg(argv, 'force') === 'on',
+    timeoutMs: num('timeout', 60_000),
+    retryTimeoutMs: num('retry_timeout', 750),
+    maxLagBytes: num('max_lag', 1024) * 1024,
+    pid: num('pid', 0) || null,
+  };
+}
+
+function clean(text: string): string {
+  return text.replace(/[\t\r\n]+/g, ' ');
+}
+
+if (require.main === module) {
+  const argv = process.argv.slice(2);
+  run(argv[0] ?? '', optionsFrom(argv))
+    .then((res) => {
+      process.stdout.write(`ok\t${JSON.stringify(res)}\n`);
+      process.exit(0);
+    })
+    .catch((err: Error) => {
+      const e = err instanceof CtlError ? err : new CtlError('XX000', err.message);
+      process.stdout.write(`error\t${e.sqlstate}\t${clean(e.message)}\t${clean(e.detail)}\t${clean(e.hint)}\n`);
+      process.exit(0);
+    });
+}

@@ -1,0 +1,179 @@
+/**
+ * Helpers of the cluster-mode tests (cluster.test.ts, switchover.test.ts):
+ * members in network namespaces, a writer loop against every member that
+ * keeps each acknowledged write, and questions to the members (who leads,
+ * who streams from whom, what the health endpoints answer).
+ */
+import assert from 'node:assert/strict';
+
+import pg from 'pg';
+
+import { Cluster, waitFor } from './harness/cluster';
+import type { Network } from './harness/netns';
+
+export interface Member {
+  host: string;
+  c: Cluster;
+}
+
+export interface Ack {
+  member: string;
+  sent: number;
+  acked: number;
+  id: number;
+}
+
+/** One client per member writing every 10 ms; keeps every acknowledged write. */
+export class Writers {
+  readonly acks: Ack[] = [];
+  private stopped = false;
+  private readonly loops: Promise<void>[] = [];
+
+  constructor(members: Member[]) {
+    for (const m of members) this.loops.push(this.loop(m));
+  }
+
+  private async loop(m: Member): Promise<void> {
+    let client: pg.Client | undefined;
+    while (!this.stopped) {
+      const sent = Date.now();
+      let connecting = false;
+      try {
+        if (!client) {
+          client = new pg.Client({ ...m.c.clientConfig(), connectionTimeoutMillis: 1000 });
+          client.on('error', () => undefined);
+          connecting = true;
+          await client.connect();
+          connecting = false;
+        }
+        const r = await client.query<{ id: string }>('INSERT INTO probe(member) VALUES ($1) RETURNING id', [m.c.name]);
+        this.acks.push({ member: m.c.name, sent, acked: Date.now(), id: Number(r.rows[0].id) });
+      } catch (e) {
+        // keep a session that answered with an SQL error; open a new one otherwise (also after an
+        // SQL error at connect, such as 57P03 while the server starts: a query on it would wait forever)
+        if (connecting || !/^[0-9A-Z]{5}$/.test(String((e as { code?: string }).code))) {
+          client?.end().catch(() => undefined);
+          client = undefined;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    client?.end().catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.loops);
+  }
+
+  /** Longest time in which two members both acknowledged writes sent from `from` to `until` (0: the windows do not overlap). */
+  overlapMs(from: number, until = Infinity): number {
+    const spans = new Map<string, { first: number; last: number }>();
+    for (const a of this.acks.filter((x) => x.sent >= from && x.sent <= until)) {
+      const s = spans.get(a.member) ?? { first: a.sent, last: a.acked };
+      s.first = Math.min(s.first, a.sent);
+      s.last = Math.max(s.last, a.acked);
+      spans.set(a.member, s);
+    }
+    let worst = 0;
+    const list = [...spans.values()];
+    for (let i = 0; i < list.length; i++) {
+      for (let j = i + 1; j < list.length; j++) {
+        worst = Math.max(worst, Math.min(list[i].last, list[j].last) - Math.max(list[i].first, list[j].first));
+      }
+    }
+    return worst;
+  }
+}
+
+/** Progress on stderr, for a test that stalls. */
+export function stepper(file: string): (msg: string) => void {
+  return (msg) => process.stderr.write(`[${file} ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
+}
+
+/** Questions to the members of one test cluster. */
+export class MemberOps {
+  constructor(
+    private readonly members: Member[],
+    private readonly net: () => Network,
+  ) {}
+
+  /** The promoter's status on `c`. */
+  async status(c: Cluster): Promise<any> {
+    return (await c.query(`SELECT status FROM tsworker.workers WHERE name = 'promoter'`))[0]?.status;
+  }
+
+  /** The member that leads and accepts writes, once exactly one does. */
+  async leader(timeoutMs = 30_000): Promise<Member> {
+    return waitFor(
+      async () => {
+        const writable: Member[] = [];
+        for (const m of this.members) {
+          if (!m.c.isRunning()) continue;
+          const r = await m.c.queryText(`SELECT NOT pg_is_in_recovery() AND current_setting('tsworker.fenced') = 'off'`).catch(() => 'f');
+          if (r === 't') writable.push(m);
+        }
+        assert.ok(writable.length <= 1, `two writable members: ${writable.map((m) => m.c.name).join(', ')}`);
+        return writable[0];
+      },
+      { timeoutMs, intervalMs: 50, what: 'a writable leader' },
+    );
+  }
+
+  /** Wait until `m` streams from `lead` on lead's timeline. */
+  async streamsFrom(m: Member, lead: Member, timeoutMs = 30_000): Promise<void> {
+    const tl = (await lead.c.queryText('SELECT pg_walfile_name(pg_current_wal_lsn())')).slice(0, 8);
+    await m.c.pollQueryUntil(
+      `SELECT status = 'streaming' AND received_tli = ${parseInt(tl, 16)} AND sender_port = ${lead.c.port} FROM pg_stat_wal_receiver`,
+      't',
+      { timeoutMs },
+    );
+  }
+
+  /** HTTP status codes (and bodies) of `method path` on each member's health endpoints, asked from host h (as HAProxy would). */
+  async healthFull(method: string, pathname: string): Promise<Record<string, { code: number; body: string }>> {
+    const script = `
+      const http = require('http');
+      const targets = JSON.parse(process.argv[1]);
+      Promise.all(targets.map((t) => new Promise((resolve) => {
+        const req = http.request({ host: t.ip, port: 8008, path: t.path, method: t.method, timeout: 3000 }, (res) => {
+          let body = ''; res.on('data', (d) => { body += d; }); res.on('end', () => resolve({ code: res.statusCode, body }));
+        });
+        req.on('error', () => resolve({ code: 0, body: '' }));
+        req.on('timeout', () => { req.destroy(); resolve({ code: 0, body: '' }); });
+        req.end();
+      }))).then((codes) => process.stdout.write(JSON.stringify(codes)));`;
+    const targets = this.members.map((m) => ({ ip: this.net().ip(m.host), path: pathname, method }));
+    const res = await this.net().exec('h', [process.execPath, '-e', script, JSON.stringify(targets)], { env: { PATH: process.env.PATH } });
+    const codes = JSON.parse(res.stdout) as { code: number; body: string }[];
+    return Object.fromEntries(this.members.map((m, i) => [m.c.name, codes[i]]));
+  }
+
+  /** HTTP status codes of `method path` on each member's health endpoints. */
+  async health(method: string, pathname: string): Promise<Record<string, number>> {
+    const full = await this.healthFull(method, pathname);
+    return Object.fromEntries(Object.entries(full).map(([k, v]) => [k, v.code]));
+  }
+}
+
+/**
+ * Create member a (it initializes the cluster in etcd and leads; the
+ * extension and the probe table are created there) and standbys b and c
+ * of it, each in its namespace and configured by `configure` before it starts.
+ */
+export async function startMembers(net: Network, configure: (c: Cluster, host: string) => void | Promise<void>): Promise<Member[]> {
+  const members: Member[] = [];
+  const a = await Cluster.create('a', { allowStreaming: true, netns: net.host('a'), start: false });
+  await configure(a, 'a');
+  await a.start();
+  members.push({ host: 'a', c: a });
+  await a.pollQueryUntil(`SELECT current_setting('tsworker.fenced')`, 'off', { timeoutMs: 30_000 });
+  await a.query('CREATE EXTENSION pg_tsworker; CREATE TABLE probe(id bigserial PRIMARY KEY, member text, at timestamptz DEFAULT clock_timestamp())');
+  for (const host of ['b', 'c']) {
+    const s = await Cluster.createStandby(a, host, { netns: net.host(host), start: false });
+    await configure(s, host);
+    await s.start();
+    members.push({ host, c: s });
+  }
+  return members;
+}

@@ -1,0 +1,300 @@
+/**
+ * [switchover] Planned operations of cluster mode on real servers and a
+ * real etcd (members a, b, c and etcd e in network namespaces, h for the
+ * health endpoints): tsworker.switchover() round-robin under a write load
+ * (every acknowledged write on the final primary, every member streaming
+ * from it, the write pause measured), refusals, maintenance mode
+ * (tsworker.pause(): a SIGKILLed primary is not failed over until
+ * tsworker.resume()), tsworker.failover() with and without force, and
+ * `pg_tsworker_ctl rejoin` on a diverged former primary, a healthy standby
+ * and the leader. The old leader of a switchover shuts itself down; the
+ * test then does what systemd would (ExecStartPre= rejoin, start).
+ *
+ * SWITCHOVER_TRIALS sets the number of switchovers (default 5, to keep the
+ * file near 4 minutes on 2 shared cores; SWITCHOVER_TRIALS=10 is the
+ * issue's full run, and bench/switchover measures the pause).
+ */
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { MemberOps, Writers, startMembers, stepper, type Member } from './cluster-helpers';
+import { Cluster, PG_BIN, waitFor } from './harness/cluster';
+import { Etcd } from './harness/etcd';
+import { Network } from './harness/netns';
+import { logLines } from './helpers';
+
+const TRIALS = Number(process.env.SWITCHOVER_TRIALS) || 5;
+const step = stepper('switchover.test');
+const root = process.getuid?.() === 0;
+
+describe('switchover, pause, manual failover, rejoin: 3 members and etcd in network namespaces', { skip: root ? false : 'needs root' }, () => {
+  let net: Network;
+  let etcd: Etcd;
+  const members: Member[] = [];
+  const ops = new MemberOps(members, () => net);
+  const byName = (n: string) => members.find((m) => m.c.name === n)!;
+
+  const conf = (host: string, port: number) => ({
+    shared_preload_libraries: 'pg_tsworker',
+    'tsworker.workers': 'promoter',
+    'tsworker_promoter.etcd_hosts': etcd.url,
+    'tsworker_promoter.scope': 'so',
+    'tsworker_promoter.name': host,
+    'tsworker_promoter.restapi_listen': `${net.ip(host)}:8008`,
+    'tsworker_promoter.conninfo': `host=${net.ip(host)} port=${port} user=postgres`,
+    wal_log_hints: 'on',
+    wal_receiver_timeout: '2s',
+    wal_sender_timeout: '2s',
+    wal_retrieve_retry_interval: '200ms',
+  });
+
+  /** `pg_tsworker_ctl rejoin` as systemd's ExecStartPre= would run it (as postgres, in the member's namespace). */
+  async function ctlRejoin(m: Member): Promise<string> {
+    const r = await net.exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 120_000 });
+    return r.stdout.trim();
+  }
+
+  /** What systemd does for a stopped member (Restart=always): rejoin, then start; waits until it streams from `lead`. */
+  async function restartAsService(m: Member, lead: Member): Promise<string> {
+    await waitFor(() => !m.c.isRunning(), { timeoutMs: 30_000, what: `${m.c.name} to stop` });
+    const said = await ctlRejoin(m);
+    await m.c.start();
+    await ops.streamsFrom(m, lead);
+    return said;
+  }
+
+  async function sqlError(c: Cluster, sql: string, params: unknown[] = []): Promise<{ code: string; message: string; detail?: string; hint?: string }> {
+    try {
+      await c.query(sql, params);
+    } catch (e) {
+      return e as { code: string; message: string };
+    }
+    throw new Error(`${sql} did not fail`);
+  }
+
+  before(async () => {
+    net = await Network.create(['a', 'b', 'c', 'e', 'h']);
+    etcd = await Etcd.start('so', { netns: net.host('e') });
+    members.push(...(await startMembers(net, (c, host) => c.appendConf(conf(host, c.port)))));
+    for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
+  });
+
+  after(async () => {
+    for (const m of members) await m.c.cleanup().catch(() => undefined);
+    await etcd?.cleanup();
+    await net?.destroy();
+  });
+
+  test(`${TRIALS} switchovers round-robin under a write load: every acknowledged write on the final primary, all members stream from it`, async (t) => {
+    const writers = new Writers(members);
+    const pauses: number[] = [];
+    const reported: number[] = [];
+    const t0 = Date.now();
+    for (let trial = 1; trial <= TRIALS; trial++) {
+      const old = await ops.leader();
+      for (const m of members) if (m !== old) await ops.streamsFrom(m, old);
+      const order = ['a', 'b', 'c'];
+      const target = byName(order[(order.indexOf(old.c.name) + 1) % 3]);
+      // asked on the candidate, the third member and the leader in turn
+      const caller = members[(members.indexOf(old) + trial) % 3];
+      await new Promise((r) => setTimeout(r, 300));
+      const off = new Map(members.map((m) => [m.c.name, m.c.logOffset()]));
+      const started = Date.now();
+      step(`trial ${trial}: switchover ${old.c.name} -> ${target.c.name}, asked on ${caller.c.name}`);
+      const res = (await caller.c.query<{ r: any }>(`SELECT tsworker.switchover($1) AS r`, [target.c.name]))[0].r;
+      const took = Date.now() - started;
+      assert.equal(res.from, old.c.name);
+      assert.equal(res.to, target.c.name);
+      // asked on the leader, it answers once the candidate holds the key and every commit (the leader then shuts down)
+      assert.equal(res.state, caller === old ? 'handed_over' : 'done');
+      assert.equal((await ops.leader()).c.name, target.c.name);
+      // the write pause seen by clients: last write acknowledged by the old leader, first by the new one
+      const lastOld = Math.max(...writers.acks.filter((a) => a.member === old.c.name && a.acked >= started - 5000).map((a) => a.acked));
+      await waitFor(() => writers.acks.some((a) => a.member === target.c.name && a.sent >= started), { timeoutMs: 10_000, what: 'a write on the new leader' });
+      const firstNew = Math.min(...writers.acks.filter((a) => a.member === target.c.name && a.sent >= started).map((a) => a.acked));
+      pauses.push(firstNew - lastOld);
+      assert.equal(writers.overlapMs(started - 2000, firstNew + 500), 0, 'no moment with two members accepting writes');
+      if (res.write_pause_ms !== null) reported.push(res.write_pause_ms);
+      t.diagnostic(`trial ${trial}: ${old.c.name} -> ${target.c.name} in ${took} ms; write pause ${firstNew - lastOld} ms (clients), ${res.write_pause_ms} ms (fence to done); final LSN ${res.final_lsn}, timeline ${res.timeline}`);
+      assert.equal(logLines(target.c, /tsworker "promoter": switchover_done: /, off.get(target.c.name)).length, 1);
+      assert.equal(logLines(old.c, /tsworker "promoter": switchover_handed_over: /, off.get(old.c.name)).length, 1);
+      // the old leader shut itself down; its service manager starts it again
+      const said = await restartAsService(old, target);
+      t.diagnostic(`trial ${trial}: ${said}`);
+      assert.match(said, /: (standby|none): /, 'the old leader follows without pg_rewind');
+      assert.match(old.c.readLog(off.get(old.c.name)), /cluster member "\w" (starts as a standby|does not lead, so it starts as a standby)/);
+    }
+    const final = await ops.leader();
+    for (const m of members) if (m !== final) await ops.streamsFrom(m, final);
+    await new Promise((r) => setTimeout(r, 300));
+    await writers.stop();
+    const acked = writers.acks.filter((a) => a.sent >= t0);
+    const rows = await final.c.query<{ id: string; member: string }>('SELECT id, member FROM probe WHERE id = ANY($1::bigint[])', [acked.map((a) => a.id)]);
+    const there = new Map(rows.map((r) => [Number(r.id), r.member]));
+    const lost = acked.filter((a) => there.get(a.id) !== a.member);
+    const sorted = [...pauses].sort((x, y) => x - y);
+    t.diagnostic(
+      `${TRIALS} switchovers: ${acked.length} acknowledged writes, ${lost.length} missing on the final primary ${final.c.name}; ` +
+        `write pause median ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted[sorted.length - 1]} ms (reported: ${reported.join(', ')} ms)`,
+    );
+    assert.deepEqual(lost, []);
+    const events = await final.c.query<{ kind: string }>(`SELECT kind FROM tsworker.events WHERE kind = 'switchover_done'`);
+    assert.ok(events.length >= 1, 'switchover_done in tsworker.events');
+    const history = await ops.healthFull('GET', '/history');
+    assert.match(history[final.c.name].body, /switchover from member/);
+  });
+
+  test('refused with the reason: unknown member, the leader itself, nofailover, a lagging candidate, no eligible member', async () => {
+    const lead = await ops.leader();
+    const [s1, s2] = members.filter((m) => m !== lead);
+    let e = await sqlError(lead.c, `SELECT tsworker.switchover('nobody')`);
+    assert.equal(e.code, '42704');
+    e = await sqlError(lead.c, `SELECT tsworker.switchover($1)`, [lead.c.name]);
+    assert.equal(e.code, '22023');
+    assert.match(e.message, /already leads/);
+    e = await sqlError(lead.c, `SELECT tsworker.switchover($1, timeout => '500ms')`, [s1.c.name]);
+    assert.equal(e.code, '22023');
+    // cancellable: statement_timeout ends the call and kills its child process
+    const session = await s1.c.connect();
+    try {
+      await session.query(`SET statement_timeout = '50ms'`);
+      const t0 = Date.now();
+      await assert.rejects(session.query(`SELECT tsworker.switchover($1)`, [s2.c.name]), (err: { code?: string }) => err.code === '57014');
+      assert.ok(Date.now() - t0 < 5000, 'cancelled at once');
+    } finally {
+      await session.end();
+    }
+    e = await sqlError(lead.c, `SELECT tsworker.failover($1)`, [s1.c.name]);
+    assert.equal(e.code, '55000');
+    assert.match(e.message, /holds the leader key/);
+
+    for (const m of [s1, s2]) {
+      m.c.appendConf({ 'tsworker_promoter.nofailover': 'on' });
+      await m.c.reload();
+    }
+    await waitFor(async () => {
+      const err = await sqlError(lead.c, `SELECT tsworker.switchover()`);
+      return err.code === '55000' && /no member .* is eligible/.test(err.message) ? err : undefined;
+    }, { timeoutMs: 20_000, what: 'the switchover refused for want of an eligible member' });
+    e = await sqlError(s2.c, `SELECT tsworker.switchover($1)`, [s1.c.name]);
+    assert.equal(e.code, '55000');
+    assert.match(e.message, /nofailover/);
+    for (const m of [s1, s2]) {
+      m.c.appendConf({ 'tsworker_promoter.nofailover': 'off' });
+      await m.c.reload();
+    }
+
+    // s1 cut off from the leader only: it lags once the leader writes more than maximum_lag_on_failover (1 MB)
+    await net.partition([s1.host], [lead.host]);
+    try {
+      await lead.c.query(`INSERT INTO probe(member) SELECT 'bulk' FROM generate_series(1, 40000)`);
+      e = await waitFor(async () => {
+        const err = await sqlError(s2.c, `SELECT tsworker.switchover($1)`, [s1.c.name]);
+        return /lags \d+ bytes/.test(err.message) ? err : undefined;
+      }, { timeoutMs: 20_000, what: 'the switchover refused for lag' });
+      assert.equal(e.code, '55000');
+      assert.match(e.message, /maximum_lag_on_failover/);
+    } finally {
+      await net.heal();
+    }
+    await ops.streamsFrom(s1, lead);
+    assert.equal((await ops.leader()).c.name, lead.c.name, 'a refusal changes nothing');
+  });
+
+  test('paused: a SIGKILLed primary is not failed over, status and health endpoints say so; resumed, the normal failover happens', async (t) => {
+    const old = await ops.leader();
+    const standbys = members.filter((m) => m !== old);
+    assert.equal((await old.c.query<{ p: boolean }>('SELECT tsworker.pause() AS p'))[0].p, true);
+    assert.equal((await standbys[0].c.query<{ p: boolean }>('SELECT tsworker.pause() AS p'))[0].p, false, 'already paused');
+    for (const m of members) await waitFor(async () => (await ops.status(m.c))?.paused === true, { timeoutMs: 10_000, what: `${m.c.name} paused` });
+    const health = await ops.healthFull('GET', '/health');
+    for (const m of members) assert.equal(JSON.parse(health[m.c.name].body).pause, true, `${m.c.name}'s /health shows the pause`);
+    const off = new Map(members.map((m) => [m.c.name, m.c.logOffset()]));
+    await old.c.kill9();
+    await new Promise((r) => setTimeout(r, 6000));
+    for (const m of standbys) {
+      assert.equal(await m.c.queryText('SELECT pg_is_in_recovery()'), 't', `${m.c.name} was not promoted while paused`);
+      assert.ok(logLines(m.c, /maintenance mode \(paused\): no automatic failover/, off.get(m.c.name)).length >= 1);
+    }
+    const t0 = Date.now();
+    assert.equal((await standbys[1].c.query<{ p: boolean }>('SELECT tsworker.resume() AS p'))[0].p, true);
+    const lead = await ops.leader();
+    t.diagnostic(`resumed: ${lead.c.name} leads ${Date.now() - t0} ms later`);
+    assert.ok(standbys.includes(lead));
+    for (const m of members) if (m.c.isRunning() && m !== lead) await ops.streamsFrom(m, lead);
+    const said = await restartAsService(old, lead);
+    t.diagnostic(`${old.c.name}: ${said}`);
+    const events = await lead.c.query<{ kind: string }>(`SELECT kind FROM tsworker.events WHERE kind IN ('paused', 'resumed')`);
+    assert.ok(events.some((e) => e.kind === 'resumed'));
+  });
+
+  test('manual failover: refused with what would be lost, then forced; the diverged standby is rejoined by the CLI', async (t) => {
+    const old = await ops.leader();
+    const [ahead, behind] = members.filter((m) => m !== old);
+    await old.c.query('SELECT tsworker.pause()');
+    try {
+      await manualFailover(t, old, ahead, behind);
+    } finally {
+      await ops.leader().then((l) => l.c.query('SELECT tsworker.resume()')).catch(() => undefined);
+    }
+  });
+
+  async function manualFailover(t: { diagnostic: (s: string) => void }, old: Member, ahead: Member, behind: Member): Promise<void> {
+    // `behind` stops receiving; `ahead` receives more
+    await net.partition([behind.host], [old.host]);
+    await old.c.query(`INSERT INTO probe(member) SELECT 'more' FROM generate_series(1, 2000)`);
+    const aheadOff = ahead.c.logOffset();
+    await waitFor(async () => (await old.c.queryText(`SELECT flush_lsn >= pg_current_wal_flush_lsn() FROM pg_stat_replication WHERE application_name = '${ahead.c.name}'`)) === 't' || undefined, { timeoutMs: 10_000, what: `${ahead.c.name} to catch up` });
+    await old.c.kill9();
+    await net.heal();
+    await waitFor(async () => (await ahead.c.queryText(`SELECT count(*) FROM tsworker.stat_workers WHERE status->>'leader' IS NULL`)) === '1' || undefined, { timeoutMs: 10_000, what: 'the leader key gone' });
+    const e = await sqlError(ahead.c, `SELECT tsworker.failover($1)`, [behind.c.name]);
+    t.diagnostic(`refused: ${e.message} / ${e.detail} / ${e.hint}`);
+    assert.equal(e.code, '55000');
+    assert.match(e.message, new RegExp(`member "${ahead.c.name}" holds \\d+ bytes of WAL more than "${behind.c.name}"`));
+    assert.match(e.hint ?? '', /force => true/);
+    const res = (await ahead.c.query<{ r: any }>(`SELECT tsworker.failover($1, force => true) AS r`, [behind.c.name]))[0].r;
+    t.diagnostic(`forced: ${JSON.stringify(res)}`);
+    assert.equal(res.to, behind.c.name);
+    assert.ok(res.lost_bytes > 0);
+    assert.equal((await ops.leader()).c.name, behind.c.name);
+    // the more advanced standby diverged: it says so, and the CLI rewinds it
+    await ahead.c.waitForLog(/tsworker "promoter": needs_rewind: /, aheadOff, 30_000);
+    await ahead.c.stop('fast');
+    const said = await restartAsService(ahead, behind);
+    t.diagnostic(`${ahead.c.name}: ${said}`);
+    assert.match(said, /: rewind: pg_rewind from/);
+    t.diagnostic(`${old.c.name}: ${await restartAsService(old, behind)}`);
+  }
+
+  test('rejoin CLI: rewinds a former primary that accepted writes after it was cut off; a no-op on a healthy standby and on the leader', async (t) => {
+    const old = await ops.leader();
+    const standby = members.find((m) => m !== old)!;
+    assert.match(await ctlRejoin(old), /: none: this member leads/);
+    await standby.c.stop('fast');
+    assert.match(await ctlRejoin(standby), /: none: a standby/);
+    await standby.c.start();
+    await ops.streamsFrom(standby, old);
+    // its promoter is back in the cluster (a member unknown to etcd takes no part in the election)
+    await waitFor(async () => (await ops.status(standby.c))?.leader === old.c.name || undefined, { timeoutMs: 30_000, what: `${standby.c.name}'s promoter to see the leader` });
+
+    const writers = new Writers([old]);
+    await new Promise((r) => setTimeout(r, 300));
+    const cut = Date.now();
+    await net.isolate(old.host);
+    const lead = await waitFor(async () => {
+      for (const m of members) if (m !== old && (await m.c.queryText(`SELECT NOT pg_is_in_recovery() AND current_setting('tsworker.fenced') = 'off'`).catch(() => 'f')) === 't') return m;
+      return undefined;
+    }, { timeoutMs: 30_000, intervalMs: 50, what: 'a new leader' });
+    await writers.stop();
+    const afterCut = writers.acks.filter((a) => a.sent >= cut + 100).length;
+    t.diagnostic(`${old.c.name} acknowledged ${afterCut} writes after it was cut off (asynchronous mode: they are on no other member)`);
+    await net.heal();
+    await old.c.stop('fast');
+    const said = await restartAsService(old, lead);
+    t.diagnostic(`${old.c.name}: ${said}`);
+    assert.match(said, /: (rewind|standby): /);
+    for (const m of members) if (m !== lead) await ops.streamsFrom(m, lead);
+  });
+});
