@@ -30,12 +30,12 @@ describe('walarchive: disk full', { skip: process.getuid?.() !== 0 ? 'mounting a
       clusters,
     );
     await host.pollQueryUntil(`SELECT status->>'state' FROM tsworker.workers WHERE name = 'walarchive'`, 'streaming');
-    // move the archive onto an 8 MB tmpfs, owned by the server's OS user
+    // move the archive onto a 32 MB tmpfs, owned by the server's OS user
     await host.stop();
     const st = fs.statSync(dir);
     fs.rmSync(dir, { recursive: true });
     fs.mkdirSync(dir);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=8m,uid=${st.uid},gid=${st.gid},mode=0700`, 'tmpfs', dir]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=32m,uid=${st.uid},gid=${st.gid},mode=0700`, 'tmpfs', dir]);
     mounted = dir;
     await host.start();
     await host.pollQueryUntil(`SELECT status->>'state' FROM tsworker.workers WHERE name = 'walarchive'`, 'streaming');

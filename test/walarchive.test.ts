@@ -174,7 +174,7 @@ describe('walarchive: clear errors from the source, never a silent loop', () => 
     await expectError('wa_alien', /the source's system identifier \d+ is not the archive's \d+/, /another cluster/);
     // a directory that does not exist
     await launch('wa_nodir', { directory: path.join(host.baseDir, 'missing'), slot: '', create_slot: 'off' });
-    await expectError('wa_nodir', /could not access the archive directory/, /Create it/);
+    await expectError('wa_nodir', /could not access the archive directory/, /create it/i);
     // an idle source sends nothing while the worker's status updates keep coming: the worker asks for a
     // reply at half receive_timeout, and the stream is not given up
     await launch('wa_idle', { directory: archiveDir(host, 'idle'), source_conninfo: other.connectionString(), slot: '', create_slot: 'off', receive_timeout: '2s', status_interval: '500ms' });
