@@ -103,6 +103,17 @@ describe('runtime', () => {
     assert.equal(await c.queryOne(`SELECT setting FROM pg_settings WHERE name = 'tsworker_sample.naptime'`), '120');
   });
 
+  test('a string setting reloaded to an empty string reads empty, as SHOW prints it (not the previous value)', async () => {
+    await c.pollQueryUntil(`SELECT count(*) > 0 FROM sample_heartbeat`);
+    c.appendConf({ 'tsworker_sample.label': 'before-empty' });
+    await c.reload();
+    await c.pollQueryUntil(`SELECT count(*) > 0 FROM sample_reloads WHERE label = 'before-empty'`);
+    c.appendConf({ 'tsworker_sample.label': '' });
+    await c.reload();
+    await c.pollQueryUntil(`SELECT count(*) > 0 FROM sample_reloads WHERE label = ''`);
+    assert.equal(await c.queryOne(`SELECT setting FROM pg_settings WHERE name = 'tsworker_sample.label'`), '');
+  });
+
   test('SQL errors in transactions become PgErrors, roll back, and leave no leaks', async () => {
     await c.pollQueryUntil(`SELECT count(*) > 0 FROM txn_report WHERE step = 'done'`);
     const rows = await c.query('SELECT step, ok, detail FROM txn_report');

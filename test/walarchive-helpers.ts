@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 
-import { PG_BIN, PG_OS_USER, waitFor, type Cluster } from './harness/cluster';
+import { Cluster, PG_BIN, PG_OS_USER, waitFor } from './harness/cluster';
 
 const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
@@ -165,3 +165,53 @@ export async function synchronousTrial(src: Cluster, dir: string, killAfterMs: n
   return acked.length;
 }
 
+
+/** A source server for the walarchive tests: streaming allowed, 1 MB WAL segments. Pushed on `clusters` for cleanup. */
+export async function archiveSource(name: string, clusters: Cluster[], conf: Record<string, string | number> = {}): Promise<Cluster> {
+  const c = await Cluster.create(name, { allowStreaming: true, initdbArgs: ['--wal-segsize=1'], conf: { max_wal_size: '64MB', ...conf } });
+  clusters.push(c);
+  return c;
+}
+
+/** A server running the walarchive worker (from postgresql.conf) against `src`, archiving into a new directory. */
+export async function archiveHost(
+  name: string,
+  src: Cluster,
+  settings: Record<string, string | number>,
+  clusters: Cluster[],
+): Promise<{ host: Cluster; dir: string }> {
+  const host = await Cluster.create(name, { start: false });
+  clusters.push(host);
+  const dir = archiveDir(host, 'archive');
+  host.appendConf({
+    shared_preload_libraries: 'pg_tsworker',
+    'tsworker.workers': 'walarchive',
+    'tsworker_walarchive.source_conninfo': src.connectionString(),
+    'tsworker_walarchive.directory': dir,
+    'tsworker_walarchive.status_interval': '1s',
+    ...settings,
+  });
+  await host.start();
+  await host.query('CREATE EXTENSION pg_tsworker');
+  return { host, dir };
+}
+
+/** Run pgbench against `c` as the server's OS user. */
+export async function pgbench(c: Cluster, args: string[]): Promise<void> {
+  await pgProgram('pgbench', ['-h', c.host, '-p', String(c.port), '-U', 'postgres', ...args, 'postgres'], { timeoutMs: 300_000 });
+}
+
+/** Switch WAL on `c`; returns the name of the segment the switch completed. */
+export async function switchWal(c: Cluster): Promise<string> {
+  const name = await c.queryText(`SELECT pg_walfile_name(pg_current_wal_lsn())`);
+  await c.query('SELECT pg_switch_wal()');
+  return name;
+}
+
+/** Wait until a completed segment named `name` (or a compressed form) is in `dir`. */
+export async function segmentArchived(dir: string, name: string, timeoutMs = 60_000): Promise<void> {
+  await waitFor(() => fs.existsSync(path.join(dir, name)) || fs.existsSync(path.join(dir, `${name}.gz`)) || fs.existsSync(path.join(dir, `${name}.lz4`)), {
+    timeoutMs,
+    what: `${name} in ${dir}`,
+  });
+}

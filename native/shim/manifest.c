@@ -142,6 +142,7 @@ static void
 tsw_read_setting(JsonbContainer *object, TswSettingDecl *s)
 {
 	char	   *context;
+	char	   *superuser_only;
 
 	s->name = tsw_json_field(object, "name");
 	s->type = tsw_json_field(object, "type");
@@ -157,6 +158,8 @@ tsw_read_setting(JsonbContainer *object, TswSettingDecl *s)
 		s->description = "";
 	context = tsw_json_field(object, "context");
 	s->postmaster = context != NULL && strcmp(context, "postmaster") == 0;
+	superuser_only = tsw_json_field(object, "superuser_only");
+	s->superuser_only = superuser_only != NULL && strcmp(superuser_only, "on") == 0;
 }
 
 /* The value of `key` in `object`, or NULL when absent. */

@@ -23,6 +23,7 @@ typedef struct TswSettingDecl
 	int			nvalues;
 	char	   *description;
 	bool		postmaster;		/* context 'postmaster' rather than 'sighup' */
+	bool		superuser_only; /* GUC_SUPERUSER_ONLY: may hold a password */
 } TswSettingDecl;
 
 /* What one worker's module declares, or why it could not be read (ManifestWorker). */

@@ -94,6 +94,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 											  psprintf("tsworker_%s.%s", worker, s->name));
 	char	   *desc = MemoryContextStrdup(TopMemoryContext, s->description);
 	int			unit = tsw_unit_flag(s->unit);
+	int			flags = s->superuser_only ? GUC_SUPERUSER_ONLY : 0;
 
 	if (strcmp(s->type, "int") == 0)
 	{
@@ -109,7 +110,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 			return;
 		}
 		DefineCustomIntVariable(gucname, desc, NULL, var, (int) def, (int) min, (int) max,
-								context, unit, NULL, NULL, NULL);
+								context, unit | flags, NULL, NULL, NULL);
 	}
 	else if (strcmp(s->type, "real") == 0)
 	{
@@ -125,14 +126,14 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 			return;
 		}
 		DefineCustomRealVariable(gucname, desc, NULL, var, def, min, max,
-								 context, unit, NULL, NULL, NULL);
+								 context, unit | flags, NULL, NULL, NULL);
 	}
 	else if (strcmp(s->type, "bool") == 0)
 	{
 		bool	   *var = MemoryContextAlloc(TopMemoryContext, sizeof(bool));
 
 		DefineCustomBoolVariable(gucname, desc, NULL, var, strcmp(s->default_value, "on") == 0,
-								 context, 0, NULL, NULL, NULL);
+								 context, flags, NULL, NULL, NULL);
 	}
 	else if (strcmp(s->type, "string") == 0)
 	{
@@ -140,7 +141,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 
 		DefineCustomStringVariable(gucname, desc, NULL, var,
 								   MemoryContextStrdup(TopMemoryContext, s->default_value),
-								   context, 0, NULL, NULL, NULL);
+								   context, flags, NULL, NULL, NULL);
 	}
 	else if (strcmp(s->type, "enum") == 0)
 	{
@@ -166,7 +167,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 			return;
 		}
 		DefineCustomEnumVariable(gucname, desc, NULL, var, def, entries,
-								 context, 0, NULL, NULL, NULL);
+								 context, flags, NULL, NULL, NULL);
 	}
 	else
 		ereport(WARNING,

@@ -33,6 +33,8 @@ export interface ManifestSetting {
   values?: string[];
   description: string;
   context: 'sighup' | 'postmaster';
+  /** Readable by superusers only (GUC_SUPERUSER_ONLY); absent when not. */
+  superuser_only?: boolean;
 }
 
 /** What one worker's module declares, or why it could not be read. */
@@ -63,6 +65,7 @@ function describeSetting(name: string, spec: SettingSpec): ManifestSetting {
     if (spec.unit) out.unit = spec.unit;
   }
   if (spec.type === 'enum') out.values = [...spec.values];
+  if (spec.superuserOnly) out.superuser_only = true;
   return out;
 }
 

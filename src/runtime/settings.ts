@@ -28,6 +28,12 @@ interface BaseSpec {
    * which processes run, such as a number of instances).
    */
   context?: 'sighup' | 'postmaster';
+  /**
+   * Only superusers (and roles with pg_read_all_settings) may read it, as
+   * PostgreSQL's primary_conninfo: for a setting that can hold a password
+   * (a connection string). Default false.
+   */
+  superuserOnly?: boolean;
 }
 
 /** An integer setting. */
@@ -207,6 +213,9 @@ export function validateSpec(name: string, spec: SettingSpec): void {
   }
   if (spec.context !== undefined && spec.context !== 'sighup' && spec.context !== 'postmaster') {
     throw new TypeError(`setting "${name}": context must be 'sighup' or 'postmaster'`);
+  }
+  if (spec.superuserOnly !== undefined && typeof spec.superuserOnly !== 'boolean') {
+    throw new TypeError(`setting "${name}": superuserOnly must be true or false`);
   }
 }
 

@@ -149,7 +149,8 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
       const { value: text, defined } = this.addon.getSetting(guc);
       const fallback = previous ? previous[key as keyof S] : spec.default;
       if (text === null || text === '') {
-        out[key] = previous && text === '' ? fallback : spec.default;
+        // '' is a defined string setting's value (SHOW prints it); for a placeholder it is a removed line
+        out[key] = text === '' && defined && spec.type === 'string' ? '' : spec.default;
         continue;
       }
       try {

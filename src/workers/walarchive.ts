@@ -18,6 +18,7 @@
 import { defineWorker, type Json, type WorkerContext } from '../runtime/index';
 import { uncompressedSegments } from './walarchive/archive-dir';
 import { Compressor } from './walarchive/compress';
+import { DirectoryInUse, lockDirectory, unlockDirectory } from './walarchive/dir-lock';
 import { checkConfig, ConfigError, needsReconnect, settings, type ArchiveConfig, type Settings } from './walarchive/config';
 import { ArchiveError } from './walarchive/diagnose';
 import { describeConninfo } from './promoter/conninfo';
@@ -36,6 +37,8 @@ const PUBLISH_MS = 1000;
 class Archiver {
   private cfg: ArchiveConfig | null = null;
   private receiver: Receiver | null = null;
+  /** What the receiver and compressor were built for: a change of any of it needs new ones. */
+  private built: { directory: string; compression: string; segSize: number } | null = null;
   private compressor: Compressor | null = null;
   private session: Session | null = null;
   private state = 'starting';
@@ -43,13 +46,21 @@ class Archiver {
   private error: { message: string; hint?: string; since: string; attempts: number } | null = null;
   private lastLoggedAt = 0;
   private wake: (() => void) | undefined;
+  /** The archive directory this worker holds the lock of. */
+  private locked: string | null = null;
 
   constructor(private readonly w: Ctx) {}
+
+  /** Whether this server is a standby (primary_conninfo is a source only then). */
+  private inRecovery(): boolean {
+    return this.w.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')[0].r;
+  }
 
   /** Read and check the settings; null (after reporting) when they are wrong. */
   private config(): ArchiveConfig | null {
     try {
-      return checkConfig(this.w.settings, this.w.name, this.w.setting('primary_conninfo'));
+      const primary = this.w.settings.source_conninfo ? null : this.inRecovery() ? this.w.setting('primary_conninfo') : null;
+      return checkConfig(this.w.settings, this.w.name, primary);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       this.fail('configuration error', err.message, err.hint);
@@ -67,7 +78,8 @@ class Archiver {
     if (!same || now - this.lastLoggedAt >= REPEAT_LOG_MS) {
       this.lastLoggedAt = now;
       const again = same ? ` (still failing after ${attempts} attempts since ${this.error.since})` : '';
-      this.w.log.warning(`${state}: ${message}${again}${hint ? `; ${hint}` : ''}`);
+      const h = hint ? `; ${hint[0].toLowerCase()}${hint.slice(1)}` : '';
+      this.w.log.warning(`${state}: ${message}${again}${h}`);
     }
     this.publish();
   }
@@ -106,6 +118,8 @@ class Archiver {
     this.receiver?.configure({ synchronous: after.synchronous, statusInterval: after.statusInterval, receiveTimeout: after.receiveTimeout });
     if (!before || needsReconnect(before, after)) {
       if (before) this.w.log.log('settings changed: connecting again');
+      // a new configuration: its failures are counted afresh
+      this.error = null;
       this.session?.stop();
       this.wake?.();
     }
@@ -123,6 +137,31 @@ class Archiver {
     this.wake?.();
   }
 
+  /**
+   * Hold the lock of `dir` (and only it): false, after reporting, when
+   * another worker writes there.
+   */
+  private lock(dir: string): boolean {
+    if (this.locked === dir) return true;
+    try {
+      lockDirectory(dir, this.w.name);
+    } catch (err) {
+      if (!(err instanceof DirectoryInUse)) throw err;
+      this.fail('configuration error', err.message, 'Give each walarchive worker its own directory (tsworker_walarchive.directory), then reload.');
+      return false;
+    }
+    if (this.locked) unlockDirectory(this.locked);
+    this.locked = dir;
+    return true;
+  }
+
+  /** While following primary_conninfo: end the session once this server is promoted (it is not a standby any more). */
+  private checkPromoted(): void {
+    if (!this.session || !this.cfg || this.w.settings.source_conninfo || this.inRecovery()) return;
+    this.w.log.log('this server was promoted: primary_conninfo is no source any more');
+    this.session.stop();
+  }
+
   /** Wait `ms`, or less if woken; false once shutdown is asked. */
   private async pause(ms: number): Promise<boolean> {
     const woken = new Promise<boolean>((resolve) => {
@@ -133,8 +172,18 @@ class Archiver {
     return r && !this.w.shutdownRequested;
   }
 
+  /**
+   * The receiver (and compressor) for `cfg`'s directory and compression:
+   * the one of the last session when they are the same, else new ones. The
+   * live knobs come from the latest settings (`this.cfg`), so that a reload
+   * made while connecting is not lost.
+   */
   private setup(cfg: ArchiveConfig, segSize: number): Receiver {
-    if (this.receiver && this.cfg?.directory === cfg.directory && this.receiver.segSize === segSize) {
+    const live = this.cfg ?? cfg;
+    const want = { directory: cfg.directory, compression: JSON.stringify(cfg.compression), segSize };
+    const b = this.built;
+    if (this.receiver && b && b.directory === want.directory && b.compression === want.compression && b.segSize === want.segSize) {
+      this.receiver.configure({ synchronous: live.synchronous, statusInterval: live.statusInterval, receiveTimeout: live.receiveTimeout });
       return this.receiver;
     }
     this.compressor = new Compressor(
@@ -150,25 +199,33 @@ class Archiver {
     this.receiver = new Receiver({
       dir: cfg.directory,
       segSize,
-      synchronous: cfg.synchronous,
-      statusInterval: cfg.statusInterval,
-      receiveTimeout: cfg.receiveTimeout,
+      synchronous: live.synchronous,
+      statusInterval: live.statusInterval,
+      receiveTimeout: live.receiveTimeout,
       onSegment: (name, timeline) => {
         this.w.log.debug(`finished segment ${name} (timeline ${timeline})`);
         compressor.add(name);
       },
     });
+    this.built = want;
     return this.receiver;
   }
 
   async run(): Promise<void> {
     let failures = 0;
-    const publisher = setInterval(() => this.publish(), PUBLISH_MS);
+    const publisher = setInterval(() => {
+      try {
+        this.checkPromoted();
+      } catch (err) {
+        this.w.log.warning(`could not check whether this server is still a standby: ${(err as Error).message}`);
+      }
+      this.publish();
+    }, PUBLISH_MS);
     try {
       while (!this.w.shutdownRequested) {
         const cfg = this.config();
-        if (!cfg) {
-          // Wait for a reload (or check again in a while: a directory may appear).
+        if (!cfg || !this.lock(cfg.directory)) {
+          // Wait for a reload (or check again in a while: a directory may appear, or be freed).
           if (!(await this.pause(Math.min(MAX_BACKOFF_MS, 10_000)))) return;
           continue;
         }
@@ -212,6 +269,7 @@ class Archiver {
       }
     } finally {
       clearInterval(publisher);
+      if (this.locked) unlockDirectory(this.locked);
       // Segments still waiting for compression are compressed at the next start.
       this.state = 'stopped';
       this.publish();

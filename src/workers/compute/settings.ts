@@ -31,6 +31,7 @@ export const computeSettings = {
   conninfo: {
     type: 'string',
     default: '',
+    superuserOnly: true,
     description: 'libpq key=value pairs overriding how the worker connects to its own server (default: first Unix socket directory, port, as its own role).',
   },
   monitor_interval: { type: 'int', default: 500, min: 50, max: 60_000, unit: 'ms', description: 'Time between two activity checks.' },

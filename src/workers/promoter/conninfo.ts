@@ -1,10 +1,92 @@
 /**
  * libpq connection strings (`key=value ...`, as in primary_conninfo) to
- * node-postgres client configurations.
+ * node-postgres client configurations. node-postgres parses URIs only
+ * (pg-connection-string): the keyword/value form is parsed here, checked
+ * against libpq's keywords and values as libpq checks them, and each
+ * keyword is either applied or refused when it asks for what node-postgres
+ * cannot do.
  */
-import type { ClientConfig } from 'pg';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 
-/** Parse `key=value` pairs; values may be single-quoted with `\'` and `\\` escapes. */
+import type { ClientConfig } from 'pg';
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const pgpass = require('pgpass/lib/helper.js') as {
+  getFileName(env: Record<string, string | undefined>): string;
+  usePgPass(stats: fs.Stats, file: string): boolean;
+  getPassword(connInfo: Record<string, unknown>, stream: NodeJS.ReadableStream, cb: (pass: string | undefined) => void): void;
+};
+
+const BOOL01 = (v: string): boolean => v === '0' || v === '1';
+const INT = /^\s*\d+\s*$/;
+const oneOf =
+  (...values: string[]) =>
+  (v: string): boolean =>
+    values.includes(v);
+const anything = (): boolean => true;
+const ports = (v: string): boolean => v.split(',').every((p) => p === '' || (/^\d+$/.test(p) && Number(p) >= 1 && Number(p) <= 65535));
+const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
+
+/**
+ * libpq's connection keywords (PostgreSQL 15, PQconndefaults) and what a
+ * value must be. A keyword not listed is refused, as libpq refuses it.
+ * Values node-postgres cannot honour are refused by `unsupported`.
+ */
+const KEYWORDS: Record<string, (v: string) => boolean> = {
+  host: anything,
+  hostaddr: anything,
+  port: ports,
+  dbname: anything,
+  user: anything,
+  password: anything,
+  passfile: anything,
+  channel_binding: oneOf('disable', 'prefer', 'require'),
+  connect_timeout: (v) => INT.test(v),
+  client_encoding: anything,
+  options: anything,
+  application_name: anything,
+  fallback_application_name: anything,
+  keepalives: BOOL01,
+  keepalives_idle: (v) => INT.test(v),
+  keepalives_interval: (v) => INT.test(v),
+  keepalives_count: (v) => INT.test(v),
+  tcp_user_timeout: (v) => INT.test(v),
+  replication: oneOf('true', 'on', 'yes', '1', 'false', 'off', 'no', '0', 'database'),
+  sslmode: oneOf('disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'),
+  sslcompression: BOOL01,
+  sslcert: anything,
+  sslkey: anything,
+  sslpassword: anything,
+  sslrootcert: anything,
+  sslcrl: anything,
+  sslcrldir: anything,
+  sslsni: BOOL01,
+  requirepeer: anything,
+  ssl_min_protocol_version: (v) => v === '' || TLS_VERSIONS.includes(v),
+  ssl_max_protocol_version: (v) => v === '' || TLS_VERSIONS.includes(v),
+  gssencmode: oneOf('disable', 'prefer', 'require'),
+  krbsrvname: anything,
+  gsslib: oneOf('', 'gssapi', 'sspi'),
+  service: anything,
+  target_session_attrs: oneOf('any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'),
+};
+
+/** Why a valid libpq keyword/value cannot be honoured here, or null. */
+function unsupported(key: string, value: string): string | null {
+  if (key === 'service' && value) return 'service files (pg_service.conf) are not read: give the keywords themselves';
+  if (key === 'requirepeer' && value) return 'requirepeer is not supported';
+  if (key === 'gssencmode' && value === 'require') return 'GSSAPI encryption is not supported (gssencmode=require)';
+  if (key === 'sslcrldir' && value) return 'sslcrldir is not supported: use sslcrl';
+  if (key === 'target_session_attrs' && value !== 'any') return 'target_session_attrs other than "any" is not supported';
+  return null;
+}
+
+/**
+ * Parse `key=value` pairs; values may be single-quoted with `\'` and `\\`
+ * escapes. Throws on a keyword libpq does not know, a value libpq would
+ * refuse (port=abc, sslmode=maybe), or one that cannot be honoured.
+ */
 export function parseConninfo(conninfo: string): Record<string, string> {
   const out: Record<string, string> = {};
   let i = 0;
@@ -44,6 +126,11 @@ export function parseConninfo(conninfo: string): Record<string, string> {
       }
     }
     if (!key) throw new Error('conninfo: empty key');
+    const valid = KEYWORDS[key];
+    if (!valid) throw new Error(`invalid connection option "${key}"`);
+    if (!valid(value)) throw new Error(`invalid value for connection option "${key}": "${value}"`);
+    const why = unsupported(key, value);
+    if (why) throw new Error(why);
     out[key] = value;
   }
   return out;
@@ -60,26 +147,94 @@ export function describeConninfo(conninfo: string): string {
   }
 }
 
+/** A file named by a conninfo keyword, read now (a missing file is libpq's error too). */
+function readKeywordFile(key: string, file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new Error(`could not read ${key} "${file}": ${(err as Error).message}`);
+  }
+}
+
 /**
- * A node-postgres configuration for a conninfo. The database defaults to
- * `postgres` (primary_conninfo usually names none); passfile is honoured
- * through PGPASSFILE, as libpq would.
+ * TLS options for node-postgres from libpq's sslmode (default `prefer`,
+ * which node-postgres, unable to fall back, treats as `disable`: see
+ * docs/walarchive.md), sslrootcert (default ~/.postgresql/root.crt when it
+ * exists, as libpq), sslcert/sslkey (client certificate; default
+ * ~/.postgresql/postgresql.crt/.key when they exist), sslpassword,
+ * sslcrl, sslsni and ssl_min/max_protocol_version.
+ */
+function tlsOptions(c: Record<string, string>, host: string): ClientConfig['ssl'] {
+  const mode = c.sslmode || 'prefer';
+  if (mode === 'disable' || mode === 'allow' || mode === 'prefer') return false;
+  const home = path.join(os.homedir(), '.postgresql');
+  const pick = (key: string, fallback: string): Buffer | undefined => {
+    if (c[key]) return readKeywordFile(key, c[key]);
+    const f = path.join(home, fallback);
+    return fs.existsSync(f) ? fs.readFileSync(f) : undefined;
+  };
+  const verify = mode === 'verify-ca' || mode === 'verify-full';
+  const ca = pick('sslrootcert', 'root.crt');
+  if (verify && !ca) throw new Error(`sslmode=${mode} needs a root certificate: set sslrootcert`);
+  const out: Record<string, unknown> = {
+    rejectUnauthorized: verify,
+    ca,
+    cert: pick('sslcert', 'postgresql.crt'),
+    key: pick('sslkey', 'postgresql.key'),
+    passphrase: c.sslpassword || undefined,
+    crl: c.sslcrl ? readKeywordFile('sslcrl', c.sslcrl) : undefined,
+    servername: c.sslsni === '0' || /^[\d.:]+$/.test(host) ? undefined : host,
+    minVersion: c.ssl_min_protocol_version || 'TLSv1.2',
+    maxVersion: c.ssl_max_protocol_version || undefined,
+  };
+  // verify-ca checks the chain, not the name (libpq)
+  if (mode === 'verify-ca') out.checkServerIdentity = () => undefined;
+  return out as ClientConfig['ssl'];
+}
+
+/**
+ * The password of a connection from a password file, read at each
+ * connection as libpq does: the conninfo's passfile, else PGPASSFILE,
+ * else ~/.pgpass (pgpass matches host, port, database and user). Never
+ * through process.env, which would outlive a change of conninfo.
+ */
+function passwordFor(passfile: string | undefined): (params: Record<string, unknown>) => Promise<string | undefined> {
+  return (params) =>
+    new Promise((resolve) => {
+      const file = passfile || pgpass.getFileName({ PGPASSFILE: process.env.PGPASSFILE, HOME: os.homedir() });
+      fs.stat(file, (err, st) => {
+        if (err || !pgpass.usePgPass(st, file)) return resolve(undefined);
+        // node-postgres's connection parameters: host, port, database, user, as pgpass matches them
+        pgpass.getPassword(params, fs.createReadStream(file), resolve);
+      });
+    });
+}
+
+/**
+ * A node-postgres configuration for a conninfo (its first host). The
+ * database defaults to `postgres` (primary_conninfo usually names none);
+ * `applicationName` replaces the conninfo's application_name. Throws as
+ * parseConninfo, and when a file it names cannot be read.
  */
 export function clientConfig(conninfo: string, timeoutMs: number, applicationName: string): ClientConfig {
   const c = parseConninfo(conninfo);
-  if (c.passfile && !process.env.PGPASSFILE) process.env.PGPASSFILE = c.passfile;
-  const sslmode = c.sslmode ?? 'disable';
-  const host = c.hostaddr || c.host || '/var/run/postgresql';
-  return {
-    host: host.split(',')[0],
-    port: c.port ? Number(c.port.split(',')[0]) : 5432,
+  const host = (c.hostaddr || c.host || '/var/run/postgresql').split(',')[0];
+  const cfg: ClientConfig = {
+    host,
+    port: c.port ? Number(c.port.split(',')[0]) || 5432 : 5432,
     user: c.user || undefined,
-    password: c.password || undefined,
     database: c.dbname || 'postgres',
     application_name: applicationName,
     connectionTimeoutMillis: timeoutMs,
     query_timeout: timeoutMs,
-    keepAlive: true,
-    ssl: sslmode === 'require' || sslmode.startsWith('verify') ? { rejectUnauthorized: sslmode !== 'require' } : false,
-  };
+    keepAlive: c.keepalives !== '0',
+    keepAliveInitialDelayMillis: c.keepalives_idle ? Number(c.keepalives_idle) * 1000 : undefined,
+    options: c.options || undefined,
+    client_encoding: c.client_encoding || undefined,
+    enableChannelBinding: c.channel_binding === 'require' ? true : undefined,
+    ssl: tlsOptions(c, host),
+  } as ClientConfig;
+  // node-postgres calls a password function with its connection parameters
+  cfg.password = c.password || (passwordFor(c.passfile) as unknown as () => Promise<string>);
+  return cfg;
 }

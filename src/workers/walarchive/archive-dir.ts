@@ -17,7 +17,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 
-import { fsyncDir, PREP_SUFFIX } from './walfile';
+import { allZeros, fsyncDir, PREP_SUFFIX } from './walfile';
 import { historyName, parseArchiveName, segmentStart, type ArchiveFile, type SegmentId } from './lsn';
 
 /** XLogPageHeaderData: xlp_magic(2) xlp_info(2) xlp_tli(4) xlp_pageaddr(8) xlp_rem_len(4) + padding. */
@@ -92,6 +92,8 @@ export function partialDataEnd(file: string, base: bigint, segSize: number): num
   try {
     const size = fs.fstatSync(fd).size;
     if (size === 0) return 0;
+    // a padding cut short (disk full): no WAL in it, WalFile.open pads it again
+    if (size !== segSize && allZeros(fd, size)) return 0;
     if (size !== segSize) throw new Error(`WAL file "${file}" has ${size} bytes, should be 0 or ${segSize}`);
     fs.fsyncSync(fd);
     const head = Buffer.alloc(40);

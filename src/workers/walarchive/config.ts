@@ -6,13 +6,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { parseConninfo } from '../promoter/conninfo';
+import { clientConfig } from '../promoter/conninfo';
 import { parseCompression, type Compression } from './compress';
 
 export const settings = {
   source_conninfo: {
     type: 'string',
     default: '',
+    superuserOnly: true,
     description: "Connection string of the server to stream WAL from (default: this standby's primary_conninfo); several hosts are tried in order.",
   },
   directory: { type: 'string', default: '', description: 'Absolute path of the archive directory, writable by the server\'s OS user.' },
@@ -69,21 +70,23 @@ export class ConfigError extends Error {
 type Values = { [K in keyof Settings]: Settings[K]['default'] extends number ? number : Settings[K]['default'] extends boolean ? boolean : string };
 
 /**
- * Check the settings. `primaryConninfo` is this server's primary_conninfo,
- * the source when `source_conninfo` is empty. Throws ConfigError.
+ * Check the settings. `primaryConninfo` is this server's primary_conninfo
+ * while it is a standby (null on a primary), the source when
+ * `source_conninfo` is empty. Throws ConfigError.
  */
 export function checkConfig(s: Values, workerName: string, primaryConninfo: string | null): ArchiveConfig {
   const conninfo = s.source_conninfo || primaryConninfo || '';
   if (!conninfo) {
     throw new ConfigError(
-      'no source to stream WAL from: tsworker_walarchive.source_conninfo is empty and this server has no primary_conninfo',
+      'no source to stream WAL from: tsworker_walarchive.source_conninfo is empty and this server is not a standby with a primary_conninfo',
       "Set tsworker_walarchive.source_conninfo to the source's connection string, then reload.",
     );
   }
+  const from = s.source_conninfo ? 'tsworker_walarchive.source_conninfo' : 'primary_conninfo';
   try {
-    parseConninfo(conninfo);
+    clientConfig(conninfo, s.connect_timeout, workerName);
   } catch (err) {
-    throw new ConfigError(`invalid source conninfo: ${(err as Error).message}`);
+    throw new ConfigError(`invalid ${from}: ${(err as Error).message}`, 'Correct it (libpq\'s keywords and values), then reload.');
   }
   const dir = s.directory;
   if (!dir) throw new ConfigError('tsworker_walarchive.directory is not set', 'Set it to an absolute path of a directory the server\'s OS user can write, then reload.');

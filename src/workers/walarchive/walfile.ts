@@ -42,6 +42,18 @@ export function writeDurably(file: string, data: Buffer | string): void {
 
 const ZEROS = Buffer.alloc(1024 * 1024);
 
+/** Whether the first `size` bytes of an open file are all zeros. */
+export function allZeros(fd: number, size: number): boolean {
+  const buf = Buffer.alloc(ZEROS.length);
+  for (let off = 0; off < size; ) {
+    const n = fs.readSync(fd, buf, 0, Math.min(buf.length, size - off), off);
+    if (n === 0) return true;
+    if (!buf.subarray(0, n).equals(ZEROS.subarray(0, n))) return false;
+    off += n;
+  }
+  return true;
+}
+
 /** Suffix of a segment file made ahead of use (zero-filled, fsynced). */
 export const PREP_SUFFIX = '.partial.prep';
 
@@ -106,12 +118,19 @@ export class WalFile {
       fsyncDir(dir);
     }
     const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+    let padding = false;
     try {
-      const size = fs.fstatSync(fd).size;
+      let size = fs.fstatSync(fd).size;
+      if (size !== 0 && size !== segSize && allZeros(fd, size)) {
+        // a padding cut short (disk full) by an older version: no WAL in it
+        fs.ftruncateSync(fd, 0);
+        size = 0;
+      }
       if (size !== 0 && size !== segSize) {
         throw new Error(`WAL file "${file}" has ${size} bytes, should be 0 or ${segSize}`);
       }
       if (size === 0) {
+        padding = true;
         for (let off = 0; off < segSize; off += ZEROS.length) {
           fs.writeSync(fd, ZEROS, 0, Math.min(ZEROS.length, segSize - off), off);
         }
@@ -120,6 +139,9 @@ export class WalFile {
       }
     } catch (err) {
       fs.closeSync(fd);
+      // A file being padded holds no WAL yet: remove it, or the next attempt
+      // (once space is freed) would find a segment of the wrong size.
+      if (padding) fs.rmSync(file, { force: true });
       throw err;
     }
     return new WalFile(dir, timeline, segno, segSize, fd);
