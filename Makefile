@@ -28,10 +28,11 @@ EXTENSION = pg_tsworker
 DATA = sql/pg_tsworker--0.1.sql sql/pg_tsworker--0.1--0.2.sql sql/pg_tsworker--0.2.sql
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
 EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build \
-	native/shim/module_kinds.h
+	native/shim/module_kinds.h native/.pg_config_stamp
 
 # A call to an undeclared function would return a truncated int: refuse it.
-PG_CFLAGS = -Werror=implicit-function-declaration -Werror=int-conversion
+PG_CFLAGS = -Werror=implicit-function-declaration -Werror=int-conversion \
+	-Werror=incompatible-pointer-types
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
@@ -47,6 +48,15 @@ NODE_BIN = node_modules/.bin
 
 NODE_EXE = pg_tsworker_node
 
+# Which PostgreSQL the objects were compiled against: switching PG_CONFIG
+# (15 -> 17, say) rewrites this file, and everything compiled against the
+# server's headers is rebuilt instead of loading a module built for another
+# major version (the server would refuse it, or worse, not).
+PG_STAMP = native/.pg_config_stamp
+PG_STAMP_TEXT := $(shell $(PG_CONFIG) --version) $(shell $(PG_CONFIG) --includedir-server)
+$(shell [ "$$(cat $(PG_STAMP) 2>/dev/null)" = "$(PG_STAMP_TEXT)" ] || echo "$(PG_STAMP_TEXT)" > $(PG_STAMP))
+$(OBJS) $(HOST_OBJS) $(ADDON): $(PG_STAMP)
+
 all: $(HOST_SO) $(NODE_EXE) $(ADDON) dist/.built
 
 native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
@@ -55,7 +65,8 @@ native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
 $(NODE_EXE): native/host/node_main.o
 	$(CXX) -o $@ $< $(LIBNODE_SO) -Wl,-rpath,'$$ORIGIN' -Wl,--as-needed
 
-native/host/host_pg.o native/host/host_exit.o: native/host/host_pg.h native/host/host_exit.h native/shim/pg_tsworker.h
+native/host/host_pg.o native/host/host_exit.o: native/host/host_pg.h native/host/host_exit.h native/shim/pg_tsworker.h \
+	native/shim/compat.h
 $(OBJS): native/shim/manifest.h native/shim/pg_tsworker.h native/shim/slot.h native/shim/slots.h native/shim/compat.h
 native/shim/worker_list.o: native/shim/module_kinds.h
 

@@ -36,6 +36,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "../shim/compat.h"
 #include "../shim/pg_tsworker.h"
 #include "host_exit.h"
 #include "host_pg.h"
@@ -247,7 +248,7 @@ tsw_host_wait(int uv_fd, int timeout_ms)
 			if (tsw_wait_set != NULL)
 				FreeWaitEventSet(tsw_wait_set);
 			tsw_wait_set = NULL;
-			tsw_wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+			tsw_wait_set = tsw_create_wait_event_set(3);
 			AddWaitEventToSet(tsw_wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 			AddWaitEventToSet(tsw_wait_set, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
 			AddWaitEventToSet(tsw_wait_set, WL_SOCKET_READABLE, uv_fd, NULL, NULL);

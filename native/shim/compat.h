@@ -16,11 +16,24 @@
 #ifndef TSW_COMPAT_H
 #define TSW_COMPAT_H
 
+#include "miscadmin.h"
+#include "postmaster/autovacuum.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/bgworker_internals.h"
+#include "storage/latch.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/memutils.h"
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_database.h"
+#endif
+
+/*
+ * A function that does not return: 18 has the prefix pg_noreturn (C11
+ * _Noreturn) instead of the postfix pg_attribute_noreturn().
+ */
+#ifndef pg_noreturn
+#define pg_noreturn __attribute__((noreturn))
 #endif
 
 struct BackgroundWorkerHandle
@@ -46,5 +59,44 @@ struct BackgroundWorkerHandle
 #define tsw_database_aclcheck(dboid, role, mode) \
 	pg_database_aclcheck((dboid), (role), (mode))
 #endif
+
+/* Is this process an autovacuum worker (IsAutoVacuumWorkerProcess before 17)? */
+#if PG_VERSION_NUM >= 170000
+#define tsw_am_autovacuum_worker()	AmAutoVacuumWorkerProcess()
+#else
+#define tsw_am_autovacuum_worker()	IsAutoVacuumWorkerProcess()
+#endif
+
+/*
+ * A WaitEventSet that lives as long as the process: 17 takes a ResourceOwner
+ * (NULL: none, allocated in TopMemoryContext), before 17 a memory context.
+ */
+#if PG_VERSION_NUM >= 170000
+#define tsw_create_wait_event_set(nevents)	CreateWaitEventSet(NULL, (nevents))
+#else
+#define tsw_create_wait_event_set(nevents)	CreateWaitEventSet(TopMemoryContext, (nevents))
+#endif
+
+/*
+ * How many background workers are registered so far (in _PG_init, before
+ * ours): BackgroundWorkerList became a dlist in 18.
+ */
+static inline int
+tsw_registered_bgworker_count(void)
+{
+	int			n = 0;
+#if PG_VERSION_NUM >= 180000
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &BackgroundWorkerList)
+		n++;
+#else
+	slist_iter	iter;
+
+	slist_foreach(iter, &BackgroundWorkerList)
+		n++;
+#endif
+	return n;
+}
 
 #endif							/* TSW_COMPAT_H */
