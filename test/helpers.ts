@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import type { Cluster } from './harness/cluster';
+import { pgMajor } from './harness/pg-config';
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 
@@ -24,6 +25,22 @@ export function installFixtures(cluster: Cluster, set = 'workers'): string {
   chmod(dest);
   return dest;
 }
+
+/**
+ * Whether the server has custom wait events (`WaitEventExtensionNew`,
+ * PostgreSQL 17 and later). With them, a worker waiting in its event loop
+ * shows its own name as `pg_stat_activity.wait_event`; before 17 every
+ * worker shows `Extension` (PG_WAIT_EXTENSION), the documented fallback.
+ */
+export const CUSTOM_WAIT_EVENTS: boolean = pgMajor() >= 17;
+
+/** The `wait_event` of worker `name` while it waits in its event loop (type `Extension`). */
+export function idleWaitEvent(name: string): string {
+  return CUSTOM_WAIT_EVENTS ? name : 'Extension';
+}
+
+/** {@link idleWaitEvent} as SQL over a pg_stat_activity row (a bgworker's backend_type is its name). */
+export const IDLE_WAIT_EVENT_SQL: string = CUSTOM_WAIT_EVENTS ? 'backend_type' : `'Extension'`;
 
 /** Lines of the server log, from `offset`, matching `re`. */
 export function logLines(cluster: Cluster, re: RegExp, offset = 0): string[] {

@@ -47,6 +47,7 @@ PGDLLEXPORT void pg_tsworker_host_main(Datum main_arg);
 
 static char tsw_host_name[TSW_NAME_MAXLEN + 1] = "?";
 static WaitEventSet *tsw_wait_set = NULL;
+static uint32 tsw_wait_event_info = PG_WAIT_EXTENSION;
 static int	tsw_wait_set_fd = -1;
 static pthread_t tsw_main_thread;
 
@@ -57,6 +58,7 @@ static void tsw_host_sigterm(SIGNAL_ARGS);
 static void tsw_host_fill_info(TswHostInfo *info);
 static void tsw_host_log_caught(const char *what, MemoryContext oldcontext);
 static void tsw_host_limit_memory(void);
+static void tsw_host_set_wait_event(void);
 
 void
 pg_tsworker_host_main(Datum main_arg)
@@ -106,6 +108,7 @@ pg_tsworker_host_main(Datum main_arg)
 	SetConfigOption("application_name", tsw_host_name, PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname(tsw_host_name);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	tsw_host_set_wait_event();
 
 	/*
 	 * Start with a clear latch: PostgreSQL sets it while the process starts,
@@ -217,6 +220,36 @@ tsw_host_fill_info(TswHostInfo *info)
 	info->max_memory_mb = tsw_max_memory_mb;
 }
 
+/*
+ * The wait event of the event loop: the worker's own name where the server
+ * has custom wait events (17+), else "Extension" (compat.h says when and
+ * why).  A failure leaves "Extension" and is logged: it never stops the
+ * worker.
+ */
+static void
+tsw_host_set_wait_event(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	const char *volatile why = NULL;
+
+	PG_TRY();
+	{
+		const char *reason = NULL;
+
+		tsw_wait_event_info = tsw_worker_wait_event(tsw_host_name, &reason);
+		why = reason;
+	}
+	PG_CATCH();
+	{
+		tsw_host_log_caught("no wait event of its own, waits as \"Extension\"", oldcontext);
+		tsw_wait_event_info = PG_WAIT_EXTENSION;
+	}
+	PG_END_TRY();
+	if (why != NULL)
+		ereport(LOG,
+				(errmsg("tsworker \"%s\": waits as \"Extension\": %s", tsw_host_name, why)));
+}
+
 /* In a PG_CATCH block: log the error as LOG and clear it. */
 static void
 tsw_host_log_caught(const char *what, MemoryContext oldcontext)
@@ -256,7 +289,7 @@ tsw_host_wait(int uv_fd, int timeout_ms)
 		}
 
 		n = WaitEventSetWait(tsw_wait_set, timeout_ms, events, lengthof(events),
-							 PG_WAIT_EXTENSION);
+							 tsw_wait_event_info);
 		if (n == 0)
 			result = TSW_EV_TIMEOUT;
 		for (i = 0; i < n; i++)

@@ -24,6 +24,7 @@
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/memutils.h"
+#include "utils/wait_event.h"
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_database.h"
 #endif
@@ -97,6 +98,60 @@ tsw_registered_bgworker_count(void)
 		n++;
 #endif
 	return n;
+}
+
+/*
+ * The wait event a worker waits under in its event loop (tsw_host_wait).
+ *
+ * 17 and later: a custom wait event of type "Extension" named after the
+ * worker (WaitEventExtensionNew), so pg_stat_activity.wait_event and
+ * pg_wait_events show the worker's own name.  The table of custom wait
+ * events holds 128 names for the whole cluster, all extensions together,
+ * until the server restarts, and a full table makes every later
+ * WaitEventExtensionNew() of any extension fail (postgres_fdw's and
+ * dblink's included).  So a worker registers a new name only while fewer
+ * than TSW_WAIT_EVENT_BUDGET names of type "Extension" exist; a name that
+ * exists already (the same worker, restarted) costs nothing.
+ *
+ * Before 17 there are no custom wait events: every worker waits under
+ * PG_WAIT_EXTENSION, which pg_stat_activity shows as wait_event_type
+ * "Extension", wait_event "Extension".
+ *
+ * Returns the wait_event_info; when the worker cannot have its own name on
+ * a version that has them, sets *why.  May ereport(ERROR) (a name taken by
+ * another type of custom wait event, say): the caller catches it.
+ */
+#define TSW_WAIT_EVENT_BUDGET	64
+
+static inline uint32
+tsw_worker_wait_event(const char *name, const char **why)
+{
+#if PG_VERSION_NUM >= 170000
+	char	  **names;
+	int			n;
+	int			i;
+	bool		exists = false;
+
+	*why = NULL;
+	names = GetWaitEventCustomNames(PG_WAIT_EXTENSION, &n);
+	for (i = 0; i < n; i++)
+	{
+		if (strcmp(names[i], name) == 0)
+			exists = true;
+		pfree(names[i]);
+	}
+	if (names != NULL)
+		pfree(names);
+	if (!exists && n >= TSW_WAIT_EVENT_BUDGET)
+	{
+		*why = "too many custom wait events of type \"Extension\" already exist (pg_tsworker leaves the rest of the table to other extensions)";
+		return PG_WAIT_EXTENSION;
+	}
+	return WaitEventExtensionNew(name);
+#else
+	*why = NULL;
+	return PG_WAIT_EXTENSION;
+#endif
 }
 
 #endif							/* TSW_COMPAT_H */
