@@ -58,7 +58,9 @@ export async function workerPids(cluster: Cluster): Promise<Map<string, number>>
   const rows = await cluster.query<{ backend_type: string; pid: number }>(
     `SELECT backend_type, pid FROM pg_stat_activity WHERE backend_type NOT IN
        ('client backend', 'autovacuum launcher', 'logical replication launcher', 'background writer',
-        'checkpointer', 'walwriter', 'archiver', 'startup', 'walreceiver', 'walsender', 'autovacuum worker')`,
+        'checkpointer', 'walwriter', 'archiver', 'startup', 'walreceiver', 'walsender', 'autovacuum worker',
+        -- 17: slot sync and WAL summaries; 18: AIO's io_method = worker (the default)
+        'slotsync worker', 'walsummarizer', 'io worker')`,
   );
   return new Map(rows.map((r) => [r.backend_type, r.pid]));
 }
