@@ -30,6 +30,10 @@ PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
 EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build \
 	native/shim/module_kinds.h native/.pg_config_stamp
 
+# The extension's version, for the module's magic block (compat.h).
+TSW_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" pg_tsworker.control)
+PG_CPPFLAGS = -DTSW_VERSION='"$(TSW_VERSION)"'
+
 # A call to an undeclared function would return a truncated int: refuse it.
 PG_CFLAGS = -Werror=implicit-function-declaration -Werror=int-conversion \
 	-Werror=incompatible-pointer-types
@@ -56,6 +60,7 @@ PG_STAMP = native/.pg_config_stamp
 PG_STAMP_TEXT := $(shell $(PG_CONFIG) --version) $(shell $(PG_CONFIG) --includedir-server)
 $(shell [ "$$(cat $(PG_STAMP) 2>/dev/null)" = "$(PG_STAMP_TEXT)" ] || echo "$(PG_STAMP_TEXT)" > $(PG_STAMP))
 $(OBJS) $(HOST_OBJS) $(ADDON): $(PG_STAMP)
+native/shim/pg_tsworker.o native/host/host_pg.o: pg_tsworker.control
 
 all: $(HOST_SO) $(NODE_EXE) $(ADDON) dist/.built
 

@@ -41,7 +41,7 @@
 #include "host_exit.h"
 #include "host_pg.h"
 
-PG_MODULE_MAGIC;
+TSW_MODULE_MAGIC("pg_tsworker_host");
 
 PGDLLEXPORT void pg_tsworker_host_main(Datum main_arg);
 

@@ -16,6 +16,7 @@
 #ifndef TSW_COMPAT_H
 #define TSW_COMPAT_H
 
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/autovacuum.h"
 #include "postmaster/bgworker.h"
@@ -35,6 +36,19 @@
  */
 #ifndef pg_noreturn
 #define pg_noreturn __attribute__((noreturn))
+#endif
+
+/*
+ * The module's magic block: 18 lets a module give its name and version,
+ * which pg_get_loaded_modules() shows.  TSW_VERSION is the extension's
+ * default_version, passed by the Makefile from pg_tsworker.control.
+ * Use once per library: TSW_MODULE_MAGIC("pg_tsworker");
+ */
+#if PG_VERSION_NUM >= 180000
+#define TSW_MODULE_MAGIC(module_name) \
+	PG_MODULE_MAGIC_EXT(.name = (module_name), .version = TSW_VERSION)
+#else
+#define TSW_MODULE_MAGIC(module_name)	PG_MODULE_MAGIC
 #endif
 
 struct BackgroundWorkerHandle

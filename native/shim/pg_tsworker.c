@@ -26,7 +26,7 @@
 #include "compat.h"
 #include "pg_tsworker.h"
 
-PG_MODULE_MAGIC;
+TSW_MODULE_MAGIC("pg_tsworker");
 
 void		_PG_init(void);
 
