@@ -32,10 +32,15 @@ DATA = sql/pg_tsworker--0.1.sql sql/pg_tsworker--0.1--0.2.sql sql/pg_tsworker--0
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
 SCRIPTS_built = pg_tsworker_ctl
 EXTRA_CLEAN = pg_tsworker_host$(DLSUFFIX) pg_tsworker_node native/host/*.o dist build pack \
-	native/shim/module_kinds.h
+	native/shim/module_kinds.h native/.pg_config_stamp
+
+# The extension's version, for the module's magic block (compat.h).
+TSW_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" pg_tsworker.control)
+PG_CPPFLAGS = -DTSW_VERSION='"$(TSW_VERSION)"'
 
 # A call to an undeclared function would return a truncated int: refuse it.
-PG_CFLAGS = -Werror=implicit-function-declaration -Werror=int-conversion
+PG_CFLAGS = -Werror=implicit-function-declaration -Werror=int-conversion \
+	-Werror=incompatible-pointer-types
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
@@ -54,6 +59,16 @@ NODE_EXE = pg_tsworker_node
 PACKAGE = pack/pg-tsworker.tgz
 CHECK_CMD = pack/pg_tsworker
 
+# Which PostgreSQL the objects were compiled against: switching PG_CONFIG
+# (15 -> 17, say) rewrites this file, and everything compiled against the
+# server's headers is rebuilt instead of loading a module built for another
+# major version (the server would refuse it, or worse, not).
+PG_STAMP = native/.pg_config_stamp
+PG_STAMP_TEXT := $(shell $(PG_CONFIG) --version) $(shell $(PG_CONFIG) --includedir-server)
+$(shell [ "$$(cat $(PG_STAMP) 2>/dev/null)" = "$(PG_STAMP_TEXT)" ] || echo "$(PG_STAMP_TEXT)" > $(PG_STAMP))
+$(OBJS) $(HOST_OBJS) $(ADDON): $(PG_STAMP)
+native/shim/pg_tsworker.o native/host/host_pg.o: pg_tsworker.control
+
 all: $(HOST_SO) $(NODE_EXE) $(ADDON) dist/.built $(PACKAGE) $(CHECK_CMD) pg_tsworker_ctl
 
 # the CLI (installed in PostgreSQL's bindir) runs the installed runtime with the installed node
@@ -68,7 +83,8 @@ native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
 $(NODE_EXE): native/host/node_main.o
 	$(CXX) -o $@ $< $(LIBNODE_SO) -Wl,-rpath,'$$ORIGIN' -Wl,--as-needed
 
-native/host/host_pg.o native/host/host_exit.o: native/host/host_pg.h native/host/host_exit.h native/shim/pg_tsworker.h
+native/host/host_pg.o native/host/host_exit.o: native/host/host_pg.h native/host/host_exit.h native/shim/pg_tsworker.h \
+	native/shim/compat.h
 $(OBJS): native/shim/manifest.h native/shim/pg_tsworker.h native/shim/slot.h native/shim/slots.h native/shim/compat.h
 native/shim/worker_list.o: native/shim/module_kinds.h
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { Cluster } from './harness/cluster';
-import { CRASH_RESTART, logLines } from './helpers';
+import { CRASH_RESTART, IDLE_WAIT_EVENT_SQL, idleWaitEvent, logLines } from './helpers';
 
 describe('aggregate: 001_worker_spi.pl, step by step', () => {
   let node: Cluster;
@@ -33,8 +33,9 @@ describe('aggregate: 001_worker_spi.pl, step by step', () => {
     await node.reload();
     await node.pollQueryUntil(`SELECT count(*) FROM schema4.counted WHERE type = 'delta'`, '0');
     assert.equal(await node.queryText('SELECT * FROM schema4.counted'), 'total|1', 'dynamic bgworker correctly consumed tuple data');
-    // PostgreSQL 15 has no custom wait events: worker_spi's is PG_WAIT_EXTENSION.
-    await node.pollQueryUntil(`SELECT wait_event FROM pg_stat_activity WHERE backend_type ~ 'aggregate'`, 'Extension');
+    // worker_spi's WaitLatch: its own wait event on 17+ (worker_spi's is
+    // "WorkerSpiMain"), PG_WAIT_EXTENSION before.
+    await node.pollQueryUntil(`SELECT wait_event FROM pg_stat_activity WHERE backend_type ~ 'aggregate'`, idleWaitEvent('aggregate4'));
     const off = node.logOffset();
     await node.query(`INSERT INTO schema4.counted VALUES ('delta', 41)`);
     await node.query(`SELECT tsworker.wake('aggregate4')`);
@@ -51,9 +52,9 @@ describe('aggregate: 001_worker_spi.pl, step by step', () => {
     });
     await node.restart();
     await node.pollQueryUntil(
-      `SELECT datname, count(datname), wait_event FROM pg_stat_activity
-         WHERE backend_type ~ '^aggregate[0-9]+$' GROUP BY datname, wait_event`,
-      'mydb|3|Extension',
+      `SELECT datname, count(datname), bool_and(wait_event = ${IDLE_WAIT_EVENT_SQL}) FROM pg_stat_activity
+         WHERE backend_type ~ '^aggregate[0-9]+$' GROUP BY datname`,
+      'mydb|3|t',
       { database: 'mydb' },
     );
     const names = await node.query(`SELECT backend_type FROM pg_stat_activity WHERE backend_type ~ '^aggregate' ORDER BY 1`);
@@ -74,9 +75,9 @@ describe('aggregate: 001_worker_spi.pl, step by step', () => {
     const pid10 = await node.queryOne(`SELECT tsworker.launch('aggregate10', 'aggregate', '{"index": 10}')`, [], { database: 'mydb' });
     const pid11 = await node.queryOne(`SELECT tsworker.launch('aggregate11', 'aggregate', '{"index": 11}')`, [], { database: 'mydb' });
     await node.pollQueryUntil(
-      `SELECT datname, count(datname), wait_event FROM pg_stat_activity
-         WHERE backend_type ~ '^aggregate' AND pid IN (${pid10}, ${pid11}) GROUP BY datname, wait_event`,
-      'mydb|2|Extension',
+      `SELECT datname, count(datname), bool_and(wait_event = ${IDLE_WAIT_EVENT_SQL}) FROM pg_stat_activity
+         WHERE backend_type ~ '^aggregate' AND pid IN (${pid10}, ${pid11}) GROUP BY datname`,
+      'mydb|2|t',
       { database: 'mydb' },
     );
     for (const i of [1, 2, 3, 10, 11]) {

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { Cluster, waitFor } from './harness/cluster';
-import { CRASH_RESTART, installFixtures, logLines } from './helpers';
+import { CRASH_RESTART, CUSTOM_WAIT_EVENTS, idleWaitEvent, installFixtures, logLines } from './helpers';
 
 describe('control plane', () => {
   let c: Cluster;
@@ -67,9 +67,9 @@ describe('control plane', () => {
     await c.pollQueryUntil(`SELECT (status->>'wakes')::int = ${wakes + 1} FROM tsworker.workers WHERE name = 'ctl'`);
     await c.pollQueryUntil(`SELECT state = 'waiting' AND loops > ${loops} FROM tsworker.workers WHERE name = 'ctl'`);
 
-    // PostgreSQL 15 has no custom wait events: a waiting worker shows Extension.
+    // its own name on 17+, Extension before (see the wait-event test below)
     await c.pollQueryUntil(
-      `SELECT backend_type = 'ctl' AND wait_event_type = 'Extension' AND wait_event = 'Extension'
+      `SELECT backend_type = 'ctl' AND wait_event_type = 'Extension' AND wait_event = '${idleWaitEvent('ctl')}'
          FROM pg_stat_activity WHERE pid = ${r.pid}`,
     );
   });
@@ -291,6 +291,34 @@ describe('wake-ups', () => {
     await c.query(`SELECT tsworker.stop('locker')`);
   });
 
+
+  test('a waiting worker shows its own name as wait_event on 17+, Extension before 17', async (t) => {
+    const pid = await c.queryOne(`SELECT tsworker.launch('waiter', $1)`, [`${modules}/ctl.ts`]);
+    await c.pollQueryUntil(`SELECT state = 'waiting' FROM tsworker.workers WHERE name = 'waiter'`);
+    await c.pollQueryUntil(
+      `SELECT wait_event_type || '/' || wait_event FROM pg_stat_activity WHERE pid = ${pid}`,
+      `Extension/${idleWaitEvent('waiter')}`,
+    );
+    if (!CUSTOM_WAIT_EVENTS) {
+      t.diagnostic('PostgreSQL 15 and 16 have no custom wait events: the fallback, Extension, was checked');
+      assert.equal(await c.queryText(`SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'waiter'`), '0');
+      await c.query(`SELECT tsworker.stop('waiter')`);
+      return;
+    }
+    // 17+: a wait event of type Extension in pg_wait_events, and a worker started
+    // again under the same name reuses it instead of taking another of the
+    // cluster's 128 custom wait events.
+    const extensionEvents = `SELECT count(*) FROM pg_wait_events WHERE type = 'Extension'`;
+    assert.equal(await c.queryText(`SELECT count(*) FROM pg_wait_events WHERE type = 'Extension' AND name = 'waiter'`), '1');
+    const before = await c.queryText(extensionEvents);
+    await c.query(`SELECT tsworker.stop('waiter')`);
+    await c.pollQueryUntil(`SELECT state = 'stopped' AND pid IS NULL FROM tsworker.workers WHERE name = 'waiter'`);
+    const again = await c.queryOne(`SELECT tsworker.launch('waiter', $1)`, [`${modules}/ctl.ts`]);
+    assert.ok(again !== pid);
+    await c.pollQueryUntil(`SELECT wait_event FROM pg_stat_activity WHERE pid = ${again}`, 'waiter');
+    assert.equal(await c.queryText(extensionEvents), before, 'no second wait event for the same name');
+    await c.query(`SELECT tsworker.stop('waiter')`);
+  });
 
   test('pg_stat_activity shows the statement a worker runs through SPI', async () => {
     const pid = await c.queryOne(`SELECT tsworker.launch('sleeper', $1)`, [`${modules}/sleeper.ts`]);

@@ -7,7 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
 import { Cluster } from './harness/cluster';
+import { pgMajor } from './harness/pg-config';
 
 /** The extension's objects, comments and privileges, as one comparable list. */
 const CATALOG = `
@@ -33,6 +37,15 @@ describe('extension versions', () => {
 
   after(async () => {
     await c?.cleanup();
+  });
+
+  test('18: the library names itself and the extension version in pg_get_loaded_modules()', { skip: pgMajor() < 18 && 'PG_MODULE_MAGIC_EXT and pg_get_loaded_modules() are new in PostgreSQL 18' }, async () => {
+    const control = fs.readFileSync(path.join(__dirname, '..', 'pg_tsworker.control'), 'utf8');
+    const version = /^default_version = '(.*)'$/m.exec(control)![1];
+    assert.equal(
+      await c.queryText(`SELECT module_name || '|' || version || '|' || file_name FROM pg_get_loaded_modules() WHERE file_name = 'pg_tsworker.so'`),
+      `pg_tsworker|${version}|pg_tsworker.so`,
+    );
   });
 
   test('ALTER EXTENSION pg_tsworker UPDATE from 0.1 to 0.2 gives a fresh 0.2, and the 0.1 names still work', async () => {

@@ -99,7 +99,8 @@ describe('runtime', () => {
     const off = c.logOffset();
     c.appendConf({ 'tsworker_sample.naptime': '0' });
     await c.reload();
-    await c.waitForLog(/0 s is outside the valid range for parameter "tsworker_sample\.naptime" \(1 \.\. 2147483647\)/, off);
+    // (18 names the unit in the bounds too: "(1 s .. 2147483647 s)")
+    await c.waitForLog(/0 s is outside the valid range for parameter "tsworker_sample\.naptime" \(1( s)? \.\. 2147483647( s)?\)/, off);
     assert.equal(await c.queryOne(`SELECT setting FROM pg_settings WHERE name = 'tsworker_sample.naptime'`), '120');
   });
 

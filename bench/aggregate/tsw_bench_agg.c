@@ -51,7 +51,7 @@ PG_MODULE_MAGIC;
 PG_FUNCTION_INFO_V1(tsw_bench_agg_launch);
 PG_FUNCTION_INFO_V1(tsw_bench_agg_wake);
 
-PGDLLEXPORT void tsw_bench_agg_main(Datum main_arg) pg_attribute_noreturn();
+PGDLLEXPORT void tsw_bench_agg_main(Datum main_arg);
 
 #define TSW_BENCH_AGG_TYPE "tsw_bench_agg"
 

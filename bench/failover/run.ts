@@ -13,6 +13,7 @@
  * file; add one to SYSTEMS below.
  */
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
@@ -22,6 +23,7 @@ import { type FailoverSystem, type Scenario, sleep } from './common';
 import { median } from '../report';
 import { ATTEMPT_INTERVAL_MS, MemberWriters, timeToFirstWrite, type WriteResult } from './measure';
 import { Patroni } from './patroni';
+import { PG_BIN, PG_CONFIG } from '../../test/harness/pg-config';
 import { Repmgr } from './repmgr';
 import { syncLossTrials } from './sync-loss';
 import { TsWorker } from './tsworker';
@@ -29,9 +31,23 @@ import { TsWorker } from './tsworker';
 const HERE = __dirname;
 
 /** Every system the benchmark knows, in table order; the first is the ratio baseline. */
-const SYSTEMS: { id: string; make: () => FailoverSystem }[] = [
-  { id: 'repmgr', make: () => new Repmgr() },
-  { id: 'autofailover', make: () => new AutoFailover() },
+/**
+ * Why a system cannot run against the PostgreSQL in use (PG_CONFIG), or
+ * null: repmgr and pg_auto_failover are extensions of that server, and
+ * Debian packages them here for its PostgreSQL 15 only.
+ */
+function missingExtension(what: string, file: string): string | null {
+  return fs.existsSync(file) ? null : `${what} is not installed for the PostgreSQL of ${PG_CONFIG} (no ${file}; Debian packages it for PostgreSQL 15)`;
+}
+const pgShareDir = (): string => execFileSync(PG_CONFIG, ['--sharedir'], { encoding: 'utf8' }).trim();
+
+const SYSTEMS: { id: string; make: () => FailoverSystem; unavailable?: () => string | null }[] = [
+  { id: 'repmgr', make: () => new Repmgr(), unavailable: () => missingExtension('repmgr', path.join(PG_BIN, 'repmgr')) },
+  {
+    id: 'autofailover',
+    make: () => new AutoFailover(),
+    unavailable: () => missingExtension('pg_auto_failover', path.join(pgShareDir(), 'extension', 'pgautofailover.control')),
+  },
   { id: 'tsworker', make: () => new TsWorker() },
   { id: 'patroni', make: () => new Patroni() },
   { id: 'cluster', make: () => new TsCluster(clusterSet) },
@@ -272,6 +288,11 @@ async function main(): Promise<void> {
   const wall = performance.now();
   const outcomes: Outcome[] = [];
   for (const s of SYSTEMS.filter((x) => opts.only.includes(x.id))) {
+    const why = s.unavailable?.() ?? null;
+    if (why) {
+      log(`skipping ${s.id}: ${why}`);
+      continue;
+    }
     const system = s.make();
     for (const scenario of system.scenarios ?? ['host']) {
       if (opts.scenarios.includes(scenario)) outcomes.push({ system, scenario, results: [], errors: [] });

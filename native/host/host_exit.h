@@ -11,6 +11,8 @@
 #include <setjmp.h>
 #include <signal.h>
 
+#include "../shim/compat.h"
+
 /*
  * Where a fatal signal raised while JavaScript runs lands: set with
  * sigsetjmp() in pg_tsworker_host_main(), armed by the ready flag, with
@@ -24,9 +26,9 @@ extern sigjmp_buf *tsw_fatal_saved_exception_stack;
 extern void tsw_host_install_proc_exit(void);
 
 /* Log "exiting with code N" and proc_exit(code). */
-extern void tsw_host_exit(int code) pg_attribute_noreturn();
+extern pg_noreturn void tsw_host_exit(int code);
 
 /* After the jump: log, keep last_error, proc_exit(1). */
-extern void tsw_host_fatal_signal_exit(void) pg_attribute_noreturn();
+extern pg_noreturn void tsw_host_fatal_signal_exit(void);
 
 #endif							/* TSW_HOST_EXIT_H */

@@ -51,16 +51,18 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "../shim/compat.h"
 #include "../shim/pg_tsworker.h"
 #include "host_exit.h"
 #include "host_pg.h"
 
-PG_MODULE_MAGIC;
+TSW_MODULE_MAGIC("pg_tsworker_host");
 
 PGDLLEXPORT void pg_tsworker_host_main(Datum main_arg);
 
 static char tsw_host_name[TSW_NAME_MAXLEN + 1] = "?";
 static WaitEventSet *tsw_wait_set = NULL;
+static uint32 tsw_wait_event_info = PG_WAIT_EXTENSION;
 static int	tsw_wait_set_fd = -1;
 static pthread_t tsw_main_thread;
 
@@ -72,6 +74,7 @@ static void tsw_host_fill_info(TswHostInfo *info);
 static void tsw_host_log_caught(const char *what, MemoryContext oldcontext);
 static void tsw_host_limit_memory(void);
 static void tsw_host_session_port(void);
+static void tsw_host_set_wait_event(void);
 
 void
 pg_tsworker_host_main(Datum main_arg)
@@ -122,6 +125,7 @@ pg_tsworker_host_main(Datum main_arg)
 	pgstat_report_appname(tsw_host_name);
 	tsw_host_session_port();
 	pgstat_report_activity(STATE_IDLE, NULL);
+	tsw_host_set_wait_event();
 
 	/*
 	 * Start with a clear latch: PostgreSQL sets it while the process starts,
@@ -261,6 +265,36 @@ tsw_host_fill_info(TswHostInfo *info)
 	info->max_memory_mb = tsw_max_memory_mb;
 }
 
+/*
+ * The wait event of the event loop: the worker's own name where the server
+ * has custom wait events (17+), else "Extension" (compat.h says when and
+ * why).  A failure leaves "Extension" and is logged: it never stops the
+ * worker.
+ */
+static void
+tsw_host_set_wait_event(void)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	const char *volatile why = NULL;
+
+	PG_TRY();
+	{
+		const char *reason = NULL;
+
+		tsw_wait_event_info = tsw_worker_wait_event(tsw_host_name, &reason);
+		why = reason;
+	}
+	PG_CATCH();
+	{
+		tsw_host_log_caught("no wait event of its own, waits as \"Extension\"", oldcontext);
+		tsw_wait_event_info = PG_WAIT_EXTENSION;
+	}
+	PG_END_TRY();
+	if (why != NULL)
+		ereport(LOG,
+				(errmsg("tsworker \"%s\": waits as \"Extension\": %s", tsw_host_name, why)));
+}
+
 /* In a PG_CATCH block: log the error as LOG and clear it. */
 static void
 tsw_host_log_caught(const char *what, MemoryContext oldcontext)
@@ -292,7 +326,7 @@ tsw_host_wait(int uv_fd, int timeout_ms)
 			if (tsw_wait_set != NULL)
 				FreeWaitEventSet(tsw_wait_set);
 			tsw_wait_set = NULL;
-			tsw_wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+			tsw_wait_set = tsw_create_wait_event_set(3);
 			AddWaitEventToSet(tsw_wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 			AddWaitEventToSet(tsw_wait_set, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
 			AddWaitEventToSet(tsw_wait_set, WL_SOCKET_READABLE, uv_fd, NULL, NULL);
@@ -300,7 +334,7 @@ tsw_host_wait(int uv_fd, int timeout_ms)
 		}
 
 		n = WaitEventSetWait(tsw_wait_set, timeout_ms, events, lengthof(events),
-							 PG_WAIT_EXTENSION);
+							 tsw_wait_event_info);
 		if (n == 0)
 			result = TSW_EV_TIMEOUT;
 		for (i = 0; i < n; i++)

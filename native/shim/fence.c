@@ -40,6 +40,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "pg_tsworker.h"
 #include "fence.h"
 
@@ -73,7 +74,7 @@ static void tsw_fence_process_utility(PlannedStmt *pstmt, const char *queryStrin
 static void tsw_fence_xact_callback(XactEvent event, void *arg);
 static const char *tsw_fence_show(void);
 static bool tsw_fence_closed(void);
-static void tsw_fence_refuse(const char *what) pg_attribute_noreturn();
+pg_noreturn static void tsw_fence_refuse(const char *what);
 
 static uint64
 tsw_fence_now_us(void)
@@ -267,7 +268,7 @@ tsw_fence_xact_callback(XactEvent event, void *arg)
 {
 	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PRE_PREPARE)
 		return;
-	if (IsAutoVacuumWorkerProcess() || !TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	if (tsw_am_autovacuum_worker() || !TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		return;
 	if (tsw_fence_closed())
 		tsw_fence_refuse(event == XACT_EVENT_PRE_PREPARE ? "prepare a transaction that wrote" :

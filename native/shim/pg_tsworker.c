@@ -21,12 +21,12 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
-#include "postmaster/bgworker_internals.h"
 #include "utils/guc.h"
 
+#include "compat.h"
 #include "pg_tsworker.h"
 
-PG_MODULE_MAGIC;
+TSW_MODULE_MAGIC("pg_tsworker");
 
 void		_PG_init(void);
 
@@ -386,13 +386,7 @@ tsw_register_workers(void)
 				 errmsg("tsworker.workers needs %d worker processes but tsworker.max_workers is %d", nprocs, tsw_max_workers),
 				 errhint("Raise tsworker.max_workers.")));
 
-	registered = 0;
-	{
-		slist_iter	iter;
-
-		slist_foreach(iter, &BackgroundWorkerList)
-			registered++;
-	}
+	registered = tsw_registered_bgworker_count();
 	for (i = 0; i < nprocs; i++)
 	{
 		BackgroundWorker worker;

@@ -10,6 +10,11 @@
  * (slot.h).  Worker processes inherit it, so the host library and the
  * addon call these functions directly.  C only.
  *
+ * What they call is declared PGDLLEXPORT: PGXS compiles modules with
+ * -fvisibility=hidden since PostgreSQL 16, and an unmarked symbol of the
+ * shim would be missing when the host library is loaded ("undefined
+ * symbol").  Mark any new function or variable they use the same way.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef PG_TSWORKER_H
@@ -49,7 +54,7 @@ typedef struct TswWorkerSpec
 	 (level) == TSW_LOG_WARNING ? WARNING : LOG)
 
 /* Check a module file before it is loaded; returns NULL or a palloc'd reason. */
-extern char *tsw_check_module_file(const char *path);
+extern PGDLLEXPORT char *tsw_check_module_file(const char *path);
 
 /* tsworker_<config_name>.<setting>, palloc'd, or NULL when unset or empty. */
 extern char *tsw_declared_setting(const char *config_name, const char *setting);
@@ -88,31 +93,31 @@ extern char *tsw_workers;
 extern char *tsw_database;
 extern char *tsw_role;
 extern int	tsw_restart_interval;
-extern int	tsw_max_old_space_mb;
-extern int	tsw_max_memory_mb;
+extern PGDLLEXPORT int	tsw_max_old_space_mb;
+extern PGDLLEXPORT int	tsw_max_memory_mb;
 extern int	tsw_max_workers;
 extern char *tsw_module_path;
 extern int	tsw_crash_loop_failures;
 extern int	tsw_crash_loop_window;
-extern int	tsw_statement_timeout;
-extern int	tsw_terminate_grace;
+extern PGDLLEXPORT int	tsw_statement_timeout;
+extern PGDLLEXPORT int	tsw_terminate_grace;
 
 /*
  * Nonzero while the addon runs a statement through SPI: the worker's SIGTERM
  * handler then also cancels the statement.  tsw_cancel_for_shutdown records
  * that it did, so that the cancel does not leak into a later statement.
  */
-extern volatile sig_atomic_t tsw_query_depth;
-extern volatile sig_atomic_t tsw_cancel_for_shutdown;
+extern PGDLLEXPORT volatile sig_atomic_t tsw_query_depth;
+extern PGDLLEXPORT volatile sig_atomic_t tsw_cancel_for_shutdown;
 
 /*
  * When SIGTERM first arrived (CLOCK_MONOTONIC, milliseconds; 0: not yet),
  * set by the worker's signal handler.  After it, no statement or COMMIT may
  * outlast tsworker.terminate_grace (tsw_ms_left_before_grace()).
  */
-extern volatile int64 tsw_shutdown_at_ms;
-extern int64 tsw_monotonic_ms(void);
-extern int	tsw_ms_left_before_grace(void);
+extern PGDLLEXPORT volatile int64 tsw_shutdown_at_ms;
+extern PGDLLEXPORT int64 tsw_monotonic_ms(void);
+extern PGDLLEXPORT int	tsw_ms_left_before_grace(void);
 
 /*
  * Parse a tsworker.workers value.  Returns the number of entries and sets
@@ -126,9 +131,9 @@ extern int	tsw_parse_worker_list(const char *value, TswWorkerSpec **specs,
 extern bool tsw_valid_name(const char *name);
 
 /* Directory holding the installed runtime: <sharedir>/pg_tsworker */
-extern void tsw_runtime_dir(char *buf, size_t len);
+extern PGDLLEXPORT void tsw_runtime_dir(char *buf, size_t len);
 
 /* Directory holding the installed native pieces: <pkglibdir>/pg_tsworker */
-extern void tsw_native_dir(char *buf, size_t len);
+extern PGDLLEXPORT void tsw_native_dir(char *buf, size_t len);
 
 #endif							/* PG_TSWORKER_H */

@@ -121,7 +121,7 @@ typedef struct TswSlot
 } TswSlot;
 
 /* The name of a state, as the view shows it. */
-extern const char *tsw_state_name(TswState state);
+extern PGDLLEXPORT const char *tsw_state_name(TswState state);
 
 /* The state the view shows for a copy of a slot (read by SQL functions). */
 extern const char *tsw_slot_view_state(TswSlot *copy);
@@ -140,28 +140,28 @@ extern void tsw_fill_bgworker(BackgroundWorker *worker, int index, const char *n
  * *why, when the worker must not run (stopped, disabled, unused): the
  * caller then exits with code 0.
  */
-extern bool tsw_slot_claim(int index, TswSlot *copy, char **why);
+extern PGDLLEXPORT bool tsw_slot_claim(int index, TswSlot *copy, char **why);
 
 /* A copy of this process's slot; false before it is claimed. */
-extern bool tsw_slot_read(TswSlot *copy);
+extern PGDLLEXPORT bool tsw_slot_read(TswSlot *copy);
 
-extern void tsw_slot_set_state(TswState state);
+extern PGDLLEXPORT void tsw_slot_set_state(TswState state);
 /* Lock-free, and free when the activity does not change. */
-extern void tsw_slot_set_activity(TswActivity activity);
-extern void tsw_slot_set_memory(int64 rss_bytes, int64 heap_used_bytes, int64 heap_limit_bytes);
-extern void tsw_slot_note_loop(void);
+extern PGDLLEXPORT void tsw_slot_set_activity(TswActivity activity);
+extern PGDLLEXPORT void tsw_slot_set_memory(int64 rss_bytes, int64 heap_used_bytes, int64 heap_limit_bytes);
+extern PGDLLEXPORT void tsw_slot_note_loop(void);
 /* The run failed: keep the first line of its first reason as last_error. */
-extern void tsw_slot_set_error(const char *message);
-extern void tsw_slot_set_status(const char *json);
-extern void tsw_slot_set_policy(TswRestartPolicy policy);
-extern void tsw_slot_set_outcome(TswOutcome outcome);
-extern uint64 tsw_slot_wakes(void);
+extern PGDLLEXPORT void tsw_slot_set_error(const char *message);
+extern PGDLLEXPORT void tsw_slot_set_status(const char *json);
+extern PGDLLEXPORT void tsw_slot_set_policy(TswRestartPolicy policy);
+extern PGDLLEXPORT void tsw_slot_set_outcome(TswOutcome outcome);
+extern PGDLLEXPORT uint64 tsw_slot_wakes(void);
 
 /*
  * The exit code this process leaves with, decided once its slot's exit
  * callback ran (which applies the restart policy, tsworker.stop() and the
  * crash-loop limit); `code` when it never claimed a slot.
  */
-extern int	tsw_slot_final_exit_code(int code);
+extern PGDLLEXPORT int	tsw_slot_final_exit_code(int code);
 
 #endif							/* TSW_SLOT_H */
