@@ -50,6 +50,18 @@ PG_FUNCTION_INFO_V1(tsworker_restart);
 
 static char *tsw_resolve_module(const char *module, bool *builtin);
 static bool tsw_path_inside(const char *path, const char *dir);
+static void tsw_require_started(const char *name, pid_t pid);
+
+/* ERROR when the worker just started (pid 0 from tsw_slot_register) exited at once. */
+static void
+tsw_require_started(const char *name, pid_t pid)
+{
+	if (pid == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("worker \"%s\" exited at once", name),
+				 errhint("See the server log, or last_error in tsworker.stat_workers.")));
+}
 
 /* Is the canonical `path` inside the canonical directory `dir`? */
 static bool
@@ -259,11 +271,7 @@ tsworker_launch(PG_FUNCTION_ARGS)
 				 errdetail("%s", tsw_bgworker_usage()),
 				 errhint("Raise max_worker_processes (needs a restart), or stop workers that wait to be restarted with tsworker.stop().")));
 	}
-	if (pid == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("worker \"%s\" exited at once", name),
-				 errhint("See the server log, or last_error in tsworker.stat_workers.")));
+	tsw_require_started(name, pid);
 	PG_RETURN_INT32(pid);
 }
 
@@ -361,11 +369,7 @@ tsworker_restart(PG_FUNCTION_ARGS)
 				 errmsg("could not restart worker \"%s\": no free background worker slot", name),
 				 errdetail("%s", tsw_bgworker_usage()),
 				 errhint("It is stopped; run tsworker.start() once a slot is free.")));
-	if (pid == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("worker \"%s\" exited at once", name),
-				 errhint("See the server log, or last_error in tsworker.stat_workers.")));
+	tsw_require_started(name, pid);
 	PG_RETURN_INT32(pid);
 }
 
