@@ -132,6 +132,6 @@ export function configErrors(s: ClusterSettings): string[] {
   else if (!/^[A-Za-z0-9_.-]+$/.test(s.scope)) errors.push(`tsworker_promoter.scope "${s.scope}" may hold only letters, digits, "_", "." and "-"`);
   if (s.name && !/^[A-Za-z0-9_.-]+$/.test(s.name)) errors.push(`tsworker_promoter.name "${s.name}" may hold only letters, digits, "_", "." and "-"`);
   if (!s.conninfo) errors.push('tsworker_promoter.conninfo is empty: other members could not reach this one');
-  if (s.restapi_listen && !/^[^\s:]+:\d+$/.test(s.restapi_listen)) errors.push(`tsworker_promoter.restapi_listen "${s.restapi_listen}" is not address:port`);
+  if (s.restapi_listen && (!/^[^\s:]+:\d+$/.test(s.restapi_listen) || Number(s.restapi_listen.split(':')[1]) > 65535)) errors.push(`tsworker_promoter.restapi_listen "${s.restapi_listen}" is not address:port`);
   return errors;
 }
