@@ -114,6 +114,35 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
     assert.equal(st.fenced, false);
   });
 
+  test('a copy of the leader: with a mistyped scope it stays a standby and initializes nothing; with the leader\'s name it never leads', async () => {
+    const lead = await leader();
+    const dup = await Cluster.createStandby(lead.c, 'dup', { netns: net.host('h'), start: false });
+    try {
+      await configure(dup, 'h');
+      dup.appendConf({ 'tsworker_promoter.scope': 'hz' });
+      let off = dup.logOffset();
+      await dup.start();
+      await dup.waitForLog(/cluster "hz" is not initialized in etcd: a server in recovery never initializes one.*tsworker_promoter\.scope/, off, 20_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(await dup.queryText('SELECT pg_is_in_recovery()'), 't');
+      assert.equal(await net.exec('e', ['etcdctl', `--endpoints=${etcd.url}`, 'get', '--print-value-only', '/service/hz/initialize']).then((r) => r.stdout.trim()), '');
+      await dup.stop('fast');
+
+      // the same copy with the scope right and the leader's name (as pg_basebackup copies a configuration)
+      dup.appendConf({ 'tsworker_promoter.scope': SCOPE, 'tsworker_promoter.name': lead.c.name });
+      off = dup.logOffset();
+      await dup.start();
+      assert.match(await dup.waitForLog(/starts as a standby: .*/, off, 20_000), /the leader key holds this member's name "a" under a lease this server did not create.*stays a standby/);
+      await waitFor(async () => ((await status(dup))?.error ?? '').includes('tsworker_promoter.name') || undefined, { timeoutMs: 30_000, what: 'the duplicate name refused' });
+      assert.equal(await dup.queryText('SELECT pg_is_in_recovery()'), 't');
+      assert.equal(await leader(), lead, 'the leader is unchanged and the only writable member');
+      assert.deepEqual(await health('OPTIONS', '/primary'), { a: 200, b: 503, c: 503 });
+      assert.equal((await status(lead.c)).error, null);
+    } finally {
+      await dup.cleanup().catch(() => undefined);
+    }
+  });
+
   test(`primary's postmaster SIGKILLed, ${KILL_TRIALS} trials: one standby (the most advanced) is promoted, the other follows, no two members accept writes at once`, async (t) => {
     for (let trial = 1; trial <= KILL_TRIALS; trial++) {
       const old = await leader();

@@ -20,7 +20,7 @@ export const clusterSettings = {
   },
   scope: { type: 'string', default: '', context: 'postmaster', description: 'Name of the cluster in etcd, the same on every member (cluster mode).' },
   namespace: { type: 'string', default: '/service/', context: 'postmaster', description: 'etcd key prefix above the scope (cluster mode).' },
-  name: { type: 'string', default: '', context: 'postmaster', description: 'This member\'s name (cluster mode; default: cluster_name, else the host name).' },
+  name: { type: 'string', default: '', context: 'postmaster', description: 'This member\'s name, unique in the cluster (cluster mode; default: cluster_name, else the host name).' },
   conninfo: { type: 'string', default: '', superuserOnly: true, description: 'Connection string other members use to reach this server and to stream from it (cluster mode).' },
   ttl: { type: 'int', default: 2, min: 1, max: 3600, unit: 's', description: 'Time to live of the leader lease in etcd (cluster mode).' },
   loop_wait: { type: 'int', default: 500, min: 10, max: 3_600_000, unit: 'ms', description: 'Time between two runs of the cluster loop (cluster mode).' },
