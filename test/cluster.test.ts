@@ -291,4 +291,19 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
       await rejoin(old, lead);
     }
   });
+
+  test('synchronous mode, empty set: the former leader SIGKILLed and started again (a standby) takes the key back; nobody else may', async () => {
+    const old = await leader();
+    const standbys = members.filter((m) => m !== old);
+    for (const m of standbys) await m.c.stop('fast');
+    await waitFor(async () => (await status(old.c)).sync?.length === 0 || undefined, { timeoutMs: 30_000, what: 'an empty synchronous set in etcd' });
+    const id = await old.c.queryText(`INSERT INTO probe(member) VALUES ('alone') RETURNING id`);
+    const off = old.c.logOffset();
+    await old.c.kill9();
+    await old.c.start();
+    assert.equal(await leader(), old, 'the former leader leads again');
+    assert.match(old.c.readLog(off), /synchronous mode: the former leader \(the synchronous set was empty\) takes the key back from recovery/);
+    assert.equal(await old.c.queryText(`SELECT count(*) FROM probe WHERE id = ${id}`), '1');
+    for (const m of standbys) await rejoin(m, old);
+  });
 });
