@@ -5,6 +5,7 @@
  * connection the runtime keeps, also across a lost connection.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import { Cluster, waitFor } from './harness/cluster';
@@ -26,7 +27,9 @@ describe('wake at commit, group wake, w.listen()', () => {
   before(async () => {
     c = await Cluster.create('wakelisten', { start: false });
     modules = installFixtures(c, 'authoring');
-    c.appendConf({ shared_preload_libraries: 'pg_tsworker', max_prepared_transactions: 2, max_worker_processes: 16 });
+    // fsync and synchronous_commit on, PostgreSQL's defaults (the harness
+    // turns fsync off): the listen test's latency is the one users get.
+    c.appendConf({ shared_preload_libraries: 'pg_tsworker', max_prepared_transactions: 2, max_worker_processes: 16, fsync: 'on', synchronous_commit: 'on' });
     await c.start();
     await c.query(`
       CREATE EXTENSION pg_tsworker;
@@ -165,9 +168,12 @@ describe('wake at commit, group wake, w.listen()', () => {
              percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM picked_at - sent_at) * 1000) AS p99,
              max(extract(epoch FROM picked_at - sent_at) * 1000)::float8 AS max
         FROM ljobs`);
-    console.log(`# w.listen(): ${N} jobs, insert → pickup p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(1)} ms`);
-    assert.equal(r.notify, N, 'each job was picked up from its own notification');
-    assert.ok(r.p99 < 2_000, `p99 ${r.p99} ms`);
+    console.log(`# w.listen() (fsync on): ${N} jobs, insert → pickup p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(1)} ms`);
+    assert.equal(r.notify, N, 'every job was picked up by a drain a notification asked for');
+    // The issue asks for a p99 under 50 ms; on a shared 2-core machine the
+    // bound is looser, but a pattern that falls behind the producers (one
+    // statement per notification: about 1 s at fsync on) fails it.
+    assert.ok(r.p99 < 500, `p99 ${r.p99} ms`);
   });
 
   test('w.listen(): a lost connection is made again, the handler hears `reconnected`, and no job is lost', async () => {
@@ -195,5 +201,25 @@ describe('wake at commit, group wake, w.listen()', () => {
     await c.pollQueryUntil(`SELECT picked_by = 'notify' FROM ljobs WHERE id = ${id}`);
     await c.query(`SELECT tsworker.stop('listener')`);
     await c.pollQueryUntil(`SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'listener listen'`);
+  });
+
+  test('pg_ctl stop -m smart completes with a listening worker and a worker with its own client connection', async () => {
+    await launch('listener', 'listener.ts');
+    await c.pollQueryUntil(`SELECT (status->>'listening')::bool FROM tsworker.stat_workers WHERE name = 'listener'`);
+    await launch('ownclient', 'ownclient.ts');
+    await c.pollQueryUntil(`SELECT (status->>'connected')::bool FROM tsworker.stat_workers WHERE name = 'ownclient'`);
+    assert.equal(
+      await c.queryOne(`SELECT count(*)::int FROM pg_stat_activity WHERE application_name IN ('listener listen', 'ownclient own')`),
+      2,
+      'both client sessions are open',
+    );
+    const t0 = Date.now();
+    await c.stop('smart'); // pg_ctl -t 60: fails if the server is still up then
+    const took = Date.now() - t0;
+    console.log(`# pg_ctl stop -m smart with a LISTEN connection and a worker's own connection: ${took} ms`);
+    const log = fs.readFileSync(c.logFile, 'utf8');
+    assert.match(log, /"listener": the server is shutting down: LISTEN connection closed/);
+    assert.match(log, /"ownclient": the server is shutting down: closing my connection/);
+    await c.start();
   });
 });

@@ -156,6 +156,16 @@ export interface WorkerEvents {
   /** The server asked the worker to stop (SIGTERM); `w.wait()` now returns false. */
   shutdown: () => void;
   /**
+   * The server began to shut down (`pg_ctl stop` in any mode), seen within
+   * about 1 s, before it asks this worker to stop. Close here every client
+   * connection the worker keeps to its own server (a `pg` Client or Pool):
+   * a smart shutdown (`pg_ctl stop -m smart`) waits for client sessions to
+   * end before it stops background workers, so a connection kept open
+   * stops the server from shutting down. The runtime closes the
+   * `w.listen()` connection itself. Called at most once.
+   */
+  serverStopping: () => void;
+  /**
    * The postmaster is gone (it crashed or was killed). `shutdown` listeners
    * have run first. The process keeps serving its event loop (timers,
    * sockets) but runs no more SQL (it throws PgError 57P01), and exits once
@@ -255,7 +265,11 @@ export interface WorkerContext<S extends SettingsSpec = SettingsSpec> {
 
 /** The definition of a worker, as returned by `defineWorker`. */
 export interface WorkerDefinition<S extends SettingsSpec = SettingsSpec> {
-  /** Name used in logs when the worker is not renamed in tsworker.workers. */
+  /**
+   * Informative only: the worker runs under the name its entry gives
+   * (`name=` in tsworker.workers, tsworker.launch()'s name), else the
+   * module's file name without its extension.
+   */
   readonly name: string;
   /** Settings, read from `tsworker_<worker>.<setting>`. */
   readonly settings: S;

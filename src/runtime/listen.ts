@@ -4,8 +4,10 @@
  * (its Unix socket, its role, its database) and hands each notification to
  * the handler of its channel. The connection is made at the first
  * `w.listen()`, made again (with every channel listened to again) when it
- * is lost, and closed when the last channel is unlistened or the worker
- * stops.
+ * is lost, and closed when the last channel is unlistened, when the worker
+ * stops, or when the server begins to shut down (server-stopping.ts: a
+ * smart shutdown waits for this client session to end before it stops the
+ * worker).
  *
  * Notifications sent while the connection was down are lost: PostgreSQL
  * queues them only for sessions that are listening. So once the connection
@@ -32,8 +34,12 @@ export interface Notification {
   readonly reconnected: boolean;
 }
 
-/** A `w.listen()` handler. Its calls are not awaited: an async handler's calls may overlap. */
-export type NotificationHandler = (notification: Notification) => void | Promise<void>;
+/**
+ * A `w.listen()` handler. What it returns is not used, except that a
+ * returned promise that rejects ends the worker; its calls are not awaited:
+ * an async handler's calls may overlap.
+ */
+export type NotificationHandler = (notification: Notification) => unknown;
 
 /** Where the connection goes. */
 export interface ListenTarget {
@@ -47,6 +53,8 @@ export interface ListenTarget {
 
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 5_000;
+/** NAMEDATALEN - 1: PostgreSQL truncates a longer LISTEN channel, and pg_notify() refuses it. */
+const MAX_CHANNEL_BYTES = 63;
 
 /** A channel name as an SQL identifier. */
 function quoteIdent(name: string): string {
@@ -60,7 +68,8 @@ export class Listener {
   private chain: Promise<unknown> = Promise.resolve();
   private retryMs = RETRY_FIRST_MS;
   private retryTimer: NodeJS.Timeout | undefined;
-  private closed = false;
+  /** Why no connection is made any more: the worker stops, or the server does. */
+  private closed: string | undefined;
   private failures = 0;
 
   constructor(
@@ -70,11 +79,11 @@ export class Listener {
 
   /** Listen to `channel`: resolves once notifications on it are delivered. */
   listen(channel: string, handler: NotificationHandler): Promise<void> {
-    if (typeof channel !== 'string' || channel === '' || channel.length > 63) {
-      return Promise.reject(new TypeError('listen(channel, handler): channel must be a string of 1 to 63 characters'));
+    if (typeof channel !== 'string' || channel === '' || Buffer.byteLength(channel, 'utf8') > MAX_CHANNEL_BYTES) {
+      return Promise.reject(new TypeError(`listen(channel, handler): channel must be a string of 1 to ${MAX_CHANNEL_BYTES} bytes (UTF-8)`));
     }
     if (typeof handler !== 'function') return Promise.reject(new TypeError('listen(channel, handler): handler must be a function'));
-    if (this.closed) return Promise.reject(new Error('listen(): the worker is stopping'));
+    if (this.closed) return Promise.reject(new Error(`listen(): ${this.closed}`));
     const known = this.handlers.has(channel);
     this.handlers.set(channel, handler);
     if (known) return Promise.resolve();
@@ -103,8 +112,22 @@ export class Listener {
 
   /** The worker stops: drop the connection, and make no other. */
   close(): void {
-    this.closed = true;
+    this.closeFor('the worker is stopping');
     this.handlers.clear();
+  }
+
+  /**
+   * The server begins to shut down: drop the connection (a smart shutdown
+   * waits for it), and make no other.
+   */
+  serverStopping(): void {
+    if (this.closed) return;
+    if (this.client) this.log.log('the server is shutting down: LISTEN connection closed');
+    this.closeFor('the server is shutting down');
+  }
+
+  private closeFor(why: string): void {
+    this.closed = why;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     const client = this.client;
     this.client = undefined;
@@ -129,6 +152,7 @@ export class Listener {
   /** The connection, made if there is none. */
   private async connected(): Promise<pg.Client> {
     if (this.client) return this.client;
+    if (this.closed) throw new Error(`listen(): ${this.closed}`);
     const t = this.target();
     // Loaded on first use: a worker that never listens does not pay for
     // loading pg (time and memory).
@@ -149,6 +173,11 @@ export class Listener {
     client.on('error', lost);
     client.on('end', () => lost());
     await client.connect();
+    if (this.closed) {
+      // closed while connecting: this connection must not outlive it
+      await client.end().catch(() => undefined);
+      throw new Error(`listen(): ${this.closed}`);
+    }
     this.client = client;
     return client;
   }

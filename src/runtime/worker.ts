@@ -29,6 +29,7 @@ import { checkParams, resultFlags, rowsOf, timeoutArg, type Rows } from './resul
 import { checkLaunchSettings, parseSetting, settingFromPostgres, type SettingsSpec, type SettingValues } from './settings';
 import { KeptStatement } from './statement';
 import { Listener, type ListenTarget, type NotificationHandler } from './listen';
+import { ServerStoppingWatch } from './server-stopping';
 
 interface Waiter {
   resolve(value: boolean): void;
@@ -65,12 +66,14 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   private latchPending = false;
   private wakesSeen = 0;
   private stopping = false;
-  private listeners: { [E in keyof WorkerEvents]: WorkerEvents[E][] } = { reload: [], shutdown: [], postmasterDeath: [] };
+  private listeners: { [E in keyof WorkerEvents]: WorkerEvents[E][] } = { reload: [], shutdown: [], serverStopping: [], postmasterDeath: [] };
   private postmasterGone = false;
   private readonly tx: Transaction;
   private readonly launched: Record<string, unknown>;
   private published: { [key: string]: Json } = {};
   private listener: Listener | undefined;
+  /** Watches for a server shutdown while a LISTEN connection or a serverStopping listener needs it. */
+  private readonly serverWatch = new ServerStoppingWatch(() => this.onServerStopping());
   readonly status: WorkerStatus;
 
   /**
@@ -332,6 +335,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   listen(channel: string, handler: NotificationHandler): Promise<void> {
     this.listener ??= new Listener(() => this.listenTarget(), this.log);
+    if (!this.stopping) this.serverWatch.start();
     return this.listener.listen(channel, handler);
   }
 
@@ -361,10 +365,17 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     if (!(event in this.listeners)) throw new TypeError(`on(): unknown event "${String(event)}"`);
     if (typeof listener !== 'function') throw new TypeError('on(): listener must be a function');
     this.listeners[event].push(listener);
+    if (event === 'serverStopping' && !this.stopping) this.serverWatch.start();
   }
 
-  private emit(event: 'reload' | 'shutdown'): void {
+  private emit(event: 'reload' | 'shutdown' | 'serverStopping'): void {
     for (const listener of this.listeners[event]) listener();
+  }
+
+  /** The server began to shut down: close what a smart shutdown waits for. */
+  private onServerStopping(): void {
+    this.listener?.serverStopping();
+    this.emit('serverStopping');
   }
 
   /** Host event: the latch was set. */
@@ -408,6 +419,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   onShutdown(): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.serverWatch.stop();
     this.listener?.close();
     this.addon.setState(this.addon.constants.state.stopping);
     this.settleAll(false);
