@@ -114,7 +114,7 @@ dist/.built: $(RUNTIME_SRCS)
 	$(NODE_BIN)/tsc -p tsconfig.json
 	touch $@
 
-$(PACKAGE): dist/.built package.json scripts/pack-package
+$(PACKAGE): dist/.built package.json pg_tsworker.control scripts/pack-package
 	scripts/pack-package $@
 
 RUNTIME_DEST = $(DESTDIR)$(datadir)/pg_tsworker

@@ -116,6 +116,24 @@ export default defineWorker({
   },
 });
 `,
+  // .cts: CommonJS TypeScript, import/export syntax
+  'goodc.cts': GOOD,
+  // imports a file of its own that any OS user can write (made 0666 below)
+  'usehelper.ts': `import { defineWorker } from 'pg-tsworker';
+import { VERSION } from './helper';
+
+export default defineWorker({ name: 'usehelper', async main(w) { w.log.log(VERSION); } });
+`,
+  'helper.ts': `export const VERSION = 2;\n`,
+  // imports a package whose directory any OS user can write (made 0777 below)
+  'usepkg.ts': `import { defineWorker } from 'pg-tsworker';
+import { greet } from 'openpkg';
+
+export default defineWorker({ name: 'usepkg', async main(w) { w.log.log(greet('x')); } });
+`,
+  'node_modules/openpkg/package.json': '{"name": "openpkg", "version": "1.0.0", "main": "index.js"}\n',
+  'node_modules/openpkg/index.js': 'exports.greet = (s) => `hello ${s}`;\n',
+  'node_modules/openpkg/index.d.ts': 'export declare function greet(s: string): string;\n',
   'node_modules/localpkg/package.json': '{"name": "localpkg", "version": "1.0.0", "main": "index.js"}\n',
   'node_modules/localpkg/index.js': 'exports.greet = (s) => `hello ${s}`;\n',
   'node_modules/localpkg/index.d.ts': 'export declare function greet(s: string): string;\n',
@@ -126,6 +144,39 @@ function writeModules(dir: string, modules: Record<string, string>): void {
     fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true, mode: 0o755 });
     fs.writeFileSync(path.join(dir, name), text, { mode: 0o644 });
   }
+}
+
+/** Files the server must refuse to load: other OS users can write them (or it cannot read them). */
+function openUp(dir: string): void {
+  fs.chmodSync(path.join(dir, 'helper.ts'), 0o666);
+  fs.chmodSync(path.join(dir, 'node_modules', 'openpkg'), 0o777);
+}
+
+/** The pattern of docs/workers.md "Notifications" and its shutdown example, as a module. */
+function docListenModule(): string {
+  const doc = fs.readFileSync(path.join(TOP, 'docs', 'workers.md'), 'utf8');
+  const block = (marker: string) => {
+    const at = doc.indexOf(marker);
+    assert.ok(at >= 0, `docs/workers.md has "${marker}"`);
+    const m = /```ts\n([\s\S]*?)```/.exec(doc.slice(at));
+    assert.ok(m, `a ts block after "${marker}"`);
+    return m[1];
+  };
+  return `import { defineWorker } from 'pg-tsworker';
+import { Client } from 'pg';
+
+export default defineWorker({
+  name: 'doclisten',
+  async main(w) {
+    ${block('The pattern, which loses no job')}
+    {
+      ${block('which must close\nthe worker\'s own connections')}
+    }
+    // a handler may return what w.query() returns
+    await w.listen('other', (n) => w.query('SELECT $1::text', [n.payload]));
+  },
+});
+`;
 }
 
 interface Run {
@@ -140,6 +191,9 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = 
 }
 
 const check = (dir: string, ...args: string[]): Run => run(CHECK, ['check', ...args], dir);
+
+/** Run as root, the check loads modules as the `postgres` OS user (src/check/load.ts). */
+const loaderRunsAsPostgres = (): boolean => process.geteuid?.() === 0 && /^postgres:/m.test(fs.readFileSync('/etc/passwd', 'utf8'));
 
 /** The body of the first fenced block of `lang` after `marker` in docs/authoring.md. */
 function docBlock(marker: string, lang: string): string {
@@ -177,18 +231,36 @@ describe('types in the editor', () => {
     const nodeTypes = JSON.parse(fs.readFileSync(path.join(project, 'node_modules', '@types', 'node', 'package.json'), 'utf8'));
     assert.match(nodeTypes.version, /^18\./, 'Node 18 types, as the server runs libnode 18');
 
-    const tsc = path.join(TOP, 'node_modules', '.bin', 'tsc');
-    fs.writeFileSync(path.join(project, 'worker.ts'), GOOD);
-    const good = run(tsc, ['--noEmit', '-p', project], project);
-    assert.equal(good.status, 0, good.out);
+    // TypeScript as the page says to install it: what npm gives a user today
+    // (7.x when this was written; 6.x and 7.x refused the node10 resolution
+    // the shipped tsconfig once had). Without a registry (no network), the
+    // project falls back to the checkout's TypeScript, and says so.
+    const tsInstall = docBlock('And TypeScript itself', 'sh').trim();
+    assert.match(tsInstall, /^npm install --save-dev typescript$/);
+    const tsInstalled = run('bash', ['-c', tsInstall], project, env);
+    const tscs: string[] = [path.join(TOP, 'node_modules', '.bin', 'tsc')]; // 5.9, what pg_tsworker check runs
+    if (tsInstalled.status === 0) {
+      const version = JSON.parse(fs.readFileSync(path.join(project, 'node_modules', 'typescript', 'package.json'), 'utf8')).version;
+      console.log(`# typescript from the registry in the project: ${version}`);
+      tscs.push(path.join(project, 'node_modules', '.bin', 'tsc'));
+    } else {
+      assert.match(tsInstalled.out, /ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ECONNRESET|network/i, tsInstalled.out);
+      console.log('# no npm registry reachable: only the checkout\'s TypeScript was tried');
+    }
 
-    fs.writeFileSync(path.join(project, 'worker.ts'), MISSPELT);
-    const bad = run(tsc, ['--noEmit', '-p', project], project);
-    assert.notEqual(bad.status, 0);
-    const errors = bad.out.split('\n').filter((l) => /error TS\d+/.test(l));
-    assert.equal(errors.length, 1, bad.out);
-    assert.match(errors[0], /^worker\.ts\(12,47\): error TS2551: Property 'naptme' does not exist on type .*/);
-    assert.match(bad.out, /Did you mean 'naptime'\?/);
+    for (const tsc of tscs) {
+      fs.writeFileSync(path.join(project, 'worker.ts'), GOOD);
+      const good = run(tsc, ['--noEmit', '-p', project], project);
+      assert.equal(good.status, 0, `${tsc}: ${good.out}`);
+
+      fs.writeFileSync(path.join(project, 'worker.ts'), MISSPELT);
+      const bad = run(tsc, ['--noEmit', '-p', project], project);
+      assert.notEqual(bad.status, 0);
+      const errors = bad.out.split('\n').filter((l) => /error TS\d+/.test(l));
+      assert.equal(errors.length, 1, `${tsc}: ${bad.out}`);
+      assert.match(errors[0], /^worker\.ts\(12,47\): error TS2551: Property 'naptme' does not exist on type .*/);
+      assert.match(bad.out, /Did you mean 'naptime'\?/);
+    }
   });
 });
 
@@ -205,7 +277,11 @@ describe('pg_tsworker check', () => {
 
   before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsw-check-'));
-    writeModules(dir, MODULES);
+    fs.chmodSync(dir, 0o755); // run as root, the check loads modules as the server's OS user
+    writeModules(dir, { ...MODULES, 'doclisten.ts': docListenModule(), 'worldw.ts': GOOD, 'unreadable.ts': GOOD });
+    openUp(dir);
+    fs.chmodSync(path.join(dir, 'worldw.ts'), 0o666);
+    fs.chmodSync(path.join(dir, 'unreadable.ts'), 0o600);
   });
 
   after(() => {
@@ -224,7 +300,7 @@ describe('pg_tsworker check', () => {
   // The broken modules in one run (one type-check program, the Node 18 types
   // parsed once); each must be reported, each at its place.
   let broken: Run;
-  const BROKEN = ['misspelt', 'floating', 'syntax', 'typeerr', 'missing', 'nodefault', 'badsetting'];
+  const BROKEN = ['misspelt', 'floating', 'syntax', 'typeerr', 'missing', 'nodefault', 'badsetting', 'usehelper', 'usepkg'];
   const of = (name: string) => broken.out.split('\n').filter((l) => l.startsWith(`${name}.ts:`)).join('\n');
 
   test('modules with problems: exit 1, each with its count', () => {
@@ -267,6 +343,22 @@ describe('pg_tsworker check', () => {
     assert.match(of('badsetting'), /^badsetting\.ts:3:16: error \(load\): TypeError: setting "naptime": default 0 is outside min 1 \.\. max -$/m);
   });
 
+  test('the server\'s rule on who may write a module, for the module and for what it imports', () => {
+    assert.match(of('usehelper'), /error \(load\): .*refusing to load module ".*\/helper\.ts" is writable by other OS users \(mode 0666\)/);
+    assert.match(of('usepkg'), /error \(load\): .*refusing to load the directory ".*\/node_modules\/openpkg" of module ".*index\.js" is writable by other OS users \(mode 0777\)/);
+    const r = check(dir, 'worldw.ts', 'unreadable.ts');
+    assert.equal(r.status, 1, r.out);
+    assert.match(r.out, /^worldw\.ts:.*error \(load\): .*module ".*\/worldw\.ts" is writable by other OS users \(mode 0666\)/m);
+    if (loaderRunsAsPostgres()) assert.match(r.out, /^unreadable\.ts:.*error \(load\): .*(cannot be read|permission denied|EACCES)/im);
+  });
+
+  test('a .cts module, the w.listen() patterns of docs/workers.md', () => {
+    const r = check(dir, 'goodc.cts', 'doclisten.ts');
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /^goodc\.cts: ok$/m);
+    assert.match(r.out, /^doclisten\.ts: ok$/m);
+  });
+
   test('node_modules beside the module and the packages shipped with the runtime resolve', () => {
     const r = check(dir, 'resolves.ts');
     assert.equal(r.status, 0, r.out);
@@ -280,8 +372,14 @@ describe('pg_tsworker check', () => {
     assert.match(r.out, /^typeerr\.ts: 1 problem$/m);
   });
 
+  test('one worker name twice is a problem, as in tsworker.workers', () => {
+    const r = check(dir, 'good.ts', 'good.ts');
+    assert.equal(r.status, 1, r.out);
+    assert.match(r.out, /error: the worker name "good" is given twice/);
+  });
+
   test('usage errors exit 2; --help exits 0', () => {
-    for (const args of [[], ['check'], ['check', 'nope.ts'], ['check', '--strict', 'good.ts'], ['check', 'package.json'], ['frobnicate']]) {
+    for (const args of [[], ['check'], ['check', 'nope.ts'], ['check', '--strict', 'good.ts'], ['check', 'package.json'], ['check', 'node_modules'], ['frobnicate']]) {
       const r = run(CHECK, args, dir);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.out}`);
       assert.match(r.out, /usage: pg_tsworker check/);
@@ -342,7 +440,9 @@ describe('on a server', () => {
     c = await Cluster.create('authoring', { conf: { max_worker_processes: 16 } });
     dir = path.join(c.baseDir, 'modules');
     fs.mkdirSync(dir, { mode: 0o755 });
-    writeModules(dir, { 'good.ts': GOOD, 'deployed.ts': DEPLOYED(1), 'batches.ts': BATCHES });
+    writeModules(dir, { 'good.ts': GOOD, 'deployed.ts': DEPLOYED(1), 'batches.ts': BATCHES, 'goodc.cts': GOOD });
+    writeModules(dir, Object.fromEntries(Object.entries(MODULES).filter(([f]) => /^(usehelper|helper|usepkg)\.ts$|openpkg/.test(f))));
+    openUp(dir);
     await c.query(`CREATE TABLE deployed(version int, pid int, at timestamptz DEFAULT now());
                    CREATE TABLE batches(cut bool, ticks int)`);
     c.appendConf({
@@ -372,6 +472,14 @@ describe('on a server', () => {
       printed.sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
       rows.map((s) => [s.name, s.vartype, s.boot_val, s.unit, declared(s.min_val, s.vartype), s.vartype === 'real' ? declared(s.max_val, s.vartype) : null, s.context]),
     );
+  });
+
+  test('a .cts module runs; a module importing a file or package other OS users can write is refused', async () => {
+    await c.query(`SELECT tsworker.launch('goodc', $1)`, [`${dir}/goodc.cts`]);
+    await c.pollQueryUntil(`SELECT state = 'waiting' FROM tsworker.stat_workers WHERE name = 'goodc'`);
+    await c.query(`SELECT tsworker.stop('goodc')`);
+    await assert.rejects(c.query(`SELECT tsworker.launch('usehelper', $1)`, [`${dir}/usehelper.ts`]), /refusing to load module ".*\/helper\.ts" is writable by other OS users \(mode 0666\)/);
+    await assert.rejects(c.query(`SELECT tsworker.launch('usepkg', $1)`, [`${dir}/usepkg.ts`]), /refusing to load the directory ".*\/node_modules\/openpkg" of module/);
   });
 
   test('deploying new code: stop, replace the file, start', async () => {

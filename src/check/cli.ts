@@ -52,6 +52,9 @@ function parseTarget(arg: string, cwd: string): Target {
   const eq = arg.indexOf('=');
   const explicit = eq > 0 && !arg.slice(0, eq).includes('/');
   const file = path.resolve(cwd, explicit ? arg.slice(eq + 1) : arg);
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) {
+    throw new UsageError(`${arg}: is a directory; a module is a ${MODULE_SUFFIXES.join(', ')} file`);
+  }
   if (!isModuleFile(file)) throw new UsageError(`${arg}: a module is a ${MODULE_SUFFIXES.join(', ')} file`);
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new UsageError(`${arg}: no such file`);
   return { name: explicit ? arg.slice(0, eq) : path.basename(file, path.extname(file)), file };
@@ -83,8 +86,16 @@ function describeWorker(name: string, w: ManifestWorker): string[] {
 let lastProgram: ReturnType<typeof typeCheck>['program'] | undefined;
 
 /** Check one module; print what was found; true when it has no problem. */
-function checkOne(target: Target, cwd: string, out: (line: string) => void): boolean {
+function checkOne(target: Target, cwd: string, out: (line: string) => void, duplicate: boolean): boolean {
   const problems: Problem[] = [];
+  if (duplicate) {
+    problems.push({
+      file: target.file,
+      line: 1,
+      column: 1,
+      message: `error: the worker name "${target.name}" is given twice (tsworker.workers refuses a second worker of one name): name one of them, name=${target.file}`,
+    });
+  }
   if (!WORKER_NAME.test(target.name)) {
     problems.push({
       file: target.file,
@@ -105,7 +116,7 @@ function checkOne(target: Target, cwd: string, out: (line: string) => void): boo
   }
   problems.sort((a, b) => (a.file === b.file ? a.line - b.line || a.column - b.column : a.file < b.file ? -1 : 1));
   for (const p of problems) out(formatProblem(p, cwd));
-  if (worker) for (const line of describeWorker(target.name, worker)) out(line);
+  if (worker && WORKER_NAME.test(target.name)) for (const line of describeWorker(target.name, worker)) out(line);
   const shown = formatProblem({ file: target.file, line: 0, column: 0, message: '' }, cwd).replace(/:0:0: $/, '');
   if (typed.syntaxErrors) out(`${shown}: not loaded: the server would fail on the same syntax errors`);
   out(problems.length === 0 ? `${shown}: ok` : `${shown}: ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
@@ -133,7 +144,12 @@ export function main(argv: string[], cwd = process.cwd(), out = (line: string) =
     const ts = loadTypeScript(RUNTIME_DIR);
     out(`pg_tsworker check: Node ${process.versions.node}, TypeScript ${ts.version}, runtime ${RUNTIME_DIR}`);
     let ok = true;
-    for (const t of targets) ok = checkOne(t, cwd, out) && ok;
+    const seen = new Set<string>();
+    for (const t of targets) {
+      const key = t.name;
+      ok = checkOne(t, cwd, out, seen.has(key)) && ok;
+      seen.add(key);
+    }
     return ok ? 0 : 1;
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;

@@ -9,6 +9,7 @@
  * the module declares.
  */
 import { spawnSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 
 import type { ManifestWorker } from '../runtime/manifest';
@@ -43,6 +44,29 @@ function loadProblem(error: string, file: string, fallback: { line: number; colu
   return { file, ...fallback, message: `error (load): ${error}` };
 }
 
+/** The OS user the server runs as, when the check runs as root (Debian's `postgres`). */
+const SERVER_OS_USER = 'postgres';
+
+/**
+ * Who loads the module: the check's own user, or, when it runs as root,
+ * the server's OS user (`postgres`), so that the server's rule on who may
+ * have written a module (module-files.ts) and the file modes it can read
+ * are applied as the server will.
+ */
+export function loaderUser(): { uid: number; gid: number; name: string } | undefined {
+  if (process.geteuid?.() !== 0) return undefined;
+  let passwd: string;
+  try {
+    passwd = fs.readFileSync('/etc/passwd', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const line = passwd.split('\n').find((l) => l.startsWith(`${SERVER_OS_USER}:`));
+  if (!line) return undefined;
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid), name: SERVER_OS_USER };
+}
+
 /**
  * Load `file` (absolute) as worker `name` with the runtime in `runtimeDir`,
  * using `nodeExe` (pg_tsworker_node).
@@ -55,22 +79,30 @@ export function loadModule(
   fallback: { line: number; column: number },
 ): LoadResult {
   const manifest = path.join(runtimeDir, 'dist', 'runtime', 'manifest.js');
+  const user = loaderUser();
   const run = spawnSync(nodeExe, ['--max-old-space-size=256', manifest, runtimeDir, `${name}=${file}`], {
     env: { LC_ALL: 'C', ESBUILD_WORKER_THREADS: '0' },
     encoding: 'utf8',
     timeout: MANIFEST_TIMEOUT_MS,
-    cwd: path.dirname(file),
+    // the server's working directory is its data directory: nothing of the module's
+    cwd: user ? '/' : path.dirname(file),
     maxBuffer: 64 * 1024 * 1024,
+    ...(user ? { uid: user.uid, gid: user.gid } : {}),
   });
   const stderr = run.stderr ?? '';
   const failed = (why: string): LoadResult => ({ problems: [{ file, ...fallback, message: `error (load): ${why}` }], stderr });
-  if (run.error) return failed(`could not run ${nodeExe}: ${run.error.message}`);
-  if (run.signal) return failed(`loading was stopped by ${run.signal}${run.signal === 'SIGTERM' ? ` after ${MANIFEST_TIMEOUT_MS / 1000} s (the server's limit)` : ''}`);
+  const limit = `within ${MANIFEST_TIMEOUT_MS / 1000} s (the server's limit): its top-level code does not finish`;
+  if ((run.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT') return failed(`the module did not load ${limit}`);
+  if (run.error) return failed(`could not run ${nodeExe}${user ? ` as ${user.name}` : ''}: ${run.error.message}`);
+  if (run.signal) return failed(`loading was stopped by ${run.signal}${run.signal === 'SIGTERM' ? `: the module did not load ${limit}` : ''}`);
   let doc: { workers?: ManifestWorker[] };
   try {
     doc = JSON.parse(run.stdout) as { workers?: ManifestWorker[] };
   } catch {
-    return failed(`the loader exited with status ${run.status} without its answer${stderr ? `: ${stderr.trim().split('\n').slice(-1)[0]}` : ''}`);
+    return failed(
+      `loading the module ended the process (exit status ${run.status}) before it was loaded: does its top-level code call process.exit()?` +
+        (stderr ? ` Last output: ${stderr.trim().split('\n').slice(-1)[0]}` : ''),
+    );
   }
   const worker = doc.workers?.[0];
   if (!worker) return failed('the loader gave no answer for the module');

@@ -50,15 +50,17 @@ function isBare(name: string): boolean {
 function serverResolution(ts: typeof TS, host: TS.CompilerHost, runtimeDir: string): TS.CompilerHost['resolveModuleNameLiterals'] {
   const runtimeIndex = path.join(runtimeDir, 'dist', 'runtime', 'index.d.ts');
   const fromRuntime = path.join(runtimeDir, 'index.ts');
-  return (literals, containingFile, _redirected, options) =>
+  return (literals, containingFile, _redirected, options, containingSource) =>
     literals.map((literal) => {
       const name = literal.text;
       if (name === 'pg-tsworker') {
         return { resolvedModule: { resolvedFileName: runtimeIndex, extension: ts.Extension.Dts, isExternalLibraryImport: true } };
       }
-      const own = ts.resolveModuleName(name, containingFile, options, host);
+      // node16 resolution: `require` or `import` conditions, as the file's format says
+      const mode = ts.getModeForUsageLocation(containingSource, literal, options);
+      const own = ts.resolveModuleName(name, containingFile, options, host, undefined, undefined, mode);
       if (own.resolvedModule || !isBare(name)) return own;
-      return ts.resolveModuleName(name, fromRuntime, options, host);
+      return ts.resolveModuleName(name, fromRuntime, options, host, undefined, undefined, mode);
     });
 }
 

@@ -18,6 +18,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { CompileCache, type CacheLog } from './compile-cache';
+import { moduleFileProblem } from './module-files';
 import kinds from './module-kinds.json';
 
 /** Suffixes of module files, e.g. `.ts`. */
@@ -62,7 +63,14 @@ function registerTsx(): Record<string, Loader> {
     register(): unknown;
   };
   tsx.register();
-  state.tsx = Object.fromEntries(TYPESCRIPT_SUFFIXES.map((s) => [s, M._extensions[s]]));
+  // tsx registers `.ts` but not `.cts` (it compiles .cts files through the
+  // same loader): a suffix it left alone still has ours, which must not
+  // call itself on a cache miss.
+  const tsxLoader = (s: string): Loader => (M._extensions[s] !== loadTypeScript && M._extensions[s]) || M._extensions['.ts'];
+  state.tsx = Object.fromEntries(TYPESCRIPT_SUFFIXES.map((s) => [s, tsxLoader(s)]));
+  if (Object.values(state.tsx).some((l) => l === loadTypeScript || typeof l !== 'function')) {
+    throw new Error('tsx did not register a loader for TypeScript files');
+  }
   for (const s of TYPESCRIPT_SUFFIXES) M._extensions[s] = loadTypeScript;
   return state.tsx;
 }
@@ -135,8 +143,31 @@ function needsTsx(err: unknown): boolean {
   return err instanceof SyntaxError && /\b(import|export)\b/.test(err.message);
 }
 
+let guarded = false;
+
+/**
+ * Apply the rule of module-files.ts to every file loaded from outside the
+ * runtime (once): a file someone else can write is not loaded.
+ */
+function guardModuleFiles(runtimeDir: string): void {
+  if (guarded) return;
+  guarded = true;
+  const inRuntime = path.resolve(runtimeDir) + path.sep;
+  const okDirs = new Set<string>();
+  const proto = Module.prototype as unknown as { load(filename: string): void };
+  const load = proto.load;
+  proto.load = function (filename: string) {
+    if (!filename.startsWith(inRuntime)) {
+      const problem = moduleFileProblem(filename, undefined, okDirs);
+      if (problem) throw Object.assign(new Error(`refusing to load ${problem}`), { code: 'ERR_TSWORKER_MODULE_FILE' });
+    }
+    return load.call(this, filename);
+  };
+}
+
 /** require() a module file; .ts/.cts files through the compile cache or tsx. */
 export function requireModule(file: string, runtimeDir: string = RUNTIME_DIR): unknown {
+  guardModuleFiles(runtimeDir);
   if (TYPESCRIPT_SUFFIXES.includes(path.extname(file))) installTypeScript(runtimeDir);
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   return require(file);
