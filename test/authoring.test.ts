@@ -228,6 +228,9 @@ describe('types in the editor', () => {
 
     const pkg = JSON.parse(fs.readFileSync(path.join(project, 'node_modules', 'pg-tsworker', 'package.json'), 'utf8'));
     assert.equal(pkg.name, 'pg-tsworker');
+    const control = /^default_version = '(\d+)\.(\d+)'$/m.exec(fs.readFileSync(path.join(TOP, 'pg_tsworker.control'), 'utf8'));
+    assert.ok(control);
+    assert.equal(pkg.version, `${control[1]}.${control[2]}.0`, "the package's version is the extension's");
     const nodeTypes = JSON.parse(fs.readFileSync(path.join(project, 'node_modules', '@types', 'node', 'package.json'), 'utf8'));
     assert.match(nodeTypes.version, /^18\./, 'Node 18 types, as the server runs libnode 18');
 

@@ -203,6 +203,15 @@ describe('wake at commit, group wake, w.listen()', () => {
     await c.pollQueryUntil(`SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'listener listen'`);
   });
 
+  test('w.listen(): a channel is at most 63 bytes (UTF-8), as PostgreSQL has it', async () => {
+    await launch('channels', 'channels.ts');
+    await c.pollQueryUntil(`SELECT status ? 'refused' FROM tsworker.stat_workers WHERE name = 'channels'`);
+    assert.match(await c.queryOne(`SELECT status->>'refused' FROM tsworker.stat_workers WHERE name = 'channels'`), /channel must be a string of 1 to 63 bytes/);
+    await c.query(`SELECT pg_notify(repeat('ü', 31), 'x')`);
+    await c.pollQueryUntil(`SELECT (status->>'heard')::int = 1 FROM tsworker.stat_workers WHERE name = 'channels'`);
+    await c.query(`SELECT tsworker.stop('channels')`);
+  });
+
   test('pg_ctl stop -m smart completes with a listening worker and a worker with its own client connection', async () => {
     await launch('listener', 'listener.ts');
     await c.pollQueryUntil(`SELECT (status->>'listening')::bool FROM tsworker.stat_workers WHERE name = 'listener'`);
