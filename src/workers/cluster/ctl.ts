@@ -6,7 +6,7 @@
  * cancel kills it) and by `pg_tsworker_ctl` (cli.ts).
  *
  *   pg_tsworker_node ctl.js switchover|failover|pause|resume --hosts H --scope S --name ME
- *       [--namespace P] [--candidate C] [--force on] [--timeout MS] [--retry_timeout MS]
+ *       [--namespace P] [--citus_group G] [--candidate C] [--force on] [--timeout MS] [--retry_timeout MS]
  *       [--max_lag KB] [--pid N]
  *
  * Prints one line: `ok<TAB><JSON>`, or `error<TAB><SQLSTATE><TAB><message><TAB><detail><TAB><hint>`.
@@ -42,6 +42,8 @@ export interface CtlOptions {
   hosts: string;
   scope: string;
   namespace: string;
+  /** Citus group (docs/citus.md); absent or -1: no Citus formation. */
+  citusGroup?: number;
   /** The member asking (its name goes into the request). */
   name: string;
   candidate: string | null;
@@ -67,7 +69,7 @@ const POLL_MS = 20;
 
 function open(o: CtlOptions): Dcs {
   // not on the leader's clock: a busy machine may take seconds to answer the first request
-  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope), Math.max(o.retryTimeoutMs, 5000));
+  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 5000));
 }
 
 async function readView(dcs: Dcs, o: CtlOptions): Promise<ClusterView> {
@@ -339,6 +341,7 @@ export function optionsFrom(argv: string[]): CtlOptions {
     hosts: arg(argv, 'hosts') ?? '',
     scope: arg(argv, 'scope') ?? '',
     namespace: arg(argv, 'namespace') ?? '/service/',
+    citusGroup: Number(arg(argv, 'citus_group') ?? -1),
     name: arg(argv, 'name') ?? '',
     candidate: arg(argv, 'candidate') || null,
     force: arg(argv, 'force') === 'on',

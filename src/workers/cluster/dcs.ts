@@ -139,6 +139,40 @@ function parseJson<T>(kv: IKeyValue): T | null {
   }
 }
 
+/** The cluster as its keys say (`kvs`: each key's name below the cluster's prefix). */
+function viewOf(kvs: [string, IKeyValue][], revision: string): ClusterView {
+  const view: ClusterView = {
+    initialize: null,
+    leader: null,
+    members: new Map(),
+    status: null,
+    history: [],
+    sync: null,
+    failover: null,
+    config: null,
+    revision,
+  };
+  for (const [name, kv] of kvs) {
+    if (name === 'initialize') view.initialize = kv.value.toString('utf8');
+    else if (name === 'leader') view.leader = { name: kv.value.toString('utf8'), lease: String(kv.lease) };
+    else if (name === 'status') view.status = parseJson(kv);
+    else if (name === 'history') view.history = parseJson<HistoryLine[]>(kv) ?? [];
+    else if (name === 'sync') {
+      const s = parseJson<SyncState>(kv);
+      view.sync = s ? { ...s, modRevision: String(kv.mod_revision) } : null;
+    } else if (name === 'failover') {
+      const f = parseJson<FailoverRequest>(kv);
+      view.failover = f ? { ...f, lease: String(kv.lease), modRevision: String(kv.mod_revision) } : null;
+    } else if (name === 'config') {
+      view.config = parseJson<ClusterConfig>(kv);
+    } else if (name.startsWith('members/')) {
+      const m = parseJson<MemberData>(kv);
+      if (m) view.members.set(name.slice('members/'.length), { ...m, lease: String(kv.lease) });
+    }
+  }
+  return view;
+}
+
 export class Dcs {
   private readonly client: Etcd3;
 
@@ -228,37 +262,24 @@ export class Dcs {
   /** Read every key of the cluster in one request. */
   async read(): Promise<ClusterView> {
     const res = await this.bounded('reading the cluster', this.client.getAll().prefix(this.prefix).exec());
-    const view: ClusterView = {
-      initialize: null,
-      leader: null,
-      members: new Map(),
-      status: null,
-      history: [],
-      sync: null,
-      failover: null,
-      config: null,
-      revision: String(res.header.revision),
-    };
+    return viewOf(res.kvs.map((kv) => [kv.key.toString('utf8').slice(this.prefix.length), kv]), String(res.header.revision));
+  }
+
+  /**
+   * A Citus formation (this client's prefix is `<namespace>/<scope>/`): every
+   * group's cluster under `<prefix><group>/`, in one request (docs/citus.md).
+   */
+  async readGroups(): Promise<Map<number, ClusterView>> {
+    const res = await this.bounded('reading the formation', this.client.getAll().prefix(this.prefix).exec());
+    const byGroup = new Map<number, [string, IKeyValue][]>();
     for (const kv of res.kvs) {
-      const name = kv.key.toString('utf8').slice(this.prefix.length);
-      if (name === 'initialize') view.initialize = kv.value.toString('utf8');
-      else if (name === 'leader') view.leader = { name: kv.value.toString('utf8'), lease: String(kv.lease) };
-      else if (name === 'status') view.status = parseJson(kv);
-      else if (name === 'history') view.history = parseJson<HistoryLine[]>(kv) ?? [];
-      else if (name === 'sync') {
-        const s = parseJson<SyncState>(kv);
-        view.sync = s ? { ...s, modRevision: String(kv.mod_revision) } : null;
-      } else if (name === 'failover') {
-        const f = parseJson<FailoverRequest>(kv);
-        view.failover = f ? { ...f, lease: String(kv.lease), modRevision: String(kv.mod_revision) } : null;
-      } else if (name === 'config') {
-        view.config = parseJson<ClusterConfig>(kv);
-      } else if (name.startsWith('members/')) {
-        const m = parseJson<MemberData>(kv);
-        if (m) view.members.set(name.slice('members/'.length), { ...m, lease: String(kv.lease) });
-      }
+      const m = /^(0|[1-9][0-9]*)\/(.+)$/.exec(kv.key.toString('utf8').slice(this.prefix.length));
+      if (!m) continue;
+      const g = Number(m[1]);
+      if (!byGroup.has(g)) byGroup.set(g, []);
+      byGroup.get(g)!.push([m[2], kv]);
     }
-    return view;
+    return new Map([...byGroup].map(([g, kvs]) => [g, viewOf(kvs, String(res.header.revision))]));
   }
 
   /** Publish this member's state, attached to its lease. */
