@@ -8,11 +8,15 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { HealthApi, parseBytes, type ApiState } from '../src/workers/cluster/api';
+import { decide } from '../src/workers/cluster/boot';
+import { Dcs, DcsError } from '../src/workers/cluster/dcs';
+import { dutyOf } from '../src/workers/cluster/duty';
 import { elect, type Candidate, type ElectionInput } from '../src/workers/cluster/election';
 import { fitsTimeline, followConninfo } from '../src/workers/cluster/follow';
 import { lsnToNumber, numberToLsn } from '../src/workers/cluster/local';
 import { clusterPrefix, configErrors, timing } from '../src/workers/cluster/settings';
 import { parseStandbyNames, standbyNames } from '../src/workers/cluster/sync';
+import { Etcd } from './harness/etcd';
 
 const member = (name: string, lsn: number, more: Partial<Candidate> = {}): Candidate => ({
   name,
@@ -69,6 +73,96 @@ describe('election', () => {
     assert.match((elect(input(member('b', 900), [], { sync: { ...sync, members: [] } })) as { why: string }).why, /no member is a synchronous standby/);
     // the former leader, still a primary, takes the key back even with an empty set
     assert.equal(elect(input(member('a', 900, { recovery: false }), [], { sync: { ...sync, members: [] } })).take, true);
+    // restarted (so in recovery) with an empty set: it takes the key back too, unless a member holds more WAL
+    assert.equal(elect(input(member('a', 900), [member('b', 800)], { sync: { ...sync, members: [] } })).take, true);
+    assert.match((elect(input(member('a', 900), [member('b', 950)], { sync: { ...sync, members: [] } })) as { why: string }).why, /member "b" holds more WAL/);
+    // nobody else may while the set is empty
+    assert.equal(elect(input(member('b', 950), [member('a', 900)], { sync: { ...sync, members: [] } })).take, false);
+  });
+});
+
+describe('duty: initializing a scope, leading only under a lease of its own', () => {
+  const me = { name: 'a', recovery: true, sysid: '7' };
+  test('only a server out of recovery initializes a scope; a standby waits, naming the scope setting', () => {
+    assert.deepEqual(dutyOf({ initialize: null, leader: null }, { ...me, recovery: false }, 'L1', 'orders'), { kind: 'initialize' });
+    const d = dutyOf({ initialize: null, leader: null }, me, 'L1', 'orderz');
+    assert.equal(d.kind, 'wait');
+    assert.match((d as { why: string }).why, /cluster "orderz" is not initialized.*tsworker_promoter\.scope/);
+  });
+
+  test('the leader key with this name counts only under this process\'s lease', () => {
+    const view = { initialize: '7', leader: { name: 'a', lease: 'L1' } };
+    assert.deepEqual(dutyOf(view, me, 'L1', 's'), { kind: 'lead' });
+    for (const lease of ['L2', null]) {
+      const d = dutyOf(view, { ...me, recovery: false }, lease, 's');
+      assert.equal(d.kind, 'wait');
+      assert.match((d as { why: string }).why, /lease L1, which this process did not create.*tsworker_promoter\.name/);
+    }
+    assert.deepEqual(dutyOf({ ...view, leader: { name: 'b', lease: 'L1' } }, me, 'L1', 's'), { kind: 'follow', leader: 'b' });
+    assert.deepEqual(dutyOf({ ...view, leader: null }, me, 'L1', 's'), { kind: 'elect' });
+    assert.equal(dutyOf({ ...view, initialize: '8' }, me, 'L1', 's').kind, 'foreign');
+  });
+});
+
+describe('configuration errors name the setting', () => {
+  test('a malformed or empty tsworker_promoter.etcd_hosts', async () => {
+    const dcs = new Dcs([], '/service/s/', 500); // etcd3 throws on no hosts: the member must live on to say why
+    await assert.rejects(dcs.read(), (err: Error) => err instanceof DcsError && /tsworker_promoter\.etcd_hosts/.test(err.message));
+    dcs.close();
+    const base = ['--scope', 's', '--name', 'a', '--sysid', '7', '--recovery', 'on'];
+    for (const hosts of ['127.0.0.1:23799', '', ' , ']) {
+      const [kind, why] = await decide([...base, '--hosts', hosts]);
+      assert.equal(kind, 'error', hosts);
+      assert.match(why, /tsworker_promoter\.etcd_hosts/);
+    }
+  });
+
+  test('tsworker_promoter.restapi_listen that is not address:port', async () => {
+    const api = new HealthApi(() => null, () => false, '0.1.0');
+    for (const bad of ['nonsense', '127.0.0.1:99999', '127.0.0.1:']) {
+      await assert.rejects(api.listen(bad), /tsworker_promoter\.restapi_listen/, bad);
+    }
+    api.close();
+  });
+});
+
+describe('at server start (boot.js) against a real etcd', () => {
+  let etcd: Etcd;
+  test.before(async () => {
+    etcd = await Etcd.start('rules');
+  });
+  test.after(async () => {
+    await etcd?.cleanup();
+  });
+
+  test('a standby with an uninitialized scope stays a standby and initializes nothing', async () => {
+    const [kind, why] = await decide(['--hosts', etcd.url, '--scope', 'orderz', '--name', 'b', '--sysid', '7', '--recovery', 'on']);
+    assert.equal(kind, 'standby');
+    assert.match(why, /not initialized.*tsworker_promoter\.scope/);
+    const dcs = new Dcs([etcd.url], '/service/orderz/', 2000);
+    assert.equal((await dcs.read()).initialize, null);
+    dcs.close();
+  });
+
+  test('a standby named as the leader key\'s holder stays a standby; a second process cannot publish under a live member\'s name', async () => {
+    const dcs = new Dcs([etcd.url], '/service/orders/', 2000);
+    try {
+      assert.equal(await dcs.initialize('7'), true);
+      const lease = await dcs.grantLease(10);
+      assert.equal(await dcs.acquireLeader('a', lease.id), true);
+      const data = { conninfo: 'host=x', role: 'primary', state: 'running', timeline: 1, lsn: 1, replayed: null, streaming_from: null, priority: 1, nofailover: false, nosync: false, sysid: '7', api_url: null, at: '' };
+      assert.equal(await dcs.touchMember('a', data as never, lease.id), true);
+      const [kind, why] = await decide(['--hosts', etcd.url, '--scope', 'orders', '--name', 'a', '--sysid', '7', '--recovery', 'on']);
+      assert.equal(kind, 'standby');
+      assert.match(why, /under a lease this server did not create.*tsworker_promoter\.name.*stays a standby/);
+      // the copy's own lease cannot replace the live member's key; the owner's renewals go on
+      const other = await dcs.grantLease(10);
+      assert.equal(await dcs.touchMember('a', data as never, other.id), false);
+      assert.equal(await dcs.touchMember('a', data as never, lease.id), true);
+      assert.equal((await dcs.read()).members.get('a')?.lease, lease.id);
+    } finally {
+      dcs.close();
+    }
   });
 });
 

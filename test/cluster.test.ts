@@ -114,6 +114,35 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
     assert.equal(st.fenced, false);
   });
 
+  test('a copy of the leader: with a mistyped scope it stays a standby and initializes nothing; with the leader\'s name it never leads', async () => {
+    const lead = await leader();
+    const dup = await Cluster.createStandby(lead.c, 'dup', { netns: net.host('h'), start: false });
+    try {
+      await configure(dup, 'h');
+      dup.appendConf({ 'tsworker_promoter.scope': 'hz' });
+      let off = dup.logOffset();
+      await dup.start();
+      await dup.waitForLog(/cluster "hz" is not initialized in etcd: a server in recovery never initializes one.*tsworker_promoter\.scope/, off, 20_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(await dup.queryText('SELECT pg_is_in_recovery()'), 't');
+      assert.equal(await net.exec('e', ['etcdctl', `--endpoints=${etcd.url}`, 'get', '--print-value-only', '/service/hz/initialize']).then((r) => r.stdout.trim()), '');
+      await dup.stop('fast');
+
+      // the same copy with the scope right and the leader's name (as pg_basebackup copies a configuration)
+      dup.appendConf({ 'tsworker_promoter.scope': SCOPE, 'tsworker_promoter.name': lead.c.name });
+      off = dup.logOffset();
+      await dup.start();
+      assert.match(await dup.waitForLog(/starts as a standby: .*/, off, 20_000), /the leader key holds this member's name "a" under a lease this server did not create.*stays a standby/);
+      await waitFor(async () => ((await status(dup))?.error ?? '').includes('tsworker_promoter.name') || undefined, { timeoutMs: 30_000, what: 'the duplicate name refused' });
+      assert.equal(await dup.queryText('SELECT pg_is_in_recovery()'), 't');
+      assert.equal(await leader(), lead, 'the leader is unchanged and the only writable member');
+      assert.deepEqual(await health('OPTIONS', '/primary'), { a: 200, b: 503, c: 503 });
+      assert.equal((await status(lead.c)).error, null);
+    } finally {
+      await dup.cleanup().catch(() => undefined);
+    }
+  });
+
   test(`primary's postmaster SIGKILLed, ${KILL_TRIALS} trials: one standby (the most advanced) is promoted, the other follows, no two members accept writes at once`, async (t) => {
     for (let trial = 1; trial <= KILL_TRIALS; trial++) {
       const old = await leader();
@@ -261,5 +290,20 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
       assert.deepEqual(lost, []);
       await rejoin(old, lead);
     }
+  });
+
+  test('synchronous mode, empty set: the former leader SIGKILLed and started again (a standby) takes the key back; nobody else may', async () => {
+    const old = await leader();
+    const standbys = members.filter((m) => m !== old);
+    for (const m of standbys) await m.c.stop('fast');
+    await waitFor(async () => (await status(old.c)).sync?.length === 0 || undefined, { timeoutMs: 30_000, what: 'an empty synchronous set in etcd' });
+    const id = await old.c.queryText(`INSERT INTO probe(member) VALUES ('alone') RETURNING id`);
+    const off = old.c.logOffset();
+    await old.c.kill9();
+    await old.c.start();
+    assert.equal(await leader(), old, 'the former leader leads again');
+    assert.match(old.c.readLog(off), /synchronous mode: the former leader \(the synchronous set was empty\) takes the key back from recovery/);
+    assert.equal(await old.c.queryText(`SELECT count(*) FROM probe WHERE id = ${id}`), '1');
+    for (const m of standbys) await rejoin(m, old);
   });
 });

@@ -116,11 +116,14 @@ export class HealthApi {
     private readonly post?: (path: string, body: unknown) => Promise<{ code: number; body: unknown }>,
   ) {}
 
-  /** Listen on `address:port`; rejects when the address cannot be bound. */
+  /** Listen on `address:port`; rejects when it is not that (naming tsworker_promoter.restapi_listen) or cannot be bound. */
   listen(listen: string): Promise<void> {
     const i = listen.lastIndexOf(':');
     const host = listen.slice(0, i);
     const port = Number(listen.slice(i + 1));
+    if (!/^[^\s:]+:\d+$/.test(listen) || port > 65535) {
+      return Promise.reject(new Error(`tsworker_promoter.restapi_listen "${listen}" is not address:port (a port up to 65535)`));
+    }
     this.server = http.createServer((req, res) => this.handle(req, res));
     this.server.keepAliveTimeout = 1000;
     return new Promise((resolve, reject) => {

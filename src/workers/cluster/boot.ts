@@ -7,8 +7,10 @@
  *   pg_tsworker_node boot.js --hosts H --name N --sysid ID --recovery on|off
  *                            [--scope S] [--namespace P] [--retry_timeout MS] [--citus_group G]
  *
- * Prints one line, tab-separated: `primary <why>` when this member holds
- * the leader key (or initializes a new cluster with this data directory),
+ * Prints one line, tab-separated: `primary <why>` when this server is not
+ * in recovery and the leader key holds its name (it still writes only
+ * once its promoter holds a lease of its own), or it initializes a new
+ * cluster with this data directory (never a server in recovery),
  * `standby <why>` otherwise (another member leads, none does, etcd did not
  * answer), or `error <why>` when this data directory is not the cluster's.
  * Never exits with an error: any failure is a `standby` answer.
@@ -39,8 +41,9 @@ export async function decide(argv: string[]): Promise<[kind: 'primary' | 'standb
   try {
     hosts = parseHosts(arg(argv, 'hosts') ?? '');
   } catch (err) {
-    return ['error', (err as Error).message];
+    return ['error', `tsworker_promoter.etcd_hosts: ${(err as Error).message}`];
   }
+  if (hosts.length === 0) return ['error', 'tsworker_promoter.etcd_hosts names no etcd endpoint'];
   const timeout = Math.max(millis(arg(argv, 'retry_timeout'), 750), 1000);
   const dcs = new Dcs(hosts, clusterPrefix(arg(argv, 'namespace') ?? '/service/', scope, Number(arg(argv, 'citus_group') ?? -1)), timeout);
   try {
@@ -49,14 +52,18 @@ export async function decide(argv: string[]): Promise<[kind: 'primary' | 'standb
       if (await dcs.initialize(sysid)) return ['primary', `this member initialized cluster "${scope}" in etcd with system identifier ${sysid}`];
       view = await dcs.read();
     }
-    if (view.initialize === null) return ['standby', `cluster "${scope}" is not initialized in etcd yet`];
+    if (view.initialize === null) {
+      return ['standby', `cluster "${scope}" is not initialized in etcd yet, and only a server that is not in recovery may initialize it (check tsworker_promoter.scope: a standby waits for its primary to initialize the scope)`];
+    }
     if (view.initialize !== sysid) {
       return ['error', `this data directory (system identifier ${sysid}) is not cluster "${scope}"'s (${view.initialize})`];
     }
     if (view.leader?.name === name) {
+      // the postmaster holds no lease, so it cannot tell this server's previous run from another
+      // server with the same name: a standby stays one, and only a lease of its own makes it lead
       return recovery
-        ? ['standby', 'this member holds the leader key and is a standby: its promoter will promote it']
-        : ['primary', 'this member holds the leader key'];
+        ? ['standby', `the leader key holds this member's name "${name}" under a lease this server did not create (another process with the same tsworker_promoter.name, or this server's previous run until its lease expires): it stays a standby`]
+        : ['primary', `the leader key holds this member's name "${name}" (this server led before it stopped): it starts fenced and writes only under a leader lease of its own`];
     }
     if (view.leader) return ['standby', `member "${view.leader.name}" leads`];
     return ['standby', 'no member leads: the members will elect one'];

@@ -174,7 +174,11 @@ function viewOf(kvs: [string, IKeyValue][], revision: string): ClusterView {
 }
 
 export class Dcs {
-  private readonly client: Etcd3;
+  /**
+   * Made on first use: etcd3 throws on an empty host list, and a member with
+   * a malformed tsworker_promoter.etcd_hosts must live on to report it.
+   */
+  private etcd: Etcd3 | null = null;
 
   /**
    * @param hosts etcd endpoints (`http://host:port`)
@@ -182,13 +186,19 @@ export class Dcs {
    * @param timeoutMs deadline of each request
    */
   constructor(
-    hosts: string[],
+    private readonly hosts: string[],
     readonly prefix: string,
     private timeoutMs: number,
-  ) {
-    this.client = new Etcd3({
+  ) {}
+
+  /** The etcd client; a DcsError when the setting names no endpoint. */
+  private get client(): Etcd3 {
+    if (this.etcd) return this.etcd;
+    const hosts = this.hosts;
+    if (hosts.length === 0) throw new DcsError('tsworker_promoter.etcd_hosts names no etcd endpoint');
+    this.etcd = new Etcd3({
       hosts,
-      dialTimeout: timeoutMs,
+      dialTimeout: this.timeoutMs,
       // reconnect within a second once etcd is back (gRPC's default backoff grows to minutes)
       grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000, 'grpc.min_reconnect_backoff_ms': 100 },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
@@ -200,6 +210,7 @@ export class Dcs {
         watchBackoff: new ConstantBackoff(250) as never,
       },
     });
+    return this.etcd;
   }
 
   setTimeout(ms: number): void {
@@ -282,12 +293,21 @@ export class Dcs {
     return new Map([...byGroup].map(([g, kvs]) => [g, viewOf(kvs, String(res.header.revision))]));
   }
 
-  /** Publish this member's state, attached to its lease. */
-  async touchMember(name: string, data: MemberData, lease: string): Promise<void> {
-    await this.bounded('publishing the member', this.client.put(this.key(`members/${name}`)).value(JSON.stringify(data)).lease(lease).exec());
+  /**
+   * Publish this member's state, attached to its lease: only when the
+   * member key is absent or already attached to this lease. False when
+   * another lease holds it (another live process publishes under this
+   * name, or this server's previous run, whose lease has not expired yet).
+   */
+  async touchMember(name: string, data: MemberData, lease: string): Promise<boolean> {
+    const key = this.key(`members/${name}`);
+    const value = JSON.stringify(data);
+    const mine = await this.bounded('publishing the member', this.client.if(key, 'Lease', '==', lease).then(this.client.put(key).value(value).lease(lease)).commit());
+    if (mine.succeeded) return true;
+    const created = await this.bounded('publishing the member', this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(value).lease(lease)).commit());
+    return created.succeeded;
   }
 
-  /** Create `initialize` with this system identifier unless it exists; true when created. */
   async initialize(sysid: string): Promise<boolean> {
     const res = await this.bounded(
       'initializing the cluster',
@@ -450,6 +470,6 @@ export class Dcs {
   }
 
   close(): void {
-    this.client.close();
+    this.etcd?.close();
   }
 }

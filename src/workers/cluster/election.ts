@@ -12,7 +12,9 @@
  * last published position. In synchronous mode only a member of the
  * synchronous set may take the key, and only once it has compared itself
  * with enough of that set to be sure it holds every acknowledged commit
- * (`ANY k` of `n` members: at least n − k + 1 of them, itself included).
+ * (`ANY k` of `n` members: at least n − k + 1 of them, itself included);
+ * with an empty set only the former leader, in recovery or not, and only
+ * when no member holds more WAL.
  */
 import { numberToLsn } from './local';
 import type { SyncState } from './dcs';
@@ -85,6 +87,13 @@ export function elect(input: ElectionInput): Verdict {
     const set = new Set(input.sync.members);
     // the former leader (the primary every acknowledged commit was made on) may take the key back, as in Patroni
     if (input.sync.leader === me.name && !me.recovery) return { take: true, why: 'synchronous mode: the former leader takes the key back' };
+    // with an empty set every acknowledged commit was made on the former leader alone: restarted (a server
+    // start without the leader key is a standby), it takes the key back, unless a member holds more WAL
+    if (input.sync.leader === me.name && set.size === 0) {
+      const more = input.peers.find((p) => p.lsn !== null && p.lsn > (me.lsn as number) && p.sysid === me.sysid);
+      if (more) return { take: false, why: `synchronous mode: the former leader, but member "${more.name}" holds more WAL (${numberToLsn(more.lsn as number)})` };
+      return { take: true, why: 'synchronous mode: the former leader (the synchronous set was empty) takes the key back from recovery' };
+    }
     if (set.size === 0) return { take: false, why: 'synchronous mode: no member is a synchronous standby, so none may take the leader key' };
     if (!set.has(me.name)) return { take: false, why: `synchronous mode: not in the synchronous set (${[...set].join(', ')})` };
     // only direct answers count: a published position may be older than what the member holds

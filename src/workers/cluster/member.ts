@@ -5,7 +5,8 @@
  *
  *   every loop_wait (and at once when the leader key changes):
  *     read this server's state (SPI), renew this member's lease, read the cluster;
- *     holds the leader key  -> confirm it (compare on name and lease), open the write
+ *     holds the leader key  -> confirm it (compare on name and lease: only a lease this
+ *                              process granted counts, never the name alone), open the write
  *                              fence until shortly before the lease could expire,
  *                              promote if still a standby, keep the synchronous set;
  *     another member leads  -> close the fence; follow it (re-point primary_conninfo),
@@ -31,6 +32,7 @@ import { Trigger } from '../trigger';
 import { beforePromote, onPromote, type PromotionEvent } from '../promoter/hooks';
 import { HealthApi, apiStateOf, type ApiState } from './api';
 import { Dcs, DcsError, LeaseLostError, type ClusterView, type FailoverRequest, type Lease, type MemberData } from './dcs';
+import { dutyOf } from './duty';
 import { elect, type Candidate } from './election';
 import { WriteFence } from './fence';
 import { awaitCaller, awaitOldLeader, leadSwitchover, pending, shutDownServer, type HandoverHost } from './handover';
@@ -81,6 +83,10 @@ export class ClusterMember {
   private paused = false;
   /** This server is shutting down after handing the leader key over. */
   private handedOver = false;
+  /** Another lease holds this member's key in etcd: which one, since when (performance.now()). */
+  private nameHeld: { lease: string; since: number } | null = null;
+  /** Another live process uses this member's name: no cluster duty until a restart. */
+  private nameRefused = false;
 
   constructor(private readonly w: Ctx) {
     const s = w.settings;
@@ -279,14 +285,11 @@ export class ClusterMember {
   }
 
   /**
-   * Renew this member's lease; take over the lease of the leader key when
-   * that key is this member's (from before a restart); grant a new lease
-   * when there is none or etcd no longer knows it.
+   * Renew this member's lease; grant a new lease when there is none or etcd
+   * no longer knows it. Never another lease, even one whose key holds this
+   * member's name: that may be another server with the same name.
    */
-  private async renewLease(view: ClusterView | null): Promise<void> {
-    if (view?.leader?.name === this.name && this.lease?.id !== view.leader.lease) {
-      this.lease = { id: view.leader.lease, ttl: this.s.ttl };
-    }
+  private async renewLease(): Promise<void> {
     if (this.lease) {
       const sent = performance.now();
       try {
@@ -316,12 +319,11 @@ export class ClusterMember {
     try {
       let view: ClusterView;
       if (this.lease) {
-        await this.renewLease(this.view);
+        await this.renewLease();
         view = await this.dcs.read();
-        if (view.leader?.name === this.name && view.leader.lease !== this.lease?.id) await this.renewLease(view);
       } else {
         view = await this.dcs.read();
-        await this.renewLease(view);
+        await this.renewLease();
       }
       this.view = view;
       this.viewAt = Date.now();
@@ -330,7 +332,8 @@ export class ClusterMember {
       this.dcsError = null;
       await this.ensureWatch();
       await this.decide(local, view);
-      await this.publishMember(local);
+      // never over the key of another process with this name (nameTaken())
+      if (!this.nameHeld && !this.nameRefused) await this.publishMember(local);
     } catch (err) {
       const msg = (err as Error).message;
       if (!(err instanceof DcsError)) {
@@ -367,7 +370,7 @@ export class ClusterMember {
       w: this.w,
       dcs: this.dcs,
       keep: async (reopen) => {
-        await this.renewLease(null);
+        await this.renewLease();
         if (reopen && this.leading) this.openFence();
       },
       closeFence: (reason) => this.fence.close(reason),
@@ -381,29 +384,66 @@ export class ClusterMember {
 
   private async decide(local: LocalState, view: ClusterView): Promise<void> {
     if (this.handedOver) return; // shutting down after a switchover
-    if (view.initialize === null && !local.recovery) {
+    if (this.nameTaken(view)) return;
+    const duty = dutyOf(view, { name: this.name, recovery: local.recovery, sysid: local.sysid }, this.lease?.id ?? null, this.s.scope);
+    if (duty.kind === 'initialize') {
       if (await this.dcs.initialize(local.sysid)) this.event('initialized', { sysid: local.sysid });
       return;
     }
-    if (view.initialize !== null && view.initialize !== local.sysid) {
-      const why = `this data directory (system identifier ${local.sysid}) is not cluster "${this.s.scope}"'s (${view.initialize}): it takes part in nothing`;
-      this.configError = why;
-      this.fence.close(why);
-      this.note(why, 'warning');
+    if (duty.kind === 'foreign') {
+      this.configError = duty.why;
+      this.fence.close(duty.why);
+      this.note(duty.why, 'warning');
       return;
     }
     this.configError = null;
-    const leader = view.leader;
-    if (leader && leader.name === this.name && this.lease && leader.lease === this.lease.id) {
+    if (duty.kind === 'lead') {
       await this.lead(local, view);
-    } else if (leader) {
-      this.leaderGoneAt = 0;
-      await this.follow(local, view, leader.name);
-    } else {
-      if (this.leaderGoneAt === 0) this.leaderGoneAt = Date.now();
-      if (this.leading) this.loseLeadership('the leader key is gone');
-      await this.election(local, view);
+      return;
     }
+    if (duty.kind === 'wait') {
+      if (this.leading) this.loseLeadership('the leader key is not held under this process\'s lease');
+      if (!local.recovery) this.fence.close('this member does not hold the leader key under its own lease');
+      this.note(duty.why, 'warning');
+      return;
+    }
+    if (duty.kind === 'follow') {
+      this.leaderGoneAt = 0;
+      await this.follow(local, view, duty.leader);
+      return;
+    }
+    if (this.leaderGoneAt === 0) this.leaderGoneAt = Date.now();
+    if (this.leading) this.loseLeadership('the leader key is gone');
+    await this.election(local, view);
+  }
+
+  /**
+   * Whether another lease holds this member's key in etcd. A lease that is
+   * not renewed expires within ttl: one that still holds the key after
+   * 2 x ttl + retry_timeout is renewed by another live process with the
+   * same name, and this member then refuses cluster duty for good (a
+   * configuration error) rather than share a name, which would let both
+   * servers believe they lead.
+   */
+  private nameTaken(view: ClusterView): boolean {
+    if (this.nameRefused) return true;
+    const m = view.members.get(this.name);
+    if (!m || m.lease === this.lease?.id) {
+      this.nameHeld = null;
+      return false;
+    }
+    if (this.nameHeld?.lease !== m.lease) this.nameHeld = { lease: m.lease, since: performance.now() };
+    this.fence.close('this member\'s name is held in etcd by another lease');
+    const waited = performance.now() - this.nameHeld.since;
+    if (waited < 2 * this.t.ttlMs + this.t.retryTimeoutMs) {
+      this.note(`member key "${this.name}" is held by lease ${m.lease}, not this process's: waiting for it to expire (this server's previous run) before taking part`);
+      return true;
+    }
+    this.nameRefused = true;
+    this.configError = `another live member registers the name "${this.name}" in etcd (conninfo ${JSON.stringify(m.conninfo)}, lease ${m.lease}): member names must be unique in a cluster; set a distinct tsworker_promoter.name on this server (after pg_basebackup, edit the copied setting) and restart it; this member takes part in nothing`;
+    this.event('name_conflict', { error: this.configError }, 'warning');
+    if (this.leading) this.loseLeadership('another live member uses this member\'s name');
+    return true;
   }
 
   // ------------------------------------------------------------ leader
@@ -517,7 +557,8 @@ export class ClusterMember {
       clusterTimeline,
       leaderOptime: view.status?.optime ?? null,
       maxLagBytes: this.s.maximum_lag_on_failover * 1024,
-      sync: view.sync && view.sync.leader ? view.sync : null,
+      // synchronous_mode off: a sync key left from when it was on binds nobody
+      sync: this.s.synchronous_mode && view.sync && view.sync.leader ? view.sync : null,
     });
     if (!verdict.take) {
       this.note(`no leader: not taking the leader key: ${verdict.why}`);
@@ -547,7 +588,7 @@ export class ClusterMember {
 
   /** Take the leader key (atomic create) and open the fence; false when another member was first. */
   private async takeKey(view: ClusterView, why: string, lsn: string | null): Promise<boolean> {
-    await this.renewLease(view);
+    await this.renewLease();
     if (!(await this.dcs.acquireLeader(this.name, this.lease!.id))) {
       this.note('another member took the leader key first');
       return false;
@@ -599,7 +640,7 @@ export class ClusterMember {
     const done = await promoteAndWait(this.w, 60_000, {
       everyMs: this.t.loopWaitMs,
       fn: async () => {
-        await this.renewLease(null);
+        await this.renewLease();
         if (this.leading) this.openFence();
       },
     });
@@ -675,7 +716,9 @@ export class ClusterMember {
       api_url: this.s.restapi_listen ? `http://${this.s.restapi_listen}/patroni` : null,
       at: new Date().toISOString(),
     };
-    await this.dcs.touchMember(this.name, data, this.lease.id);
+    if (!(await this.dcs.touchMember(this.name, data, this.lease.id))) {
+      this.note(`member key "${this.name}" is held by another lease: not published (see the next loop)`, 'warning');
+    }
   }
 
   private buildApiState(local: LocalState): ApiState {

@@ -20,7 +20,7 @@ export const clusterSettings = {
   },
   scope: { type: 'string', default: '', context: 'postmaster', description: 'Name of the cluster in etcd, the same on every member (cluster mode).' },
   namespace: { type: 'string', default: '/service/', context: 'postmaster', description: 'etcd key prefix above the scope (cluster mode).' },
-  name: { type: 'string', default: '', context: 'postmaster', description: 'This member\'s name (cluster mode; default: cluster_name, else the host name).' },
+  name: { type: 'string', default: '', context: 'postmaster', description: 'This member\'s name, unique in the cluster (cluster mode; default: cluster_name, else the host name).' },
   conninfo: { type: 'string', default: '', superuserOnly: true, description: 'Connection string other members use to reach this server and to stream from it (cluster mode).' },
   ttl: { type: 'int', default: 2, min: 1, max: 3600, unit: 's', description: 'Time to live of the leader lease in etcd (cluster mode).' },
   loop_wait: { type: 'int', default: 500, min: 10, max: 3_600_000, unit: 'ms', description: 'Time between two runs of the cluster loop (cluster mode).' },
@@ -135,6 +135,6 @@ export function configErrors(s: ClusterSettings): string[] {
   else if (!/^[A-Za-z0-9_.-]+$/.test(s.scope)) errors.push(`tsworker_promoter.scope "${s.scope}" may hold only letters, digits, "_", "." and "-"`);
   if (s.name && !/^[A-Za-z0-9_.-]+$/.test(s.name)) errors.push(`tsworker_promoter.name "${s.name}" may hold only letters, digits, "_", "." and "-"`);
   if (!s.conninfo) errors.push('tsworker_promoter.conninfo is empty: other members could not reach this one');
-  if (s.restapi_listen && !/^[^\s:]+:\d+$/.test(s.restapi_listen)) errors.push(`tsworker_promoter.restapi_listen "${s.restapi_listen}" is not address:port`);
+  if (s.restapi_listen && (!/^[^\s:]+:\d+$/.test(s.restapi_listen) || Number(s.restapi_listen.split(':')[1]) > 65535)) errors.push(`tsworker_promoter.restapi_listen "${s.restapi_listen}" is not address:port`);
   return errors;
 }
