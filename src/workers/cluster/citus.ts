@@ -226,7 +226,7 @@ export class CitusMember {
   }
 
   /** The coordinator's view of pg_dist_node, for the status (null on other members). */
-  status(): Record<string, unknown> {
+  status(): { group: number; pg_dist_node?: Record<string, string> } {
     return { group: this.h.group, ...(this.coordinator ? { pg_dist_node: this.coordinator.nodes() } : {}) };
   }
 

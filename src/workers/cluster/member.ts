@@ -31,6 +31,8 @@ import { promoteAndWait } from '../promote';
 import { Trigger } from '../trigger';
 import { beforePromote, onPromote, type PromotionEvent } from '../promoter/hooks';
 import { HealthApi, apiStateOf, type ApiState } from './api';
+import { citusPart, type CitusMember } from './citus';
+import { citusConfigErrors, type CitusSettings } from './citus-settings';
 import { Dcs, DcsError, LeaseLostError, type ClusterView, type FailoverRequest, type Lease, type MemberData } from './dcs';
 import { dutyOf } from './duty';
 import { elect, type Candidate } from './election';
@@ -43,7 +45,7 @@ import { clusterPrefix, configErrors, memberName, parseHosts, timing, type Clust
 import { STRICT_PLACEHOLDER, SyncManager, setStandbyNames, standbyNames } from './sync';
 
 /** The promoter's settings that cluster mode reads. */
-export type MemberSettings = ClusterSettings & { before_promote: string; on_promote: string };
+export type MemberSettings = ClusterSettings & CitusSettings & { before_promote: string; on_promote: string };
 type Ctx = WorkerContext<any> & { settings: MemberSettings };
 
 const MAX_EVENTS = 200;
@@ -64,6 +66,7 @@ export class ClusterMember {
   private local: LocalState | null = null;
   private timelineSeen = 0;
   private readonly follower: Follower;
+  private readonly citus: CitusMember | null;
   private dcsError: string | null = null;
   private configError: string | null = null;
   private leaderGoneAt = 0;
@@ -98,7 +101,8 @@ export class ClusterMember {
     } catch {
       // reported by configErrors()
     }
-    this.dcs = new Dcs(hosts, clusterPrefix(s.namespace, s.scope), this.t.retryTimeoutMs);
+    this.dcs = new Dcs(hosts, clusterPrefix(s.namespace, s.scope, s.citus_group), this.t.retryTimeoutMs);
+    this.citus = citusPart(w, this.name, s, hosts, () => this.t, (kind, detail, level) => this.event(kind, detail, level));
     this.fence = new WriteFence((open, reason) => this.fenceChanged(open, reason));
     this.follower = new Follower(w, this.name, (kind, detail, level) => this.event(kind, detail, level), () => this.t.retryTimeoutMs);
     this.sync = new SyncManager(w, this.dcs, this.name, (kind, detail) => this.event(kind, detail), () => this.t.retryTimeoutMs);
@@ -153,6 +157,7 @@ export class ClusterMember {
     const l = this.local;
     const status = {
       mode: 'cluster',
+      ...(this.citus ? { citus: this.citus.status() } : {}),
       member: this.name,
       scope: this.s.scope,
       role: l ? (l.recovery ? 'standby' : 'primary') : null,
@@ -194,7 +199,7 @@ export class ClusterMember {
   }
 
   async run(): Promise<void> {
-    const errors = configErrors(this.s);
+    const errors = [...configErrors(this.s), ...citusConfigErrors(this.s, this.w.setting('shared_preload_libraries') ?? '')];
     if (!WriteFence.managed()) errors.push('cluster mode was not on when the server started (tsworker_promoter.etcd_hosts needs a restart), so writes are not fenced');
     if (errors.length > 0) {
       this.configError = errors.join('; ');
@@ -230,7 +235,7 @@ export class ClusterMember {
     this.api = null;
     this.apiListen = this.s.restapi_listen;
     if (!this.apiListen) return;
-    const api = new HealthApi(() => this.apiState, () => this.fence.open, VERSION);
+    const api = new HealthApi(() => this.apiState, () => this.fence.open, VERSION, this.citus ? (p, b) => this.citus!.handlePost(p, b) : undefined);
     try {
       await api.listen(this.apiListen);
       this.api = api;
@@ -247,6 +252,7 @@ export class ClusterMember {
     this.fence.stop();
     if (this.postmasterGone) return; // postmasterDied() revokes the lease, then closes the client
     if (this.lease && !this.leading) await this.dcs.revokeLease(this.lease.id).catch(() => undefined);
+    await this.citus?.close();
     this.dcs.close();
   }
 
@@ -334,6 +340,7 @@ export class ClusterMember {
       await this.decide(local, view);
       // never over the key of another process with this name (nameTaken())
       if (!this.nameHeld && !this.nameRefused) await this.publishMember(local);
+      await this.citus?.heartbeat(this.leading && this.fence.open && this.local?.recovery === false);
     } catch (err) {
       const msg = (err as Error).message;
       if (!(err instanceof DcsError)) {
@@ -374,6 +381,7 @@ export class ClusterMember {
         if (reopen && this.leading) this.openFence();
       },
       closeFence: (reason) => this.fence.close(reason),
+      beforeDemote: async () => this.citus?.beforeDemote(),
       leaseId: () => this.lease!.id,
       loopWaitMs: () => this.t.loopWaitMs,
       retryTimeoutMs: () => this.t.retryTimeoutMs,
@@ -478,6 +486,7 @@ export class ClusterMember {
       if (req && req.kind === 'switchover' && req.state === 'handed_over' && req.member === this.name) {
         const how = await awaitOldLeader(this.handoverHost(), req);
         this.w.log.log(`switchover from "${req.leader}": ${how}`);
+        await this.citus?.beforePromote();
         await this.promote(local, view, `switchover from member "${req.leader}" (requested on "${req.requested_by}")`, undefined, req);
         return;
       }
