@@ -133,7 +133,10 @@ export class Formation {
       encoding: 'utf8',
       timeout: 120_000,
     });
+    const off = m.c.logOffset();
     await m.c.start();
+    // its promoter saw it stream (a standby whose promoter starts after its primary died cannot tell its timeline)
+    await m.c.waitForLog(/tsworker "promoter": streaming: /, off, 60_000);
     return out.trim();
   }
 

@@ -31,6 +31,15 @@ import { Etcd } from './harness/etcd';
 import { logLines } from './helpers';
 
 const step = stepper('citus.test');
+
+/** SIGKILL of a member's postmaster; returns when it was sent (the writes through the coordinator start at once). */
+function killPostmaster(m: FMember): number {
+  const pid = m.c.postmasterPid();
+  assert.ok(pid, `${m.name} runs`);
+  process.kill(pid, 'SIGKILL');
+  step(`killed ${m.name}'s postmaster (${pid})`);
+  return Date.now();
+}
 const missing = citusMissing();
 if (missing) process.stdout.write(`# citus.test: the Citus formation tests are skipped: ${missing}\n`);
 
@@ -72,9 +81,9 @@ describe('citus: configuration errors', () => {
       },
     });
     await c.waitForLog(/cluster mode cannot run: .*tsworker_promoter\.citus_group = 1, but citus is missing in shared_preload_libraries/);
-    await c.query('CREATE EXTENSION IF NOT EXISTS pg_tsworker').catch(() => undefined);
-    const st = (await c.query(`SELECT status FROM tsworker.workers WHERE name = 'promoter'`))[0]?.status;
-    assert.match(String(st?.error), /citus_group/);
+    // it never leads: writes stay fenced
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(await c.queryText(`SELECT current_setting('tsworker.fenced')`), 'on');
   });
 });
 
@@ -133,13 +142,24 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
     assert.deepEqual(await f.distNodes(coordLeader), { 0: `127.0.0.1:${f.byName('a').c.port}`, 1: `127.0.0.1:${f.byName('c').c.port}`, 2: `127.0.0.1:${f.byName('e').c.port}` });
   });
 
+  test('a before_demote without its after_promote: the paused writes go on once the deadline passes; pg_dist_node is unchanged', async (t) => {
+    const off = coordLeader.c.logOffset();
+    const sent = Date.now();
+    const res = await postJson(coordLeader.apiPort, '/citus', JSON.stringify({ type: 'before_demote', group: 1, leader: 'c', timeout: 2, cooldown: 1 }));
+    assert.equal(res.code, 200, res.body);
+    await coordLeader.c.waitForLog(/citus_node_updating: .*"group":1.*"event":"before_demote"/, off, 10_000);
+    const wrote = await distWriteUntilOk(coordLeader, base, 30_000);
+    base += 100;
+    t.diagnostic(`a distributed write went through ${wrote - sent} ms after the before_demote (deadline 2000 ms)`);
+    await coordLeader.c.waitForLog(/citus_rollback: .*"group":1|citus_node_updated: .*"group":1.*"transaction":"committed"/, off, 10_000);
+    assert.deepEqual(await f.distNodes(coordLeader), { 0: `127.0.0.1:${f.byName('a').c.port}`, 1: `127.0.0.1:${f.byName('c').c.port}`, 2: `127.0.0.1:${f.byName('e').c.port}` });
+  });
+
   test('SIGKILL of worker group 1\'s primary: the standby is promoted, pg_dist_node points at it, distributed writes and reads succeed', async (t) => {
     const c = f.byName('c');
     const d = f.byName('d');
     await d.c.pollQueryUntil(`SELECT status FROM pg_stat_wal_receiver`, 'streaming', { timeoutMs: 30_000 });
-    const killedAt = Date.now();
-    await c.c.kill9();
-    step('killed c');
+    const killedAt = killPostmaster(c);
     const firstWrite = await distWriteUntilOk(coordLeader, base, 60_000);
     base += 100;
     assert.equal((await f.leader(1)).name, 'd');
@@ -183,8 +203,7 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
     const a = f.byName('a');
     const b = f.byName('b');
     await b.c.pollQueryUntil(`SELECT status FROM pg_stat_wal_receiver`, 'streaming', { timeoutMs: 30_000 });
-    const t0 = Date.now();
-    await a.c.kill9();
+    const t0 = killPostmaster(a);
     coordLeader = await f.leader(0);
     assert.equal(coordLeader.name, 'b');
     await f.pointsAt(b, b, 30_000);
@@ -194,8 +213,7 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
     const leader2 = await f.leader(2);
     const other = f.byName(leader2.name === 'f' ? 'e' : 'f');
     await other.c.pollQueryUntil(`SELECT status FROM pg_stat_wal_receiver`, 'streaming', { timeoutMs: 30_000 });
-    const t1 = Date.now();
-    await leader2.c.kill9();
+    const t1 = killPostmaster(leader2);
     const w2 = await distWriteUntilOk(b, base, 60_000);
     base += 100;
     await f.pointsAt(b, other, 1000);

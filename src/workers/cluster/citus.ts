@@ -100,6 +100,8 @@ export class CitusMember {
   /** A before_demote was sent: the next heartbeat as a primary says after_promote again. */
   private demoteSent = false;
   private bootstrapped = false;
+  /** The bootstrap under way (CREATE EXTENSION takes seconds: it never holds up the loop, which renews the lease). */
+  private booting: Promise<boolean> | null = null;
   private lastError = '';
 
   constructor(private readonly h: CitusHost) {}
@@ -184,7 +186,10 @@ export class CitusMember {
       }
       return;
     }
-    if (!(await this.bootstrap())) return;
+    if (!this.bootstrapped) {
+      this.booting ??= this.bootstrap().finally(() => (this.booting = null));
+      return;
+    }
     if (this.isCoordinator) {
       await this.syncMetaData();
       return;
