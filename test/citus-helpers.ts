@@ -208,6 +208,20 @@ export class DistWriters {
     await Promise.all(this.loops);
   }
 
+  /**
+   * Once writes reach the new primary after a switchover (`switchedAt`):
+   * stop, and return the acknowledged keys and those missing through `coord`.
+   */
+  async finish(coord: FMember, switchedAt: number): Promise<{ acked: number[]; lost: number[] }> {
+    await waitFor(() => this.acks.some((a) => a.sent > switchedAt), { timeoutMs: 30_000, what: 'a write after the switchover' });
+    await new Promise((r) => setTimeout(r, 300));
+    await this.stop();
+    const acked = this.acks.map((a) => a.k);
+    const rows = await coord.c.query<{ k: string }>('SELECT k FROM dist WHERE k = ANY($1::bigint[])', [acked], { database: 'citus' });
+    const there = new Set(rows.map((r) => Number(r.k)));
+    return { acked, lost: acked.filter((k) => !there.has(k)) };
+  }
+
   /** The longest time without an acknowledged write between `from` and `until` (ms). */
   longestGap(from: number, until: number): number {
     const times = this.acks.map((a) => a.acked).filter((t) => t >= from && t <= until).sort((a, b) => a - b);

@@ -155,13 +155,8 @@ async function main(): Promise<void> {
       const callMs = Math.round(performance.now() - t0);
       await f.pointsAt(coord, to, 60_000);
       const switched = Date.now();
-      await waitFor(() => writers.acks.some((a) => a.sent > switched), { timeoutMs: 30_000, what: 'a write after the switchover' });
-      await new Promise((r) => setTimeout(r, 300));
-      await writers.stop();
-      const acked = writers.acks.map((a) => a.k);
-      const rows = await coord.c.query<{ k: string }>('SELECT k FROM dist WHERE k = ANY($1::bigint[])', [acked], { database: 'citus' });
-      const there = new Set(rows.map((r) => Number(r.k)));
-      const trial = { group, pauseMs: writers.longestGap(started - 1000, switched + 300), callMs, acked: acked.length, lost: acked.filter((k) => !there.has(k)).length };
+      const { acked, lost } = await writers.finish(coord, switched);
+      const trial = { group, pauseMs: writers.longestGap(started - 1000, switched + 300), callMs, acked: acked.length, lost: lost.length };
       switchovers.push(trial);
       log(`switchover of group ${group} ${old.name} -> ${to.name}: pause ${trial.pauseMs} ms, call ${callMs} ms, ${trial.acked} acknowledged, ${trial.lost} lost`);
       await rejoin(old, group);
