@@ -19,7 +19,7 @@
 import * as http from 'http';
 import { performance } from 'perf_hooks';
 
-import type { ClusterView } from './dcs';
+import type { ClusterView } from './dcs-records';
 import type { LocalState } from './local';
 
 /** What the loop publishes for the endpoints. */

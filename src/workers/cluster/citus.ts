@@ -21,7 +21,8 @@ import * as http from 'http';
 import type { WorkerContext } from '../../runtime/index';
 import { CitusCoordinator, citusClient, type CitusEventType } from './citus-coordinator';
 import { COORDINATOR_GROUP, distNodeAddress, type CitusSettings } from './citus-settings';
-import { Dcs, type ClusterView } from './dcs';
+import { Dcs } from './dcs';
+import type { ClusterView } from './dcs-records';
 import { clusterPrefix } from './settings';
 
 /** The body of POST /citus (Patroni's: type, group, leader, timeout in s, cooldown in s). */

@@ -13,13 +13,14 @@
  *
  * A switchover or failover is posted in etcd's `failover` key (Patroni's
  * /failover) with a deadline, attached to a lease that ends with it; the
- * members act on it (handover.ts, member.ts) and record its progress there;
+ * members act on it (handover.ts, leader.ts, takeover.ts) and record its progress there;
  * this side checks what it can beforehand, so that a request that cannot
  * succeed is refused at once with its reason, and waits for the outcome.
  */
 import { randomBytes } from 'crypto';
 
-import { Dcs, DcsError, type ClusterView, type FailoverRequest } from './dcs';
+import { Dcs, DcsError } from './dcs';
+import type { ClusterView, FailoverRequest } from './dcs-records';
 import { ranksBefore, type Candidate } from './election';
 import { numberToLsn } from './local';
 import { askMembers, askPeer } from './peers';

@@ -27,7 +27,8 @@ import { performance } from 'perf_hooks';
 
 import type { WorkerContext } from '../../runtime/index';
 import { localClient } from './alter-system';
-import type { ClusterView, Dcs, FailoverRequest } from './dcs';
+import type { Dcs } from './dcs';
+import type { ClusterView, FailoverRequest } from './dcs-records';
 import { lsnToNumber, numberToLsn, readLocal, readReplicas, type LocalState } from './local';
 import { askPeer } from './peers';
 
