@@ -10,6 +10,8 @@
  *   GET /liveness                                          200 while the cluster loop runs
  *   GET /readiness                                         200 on the leader, or a streaming standby within lag
  *   GET /cluster, /history, /patroni                       JSON documents
+ *   POST /citus                                            a Citus worker group's event, on the
+ *                                                          coordinator's leader (citus.ts, docs/citus.md)
  *
  * Every GET answers with a JSON body; HEAD and OPTIONS (HAProxy's
  * `option httpchk OPTIONS /primary`) with the status code only. Answers

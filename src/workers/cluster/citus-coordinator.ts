@@ -89,6 +89,8 @@ export class CitusCoordinator {
   private running = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** The last error of each group, so that a failure repeated every heartbeat is an event once. */
+  private readonly lastError = new Map<number, string>();
 
   constructor(
     private readonly w: WorkerContext<any>,
@@ -236,9 +238,13 @@ export class CitusCoordinator {
       this.tasks.splice(this.tasks.indexOf(task), 1);
       try {
         await this.apply(task);
+        this.lastError.delete(task.group);
       } catch (err) {
         const e = err as Error & { code?: string };
-        this.event('citus_error', { group: task.group, event: task.event, leader: task.leader, error: e.message, sqlstate: e.code ?? null }, 'warning');
+        if (this.lastError.get(task.group) !== e.message || task.timeoutMs !== null) {
+          this.event('citus_error', { group: task.group, event: task.event, leader: task.leader, error: e.message, sqlstate: e.code ?? null }, 'warning');
+        }
+        this.lastError.set(task.group, e.message);
         if (this.inFlight) {
           await this.query('ROLLBACK').catch(() => undefined);
           this.inFlight.task.resolve();
