@@ -29,9 +29,12 @@ const ports = (v: string): boolean => v.split(',').every((p) => p === '' || (/^\
 const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
 
 /**
- * libpq's connection keywords (PostgreSQL 15, PQconndefaults) and what a
- * value must be. A keyword not listed is refused, as libpq refuses it.
- * Values node-postgres cannot honour are refused by `unsupported`.
+ * libpq's connection keywords (PQconndefaults of libpq 15 to 18: a server
+ * of any supported version writes its own libpq's keywords into
+ * primary_conninfo, e.g. `pg_basebackup -R` of 16 writes
+ * `sslcertmode=allow`, of 17 `sslnegotiation=postgres`) and what a value
+ * must be. A keyword not listed is refused, as libpq refuses it. Values
+ * node-postgres cannot honour are refused by `unsupported`.
  */
 const KEYWORDS: Record<string, (v: string) => boolean> = {
   host: anything,
@@ -54,8 +57,10 @@ const KEYWORDS: Record<string, (v: string) => boolean> = {
   tcp_user_timeout: (v) => INT.test(v),
   replication: oneOf('true', 'on', 'yes', '1', 'false', 'off', 'no', '0', 'database'),
   sslmode: oneOf('disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'),
+  sslnegotiation: oneOf('postgres', 'direct'), // 17
   sslcompression: BOOL01,
   sslcert: anything,
+  sslcertmode: oneOf('disable', 'allow', 'require'), // 16
   sslkey: anything,
   sslpassword: anything,
   sslrootcert: anything,
@@ -63,13 +68,25 @@ const KEYWORDS: Record<string, (v: string) => boolean> = {
   sslcrldir: anything,
   sslsni: BOOL01,
   requirepeer: anything,
+  require_auth: anything, // 16
+  min_protocol_version: oneOf('', '3.0', '3.2', 'latest'), // 18
+  max_protocol_version: oneOf('', '3.0', '3.2', 'latest'), // 18
   ssl_min_protocol_version: (v) => v === '' || TLS_VERSIONS.includes(v),
   ssl_max_protocol_version: (v) => v === '' || TLS_VERSIONS.includes(v),
   gssencmode: oneOf('disable', 'prefer', 'require'),
   krbsrvname: anything,
   gsslib: oneOf('', 'gssapi', 'sspi'),
+  gssdelegation: BOOL01, // 16
   service: anything,
   target_session_attrs: oneOf('any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'),
+  load_balance_hosts: oneOf('disable', 'random'), // 16
+  scram_client_key: anything, // 18
+  scram_server_key: anything, // 18
+  oauth_issuer: anything, // 18
+  oauth_client_id: anything, // 18
+  oauth_client_secret: anything, // 18
+  oauth_scope: anything, // 18
+  sslkeylogfile: anything, // 18
 };
 
 /** Why a valid libpq keyword/value cannot be honoured here, or null. */
@@ -79,6 +96,13 @@ function unsupported(key: string, value: string): string | null {
   if (key === 'gssencmode' && value === 'require') return 'GSSAPI encryption is not supported (gssencmode=require)';
   if (key === 'sslcrldir' && value) return 'sslcrldir is not supported: use sslcrl';
   if (key === 'target_session_attrs' && value !== 'any') return 'target_session_attrs other than "any" is not supported';
+  if (key === 'sslnegotiation' && value === 'direct') return 'direct SSL negotiation is not supported (sslnegotiation=direct)';
+  if (key === 'sslcertmode' && value === 'require') return 'sslcertmode=require is not supported';
+  if (key === 'require_auth' && value) return 'require_auth is not supported';
+  if (key === 'min_protocol_version' && (value === '3.2' || value === 'latest')) return `min_protocol_version=${value} is not supported: protocol 3.0 is spoken`;
+  if (key === 'load_balance_hosts' && value === 'random') return 'load_balance_hosts=random is not supported';
+  if ((key.startsWith('oauth_') || key.startsWith('scram_')) && value) return `${key} is not supported`;
+  if (key === 'sslkeylogfile' && value) return 'sslkeylogfile is not supported';
   return null;
 }
 
@@ -162,7 +186,8 @@ function readKeywordFile(key: string, file: string): Buffer {
  * docs/walarchive.md), sslrootcert (default ~/.postgresql/root.crt when it
  * exists, as libpq), sslcert/sslkey (client certificate; default
  * ~/.postgresql/postgresql.crt/.key when they exist), sslpassword,
- * sslcrl, sslsni and ssl_min/max_protocol_version.
+ * sslcertmode (disable sends none), sslcrl, sslsni and
+ * ssl_min/max_protocol_version.
  */
 function tlsOptions(c: Record<string, string>, host: string): ClientConfig['ssl'] {
   const mode = c.sslmode || 'prefer';
@@ -179,8 +204,9 @@ function tlsOptions(c: Record<string, string>, host: string): ClientConfig['ssl'
   const out: Record<string, unknown> = {
     rejectUnauthorized: verify,
     ca,
-    cert: pick('sslcert', 'postgresql.crt'),
-    key: pick('sslkey', 'postgresql.key'),
+    // sslcertmode=disable: never send a client certificate
+    cert: c.sslcertmode === 'disable' ? undefined : pick('sslcert', 'postgresql.crt'),
+    key: c.sslcertmode === 'disable' ? undefined : pick('sslkey', 'postgresql.key'),
     passphrase: c.sslpassword || undefined,
     crl: c.sslcrl ? readKeywordFile('sslcrl', c.sslcrl) : undefined,
     servername: c.sslsni === '0' || /^[\d.:]+$/.test(host) ? undefined : host,
