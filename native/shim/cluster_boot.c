@@ -115,12 +115,12 @@ tsw_cluster_boot(void)
 	int			i;
 	const char *config_name;
 	char	   *hosts = NULL;
-	char	   *args[16];
+	char	   *args[20];
 	int			nargs = 0;
 	char	   *output;
 	const char *answer;
 	bool		in_recovery;
-	const char *optional[] = {"namespace", "scope", "retry_timeout"};
+	const char *optional[] = {"namespace", "scope", "retry_timeout", "citus_group"};
 
 	config_name = tsw_cluster_promoter(&hosts);
 	if (config_name == NULL)

@@ -86,7 +86,7 @@ tsw_cluster_request(const char *op, const char *candidate, bool force, int64 tim
 	char	   *output;
 	char	   *fields[5];
 	int			n;
-	const char *optional[] = {"scope", "namespace", "retry_timeout"};
+	const char *optional[] = {"scope", "namespace", "retry_timeout", "citus_group"};
 	int			i;
 	char	   *v;
 

@@ -26,6 +26,7 @@ import { describeConninfo } from './promoter/conninfo';
 import { beforePromote, onPromote, type PromotionEvent } from './promoter/hooks';
 import { askWitness, parseWitnesses, type WitnessView } from './promoter/witness';
 import { ClusterMember, type MemberSettings } from './cluster/member';
+import { citusSettings } from './cluster/citus-settings';
 import { clusterSettings } from './cluster/settings';
 
 const settings = {
@@ -46,6 +47,8 @@ const settings = {
   on_promote: { type: 'string', default: '', description: 'Command (or absolute path of a module) run once after a promotion, given the event as JSON.' },
   // cluster mode: N members, a leader lease in etcd (src/workers/cluster/)
   ...clusterSettings,
+  // Citus formations in cluster mode (src/workers/cluster/citus*.ts, docs/citus.md)
+  ...citusSettings,
 } as const;
 
 type Settings = typeof settings;

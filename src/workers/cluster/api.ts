@@ -10,6 +10,8 @@
  *   GET /liveness                                          200 while the cluster loop runs
  *   GET /readiness                                         200 on the leader, or a streaming standby within lag
  *   GET /cluster, /history, /patroni                       JSON documents
+ *   POST /citus                                            a Citus worker group's event, on the
+ *                                                          coordinator's leader (citus.ts, docs/citus.md)
  *
  * Every GET answers with a JSON body; HEAD and OPTIONS (HAProxy's
  * `option httpchk OPTIONS /primary`) with the status code only. Answers
@@ -19,7 +21,7 @@
 import * as http from 'http';
 import { performance } from 'perf_hooks';
 
-import type { ClusterView } from './dcs';
+import type { ClusterView } from './dcs-records';
 import type { LocalState } from './local';
 
 /** What the loop publishes for the endpoints. */
@@ -112,6 +114,8 @@ export class HealthApi {
     /** True while writes are allowed here (the fence is open). */
     private readonly writable: () => boolean,
     private readonly version: string,
+    /** POST requests (Citus's POST /citus on the coordinator's leader, docs/citus.md); absent: 405. */
+    private readonly post?: (path: string, body: unknown) => Promise<{ code: number; body: unknown }>,
   ) {}
 
   /** Listen on `address:port`; rejects when it is not that (naming tsworker_promoter.restapi_listen) or cannot be bound. */
@@ -220,6 +224,10 @@ export class HealthApi {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const method = req.method ?? 'GET';
+    if (method === 'POST' && this.post) {
+      this.handlePost(req, res, this.post);
+      return;
+    }
     let out: { code: number; body: unknown };
     try {
       out = this.answer(method, req.url ?? '/', performance.now());
@@ -239,5 +247,36 @@ export class HealthApi {
     const body = JSON.stringify(out.body);
     res.writeHead(out.code, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) });
     res.end(body);
+  }
+
+  /** A POST with a JSON body of 64 kB at most: 400 for a malformed body, else the handler's answer. */
+  private handlePost(req: http.IncomingMessage, res: http.ServerResponse, post: (path: string, body: unknown) => Promise<{ code: number; body: unknown }>): void {
+    let text = '';
+    let tooBig = false;
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => {
+      if (text.length + d.length > 65536) tooBig = true;
+      else text += d;
+    });
+    req.on('end', () => {
+      const send = (code: number, body: unknown) => {
+        const out = JSON.stringify(body);
+        res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(out)) });
+        res.end(out);
+      };
+      let body: unknown;
+      try {
+        if (tooBig) throw new Error('the body is larger than 64 kB');
+        body = JSON.parse(text);
+      } catch (err) {
+        send(400, { error: `the body is not JSON: ${(err as Error).message}` });
+        return;
+      }
+      const path = new URL(req.url ?? '/', 'http://x').pathname.replace(/\/+$/, '') || '/';
+      post(path, body).then(
+        (out) => send(out.code, out.body),
+        (err: Error) => send(503, { error: err.message }),
+      );
+    });
   }
 }

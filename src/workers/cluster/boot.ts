@@ -5,7 +5,7 @@
  * as a standby?
  *
  *   pg_tsworker_node boot.js --hosts H --name N --sysid ID --recovery on|off
- *                            [--scope S] [--namespace P] [--retry_timeout MS]
+ *                            [--scope S] [--namespace P] [--retry_timeout MS] [--citus_group G]
  *
  * Prints one line, tab-separated: `primary <why>` when this server is not
  * in recovery and the leader key holds its name (it still writes only
@@ -45,7 +45,7 @@ export async function decide(argv: string[]): Promise<[kind: 'primary' | 'standb
   }
   if (hosts.length === 0) return ['error', 'tsworker_promoter.etcd_hosts names no etcd endpoint'];
   const timeout = Math.max(millis(arg(argv, 'retry_timeout'), 750), 1000);
-  const dcs = new Dcs(hosts, clusterPrefix(arg(argv, 'namespace') ?? '/service/', scope), timeout);
+  const dcs = new Dcs(hosts, clusterPrefix(arg(argv, 'namespace') ?? '/service/', scope, Number(arg(argv, 'citus_group') ?? -1)), timeout);
   try {
     let view = await dcs.read();
     if (view.initialize === null && !recovery) {

@@ -68,6 +68,7 @@ async function main(argv: string[]): Promise<number> {
     hosts,
     scope: get('scope'),
     namespace: get('namespace') || '/service/',
+    citusGroup: Number(get('citus_group') || -1),
     name,
     retryTimeoutMs: Number(get('retry_timeout')) || 750,
   };

@@ -6,20 +6,21 @@
  * cancel kills it) and by `pg_tsworker_ctl` (cli.ts).
  *
  *   pg_tsworker_node ctl.js switchover|failover|pause|resume --hosts H --scope S --name ME
- *       [--namespace P] [--candidate C] [--force on] [--timeout MS] [--retry_timeout MS]
+ *       [--namespace P] [--citus_group G] [--candidate C] [--force on] [--timeout MS] [--retry_timeout MS]
  *       [--max_lag KB] [--pid N]
  *
  * Prints one line: `ok<TAB><JSON>`, or `error<TAB><SQLSTATE><TAB><message><TAB><detail><TAB><hint>`.
  *
  * A switchover or failover is posted in etcd's `failover` key (Patroni's
  * /failover) with a deadline, attached to a lease that ends with it; the
- * members act on it (handover.ts, member.ts) and record its progress there;
+ * members act on it (handover.ts, leader.ts, takeover.ts) and record its progress there;
  * this side checks what it can beforehand, so that a request that cannot
  * succeed is refused at once with its reason, and waits for the outcome.
  */
 import { randomBytes } from 'crypto';
 
-import { Dcs, DcsError, type ClusterView, type FailoverRequest } from './dcs';
+import { Dcs, DcsError } from './dcs';
+import type { ClusterView, FailoverRequest } from './dcs-records';
 import { ranksBefore, type Candidate } from './election';
 import { numberToLsn } from './local';
 import { askMembers, askPeer } from './peers';
@@ -42,6 +43,8 @@ export interface CtlOptions {
   hosts: string;
   scope: string;
   namespace: string;
+  /** Citus group (docs/citus.md); absent or -1: no Citus formation. */
+  citusGroup?: number;
   /** The member asking (its name goes into the request). */
   name: string;
   candidate: string | null;
@@ -67,7 +70,7 @@ const POLL_MS = 20;
 
 function open(o: CtlOptions): Dcs {
   // not on the leader's clock: a busy machine may take seconds to answer the first request
-  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope), Math.max(o.retryTimeoutMs, 5000));
+  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 5000));
 }
 
 async function readView(dcs: Dcs, o: CtlOptions): Promise<ClusterView> {
@@ -339,6 +342,7 @@ export function optionsFrom(argv: string[]): CtlOptions {
     hosts: arg(argv, 'hosts') ?? '',
     scope: arg(argv, 'scope') ?? '',
     namespace: arg(argv, 'namespace') ?? '/service/',
+    citusGroup: Number(arg(argv, 'citus_group') ?? -1),
     name: arg(argv, 'name') ?? '',
     candidate: arg(argv, 'candidate') || null,
     force: arg(argv, 'force') === 'on',

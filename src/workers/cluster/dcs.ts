@@ -1,16 +1,7 @@
 /**
- * The cluster's state in etcd (v3, through the `etcd3` client), laid out as
- * Patroni lays it out under `<namespace>/<scope>/`:
- *
- *   initialize       the cluster's system identifier (created once)
- *   leader           the leading member's name, attached to its lease
- *   members/<name>   each member's state (JSON), attached to its lease
- *   status           the leader's last WAL position and timeline (JSON)
- *   history          one line per promotion (JSON array)
- *   sync             synchronous mode: the leader and its synchronous set (JSON)
- *   failover         an operator's switchover or manual failover request (JSON,
- *                    attached to a lease that ends at the request's deadline)
- *   config           cluster-wide state set by operators: {"pause": true} (JSON)
+ * The cluster's state in etcd (v3, through the `etcd3` client): reading the
+ * whole cluster in one request and each conditional write a member or an
+ * operator makes (the keys and their values are in dcs-records.ts).
  *
  * Every request carries a deadline (`retry_timeout`) and is tried once per
  * etcd endpoint at most: a failed request is an answer ("etcd unreachable"),
@@ -21,109 +12,7 @@
 import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue } from 'etcd3';
 
-/** What a member publishes about itself in `members/<name>`. */
-export interface MemberData {
-  /** How other members (and standbys following it) connect to this server. */
-  conninfo: string;
-  /** `primary` (not in recovery) or `replica`. */
-  role: 'primary' | 'replica';
-  /** `running`, or `fenced` for a primary that refuses writes. */
-  state: string;
-  timeline: number | null;
-  /** WAL position in bytes: flushed on a primary, greatest of received and replayed on a standby. */
-  lsn: number | null;
-  /** Replayed position in bytes (standby). */
-  replayed: number | null;
-  /** Whom a standby streams from (`host:port`), or null. */
-  streaming_from: string | null;
-  priority: number;
-  nofailover: boolean;
-  nosync: boolean;
-  /** The system identifier of this data directory. */
-  sysid: string;
-  /** URL of the health endpoints, if any. */
-  api_url: string | null;
-  /** When the member last published (ISO 8601). */
-  at: string;
-}
-
-/** A line of `history`: [parent timeline, switch LSN (bytes), reason, time, new leader], as Patroni writes it. */
-export type HistoryLine = [number, number, string, string, string];
-
-/** `sync`: the leader and the members that may take its place without losing an acknowledged commit. */
-export interface SyncState {
-  leader: string;
-  members: string[];
-  /** k of `ANY k (members)`. */
-  quorum: number;
-}
-
-/**
- * `failover`: a switchover or manual failover asked by an operator
- * (tsworker.switchover(), tsworker.failover(), pg_tsworker_ctl), as
- * Patroni's /failover key (`leader`, `member`), with the progress the
- * members write into it.
- */
-export interface FailoverRequest {
-  id: string;
-  kind: 'switchover' | 'failover';
-  /** Switchover: the leader to move away from. */
-  leader: string | null;
-  /** The candidate. */
-  member: string | null;
-  /** Failover: go ahead although another member holds more WAL. */
-  force: boolean;
-  /** The member whose SQL function (or the CLI) asked. */
-  requested_by: string;
-  /** The backend that asked there (a leader does not end that session when it stops writes). */
-  pid?: number;
-  requested_at: string;
-  /** ISO 8601 time after which nobody starts acting on the request. */
-  deadline: string;
-  /**
-   * requested → accepted (the leader checks the candidate, checkpoints) →
-   * fenced (writes stopped at `lsn`) → handed_over (the candidate holds the
-   * leader key) → done (the candidate accepts writes); or refused (`reason`).
-   */
-  state: 'requested' | 'accepted' | 'fenced' | 'handed_over' | 'done' | 'refused';
-  reason?: string;
-  /** Switchover: the old leader's last WAL position once writes stopped (bytes). */
-  lsn?: number;
-  /** When the old leader stopped accepting writes (ISO 8601). */
-  fenced_at?: string;
-  /** The new leader's timeline once promoted. */
-  timeline?: number;
-  /** When the new leader accepted writes (ISO 8601). */
-  done_at?: string;
-}
-
-/** `config`: what operators set for the whole cluster. */
-export interface ClusterConfig {
-  /** Maintenance mode: no automatic failover, no fencing (Patroni's `pause`). */
-  pause?: boolean;
-  paused_at?: string;
-  paused_by?: string;
-}
-
-/** One read of the whole cluster. */
-export interface ClusterView {
-  initialize: string | null;
-  leader: { name: string; lease: string } | null;
-  members: Map<string, MemberData & { lease: string }>;
-  status: { optime: number; timeline: number } | null;
-  history: HistoryLine[];
-  sync: (SyncState & { modRevision: string }) | null;
-  failover: (FailoverRequest & { lease: string; modRevision: string }) | null;
-  config: ClusterConfig | null;
-  /** etcd's revision at the read. */
-  revision: string;
-}
-
-/** The lease a member renews: its ID and the TTL etcd granted (seconds, at least the one asked for). */
-export interface Lease {
-  id: string;
-  ttl: number;
-}
+import type { ClusterConfig, ClusterView, FailoverRequest, HistoryLine, Lease, MemberData, SyncState } from './dcs-records';
 
 /** A request to etcd that failed or did not answer in time. */
 export class DcsError extends Error {}
@@ -137,6 +26,40 @@ function parseJson<T>(kv: IKeyValue): T | null {
   } catch {
     return null;
   }
+}
+
+/** The cluster as its keys say (`kvs`: each key's name below the cluster's prefix). */
+function viewOf(kvs: [string, IKeyValue][], revision: string): ClusterView {
+  const view: ClusterView = {
+    initialize: null,
+    leader: null,
+    members: new Map(),
+    status: null,
+    history: [],
+    sync: null,
+    failover: null,
+    config: null,
+    revision,
+  };
+  for (const [name, kv] of kvs) {
+    if (name === 'initialize') view.initialize = kv.value.toString('utf8');
+    else if (name === 'leader') view.leader = { name: kv.value.toString('utf8'), lease: String(kv.lease) };
+    else if (name === 'status') view.status = parseJson(kv);
+    else if (name === 'history') view.history = parseJson<HistoryLine[]>(kv) ?? [];
+    else if (name === 'sync') {
+      const s = parseJson<SyncState>(kv);
+      view.sync = s ? { ...s, modRevision: String(kv.mod_revision) } : null;
+    } else if (name === 'failover') {
+      const f = parseJson<FailoverRequest>(kv);
+      view.failover = f ? { ...f, lease: String(kv.lease), modRevision: String(kv.mod_revision) } : null;
+    } else if (name === 'config') {
+      view.config = parseJson<ClusterConfig>(kv);
+    } else if (name.startsWith('members/')) {
+      const m = parseJson<MemberData>(kv);
+      if (m) view.members.set(name.slice('members/'.length), { ...m, lease: String(kv.lease) });
+    }
+  }
+  return view;
 }
 
 export class Dcs {
@@ -239,37 +162,24 @@ export class Dcs {
   /** Read every key of the cluster in one request. */
   async read(): Promise<ClusterView> {
     const res = await this.bounded('reading the cluster', this.client.getAll().prefix(this.prefix).exec());
-    const view: ClusterView = {
-      initialize: null,
-      leader: null,
-      members: new Map(),
-      status: null,
-      history: [],
-      sync: null,
-      failover: null,
-      config: null,
-      revision: String(res.header.revision),
-    };
+    return viewOf(res.kvs.map((kv) => [kv.key.toString('utf8').slice(this.prefix.length), kv]), String(res.header.revision));
+  }
+
+  /**
+   * A Citus formation (this client's prefix is `<namespace>/<scope>/`): every
+   * group's cluster under `<prefix><group>/`, in one request (docs/citus.md).
+   */
+  async readGroups(): Promise<Map<number, ClusterView>> {
+    const res = await this.bounded('reading the formation', this.client.getAll().prefix(this.prefix).exec());
+    const byGroup = new Map<number, [string, IKeyValue][]>();
     for (const kv of res.kvs) {
-      const name = kv.key.toString('utf8').slice(this.prefix.length);
-      if (name === 'initialize') view.initialize = kv.value.toString('utf8');
-      else if (name === 'leader') view.leader = { name: kv.value.toString('utf8'), lease: String(kv.lease) };
-      else if (name === 'status') view.status = parseJson(kv);
-      else if (name === 'history') view.history = parseJson<HistoryLine[]>(kv) ?? [];
-      else if (name === 'sync') {
-        const s = parseJson<SyncState>(kv);
-        view.sync = s ? { ...s, modRevision: String(kv.mod_revision) } : null;
-      } else if (name === 'failover') {
-        const f = parseJson<FailoverRequest>(kv);
-        view.failover = f ? { ...f, lease: String(kv.lease), modRevision: String(kv.mod_revision) } : null;
-      } else if (name === 'config') {
-        view.config = parseJson<ClusterConfig>(kv);
-      } else if (name.startsWith('members/')) {
-        const m = parseJson<MemberData>(kv);
-        if (m) view.members.set(name.slice('members/'.length), { ...m, lease: String(kv.lease) });
-      }
+      const m = /^(0|[1-9][0-9]*)\/(.+)$/.exec(kv.key.toString('utf8').slice(this.prefix.length));
+      if (!m) continue;
+      const g = Number(m[1]);
+      if (!byGroup.has(g)) byGroup.set(g, []);
+      byGroup.get(g)!.push([m[2], kv]);
     }
-    return view;
+    return new Map([...byGroup].map(([g, kvs]) => [g, viewOf(kvs, String(res.header.revision))]));
   }
 
   /**

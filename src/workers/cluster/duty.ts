@@ -12,7 +12,7 @@
  *    previous run (until that lease expires) or another server with the
  *    same `tsworker_promoter.name`, and is never taken over.
  */
-import type { ClusterView } from './dcs';
+import type { ClusterView } from './dcs-records';
 
 export type Duty =
   | { kind: 'initialize' }

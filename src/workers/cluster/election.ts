@@ -17,7 +17,7 @@
  * when no member holds more WAL.
  */
 import { numberToLsn } from './local';
-import type { SyncState } from './dcs';
+import type { SyncState } from './dcs-records';
 
 /** A member as the election sees it. */
 export interface Candidate {

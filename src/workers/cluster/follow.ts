@@ -6,7 +6,7 @@
 import type { WorkerContext } from '../../runtime/index';
 import { alterSystem } from './alter-system';
 import { parseConninfo } from '../promoter/conninfo';
-import type { ClusterView, HistoryLine } from './dcs';
+import type { ClusterView, HistoryLine } from './dcs-records';
 import { numberToLsn, type LocalState } from './local';
 
 /** Quote a conninfo value when it needs it (libpq rules). */

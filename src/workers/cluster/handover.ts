@@ -27,7 +27,8 @@ import { performance } from 'perf_hooks';
 
 import type { WorkerContext } from '../../runtime/index';
 import { localClient } from './alter-system';
-import type { ClusterView, Dcs, FailoverRequest } from './dcs';
+import type { Dcs } from './dcs';
+import type { ClusterView, FailoverRequest } from './dcs-records';
 import { lsnToNumber, numberToLsn, readLocal, readReplicas, type LocalState } from './local';
 import { askPeer } from './peers';
 
@@ -42,6 +43,8 @@ export interface HandoverHost {
    */
   keep(reopen: boolean): Promise<void>;
   closeFence(reason: string): void;
+  /** Called just before writes stop (a Citus worker group pauses its writes on the coordinator, docs/citus.md). */
+  beforeDemote?(): Promise<void>;
   leaseId(): string;
   loopWaitMs(): number;
   retryTimeoutMs(): number;
@@ -142,6 +145,7 @@ export async function leadSwitchover(
   const checkpointMs = Math.round(performance.now() - t0);
 
   // 3. writes stop; sessions end so that no commit is in flight; the final position
+  await h.beforeDemote?.();
   h.closeFence(`switchover to member "${to}"`);
   const fencedAt = new Date().toISOString();
   const tf = performance.now();

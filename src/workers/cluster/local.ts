@@ -3,7 +3,7 @@
  * WAL positions (`X/Y`) as byte numbers.
  */
 import type { WorkerContext } from '../../runtime/index';
-import type { HistoryLine } from './dcs';
+import type { HistoryLine } from './dcs-records';
 
 /** `X/Y` to bytes (null stays null). Exact up to 2^53 bytes. */
 export function lsnToNumber(lsn: string | null | undefined): number | null {

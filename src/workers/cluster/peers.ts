@@ -7,7 +7,7 @@
 import pg from 'pg';
 
 import { clientConfig } from '../promoter/conninfo';
-import type { ClusterView } from './dcs';
+import type { ClusterView } from './dcs-records';
 import type { Candidate } from './election';
 import { lsnToNumber } from './local';
 

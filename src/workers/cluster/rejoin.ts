@@ -29,6 +29,8 @@ export interface RejoinOptions {
   hosts: string;
   scope: string;
   namespace: string;
+  /** Citus group (docs/citus.md); absent or -1: no Citus formation. */
+  citusGroup?: number;
   name: string;
   retryTimeoutMs: number;
 }
@@ -82,7 +84,7 @@ export function writeStandbyConfig(dataDir: string, conninfo: string): void {
 
 /** Rejoin this data directory to the cluster; see the file's comment. */
 export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
-  const dcs = new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope), Math.max(o.retryTimeoutMs, 10_000));
+  const dcs = new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 10_000));
   let view;
   try {
     view = await dcs.read();

@@ -110,10 +110,13 @@ export function parseHosts(setting: string): string[] {
   return hosts;
 }
 
-/** The key prefix of a cluster: `<namespace>/<scope>/`, with single slashes. */
-export function clusterPrefix(namespace: string, scope: string): string {
+/**
+ * The key prefix of a cluster: `<namespace>/<scope>/`, with single slashes;
+ * in a Citus formation (`group` ≥ 0) the group's cluster, `<namespace>/<scope>/<group>/` (docs/citus.md).
+ */
+export function clusterPrefix(namespace: string, scope: string, group = -1): string {
   const ns = `/${namespace}/`.replace(/\/+/g, '/');
-  return `${ns}${scope}/`;
+  return group >= 0 ? `${ns}${scope}/${group}/` : `${ns}${scope}/`;
 }
 
 /**

@@ -19,7 +19,8 @@
  */
 import type { WorkerContext } from '../../runtime/index';
 import { alterSystem } from './alter-system';
-import type { ClusterView, Dcs, SyncState } from './dcs';
+import type { Dcs } from './dcs';
+import type { ClusterView, SyncState } from './dcs-records';
 import type { Replica } from './local';
 
 /** What strict mode sets when no standby is healthy: commits wait. */

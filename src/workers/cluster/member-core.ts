@@ -1,0 +1,146 @@
+/**
+ * The state of one cluster member that its parts share: the loop
+ * (member.ts), the leader's duties (leader.ts), the election and promotion
+ * (takeover.ts) and the published status (status.ts). Owner of this
+ * process's lease in etcd and of the `leading` flag: renewing the lease,
+ * opening the write fence for it, and giving the leadership up happen only
+ * here.
+ *
+ * Writes are allowed only while the fence is open (native/shim/fence.c):
+ * it closes by itself when the lease is not renewed, so a leader cut off
+ * from etcd stops accepting writes before any other member can take the
+ * key.
+ */
+import { performance } from 'perf_hooks';
+
+import type { WorkerContext } from '../../runtime/index';
+import { citusPart, type CitusMember } from './citus';
+import type { CitusSettings } from './citus-settings';
+import { Dcs, LeaseLostError } from './dcs';
+import type { ClusterView, Lease } from './dcs-records';
+import { WriteFence } from './fence';
+import { Follower } from './follow';
+import type { LocalState } from './local';
+import { MemberLog } from './member-log';
+import { clusterPrefix, memberName, parseHosts, timing, type ClusterSettings, type Timing } from './settings';
+import { SyncManager } from './sync';
+
+/** The promoter's settings that cluster mode reads. */
+export type MemberSettings = ClusterSettings & CitusSettings & { before_promote: string; on_promote: string };
+export type MemberCtx = WorkerContext<any> & { settings: MemberSettings };
+
+export class MemberCore {
+  readonly name: string;
+  t: Timing;
+  readonly dcs: Dcs;
+  readonly fence: WriteFence;
+  readonly sync: SyncManager;
+  readonly follower: Follower;
+  readonly log: MemberLog;
+  /** The Citus part (citus.ts), null outside a Citus formation. */
+  readonly citus: CitusMember | null;
+  lease: Lease | null = null;
+  /** performance.now() at which the last successful renewal of the lease was sent. */
+  private renewedAt = 0;
+  view: ClusterView | null = null;
+  viewAt: number | null = null;
+  leading = false;
+  local: LocalState | null = null;
+  /** The highest timeline this server was seen on (a standby without a WAL receiver reads its restartpoint's). */
+  timelineSeen = 0;
+  dcsError: string | null = null;
+  configError: string | null = null;
+  /** Date.now() when this member first saw no leader (0: a leader is known). */
+  leaderGoneAt = 0;
+  /** Maintenance mode as last read from etcd's `config`. */
+  paused = false;
+  /** This server is shutting down after handing the leader key over. */
+  handedOver = false;
+  readonly serverVersion: number;
+  readonly postmasterStart: string;
+
+  constructor(readonly w: MemberCtx) {
+    const s = w.settings;
+    this.name = memberName(s.name, w.setting('cluster_name'));
+    this.t = timing(s);
+    let hosts: string[] = [];
+    try {
+      hosts = parseHosts(s.etcd_hosts);
+    } catch {
+      // reported by configErrors()
+    }
+    this.log = new MemberLog(w, this.name);
+    this.dcs = new Dcs(hosts, clusterPrefix(s.namespace, s.scope, s.citus_group), this.t.retryTimeoutMs);
+    this.citus = citusPart(w, this.name, s, hosts, () => this.t, (kind, detail, level) => this.log.event(kind, detail, level));
+    this.fence = new WriteFence((open, reason) => this.fenceChanged(open, reason));
+    this.follower = new Follower(w, this.name, (kind, detail, level) => this.log.event(kind, detail, level), () => this.t.retryTimeoutMs);
+    this.sync = new SyncManager(w, this.dcs, this.name, (kind, detail) => this.log.event(kind, detail), () => this.t.retryTimeoutMs);
+    const row = w.query<{ v: number; t: string }>(
+      `SELECT current_setting('server_version_num')::int AS v, pg_postmaster_start_time()::text AS t`,
+    )[0];
+    this.serverVersion = row.v;
+    this.postmasterStart = row.t;
+  }
+
+  get s(): MemberSettings {
+    return this.w.settings;
+  }
+
+  private fenceChanged(open: boolean, reason: string | null): void {
+    if (open) {
+      this.log.event('unfenced', { reason: 'this member holds the leader lease: writes are accepted' });
+    } else if (this.local && !this.local.recovery) {
+      this.log.event('fenced', { reason }, 'warning');
+    }
+  }
+
+  /** Store the pending events, when this server is the leader and accepts writes. */
+  storeEvents(): void {
+    this.log.store(this.fence.open && !!this.local && !this.local.recovery);
+  }
+
+  /**
+   * Renew this member's lease; grant a new lease when there is none or etcd
+   * no longer knows it. Never another lease, even one whose key holds this
+   * member's name: that may be another server with the same name.
+   */
+  async renewLease(): Promise<void> {
+    if (this.lease) {
+      const sent = performance.now();
+      try {
+        this.lease.ttl = await this.dcs.keepAlive(this.lease.id);
+        this.renewedAt = sent;
+        return;
+      } catch (err) {
+        if (!(err instanceof LeaseLostError)) throw err;
+        this.lease = null;
+        if (this.leading) this.loseLeadership('the leader lease expired');
+      }
+    }
+    const sent = performance.now();
+    this.lease = await this.dcs.grantLease(this.s.ttl);
+    this.renewedAt = sent;
+  }
+
+  /** Open the write fence until fence_margin before the lease, as last renewed, could expire. */
+  openFence(): void {
+    if (!this.lease) return;
+    this.fence.openUntilTime(
+      this.renewedAt + this.lease.ttl * 1000 - this.t.fenceMarginMs,
+      'the leader lease was not renewed in time (etcd unreachable or too slow)',
+    );
+  }
+
+  loseLeadership(why: string): void {
+    this.leading = false;
+    this.fence.close(why);
+    this.log.event('leader_lost', { reason: why }, 'warning');
+  }
+
+  /** Give the key back after a promotion that did not happen. */
+  async abandon(why: string): Promise<void> {
+    this.leading = false;
+    this.fence.close(why);
+    await this.dcs.deleteLeader(this.name).catch(() => undefined);
+  }
+}
