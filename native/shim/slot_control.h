@@ -80,8 +80,12 @@ extern void tsw_wake_at_commit(const char *name);
  */
 extern pid_t tsw_slot_restart_stop(const char *name, bool *due);
 
-/* Has the process `pid` of worker `name` left its slot (exit decided)? */
-extern bool tsw_slot_exited(const char *name, pid_t pid);
+/*
+ * Has the process `pid` of worker `name` left its slot (exit decided)?
+ * While it has not, *handle (when *has_handle) is its dynamic registration.
+ */
+extern bool tsw_slot_exited(const char *name, pid_t pid, BackgroundWorkerHandle *handle,
+							bool *has_handle);
 
 /*
  * tsworker.restart(), second half: start the stopped worker `name` again;

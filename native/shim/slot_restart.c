@@ -14,7 +14,9 @@
 
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "utils/wait_event.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -48,23 +50,52 @@ tsw_slot_restart_stop(const char *name, bool *due)
 }
 
 bool
-tsw_slot_exited(const char *name, pid_t pid)
+tsw_slot_exited(const char *name, pid_t pid, BackgroundWorkerHandle *handle, bool *has_handle)
 {
 	int			i = tsw_lock_slot(name, LW_SHARED);
 	TswSlot    *slot = &tsw_shared->slots[i];
-	bool		exited = slot->pid != pid && slot->last_exit >= 0;
 
+	/*
+	 * Only the process's own exit callback clears its pid from the slot; a
+	 * concurrent restart may since have started another process there.
+	 */
+	bool		exited = slot->pid != pid;
+
+	if (!exited)
+	{
+		/* its registration, to wait until the postmaster has forgotten it */
+		*has_handle = slot->has_handle;
+		if (slot->has_handle)
+			memcpy(handle, slot->handle, sizeof(BackgroundWorkerHandle));
+	}
 	LWLockRelease(tsw_shared->lock);
 	return exited;
 }
+
+/* How long a restart retries its registration once the old process is gone. */
+#define TSW_REGISTER_RETRY_MS 5000
 
 pid_t
 tsw_slot_restart_start(const char *name)
 {
 	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
 	TswSlot    *slot = &tsw_shared->slots[i];
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TSW_REGISTER_RETRY_MS);
 	pid_t		pid;
 
+	/*
+	 * A concurrent restart is starting it (reset, not yet registered or not
+	 * yet started): wait for its pid rather than report "exited at once".
+	 */
+	while (slot->pid == 0 && slot->last_exit == -1 && slot->state == TSW_STATE_STARTING &&
+		   GetCurrentTimestamp() < deadline)
+	{
+		LWLockRelease(tsw_shared->lock);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	}
 	if (slot->pid != 0 || slot->last_exit != 0)
 	{
 		/* someone else started it meanwhile */
@@ -74,7 +105,21 @@ tsw_slot_restart_start(const char *name)
 	}
 	tsw_slot_reset_for_start(slot);
 	LWLockRelease(tsw_shared->lock);
-	pid = tsw_slot_register(i, true);
+
+	/*
+	 * The caller waited until the old process was gone, but a background
+	 * worker slot is freed only when the postmaster has reaped that process
+	 * and forgotten its registration (in the same pass, just after): on a
+	 * server whose max_worker_processes are all in use, the first attempt
+	 * can come a moment too early.  Retry for a while: no interrupt here,
+	 * which would leave the slot "starting" with nothing registered.
+	 */
+	while ((pid = tsw_slot_register(i, true)) < 0 && GetCurrentTimestamp() < deadline)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
 	if (pid < 0)
 	{
 		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
