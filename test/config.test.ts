@@ -81,7 +81,7 @@ describe('configuration errors', () => {
 export default defineWorker({
   name: 'x',
   ${extra}
-  settings: { count: { type: 'int', default: 2, min: 1, max: 5, description: 'instances' }, naptime: { type: 'int', default: 7, unit: 's', description: 'nap' } },
+  settings: { count: { type: 'int', default: 2, min: 1, max: 5, context: 'postmaster', description: 'instances' }, naptime: { type: 'int', default: 7, unit: 's', description: 'nap' } },
   async main(w) { while (await w.wait()) {} },
 });
 `;

@@ -324,7 +324,7 @@ tsworker_wake(PG_FUNCTION_ARGS)
 
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
-				 errmsg("invalid worker name \"%.*s\"%s", shown, name, shown < len ? "..." : ""),
+				 errmsg("invalid worker name \"%.*s%s\"", shown, name, shown < len ? "..." : ""),
 				 errdetail("Names are 1 to %d letters, digits or '_', not starting with a digit%s.",
 						   TSW_NAME_MAXLEN,
 						   shown < len ? psprintf("; this one is %d bytes long", len) : "")));
