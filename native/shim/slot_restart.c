@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
@@ -24,18 +26,32 @@
 #include "slot_control.h"
 #include "slots.h"
 
+/* Is another backend's tsworker.restart() starting the slot's worker now?  Caller holds the lock. */
+static bool
+tsw_started_by_other(TswSlot *slot)
+{
+	return slot->pid == 0 && slot->starting_by != 0 && slot->starting_by != MyProcPid &&
+		kill(slot->starting_by, 0) == 0;
+}
+
 pid_t
-tsw_slot_restart_stop(const char *name, bool *due)
+tsw_slot_restart_stop(const char *name, bool *due, bool *starting)
 {
 	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
 	TswSlot    *slot = &tsw_shared->slots[i];
 	pid_t		pid = slot->pid;
 
 	*due = false;
+	*starting = false;
 	if (pid != 0)
 	{
 		slot->stop_requested = true;
 		slot->state = TSW_STATE_STOPPING;
+	}
+	else if (tsw_started_by_other(slot))
+	{
+		/* a concurrent restart is registering it: its pid is the answer */
+		*starting = true;
 	}
 	else if (slot->last_exit != 0)
 	{
@@ -80,15 +96,15 @@ tsw_slot_restart_start(const char *name)
 {
 	int			i = tsw_lock_slot(name, LW_EXCLUSIVE);
 	TswSlot    *slot = &tsw_shared->slots[i];
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TSW_REGISTER_RETRY_MS);
+	TimestampTz deadline;
+	TimestampTz wait_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 3 * TSW_REGISTER_RETRY_MS);
 	pid_t		pid;
 
 	/*
-	 * A concurrent restart is starting it (reset, not yet registered or not
-	 * yet started): wait for its pid rather than report "exited at once".
+	 * A concurrent restart is starting it (registering, or waiting for the
+	 * new process): wait for its pid rather than start a second process.
 	 */
-	while (slot->pid == 0 && slot->last_exit == -1 && slot->state == TSW_STATE_STARTING &&
-		   GetCurrentTimestamp() < deadline)
+	while (tsw_started_by_other(slot) && GetCurrentTimestamp() < wait_deadline)
 	{
 		LWLockRelease(tsw_shared->lock);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
@@ -104,6 +120,7 @@ tsw_slot_restart_start(const char *name)
 		return pid;
 	}
 	tsw_slot_reset_for_start(slot);
+	slot->starting_by = MyProcPid;
 	LWLockRelease(tsw_shared->lock);
 
 	/*
@@ -114,23 +131,37 @@ tsw_slot_restart_start(const char *name)
 	 * can come a moment too early.  Retry for a while: no interrupt here,
 	 * which would leave the slot "starting" with nothing registered.
 	 */
-	while ((pid = tsw_slot_register(i, true)) < 0 && GetCurrentTimestamp() < deadline)
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TSW_REGISTER_RETRY_MS);
+	PG_TRY();
 	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		while ((pid = tsw_slot_register(i, true)) < 0 && GetCurrentTimestamp() < deadline)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
 	}
+	PG_CATCH();
+	{
+		/* cancelled while waiting for the new process to start */
+		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+		slot->starting_by = 0;
+		LWLockRelease(tsw_shared->lock);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
+	slot->starting_by = 0;
 	if (pid < 0)
 	{
-		LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
 		slot->state = TSW_STATE_STOPPED;
 		slot->last_exit = 0;
 		snprintf(slot->last_error, sizeof(slot->last_error),
 				 "not restarted: no free background worker slot (max_worker_processes is %d)",
 				 max_worker_processes);
 		slot->last_error_at = GetCurrentTimestamp();
-		LWLockRelease(tsw_shared->lock);
 	}
+	LWLockRelease(tsw_shared->lock);
 	return pid;
 }
 

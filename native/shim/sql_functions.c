@@ -412,12 +412,14 @@ tsworker_restart(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	bool		due;
+	bool		starting;
 	pid_t		old;
 	pid_t		pid;
 
 	tsw_require_shared();
 	tsw_check_restart(name);
-	old = tsw_slot_restart_stop(name, &due);
+	/* when `starting`, old is 0: tsw_slot_restart_start() waits for that process */
+	old = tsw_slot_restart_stop(name, &due, &starting);
 	if (due)
 	{
 		ereport(NOTICE,
