@@ -128,8 +128,9 @@ tsw_slot_restart_start(const char *name)
 	 * worker slot is freed only when the postmaster has reaped that process
 	 * and forgotten its registration (in the same pass, just after): on a
 	 * server whose max_worker_processes are all in use, the first attempt
-	 * can come a moment too early.  Retry for a while: no interrupt here,
-	 * which would leave the slot "starting" with nothing registered.
+	 * can come a moment too early.  Retry for a while, taking no interrupt
+	 * between attempts (it would leave the slot "starting" with nothing
+	 * registered); one while waiting for the new process clears starting_by.
 	 */
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TSW_REGISTER_RETRY_MS);
 	PG_TRY();
