@@ -3,6 +3,7 @@
  * crash-restart of the cluster.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import { Cluster } from './harness/cluster';
@@ -69,6 +70,57 @@ describe('configuration errors', () => {
     } finally {
       await client.end();
     }
+  });
+
+  test('a module that exits or loops at its top level costs only itself: the others keep their settings and instances', async () => {
+    const write = (file: string, text: string) => {
+      fs.writeFileSync(`${dir}/${file}`, text);
+      fs.chmodSync(`${dir}/${file}`, 0o644);
+    };
+    const declares = (extra: string) => `import { defineWorker } from 'pg-tsworker';
+export default defineWorker({
+  name: 'x',
+  ${extra}
+  settings: { count: { type: 'int', default: 2, min: 1, max: 5, context: 'postmaster', description: 'instances' }, naptime: { type: 'int', default: 7, unit: 's', description: 'nap' } },
+  async main(w) { while (await w.wait()) {} },
+});
+`;
+    write('multi.ts', declares("instances: 'count',"));
+    write('later.ts', declares(''));
+    write('exiter.ts', `import { defineWorker } from 'pg-tsworker';
+if (!process.env.API_TOKEN) { console.error('API_TOKEN missing'); process.exit(1); }
+export default defineWorker({ name: 'exiter', async main(w) { while (await w.wait()) {} } });
+`);
+    write('looper.ts', `import { defineWorker } from 'pg-tsworker';
+for (;;) {}
+export default defineWorker({ name: 'looper', async main(w) { while (await w.wait()) {} } });
+`);
+    write('killer.ts', `import { defineWorker } from 'pg-tsworker';
+process.reallyExit(3);
+export default defineWorker({ name: 'killer', async main(w) { while (await w.wait()) {} } });
+`);
+    c.appendConf({
+      'tsworker.workers': `multi=${dir}/multi.ts, exiter=${dir}/exiter.ts, looper=${dir}/looper.ts, killer=${dir}/killer.ts, later=${dir}/later.ts`,
+      'tsworker.database': 'postgres',
+      'tsworker.module_load_timeout': '3s',
+      'tsworker.max_old_space_mb': 256,
+    });
+    const off = c.logOffset();
+    await c.restart();
+    await c.waitForLog(/could not read the settings of worker "exiter": Error: process\.exit\(1\) called while the module was loading/, off);
+    await c.waitForLog(/could not read the settings of worker "looper": loading it did not finish within 3 s \(tsworker\.module_load_timeout\)/, off);
+    await c.waitForLog(/could not read the settings of worker "killer": the module loader exited with status 3 while loading it/, off);
+    assert.deepEqual(logLines(c, /could not read the settings of the configured workers/, off), []);
+    const settings = await c.query(`SELECT name, setting FROM pg_settings WHERE name ~ '^tsworker_(multi|later)\\.' ORDER BY name`);
+    assert.deepEqual(
+      settings.map((r) => `${r.name}=${r.setting}`),
+      ['tsworker_later.count=2', 'tsworker_later.naptime=7', 'tsworker_multi.count=2', 'tsworker_multi.naptime=7'],
+    );
+    await c.query('CREATE EXTENSION IF NOT EXISTS pg_tsworker');
+    const names = (await c.query(`SELECT name FROM tsworker.stat_workers WHERE name ~ '^(multi|later)' ORDER BY name`)).map((r) => r.name);
+    assert.deepEqual(names, ['later', 'multi1', 'multi2']);
+    assert.deepEqual(logLines(c, CRASH_RESTART, off), []);
+    await c.stop();
   });
 
   test('a database that does not exist: FATAL, exit 1, no crash-restart', async () => {

@@ -11,6 +11,7 @@ import { Cluster, pidAlive, waitFor } from './harness/cluster';
 import { installFixtures, logLines } from './helpers';
 
 const MB = 1024 * 1024;
+const ROUNDS = Number(process.env.RESTART_ROUNDS ?? 3);
 
 describe('tsworker.restart(), state and memory in the view, log_line_prefix', () => {
   let c: Cluster;
@@ -122,5 +123,80 @@ describe('tsworker.restart(), state and memory in the view, log_line_prefix', ()
       err.code === '42704' && /worker "nope" does not exist/.test(err.message));
     await assert.rejects(c.query(`SELECT tsworker.restart('deploy')`, [], { user: 'bob' }), /permission denied for (function restart|schema)/);
     await c.query(`SELECT tsworker.stop('deploy')`);
+  });
+
+  test('tsworker.restart() refuses a module that no longer loads, keeping the old process; last_error is cleared; concurrent restarts agree', async () => {
+    const good = fs.readFileSync(`${modules}/busy.ts`, 'utf8');
+    fs.writeFileSync(`${modules}/deploy2.ts`, good);
+    const oldPid = await c.queryOne(`SELECT tsworker.launch('deploy2', 'deploy2.ts')`);
+    await c.pollQueryUntil(`SELECT state = 'waiting' FROM tsworker.stat_workers WHERE name = 'deploy2'`);
+
+    fs.writeFileSync(`${modules}/deploy2.ts`, good.replace('async main(w) {', 'async main(w) { {'));
+    await assert.rejects(c.query(`SELECT tsworker.restart('deploy2')`), (err: { code?: string; message: string; detail?: string }) =>
+      err.code === '42P17' && /^could not restart worker "deploy2": could not load module ".*deploy2\.ts": /.test(err.message) &&
+      /was left running/.test(err.detail ?? ''));
+    assert.equal(pidAlive(oldPid), true, 'the old process runs on');
+    assert.equal((await row('deploy2')).pid, oldPid);
+
+    // loads, but its main() fails: restarted, and the failure is in last_error
+    fs.writeFileSync(`${modules}/deploy2.ts`, good.replace("w.log.log('busy worker up');", "throw new Error('main failed on purpose');"));
+    await c.queryOne(`SELECT tsworker.restart('deploy2')`);
+    await c.pollQueryUntil(`SELECT last_error LIKE '%main failed on purpose%' FROM tsworker.stat_workers WHERE name = 'deploy2'`);
+    // a good module again: the new run does not show the old error
+    fs.writeFileSync(`${modules}/deploy2.ts`, good);
+    const pid = await c.queryOne(`SELECT tsworker.restart('deploy2')`);
+    let r = await row('deploy2');
+    assert.equal(r.last_error, null);
+    assert.equal(r.last_error_at, null);
+    await c.pollQueryUntil(`SELECT state = 'waiting' AND pid = ${pid} FROM tsworker.stat_workers WHERE name = 'deploy2'`);
+
+    // three at once, a few times: none fails, one process is left, and it is one they returned
+    for (let round = 0; round < ROUNDS; round++) {
+      const results = await Promise.allSettled([1, 2, 3].map(() => c.queryOne(`SELECT tsworker.restart('deploy2')`)));
+      const pids = results.map((x) => (x.status === 'fulfilled' ? Number(x.value) : `${(x.reason as Error).message}`));
+      assert.ok(pids.every((p) => typeof p === 'number' && p > 0), `round ${round}: ${JSON.stringify(pids)}`);
+      r = await row('deploy2');
+      assert.ok(pids.includes(r.pid), `running ${r.pid}, returned ${JSON.stringify(pids)}`);
+      assert.equal(r.last_error, null);
+      await c.pollQueryUntil(`SELECT state = 'waiting' AND pid = ${r.pid} FROM tsworker.stat_workers WHERE name = 'deploy2'`);
+      assert.equal(await c.queryOne(`SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'deploy2'`), 1);
+    }
+    await c.query(`SELECT tsworker.stop('deploy2')`);
+  });
+});
+
+describe('tsworker.restart() when every background worker slot is in use', () => {
+  let c: Cluster;
+
+  before(async () => {
+    c = await Cluster.create('restartfull', { start: false });
+    const modules = installFixtures(c, 'authoring');
+    c.appendConf({
+      shared_preload_libraries: 'pg_tsworker',
+      'tsworker.workers': `cfg=${modules}/busy.ts`,
+      'tsworker.module_path': modules,
+      // the logical replication launcher and cfg: nothing spare
+      max_worker_processes: 2,
+    });
+    await c.start();
+    await c.query(`CREATE EXTENSION pg_tsworker; CREATE TABLE busy_mode (mode text)`);
+  });
+
+  after(async () => {
+    await c?.cleanup();
+  });
+
+  test('a restart needs no slot beyond the one its worker holds: many in a row never fail', async () => {
+    await c.pollQueryUntil(`SELECT state = 'waiting' FROM tsworker.stat_workers WHERE name = 'cfg'`);
+    await assert.rejects(c.query(`SELECT tsworker.launch('extra', 'busy.ts')`), (err: { code?: string }) => err.code === '53400', 'the server is full');
+    let before = await c.queryOne(`SELECT pid FROM tsworker.stat_workers WHERE name = 'cfg'`);
+    for (let i = 0; i < 8; i++) {
+      const pid = await c.queryOne(`SELECT tsworker.restart('cfg')`);
+      assert.ok(pid > 0 && pid !== before, `restart ${i + 1}: ${pid} after ${before}`);
+      const r = (await c.query(`SELECT pid, last_error FROM tsworker.stat_workers WHERE name = 'cfg'`))[0];
+      assert.equal(r.pid, pid);
+      assert.equal(r.last_error, null);
+      before = pid;
+    }
   });
 });

@@ -105,7 +105,7 @@ describe('wake at commit, group wake, w.listen()', () => {
     await c.query(`SELECT tsworker.stop('jobq')`);
   });
 
-  test("wake('grp') reaches grp1..grp3; an exact name is preferred; no match is 42704", async () => {
+  test("wake('grp') reaches grp1..grp3; an exact name is preferred; no match is false", async () => {
     for (const n of ['grp1', 'grp2', 'grp3']) await launch(n, 'jobq.ts');
     const before = await Promise.all(['grp1', 'grp2', 'grp3'].map(passes));
     assert.equal(await c.queryOne(`SELECT tsworker.wake('grp')`), true);
@@ -121,10 +121,37 @@ describe('wake at commit, group wake, w.listen()', () => {
     await sleep(500);
     assert.deepEqual(await Promise.all(['grp1', 'grp2', 'grp3'].map(passes)), before.map((p) => p + 1), 'the instances were not woken');
 
-    for (const bad of ['gr', 'grp0', 'grpx']) {
-      await assert.rejects(c.query(`SELECT tsworker.wake($1)`, [bad]), (err: { code?: string }) => err.code === '42704', bad);
-    }
+    for (const none of ['gr', 'grp0', 'grpx']) assert.equal(await c.queryOne(`SELECT tsworker.wake($1)`, [none]), false, none);
     for (const n of ['grp', 'grp1', 'grp2', 'grp3']) await c.query(`SELECT tsworker.stop($1)`, [n]);
+  });
+
+  test("waking no worker never fails the application's write (as NOTIFY); a malformed name is 42602, shown cut", async () => {
+    await c.query(`
+      CREATE TABLE evjobs (id int);
+      CREATE FUNCTION wake_evil() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN PERFORM tsworker.wake('evil'); PERFORM tsworker.wake('evil', false); RETURN NULL; END $$;
+      CREATE TRIGGER evjobs_wake AFTER INSERT ON evjobs FOR EACH STATEMENT EXECUTE FUNCTION wake_evil();
+    `);
+    // never launched (as after a server restart, or removed from tsworker.workers)
+    await c.query('INSERT INTO evjobs VALUES (1)');
+    assert.equal(await c.queryOne(`SELECT tsworker.wake('evil')`), false);
+    // launched, then stopped
+    await launch('evil', 'jobq.ts');
+    assert.equal(await c.queryOne(`SELECT tsworker.wake('evil')`), true);
+    await c.query(`SELECT tsworker.stop('evil')`);
+    await c.pollQueryUntil(`SELECT state = 'stopped' FROM tsworker.stat_workers WHERE name = 'evil'`);
+    await c.query('INSERT INTO evjobs VALUES (2)');
+    assert.equal(await c.queryOne('SELECT count(*)::int FROM evjobs'), 2);
+
+    const invalid = (err: { code?: string; message: string; detail?: string }) => err.code === '42602';
+    await assert.rejects(c.query(`SELECT tsworker.wake('')`), invalid);
+    await assert.rejects(c.query(`SELECT tsworker.wake('bad-name')`), (err: { code?: string; message: string }) =>
+      invalid(err) && err.message === 'invalid worker name "bad-name"');
+    await assert.rejects(c.query(`SELECT tsworker.wake(repeat('x', 10000))`), (err: { code?: string; message: string; detail?: string }) =>
+      invalid(err) && err.message === `invalid worker name "${'x'.repeat(63)}..."` && (err.detail ?? '').length < 200 && /10000 bytes/.test(err.detail ?? ''));
+    // a name just too long (64 bytes), with multibyte characters cut at a character boundary
+    await assert.rejects(c.query(`SELECT tsworker.wake(repeat('é', 40))`), (err: { code?: string; message: string }) =>
+      invalid(err) && err.message === `invalid worker name "${'é'.repeat(31)}..."`);
   });
 
   test('an application role granted EXECUTE on tsworker.wake(text) wakes from its trigger, and can do nothing else', async () => {

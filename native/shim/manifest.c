@@ -6,10 +6,16 @@
  * The postmaster must not run JavaScript (no V8 threads may exist before
  * fork), so it runs pg_tsworker_node, a Node.js executable built from the
  * workers' libnode, as a child process with a time limit: the child loads
- * each module and prints one JSON document, {"workers": [...]}
- * (src/runtime/manifest.ts defines its fields).  It is parsed here as
- * jsonb, under PG_TRY, so that malformed output is a WARNING and never an
- * error that would stop the server from starting.
+ * each module and prints one JSON line per module as soon as it is loaded
+ * (src/runtime/manifest.ts defines its fields).  Each line is parsed here
+ * as jsonb, under PG_TRY, so that malformed output is a WARNING and never
+ * an error that would stop the server from starting.
+ *
+ * Each module is isolated from the others: one that makes the child exit
+ * or crash, or that does not finish loading within
+ * tsworker.module_load_timeout (its top level loops or waits), fails alone
+ * with that reason; the answers printed before it are kept, and a new child
+ * loads the modules after it.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,10 +32,8 @@
 #include "manifest.h"
 #include "pg_tsworker.h"
 
-#define TSW_MANIFEST_TIMEOUT_MS 30000
-
-static char *tsw_run_manifest(char **args, int nargs, bool in_backend);
-static int	tsw_parse_manifest(const char *json, TswWorkerDecl **decls);
+static int	tsw_parse_manifest_lines(const char *output, TswWorkerDecl *decls, int max, bool *ready);
+static char *tsw_child_end_reason(const TswChildEnd *end);
 static JsonbValue *tsw_json_get(JsonbContainer *object, const char *key);
 static char *tsw_json_text(JsonbValue *v);
 static char *tsw_json_field(JsonbContainer *object, const char *key);
@@ -40,55 +44,137 @@ static void tsw_read_setting(JsonbContainer *object, TswSettingDecl *s);
 static void tsw_read_worker(JsonbContainer *object, TswWorkerDecl *w);
 
 int
-tsw_read_manifest(char **args, int nargs, bool in_backend, TswWorkerDecl **decls)
+tsw_read_manifest(char **entries, int n, const char *launch_settings, bool in_backend,
+				  TswWorkerDecl **decls)
 {
-	char	   *output = tsw_run_manifest(args, nargs, in_backend);
+	char		runtime[MAXPGPATH];
+	int			done = 0;
 
-	if (output == NULL)
-		return -1;
-	return tsw_parse_manifest(output, decls);
+	*decls = palloc0(sizeof(TswWorkerDecl) * Max(n, 1));
+	tsw_runtime_dir(runtime, sizeof(runtime));
+	while (done < n)
+	{
+		char	  **args = palloc(sizeof(char *) * (n - done + 4));
+		int			nargs = 0;
+		TswChildEnd end;
+		char	   *output;
+		int			got;
+		bool		ready = false;
+		int			i;
+
+		args[nargs++] = "--lines";
+		if (launch_settings != NULL)
+			args[nargs++] = "--launch";
+		args[nargs++] = runtime;
+		for (i = done; i < n; i++)
+			args[nargs++] = entries[i];
+		if (launch_settings != NULL)
+			args[nargs++] = (char *) launch_settings;
+		output = tsw_run_node_script_lines("dist/runtime/manifest.js", args, nargs, in_backend,
+										   tsw_module_load_timeout * 1000, &end);
+		if (output == NULL)
+			return -1;
+		got = tsw_parse_manifest_lines(output, &(*decls)[done], n - done, &ready);
+		if (got < 0)
+			return -1;
+		done += got;
+		if (end.kind == TSW_CHILD_EXITED && end.code == 0)
+		{
+			if (done < n)
+			{
+				ereport(WARNING,
+						(errmsg("pg_tsworker: the module loader printed something that is not a manifest"),
+						 errdetail("It answered for %d of %d modules.", done, n)));
+				return -1;
+			}
+			break;
+		}
+		if (!ready)
+		{
+			/* before any module: the runtime itself, not a module */
+			ereport(WARNING,
+					(errmsg("pg_tsworker: loading worker modules failed: the module loader %s before loading any",
+							tsw_child_end_reason(&end)),
+					 end.kind == TSW_CHILD_EXITED && end.code == 127 ?
+					 errhint("Is pg_tsworker installed completely?") :
+					 errdetail("Its own message is on the lines just above in the server log.")));
+			return -1;
+		}
+		if (done == n)
+			break;
+		/* the module it was loading ended or hung it: it fails alone */
+		{
+			TswWorkerDecl *bad = &(*decls)[done];
+			const char *eq = strchr(entries[done], '=');
+
+			bad->worker = eq ? pnstrdup(entries[done], eq - entries[done]) : pstrdup(entries[done]);
+			bad->error = end.kind == TSW_CHILD_TIMED_OUT ?
+				psprintf("loading it did not finish within %d s (tsworker.module_load_timeout): its top-level code loops or waits",
+						 tsw_module_load_timeout) :
+				psprintf("the module loader %s while loading it", tsw_child_end_reason(&end));
+			done++;
+		}
+	}
+	return n;
 }
 
-/* Run the manifest child (manifest.js with `args`): its output, or NULL. */
+/* How the child ended, for a message: "exited with status 1" ... */
 static char *
-tsw_run_manifest(char **args, int nargs, bool in_backend)
+tsw_child_end_reason(const TswChildEnd *end)
 {
-	return tsw_run_node_script("dist/runtime/manifest.js", args, nargs, in_backend,
-							   TSW_MANIFEST_TIMEOUT_MS, "loading worker modules");
+	switch (end->kind)
+	{
+		case TSW_CHILD_EXITED:
+			return psprintf("exited with status %d", end->code);
+		case TSW_CHILD_SIGNALED:
+			return psprintf("was ended by signal %d (%s: more than 256 MB of heap, or a crash of Node.js)",
+							end->code, pg_strsignal(end->code));
+		case TSW_CHILD_TIMED_OUT:
+			return psprintf("printed nothing for %d s (tsworker.module_load_timeout)", tsw_module_load_timeout);
+		case TSW_CHILD_NOT_RUN:
+			break;
+	}
+	return pstrdup("could not be started");
 }
 
 /*
- * Parse the child's document into *decls; -1 and a WARNING if it is not
- * one.  jsonb_in reports malformed JSON with ereport(ERROR): caught here,
- * as the postmaster must not fail to start over it.
+ * Parse the complete lines of the child's output: {"ready": true} sets
+ * *ready, every other line is one worker, stored in decls[0 .. max).
+ * Returns how many workers; -1 and a WARNING if a line is not one.
+ * jsonb_in reports malformed JSON with ereport(ERROR): caught here, as the
+ * postmaster must not fail to start over it.
  */
 static int
-tsw_parse_manifest(const char *json, TswWorkerDecl **decls)
+tsw_parse_manifest_lines(const char *output, TswWorkerDecl *decls, int max, bool *ready)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
-	volatile int n = -1;
+	volatile int n = 0;
 
 	PG_TRY();
 	{
-		Jsonb	   *doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
-		JsonbContainer *workers = NULL;
-		int			count = 0;
-		int			i;
+		const char *line = output;
+		const char *nl;
 
-		if (JB_ROOT_IS_OBJECT(doc))
-			workers = tsw_json_array(&doc->root, "workers", &count);
-		if (workers != NULL)
+		while ((nl = strchr(line, '\n')) != NULL)
 		{
-			*decls = palloc0(sizeof(TswWorkerDecl) * Max(count, 1));
-			for (i = 0; i < count; i++)
-			{
-				JsonbContainer *w = tsw_json_elem(workers, i);
+			char	   *text = pnstrdup(line, nl - line);
+			Jsonb	   *doc;
 
-				if (w == NULL)
-					elog(ERROR, "entry %d of \"workers\" is not an object", i + 1);
-				tsw_read_worker(w, &(*decls)[i]);
+			line = nl + 1;
+			if (text[0] == '\0')
+				continue;
+			doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+			if (!JB_ROOT_IS_OBJECT(doc))
+				elog(ERROR, "a line is not a JSON object");
+			if (tsw_json_get(&doc->root, "ready") != NULL)
+			{
+				*ready = true;
+				continue;
 			}
-			n = count;
+			if (n >= max)
+				elog(ERROR, "more answers than modules");
+			tsw_read_worker(&doc->root, &decls[n]);
+			n++;
 		}
 	}
 	PG_CATCH();
@@ -104,10 +190,6 @@ tsw_parse_manifest(const char *json, TswWorkerDecl **decls)
 		return -1;
 	}
 	PG_END_TRY();
-	if (n < 0)
-		ereport(WARNING,
-				(errmsg("pg_tsworker: the module loader printed something that is not a manifest"),
-				 errdetail("The document has no \"workers\" array.")));
 	return n;
 }
 

@@ -40,13 +40,17 @@ typedef struct TswWorkerDecl
 } TswWorkerDecl;
 
 /*
- * Run the manifest child with `args` (after the script) and read its
- * document.  Returns the number of workers and sets *decls (palloc'd), or
- * -1 after a WARNING saying why (the child failed, timed out or printed
- * something that is not a manifest).  In a backend (in_backend) the wait
- * can be cancelled, and the child is killed then.
+ * Load the modules of `entries` ("<worker>=<module>") in manifest children
+ * and read what each declares; with `launch_settings` (a JSON object), the
+ * one entry of a launch or restart, whose settings are checked.  Returns n
+ * and sets *decls (palloc'd, in the order of `entries`): a module that
+ * could not be loaded, or that ended the child or did not finish within
+ * tsworker.module_load_timeout, has its reason in `error`.  -1 after a
+ * WARNING saying why when the loader itself failed (before any module, or
+ * printing something that is not a manifest).  In a backend (in_backend)
+ * the wait can be cancelled, and the child is killed then.
  */
-extern int	tsw_read_manifest(char **args, int nargs, bool in_backend,
-							  TswWorkerDecl **decls);
+extern int	tsw_read_manifest(char **entries, int n, const char *launch_settings,
+							  bool in_backend, TswWorkerDecl **decls);
 
 #endif							/* TSW_MANIFEST_H */

@@ -24,7 +24,10 @@
 
 #include "pg_tsworker.h"
 
-static char *tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, const char *what);
+static char *tsw_child_start_wait(const char *script_rel, char **args, int nargs, bool in_backend,
+								  int timeout_ms, bool per_line, TswChildEnd *end);
+static char *tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, bool per_line,
+							TswChildEnd *end);
 
 /*
  * Run a script of the installed runtime (`script_rel`, relative to it) in a
@@ -37,6 +40,50 @@ char *
 tsw_run_node_script(const char *script_rel, char **args, int nargs, bool in_backend,
 					int timeout_ms, const char *what)
 {
+	TswChildEnd end;
+	char	   *out = tsw_child_start_wait(script_rel, args, nargs, in_backend, timeout_ms, false, &end);
+
+	switch (end.kind)
+	{
+		case TSW_CHILD_EXITED:
+			if (end.code == 0)
+				return out;
+			ereport(WARNING,
+					(errmsg("pg_tsworker: %s failed (pg_tsworker_node exited with status %d)",
+							what, end.code),
+					 end.code == 127 ?
+					 errhint("Is pg_tsworker installed completely?") :
+					 errdetail("Its own message is on the lines just above in the server log.")));
+			break;
+		case TSW_CHILD_TIMED_OUT:
+			ereport(WARNING,
+					(errmsg("pg_tsworker: %s took more than %d s; gave up",
+							what, timeout_ms / 1000)));
+			break;
+		case TSW_CHILD_SIGNALED:
+			ereport(WARNING,
+					(errmsg("pg_tsworker: %s was ended by signal %d (%s)",
+							what, end.code, pg_strsignal(end.code)),
+					 errdetail("A script or module that allocates more than 256 MB of heap, or crashes Node.js, ends the child this way.")));
+			break;
+		case TSW_CHILD_NOT_RUN:
+			break;
+	}
+	return NULL;
+}
+
+char *
+tsw_run_node_script_lines(const char *script_rel, char **args, int nargs, bool in_backend,
+						  int line_timeout_ms, TswChildEnd *end)
+{
+	return tsw_child_start_wait(script_rel, args, nargs, in_backend, line_timeout_ms, true, end);
+}
+
+/* Start the child and wait for it; its output, even when it failed (NULL: not started). */
+static char *
+tsw_child_start_wait(const char *script_rel, char **args, int nargs, bool in_backend,
+					 int timeout_ms, bool per_line, TswChildEnd *end)
+{
 	char		exe[MAXPGPATH];
 	char		script[MAXPGPATH];
 	char		runtime[MAXPGPATH];
@@ -46,6 +93,8 @@ tsw_run_node_script(const char *script_rel, char **args, int nargs, bool in_back
 	pid_t		pid;
 	int			i;
 
+	end->kind = TSW_CHILD_NOT_RUN;
+	end->code = 0;
 	tsw_native_dir(native, sizeof(native));
 	tsw_runtime_dir(runtime, sizeof(runtime));
 	snprintf(exe, sizeof(exe), "%s/pg_tsworker_node", native);
@@ -91,12 +140,16 @@ tsw_run_node_script(const char *script_rel, char **args, int nargs, bool in_back
 		_exit(127);
 	}
 	close(pipefd[1]);
-	return tsw_child_wait(pid, pipefd[0], in_backend, timeout_ms, what);
+	return tsw_child_wait(pid, pipefd[0], in_backend, timeout_ms, per_line, end);
 }
 
-/* Read the child's output until it exits or timeout_ms passes. */
+/*
+ * Read the child's output until it exits or timeout_ms passes (per_line:
+ * since the last newline it printed, or since it started).
+ */
 static char *
-tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, const char *what)
+tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, bool per_line,
+			   TswChildEnd *end)
 {
 	StringInfoData out;
 	int			status = 0;
@@ -134,6 +187,8 @@ tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, const char *w
 			if (got <= 0)
 				break;
 			appendBinaryStringInfo(&out, buf, got);
+			if (per_line && memchr(buf, '\n', got) != NULL)
+				waited = 0;
 		}
 	}
 	PG_CATCH();
@@ -150,29 +205,16 @@ tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, const char *w
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (timed_out)
+		end->kind = TSW_CHILD_TIMED_OUT;
+	else if (WIFSIGNALED(status))
 	{
-		ereport(WARNING,
-				(errmsg("pg_tsworker: %s took more than %d s; gave up",
-						what, timeout_ms / 1000)));
-		return NULL;
+		end->kind = TSW_CHILD_SIGNALED;
+		end->code = WTERMSIG(status);
 	}
-	if (WIFSIGNALED(status))
+	else
 	{
-		ereport(WARNING,
-				(errmsg("pg_tsworker: %s was ended by signal %d (%s)",
-						what, WTERMSIG(status), pg_strsignal(WTERMSIG(status))),
-				 errdetail("A script or module that allocates more than 256 MB of heap, or crashes Node.js, ends the child this way.")));
-		return NULL;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-	{
-		ereport(WARNING,
-				(errmsg("pg_tsworker: %s failed (pg_tsworker_node exited with status %d)",
-						what, WIFEXITED(status) ? WEXITSTATUS(status) : -1),
-				 WEXITSTATUS(status) == 127 ?
-				 errhint("Is pg_tsworker installed completely?") :
-				 errdetail("Its own message is on the lines just above in the server log.")));
-		return NULL;
+		end->kind = TSW_CHILD_EXITED;
+		end->code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	}
 	return out.data;
 }

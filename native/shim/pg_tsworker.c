@@ -43,6 +43,7 @@ int			tsw_crash_loop_failures = 5;
 int			tsw_crash_loop_window = 60;
 int			tsw_statement_timeout = 0;
 int			tsw_terminate_grace = 5;
+int			tsw_module_load_timeout = 30;
 volatile sig_atomic_t tsw_query_depth = 0;
 volatile sig_atomic_t tsw_cancel_for_shutdown = 0;
 volatile int64 tsw_shutdown_at_ms = 0;
@@ -159,6 +160,16 @@ _PG_init(void)
 							"Covers busy loops that never wait and main() functions that do not return.",
 							&tsw_terminate_grace,
 							5, 0, 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("tsworker.module_load_timeout",
+							"Seconds a worker module may take to load when its declarations are read.",
+							"At server start (per configured module), and by tsworker.launch() and tsworker.restart(): "
+							"a module whose top-level code runs longer fails alone.",
+							&tsw_module_load_timeout,
+							30, 1, 3600,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

@@ -77,6 +77,28 @@ extern char *tsw_check_launch(const char *name, const char *module,
 extern char *tsw_run_node_script(const char *script_rel, char **args, int nargs, bool in_backend,
 								 int timeout_ms, const char *what);
 
+/* How a child of tsw_run_node_script_lines() ended. */
+typedef struct TswChildEnd
+{
+	enum
+	{
+		TSW_CHILD_NOT_RUN,		/* could not be started (a WARNING said why) */
+		TSW_CHILD_EXITED,		/* code: its exit status */
+		TSW_CHILD_SIGNALED,		/* code: the signal */
+		TSW_CHILD_TIMED_OUT		/* killed: no line within the time limit */
+	}			kind;
+	int			code;
+} TswChildEnd;
+
+/*
+ * The same for a script that prints one line per step: the time limit
+ * applies to each line (it starts again at every newline), and what it
+ * printed is returned however it ended (*end says how; NULL when it could
+ * not be started).  No WARNING: the caller reports.
+ */
+extern char *tsw_run_node_script_lines(const char *script_rel, char **args, int nargs,
+									   bool in_backend, int line_timeout_ms, TswChildEnd *end);
+
 /* Cluster mode (fence.c, cluster_boot.c) */
 extern void tsw_fence_init(void);
 extern void tsw_fence_manage(void);
@@ -101,6 +123,7 @@ extern int	tsw_crash_loop_failures;
 extern int	tsw_crash_loop_window;
 extern PGDLLEXPORT int	tsw_statement_timeout;
 extern PGDLLEXPORT int	tsw_terminate_grace;
+extern int	tsw_module_load_timeout;
 
 /*
  * Nonzero while the addon runs a statement through SPI: the worker's SIGTERM

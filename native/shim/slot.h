@@ -118,6 +118,9 @@ typedef struct TswSlot
 	/* the dynamic registration of this slot's worker, if it has one */
 	bool		has_handle;
 	char		handle[16];		/* a BackgroundWorkerHandle (compat.h) */
+
+	/* the backend whose tsworker.restart() is starting it now; 0: none */
+	pid_t		starting_by;
 } TswSlot;
 
 /* The name of a state, as the view shows it. */

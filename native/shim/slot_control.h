@@ -76,12 +76,18 @@ extern void tsw_wake_at_commit(const char *name);
  * tsworker.restart(), first half: ask the running worker `name` to stop
  * (returns its pid: signal it), or cancel the pending restart of a launched
  * one (returns 0).  *due is set when a configured worker is waiting for the
- * postmaster to restart it (nothing to do).  ERROR for an unknown name.
+ * postmaster to restart it (nothing to do); *starting when another
+ * backend's restart is starting it now (tsw_slot_restart_start() returns
+ * that process's pid).  ERROR for an unknown name.
  */
-extern pid_t tsw_slot_restart_stop(const char *name, bool *due);
+extern pid_t tsw_slot_restart_stop(const char *name, bool *due, bool *starting);
 
-/* Has the process `pid` of worker `name` left its slot (exit decided)? */
-extern bool tsw_slot_exited(const char *name, pid_t pid);
+/*
+ * Has the process `pid` of worker `name` left its slot (exit decided)?
+ * While it has not, *handle (when *has_handle) is its dynamic registration.
+ */
+extern bool tsw_slot_exited(const char *name, pid_t pid, BackgroundWorkerHandle *handle,
+							bool *has_handle);
 
 /*
  * tsworker.restart(), second half: start the stopped worker `name` again;

@@ -153,6 +153,14 @@ tsw_slot_reset_for_start(TswSlot *slot)
 	slot->stop_requested = false;
 	slot->disabled = false;
 	slot->recent_failures = 0;
+
+	/*
+	 * Started by hand (launch, start, restart): an error of an earlier run
+	 * no longer describes it.  Restarts by the postmaster after a failure
+	 * keep it, next to `restarts`.
+	 */
+	slot->last_error[0] = '\0';
+	slot->last_error_at = 0;
 }
 
 const char *

@@ -61,18 +61,13 @@ tsw_unit_flag(const char *unit)
 char *
 tsw_check_launch(const char *name, const char *module, const char *settings, char **detail)
 {
-	char	   *args[4];
+	char	   *entry = psprintf("%s=%s", name, module);
 	TswWorkerDecl *decls;
 	StringInfoData bad;
 	int			i;
 
 	*detail = NULL;
-	args[0] = "--launch";
-	args[1] = palloc(MAXPGPATH);
-	tsw_runtime_dir(args[1], MAXPGPATH);
-	args[2] = psprintf("%s=%s", name, module);
-	args[3] = pstrdup(settings);
-	if (tsw_read_manifest(args, 4, true, &decls) != 1)
+	if (tsw_read_manifest(&entry, 1, settings, true, &decls) != 1)
 		return psprintf("could not load module \"%s\" (the WARNING above says why)", module);
 	if (decls[0].error != NULL)
 		return psprintf("could not load module \"%s\": %s", module, decls[0].error);
@@ -178,7 +173,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 void
 tsw_define_worker_settings(TswWorkerSpec *specs, int n)
 {
-	char	  **args;
+	char	  **entries;
 	TswWorkerDecl *decls;
 	int			ndecls;
 	bool	   *ok;
@@ -187,12 +182,10 @@ tsw_define_worker_settings(TswWorkerSpec *specs, int n)
 
 	if (n == 0)
 		return;
-	args = palloc(sizeof(char *) * (n + 1));
-	args[0] = palloc(MAXPGPATH);
-	tsw_runtime_dir(args[0], MAXPGPATH);
+	entries = palloc(sizeof(char *) * n);
 	for (i = 0; i < n; i++)
-		args[1 + i] = psprintf("%s=%s", specs[i].name, specs[i].module);
-	ndecls = tsw_read_manifest(args, n + 1, false, &decls);
+		entries[i] = psprintf("%s=%s", specs[i].name, specs[i].module);
+	ndecls = tsw_read_manifest(entries, n, NULL, false, &decls);
 	if (ndecls < 0)
 	{
 		ereport(WARNING,

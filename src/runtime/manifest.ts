@@ -11,8 +11,17 @@
  * as the worker will.
  *
  * `manifest.js --launch <runtimeDir> <worker>=<module> <settings JSON>` is
- * run by tsworker.launch() before it registers a worker: the same document
- * for that one module, with `launch_errors` naming every bad setting.
+ * run by tsworker.launch() and tsworker.restart() before they start a
+ * worker: the same document for that one module, with `launch_errors`
+ * naming every bad setting.
+ *
+ * With `--lines` first (what the server runs), the output is one JSON line
+ * per step instead: `{"ready":true}` once the runtime is set up, then one
+ * ManifestWorker per module as soon as it is loaded. So a module that ends
+ * or hangs this process costs only itself: the server keeps the answers
+ * printed before it, names it, and runs a new child for the modules after
+ * it (native/shim/manifest.c). `process.exit()` called while a module loads
+ * throws instead of exiting, so it fails that module alone.
  */
 import { summarize } from './failure';
 import { loadDefinition, setupResolution } from './host-entry';
@@ -69,9 +78,25 @@ function describeSetting(name: string, spec: SettingSpec): ManifestSetting {
   return out;
 }
 
+/**
+ * Run `load` with `process.exit` throwing instead of exiting: a module whose
+ * top level exits (`if (!process.env.TOKEN) process.exit(1)`) fails alone.
+ */
+function withoutExit<T>(load: () => T): T {
+  const exit = process.exit;
+  process.exit = ((code?: number | string | null) => {
+    throw new Error(`process.exit(${code ?? ''}) called while the module was loading`);
+  }) as typeof process.exit;
+  try {
+    return load();
+  } finally {
+    process.exit = exit;
+  }
+}
+
 function describeWorker(worker: string, module: string, runtimeDir: string, launchSettings?: string): ManifestWorker {
   try {
-    const def = loadDefinition({ module, runtimeDir });
+    const def = withoutExit(() => loadDefinition({ module, runtimeDir }));
     const out: ManifestWorker = {
       worker,
       start: def.start,
@@ -94,18 +119,25 @@ function main(argv: string[]): void {
   // frames, a missing package's stack holds only Node's resolver, the
   // runtime's hook and tsx.
   Error.stackTraceLimit = 50;
-  const launch = argv[0] === '--launch';
-  const [runtimeDir, ...rest] = launch ? argv.slice(1) : argv;
+  const lines = argv[0] === '--lines';
+  const args = lines ? argv.slice(1) : argv;
+  const launch = args[0] === '--launch';
+  const [runtimeDir, ...rest] = launch ? args.slice(1) : args;
   const entries = launch ? rest.slice(0, 1) : rest;
   setupResolution(runtimeDir);
+  // Writes to a pipe are synchronous on Linux: each line is out before the
+  // next module runs.
+  if (lines) stdout(JSON.stringify({ ready: true }) + '\n');
   const workers = entries.map((entry) => {
     const eq = entry.indexOf('=');
-    return describeWorker(entry.slice(0, eq), entry.slice(eq + 1), runtimeDir, launch ? rest[1] ?? '{}' : undefined);
+    const worker = describeWorker(entry.slice(0, eq), entry.slice(eq + 1), runtimeDir, launch ? rest[1] ?? '{}' : undefined);
+    if (lines) stdout(JSON.stringify(worker) + '\n');
+    return worker;
   });
-  // Writes to a pipe are synchronous on Linux. Exit now: a module may leave
-  // timers or servers behind at its top level, which would keep this child
-  // alive (they belong to the worker, which starts them again).
-  stdout(JSON.stringify({ workers }) + '\n');
+  // Exit now: a module may leave timers or servers behind at its top level,
+  // which would keep this child alive (they belong to the worker, which
+  // starts them again).
+  if (!lines) stdout(JSON.stringify({ workers }) + '\n');
   process.exit(0);
 }
 
