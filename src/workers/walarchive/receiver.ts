@@ -123,6 +123,9 @@ export class Receiver {
     this.client = client;
     const stream = startReplication(client, start);
     this.stream = stream;
+    // A first status update, asking for a reply (sent once the source accepted START_REPLICATION): the
+    // source answers at once, so that its acceptance is seen even when it has no WAL to send yet.
+    stream.send(statusUpdate(this.writePos, this.flushPos, true));
     let lastMessageAt = Date.now();
     let first = true;
     let pinged = false;
