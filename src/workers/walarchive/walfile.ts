@@ -187,9 +187,23 @@ export class WalFile {
     }
   }
 
-  /** Make what was written durable (the file's size never changes: data only). */
+  /** Write `bufs` (`total` bytes in all), one after the other, at `offset`: one pwritev. */
+  writev(offset: number, bufs: Buffer[], total: number): void {
+    if (offset + total > this.segSize) throw new Error(`write past the end of segment ${this.name}`);
+    const done = fs.writevSync(this.fd, bufs, offset);
+    // a short write (disk full, a signal): the rest byte by byte exact, until it completes or throws
+    if (done < total) this.write(offset + done, Buffer.concat(bufs, total).subarray(done));
+  }
+
+  /**
+   * Make what was written durable: fdatasync, as PostgreSQL's own WAL
+   * writes (wal_sync_method's Linux default). The file was padded to its
+   * full size and fsynced with its directory when created, so its size and
+   * blocks never change: only the data needs to reach the disk, not the
+   * modification time (whose journal commit fsync would wait for).
+   */
   sync(): void {
-    fs.fsyncSync(this.fd);
+    fs.fdatasyncSync(this.fd);
   }
 
   /** As `close(true)`, with the fsyncs on libuv's thread pool. */
