@@ -99,16 +99,7 @@ NoOp(uv_async_t *)
 {
 }
 
-/*
- * Run libuv once without blocking, then V8's foreground tasks that are due.
- *
- * Not DrainTasks(): it also waits (BlockingDrain) until every task on the
- * platform's worker threads has finished — concurrent marking, concurrent
- * compilation — which Node.js itself does only when its loop has ended.
- * Called at every turn, it stalled the worker at each wake-up for as long
- * as a background GC or compile job ran. Those jobs post what the main
- * thread must do next as foreground tasks, whose uv_async wakes the loop.
- */
+/* Run libuv once without blocking and drain V8's pending platform tasks. */
 void
 RunPending()
 {
@@ -128,7 +119,7 @@ RunPending()
 	Context::Scope context_scope(g_host->setup->context());
 
 	uv_run(loop, UV_RUN_NOWAIT);
-	g_host->platform->FlushForegroundTasks(isolate);
+	g_host->platform->DrainTasks(isolate);
 }
 
 /* Call the runtime's dispatch(event); microtasks run before it returns. */
