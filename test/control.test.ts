@@ -115,7 +115,7 @@ describe('control plane', () => {
 
     assert.equal(await c.queryOne(`SELECT tsworker.stop('dyn1')`), true);
     await c.pollQueryUntil(`SELECT state = 'stopped' AND pid IS NULL FROM tsworker.workers WHERE name = 'dyn1'`);
-    await c.waitForLog(/tsworker "dyn1": stopped on shutdown request/);
+    await c.waitForLog(/tsworker "dyn1": stopped on shutdown request from tsworker\.stop\(\) or tsworker\.restart\(\)/);
     // A stopped worker can be launched again under its name.
     const again = await c.queryOne(`SELECT tsworker.launch('dyn1', $1)`, [`${modules}/ctl.ts`]);
     assert.ok(again > 0 && again !== pid);

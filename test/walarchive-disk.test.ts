@@ -2,6 +2,14 @@
  * [walarchive] A full archive disk (a small tmpfs, mounted as root): the
  * worker reports it and, once space is freed, streams again by itself
  * with no gap, never stuck on a segment file it could not pad.
+ *
+ * Half a segment is left free once the next segment's file has been made
+ * ahead: the padding of the segment after it is cut short. On tmpfs the
+ * kernel then returns a short write (the bytes that fit) and only the next
+ * write fails with ENOSPC: a padding that did not continue short writes
+ * left a half-size `.partial` that received WAL, and the worker refused it
+ * forever ("should be 0 or …"). A `.partial` left that way by an older
+ * version is padded (its WAL kept) at the next start.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -10,7 +18,7 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 
 import { Cluster, waitFor } from './harness/cluster';
-import { archiveHost, archiveSource, archiveStatus, completedSegments, segno, switchWal, waitFlushed } from './walarchive-helpers';
+import { archiveHost, archiveSource, archiveStatus, completedSegments, segno, switchWal, waitFlushed, waldump } from './walarchive-helpers';
 
 const SEG = 1024 * 1024;
 const clusters: Cluster[] = [];
@@ -21,14 +29,7 @@ after(async () => {
 });
 
 describe('walarchive: disk full', { skip: process.getuid?.() !== 0 ? 'mounting a tmpfs needs root' : false }, () => {
-  // Half-built (issue 16, review finding 4): the fix (a segment whose padding
-  // fails is removed; an all-zero short .partial holds no WAL) is in, but
-  // in this test the worker has not yet been seen to recover once space is
-  // freed. It runs as a todo, so its result is reported without failing
-  // the suite, until that is diagnosed.
-  test('ENOSPC while a segment is padded is reported; once space is freed the worker streams again with no gap', {
-    todo: 'recovery after a full disk is not yet seen in this test (issue 16, review finding 4)',
-  }, async () => {
+  test('ENOSPC while a segment is padded is reported; once space is freed the worker streams again with no gap', async () => {
     const src = await archiveSource('df-src', clusters);
     const { host, dir } = await archiveHost(
       'df-host',
@@ -51,8 +52,11 @@ describe('walarchive: disk full', { skip: process.getuid?.() !== 0 ? 'mounting a
       const s = fs.statfsSync(dir);
       return s.bavail * s.bsize;
     };
-    // the next segment is made ahead just after the first is opened
-    await waitFor(() => fs.readdirSync(dir).some((n) => n.endsWith('.partial.prep')), { what: 'the next segment made ahead' });
+    // the next segment is made ahead just after the first is opened: wait until it is whole
+    await waitFor(
+      () => fs.readdirSync(dir).some((n) => n.endsWith('.partial.prep') && fs.statSync(path.join(dir, n)).size === SEG),
+      { what: 'the next segment made ahead' },
+    );
     const filler = path.join(dir, 'filler');
     fs.writeFileSync(filler, Buffer.alloc(Math.max(0, free() - SEG / 2)));
     const off = host.logOffset();
@@ -70,5 +74,38 @@ describe('walarchive: disk full', { skip: process.getuid?.() !== 0 ? 'mounting a
     // no gap in what was archived
     const nums = completedSegments(dir).map((n) => segno(n, SEG));
     for (let i = 1; i < nums.length; i++) assert.equal(nums[i], nums[i - 1] + 1n, `gap after segment ${nums[i - 1]}`);
+    for (const n of fs.readdirSync(dir).filter((n) => n.endsWith('.partial'))) {
+      assert.equal(fs.statSync(path.join(dir, n)).size, SEG, `${n} has the segment size`);
+    }
+  });
+
+  test('a .partial cut short with WAL in it (left by an older version) is padded at the next start, its WAL kept', async () => {
+    const [src, host] = clusters;
+    const dir = mounted!;
+    await src.query('INSERT INTO t SELECT generate_series(1, 1000)');
+    await waitFlushed(host, await src.queryText('SELECT pg_current_wal_flush_lsn()'), 'walarchive', 60_000);
+    await host.stop();
+    const partial = fs.readdirSync(dir).find((n) => n.endsWith('.partial'))!;
+    assert.ok(partial, 'a .partial to cut short');
+    // as the old padding left it: the first half of the segment, with WAL in it
+    fs.truncateSync(path.join(dir, partial), SEG / 2);
+    const off = host.logOffset();
+    await host.start();
+    await host.waitForLog(new RegExp(`padded ${partial} from ${SEG / 2} bytes`), off, 60_000);
+    await src.query('INSERT INTO t SELECT generate_series(1, 1000)');
+    await switchWal(src);
+    await waitFlushed(host, await src.queryText('SELECT pg_current_wal_flush_lsn()'), 'walarchive', 60_000);
+    assert.deepEqual(host.readLog(off).split('\n').filter((l) => /should be 0 or|failing/.test(l)), [], 'no failure');
+    const nums = completedSegments(dir).map((n) => segno(n, SEG));
+    for (let i = 1; i < nums.length; i++) assert.equal(nums[i], nums[i - 1] + 1n, `gap after segment ${nums[i - 1]}`);
+    assert.ok(nums.includes(segno(partial.replace('.partial', ''), SEG)), `${partial} completed`);
+    // pg_waldump reads every record of the completed segments; past them it stops at the end of the WAL in the .partial
+    const r = await waldump(dir, completedSegments(dir)[0], path.join(host.baseDir, 'scratch'));
+    if (r.code !== 0) {
+      const stop = /error in WAL record at [0-9A-F]+\/[0-9A-F]+: invalid record length at ([0-9A-F]+)\/([0-9A-F]+): wanted \d+, got 0/.exec(r.err);
+      assert.ok(stop, `pg_waldump ends at the end of the received WAL, not at a broken record: ${r.err}`);
+      const stopSeg = ((BigInt(`0x${stop[1]}`) << 32n) | BigInt(`0x${stop[2]}`)) / BigInt(SEG);
+      assert.ok(stopSeg > nums[nums.length - 1], `pg_waldump stopped in segment ${stopSeg}, inside the completed ones: ${r.err}`);
+    }
   });
 });

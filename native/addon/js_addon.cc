@@ -174,6 +174,16 @@ ShutdownRequested(napi_env env, napi_callback_info info)
 	return v;
 }
 
+/* stopRequested(): tsworker.stop() or tsworker.restart() asked this worker to stop */
+napi_value
+StopRequested(napi_env env, napi_callback_info info)
+{
+	napi_value	v;
+
+	napi_get_boolean(env, tsw_stop_requested() != 0, &v);
+	return v;
+}
+
 /* wakes(): tsworker.wake() calls so far (a Number; exact below 2^53) */
 napi_value
 Wakes(napi_env env, napi_callback_info info)
@@ -299,6 +309,7 @@ NAPI_MODULE_INIT()
 		{"setOutcome", nullptr, ReportNumber<tsw_report_outcome>, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"noteLoop", nullptr, NoteLoop, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"shutdownRequested", nullptr, ShutdownRequested, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"stopRequested", nullptr, StopRequested, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"wakes", nullptr, Wakes, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"setError", nullptr, SetError, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"setStatus", nullptr, SetStatus, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -332,6 +332,9 @@ extern void tsw_log(int level, const char *msg);
 /* True once SIGTERM asked the worker to stop. */
 extern int	tsw_shutdown_requested(void);
 
+/* True when that was tsworker.stop() or tsworker.restart() (its slot's stop request), not a server shutdown. */
+extern int	tsw_stop_requested(void);
+
 /* The worker's slot: who it is (copied out, malloc'd strings). */
 typedef struct TswSlotCopy
 {

@@ -188,6 +188,21 @@ tsw_do_wakes(void *arg)
 	*(uint64_t *) arg = tsw_slot_wakes();
 }
 
+static void
+tsw_do_stop_requested(void *arg)
+{
+	*(int *) arg = tsw_slot_stop_requested() ? 1 : 0;
+}
+
+int
+tsw_stop_requested(void)
+{
+	int			requested = 0;
+
+	tsw_guarded(tsw_do_stop_requested, &requested);
+	return requested;
+}
+
 void
 tsw_report_state(int state)
 {

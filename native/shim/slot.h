@@ -159,6 +159,7 @@ extern PGDLLEXPORT void tsw_slot_set_status(const char *json);
 extern PGDLLEXPORT void tsw_slot_set_policy(TswRestartPolicy policy);
 extern PGDLLEXPORT void tsw_slot_set_outcome(TswOutcome outcome);
 extern PGDLLEXPORT uint64 tsw_slot_wakes(void);
+extern PGDLLEXPORT bool tsw_slot_stop_requested(void);
 
 /*
  * The exit code this process leaves with, decided once its slot's exit

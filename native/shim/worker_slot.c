@@ -186,6 +186,21 @@ tsw_slot_set_outcome(TswOutcome outcome)
  * compares it at each w.wait(): a wake whose latch was reset by a wait
  * inside PostgreSQL (a lock wait during a query) is not lost.
  */
+/* Whether tsworker.stop() or tsworker.restart() asked this worker to stop (not a server shutdown). */
+bool
+tsw_slot_stop_requested(void)
+{
+	TswSlot    *slot = tsw_own_slot();
+	bool		requested;
+
+	if (slot == NULL)
+		return false;
+	LWLockAcquire(tsw_shared->lock, LW_SHARED);
+	requested = slot->stop_requested;
+	LWLockRelease(tsw_shared->lock);
+	return requested;
+}
+
 uint64
 tsw_slot_wakes(void)
 {

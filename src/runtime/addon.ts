@@ -113,6 +113,8 @@ export interface Addon {
   moveCursor(name: string, forward: boolean, count: number): number;
   closeCursor(name: string): void;
   shutdownRequested(): boolean;
+  /** Whether tsworker.stop() or tsworker.restart() asked the worker to stop (not a server shutdown). */
+  stopRequested(): boolean;
   getSetting(name: string): SettingValue;
   /** level: constants.log */
   log(level: number, message: string): void;

@@ -165,11 +165,19 @@ export function start(host: HostInterface): (event: HostEvent) => void {
    * worker cleanly, wherever it ran (main, a timer, a listener); any other
    * error fails it.
    */
+  /** Who asked: said when it was tsworker.stop() or tsworker.restart(), not a server shutdown or a SIGTERM. */
+  const stopCause = (): string => {
+    try {
+      return addon.stopRequested() ? ' from tsworker.stop() or tsworker.restart()' : '';
+    } catch {
+      return '';
+    }
+  };
   const cancelledByStop = (err: unknown): boolean => !!worker?.shutdownRequested && err instanceof PgError && err.code === '57014';
   const failOrStop = (what: string, err: unknown): void => {
     if (!cancelledByStop(err)) return fail(what, err);
     const where = what === 'worker failed' ? 'its running statement was cancelled' : 'a statement was cancelled in a callback';
-    finish(0, `stopped on shutdown request (${where})`, level.log);
+    finish(0, `stopped on shutdown request (${where})${stopCause()}`, level.log);
   };
   process.on('uncaughtException', (err) => failOrStop('uncaught exception', err));
   process.on('unhandledRejection', (reason) => failOrStop('unhandled promise rejection', reason));
@@ -206,7 +214,7 @@ export function start(host: HostInterface): (event: HostEvent) => void {
       .then(
         () => {
           if (afterPostmaster) return leaveAfterPostmaster();
-          finish(0, w.shutdownRequested ? 'stopped on shutdown request' : 'main() returned; worker finished', level.log);
+          finish(0, w.shutdownRequested ? `stopped on shutdown request${stopCause()}` : 'main() returned; worker finished', level.log);
         },
         (err) => {
           if (afterPostmaster) {

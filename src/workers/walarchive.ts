@@ -48,6 +48,10 @@ class Archiver {
   private wake: (() => void) | undefined;
   /** The archive directory this worker holds the lock of. */
   private locked: string | null = null;
+  /** Failed sessions in a row with the current settings (the backoff's exponent). */
+  private failures = 0;
+  /** The worker's settings as last read, to tell a change of them from any other reload. */
+  private seen = '';
 
   constructor(private readonly w: Ctx) {}
 
@@ -110,6 +114,14 @@ class Archiver {
   /** Settings reloaded: apply the live ones; end the session when the connection must change. */
   reload(): void {
     const before = this.cfg;
+    const now = JSON.stringify(this.w.settings);
+    const changed = now !== this.seen;
+    this.seen = now;
+    if (changed) {
+      // new settings: their failures are counted (and backed off) afresh
+      this.error = null;
+      this.failures = 0;
+    }
     const after = this.config();
     if (!after) {
       this.session?.stop();
@@ -118,9 +130,10 @@ class Archiver {
     this.receiver?.configure({ synchronous: after.synchronous, statusInterval: after.statusInterval, receiveTimeout: after.receiveTimeout });
     if (!before || needsReconnect(before, after)) {
       if (before) this.w.log.log('settings changed: connecting again');
-      // a new configuration: its failures are counted afresh
-      this.error = null;
       this.session?.stop();
+      this.wake?.();
+    } else if (changed && !this.session) {
+      // waiting after a failure: try the new settings now
       this.wake?.();
     }
     this.cfg = { ...after };
@@ -186,11 +199,15 @@ class Archiver {
       this.receiver.configure({ synchronous: live.synchronous, statusInterval: live.statusInterval, receiveTimeout: live.receiveTimeout });
       return this.receiver;
     }
+    // the previous compressor (another directory or method) takes no new segment; the new one starts once
+    // the segment the old one is on is done
+    const previous = this.compressor?.stop();
     this.compressor = new Compressor(
       cfg.directory,
       cfg.compression,
       (seg, err) => this.w.log.warning(`could not compress ${seg}: ${err.message}; it stays uncompressed, and is compressed again at the next start`),
       (seg, bytes) => this.w.log.debug(`compressed ${seg} (${bytes} bytes)`),
+      previous,
     );
     if (cfg.compression.method !== 'none') {
       for (const seg of uncompressedSegments(cfg.directory, segSize, cfg.compression.method)) this.compressor.add(seg);
@@ -212,7 +229,7 @@ class Archiver {
   }
 
   async run(): Promise<void> {
-    let failures = 0;
+    this.seen = JSON.stringify(this.w.settings);
     const publisher = setInterval(() => {
       try {
         this.checkPromoted();
@@ -249,7 +266,7 @@ class Archiver {
             this.state = 'streaming';
             if (this.error) this.w.log.log(`streaming again after: ${this.error.message}`);
             this.error = null;
-            failures = 0;
+            this.failures = 0;
             this.publish();
           },
         });
@@ -258,17 +275,21 @@ class Archiver {
           await session.run();
         } catch (err) {
           const e = err instanceof ArchiveError ? err : new ArchiveError((err as Error).message);
-          failures++;
+          this.failures++;
           this.fail('failing', e.message, e.hint);
         } finally {
           this.session = null;
         }
         if (this.w.shutdownRequested) return;
-        const backoff = failures === 0 ? 0 : Math.min(MAX_BACKOFF_MS, cfg.retryInterval * 2 ** Math.min(failures - 1, 16));
+        const backoff = this.failures === 0 ? 0 : Math.min(MAX_BACKOFF_MS, cfg.retryInterval * 2 ** Math.min(this.failures - 1, 16));
         if (!(await this.pause(backoff))) return;
       }
     } finally {
       clearInterval(publisher);
+      // The segment being compressed is finished before the directory is
+      // unlocked (a worker started next must not compress it too); the
+      // others wait for the next start.
+      await this.compressor?.stop();
       if (this.locked) unlockDirectory(this.locked);
       // Segments still waiting for compression are compressed at the next start.
       this.state = 'stopped';

@@ -17,7 +17,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 
-import { allZeros, fsyncDir, PREP_SUFFIX } from './walfile';
+import { fsyncDir, PREP_SUFFIX, repairShortPartial } from './walfile';
 import { historyName, parseArchiveName, segmentStart, type ArchiveFile, type SegmentId } from './lsn';
 
 /** XLogPageHeaderData: xlp_magic(2) xlp_info(2) xlp_tli(4) xlp_pageaddr(8) xlp_rem_len(4) + padding. */
@@ -92,8 +92,6 @@ export function partialDataEnd(file: string, base: bigint, segSize: number): num
   try {
     const size = fs.fstatSync(fd).size;
     if (size === 0) return 0;
-    // a padding cut short (disk full): no WAL in it, WalFile.open pads it again
-    if (size !== segSize && allZeros(fd, size)) return 0;
     if (size !== segSize) throw new Error(`WAL file "${file}" has ${size} bytes, should be 0 or ${segSize}`);
     fs.fsyncSync(fd);
     const head = Buffer.alloc(40);
@@ -139,7 +137,9 @@ function allPagesValid(file: string, base: bigint, segSize: number): boolean {
 
 /**
  * Put the directory in order after a stop at any point: segment files
- * made ahead (`.partial.prep`) are removed; a `.partial` followed by a
+ * made ahead (`.partial.prep`) are removed; a `.partial` shorter than a
+ * segment (a padding cut short by a full disk) is removed if all zeros,
+ * else padded to the segment size (walfile.ts repairShortPartial); a `.partial` followed by a
  * later segment of its timeline was complete (its completion, which runs
  * beside the stream, was cut short): it is fsynced and renamed, unless
  * one of its pages is missing (the machine crashed before its fsync), in
@@ -151,9 +151,17 @@ export function settleDirectory(dir: string, segSize: number): string[] {
   for (const n of fs.readdirSync(dir)) {
     if (n.endsWith(PREP_SUFFIX)) fs.rmSync(path.join(dir, n), { force: true });
   }
+  let changed = false;
+  for (const f of listArchive(dir, segSize)) {
+    if (f.kind !== 'segment' || !f.partial || f.compression !== 'none') continue;
+    const fixed = repairShortPartial(path.join(dir, f.name), segSize);
+    if (fixed) {
+      done.push(fixed);
+      changed = true;
+    }
+  }
   const segs = listArchive(dir, segSize).filter((f): f is ArchiveFile & { kind: 'segment' } => f.kind === 'segment');
   const partials = segs.filter((f) => f.partial && f.compression === 'none').sort((a, b) => (a.id.segno < b.id.segno ? -1 : 1));
-  let changed = false;
   for (const p of partials) {
     const later = segs.filter((f) => f.id.timeline === p.id.timeline && f.id.segno > p.id.segno);
     if (later.length === 0 || !fs.existsSync(path.join(dir, p.name))) continue;

@@ -56,27 +56,46 @@ async function compressBuffer(c: Compression, data: Buffer): Promise<Buffer> {
 export class Compressor {
   private chain: Promise<void> = Promise.resolve();
   private queued = 0;
+  private stopped = false;
 
   constructor(
     private readonly dir: string,
     private readonly compression: Compression,
     private readonly onError: (segment: string, err: Error) => void,
     private readonly onDone: (segment: string, bytes: number) => void = () => undefined,
-  ) {}
+    /** Start only once this settles (the previous compressor's stop()): never two on one segment. */
+    after: Promise<void> = Promise.resolve(),
+  ) {
+    this.chain = after;
+  }
 
   /** Segments waiting or being compressed. */
   get pending(): number {
     return this.queued;
   }
 
+  /**
+   * Take no new segment, and skip the queued ones (they stay plain and are
+   * found again at the next start); resolves once the one being compressed
+   * is done.
+   */
+  stop(): Promise<void> {
+    this.stopped = true;
+    return this.chain;
+  }
+
   /** Queue a completed segment (its plain name, in the archive directory). */
   add(segment: string): void {
-    if (this.compression.method === 'none') return;
+    if (this.compression.method === 'none' || this.stopped) return;
     this.queued++;
     this.chain = this.chain.then(async () => {
+      if (this.stopped) {
+        this.queued--;
+        return;
+      }
       try {
         const bytes = await this.compressOne(segment);
-        this.onDone(segment, bytes);
+        if (bytes !== null) this.onDone(segment, bytes);
       } catch (err) {
         this.onError(segment, err as Error);
       } finally {
@@ -85,10 +104,18 @@ export class Compressor {
     });
   }
 
-  private async compressOne(segment: string): Promise<number> {
+  /** Compress one segment; null when it was already compressed (queued twice: at start and as it completed). */
+  private async compressOne(segment: string): Promise<number | null> {
     const plain = path.join(this.dir, segment);
     const final = plain + compressedSuffix(this.compression);
-    const out = await compressBuffer(this.compression, await fs.promises.readFile(plain));
+    let data: Buffer;
+    try {
+      data = await fs.promises.readFile(plain);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && fs.existsSync(final)) return null;
+      throw err;
+    }
+    const out = await compressBuffer(this.compression, data);
     writeDurably(final, out);
     fs.rmSync(plain);
     fsyncDir(this.dir);

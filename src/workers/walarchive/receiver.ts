@@ -3,10 +3,12 @@
  * segment files, fsynced, and the positions reported to the source with
  * standby status updates, as pg_receivewal's receivelog.c does:
  *
- * - `synchronous` (pg_receivewal --synchronous): once every message that
- *   has arrived is written, the segment is fsynced and a status update
- *   sent at once, so that the source's synchronous replication sees the
- *   flush position as soon as it is on disk;
+ * - the XLogData of a turn of the event loop (everything one read of the
+ *   socket brought) is written at the end of that turn, in one pwritev;
+ * - `synchronous` (pg_receivewal --synchronous): right after that write,
+ *   the segment is fdatasynced and a status update sent, so that the
+ *   source's synchronous replication sees the flush position as soon as it
+ *   is on disk;
  * - otherwise the segment is fsynced when it is complete and, beyond
  *   pg_receivewal, at every status update, so that at most
  *   `status_interval` of WAL is received but not yet durable;
@@ -58,7 +60,8 @@ export class Receiver {
   private lastSegment: string | null = null;
   private segments = 0;
   private stream: ReplicationStream | null = null;
-  private syncScheduled = false;
+  /** A write of what arrived is scheduled at the end of this turn of the event loop. */
+  private writeScheduled = false;
   private failure: Error | null = null;
   private client: pg.Client | null = null;
 
@@ -123,6 +126,9 @@ export class Receiver {
     this.client = client;
     const stream = startReplication(client, start);
     this.stream = stream;
+    // A first status update, asking for a reply (sent once the source accepted START_REPLICATION): the
+    // source answers at once, so that its acceptance is seen even when it has no WAL to send yet.
+    stream.send(statusUpdate(this.writePos, this.flushPos, true));
     let lastMessageAt = Date.now();
     let first = true;
     let pinged = false;
@@ -205,24 +211,28 @@ export class Receiver {
       if (msg.replyRequested) this.flush(true);
       return;
     }
-    if (msg.start !== this.writePos) {
-      throw new Error(`received WAL at ${formatLsn(msg.start)}, expected ${formatLsn(this.writePos)}`);
+    if (msg.start !== this.writer.end) {
+      throw new Error(`received WAL at ${formatLsn(msg.start)}, expected ${formatLsn(this.writer.end)}`);
     }
-    this.writer.write(msg.data);
-    if (this.opts.synchronous && !this.syncScheduled) {
-      // Write everything that has arrived first: one fsync for all of it.
-      this.syncScheduled = true;
-      setImmediate(() => {
-        this.syncScheduled = false;
-        if (this.failure) return;
-        try {
-          this.flush(true);
-        } catch (err) {
-          this.fail(err as Error);
-        }
-      });
+    this.writer.append(msg.data);
+    if (!this.writeScheduled) {
+      // Everything that has arrived first: one write (and in synchronous mode one fsync) for all of it.
+      this.writeScheduled = true;
+      setImmediate(this.endOfTurn);
     }
   }
+
+  /** Write what arrived in this turn; in synchronous mode make it durable and tell the source. */
+  private readonly endOfTurn = (): void => {
+    this.writeScheduled = false;
+    if (this.failure) return;
+    try {
+      if (this.opts.synchronous) this.flush(true);
+      else this.writer.writePending();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  };
 
   private caughtUp(): void {
     if (this.flushPos >= this.sourceEnd) this.behindSince = 0;
@@ -230,6 +240,7 @@ export class Receiver {
 
   /** fsync what is written but not yet flushed; then send a status update if `report`. */
   private flush(report: boolean): void {
+    this.writer.writePending();
     if (this.writer.dirty) {
       this.writer.syncOpen();
       this.caughtUp();

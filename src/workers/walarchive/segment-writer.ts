@@ -3,6 +3,11 @@
  * durable (fsynced, and for a complete segment renamed with its directory
  * fsynced): the flush position the receiver may report.
  *
+ * What arrives is queued (`append`) and written by `writePending()` with
+ * one system call per segment for all of it (pwritev): the receiver calls
+ * it once per turn of the event loop, after every message that one read of
+ * the socket brought has been queued.
+ *
  * The stream is never held up by work that can run beside it: the next
  * segment's zero-filled file is made ahead, and a complete segment is
  * fsynced and renamed, on libuv's thread pool. Completions run one after
@@ -25,11 +30,17 @@ export interface WriterEvents {
   failed(err: Error): void;
 }
 
+/** Buffers in one pwritev (below Linux's IOV_MAX of 1024). */
+const MAX_IOV = 256;
+
 export class SegmentWriter {
   private file: WalFile | null = null;
   private timeline = 0;
   /** End of the data written. */
   private written = 0n;
+  /** Received after `written`, not yet written: contiguous, in order. */
+  private queued: Buffer[] = [];
+  private queuedBytes = 0;
   /** Durable up to here: the last finished completion, or the last fsync of the open segment. */
   private durablePos = 0n;
   /** Position the open segment was last fsynced to. */
@@ -47,14 +58,22 @@ export class SegmentWriter {
   /** Start writing at `pos` on `timeline` (what is before it is durable). */
   reset(timeline: number, pos: bigint): void {
     if (this.file) throw new Error('reset() with a segment open');
+    this.queued = [];
+    this.queuedBytes = 0;
     this.timeline = timeline;
     this.written = pos;
     this.durablePos = pos;
     this.syncedOpen = pos;
   }
 
+  /** End of what is written (to the files; durable or not). */
   get position(): bigint {
     return this.written;
+  }
+
+  /** End of what was received: written, or queued to be. The next data must start here. */
+  get end(): bigint {
+    return this.written + BigInt(this.queuedBytes);
   }
 
   /** The flush position: durable, never ahead of a completion still running. */
@@ -68,20 +87,45 @@ export class SegmentWriter {
     return this.written > this.durable;
   }
 
-  /** Write `data`, which starts at the current position. */
-  write(data: Buffer): void {
+  /** Queue `data`, which starts at `end`; `writePending()` writes it. */
+  append(data: Buffer): void {
+    if (data.length === 0) return;
+    this.queued.push(data);
+    this.queuedBytes += data.length;
+  }
+
+  /** Write what is queued: one pwritev per segment it falls in. */
+  writePending(): void {
+    const bufs = this.queued;
+    if (bufs.length === 0) return;
+    this.queued = [];
+    this.queuedBytes = 0;
     const seg = this.segSize;
-    let done = 0;
-    while (done < data.length) {
+    let i = 0;
+    let off = 0; // into bufs[i]
+    while (i < bufs.length) {
       const segno = segmentOf(this.written, seg);
       if (!this.file || this.file.segno !== segno || this.file.timeline !== this.timeline) {
         this.closeOpen();
         this.openSegment(segno);
       }
       const offset = segmentOffset(this.written, seg);
-      const n = Math.min(data.length - done, seg - offset);
-      this.file!.write(offset, done === 0 && n === data.length ? data : data.subarray(done, done + n));
-      done += n;
+      let room = seg - offset;
+      const iov: Buffer[] = [];
+      let n = 0;
+      while (i < bufs.length && room > 0 && iov.length < MAX_IOV) {
+        const b = bufs[i];
+        const take = Math.min(b.length - off, room);
+        iov.push(off === 0 && take === b.length ? b : b.subarray(off, off + take));
+        n += take;
+        room -= take;
+        off += take;
+        if (off === b.length) {
+          i++;
+          off = 0;
+        }
+      }
+      this.file!.writev(offset, iov, n);
       this.written += BigInt(n);
       if (offset + n === seg) this.completeOpen();
     }
@@ -95,9 +139,15 @@ export class SegmentWriter {
     }
   }
 
-  /** fsync and close the open segment (renamed if complete); then wait for the completions. */
+  /** Write what is queued, fsync and close the open segment (renamed if complete); then wait for the completions. */
   async close(): Promise<void> {
-    this.closeOpen();
+    try {
+      this.writePending();
+    } finally {
+      this.queued = [];
+      this.queuedBytes = 0;
+      this.closeOpen();
+    }
     await this.chain;
     this.dropPrep();
   }

@@ -90,16 +90,19 @@ export class Session {
       if (from.timeline > id.timeline) {
         throw new ArchiveError(`the archive's timeline ${from.timeline} is not present on the source (its timeline is ${id.timeline})`, 'The source is behind the archive: point the conninfo at the current primary.');
       }
-      this.ev.log(`connected to ${this.conn.where} (system ${id.systemId}, timeline ${id.timeline}); streaming from ${formatLsn(from.lsn)} on timeline ${from.timeline}, ${why}`);
       const receiver = this.receiver(segSize);
+      const where = this.conn.where;
+      // Logged once the source answered START_REPLICATION (its first message), not before: it may refuse.
+      let connected = `connected to ${where} (system ${id.systemId}, timeline ${id.timeline}); streaming from ${formatLsn(from.lsn)} on timeline ${from.timeline}, ${why}`;
       for (;;) {
         at = `${formatLsn(from.lsn)} on timeline ${from.timeline}`;
         await this.fetchHistory(from.timeline);
-        const where = this.conn.where;
         const streaming = { ...from };
-        const end = await receiver.run(client, { slot: cfg.slot, lsn: from.lsn, timeline: from.timeline }, () =>
-          this.ev.streaming(where, streaming.timeline, formatLsn(streaming.lsn)),
-        );
+        const end = await receiver.run(client, { slot: cfg.slot, lsn: from.lsn, timeline: from.timeline }, () => {
+          if (connected) this.ev.log(connected);
+          connected = '';
+          this.ev.streaming(where, streaming.timeline, formatLsn(streaming.lsn));
+        });
         if (this.stopped) return;
         if (end.kind === 'timeline') {
           const stop = receiver.position().lsn;

@@ -43,7 +43,7 @@ export function writeDurably(file: string, data: Buffer | string): void {
 const ZEROS = Buffer.alloc(1024 * 1024);
 
 /** Whether the first `size` bytes of an open file are all zeros. */
-export function allZeros(fd: number, size: number): boolean {
+function allZeros(fd: number, size: number): boolean {
   const buf = Buffer.alloc(ZEROS.length);
   for (let off = 0; off < size; ) {
     const n = fs.readSync(fd, buf, 0, Math.min(buf.length, size - off), off);
@@ -52,6 +52,43 @@ export function allZeros(fd: number, size: number): boolean {
     off += n;
   }
   return true;
+}
+
+/**
+ * Write zeros over `[from, to)` of an open file, every byte: a write that
+ * the kernel cuts short (a disk that fills up mid-write returns the bytes
+ * it took, and only the next write fails with ENOSPC) is continued, so
+ * that a padding either covers the whole range or throws.
+ */
+export function writeZeros(fd: number, from: number, to: number): void {
+  for (let off = from; off < to; ) {
+    off += fs.writeSync(fd, ZEROS, 0, Math.min(ZEROS.length, to - off), off);
+  }
+}
+
+/**
+ * Put a `.partial` of the wrong size (0 < size < a segment) in order:
+ * such a file was cut short by a full disk (an older version did not
+ * check for short writes while padding). All zeros, it holds no WAL and is
+ * removed; with data, it is padded with zeros to the segment size — the
+ * bytes it holds are kept as they are. Returns what was done, for the log,
+ * or null when the file had the right size.
+ */
+export function repairShortPartial(file: string, segSize: number): string | null {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0 || size >= segSize) return null;
+    if (allZeros(fd, size)) {
+      fs.rmSync(file);
+      return `removed ${path.basename(file)}: a padding cut short by a full disk (${size} bytes, all zeros)`;
+    }
+    writeZeros(fd, size, segSize);
+    fs.fsyncSync(fd);
+    return `padded ${path.basename(file)} from ${size} bytes to the segment size: a padding cut short by a full disk (its WAL is kept)`;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Suffix of a segment file made ahead of use (zero-filled, fsynced). */
@@ -67,8 +104,9 @@ export async function prepareSegment(dir: string, timeline: number, segno: bigin
   let fh: fs.promises.FileHandle | undefined;
   try {
     fh = await fs.promises.open(file, 'wx', 0o600);
-    for (let off = 0; off < segSize && !abandoned(); off += ZEROS.length) {
-      await fh.write(ZEROS, 0, Math.min(ZEROS.length, segSize - off), off);
+    for (let off = 0; off < segSize && !abandoned(); ) {
+      // a short write (the disk filling up) is continued: the next one throws ENOSPC
+      off += (await fh.write(ZEROS, 0, Math.min(ZEROS.length, segSize - off), off)).bytesWritten;
     }
     if (!abandoned()) await fh.sync();
     await fh.close();
@@ -120,20 +158,13 @@ export class WalFile {
     const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
     let padding = false;
     try {
-      let size = fs.fstatSync(fd).size;
-      if (size !== 0 && size !== segSize && allZeros(fd, size)) {
-        // a padding cut short (disk full) by an older version: no WAL in it
-        fs.ftruncateSync(fd, 0);
-        size = 0;
-      }
+      const size = fs.fstatSync(fd).size;
       if (size !== 0 && size !== segSize) {
         throw new Error(`WAL file "${file}" has ${size} bytes, should be 0 or ${segSize}`);
       }
       if (size === 0) {
         padding = true;
-        for (let off = 0; off < segSize; off += ZEROS.length) {
-          fs.writeSync(fd, ZEROS, 0, Math.min(ZEROS.length, segSize - off), off);
-        }
+        writeZeros(fd, 0, segSize);
         fs.fsyncSync(fd);
         fsyncDir(dir);
       }
@@ -156,9 +187,23 @@ export class WalFile {
     }
   }
 
-  /** Make what was written durable (the file's size never changes: data only). */
+  /** Write `bufs` (`total` bytes in all), one after the other, at `offset`: one pwritev. */
+  writev(offset: number, bufs: Buffer[], total: number): void {
+    if (offset + total > this.segSize) throw new Error(`write past the end of segment ${this.name}`);
+    const done = fs.writevSync(this.fd, bufs, offset);
+    // a short write (disk full, a signal): the rest byte by byte exact, until it completes or throws
+    if (done < total) this.write(offset + done, Buffer.concat(bufs, total).subarray(done));
+  }
+
+  /**
+   * Make what was written durable: fdatasync, as PostgreSQL's own WAL
+   * writes (wal_sync_method's Linux default). The file was padded to its
+   * full size and fsynced with its directory when created, so its size and
+   * blocks never change: only the data needs to reach the disk, not the
+   * modification time (whose journal commit fsync would wait for).
+   */
   sync(): void {
-    fs.fsyncSync(this.fd);
+    fs.fdatasyncSync(this.fd);
   }
 
   /** As `close(true)`, with the fsyncs on libuv's thread pool. */
