@@ -83,6 +83,13 @@ export function decompress(name: string, data: Buffer): Buffer {
 }
 
 /**
+ * pg_waldump's error where the WAL it reads ends (zeros after the last
+ * record): "invalid record length at X/Y: wanted N, got 0" before 16,
+ * "expected at least N, got 0" from 16. Groups 1 and 2: the LSN.
+ */
+export const WALDUMP_END_RE = /error in WAL record at [0-9A-F]+\/[0-9A-F]+: invalid record length at ([0-9A-F]+)\/([0-9A-F]+): (?:wanted|expected at least) \d+, got 0/;
+
+/**
  * pg_waldump over a copy of the archive in which `.partial` files take
  * their plain names (as an operator does before a restore), from
  * `startSeg` to the end of the valid WAL in the last segment of that

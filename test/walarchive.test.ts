@@ -33,6 +33,7 @@ import {
   synchronousTrial,
   waitFlushed,
   waldump,
+  WALDUMP_END_RE,
 } from './walarchive-helpers';
 
 const SEG = 1024 * 1024;
@@ -108,7 +109,7 @@ describe('walarchive beside pg_receivewal, under pgbench', () => {
     // pg_waldump reads every record, up to the end of the last complete segment or, past it, the end of the
     // WAL received in the .partial: never stopping inside the completed segments
     if (dump.code !== 0) {
-      const stop = /error in WAL record at [0-9A-F]+\/[0-9A-F]+: invalid record length at ([0-9A-F]+)\/([0-9A-F]+): wanted \d+, got 0/.exec(dump.err);
+      const stop = WALDUMP_END_RE.exec(dump.err);
       assert.ok(stop, `pg_waldump ends at the end of the received WAL, not at a broken record: ${dump.err}`);
       const stopSeg = ((BigInt(`0x${stop[1]}`) << 32n) | BigInt(`0x${stop[2]}`)) / BigInt(SEG);
       assert.ok(stopSeg > segno(ours[ours.length - 1], SEG), `pg_waldump stopped at ${stop[1]}/${stop[2]}, inside the completed segments`);
