@@ -217,7 +217,11 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
   async function timedOutSwitchover(t: { diagnostic: (s: string) => void }, writers: Writers, lead: Member, cand: Member, caller: Member): Promise<void> {
     await new Promise((r) => setTimeout(r, 300));
     const off = lead.c.logOffset();
-    // the candidate's WAL receiver frozen: it still looks streaming to the checks, but flushes nothing more
+    // the candidate's WAL receiver frozen: it still looks streaming to the checks (the leader's walsender
+    // waits 60 s for its replies), but flushes nothing more
+    await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
+    await lead.c.query('SELECT pg_reload_conf()');
+    await new Promise((r) => setTimeout(r, 300));
     const receiver = Number(await cand.c.queryText('SELECT pid FROM pg_stat_wal_receiver'));
     process.kill(receiver, 'SIGSTOP');
     const t0 = Date.now();
@@ -226,6 +230,8 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
       e = await sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '4s')`, [cand.c.name]);
     } finally {
       process.kill(receiver, 'SIGCONT');
+      await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
+      await lead.c.query('SELECT pg_reload_conf()');
     }
     t.diagnostic(`after ${Date.now() - t0} ms: ${e.code} ${e.message} / ${e.detail ?? ''}`);
     assert.equal(e.code, '57014');
@@ -316,6 +322,9 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     const aheadOff = ahead.c.logOffset();
     await waitFor(async () => (await old.c.queryText(`SELECT flush_lsn >= pg_current_wal_flush_lsn() FROM pg_stat_replication WHERE application_name = '${ahead.c.name}'`)) === 't' || undefined, { timeoutMs: 10_000, what: `${ahead.c.name} to catch up` });
     await old.c.kill9();
+    // an orphaned walsender of the killed leader, blocked on the cut-off standby, could still deliver
+    // the WAL it holds once the partition heals: heal only after it gave up (wal_sender_timeout 2 s)
+    await new Promise((r) => setTimeout(r, 2500));
     await net.heal();
     await waitFor(async () => (await ahead.c.queryText(`SELECT count(*) FROM tsworker.stat_workers WHERE status->>'leader' IS NULL`)) === '1' || undefined, { timeoutMs: 10_000, what: 'the leader key gone' });
     const e = await sqlError(ahead.c, `SELECT tsworker.failover($1)`, [behind.c.name]);
