@@ -202,6 +202,81 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     assert.equal((await ops.leader()).c.name, lead.c.name, 'a refusal changes nothing');
   });
 
+  test('a switchover whose timeout expires midway (the candidate stops receiving WAL): refused at the deadline, writes resume on the same leader, nothing lost', async (t) => {
+    const lead = await ops.leader();
+    const [cand, caller] = members.filter((m) => m !== lead);
+    for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
+    const writers = new Writers(members);
+    try {
+      await timedOutSwitchover(t, writers, lead, cand, caller);
+    } finally {
+      await writers.stop();
+    }
+  });
+
+  async function timedOutSwitchover(t: { diagnostic: (s: string) => void }, writers: Writers, lead: Member, cand: Member, caller: Member): Promise<void> {
+    await new Promise((r) => setTimeout(r, 300));
+    const off = lead.c.logOffset();
+    // the candidate's WAL receiver frozen: it still looks streaming to the checks (the leader's walsender
+    // waits 60 s for its replies), but flushes nothing more
+    await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
+    await lead.c.query('SELECT pg_reload_conf()');
+    await new Promise((r) => setTimeout(r, 300));
+    const receiver = Number(await cand.c.queryText('SELECT pid FROM pg_stat_wal_receiver'));
+    process.kill(receiver, 'SIGSTOP');
+    const t0 = Date.now();
+    let e: Awaited<ReturnType<typeof sqlError>>;
+    try {
+      e = await sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '4s')`, [cand.c.name]);
+    } finally {
+      process.kill(receiver, 'SIGCONT');
+      await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
+      await lead.c.query('SELECT pg_reload_conf()');
+    }
+    t.diagnostic(`after ${Date.now() - t0} ms: ${e.code} ${e.message} / ${e.detail ?? ''}`);
+    assert.equal(e.code, '57014');
+    assert.match(e.message, new RegExp(`switchover to member "${cand.c.name}" did not finish within 4000 ms: member "${cand.c.name}" (flushed WAL only up to|stopped streaming from this leader before it flushed) .* writes resumed here`));
+    assert.match(e.detail ?? '', new RegExp(`member "${lead.c.name}" still leads and accepts writes`));
+    assert.equal((await ops.leader()).c.name, lead.c.name, 'exactly one writable leader, the same');
+    assert.equal(logLines(lead.c, /tsworker "promoter": fenced: /, off).length, 1, 'the leader had stopped writes');
+    assert.equal(logLines(lead.c, /tsworker "promoter": switchover_refused: /, off).length, 1);
+    await ops.streamsFrom(cand, lead);
+    await new Promise((r) => setTimeout(r, 300));
+    await writers.stop();
+    const acked = writers.acks.filter((a) => a.sent >= t0 - 300);
+    const there = new Set((await lead.c.query<{ id: string }>('SELECT id FROM probe WHERE id = ANY($1::bigint[])', [acked.map((a) => a.id)])).map((r) => Number(r.id)));
+    assert.deepEqual(acked.filter((a) => !there.has(a.id)), [], 'every acknowledged write is on the leader');
+    assert.ok(acked.some((a) => a.member === lead.c.name && a.sent > t0 + 4000), 'writes resumed on the leader after the deadline');
+  }
+
+  test('paused with etcd down: the leader keeps accepting writes, nobody is promoted (Patroni\'s maintenance mode); etcd back: the same leader leads', async (t) => {
+    const lead = await ops.leader();
+    await lead.c.query('SELECT tsworker.pause()');
+    try {
+      for (const m of members) await waitFor(async () => (await ops.status(m.c))?.paused === true, { timeoutMs: 10_000, what: `${m.c.name} paused` });
+      const off = new Map(members.map((m) => [m.c.name, m.c.logOffset()]));
+      await etcd.stop();
+      try {
+        // longer than ttl: the leader's lease expires in etcd meanwhile
+        for (let i = 0; i < 8; i++) {
+          await lead.c.query('INSERT INTO probe(member) VALUES ($1)', ['paused, etcd down']);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        assert.match((await ops.status(lead.c)).dcs, /^error/);
+        for (const m of members) if (m !== lead) assert.equal(await m.c.queryText('SELECT pg_is_in_recovery()'), 't', `${m.c.name} not promoted`);
+        assert.deepEqual(logLines(lead.c, /tsworker "promoter": fenced: /, off.get(lead.c.name)), [], 'no fencing while paused');
+      } finally {
+        await etcd.start();
+      }
+      await waitFor(async () => ((await ops.status(lead.c))?.dcs === 'ok' && (await ops.status(lead.c))?.leader === lead.c.name) || undefined, { timeoutMs: 30_000, what: 'the leader back in etcd' });
+      assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader, writable');
+      for (const m of members) if (m !== lead) await ops.streamsFrom(m, lead);
+      t.diagnostic(`leader ${lead.c.name}: ${logLines(lead.c, /tsworker "promoter": (fenced|unfenced|leader_lost|leader_acquired|dcs_reachable)/, off.get(lead.c.name)).map((l) => l.replace(/.*promoter": /, '').slice(0, 60)).join(' | ')}`);
+    } finally {
+      await lead.c.query('SELECT tsworker.resume()').catch(() => undefined);
+    }
+  });
+
   test('paused: a SIGKILLed primary is not failed over, status and health endpoints say so; resumed, the normal failover happens', async (t) => {
     const old = await ops.leader();
     const standbys = members.filter((m) => m !== old);
@@ -247,6 +322,9 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     const aheadOff = ahead.c.logOffset();
     await waitFor(async () => (await old.c.queryText(`SELECT flush_lsn >= pg_current_wal_flush_lsn() FROM pg_stat_replication WHERE application_name = '${ahead.c.name}'`)) === 't' || undefined, { timeoutMs: 10_000, what: `${ahead.c.name} to catch up` });
     await old.c.kill9();
+    // an orphaned walsender of the killed leader, blocked on the cut-off standby, could still deliver
+    // the WAL it holds once the partition heals: heal only after it gave up (wal_sender_timeout 2 s)
+    await new Promise((r) => setTimeout(r, 2500));
     await net.heal();
     await waitFor(async () => (await ahead.c.queryText(`SELECT count(*) FROM tsworker.stat_workers WHERE status->>'leader' IS NULL`)) === '1' || undefined, { timeoutMs: 10_000, what: 'the leader key gone' });
     const e = await sqlError(ahead.c, `SELECT tsworker.failover($1)`, [behind.c.name]);

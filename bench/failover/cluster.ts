@@ -136,7 +136,7 @@ export class TsCluster implements FailoverSystem {
     const out: string[] = [];
     for (const c of this.members.slice(1)) {
       for (const line of c.readLog().split('\n')) {
-        const m = /^\S+ (\S+) .*tsworker "promoter": (leader_acquired|promoted): (.*)$/.exec(line);
+        const m = /^\S+ (\S+) .*tsworker "promoter": (leader_expired|leader_acquired|promoted): (.*)$/.exec(line);
         if (m) out.push(`${c.name} ${m[2]} at ${m[1]} ${m[3].slice(0, 120)}`);
       }
     }

@@ -11,15 +11,21 @@
  * The question is put by a pg_tsworker_node child running
  * dist/workers/cluster/boot.js, which prints its answer on one line:
  *
- *     primary <why>      this member leads: start as it is
- *     standby <why>      another member leads, none does, or etcd did not answer
- *     error <why>        this data directory is not the cluster's
+ *     primary <why>              this member leads: start as it is
+ *     standby <why> [<conninfo>] another member leads, none does, or etcd did not answer
+ *     error <why>                this data directory is not the cluster's
  *
  * For anything but `primary`, standby.signal is written into the data
  * directory (unless it, or recovery.signal, is there): the server starts in
  * recovery and never accepts a write; its promoter then follows the leader
  * or takes part in an election.  Whatever the answer, writes stay behind
  * the fence (fence.c) until the promoter holds the leader lease.
+ *
+ * A `standby` answer with a third field is the leader's primary_conninfo,
+ * which boot.js has just written into postgresql.auto.conf because it named
+ * something else (a server rewound by hand keeps its old one): it is
+ * applied here too, since the configuration was read before, so that the
+ * startup process streams from the leader at once.
  *
  *-------------------------------------------------------------------------
  */
@@ -138,6 +144,8 @@ tsw_cluster_boot(void)
 	args[nargs++] = psprintf(UINT64_FORMAT, GetSystemIdentifier());
 	args[nargs++] = "--recovery";
 	args[nargs++] = in_recovery ? "on" : "off";
+	args[nargs++] = "--datadir";
+	args[nargs++] = DataDir;
 	for (i = 0; i < lengthof(optional); i++)
 	{
 		char	   *v = tsw_declared_setting(config_name, optional[i]);
@@ -166,6 +174,14 @@ tsw_cluster_boot(void)
 	if (strncmp(output, "error\t", 6) == 0)
 		ereport(WARNING,
 				(errmsg("pg_tsworker: cluster member \"%s\": %s", args[3], answer)));
+	if (strncmp(output, "standby\t", 8) == 0 && strchr(answer, '\t') != NULL)
+	{
+		char	   *conninfo = strchr(answer, '\t');
+
+		*conninfo++ = '\0';
+		/* the same source as postgresql.auto.conf, which now holds it: ALTER SYSTEM and a reload still apply */
+		SetConfigOption("primary_conninfo", conninfo, PGC_POSTMASTER, PGC_S_FILE);
+	}
 	if (in_recovery)
 	{
 		ereport(LOG,

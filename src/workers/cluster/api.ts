@@ -91,6 +91,7 @@ export function apiStateOf(
             lsn: m.lsn,
             lag: view.status && m.lsn !== null && name !== view.leader?.name ? Math.max(0, view.status.optime - m.lsn) : 0,
             tags: { nofailover: m.nofailover, nosync: m.nosync },
+            ...(m.error ? { error: m.error } : {}),
           }))
         : [],
     },

@@ -5,17 +5,28 @@
  * as a standby?
  *
  *   pg_tsworker_node boot.js --hosts H --name N --sysid ID --recovery on|off
- *                            [--scope S] [--namespace P] [--retry_timeout MS] [--citus_group G]
+ *                            [--datadir D] [--scope S] [--namespace P] [--retry_timeout MS] [--citus_group G]
  *
  * Prints one line, tab-separated: `primary <why>` when this server is not
  * in recovery and the leader key holds its name (it still writes only
  * once its promoter holds a lease of its own), or it initializes a new
  * cluster with this data directory (never a server in recovery),
- * `standby <why>` otherwise (another member leads, none does, etcd did not
- * answer), or `error <why>` when this data directory is not the cluster's.
- * Never exits with an error: any failure is a `standby` answer.
+ * `standby <why> [<primary_conninfo>]` otherwise (another member leads,
+ * none does, etcd did not answer), or `error <why>` when this data
+ * directory is not the cluster's. Never exits with an error: any failure
+ * is a `standby` answer.
+ *
+ * When another member leads, a standby streams from it from the start:
+ * with `--datadir`, primary_conninfo in postgresql.auto.conf is set to the
+ * leader's (as the promoter would set it) when it names anything else, and
+ * printed as the third field for the postmaster to apply. A server rewound
+ * by hand keeps the postgresql.auto.conf it had (its primary_conninfo may
+ * name a member that is gone), and until it is consistent no promoter runs
+ * to re-point it.
  */
+import { autoPrimaryConninfo, setPrimaryConninfo } from './auto-conf';
 import { Dcs } from './dcs';
+import { followConninfo } from './follow';
 import { clusterPrefix, parseHosts } from './settings';
 
 function arg(argv: string[], name: string): string | undefined {
@@ -31,7 +42,7 @@ function millis(text: string | undefined, dflt: number): number {
 }
 
 /** The answer for these arguments (exported for tests of the rules). */
-export async function decide(argv: string[]): Promise<[kind: 'primary' | 'standby' | 'error', why: string]> {
+export async function decide(argv: string[]): Promise<[kind: 'primary' | 'standby' | 'error', why: string, primaryConninfo?: string]> {
   const scope = arg(argv, 'scope') ?? '';
   const name = arg(argv, 'name') ?? '';
   const sysid = arg(argv, 'sysid') ?? '';
@@ -44,7 +55,9 @@ export async function decide(argv: string[]): Promise<[kind: 'primary' | 'standb
     return ['error', `tsworker_promoter.etcd_hosts: ${(err as Error).message}`];
   }
   if (hosts.length === 0) return ['error', 'tsworker_promoter.etcd_hosts names no etcd endpoint'];
-  const timeout = Math.max(millis(arg(argv, 'retry_timeout'), 750), 1000);
+  // a new process knows nothing of the endpoints yet: with a silent one among them (half of this each,
+  // endpoints.ts), the live one still needs time for a first connection on a loaded machine
+  const timeout = Math.max(4 * millis(arg(argv, 'retry_timeout'), 750), 3000);
   const dcs = new Dcs(hosts, clusterPrefix(arg(argv, 'namespace') ?? '/service/', scope, Number(arg(argv, 'citus_group') ?? -1)), timeout);
   try {
     let view = await dcs.read();
@@ -65,7 +78,16 @@ export async function decide(argv: string[]): Promise<[kind: 'primary' | 'standb
         ? ['standby', `the leader key holds this member's name "${name}" under a lease this server did not create (another process with the same tsworker_promoter.name, or this server's previous run until its lease expires): it stays a standby`]
         : ['primary', `the leader key holds this member's name "${name}" (this server led before it stopped): it starts fenced and writes only under a leader lease of its own`];
     }
-    if (view.leader) return ['standby', `member "${view.leader.name}" leads`];
+    if (view.leader) {
+      const leader = view.leader.name;
+      const conninfo = view.members.get(leader)?.conninfo;
+      const dataDir = arg(argv, 'datadir');
+      if (!conninfo || !dataDir) return ['standby', `member "${leader}" leads`];
+      const want = followConninfo(conninfo, name);
+      if (autoPrimaryConninfo(dataDir) === want) return ['standby', `member "${leader}" leads`];
+      setPrimaryConninfo(dataDir, want);
+      return ['standby', `member "${leader}" leads; primary_conninfo set to stream from it (postgresql.auto.conf)`, want];
+    }
     return ['standby', 'no member leads: the members will elect one'];
   } catch (err) {
     return ['standby', `etcd did not answer (${(err as Error).message})`];
@@ -76,8 +98,9 @@ export async function decide(argv: string[]): Promise<[kind: 'primary' | 'standb
 
 if (require.main === module) {
   decide(process.argv.slice(2))
-    .then(([kind, why]) => {
-      process.stdout.write(`${kind}\t${why.replace(/[\t\r\n]+/g, ' ')}\n`);
+    .then(([kind, why, conninfo]) => {
+      const field = (text: string) => text.replace(/[\t\r\n]+/g, ' ');
+      process.stdout.write(`${kind}\t${field(why)}${conninfo ? `\t${field(conninfo)}` : ''}\n`);
       process.exit(0);
     })
     .catch((err: Error) => {

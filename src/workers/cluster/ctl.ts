@@ -67,6 +67,8 @@ const CONNECTION_FAILURE = '08006';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How often the outcome is read from etcd. */
 const POLL_MS = 20;
+/** How long past its timeout a call waits to learn how a request the members were working on ended. */
+const OUTCOME_GRACE_MS = 3000;
 
 function open(o: CtlOptions): Dcs {
   // not on the leader's clock: a busy machine may take seconds to answer the first request
@@ -110,7 +112,8 @@ function switchoverProblem(c: Candidate, leaderLsn: number | null, timeline: num
 
 async function post(dcs: Dcs, view: ClusterView, req: FailoverRequest, o: CtlOptions): Promise<void> {
   const stale = view.failover && !inProgress(view) ? view.failover.modRevision : null;
-  const ttl = Math.ceil(o.timeoutMs / 1000) + 2;
+  // the key outlives the deadline by the time a caller waits to learn the outcome
+  const ttl = Math.ceil((o.timeoutMs + OUTCOME_GRACE_MS) / 1000) + 2;
   if (!(await dcs.postFailover(req, ttl, stale))) {
     throw new CtlError(OBJECT_IN_USE, 'another switchover or failover was requested at the same moment');
   }
@@ -133,6 +136,14 @@ async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number
         last = f;
         if (f.state === 'refused') {
           await dcs.deleteFailover(req.id).catch(() => undefined);
+          if (Date.now() - t0 >= o.timeoutMs) {
+            // the leader gave up at the deadline: it leads on, and writes resumed there
+            throw new CtlError(
+              QUERY_CANCELED,
+              `${what} to member "${req.member}" did not finish within ${o.timeoutMs} ms: ${f.reason ?? 'the leader gave up'}`,
+              `Nothing changed: member "${f.leader ?? req.leader ?? '(the leader)'}" still leads and accepts writes; every commit it acknowledged is kept.`,
+            );
+          }
           throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `${what} refused: ${f.reason ?? 'no reason given'}`);
         }
         if (f.state === 'handed_over' && req.leader !== null && req.requested_by === req.leader) {
@@ -154,7 +165,9 @@ async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number
         throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `the ${what} request disappeared from etcd in state "${last.state}"`, 'Its deadline passed, or another request replaced it.');
       }
     }
-    if (Date.now() - t0 >= o.timeoutMs) {
+    // past the timeout, a request the members are working on ends by itself at its deadline (the same
+    // moment): wait OUTCOME_GRACE_MS more to report how it ended (refused, writes resumed; or done)
+    if (Date.now() - t0 >= o.timeoutMs && (last?.state === 'requested' || Date.now() - t0 >= o.timeoutMs + OUTCOME_GRACE_MS)) {
       if (last?.state === 'requested') await dcs.deleteFailover(req.id).catch(() => undefined);
       throw new CtlError(
         QUERY_CANCELED,

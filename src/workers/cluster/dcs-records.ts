@@ -37,6 +37,8 @@ export interface MemberData {
   sysid: string;
   /** URL of the health endpoints, if any. */
   api_url: string | null;
+  /** What this member cannot do: its own conninfo does not reach it, or it cannot stream from the leader (null: nothing known). */
+  error?: string | null;
   /** When the member last published (ISO 8601). */
   at: string;
 }
@@ -105,6 +107,8 @@ export interface ClusterView {
   leader: { name: string; lease: string } | null;
   members: Map<string, MemberData & { lease: string }>;
   status: { optime: number; timeline: number } | null;
+  /** `status`'s mod revision ('0': no such key); the leader writes it each loop (expiry.ts). */
+  statusRevision: string;
   history: HistoryLine[];
   sync: (SyncState & { modRevision: string }) | null;
   failover: (FailoverRequest & { lease: string; modRevision: string }) | null;

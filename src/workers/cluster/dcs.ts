@@ -3,15 +3,18 @@
  * whole cluster in one request and each conditional write a member or an
  * operator makes (the keys and their values are in dcs-records.ts).
  *
- * Every request carries a deadline (`retry_timeout`) and is tried once per
- * etcd endpoint at most: a failed request is an answer ("etcd unreachable"),
- * never a wait. Consensus is etcd's: a member takes the leader key only
- * with an atomic create, and renews it only with a compare on its value and
- * lease.
+ * Every request has `retry_timeout` in all and is tried once per etcd
+ * endpoint at most: a failed request is an answer ("etcd unreachable"),
+ * never a wait. With several endpoints, endpoints.ts chooses which to try
+ * and for how long, so that one dead or silent endpoint of a three-node
+ * etcd costs nothing. Consensus is etcd's: a member takes the leader key
+ * only with an atomic create, and renews it only with a compare on its
+ * value and lease.
  */
-import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
+import { ConstantBackoff, handleWhen, noop, retry, type IPolicy } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue } from 'etcd3';
 
+import { Endpoints, SkippedEndpoint } from './endpoints';
 import type { ClusterConfig, ClusterView, FailoverRequest, HistoryLine, Lease, MemberData, SyncState } from './dcs-records';
 
 /** A request to etcd that failed or did not answer in time. */
@@ -35,6 +38,7 @@ function viewOf(kvs: [string, IKeyValue][], revision: string): ClusterView {
     leader: null,
     members: new Map(),
     status: null,
+    statusRevision: '0',
     history: [],
     sync: null,
     failover: null,
@@ -44,8 +48,10 @@ function viewOf(kvs: [string, IKeyValue][], revision: string): ClusterView {
   for (const [name, kv] of kvs) {
     if (name === 'initialize') view.initialize = kv.value.toString('utf8');
     else if (name === 'leader') view.leader = { name: kv.value.toString('utf8'), lease: String(kv.lease) };
-    else if (name === 'status') view.status = parseJson(kv);
-    else if (name === 'history') view.history = parseJson<HistoryLine[]>(kv) ?? [];
+    else if (name === 'status') {
+      view.status = parseJson(kv);
+      view.statusRevision = String(kv.mod_revision);
+    } else if (name === 'history') view.history = parseJson<HistoryLine[]>(kv) ?? [];
     else if (name === 'sync') {
       const s = parseJson<SyncState>(kv);
       view.sync = s ? { ...s, modRevision: String(kv.mod_revision) } : null;
@@ -68,6 +74,7 @@ export class Dcs {
    * a malformed tsworker_promoter.etcd_hosts must live on to report it.
    */
   private etcd: Etcd3 | null = null;
+  private readonly endpoints: Endpoints;
 
   /**
    * @param hosts etcd endpoints (`http://host:port`)
@@ -78,7 +85,9 @@ export class Dcs {
     private readonly hosts: string[],
     readonly prefix: string,
     private timeoutMs: number,
-  ) {}
+  ) {
+    this.endpoints = new Endpoints(hosts, () => this.timeoutMs);
+  }
 
   /** The etcd client; a DcsError when the setting names no endpoint. */
   private get client(): Etcd3 {
@@ -90,11 +99,12 @@ export class Dcs {
       dialTimeout: this.timeoutMs,
       // reconnect within a second once etcd is back (gRPC's default backoff grows to minutes)
       grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000, 'grpc.min_reconnect_backoff_ms': 100 },
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
+      // resolved for each attempt, inside endpoints.ts's policy: it knows which endpoint is tried
+      defaultCallOptions: (ctx) => (ctx.isStream && ctx.method !== 'leaseKeepAlive' ? {} : { deadline: Date.now() + this.endpoints.attemptMs() }),
       faultHandling: {
         // one try per endpoint, no backoff: our loop is the retry
         global: hosts.length > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: hosts.length - 1, backoff: new ConstantBackoff(0) }) : noop,
-        host: () => noop,
+        host: (host: string) => (hosts.length > 1 ? (this.endpoints.policy(host) as unknown as IPolicy) : noop),
         // etcd3 calls next() on it: a factory, although its type says IBackoff
         watchBackoff: new ConstantBackoff(250) as never,
       },
@@ -106,22 +116,26 @@ export class Dcs {
     this.timeoutMs = ms;
   }
 
+
   key(name: string): string {
     return this.prefix + name;
   }
 
-  /** Bound any request by the deadline (a stream or a dial can outlive the call deadline). */
-  private async bounded<T>(what: string, p: Promise<T>): Promise<T> {
+  /** Bound any request by the deadline, retry_timeout unless given (a stream or a dial can outlive the call deadline). */
+  private async bounded<T>(what: string, p: Promise<T>, ms = this.timeoutMs): Promise<T> {
+    // the client reaches its first attempt after a microtask: the attempts share `ms` from now
+    this.endpoints.startRequest(ms);
     let timer: NodeJS.Timeout | undefined;
     try {
       return await Promise.race([
         p,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new DcsError(`etcd did not answer ${what} within ${this.timeoutMs} ms`)), this.timeoutMs + 50);
+          timer = setTimeout(() => reject(new DcsError(`etcd did not answer ${what} within ${ms} ms`)), ms + 50);
         }),
       ]);
     } catch (err) {
       if (err instanceof DcsError) throw err;
+      if (err instanceof SkippedEndpoint) throw new DcsError(`etcd ${what}: no endpoint answered (${this.endpoints.describe()})`);
       throw new DcsError(`etcd ${what}: ${(err as Error).message}`);
     } finally {
       clearTimeout(timer);
@@ -133,12 +147,40 @@ export class Dcs {
     return { id: String(res.ID), ttl: Number(res.TTL) };
   }
 
-  /** Renew a lease once; resolves with its TTL in seconds, rejects with LeaseLostError when etcd no longer knows it. */
+  /**
+   * Renew a lease once; resolves with its TTL in seconds, rejects with
+   * LeaseLostError when etcd no longer knows it. The renewal is a stream,
+   * which etcd3 opens on one endpoint without trying another: each attempt
+   * gets its share of retry_timeout (a failed stream marks its endpoint
+   * failed), and the next attempt goes to another endpoint.
+   */
   async keepAlive(id: string): Promise<number> {
-    const ttl = await this.bounded(
+    const until = Date.now() + this.timeoutMs;
+    let ttl: number | null = null;
+    let failure: unknown = null;
+    for (let i = 0; i < Math.max(1, this.hosts.length) && ttl === null; i++) {
+      const left = until - Date.now();
+      if (left <= 0) break;
+      try {
+        ttl = await this.keepAliveOnce(id, left);
+      } catch (err) {
+        failure = err;
+      }
+    }
+    if (ttl === null) {
+      if (failure instanceof DcsError) throw failure;
+      throw new DcsError(`etcd did not answer renewing the lease within ${this.timeoutMs} ms`);
+    }
+    if (ttl <= 0) throw new LeaseLostError(`lease ${id} has expired`);
+    return ttl;
+  }
+
+  /** One renewal on one endpoint (the deadline is endpoints.ts's; `ms`: what is left of retry_timeout). */
+  private async keepAliveOnce(id: string, ms: number): Promise<number> {
+    return this.bounded(
       'renewing the lease',
       (async () => {
-        const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + this.timeoutMs });
+        const stream = await this.client.leaseClient.leaseKeepAlive();
         try {
           return await new Promise<number>((resolve, reject) => {
             stream.on('data', (res: { TTL: string }) => resolve(Number(res.TTL)));
@@ -149,9 +191,8 @@ export class Dcs {
           stream.end();
         }
       })(),
+      ms,
     );
-    if (ttl <= 0) throw new LeaseLostError(`lease ${id} has expired`);
-    return ttl;
   }
 
   /** Revoke a lease: every key attached to it (the leader key, the member key) is deleted at once. */
@@ -227,6 +268,26 @@ export class Dcs {
         .then(this.client.put(this.key('status')).value(JSON.stringify(status)))
         .commit(),
     );
+    return res.succeeded;
+  }
+
+  /**
+   * Delete the leader key of a leader whose lease ran out as this member
+   * sees it (expiry.ts): only if the key is still `name`'s under `lease`
+   * and `status` is still at `statusRev`; then revoke that lease (its
+   * member key goes too). True when deleted.
+   */
+  async expireLeader(name: string, lease: string, statusRev: string): Promise<boolean> {
+    const res = await this.bounded(
+      'deleting the leader key of an expired lease',
+      this.client
+        .if(this.key('leader'), 'Value', '==', name)
+        .and(this.key('leader'), 'Lease', '==', lease)
+        .and(this.key('status'), 'Mod', '==', statusRev)
+        .then(this.client.delete().key(this.key('leader')))
+        .commit(),
+    );
+    if (res.succeeded) await this.revokeLease(lease).catch(() => undefined);
     return res.succeeded;
   }
 
@@ -338,17 +399,19 @@ export class Dcs {
   }
 
   /**
-   * Call `onChange` at once whenever the leader key or an operator's
-   * request (`failover`) changes (put or delete), so that the loop need not
-   * wait for its next run. The watches are re-established by the client
-   * when etcd comes back.
+   * Call `onChange` at once whenever the leader key, `status` or an
+   * operator's request (`failover`) changes (put or delete), so that the
+   * loop need not wait for its next run. Resolves once both watches are established,
+   * which takes as long as etcd is unreachable (the client keeps trying
+   * every endpoint): do not wait for it. The watches are re-established by
+   * the client when etcd comes back.
    */
-  async watchLeader(onChange: (what: 'put' | 'delete', value: string | null, key: 'leader' | 'failover') => void): Promise<() => void> {
+  async watchLeader(onChange: (what: 'put' | 'delete', value: string | null, key: 'leader' | 'failover' | 'status', kv: { lease: string; modRevision: string } | null) => void): Promise<() => void> {
     const watchers = await Promise.all(
-      (['leader', 'failover'] as const).map(async (k) => {
-        const watcher = await this.bounded(`watching the ${k} key`, this.client.watch().key(this.key(k)).create());
-        watcher.on('put', (kv) => onChange('put', kv.value.toString('utf8'), k));
-        watcher.on('delete', () => onChange('delete', null, k));
+      (['leader', 'failover', 'status'] as const).map(async (k) => {
+        const watcher = await this.client.watch().key(this.key(k)).create();
+        watcher.on('put', (kv) => onChange('put', kv.value.toString('utf8'), k, { lease: String(kv.lease), modRevision: String(kv.mod_revision) }));
+        watcher.on('delete', () => onChange('delete', null, k, null));
         watcher.on('error', () => undefined);
         return watcher;
       }),

@@ -1,13 +1,17 @@
 /**
- * Following the leader: re-pointing this standby's primary_conninfo, and
+ * Following the leader: re-pointing this standby's primary_conninfo,
  * telling whether this server's WAL still fits the leader's timeline or
- * needs pg_rewind first.
+ * needs pg_rewind first, and saying so when the leader's conninfo does not
+ * reach it (reach.ts).
  */
+import { performance } from 'perf_hooks';
+
 import type { WorkerContext } from '../../runtime/index';
 import { alterSystem } from './alter-system';
 import { parseConninfo } from '../promoter/conninfo';
 import type { ClusterView, HistoryLine } from './dcs-records';
 import { numberToLsn, type LocalState } from './local';
+import { identifyStreaming, redact } from './reach';
 
 /** Quote a conninfo value when it needs it (libpq rules). */
 function quoteValue(v: string): string {
@@ -66,6 +70,11 @@ export function fitsTimeline(timeline: number, lsn: number | null, leaderTimelin
 
 type Emit = (kind: string, detail: Record<string, unknown>, level?: 'info' | 'warning') => void;
 
+/** A standby that has not streamed for this long checks that the leader's conninfo reaches it... */
+const CHECK_AFTER_MS = 3000;
+/** ...and again this often while it does not stream. */
+const CHECK_EVERY_MS = 5000;
+
 /**
  * What this member does while another one leads: a standby re-points to
  * the leader and reports `following`, `streaming` or `needs_rewind`; a
@@ -77,8 +86,14 @@ export class Follower {
   following: string | null = null;
   /** `restart` or `rewind` when this server cannot follow as it is. */
   needs: string | null = null;
+  /** Why the leader's conninfo does not let this standby stream (null: not known to fail). */
+  upstreamError: string | null = null;
   private streamingNoted = false;
   private clientsTerminatedFor: string | null = null;
+  /** performance.now() since which this standby follows without streaming (0: it streams). */
+  private notStreamingSince = 0;
+  private lastCheckAt = 0;
+  private checking = false;
 
   constructor(
     private readonly w: WorkerContext<any>,
@@ -91,6 +106,8 @@ export class Follower {
   reset(): void {
     this.following = null;
     this.needs = null;
+    this.upstreamError = null;
+    this.notStreamingSince = 0;
     this.clientsTerminatedFor = null;
   }
 
@@ -111,6 +128,9 @@ export class Follower {
     if (!local.recovery) {
       // a primary that does not lead: fenced; only a restart (as a standby) lets it follow
       this.terminateClients(`member "${leader}" leads the cluster`);
+      // until the new leader has promoted (its timeline past this server's), whether this server
+      // can follow it or needs pg_rewind is not known: say nothing rather than change one's mind
+      if (leaderTimeline === null || (leaderTimeline <= local.timeline && m?.role !== 'primary')) return;
       const fit = fitsTimeline(local.timeline, local.lsn, leaderTimeline, view.history);
       const needs = fit.verdict === 'rewind' ? 'rewind' : 'restart';
       if (this.needs !== needs) {
@@ -126,20 +146,65 @@ export class Follower {
     if (local.primaryConninfo !== want) {
       await repoint(this.w, want, this.timeoutMs());
       this.streamingNoted = false;
-      this.emit('following', { leader, primary: m.conninfo.replace(/password=\S+/g, 'password=***') });
+      this.notStreamingSince = performance.now();
+      this.upstreamError = null;
+      this.emit('following', { leader, primary: redact(m.conninfo) });
       return;
     }
     if (local.receiver === 'streaming' && leaderTimeline !== null && local.timeline >= leaderTimeline) {
       if (!this.streamingNoted) this.emit('streaming', { leader, timeline: local.timeline });
       this.streamingNoted = true;
       this.needs = null;
+      this.upstreamError = null;
+      this.notStreamingSince = 0;
       return;
     }
     this.streamingNoted = false;
+    if (local.receiver !== 'streaming') this.checkUpstream(leader, want, local.sysid);
     const fit = fitsTimeline(local.timeline, local.replayed, leaderTimeline, view.history);
     if (fit.verdict === 'rewind' && this.needs !== 'rewind') {
       this.needs = 'rewind';
       this.emit('needs_rewind', { leader, why: fit.why, what: rewind }, 'warning');
     }
+  }
+
+  /**
+   * A standby that does not stream: once in a while, in the background,
+   * open a replication session with the leader's conninfo as its WAL
+   * receiver would, and say why it fails (event `upstream_unreachable`,
+   * the status's `upstream`), or that it works again (`upstream_reachable`).
+   */
+  private checkUpstream(leader: string, conninfo: string, sysid: string): void {
+    const now = performance.now();
+    if (this.notStreamingSince === 0) this.notStreamingSince = now;
+    if (this.checking || now - this.notStreamingSince < CHECK_AFTER_MS || now - this.lastCheckAt < CHECK_EVERY_MS) return;
+    this.checking = true;
+    this.lastCheckAt = now;
+    const shown = redact(conninfo);
+    identifyStreaming(conninfo, Math.max(this.timeoutMs(), 2000))
+      .then(
+        (id) => (id.sysid === sysid ? null : `it reaches a server with system identifier ${id.sysid}, not this cluster's ${sysid}`),
+        (err: Error) => err.message,
+      )
+      .then((problem) => {
+        if (this.following !== leader) return;
+        if (problem === null) {
+          if (this.upstreamError !== null) this.emit('upstream_reachable', { leader, primary: shown });
+          this.upstreamError = null;
+          return;
+        }
+        const error = `cannot stream from member "${leader}" with its conninfo (${shown}): ${problem}`;
+        if (error !== this.upstreamError) {
+          this.emit(
+            'upstream_unreachable',
+            { leader, primary: shown, error: problem, what: `check tsworker_promoter.conninfo on member "${leader}" (host, port, user) and its pg_hba.conf "replication" line` },
+            'warning',
+          );
+        }
+        this.upstreamError = error;
+      })
+      .finally(() => {
+        this.checking = false;
+      });
   }
 }

@@ -175,7 +175,8 @@ export async function leadSwitchover(
     if (flushed !== null && flushed >= finalBytes) break;
     if (performance.now() - tf > limit) {
       await h.keep(true).catch(() => undefined);
-      return refuse(h, req, lease, `member "${to}" flushed WAL only up to ${flushed === null ? 'nothing' : numberToLsn(flushed)} of ${final} within ${limit} ms; writes resumed here`);
+      const got = flushed === null ? `stopped streaming from this leader before it flushed ${final}` : `flushed WAL only up to ${numberToLsn(flushed)} of ${final}`;
+      return refuse(h, req, lease, `member "${to}" ${got} within ${limit} ms; writes resumed here`);
     }
     if (performance.now() - lastRenew >= h.loopWaitMs()) {
       lastRenew = performance.now();

@@ -12,7 +12,7 @@ import type { MemberCore } from './member-core';
 import { promote } from './takeover';
 
 export async function lead(m: MemberCore, local: LocalState, view: ClusterView): Promise<void> {
-  if (!(await m.dcs.updateLeader(m.name, m.lease!.id, { optime: local.lsn ?? 0, timeline: local.timeline }))) {
+  if (!(await m.confirmLeader())) {
     m.loseLeadership('the leader key is no longer this member\'s');
     return;
   }
@@ -71,10 +71,7 @@ function handoverHost(m: MemberCore): HandoverHost {
     name: m.name,
     w: m.w,
     dcs: m.dcs,
-    keep: async (reopen) => {
-      await m.renewLease();
-      if (reopen && m.leading) m.openFence();
-    },
+    keep: (reopen) => m.keepLeading(reopen),
     closeFence: (reason) => m.fence.close(reason),
     beforeDemote: async () => m.citus?.beforeDemote(),
     leaseId: () => m.lease!.id,

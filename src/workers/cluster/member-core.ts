@@ -16,8 +16,9 @@ import { performance } from 'perf_hooks';
 import type { WorkerContext } from '../../runtime/index';
 import { citusPart, type CitusMember } from './citus';
 import type { CitusSettings } from './citus-settings';
-import { Dcs, LeaseLostError } from './dcs';
+import { Dcs, DcsError, LeaseLostError } from './dcs';
 import type { ClusterView, Lease } from './dcs-records';
+import { LeaderExpiry } from './expiry';
 import { WriteFence } from './fence';
 import { Follower } from './follow';
 import type { LocalState } from './local';
@@ -42,6 +43,14 @@ export class MemberCore {
   lease: Lease | null = null;
   /** performance.now() at which the last successful renewal of the lease was sent. */
   private renewedAt = 0;
+  /**
+   * The send time of the last renewal that a write under the leader key
+   * followed (`status`, or the key's creation): the only base of the write
+   * fence (expiry.ts says why).
+   */
+  private confirmedAt = 0;
+  /** When the leader's lease runs out as this member sees it. */
+  readonly expiry: LeaderExpiry;
   view: ClusterView | null = null;
   viewAt: number | null = null;
   leading = false;
@@ -50,6 +59,8 @@ export class MemberCore {
   timelineSeen = 0;
   dcsError: string | null = null;
   configError: string | null = null;
+  /** What is wrong with tsworker_promoter.conninfo (reach.ts), null when it reaches this server or is not checked yet. */
+  conninfoError: string | null = null;
   /** Date.now() when this member first saw no leader (0: a leader is known). */
   leaderGoneAt = 0;
   /** Maintenance mode as last read from etcd's `config`. */
@@ -70,6 +81,7 @@ export class MemberCore {
       // reported by configErrors()
     }
     this.log = new MemberLog(w, this.name);
+    this.expiry = new LeaderExpiry(() => this.t.ttlMs, () => this.t.loopWaitMs + this.t.retryTimeoutMs);
     this.dcs = new Dcs(hosts, clusterPrefix(s.namespace, s.scope, s.citus_group), this.t.retryTimeoutMs);
     this.citus = citusPart(w, this.name, s, hosts, () => this.t, (kind, detail, level) => this.log.event(kind, detail, level));
     this.fence = new WriteFence((open, reason) => this.fenceChanged(open, reason));
@@ -120,13 +132,53 @@ export class MemberCore {
     const sent = performance.now();
     this.lease = await this.dcs.grantLease(this.s.ttl);
     this.renewedAt = sent;
+    this.confirmedAt = 0; // nothing under a new lease is confirmed yet
   }
 
-  /** Open the write fence until fence_margin before the lease, as last renewed, could expire. */
+  /**
+   * Renew the lease while leading outside the loop (a promotion, a
+   * switchover's steps): renew, confirm the key with a `status` write, and
+   * with `reopen` open the fence for it. Throws a DcsError when etcd does
+   * not answer or the key is no longer this member's.
+   */
+  async keepLeading(reopen: boolean): Promise<void> {
+    await this.renewLease();
+    if (!this.leading) return;
+    if (!(await this.confirmLeader())) {
+      this.loseLeadership('the leader key is no longer this member\'s');
+      throw new DcsError('the leader key is no longer this member\'s');
+    }
+    if (reopen) this.openFence();
+  }
+
+  /**
+   * Confirm that this member holds the leader key under its lease, and
+   * publish the leader's position in `status` (the other members count the
+   * lease's time from this write: expiry.ts). False when the key is not
+   * this member's (any more).
+   */
+  async confirmLeader(): Promise<boolean> {
+    if (!this.lease) return false;
+    const base = this.renewedAt;
+    const l = this.local;
+    if (!(await this.dcs.updateLeader(this.name, this.lease.id, { optime: l?.lsn ?? 0, timeline: l?.timeline ?? 0 }))) return false;
+    this.confirmedAt = Math.max(this.confirmedAt, base);
+    return true;
+  }
+
+  /** This member has just created the leader key: the last renewal preceded that write. */
+  acquired(): void {
+    this.confirmedAt = this.renewedAt;
+  }
+
+  /**
+   * Open the write fence until fence_margin before the lease could expire,
+   * counted from the last renewal that a write under the leader key followed.
+   */
   openFence(): void {
     if (!this.lease) return;
     this.fence.openUntilTime(
-      this.renewedAt + this.lease.ttl * 1000 - this.t.fenceMarginMs,
+      this.confirmedAt + this.lease.ttl * 1000 - this.t.fenceMarginMs,
       'the leader lease was not renewed in time (etcd unreachable or too slow)',
     );
   }

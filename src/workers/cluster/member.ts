@@ -36,6 +36,7 @@ import { lead } from './leader';
 import { readLocal, type LocalState } from './local';
 import { MemberCore, type MemberCtx } from './member-core';
 import { citusConfigErrors } from './citus-settings';
+import { checkOwnConninfo } from './reach';
 import { configErrors, timing } from './settings';
 import { buildApiState, publishMember, publishStatus } from './status';
 import { election } from './takeover';
@@ -44,6 +45,8 @@ export type { MemberSettings } from './member-core';
 
 /** Reported as the health endpoints' `patroni.version`. */
 const VERSION = '0.1.0';
+/** How often a member whose own conninfo does not reach it checks again. */
+const CONNINFO_RECHECK_MS = 30_000;
 
 export class ClusterMember {
   private readonly m: MemberCore;
@@ -52,6 +55,11 @@ export class ClusterMember {
   private apiState: ApiState | null = null;
   private lastLoopAt = performance.now();
   private unwatch: (() => void) | null = null;
+  private watching = false;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the last check of this member's own conninfo (0: to do), and whether one runs. */
+  private conninfoCheckedAt = 0;
+  private conninfoChecking = false;
   private readonly trig = new Trigger();
   private postmasterGone = false;
   /** Another lease holds this member's key in etcd: which one, since when (performance.now()). */
@@ -79,6 +87,7 @@ export class ClusterMember {
     if (t.adjusted && t.adjusted !== m.t.adjusted) this.w.log.warning(t.adjusted);
     m.t = t;
     m.dcs.setTimeout(t.retryTimeoutMs);
+    this.conninfoCheckedAt = 0; // tsworker_promoter.conninfo may have changed
     this.trigger('configuration reloaded');
   }
 
@@ -134,6 +143,7 @@ export class ClusterMember {
   private async stopping(): Promise<void> {
     const m = this.m;
     this.unwatch?.();
+    clearTimeout(this.expiryTimer);
     this.api?.close();
     m.fence.stop();
     if (this.postmasterGone) return; // postmasterDied() revokes the lease, then closes the client
@@ -158,11 +168,18 @@ export class ClusterMember {
     }
   }
 
-  private async ensureWatch(): Promise<void> {
+  /** Watch the leader key (once; not waited for: the loop does not need it, it only runs sooner). */
+  private ensureWatch(): void {
     const m = this.m;
-    if (this.unwatch) return;
-    try {
-      this.unwatch = await m.dcs.watchLeader((what, value, key) => {
+    if (this.watching) return;
+    this.watching = true;
+    m.dcs
+      .watchLeader((what, value, key, kv) => {
+        if (key === 'status') {
+          if (kv) m.expiry.statusWritten(kv.modRevision);
+          return;
+        }
+        if (key === 'leader') m.expiry.observe(what === 'put' && kv ? kv.lease : null, m.view?.statusRevision ?? null);
         if (key === 'failover') {
           this.trigger(`an operator's request was ${what === 'delete' ? 'deleted' : 'posted or updated'}`);
           return;
@@ -172,10 +189,15 @@ export class ClusterMember {
           m.fence.close(what === 'delete' ? 'the leader key was deleted' : `member "${value}" took the leader key`);
         }
         this.trigger(`the leader key was ${what === 'delete' ? 'deleted' : `set to "${value}"`}`);
-      });
-    } catch {
-      // etcd unreachable: the loop tries again
-    }
+      })
+      .then(
+        (unwatch) => {
+          this.unwatch = unwatch;
+        },
+        () => {
+          this.watching = false; // the loop tries again
+        },
+      );
   }
 
   private async cycle(): Promise<void> {
@@ -199,10 +221,12 @@ export class ClusterMember {
       }
       m.view = view;
       m.viewAt = Date.now();
+      m.expiry.contact();
+      m.expiry.observe(view.leader?.lease ?? null, view.statusRevision);
       this.notePause(view);
       if (m.dcsError) m.log.event('dcs_reachable', { after: m.dcsError });
       m.dcsError = null;
-      await this.ensureWatch();
+      this.ensureWatch();
       await this.decide(local, view);
       // never over the key of another process with this name (nameTaken())
       if (!this.nameHeld && !this.nameRefused) await publishMember(m, local);
@@ -212,20 +236,49 @@ export class ClusterMember {
       if (!(err instanceof DcsError)) {
         this.w.log.warning(`the cluster loop failed: ${(err as Error).stack ?? msg}`);
       } else {
-        if (!m.dcsError) m.log.event('dcs_unreachable', { error: msg, leading: m.leading }, 'warning');
+        const leaderOpen = m.leading && !m.paused && !local.recovery && m.fence.open;
+        if (!m.dcsError) {
+          // said once: how long writes go on (the fence then closes by itself, and says so: `fenced`)
+          m.log.event('dcs_unreachable', { error: msg, leading: m.leading, ...(leaderOpen ? { writesStopInMs: m.fence.remainingMs } : {}) }, 'warning');
+        }
         m.dcsError = msg;
         if (m.leading && m.paused && !local.recovery) {
           // maintenance mode: no fencing for lack of etcd (Patroni's pause)
           m.fence.openUntilTime(performance.now() + m.t.ttlMs, 'maintenance mode ended while etcd was unreachable');
-          m.log.note(`etcd unreachable (${msg}); maintenance mode: writes go on`, 'warning');
-        } else if (m.leading) {
-          m.log.note(`etcd unreachable (${msg}): writes stop when the leader lease runs out (${m.fence.remainingMs} ms)`, 'warning');
+          m.log.note('etcd unreachable; maintenance mode: writes go on', 'warning');
         }
       }
     }
+    this.checkConninfo();
+    this.scheduleExpiry();
     m.storeEvents();
     publishStatus(m);
     this.apiState = buildApiState(m, local, this.lastLoopAt);
+  }
+
+  /**
+   * In the background: does tsworker_promoter.conninfo reach this very
+   * server, for a session and for streaming? At start, after a reload, and
+   * every CONNINFO_RECHECK_MS while it does not; said in the status, the
+   * events and the member key (other members and /cluster see it).
+   */
+  private checkConninfo(): void {
+    const m = this.m;
+    const now = performance.now();
+    if (this.conninfoChecking || (this.conninfoCheckedAt !== 0 && (m.conninfoError === null || now - this.conninfoCheckedAt < CONNINFO_RECHECK_MS))) return;
+    const local = m.local;
+    if (!local) return;
+    this.conninfoChecking = true;
+    this.conninfoCheckedAt = now;
+    checkOwnConninfo(m.s.conninfo, { sysid: local.sysid, postmasterStart: m.postmasterStart }, Math.max(m.t.retryTimeoutMs, 2000))
+      .then((problem) => {
+        if (problem !== null && problem !== m.conninfoError) m.log.event('conninfo_unusable', { error: problem }, 'warning');
+        if (problem === null && m.conninfoError !== null) m.log.event('conninfo_usable', { conninfo: 'reaches this server again' });
+        m.conninfoError = problem;
+      })
+      .finally(() => {
+        this.conninfoChecking = false;
+      });
   }
 
   private notePause(view: ClusterView): void {
@@ -264,6 +317,7 @@ export class ClusterMember {
       return;
     }
     if (duty.kind === 'follow') {
+      if (await this.expireLeader(duty.leader)) return;
       m.leaderGoneAt = 0;
       if (m.leading) m.loseLeadership(`member "${duty.leader}" holds the leader key`);
       m.fence.close(`member "${duty.leader}" leads the cluster`);
@@ -273,6 +327,31 @@ export class ClusterMember {
     if (m.leaderGoneAt === 0) m.leaderGoneAt = Date.now();
     if (m.leading) m.loseLeadership('the leader key is gone');
     await election(m, local, view);
+  }
+
+  /**
+   * Delete the leader key once its lease ran out as this member sees it
+   * (expiry.ts; not in maintenance mode); true when deleted: the election
+   * follows at once.
+   */
+  private async expireLeader(leader: string): Promise<boolean> {
+    const m = this.m;
+    const due = m.paused ? null : m.expiry.due();
+    if (!due) return false;
+    if (!(await m.dcs.expireLeader(leader, due.lease, due.statusRev))) return false;
+    m.log.event('leader_expired', { leader, lease: due.lease, silentMs: due.silentMs, what: `member "${leader}" did not renew its leader key for ttl: deleted it (its fence closed ${m.t.fenceMarginMs} ms before)` }, 'warning');
+    m.expiry.observe(null, null);
+    this.trigger(`member "${leader}"'s leader key expired`);
+    return true;
+  }
+
+  /** Run the loop when the leader's lease runs out as this member sees it, if that is before the next loop. */
+  private scheduleExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    const m = this.m;
+    const due = m.expiry.dueInMs();
+    if (due === null || m.leading || m.paused || due > m.t.loopWaitMs) return;
+    this.expiryTimer = setTimeout(() => this.trigger('the leader\'s lease runs out now'), Math.max(0, due) + 2);
   }
 
   /**

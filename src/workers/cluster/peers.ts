@@ -4,12 +4,10 @@
  * compares these answers (fresher than what the members published in etcd)
  * with the member keys.
  */
-import pg from 'pg';
-
-import { clientConfig } from '../promoter/conninfo';
 import type { ClusterView } from './dcs-records';
 import type { Candidate } from './election';
 import { lsnToNumber } from './local';
+import { queryOnce } from './reach';
 
 /** A member's answer. */
 export interface PeerAnswer {
@@ -24,35 +22,21 @@ export interface PeerAnswer {
 
 /** Ask one member; rejects when it does not answer within `timeoutMs`. */
 export async function askPeer(conninfo: string, timeoutMs: number): Promise<PeerAnswer> {
-  const client = new pg.Client(clientConfig(conninfo, timeoutMs, 'pg_tsworker promoter'));
-  client.on('error', () => undefined);
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const res = await Promise.race([
-      (async () => {
-        await client.connect();
-        return client.query<{ recovery: boolean; lsn: string | null; fenced: string | null; tli: number | null; sysid: string }>(
-          `SELECT pg_is_in_recovery() AS recovery,
-                  CASE WHEN pg_is_in_recovery()
-                       THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
-                       ELSE pg_current_wal_flush_lsn() END::text AS lsn,
-                  current_setting('tsworker.fenced', true) AS fenced,
-                  CASE WHEN pg_is_in_recovery()
-                       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
-                       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli,
-                  (SELECT system_identifier::text FROM pg_control_system()) AS sysid`,
-        );
-      })(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-    const row = res.rows[0];
-    return { recovery: row.recovery, writable: !row.recovery && row.fenced !== 'on', lsn: lsnToNumber(row.lsn), timeline: row.tli, sysid: row.sysid };
-  } finally {
-    clearTimeout(timer);
-    client.end().catch(() => undefined);
-  }
+  const row = await queryOnce<{ recovery: boolean; lsn: string | null; fenced: string | null; tli: number | null; sysid: string }>(
+    conninfo,
+    timeoutMs,
+    `SELECT pg_is_in_recovery() AS recovery,
+            CASE WHEN pg_is_in_recovery()
+                 THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+                 ELSE pg_current_wal_flush_lsn() END::text AS lsn,
+            current_setting('tsworker.fenced', true) AS fenced,
+            CASE WHEN pg_is_in_recovery()
+                 THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+                 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli,
+            (SELECT system_identifier::text FROM pg_control_system()) AS sysid`,
+    false,
+  );
+  return { recovery: row.recovery, writable: !row.recovery && row.fenced !== 'on', lsn: lsnToNumber(row.lsn), timeline: row.tli, sysid: row.sysid };
 }
 
 /**

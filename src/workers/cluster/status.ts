@@ -25,6 +25,8 @@ export function publishStatus(m: MemberCore): void {
     fence: l && !l.recovery ? m.fence.reason : null,
     following: m.follower.following,
     needs: m.follower.needs,
+    upstream: m.follower.upstreamError,
+    conninfo: m.conninfoError ?? 'ok',
     dcs: m.dcsError ? `error: ${m.dcsError}`.slice(0, 300) : 'ok',
     sync: m.view?.sync?.members ?? null,
     paused: m.paused,
@@ -55,6 +57,7 @@ export async function publishMember(m: MemberCore, local: LocalState): Promise<v
     nosync: m.s.nosync,
     sysid: local.sysid,
     api_url: m.s.restapi_listen ? `http://${m.s.restapi_listen}/patroni` : null,
+    error: m.conninfoError ?? m.follower.upstreamError,
     at: new Date().toISOString(),
   };
   if (!(await m.dcs.touchMember(m.name, data, m.lease.id))) {

@@ -94,6 +94,7 @@ async function takeKey(m: MemberCore, view: ClusterView, why: string, lsn: strin
     return false;
   }
   m.leading = true;
+  m.acquired();
   m.log.event('leader_acquired', { reason: why, lsn });
   m.openFence();
   return true;
@@ -132,10 +133,7 @@ export async function promote(m: MemberCore, local: LocalState, view: ClusterVie
   // the lease is renewed while PostgreSQL promotes: a slow promotion must not cost the key
   const done = await promoteAndWait(m.w, 60_000, {
     everyMs: m.t.loopWaitMs,
-    fn: async () => {
-      await m.renewLease();
-      if (m.leading) m.openFence();
-    },
+    fn: () => m.keepLeading(true),
   });
   if (!done.ok) {
     m.log.event('promotion_failed', { reason: 'the server did not leave recovery within 60 s' }, 'warning');
@@ -171,7 +169,7 @@ export async function promote(m: MemberCore, local: LocalState, view: ClusterVie
     });
     await m.dcs.updateFailover({ ...req, state: 'done', timeline: after.timeline, done_at: doneAt }, req.lease).catch(() => false);
   }
-  await m.dcs.updateLeader(m.name, m.lease!.id, { optime: after.lsn ?? 0, timeline: after.timeline }).catch(() => false);
+  await m.confirmLeader().catch(() => false);
   m.storeEvents();
   if (ev && m.s.on_promote) {
     const done = { ...ev, newTimeline: after.timeline, durations: { ...ev.durations, promoteMs } };
