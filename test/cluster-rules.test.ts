@@ -21,6 +21,7 @@ import { LeaderExpiry } from '../src/workers/cluster/expiry';
 import { elect, type Candidate, type ElectionInput } from '../src/workers/cluster/election';
 import { fitsTimeline, followConninfo } from '../src/workers/cluster/follow';
 import { lsnToNumber, numberToLsn } from '../src/workers/cluster/local';
+import { parseCommand } from '../src/workers/cluster/cli';
 import { clusterPrefix, configErrors, timing } from '../src/workers/cluster/settings';
 import { parseStandbyNames, standbyNames } from '../src/workers/cluster/sync';
 import { Etcd } from './harness/etcd';
@@ -316,5 +317,32 @@ describe('settings and helpers', () => {
     const paused = new HealthApi(() => ({ ...st, pause: true }), () => false, '0.1.0');
     assert.equal((paused.answer('GET', '/health', 10).body as { pause?: boolean }).pause, true);
     assert.equal((api.answer('GET', '/health', 10).body as { pause?: boolean }).pause, undefined);
+  });
+});
+
+describe('pg_tsworker_ctl arguments', () => {
+  test('every argument is checked before anything is done: a bad one is a usage error (review 14 finding 7)', () => {
+    const refused: Array<[string[], RegExp]> = [
+      [['switchover', '-D', '/d', '--timeout', 'abc'], /--timeout must be a number of seconds from 1 to 3600, not "abc"/],
+      [['switchover', '-D', '/d', '--timeout', '0'], /--timeout must be/],
+      [['switchover', '-D', '/d', '--timeout', '-5'], /--timeout|ambiguous|Option/],
+      [['switchover', '-D', '/d', '--timeout', '3601'], /--timeout must be/],
+      [['switchover', '-D', '/d', '--candidate'], /--candidate/],
+      [['switchover', '-D', '/d', '--candidate', ''], /--candidate must name a member/],
+      [['switchover', '-D', '/d', '--bogus'], /Unknown option '--bogus'/],
+      [['rejoin', '-D', '/d', '--force'], /rejoin does not take --force/],
+      [['failover', '-D', '/d'], /failover needs --candidate NAME/],
+      [['promote', '-D', '/d'], /unknown operation "promote"/],
+      [['switchover', 'failover', '-D', '/d'], /one operation expected/],
+      [['-D', '/d'], /no operation given/],
+      [['pause'], /no data directory/],
+    ];
+    for (const [argv, re] of refused) assert.throws(() => parseCommand(argv, {}), re, argv.join(' '));
+    assert.deepEqual(parseCommand(['switchover', '-D', '/d', '--candidate', 'pg2', '--timeout', '30'], {}), {
+      op: 'switchover', dir: '/d', worker: 'promoter', candidate: 'pg2', force: false, timeoutMs: 30_000,
+    });
+    assert.deepEqual(parseCommand(['failover', '--candidate=pg3', '--force'], { PGDATA: '/e' }), {
+      op: 'failover', dir: '/e', worker: 'promoter', candidate: 'pg3', force: true, timeoutMs: 60_000,
+    });
   });
 });

@@ -374,5 +374,21 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     t.diagnostic(`${old.c.name}: ${said}`);
     assert.match(said, /: (rewind|standby): /);
     for (const m of members) if (m !== lead) await ops.streamsFrom(m, lead);
+
+    // a standby that crashed (its postmaster SIGKILLed) while the leader goes on writing: rejoin re-points it
+    // and never runs pg_rewind, whose crash recovery outside standby mode would fork its WAL off the leader's
+    // unseen (review 14 finding 13); it then streams and has what the leader wrote after the crash
+    const crashed = members.find((m) => m !== lead)!;
+    await crashed.c.kill9();
+    await lead.c.query('CREATE TABLE IF NOT EXISTS after_crash (id int)');
+    await lead.c.query('INSERT INTO after_crash SELECT g FROM generate_series(1, 1000) g');
+    await lead.c.query('CHECKPOINT');
+    const saidCrashed = await ctlRejoin(crashed);
+    t.diagnostic(`${crashed.c.name} after a crash: ${saidCrashed}`);
+    assert.match(saidCrashed, /: standby: a standby that did not shut down cleanly/);
+    await crashed.c.start();
+    await ops.streamsFrom(crashed, lead);
+    await lead.c.query('INSERT INTO after_crash VALUES (1001)');
+    await crashed.c.pollQueryUntil('SELECT count(*) = 1001 FROM after_crash', 't', { timeoutMs: 30_000 });
   });
 });

@@ -90,6 +90,12 @@ tsw_cluster_request(const char *op, const char *candidate, bool force, int64 tim
 	int			i;
 	char	   *v;
 
+	/* an empty name is a script's unset variable, not "the most advanced member" */
+	if (candidate != NULL && candidate[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("candidate must not be empty"),
+				 errhint("Give a member's name, or NULL (switchover only) for the most advanced eligible member.")));
 	if (config_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -16,20 +16,80 @@
  */
 import { execFileSync } from 'child_process';
 import * as path from 'path';
+import { parseArgs } from 'util';
 
 import { CtlError, run as runOp, type CtlOptions } from './ctl';
 import { rejoin } from './rejoin';
 import { memberName } from './settings';
 
-const USAGE = `usage: pg_tsworker_ctl rejoin|switchover|failover|pause|resume -D DATADIR
-         [--candidate NAME] [--force] [--timeout SECONDS] [--worker NAME]`;
+const USAGE = `usage: pg_tsworker_ctl rejoin -D DATADIR [--worker NAME]
+       pg_tsworker_ctl switchover -D DATADIR [--candidate NAME] [--timeout SECONDS] [--worker NAME]
+       pg_tsworker_ctl failover -D DATADIR --candidate NAME [--force] [--timeout SECONDS] [--worker NAME]
+       pg_tsworker_ctl pause|resume -D DATADIR [--worker NAME]
+DATADIR defaults to $PGDATA; --timeout is 1 to 3600 seconds (default 60).`;
 
-function flag(argv: string[], ...names: string[]): string | undefined {
-  for (const n of names) {
-    const i = argv.indexOf(n);
-    if (i >= 0) return argv[i + 1];
+const OPS = ['rejoin', 'switchover', 'failover', 'pause', 'resume'] as const;
+type Op = (typeof OPS)[number];
+
+/** Which options each operation takes: anything else is a usage error. */
+const ALLOWED: Record<Op, string[]> = {
+  rejoin: ['pgdata', 'worker'],
+  switchover: ['pgdata', 'worker', 'candidate', 'timeout'],
+  failover: ['pgdata', 'worker', 'candidate', 'timeout', 'force'],
+  pause: ['pgdata', 'worker'],
+  resume: ['pgdata', 'worker'],
+};
+
+/** The command line, checked whole before anything is done; throws UsageError. */
+interface Command {
+  op: Op;
+  dir: string;
+  worker: string;
+  candidate: string | null;
+  force: boolean;
+  timeoutMs: number;
+}
+
+class UsageError extends Error {}
+
+/** Parse and check every argument (as pg_ctl does): an unknown option, a missing value or a bad number is refused. */
+export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        pgdata: { type: 'string', short: 'D' },
+        worker: { type: 'string' },
+        candidate: { type: 'string' },
+        timeout: { type: 'string' },
+        force: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('. ')[0]);
   }
-  return undefined;
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'no operation given' : `one operation expected, got: ${positionals.join(' ')}`);
+  const op = positionals[0] as Op;
+  if (!OPS.includes(op)) throw new UsageError(`unknown operation "${positionals[0]}"`);
+  for (const k of Object.keys(values)) {
+    if (!ALLOWED[op].includes(k)) throw new UsageError(`${op} does not take --${k}`);
+  }
+  const dir = values.pgdata ?? env.PGDATA ?? '';
+  if (!dir) throw new UsageError('no data directory: give -D DATADIR or set PGDATA');
+  if (values.worker !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(values.worker)) throw new UsageError(`invalid worker name "${values.worker}"`);
+  if (values.candidate !== undefined && values.candidate.trim() === '') throw new UsageError('--candidate must name a member');
+  if (op === 'failover' && values.candidate === undefined) throw new UsageError('failover needs --candidate NAME');
+  let timeoutMs = 60_000;
+  if (values.timeout !== undefined) {
+    const secs = Number(values.timeout);
+    if (!/^\d+(\.\d+)?$/.test(values.timeout.trim()) || !(secs >= 1 && secs <= 3600)) throw new UsageError(`--timeout must be a number of seconds from 1 to 3600, not "${values.timeout}"`);
+    timeoutMs = Math.round(secs * 1000);
+  }
+  return { op, dir, worker: values.worker ?? 'promoter', candidate: values.candidate ?? null, force: values.force ?? false, timeoutMs };
 }
 
 /** A setting of this member's configuration (`postgres -C`): '' when unset. */
@@ -48,15 +108,25 @@ function setting(bindir: string, dataDir: string, name: string): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const bindir = flag(argv, '--bindir') ?? '';
+  const bindir = argv[0] === '--bindir' ? argv[1] ?? '' : '';
   const args = argv[0] === '--bindir' ? argv.slice(2) : argv;
-  const op = args[0];
-  const dir = flag(args, '-D', '--pgdata') ?? process.env.PGDATA;
-  if (!op || !dir || !bindir) {
-    process.stderr.write(`${USAGE}\n`);
+  if (args.length === 1 && (args[0] === '--help' || args[0] === '-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  let cmd: Command;
+  try {
+    cmd = parseCommand(args);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`pg_tsworker_ctl: ${err.message}\n${USAGE}\n`);
     return 2;
   }
-  const worker = flag(args, '--worker') ?? 'promoter';
+  if (!bindir) {
+    process.stderr.write('pg_tsworker_ctl: run it through the installed wrapper (it passes --bindir)\n');
+    return 2;
+  }
+  const { op, dir, worker } = cmd;
   const get = (s: string) => setting(bindir, dir, `tsworker_${worker}.${s}`);
   const hosts = get('etcd_hosts');
   if (!hosts) {
@@ -80,9 +150,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const o: CtlOptions = {
     ...base,
-    candidate: flag(args, '--candidate') ?? null,
-    force: args.includes('--force'),
-    timeoutMs: (Number(flag(args, '--timeout')) || 60) * 1000,
+    candidate: cmd.candidate,
+    force: cmd.force,
+    timeoutMs: cmd.timeoutMs,
     maxLagBytes: (Number(get('maximum_lag_on_failover')) || 1024) * 1024,
     pid: null,
   };

@@ -115,11 +115,23 @@ export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
     if (fit.verdict !== 'rewind') return { action: 'none', why: `a standby (${fit.why}): it follows "${leader}" by itself` };
   }
 
+  if (isStandby && !state.startsWith('shut down')) {
+    // A standby that crashed: pg_rewind would first run crash recovery in single-user mode, which refuses
+    // standby.signal; without it, that recovery ends with a checkpoint record written on the timeline it
+    // shares with the leader, at a place where the leader wrote other WAL: a fork pg_rewind cannot see
+    // (it compares timelines), and the standby could never stream again. So never rewind it here: it
+    // starts as a standby of the leader; if its WAL did fork off, its promoter reports needs_rewind, and
+    // a rejoin after a clean stop ("shut down in recovery") rewinds it.
+    writeStandbyConfig(o.dataDir, followConninfo(m.conninfo, o.name));
+    return {
+      action: 'standby',
+      why: `a standby that did not shut down cleanly (database state "${state}", timeline ${timeline}): standby of "${leader}" configured, no pg_rewind (if its WAL forked off, its promoter reports needs_rewind: stop it cleanly and rejoin again)`,
+    };
+  }
+
   // pg_rewind decides whether the WAL diverged; it copies configuration files from the source, so keep ours
   const conf = fs.readdirSync(o.dataDir).filter((f) => f.endsWith('.conf') && fs.statSync(path.join(o.dataDir, f)).isFile());
   const saved = conf.map((f) => [f, fs.readFileSync(path.join(o.dataDir, f))] as const);
-  // a server that crashed while a standby: pg_rewind's crash recovery runs in single-user mode, which refuses standby.signal
-  if (isStandby && !state.startsWith('shut down')) fs.rmSync(path.join(o.dataDir, 'standby.signal'));
   const source = `${m.conninfo} dbname=postgres`;
   // a leader promoted moments ago may not have checkpointed yet: pg_rewind reads the source's timeline
   // from its control file, which only a checkpoint updates (Patroni checkpoints the leader first too)
