@@ -150,6 +150,11 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     const [s1, s2] = members.filter((m) => m !== lead);
     let e = await sqlError(lead.c, `SELECT tsworker.switchover('nobody')`);
     assert.equal(e.code, '42704');
+    // an empty name (a script's unset variable) is not "the most advanced member"
+    e = await sqlError(lead.c, `SELECT tsworker.switchover('')`);
+    assert.equal(e.code, '22023');
+    assert.match(e.message, /candidate must not be empty/);
+    assert.equal((await ops.leader()).c.name, lead.c.name);
     e = await sqlError(lead.c, `SELECT tsworker.switchover($1)`, [lead.c.name]);
     assert.equal(e.code, '22023');
     assert.match(e.message, /already leads/);
