@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 
-import { Cluster, waitFor, type ConfSettings } from './harness/cluster';
+import { chownToServerUser, Cluster, waitFor, type ConfSettings } from './harness/cluster';
 import { Network } from './harness/netns';
 import { CRASH_RESTART, logLines } from './helpers';
 
@@ -177,8 +177,9 @@ describe('promoter', () => {
     const primary = await primaryOf('hooks');
     const standby = await standbyOf(primary, 'hooks');
     const dir = path.join(standby.baseDir, 'hooks');
-    fs.mkdirSync(dir, { mode: 0o777 });
-    fs.chmodSync(dir, 0o777);
+    // the server's OS user owns it (on_promote writes into it); writable by others, the loader would refuse the hook
+    fs.mkdirSync(dir, { mode: 0o755 });
+    chownToServerUser(dir);
     const marker = path.join(dir, 'veto');
     fs.writeFileSync(marker, 'no');
     const hook = path.join(dir, 'before.ts');
@@ -224,8 +225,8 @@ describe('promoter: inherited synchronous_standby_names', () => {
     // the primary's commits wait for this standby: replication is synchronous
     await primary.query('CREATE TABLE synced(id int); INSERT INTO synced VALUES (1)');
     const dir = path.join(standby.baseDir, 'hooks');
-    fs.mkdirSync(dir, { mode: 0o777 });
-    fs.chmodSync(dir, 0o777);
+    fs.mkdirSync(dir, { mode: 0o755 });
+    chownToServerUser(dir);
     const out = path.join(dir, 'on_promote.log');
     standby.appendConf({ 'tsworker_promoter.on_promote': `cat >> ${out}; echo >> ${out}` });
     await standby.reload();

@@ -252,7 +252,7 @@ function osUserIds(): { uid: number; gid: number } {
 }
 
 /** Hand a path to the server's OS user (no-op when not root). */
-function chownToServerUser(p: string): void {
+export function chownToServerUser(p: string): void {
   if (!needRunuser()) return;
   const { uid, gid } = osUserIds();
   fs.chownSync(p, uid, gid);
