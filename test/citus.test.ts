@@ -26,7 +26,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { DistWriters, Formation, citusMissing, distWriteUntilOk, type FMember } from './citus-helpers';
 import { stepper } from './cluster-helpers';
-import { Cluster, getFreePort, waitFor } from './harness/cluster';
+import { Cluster, getFreePort, waitFor, signalPid } from './harness/cluster';
 import { Etcd } from './harness/etcd';
 import { logLines } from './helpers';
 
@@ -36,7 +36,7 @@ const step = stepper('citus.test');
 function killPostmaster(m: FMember): number {
   const pid = m.c.postmasterPid();
   assert.ok(pid, `${m.name} runs`);
-  process.kill(pid, 'SIGKILL');
+  signalPid(pid, 'SIGKILL');
   step(`killed ${m.name}'s postmaster (${pid})`);
   return Date.now();
 }

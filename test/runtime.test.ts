@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
-import { Cluster, pidAlive, waitFor } from './harness/cluster';
+import { Cluster, pidAlive, waitFor, signalPid } from './harness/cluster';
 import { CRASH_RESTART, installFixtures, logLines, workerPids } from './helpers';
 
 const FAULTS = ['fault_throw', 'fault_timer', 'fault_reject', 'fault_exit'];
@@ -172,7 +172,7 @@ describe('runtime', () => {
             }
           };
         });
-        process.kill(pid, 'SIGUSR1');
+        signalPid(pid, 'SIGUSR1');
         await answered;
       }
       const seconds = (Date.now() - start) / 1000;
@@ -192,7 +192,7 @@ describe('runtime', () => {
       const pids = await workerPids(c);
       for (const f of FAULTS) {
         await c.query('INSERT INTO fault_trigger VALUES ($1)', [f]);
-        process.kill(pids.get(f)!, 'SIGUSR1');
+        signalPid(pids.get(f)!, 'SIGUSR1');
       }
       for (const f of FAULTS) {
         await c.pollQueryUntil(`SELECT count(*) > 0 FROM fault_runs WHERE name = '${f}' AND run = 2`);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { Cluster, pidAlive, waitFor } from './harness/cluster';
+import { Cluster, pidAlive, waitFor, signalPid } from './harness/cluster';
 import { CRASH_RESTART, installFixtures, logLines } from './helpers';
 
 describe('interrupts and limits', () => {
@@ -51,7 +51,7 @@ describe('interrupts and limits', () => {
     await c.pollQueryUntil(`SELECT query = 'SELECT pg_sleep(60)' AND state = 'active' FROM pg_stat_activity WHERE pid = ${pid}`);
     const off = c.logOffset();
     const start = Date.now();
-    process.kill(pid, 'SIGTERM');
+    signalPid(pid, 'SIGTERM');
     await waitFor(() => !pidAlive(pid), { timeoutMs: 5_000, intervalMs: 20, what: 'the worker to exit' });
     const ms = Date.now() - start;
     assert.ok(ms < 2000, `worker exited ${ms} ms after SIGTERM`);

@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { MemberOps, Writers, startMembers, stepper, type Member } from './cluster-helpers';
-import { Cluster, PG_BIN, waitFor } from './harness/cluster';
+import { Cluster, PG_BIN, waitFor, signalPid } from './harness/cluster';
 import { Etcd } from './harness/etcd';
 import { Network } from './harness/netns';
 import { logLines } from './helpers';
@@ -227,14 +227,21 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
     await lead.c.query('SELECT pg_reload_conf()');
     await new Promise((r) => setTimeout(r, 300));
-    const receiver = Number(await cand.c.queryText('SELECT pid FROM pg_stat_wal_receiver'));
-    process.kill(receiver, 'SIGSTOP');
+    // a pid, never 0 or NaN: process.kill(0, ...) would stop this test's own process group
+    const receiver = await waitFor(
+      async () => {
+        const pid = Number(await cand.c.queryText(`SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'`));
+        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+      },
+      { timeoutMs: 30_000, what: `${cand.c.name}'s WAL receiver to stream` },
+    );
+    signalPid(receiver, 'SIGSTOP');
     const t0 = Date.now();
     let e: Awaited<ReturnType<typeof sqlError>>;
     try {
       e = await sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '4s')`, [cand.c.name]);
     } finally {
-      process.kill(receiver, 'SIGCONT');
+      signalPid(receiver, 'SIGCONT');
       await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
       await lead.c.query('SELECT pg_reload_conf()');
     }

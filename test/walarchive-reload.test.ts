@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 
-import { Cluster, waitFor } from './harness/cluster';
+import { Cluster, waitFor, signalPid } from './harness/cluster';
 import { archiveDir, archiveHost, archiveSource, archiveStatus, segno, segmentArchived, switchWal } from './walarchive-helpers';
 
 const SEG = 1024 * 1024;
@@ -178,7 +178,7 @@ describe('walarchive: a change made while connecting', () => {
     const src = await archiveSource('cx-src', clusters);
     const pid = src.postmasterPid()!;
     // a stopped postmaster accepts the connection but never answers: the worker stays connecting
-    process.kill(pid, 'SIGSTOP');
+    signalPid(pid, 'SIGSTOP');
     let host: Cluster;
     try {
       ({ host } = await archiveHost(
@@ -192,7 +192,7 @@ describe('walarchive: a change made while connecting', () => {
       await host.reload();
       await host.pollQueryUntil(`SELECT status->>'synchronous' FROM tsworker.workers WHERE name = 'walarchive'`, 'true');
     } finally {
-      process.kill(pid, 'SIGCONT');
+      signalPid(pid, 'SIGCONT');
     }
     await host.pollQueryUntil(`SELECT status->>'state' FROM tsworker.workers WHERE name = 'walarchive'`, 'streaming');
     // synchronous: each write is flushed and reported at once (with status_interval 1h, nothing else would report it)

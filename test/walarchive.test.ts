@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 
-import { Cluster, waitFor } from './harness/cluster';
+import { Cluster, waitFor, signalPid } from './harness/cluster';
 import { CRASH_RESTART, logLines } from './helpers';
 import {
   archiveDir,
@@ -76,7 +76,7 @@ describe('walarchive beside pg_receivewal, under pgbench', () => {
     await new Promise((r) => setTimeout(r, 2000));
     const pid = Number(await host.queryText(`SELECT pid FROM tsworker.workers WHERE name = 'walarchive'`));
     const off = host.logOffset();
-    process.kill(pid, 'SIGKILL');
+    signalPid(pid, 'SIGKILL');
     const resumed = await host.waitForLog(/streaming from ([0-9A-F]+\/[0-9A-F]+) on timeline 1, the end of ([0-9A-F]{24})\.partial in the archive/, off, 60_000);
     const m = /streaming from ([0-9A-F]+)\/([0-9A-F]+) on timeline 1, the end of ([0-9A-F]{24})\.partial/.exec(resumed)!;
     const offsetInSegment = Number(BigInt(`0x${m[2]}`) % BigInt(SEG));

@@ -294,6 +294,16 @@ export function getFreePort(): Promise<number> {
 }
 
 /**
+ * Send `sig` to `pid`, which must be a process id: a pid read from a query
+ * that found no row is 0 (Number('')), and process.kill(0, ...) would
+ * signal this test's own process group (SIGSTOP froze a whole run once).
+ */
+export function signalPid(pid: number, sig: NodeJS.Signals): void {
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`refusing to send ${sig} to pid ${pid}: not a process id (did the query find the process?)`);
+  process.kill(pid, sig);
+}
+
+/**
  * True if a process with this pid exists and is not a zombie.
  *
  * A SIGKILLed postmaster is reparented to PID 1 and may stay a zombie for a
