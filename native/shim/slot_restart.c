@@ -154,14 +154,7 @@ tsw_slot_restart_start(const char *name)
 	LWLockAcquire(tsw_shared->lock, LW_EXCLUSIVE);
 	slot->starting_by = 0;
 	if (pid < 0)
-	{
-		slot->state = TSW_STATE_STOPPED;
-		slot->last_exit = 0;
-		snprintf(slot->last_error, sizeof(slot->last_error),
-				 "not restarted: no free background worker slot (max_worker_processes is %d)",
-				 max_worker_processes);
-		slot->last_error_at = GetCurrentTimestamp();
-	}
+		tsw_slot_mark_no_bgworker(slot, "not restarted: no free background worker slot");
 	LWLockRelease(tsw_shared->lock);
 	return pid;
 }

@@ -105,16 +105,9 @@ tsw_slot_init_static(TswSlot *slot, const TswWorkerSpec *spec)
 	strlcpy(slot->settings, spec->settings ? spec->settings : "{}", sizeof(slot->settings));
 	slot->start_time = spec->start_time;
 	tsw_slot_reset_for_start(slot);
+	/* as if stopped: tsworker.start() or launch() can start it */
 	if (spec->not_registered)
-	{
-		/* as if stopped: tsworker.start() or launch() can start it */
-		slot->state = TSW_STATE_STOPPED;
-		slot->last_exit = 0;
-		snprintf(slot->last_error, sizeof(slot->last_error),
-				 "not started: no free background worker slot at server start (max_worker_processes is %d)",
-				 max_worker_processes);
-		slot->last_error_at = GetCurrentTimestamp();
-	}
+		tsw_slot_mark_no_bgworker(slot, "not started: no free background worker slot at server start");
 }
 
 static void
@@ -139,6 +132,20 @@ tsw_shmem_startup(void)
 			tsw_slot_init_static(&tsw_shared->slots[i], &tsw_static_specs[i]);
 	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Caller holds the lock.  The worker is stopped (tsworker.start() can start
+ * it); last_error says why, with the max_worker_processes in force.
+ */
+void
+tsw_slot_mark_no_bgworker(TswSlot *slot, const char *what)
+{
+	slot->state = TSW_STATE_STOPPED;
+	slot->last_exit = 0;
+	snprintf(slot->last_error, sizeof(slot->last_error),
+			 "%s (max_worker_processes is %d)", what, max_worker_processes);
+	slot->last_error_at = GetCurrentTimestamp();
 }
 
 /* Caller holds the lock. */

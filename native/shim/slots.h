@@ -26,6 +26,9 @@ extern TswShared *tsw_shared;
 /* Put a slot in the state of a worker about to be (re)started. */
 extern void tsw_slot_reset_for_start(TswSlot *slot);
 
+/* Mark a slot stopped because no background worker slot was free; `what`: "not started ..." */
+extern void tsw_slot_mark_no_bgworker(TswSlot *slot, const char *what);
+
 /* This process runs slot `index`'s worker (worker_slot.c; after a claim). */
 extern void tsw_slot_adopt(int index);
 
