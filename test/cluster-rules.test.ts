@@ -67,8 +67,17 @@ describe('election', () => {
     assert.match((elect(input(member('b', 0), [], { leaderOptime: 2 * 1024 * 1024 })) as { why: string }).why, /maximum_lag_on_failover/);
   });
 
-  test('a peer that is ineligible or a fenced primary does not stop the most advanced eligible member', () => {
-    assert.equal(elect(input(member('b', 900), [member('a', 5000, { nofailover: true }), member('c', 5000, { recovery: false })])).take, true);
+  test('a peer that is ineligible, or a fenced primary behind this member, does not stop the most advanced eligible member', () => {
+    assert.equal(elect(input(member('b', 900), [member('a', 5000, { nofailover: true }), member('c', 800, { recovery: false })])).take, true);
+    assert.equal(elect(input(member('b', 900), [member('c', 5000, { recovery: false, timeline: 0 })], { clusterTimeline: 1 })).take, true, 'a primary on an old timeline');
+    assert.equal(elect(input(member('b', 900), [member('c', 5000, { recovery: false, source: 'etcd' })])).take, true, 'a primary that did not answer');
+  });
+
+  test('a fenced primary back in etcd with at least as much WAL takes the key back: a standby yields (review 14 finding 1)', () => {
+    assert.match((elect(input(member('b', 900), [member('c', 900, { recovery: false })])) as { why: string }).why, /member "c" is a primary \(fenced\)/);
+    assert.equal(elect(input(member('b', 900), [member('c', 5000, { recovery: false })])).take, false);
+    // the primary itself, compared with the standbys, takes it
+    assert.equal(elect(input(member('c', 5000, { recovery: false }), [member('b', 900)])).take, true);
     assert.match((elect(input(member('b', 900), [member('a', 5000, { recovery: false, writable: true })])) as { why: string }).why, /is a primary that accepts writes/);
   });
 

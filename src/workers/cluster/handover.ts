@@ -46,6 +46,8 @@ export interface HandoverHost {
   /** Called just before writes stop (a Citus worker group pauses its writes on the coordinator, docs/citus.md). */
   beforeDemote?(): Promise<void>;
   leaseId(): string;
+  /** The request's state changed (as this leader wrote it): show it in the status now, while the handover runs. */
+  progress(req: FailoverRequest): void;
   loopWaitMs(): number;
   retryTimeoutMs(): number;
   maxLagBytes(): number;
@@ -105,6 +107,7 @@ async function candidateProblem(h: HandoverHost, view: ClusterView, local: Local
 
 async function refuse(h: HandoverHost, req: FailoverRequest, lease: string, reason: string): Promise<'refused'> {
   h.event('switchover_refused', { id: req.id, to: req.member, reason }, 'warning');
+  h.progress({ ...req, state: 'refused', reason });
   await h.dcs.updateFailover({ ...req, state: 'refused', reason }, lease).catch(() => false);
   return 'refused';
 }
@@ -128,6 +131,7 @@ export async function leadSwitchover(
   const problem = await candidateProblem(h, view, local, to);
   if (problem) return refuse(h, req, lease, problem);
   if (!(await h.dcs.updateFailover({ ...req, state: 'accepted' }, lease))) return 'refused';
+  h.progress({ ...req, state: 'accepted' });
   h.event('switchover_started', { id: req.id, to, requestedBy: req.requested_by });
 
   // 2. a checkpoint while writes still go on (over a client connection: the loop keeps renewing the lease)
@@ -165,6 +169,7 @@ export async function leadSwitchover(
   const final = h.w.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')[0].lsn;
   const finalBytes = lsnToNumber(final) ?? 0;
   await h.dcs.updateFailover({ ...req, state: 'fenced', lsn: finalBytes, fenced_at: fencedAt }, lease).catch(() => false);
+  h.progress({ ...req, state: 'fenced', lsn: finalBytes, fenced_at: fencedAt });
 
   // 4. the candidate has everything up to F
   const limit = Math.min(CATCH_UP_MS, Math.max(1000, Date.parse(req.deadline) - Date.now()));
@@ -198,6 +203,7 @@ export async function leadSwitchover(
   }
   const handed: FailoverRequest = { ...req, state: 'handed_over', lsn: finalBytes, fenced_at: fencedAt };
   if (!(await h.dcs.handOver(h.name, h.leaseId(), to, target.lease, handed, lease))) return 'lost';
+  h.progress(handed);
   h.event('switchover_handed_over', {
     id: req.id,
     to,

@@ -220,6 +220,7 @@ export class ClusterMember {
         await m.renewLease();
       }
       m.view = view;
+      m.running = null; // the `failover` key just read says where a switchover this member ran stands
       m.viewAt = Date.now();
       m.expiry.contact();
       m.expiry.observe(view.leader?.lease ?? null, view.statusRevision);
