@@ -4,7 +4,7 @@
  * operations of the SQL functions (docs/failover.md).
  *
  *   pg_tsworker_ctl rejoin -D DATADIR
- *   pg_tsworker_ctl switchover -D DATADIR [--candidate NAME] [--timeout SECONDS]
+ *   pg_tsworker_ctl switchover -D DATADIR [--candidate NAME] [--leader NAME] [--timeout SECONDS]
  *   pg_tsworker_ctl failover -D DATADIR --candidate NAME [--force] [--timeout SECONDS]
  *   pg_tsworker_ctl pause|resume -D DATADIR
  *
@@ -16,6 +16,7 @@
  */
 import { execFileSync } from 'child_process';
 import * as path from 'path';
+import { performance } from 'perf_hooks';
 import { parseArgs } from 'util';
 
 import { CtlError, run as runOp, type CtlOptions } from './ctl';
@@ -23,10 +24,11 @@ import { rejoin } from './rejoin';
 import { memberName } from './settings';
 
 const USAGE = `usage: pg_tsworker_ctl rejoin -D DATADIR [--worker NAME]
-       pg_tsworker_ctl switchover -D DATADIR [--candidate NAME] [--timeout SECONDS] [--worker NAME]
+       pg_tsworker_ctl switchover -D DATADIR [--candidate NAME] [--leader NAME] [--timeout SECONDS] [--worker NAME]
        pg_tsworker_ctl failover -D DATADIR --candidate NAME [--force] [--timeout SECONDS] [--worker NAME]
        pg_tsworker_ctl pause|resume -D DATADIR [--worker NAME]
-DATADIR defaults to $PGDATA; --timeout is 1 to 3600 seconds (default 60).`;
+DATADIR defaults to $PGDATA; --timeout is 1 to 3600 seconds (default 60);
+--leader: refuse unless that member leads (nothing is requested otherwise).`;
 
 const OPS = ['rejoin', 'switchover', 'failover', 'pause', 'resume'] as const;
 type Op = (typeof OPS)[number];
@@ -34,7 +36,7 @@ type Op = (typeof OPS)[number];
 /** Which options each operation takes: anything else is a usage error. */
 const ALLOWED: Record<Op, string[]> = {
   rejoin: ['pgdata', 'worker'],
-  switchover: ['pgdata', 'worker', 'candidate', 'timeout'],
+  switchover: ['pgdata', 'worker', 'candidate', 'leader', 'timeout'],
   failover: ['pgdata', 'worker', 'candidate', 'timeout', 'force'],
   pause: ['pgdata', 'worker'],
   resume: ['pgdata', 'worker'],
@@ -46,6 +48,7 @@ interface Command {
   dir: string;
   worker: string;
   candidate: string | null;
+  leader: string | null;
   force: boolean;
   timeoutMs: number;
 }
@@ -64,6 +67,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         pgdata: { type: 'string', short: 'D' },
         worker: { type: 'string' },
         candidate: { type: 'string' },
+        leader: { type: 'string' },
         timeout: { type: 'string' },
         force: { type: 'boolean' },
       },
@@ -82,6 +86,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (!dir) throw new UsageError('no data directory: give -D DATADIR or set PGDATA');
   if (values.worker !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(values.worker)) throw new UsageError(`invalid worker name "${values.worker}"`);
   if (values.candidate !== undefined && values.candidate.trim() === '') throw new UsageError('--candidate must name a member');
+  if (values.leader !== undefined && values.leader.trim() === '') throw new UsageError('--leader must name a member');
   if (op === 'failover' && values.candidate === undefined) throw new UsageError('failover needs --candidate NAME');
   let timeoutMs = 60_000;
   if (values.timeout !== undefined) {
@@ -89,7 +94,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     if (!/^\d+(\.\d+)?$/.test(values.timeout.trim()) || !(secs >= 1 && secs <= 3600)) throw new UsageError(`--timeout must be a number of seconds from 1 to 3600, not "${values.timeout}"`);
     timeoutMs = Math.round(secs * 1000);
   }
-  return { op, dir, worker: values.worker ?? 'promoter', candidate: values.candidate ?? null, force: values.force ?? false, timeoutMs };
+  return { op, dir, worker: values.worker ?? 'promoter', candidate: values.candidate ?? null, leader: values.leader ?? null, force: values.force ?? false, timeoutMs };
 }
 
 /** A setting of this member's configuration (`postgres -C`): '' when unset. */
@@ -151,10 +156,13 @@ async function main(argv: string[]): Promise<number> {
   const o: CtlOptions = {
     ...base,
     candidate: cmd.candidate,
+    leader: cmd.leader,
     force: cmd.force,
     timeoutMs: cmd.timeoutMs,
     maxLagBytes: (Number(get('maximum_lag_on_failover')) || 1024) * 1024,
     pid: null,
+    // the timeout counts from this command's start, its settings lookups included
+    startedAt: Math.floor(performance.timeOrigin),
   };
   const res = await runOp(op, o);
   process.stdout.write(`${JSON.stringify(res)}\n`);

@@ -7,7 +7,7 @@
  *
  *   pg_tsworker_node ctl.js switchover|failover|pause|resume --hosts H --scope S --name ME
  *       [--namespace P] [--citus_group G] [--candidate C] [--force on] [--timeout MS] [--retry_timeout MS]
- *       [--max_lag KB] [--pid N]
+ *       [--max_lag KB] [--pid N] [--leader L] [--started_at EPOCH_MS]
  *
  * Prints one line: `ok<TAB><JSON>`, or `error<TAB><SQLSTATE><TAB><message><TAB><detail><TAB><hint>`.
  *
@@ -48,6 +48,8 @@ export interface CtlOptions {
   /** The member asking (its name goes into the request). */
   name: string;
   candidate: string | null;
+  /** Switchover: the member expected to lead (Patroni's `--leader`); refused when another one does. */
+  leader?: string | null;
   force: boolean;
   timeoutMs: number;
   retryTimeoutMs: number;
@@ -55,6 +57,18 @@ export interface CtlOptions {
   maxLagBytes: number;
   /** The backend asking (the leader keeps that session when it stops writes). */
   pid: number | null;
+  /**
+   * When the call began (Date.now() of the calling backend, before this
+   * process started): the timeout counts from it. Default: now.
+   */
+  startedAt?: number;
+}
+
+/** When the call's clock started: `startedAt` if it is sane (not in the future, not before the timeout), else now. */
+function callStart(o: CtlOptions): number {
+  const now = Date.now();
+  const s = o.startedAt;
+  return s !== undefined && Number.isFinite(s) && s <= now && s > now - o.timeoutMs - 60_000 ? s : now;
 }
 
 const OBJECT_NOT_IN_PREREQUISITE_STATE = '55000';
@@ -183,7 +197,7 @@ async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number
 
 /** tsworker.switchover(candidate, timeout). */
 export async function switchover(o: CtlOptions): Promise<Record<string, unknown>> {
-  const t0 = Date.now();
+  const t0 = callStart(o);
   const dcs = open(o);
   try {
     const view = await readView(dcs, o);
@@ -191,6 +205,14 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
       throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `no member leads cluster "${o.scope}": a switchover needs a leader`, '', 'When the leader is gone, use tsworker.failover(candidate).');
     }
     const leader = view.leader.name;
+    if (o.leader != null && o.leader !== leader) {
+      throw new CtlError(
+        OBJECT_NOT_IN_PREREQUISITE_STATE,
+        `member "${o.leader}" does not lead cluster "${o.scope}": member "${leader}" does`,
+        'The leader changed since the switchover was planned (another switchover or a failover); nothing was requested.',
+        `Check the cluster, then call tsworker.switchover(..., leader => '${leader}') if the move is still wanted.`,
+      );
+    }
     const busy = inProgress(view);
     if (busy) throw new CtlError(OBJECT_IN_USE, `a ${busy.kind} to member "${busy.member}" is in progress (state ${busy.state}, requested at ${busy.requested_at})`);
     const lm = view.members.get(leader);
@@ -225,6 +247,9 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
       deadline: new Date(t0 + o.timeoutMs).toISOString(),
       state: 'requested',
     };
+    if (Date.now() - t0 >= o.timeoutMs) {
+      throw new CtlError(QUERY_CANCELED, `switchover to member "${to.name}" did not start within ${o.timeoutMs} ms`, 'The checks took the whole timeout (counted from the call); nothing was requested.');
+    }
     await post(dcs, view, req, o);
     process.stderr.write(`pg_tsworker: switchover ${req.id} from "${leader}" to "${to.name}" requested on "${o.name}" (checked in ${Date.now() - t0} ms)\n`);
     const done = await outcome(dcs, req, o, t0);
@@ -246,7 +271,7 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
 
 /** tsworker.failover(candidate, force, timeout). */
 export async function failover(o: CtlOptions): Promise<Record<string, unknown>> {
-  const t0 = Date.now();
+  const t0 = callStart(o);
   if (!o.candidate) throw new CtlError(INVALID_PARAMETER_VALUE, 'a manual failover needs a candidate');
   const dcs = open(o);
   try {
@@ -358,11 +383,13 @@ export function optionsFrom(argv: string[]): CtlOptions {
     citusGroup: Number(arg(argv, 'citus_group') ?? -1),
     name: arg(argv, 'name') ?? '',
     candidate: arg(argv, 'candidate') || null,
+    leader: arg(argv, 'leader') || null,
     force: arg(argv, 'force') === 'on',
     timeoutMs: num('timeout', 60_000),
     retryTimeoutMs: num('retry_timeout', 750),
     maxLagBytes: num('max_lag', 1024) * 1024,
     pid: num('pid', 0) || null,
+    startedAt: num('started_at', 0) || undefined,
   };
 }
 
