@@ -174,6 +174,11 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     assert.equal(e.code, '55000');
     assert.match(e.message, new RegExp(`member "${other.c.name}" does not lead cluster "sr": member "${lead.c.name}" does`));
     assert.equal((await sqlError(other, `SELECT tsworker.switchover($1, leader => '')`, [cand.c.name])).code, '22023');
+    // finding 14: a name that is not a member is said first, not hinted at as a switchover target
+    const f = await sqlError(other, `SELECT tsworker.failover('nosuch')`);
+    assert.equal(f.code, '42704');
+    assert.doesNotMatch(`${f.message} ${f.hint ?? ''}`, /switchover\('nosuch'\)/);
+    assert.match(f.detail ?? '', new RegExp(`Members alive in etcd: .*${lead.c.name}`));
     let cli: { code: number; err: string } = { code: 0, err: '' };
     try {
       await net.exec(other.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'switchover', '-D', other.c.dataDir, '--candidate', cand.c.name, '--leader', other.c.name], { timeoutMs: 60_000 });
@@ -196,6 +201,25 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   });
 
   const promoterPid = async (m: Member) => Number(await m.c.queryText(`SELECT pid FROM tsworker.workers WHERE name = 'promoter'`));
+
+  test('pause(): every member\'s /patroni body says "pause": true soon after the call returns (finding 5)', async (t) => {
+    const lead = await ops.leader();
+    try {
+      assert.equal((await lead.c.query<{ p: boolean }>('SELECT tsworker.pause() AS p'))[0].p, true);
+      const t0 = Date.now();
+      await waitFor(async () => {
+        const bodies = await ops.healthFull('GET', '/patroni');
+        return Object.values(bodies).every((b) => b.code !== 0 && JSON.parse(b.body).pause === true) || undefined;
+      }, { timeoutMs: 10_000, intervalMs: 20, what: 'every /patroni body to say pause' });
+      t.diagnostic(`every /patroni body said "pause": true ${Date.now() - t0} ms after pause() returned (loop_wait 500 ms)`);
+    } finally {
+      await lead.c.query('SELECT tsworker.resume()');
+    }
+    await waitFor(async () => {
+      const bodies = await ops.healthFull('GET', '/patroni');
+      return Object.values(bodies).every((b) => b.code !== 0 && JSON.parse(b.body).pause === undefined) || undefined;
+    }, { timeoutMs: 10_000, what: 'every /patroni body without pause' });
+  });
 
   test('etcd frozen longer than ttl (every lease expires): a lagging standby back first does not win an election of one; the old leader takes the key back (finding 1)', async (t) => {
     const lead = await ops.leader();

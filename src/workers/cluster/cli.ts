@@ -15,6 +15,7 @@
  * `--bindir` (PostgreSQL's programs) first.
  */
 import { execFileSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { parseArgs } from 'util';
@@ -97,6 +98,27 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   return { op, dir, worker: values.worker ?? 'promoter', candidate: values.candidate ?? null, leader: values.leader ?? null, force: values.force ?? false, timeoutMs };
 }
 
+/**
+ * What makes `dir` unusable before `postgres -C` is asked (whose own
+ * messages are raw), as pg_ctl words it; null when fine. A configuration
+ * directory without PG_VERSION (Debian's /etc/postgresql/15/main) is fine.
+ */
+export function dataDirProblem(dir: string, uid = process.getuid?.()): string | null {
+  if (uid === 0) return 'cannot be run as root; run it as the server\'s OS user (for example: runuser -u postgres -- pg_tsworker_ctl ...)';
+  let st;
+  try {
+    st = fs.statSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? `directory "${dir}" does not exist` : `could not access directory "${dir}": ${code ?? (err as Error).message}`;
+  }
+  if (!st.isDirectory()) return `"${dir}" is not a directory`;
+  if (!fs.existsSync(path.join(dir, 'PG_VERSION')) && !fs.existsSync(path.join(dir, 'postgresql.conf'))) {
+    return `directory "${dir}" is not a database cluster directory (neither PG_VERSION nor postgresql.conf in it)`;
+  }
+  return null;
+}
+
 /** A setting of this member's configuration (`postgres -C`): '' when unset. */
 function setting(bindir: string, dataDir: string, name: string): string {
   try {
@@ -107,8 +129,10 @@ function setting(bindir: string, dataDir: string, name: string): string {
     }).trim();
   } catch (err) {
     // a setting that is not in the configuration at all: "unrecognized configuration parameter"
-    if (/unrecognized configuration parameter/.test(String((err as { stderr?: string }).stderr))) return '';
-    throw err;
+    const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
+    if (/unrecognized configuration parameter/.test(stderr)) return '';
+    // postgres's own words, without the command line
+    throw new Error(`could not read ${name} from the configuration of "${dataDir}": ${stderr.replace(/^postgres: /, '') || (err as Error).message}`);
   }
 }
 
@@ -132,6 +156,11 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const { op, dir, worker } = cmd;
+  const problem = dataDirProblem(dir);
+  if (problem) {
+    process.stderr.write(`pg_tsworker_ctl: ${problem}\n`);
+    return 1;
+  }
   const get = (s: string) => setting(bindir, dir, `tsworker_${worker}.${s}`);
   const hosts = get('etcd_hosts');
   if (!hosts) {

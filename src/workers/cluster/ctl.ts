@@ -278,6 +278,14 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
     const view = await readView(dcs, o);
     const busy = inProgress(view);
     if (busy) throw new CtlError(OBJECT_IN_USE, `a ${busy.kind} to member "${busy.member}" is in progress (state ${busy.state}, requested at ${busy.requested_at})`);
+    // the name first: a hint must never recommend a member that does not exist
+    if (!view.members.has(o.candidate)) {
+      throw new CtlError(
+        UNDEFINED_OBJECT,
+        `member "${o.candidate}" is not a member of cluster "${o.scope}"`,
+        `Members alive in etcd: ${[...view.members.keys()].join(', ') || 'none'} (a member whose server or promoter stopped longer than ttl has no key).`,
+      );
+    }
     if (view.leader) {
       throw new CtlError(
         OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -288,7 +296,7 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
     }
     const members = await askMembers(view, '', o.retryTimeoutMs);
     const to = members.find((m) => m.name === o.candidate);
-    if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members: ${[...view.members.keys()].join(', ')}.`);
+    if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members alive in etcd: ${[...view.members.keys()].join(', ')}.`);
     if (to.nofailover || to.priority <= 0) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" has the nofailover tag (or priority 0)`);
     if (to.source !== 'direct') throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" does not answer, so its WAL position is unknown`);
     const live = members.find((m) => m.source === 'direct' && !m.recovery && m.writable);

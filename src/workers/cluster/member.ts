@@ -179,6 +179,11 @@ export class ClusterMember {
           if (kv) m.expiry.statusWritten(kv.modRevision);
           return;
         }
+        if (key === 'config') {
+          // pause/resume: every member shows it (status, health endpoints) at once, not a loop later
+          this.trigger('the cluster configuration (pause) changed');
+          return;
+        }
         if (key === 'leader') m.expiry.observe(what === 'put' && kv ? kv.lease : null, m.view?.statusRevision ?? null);
         if (key === 'failover') {
           this.trigger(`an operator's request was ${what === 'delete' ? 'deleted' : 'posted or updated'}`);
