@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { MemberOps, startMembers, stepper, type Member } from './cluster-helpers';
+import { MemberOps, freezeWalReceiver, startMembers, stepper, type Member } from './cluster-helpers';
 import { PG_BIN, waitFor, signalPid } from './harness/cluster';
 import { Etcd } from './harness/etcd';
 import { Network } from './harness/netns';
@@ -122,17 +122,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     const [cand, caller] = members.filter((m) => m !== lead);
     for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
     // the candidate's WAL receiver frozen: the leader stays fenced, waiting for it, until the deadline
-    await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
-    await lead.c.query('SELECT pg_reload_conf()');
-    await sleep(300);
-    const receiver = await waitFor(
-      async () => {
-        const pid = Number(await cand.c.queryText(`SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'`));
-        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-      },
-      { timeoutMs: 30_000, what: `${cand.c.name}'s WAL receiver` },
-    );
-    signalPid(receiver, 'SIGSTOP');
+    const thaw = await freezeWalReceiver(lead, cand);
     const samples: any[] = [];
     let e: { code?: string; message?: string } | null;
     try {
@@ -149,9 +139,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
       }
       e = await call;
     } finally {
-      signalPid(receiver, 'SIGCONT');
-      await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
-      await lead.c.query('SELECT pg_reload_conf()');
+      await thaw();
     }
     t.diagnostic(`call: ${e?.code} ${e?.message}`);
     assert.equal(e?.code, '57014');
@@ -164,6 +152,37 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     assert.equal(during.switchover.kind, 'switchover');
     assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader after the refusal');
     await waitFor(async () => (await ops.status(lead.c))?.fenced === false || undefined, { timeoutMs: 10_000, what: 'the status to say unfenced' });
+    await ops.streamsFrom(cand, lead);
+  });
+
+  test('cancelling the call calls the switchover off: the leader resumes writes at once, not at the deadline (finding 10)', async (t) => {
+    const lead = await ops.leader();
+    const [cand, caller] = members.filter((m) => m !== lead);
+    for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
+    const off = lead.c.logOffset();
+    const session = await caller.c.connect();
+    const thaw = await freezeWalReceiver(lead, cand);
+    try {
+      const pid = Number((await session.query<{ p: number }>('SELECT pg_backend_pid() AS p')).rows[0].p);
+      const call = session.query(`SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]).then(
+        () => null,
+        (err: { code?: string }) => err,
+      );
+      await waitFor(async () => (await ops.status(lead.c).catch(() => null))?.fenced === true || undefined, { timeoutMs: 20_000, intervalMs: 50, what: 'the leader fenced for the switchover' });
+      const t0 = Date.now();
+      await caller.c.query('SELECT pg_cancel_backend($1)', [pid]);
+      assert.equal((await call)?.code, '57014');
+      const lines = await waitFor(() => {
+        const l = logLines(lead.c, /tsworker "promoter": switchover_refused: /, off);
+        return l.length > 0 ? l : undefined;
+      }, { timeoutMs: 20_000, what: 'the leader to end the switchover' });
+      t.diagnostic(`${Date.now() - t0} ms after the cancel: ${lines[0].replace(/.*switchover_refused: /, '').slice(0, 200)}`);
+      assert.match(lines[0], /the request was withdrawn \(its caller was cancelled\)/);
+      assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader, writable again');
+    } finally {
+      await thaw();
+      await session.end().catch(() => undefined);
+    }
     await ops.streamsFrom(cand, lead);
   });
 

@@ -20,7 +20,7 @@ import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { parseArgs } from 'util';
 
-import { CtlError, run as runOp, type CtlOptions } from './ctl';
+import { CtlError, run as runOp, withdrawOnSignals, type CtlOptions } from './ctl';
 import { rejoin } from './rejoin';
 import { memberName } from './settings';
 
@@ -193,6 +193,8 @@ async function main(argv: string[]): Promise<number> {
     // the timeout counts from this command's start, its settings lookups included
     startedAt: Math.floor(performance.timeOrigin),
   };
+  // Ctrl-C (or systemd stopping the command) calls a switchover off, as a cancelled SQL call does
+  withdrawOnSignals(['SIGINT', 'SIGTERM'], 130);
   const res = await runOp(op, o);
   process.stdout.write(`${JSON.stringify(res)}\n`);
   return 0;

@@ -124,11 +124,44 @@ function switchoverProblem(c: Candidate, leaderLsn: number | null, timeline: num
   return null;
 }
 
+/** The request this process posted and still waits for: withdrawn if the process is told to stop. */
+let posted: { dcs: Dcs; id: string } | null = null;
+
+/**
+ * On these signals, withdraw the request this process waits for (delete
+ * the `failover` key if it still holds it, within 1 s), then exit: a
+ * cancelled SQL call (its child gets SIGINT or SIGTERM) or an
+ * interrupted pg_tsworker_ctl calls its switchover off, and a leader that
+ * had stopped writes for it resumes them at once (handover.ts).
+ */
+export function withdrawOnSignals(signals: NodeJS.Signals[], exitCode: number): void {
+  let stopping = false;
+  for (const sig of signals) {
+    process.on(sig, () => {
+      if (stopping) return; // a cancelled call may bring SIGINT (to the process group), then SIGTERM (from the backend)
+      stopping = true;
+      const p = posted;
+      const done = () => process.exit(exitCode);
+      if (!p) done();
+      else {
+        process.stderr.write(`pg_tsworker: ${sig}: withdrawing request ${p.id}\n`);
+        setTimeout(done, 1000).unref();
+        p.dcs.deleteFailover(p.id).then(done, (err: Error) => {
+          process.stderr.write(`pg_tsworker: could not withdraw request ${p.id}: ${err.message}\n`);
+          done();
+        });
+      }
+    });
+  }
+}
+
 async function post(dcs: Dcs, view: ClusterView, req: FailoverRequest, o: CtlOptions): Promise<void> {
   const stale = view.failover && !inProgress(view) ? view.failover.modRevision : null;
   // the key outlives the deadline by the time a caller waits to learn the outcome
   const ttl = Math.ceil((o.timeoutMs + OUTCOME_GRACE_MS) / 1000) + 2;
+  posted = { dcs, id: req.id };
   if (!(await dcs.postFailover(req, ttl, stale))) {
+    posted = null;
     throw new CtlError(OBJECT_IN_USE, 'another switchover or failover was requested at the same moment');
   }
 }
@@ -265,6 +298,7 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
       ms: Date.now() - t0,
     };
   } finally {
+    posted = null;
     dcs.close();
   }
 }
@@ -338,6 +372,7 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
       ms: Date.now() - t0,
     };
   } finally {
+    posted = null;
     dcs.close();
   }
 }
@@ -407,6 +442,9 @@ function clean(text: string): string {
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
+  // SIGTERM: the backend, its call cancelled; SIGINT/SIGTERM also reach this process directly, in the
+  // backend's process group, from pg_cancel_backend()/pg_terminate_backend()
+  withdrawOnSignals(['SIGTERM', 'SIGINT'], 1);
   run(argv[0] ?? '', optionsFrom(argv))
     .then((res) => {
       process.stdout.write(`ok\t${JSON.stringify(res)}\n`);

@@ -46,6 +46,8 @@ export interface HandoverHost {
   /** Called just before writes stop (a Citus worker group pauses its writes on the coordinator, docs/citus.md). */
   beforeDemote?(): Promise<void>;
   leaseId(): string;
+  /** Whether the request was deleted (withdrawn by its caller) after performance.now() was `t`. */
+  withdrawnSince(t: number): boolean;
   /** The request's state changed (as this leader wrote it): show it in the status now, while the handover runs. */
   progress(req: FailoverRequest): void;
   loopWaitMs(): number;
@@ -147,6 +149,7 @@ export async function leadSwitchover(
     client.end().catch(() => undefined);
   }
   const checkpointMs = Math.round(performance.now() - t0);
+  if (h.withdrawnSince(t0)) return refuse(h, req, lease, 'the request was withdrawn (its caller was cancelled) before writes stopped');
 
   // 3. writes stop; sessions end so that no commit is in flight; the final position
   await h.beforeDemote?.();
@@ -178,6 +181,11 @@ export async function leadSwitchover(
   for (;;) {
     flushed = readReplicas(h.w).find((r) => r.name === to)?.flush ?? null;
     if (flushed !== null && flushed >= finalBytes) break;
+    if (h.withdrawnSince(t0)) {
+      // the caller was cancelled (or pg_tsworker_ctl interrupted): call it off now, not at the deadline
+      await h.keep(true).catch(() => undefined);
+      return refuse(h, req, lease, `the request was withdrawn (its caller was cancelled) while member "${to}" caught up; writes resumed here`);
+    }
     if (performance.now() - tf > limit) {
       await h.keep(true).catch(() => undefined);
       const got = flushed === null ? `stopped streaming from this leader before it flushed ${final}` : `flushed WAL only up to ${numberToLsn(flushed)} of ${final}`;
@@ -197,6 +205,10 @@ export async function leadSwitchover(
   // 5. the key goes to the candidate's lease, with the state, in one transaction
   const fresh = await h.dcs.read();
   const target = fresh.members.get(to);
+  if (fresh.failover?.id !== req.id || h.withdrawnSince(t0)) {
+    await h.keep(true).catch(() => undefined);
+    return refuse(h, req, lease, 'the request was withdrawn (its caller was cancelled) before the handover; writes resumed here');
+  }
   if (!target) {
     await h.keep(true).catch(() => undefined);
     return refuse(h, req, lease, `member "${to}" left the cluster during the switchover; writes resumed here`);

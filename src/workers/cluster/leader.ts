@@ -76,6 +76,7 @@ function handoverHost(m: MemberCore): HandoverHost {
     closeFence: (reason) => m.fence.close(reason),
     beforeDemote: async () => m.citus?.beforeDemote(),
     leaseId: () => m.lease!.id,
+    withdrawnSince: (t) => m.failoverDeletedAt > t,
     progress: (req) => {
       m.running = req;
       publishStatus(m);

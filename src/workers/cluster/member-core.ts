@@ -78,6 +78,8 @@ export class MemberCore {
    * key last read, until the next read of etcd.
    */
   running: FailoverRequest | null = null;
+  /** performance.now() when the watch last saw `failover` deleted (a caller withdrew its request). */
+  failoverDeletedAt = 0;
   /** This server is shutting down after handing the leader key over. */
   handedOver = false;
   readonly serverVersion: number;

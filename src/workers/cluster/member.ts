@@ -186,6 +186,7 @@ export class ClusterMember {
         }
         if (key === 'leader') m.expiry.observe(what === 'put' && kv ? kv.lease : null, m.view?.statusRevision ?? null);
         if (key === 'failover') {
+          if (what === 'delete') m.failoverDeletedAt = performance.now();
           this.trigger(`an operator's request was ${what === 'delete' ? 'deleted' : 'posted or updated'}`);
           return;
         }
