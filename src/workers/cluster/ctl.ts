@@ -3,7 +3,8 @@
  * by the SQL functions `tsworker.switchover()`, `tsworker.failover()`,
  * `tsworker.pause()` and `tsworker.resume()` (native/shim/cluster_ctl.c
  * runs this script in a pg_tsworker_node child of the calling backend: a
- * cancel kills it) and by `pg_tsworker_ctl` (cli.ts).
+ * cancel makes it withdraw its request, ctl-request.ts) and by
+ * `pg_tsworker_ctl` (cli.ts).
  *
  *   pg_tsworker_node ctl.js switchover|failover|pause|resume --hosts H --scope S --name ME
  *       [--namespace P] [--citus_group G] [--candidate C] [--force on] [--timeout MS] [--retry_timeout MS]
@@ -15,102 +16,37 @@
  * /failover) with a deadline, attached to a lease that ends with it; the
  * members act on it (handover.ts, leader.ts, takeover.ts) and record its progress there;
  * this side checks what it can beforehand, so that a request that cannot
- * succeed is refused at once with its reason, and waits for the outcome.
+ * succeed is refused at once with its reason, and waits for the outcome
+ * (ctl-request.ts).
  */
 import { randomBytes } from 'crypto';
 
-import { Dcs, DcsError } from './dcs';
-import type { ClusterView, FailoverRequest } from './dcs-records';
+import {
+  CONNECTION_FAILURE,
+  CtlError,
+  INVALID_PARAMETER_VALUE,
+  OBJECT_IN_USE,
+  OBJECT_NOT_IN_PREREQUISITE_STATE,
+  QUERY_CANCELED,
+  UNDEFINED_OBJECT,
+  callStart,
+  inProgress,
+  lsnText,
+  open,
+  outcome,
+  post,
+  readView,
+  settled,
+  withdrawOnSignals,
+  type CtlOptions,
+} from './ctl-request';
+import { DcsError } from './dcs';
+import type { FailoverRequest } from './dcs-records';
 import { ranksBefore, type Candidate } from './election';
 import { numberToLsn } from './local';
 import { askMembers, askPeer } from './peers';
-import { clusterPrefix, parseHosts } from './settings';
 
-/** A refusal or failure, with the SQLSTATE the SQL function raises. */
-export class CtlError extends Error {
-  constructor(
-    readonly sqlstate: string,
-    message: string,
-    readonly detail = '',
-    readonly hint = '',
-  ) {
-    super(message);
-  }
-}
-
-/** What every operation needs. */
-export interface CtlOptions {
-  hosts: string;
-  scope: string;
-  namespace: string;
-  /** Citus group (docs/citus.md); absent or -1: no Citus formation. */
-  citusGroup?: number;
-  /** The member asking (its name goes into the request). */
-  name: string;
-  candidate: string | null;
-  /** Switchover: the member expected to lead (Patroni's `--leader`); refused when another one does. */
-  leader?: string | null;
-  force: boolean;
-  timeoutMs: number;
-  retryTimeoutMs: number;
-  /** maximum_lag_on_failover, bytes. */
-  maxLagBytes: number;
-  /** The backend asking (the leader keeps that session when it stops writes). */
-  pid: number | null;
-  /**
-   * When the call began (Date.now() of the calling backend, before this
-   * process started): the timeout counts from it. Default: now.
-   */
-  startedAt?: number;
-}
-
-/** When the call's clock started: `startedAt` if it is sane (not in the future, not before the timeout), else now. */
-function callStart(o: CtlOptions): number {
-  const now = Date.now();
-  const s = o.startedAt;
-  return s !== undefined && Number.isFinite(s) && s <= now && s > now - o.timeoutMs - 60_000 ? s : now;
-}
-
-const OBJECT_NOT_IN_PREREQUISITE_STATE = '55000';
-const OBJECT_IN_USE = '55006';
-const UNDEFINED_OBJECT = '42704';
-const INVALID_PARAMETER_VALUE = '22023';
-const QUERY_CANCELED = '57014';
-const CONNECTION_FAILURE = '08006';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** How often the outcome is read from etcd. */
-const POLL_MS = 20;
-/** How long past its timeout a call waits to learn how a request the members were working on ended. */
-const OUTCOME_GRACE_MS = 3000;
-
-function open(o: CtlOptions): Dcs {
-  // not on the leader's clock: a busy machine may take seconds to answer the first request
-  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 5000));
-}
-
-async function readView(dcs: Dcs, o: CtlOptions): Promise<ClusterView> {
-  try {
-    const view = await dcs.read();
-    if (view.initialize === null) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `cluster "${o.scope}" is not initialized in etcd`);
-    return view;
-  } catch (err) {
-    if (err instanceof DcsError) throw new CtlError(CONNECTION_FAILURE, `etcd did not answer: ${err.message}`);
-    throw err;
-  }
-}
-
-/** A request still being worked on (not finished, not past its deadline). */
-function inProgress(view: ClusterView): FailoverRequest | null {
-  const f = view.failover;
-  if (!f || f.state === 'done' || f.state === 'refused') return null;
-  if (f.state === 'requested' && Date.parse(f.deadline) <= Date.now()) return null;
-  return f;
-}
-
-function lsnText(n: number | null): string {
-  return n === null ? 'unknown' : numberToLsn(n);
-}
+export { CtlError, withdrawOnSignals, type CtlOptions } from './ctl-request';
 
 /** Why member `c` (asked directly) may not take over from a leader at `leaderLsn` on `timeline`, or null. */
 function switchoverProblem(c: Candidate, leaderLsn: number | null, timeline: number | null, maxLag: number): string | null {
@@ -122,110 +58,6 @@ function switchoverProblem(c: Candidate, leaderLsn: number | null, timeline: num
   if (lag > maxLag) return `member "${c.name}" lags ${lag} bytes behind the leader (${lsnText(c.lsn)} against ${lsnText(leaderLsn)}), more than maximum_lag_on_failover (${maxLag} bytes)`;
   if (timeline !== null && c.timeline !== null && c.timeline !== timeline) return `member "${c.name}" is on timeline ${c.timeline}, not the leader's ${timeline}`;
   return null;
-}
-
-/** The request this process posted and still waits for: withdrawn if the process is told to stop. */
-let posted: { dcs: Dcs; id: string } | null = null;
-
-/**
- * On these signals, withdraw the request this process waits for (delete
- * the `failover` key if it still holds it, within 1 s), then exit: a
- * cancelled SQL call (its child gets SIGINT or SIGTERM) or an
- * interrupted pg_tsworker_ctl calls its switchover off, and a leader that
- * had stopped writes for it resumes them at once (handover.ts).
- */
-export function withdrawOnSignals(signals: NodeJS.Signals[], exitCode: number): void {
-  let stopping = false;
-  for (const sig of signals) {
-    process.on(sig, () => {
-      if (stopping) return; // a cancelled call may bring SIGINT (to the process group), then SIGTERM (from the backend)
-      stopping = true;
-      const p = posted;
-      const done = () => process.exit(exitCode);
-      if (!p) done();
-      else {
-        process.stderr.write(`pg_tsworker: ${sig}: withdrawing request ${p.id}\n`);
-        setTimeout(done, 1000).unref();
-        p.dcs.deleteFailover(p.id).then(done, (err: Error) => {
-          process.stderr.write(`pg_tsworker: could not withdraw request ${p.id}: ${err.message}\n`);
-          done();
-        });
-      }
-    });
-  }
-}
-
-async function post(dcs: Dcs, view: ClusterView, req: FailoverRequest, o: CtlOptions): Promise<void> {
-  const stale = view.failover && !inProgress(view) ? view.failover.modRevision : null;
-  // the key outlives the deadline by the time a caller waits to learn the outcome
-  const ttl = Math.ceil((o.timeoutMs + OUTCOME_GRACE_MS) / 1000) + 2;
-  posted = { dcs, id: req.id };
-  if (!(await dcs.postFailover(req, ttl, stale))) {
-    posted = null;
-    throw new CtlError(OBJECT_IN_USE, 'another switchover or failover was requested at the same moment');
-  }
-}
-
-/** Wait until the request is done (its candidate accepts writes) or refused, or the deadline passes. */
-async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number): Promise<FailoverRequest> {
-  const what = req.kind;
-  let last: FailoverRequest | null = req;
-  for (;;) {
-    let view: ClusterView | null = null;
-    try {
-      view = await dcs.read();
-    } catch {
-      // etcd may be busy for a moment: keep asking until the deadline
-    }
-    if (view) {
-      const f = view.failover;
-      if (f && f.id === req.id) {
-        last = f;
-        if (f.state === 'refused') {
-          await dcs.deleteFailover(req.id).catch(() => undefined);
-          if (Date.now() - t0 >= o.timeoutMs) {
-            // the leader gave up at the deadline: it leads on, and writes resumed there
-            throw new CtlError(
-              QUERY_CANCELED,
-              `${what} to member "${req.member}" did not finish within ${o.timeoutMs} ms: ${f.reason ?? 'the leader gave up'}`,
-              `Nothing changed: member "${f.leader ?? req.leader ?? '(the leader)'}" still leads and accepts writes; every commit it acknowledged is kept.`,
-            );
-          }
-          throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `${what} refused: ${f.reason ?? 'no reason given'}`);
-        }
-        if (f.state === 'handed_over' && req.leader !== null && req.requested_by === req.leader) {
-          // asked on the leader itself, which shuts down now (ending this session): every commit is on the
-          // candidate and it holds the leader key; the leader waits for this call to return before it goes
-          return f;
-        }
-        if (f.state === 'done') {
-          const m = view.members.get(req.member!);
-          if (m) {
-            const a = await askPeer(m.conninfo, o.retryTimeoutMs).catch(() => null);
-            if (a && !a.recovery && a.writable) {
-              await dcs.deleteFailover(req.id).catch(() => undefined);
-              return f;
-            }
-          }
-        }
-      } else if (last && last.state !== 'requested') {
-        throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `the ${what} request disappeared from etcd in state "${last.state}"`, 'Its deadline passed, or another request replaced it.');
-      }
-    }
-    // past the timeout, a request the members are working on ends by itself at its deadline (the same
-    // moment): wait OUTCOME_GRACE_MS more to report how it ended (refused, writes resumed; or done)
-    if (Date.now() - t0 >= o.timeoutMs && (last?.state === 'requested' || Date.now() - t0 >= o.timeoutMs + OUTCOME_GRACE_MS)) {
-      if (last?.state === 'requested') await dcs.deleteFailover(req.id).catch(() => undefined);
-      throw new CtlError(
-        QUERY_CANCELED,
-        `${what} to member "${req.member}" did not finish within ${o.timeoutMs} ms (state: ${last?.state ?? 'unknown'})`,
-        last?.state === 'requested'
-          ? 'No member acted on the request; it was withdrawn.'
-          : 'The members go on with it: it completes, or the leader gives up and writes resume there. tsworker.stat_workers and the log say which.',
-      );
-    }
-    await sleep(POLL_MS);
-  }
 }
 
 /** tsworker.switchover(candidate, timeout). */
@@ -298,7 +130,7 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
       ms: Date.now() - t0,
     };
   } finally {
-    posted = null;
+    settled();
     dcs.close();
   }
 }
@@ -372,7 +204,7 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
       ms: Date.now() - t0,
     };
   } finally {
-    posted = null;
+    settled();
     dcs.close();
   }
 }
