@@ -186,6 +186,33 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     await ops.streamsFrom(cand, lead);
   });
 
+  test('a candidate whose WAL receiver stopped replying is refused before writes stop (finding 6)', async (t) => {
+    const lead = await ops.leader();
+    const [cand, caller] = members.filter((m) => m !== lead);
+    for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
+    // replies every second on this candidate: silent for 2 x 1 s + loop_wait is stuck
+    await cand.c.query(`ALTER SYSTEM SET wal_receiver_status_interval = '1s'`);
+    await cand.c.query('SELECT pg_reload_conf()');
+    await sleep(1500);
+    const off = lead.c.logOffset();
+    const thaw = await freezeWalReceiver(lead, cand);
+    let e: Awaited<ReturnType<typeof sqlError>>;
+    try {
+      await sleep(4000);
+      e = await sqlError(caller, `SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]);
+    } finally {
+      await thaw();
+      await cand.c.query('ALTER SYSTEM RESET wal_receiver_status_interval');
+      await cand.c.query('SELECT pg_reload_conf()');
+    }
+    t.diagnostic(`${e.code} ${e.message}`);
+    assert.equal(e.code, '55000');
+    assert.match(e.message, new RegExp(`member "${cand.c.name}"'s WAL receiver has not replied for \\d+ ms .*nothing was fenced`));
+    assert.deepEqual(logLines(lead.c, /tsworker "promoter": fenced: /, off), [], 'writes never stopped');
+    assert.equal((await ops.leader()).c.name, lead.c.name);
+    await ops.streamsFrom(cand, lead);
+  });
+
   test('switchover(leader => ...) and pg_tsworker_ctl --leader: refused (55000) when another member leads, nothing requested; done when it leads (finding 8)', async (t) => {
     const lead = await ops.leader();
     const [cand, other] = members.filter((m) => m !== lead);

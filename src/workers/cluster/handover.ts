@@ -101,6 +101,12 @@ async function candidateProblem(h: HandoverHost, view: ClusterView, local: Local
     return `member "${to}" does not answer: ${(err as Error).message}`;
   }
   if (!peer.recovery) return `member "${to}" is not a standby`;
+  // a WAL receiver replies at least every wal_receiver_status_interval: one silent for twice that is stuck
+  // (its server answers, its TCP connection stays open), and would cost the clients a fence to the deadline
+  const silentFor = 2 * peer.statusIntervalMs + h.loopWaitMs();
+  if (peer.statusIntervalMs > 0 && replica.replyAgeMs !== null && replica.replyAgeMs > silentFor) {
+    return `member "${to}"'s WAL receiver has not replied for ${replica.replyAgeMs} ms (its wal_receiver_status_interval is ${peer.statusIntervalMs} ms): it would not catch up; nothing was fenced`;
+  }
   if (peer.timeline !== null && peer.timeline !== local.timeline) return `member "${to}" is on timeline ${peer.timeline}, not the leader's ${local.timeline}`;
   const lag = (local.lsn ?? 0) - (peer.lsn ?? 0);
   if (lag > h.maxLagBytes()) return `member "${to}" lags ${lag} bytes behind the leader, more than maximum_lag_on_failover (${h.maxLagBytes()} bytes)`;
