@@ -112,6 +112,48 @@ async function checkpointLeader(source: string, limits: RejoinLimits): Promise<v
   }
 }
 
+/**
+ * Crash recovery of a primary that did not shut down cleanly, in single-user
+ * mode, as pg_rewind would run it but keeping the WAL: the shutdown checkpoint
+ * that ends it removes (or recycles) every segment before its own, among them
+ * the one holding the last checkpoint before the fork, which pg_rewind then
+ * looks for ("could not find previous WAL record"): the member could only be
+ * cloned again. As Patroni does, archive_mode = on with an archive_command
+ * that never succeeds keeps every segment not yet archived; the `.done`
+ * marks of segments already archived are set aside during the run (so those
+ * are kept too) and put back after it, without the `.ready` the run gave them.
+ */
+async function recoverKeepingWal(o: RejoinOptions, timeoutMs: number): Promise<void> {
+  const status = path.join(o.dataDir, 'pg_wal', 'archive_status');
+  const aside = path.join(o.dataDir, 'pg_wal', 'archive_status.rejoin');
+  // a run interrupted before it put the marks back: put them back first
+  restoreDone(status, aside);
+  fs.mkdirSync(aside, { mode: 0o700 });
+  for (const f of fs.readdirSync(status)) if (f.endsWith('.done')) fs.renameSync(path.join(status, f), path.join(aside, f));
+  try {
+    const args = ['--single', '-F', '-D', o.dataDir, '-c', 'archive_mode=on', '-c', 'archive_command=false', 'template1'];
+    await new Promise<void>((resolve, reject) => {
+      const child = execFile(path.join(o.bindir, 'postgres'), args, { timeout: timeoutMs, env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 16 << 20 }, (err, _stdout, stderr) => {
+        if (err) reject(new Error(`crash recovery in single-user mode failed: ${stderr.trim() || err.message}`));
+        else resolve();
+      });
+      child.stdin?.end();
+    });
+  } finally {
+    restoreDone(status, aside);
+  }
+}
+
+/** Put the `.done` marks set aside back, removing the `.ready` marks the recovery gave the same segments. */
+function restoreDone(status: string, aside: string): void {
+  if (!fs.existsSync(aside)) return;
+  for (const f of fs.readdirSync(aside)) {
+    fs.rmSync(path.join(status, f.replace(/\.done$/, '.ready')), { force: true });
+    fs.renameSync(path.join(aside, f), path.join(status, f));
+  }
+  fs.rmdirSync(aside);
+}
+
 /** Rejoin this data directory to the cluster; see the file's comment. */
 export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
   const dcs = new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 10_000));
@@ -183,9 +225,14 @@ export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
   } catch (err) {
     return unanswered(err as Error);
   }
+  if (!state.startsWith('shut down')) {
+    // a primary that crashed: its crash recovery, done here rather than by pg_rewind, keeps the WAL
+    // pg_rewind reads next (see recoverKeepingWal)
+    await recoverKeepingWal(o, limits.rewindMs);
+  }
   let out: string;
   try {
-    const r = await run(path.join(o.bindir, 'pg_rewind'), ['-D', o.dataDir, '--source-server', source], limits.rewindMs);
+    const r = await run(path.join(o.bindir, 'pg_rewind'), ['-D', o.dataDir, '--no-ensure-shutdown', '--source-server', source], limits.rewindMs);
     out = `${r.stdout}\n${r.stderr}`;
   } catch (err) {
     // pg_rewind could not connect: it changed nothing in this data directory
