@@ -135,14 +135,15 @@ REVOKE ALL ON tsworker.events FROM PUBLIC;
 GRANT SELECT ON tsworker.events TO tsworker_admin;
 
 -- Cluster mode's planned operations (docs/failover.md): each asks etcd and
--- the members through a child process of the calling backend; a call
--- waits at most its timeout and can be cancelled.
-CREATE FUNCTION tsworker.switchover(candidate text DEFAULT NULL, timeout interval DEFAULT '60s')
+-- the members through a child process of the calling backend; a call's
+-- timeout counts from the call (docs/sql.md says what it bounds) and a
+-- call can be cancelled.
+CREATE FUNCTION tsworker.switchover(candidate text DEFAULT NULL, timeout interval DEFAULT '60s', leader text DEFAULT NULL)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'tsworker_switchover'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION tsworker.switchover(text, interval) IS
-  'Cluster mode: the leader stops writes, hands the leader key to candidate (default: the most advanced eligible standby) once it holds every commit, and shuts down; returns when the new leader accepts writes';
+COMMENT ON FUNCTION tsworker.switchover(text, interval, text) IS
+  'Cluster mode: the leader stops writes, hands the leader key to candidate (default: the most advanced eligible standby) once it holds every commit, and shuts down; returns when the new leader accepts writes; with leader, refused unless that member leads';
 
 CREATE FUNCTION tsworker.failover(candidate text, force boolean DEFAULT false, timeout interval DEFAULT '60s')
 RETURNS jsonb
@@ -165,11 +166,11 @@ LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION tsworker.resume() IS
   'Cluster mode: maintenance mode off; true if it was on';
 
-REVOKE ALL ON FUNCTION tsworker.switchover(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tsworker.switchover(text, interval, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tsworker.failover(text, boolean, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tsworker.pause() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tsworker.resume() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION tsworker.switchover(text, interval) TO tsworker_admin;
+GRANT EXECUTE ON FUNCTION tsworker.switchover(text, interval, text) TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.failover(text, boolean, interval) TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.pause() TO tsworker_admin;
 GRANT EXECUTE ON FUNCTION tsworker.resume() TO tsworker_admin;

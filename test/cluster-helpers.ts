@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 
 import pg from 'pg';
 
-import { Cluster, waitFor } from './harness/cluster';
+import { Cluster, signalPid, waitFor } from './harness/cluster';
 import type { Network } from './harness/netns';
 
 export interface Member {
@@ -182,4 +182,30 @@ export async function startMembers(net: Network, configure: (c: Cluster, host: s
     members.push({ host, c: s });
   }
   return members;
+}
+
+/**
+ * Freeze `cand`'s WAL receiver (SIGSTOP): it still looks streaming to the
+ * leader (whose walsender then waits 60 s for its replies) but flushes
+ * nothing more, so a switchover to it stays fenced until its limit.
+ * Returns what undoes it (SIGCONT, wal_sender_timeout reset); call it in a finally.
+ */
+export async function freezeWalReceiver(lead: Member, cand: Member): Promise<() => Promise<void>> {
+  await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
+  await lead.c.query('SELECT pg_reload_conf()');
+  await new Promise((r) => setTimeout(r, 300));
+  // a pid, never 0 or NaN: process.kill(0, ...) would stop this test's own process group
+  const receiver = await waitFor(
+    async () => {
+      const pid = Number(await cand.c.queryText(`SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'`));
+      return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    },
+    { timeoutMs: 30_000, what: `${cand.c.name}'s WAL receiver to stream` },
+  );
+  signalPid(receiver, 'SIGSTOP');
+  return async () => {
+    signalPid(receiver, 'SIGCONT');
+    await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
+    await lead.c.query('SELECT pg_reload_conf()');
+  };
 }

@@ -21,7 +21,7 @@ import { LeaderExpiry } from '../src/workers/cluster/expiry';
 import { elect, type Candidate, type ElectionInput } from '../src/workers/cluster/election';
 import { fitsTimeline, followConninfo } from '../src/workers/cluster/follow';
 import { lsnToNumber, numberToLsn } from '../src/workers/cluster/local';
-import { parseCommand } from '../src/workers/cluster/cli';
+import { dataDirProblem, parseCommand } from '../src/workers/cluster/cli';
 import { clusterPrefix, configErrors, timing } from '../src/workers/cluster/settings';
 import { parseStandbyNames, standbyNames } from '../src/workers/cluster/sync';
 import { Etcd } from './harness/etcd';
@@ -67,8 +67,17 @@ describe('election', () => {
     assert.match((elect(input(member('b', 0), [], { leaderOptime: 2 * 1024 * 1024 })) as { why: string }).why, /maximum_lag_on_failover/);
   });
 
-  test('a peer that is ineligible or a fenced primary does not stop the most advanced eligible member', () => {
-    assert.equal(elect(input(member('b', 900), [member('a', 5000, { nofailover: true }), member('c', 5000, { recovery: false })])).take, true);
+  test('a peer that is ineligible, or a fenced primary behind this member, does not stop the most advanced eligible member', () => {
+    assert.equal(elect(input(member('b', 900), [member('a', 5000, { nofailover: true }), member('c', 800, { recovery: false })])).take, true);
+    assert.equal(elect(input(member('b', 900), [member('c', 5000, { recovery: false, timeline: 0 })], { clusterTimeline: 1 })).take, true, 'a primary on an old timeline');
+    assert.equal(elect(input(member('b', 900), [member('c', 5000, { recovery: false, source: 'etcd' })])).take, true, 'a primary that did not answer');
+  });
+
+  test('a fenced primary back in etcd with at least as much WAL takes the key back: a standby yields (review 14 finding 1)', () => {
+    assert.match((elect(input(member('b', 900), [member('c', 900, { recovery: false })])) as { why: string }).why, /member "c" is a primary \(fenced\)/);
+    assert.equal(elect(input(member('b', 900), [member('c', 5000, { recovery: false })])).take, false);
+    // the primary itself, compared with the standbys, takes it
+    assert.equal(elect(input(member('c', 5000, { recovery: false }), [member('b', 900)])).take, true);
     assert.match((elect(input(member('b', 900), [member('a', 5000, { recovery: false, writable: true })])) as { why: string }).why, /is a primary that accepts writes/);
   });
 
@@ -336,13 +345,36 @@ describe('pg_tsworker_ctl arguments', () => {
       [['switchover', 'failover', '-D', '/d'], /one operation expected/],
       [['-D', '/d'], /no operation given/],
       [['pause'], /no data directory/],
+      [['switchover', '-D', '/d', '--leader', ''], /--leader must name a member/],
+      [['failover', '-D', '/d', '--candidate', 'pg3', '--leader', 'pg1'], /failover does not take --leader/],
     ];
     for (const [argv, re] of refused) assert.throws(() => parseCommand(argv, {}), re, argv.join(' '));
     assert.deepEqual(parseCommand(['switchover', '-D', '/d', '--candidate', 'pg2', '--timeout', '30'], {}), {
-      op: 'switchover', dir: '/d', worker: 'promoter', candidate: 'pg2', force: false, timeoutMs: 30_000,
+      op: 'switchover', dir: '/d', worker: 'promoter', candidate: 'pg2', leader: null, force: false, timeoutMs: 30_000,
     });
     assert.deepEqual(parseCommand(['failover', '--candidate=pg3', '--force'], { PGDATA: '/e' }), {
-      op: 'failover', dir: '/e', worker: 'promoter', candidate: 'pg3', force: true, timeoutMs: 60_000,
+      op: 'failover', dir: '/e', worker: 'promoter', candidate: 'pg3', leader: null, force: true, timeoutMs: 60_000,
     });
+  });
+});
+
+describe('pg_tsworker_ctl data directory checks', () => {
+  test('a missing directory, a file, a directory that is not a cluster, root: said as pg_ctl says it (review 14 finding 12)', () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ctl-dir-'));
+    try {
+      assert.equal(dataDirProblem(path.join(tmp, 'nonexist'), 1000), `directory "${path.join(tmp, 'nonexist')}" does not exist`);
+      fs.writeFileSync(path.join(tmp, 'file'), '');
+      assert.match(dataDirProblem(path.join(tmp, 'file'), 1000) ?? '', /is not a directory/);
+      assert.match(dataDirProblem(tmp, 1000) ?? '', /is not a database cluster directory/);
+      assert.match(dataDirProblem(tmp, 0) ?? '', /cannot be run as root; run it as the server's OS user/);
+      fs.writeFileSync(path.join(tmp, 'PG_VERSION'), '15\n');
+      assert.equal(dataDirProblem(tmp, 1000), null);
+      // a configuration directory (Debian's /etc/postgresql/15/main) is fine too
+      fs.rmSync(path.join(tmp, 'PG_VERSION'));
+      fs.writeFileSync(path.join(tmp, 'postgresql.conf'), '');
+      assert.equal(dataDirProblem(tmp, 1000), null);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -18,8 +18,8 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { MemberOps, Writers, startMembers, stepper, type Member } from './cluster-helpers';
-import { Cluster, PG_BIN, waitFor, signalPid } from './harness/cluster';
+import { MemberOps, Writers, freezeWalReceiver, startMembers, stepper, type Member } from './cluster-helpers';
+import { Cluster, PG_BIN, waitFor } from './harness/cluster';
 import { Etcd } from './harness/etcd';
 import { Network } from './harness/netns';
 import { logLines } from './helpers';
@@ -225,28 +225,14 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
   async function timedOutSwitchover(t: { diagnostic: (s: string) => void }, writers: Writers, lead: Member, cand: Member, caller: Member): Promise<void> {
     await new Promise((r) => setTimeout(r, 300));
     const off = lead.c.logOffset();
-    // the candidate's WAL receiver frozen: it still looks streaming to the checks (the leader's walsender
-    // waits 60 s for its replies), but flushes nothing more
-    await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
-    await lead.c.query('SELECT pg_reload_conf()');
-    await new Promise((r) => setTimeout(r, 300));
-    // a pid, never 0 or NaN: process.kill(0, ...) would stop this test's own process group
-    const receiver = await waitFor(
-      async () => {
-        const pid = Number(await cand.c.queryText(`SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'`));
-        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-      },
-      { timeoutMs: 30_000, what: `${cand.c.name}'s WAL receiver to stream` },
-    );
-    signalPid(receiver, 'SIGSTOP');
+    // the candidate's WAL receiver frozen: it still looks streaming to the checks, but flushes nothing more
+    const thaw = await freezeWalReceiver(lead, cand);
     const t0 = Date.now();
     let e: Awaited<ReturnType<typeof sqlError>>;
     try {
       e = await sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '4s')`, [cand.c.name]);
     } finally {
-      signalPid(receiver, 'SIGCONT');
-      await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
-      await lead.c.query('SELECT pg_reload_conf()');
+      await thaw();
     }
     t.diagnostic(`after ${Date.now() - t0} ms: ${e.code} ${e.message} / ${e.detail ?? ''}`);
     assert.equal(e.code, '57014');

@@ -36,7 +36,12 @@ PG_FUNCTION_INFO_V1(tsworker_failover);
 PG_FUNCTION_INFO_V1(tsworker_pause);
 PG_FUNCTION_INFO_V1(tsworker_resume);
 
-/* What the child may take beyond the operation's own timeout (start, etcd deadlines). */
+/*
+ * What the child may take beyond the operation's own timeout before it is
+ * killed.  The child counts the timeout from the call (--started_at); past
+ * it, it waits up to 3 s to report how a request the members had begun
+ * ended, and its last etcd read may take up to max(retry_timeout, 5 s).
+ */
 #define TSW_CTL_MARGIN_MS 15000
 #define TSW_CTL_DEFAULT_MS 60000
 
@@ -77,8 +82,12 @@ tsw_split_tabs(char *s, char **fields, int max)
  * `ok` answer, or raises the error the child reported.
  */
 static char *
-tsw_cluster_request(const char *op, const char *candidate, bool force, int64 timeout_ms)
+tsw_cluster_request(const char *op, const char *candidate, const char *leader, bool force, int64 timeout_ms)
 {
+	/* the timeout counts from here: the child's start-up is part of it */
+	TimestampTz started = GetCurrentTimestamp();
+	int64		started_epoch_ms = started / 1000 +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
 	char	   *hosts;
 	char	   *config_name = tsw_cluster_promoter(&hosts);
 	char	   *args[32];
@@ -96,6 +105,11 @@ tsw_cluster_request(const char *op, const char *candidate, bool force, int64 tim
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("candidate must not be empty"),
 				 errhint("Give a member's name, or NULL (switchover only) for the most advanced eligible member.")));
+	if (leader != NULL && leader[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("leader must not be empty"),
+				 errhint("Give the name of the member expected to lead, or NULL for no check.")));
 	if (config_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -130,6 +144,13 @@ tsw_cluster_request(const char *op, const char *candidate, bool force, int64 tim
 		args[nargs++] = "--candidate";
 		args[nargs++] = (char *) candidate;
 	}
+	if (leader != NULL)
+	{
+		args[nargs++] = "--leader";
+		args[nargs++] = (char *) leader;
+	}
+	args[nargs++] = "--started_at";
+	args[nargs++] = psprintf(INT64_FORMAT, started_epoch_ms);
 	if (force)
 	{
 		args[nargs++] = "--force";
@@ -165,17 +186,20 @@ tsw_cluster_request(const char *op, const char *candidate, bool force, int64 tim
 }
 
 /*
- * tsworker.switchover(candidate text DEFAULT NULL, timeout interval DEFAULT '60s')
+ * tsworker.switchover(candidate text DEFAULT NULL, timeout interval DEFAULT '60s',
+ *					   leader text DEFAULT NULL)
  * RETURNS jsonb: the leader hands over to the candidate (or the most
  * advanced eligible standby) without losing a commit; returns once the
- * new leader accepts writes.
+ * new leader accepts writes.  With `leader`, refused unless that member
+ * leads.  A definition from before `leader` existed passes two arguments.
  */
 Datum
 tsworker_switchover(PG_FUNCTION_ARGS)
 {
 	char	   *candidate = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int64		timeout_ms = PG_ARGISNULL(1) ? TSW_CTL_DEFAULT_MS : tsw_timeout_ms(PG_GETARG_INTERVAL_P(1));
-	char	   *json = tsw_cluster_request("switchover", candidate, false, timeout_ms);
+	char	   *leader = PG_NARGS() > 2 && !PG_ARGISNULL(2) ? text_to_cstring(PG_GETARG_TEXT_PP(2)) : NULL;
+	char	   *json = tsw_cluster_request("switchover", candidate, leader, false, timeout_ms);
 
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
@@ -198,7 +222,7 @@ tsworker_failover(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("a manual failover needs a candidate")));
 	candidate = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	json = tsw_cluster_request("failover", candidate, force, timeout_ms);
+	json = tsw_cluster_request("failover", candidate, NULL, force, timeout_ms);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
 
@@ -206,12 +230,12 @@ tsworker_failover(PG_FUNCTION_ARGS)
 Datum
 tsworker_pause(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(strcmp(tsw_cluster_request("pause", NULL, false, 10000), "true") == 0);
+	PG_RETURN_BOOL(strcmp(tsw_cluster_request("pause", NULL, NULL, false, 10000), "true") == 0);
 }
 
 /* tsworker.resume() RETURNS boolean: maintenance mode off; true when it was on. */
 Datum
 tsworker_resume(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(strcmp(tsw_cluster_request("resume", NULL, false, 10000), "true") == 0);
+	PG_RETURN_BOOL(strcmp(tsw_cluster_request("resume", NULL, NULL, false, 10000), "true") == 0);
 }

@@ -38,6 +38,7 @@
 #include "storage/spin.h"
 #include "tcop/utility.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -59,6 +60,7 @@ static bool tsw_fence_managed = false;
 static TswFence *tsw_fence = NULL;
 static bool tsw_fenced_guc = false;	/* storage of tsworker.fenced; the show hook answers */
 
+static GucShowHook prev_read_only_show = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ExecutorStart_hook_type prev_executor_start = NULL;
@@ -73,6 +75,8 @@ static void tsw_fence_process_utility(PlannedStmt *pstmt, const char *queryStrin
 									  DestReceiver *dest, QueryCompletion *qc);
 static void tsw_fence_xact_callback(XactEvent event, void *arg);
 static const char *tsw_fence_show(void);
+static const char *tsw_fence_show_read_only(void);
+static void tsw_fence_report_read_only(void);
 static bool tsw_fence_closed(void);
 pg_noreturn static void tsw_fence_refuse(const char *what);
 
@@ -119,6 +123,54 @@ tsw_fence_init(void)
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = tsw_fence_process_utility;
 	RegisterXactCallback(tsw_fence_xact_callback, NULL);
+	tsw_fence_report_read_only();
+}
+
+/*
+ * default_transaction_read_only, as reported to clients (GUC_REPORT) and
+ * shown, follows the fence: "on" on a fenced primary.  libpq decides
+ * target_session_attrs=read-write from the reported value (PostgreSQL 14
+ * and later report it with in_hot_standby at connection start), so a
+ * multi-host connection string skips a fenced former leader as it skips a
+ * standby.  Only what is shown changes: the session's setting is left
+ * alone, so a session opened while the fence was closed writes once it
+ * opens.  The show hook of the built-in parameter (it has none in any
+ * release) is replaced from _PG_init, before any backend exists.
+ */
+static void
+tsw_fence_report_read_only(void)
+{
+	struct config_generic *gen = NULL;
+
+#if PG_VERSION_NUM >= 160000
+	gen = find_option("default_transaction_read_only", false, true, ERROR);
+#else
+	struct config_generic **vars = get_guc_variables();
+	int			n = GetNumConfigOptions();
+
+	for (int i = 0; i < n; i++)
+	{
+		if (strcmp(vars[i]->name, "default_transaction_read_only") == 0)
+		{
+			gen = vars[i];
+			break;
+		}
+	}
+#endif
+	if (gen == NULL || gen->vartype != PGC_BOOL)
+		return;
+	prev_read_only_show = ((struct config_bool *) gen)->show_hook;
+	((struct config_bool *) gen)->show_hook = tsw_fence_show_read_only;
+}
+
+static const char *
+tsw_fence_show_read_only(void)
+{
+	if (tsw_fence_closed())
+		return "on";
+	if (prev_read_only_show)
+		return prev_read_only_show();
+	return DefaultXactReadOnly ? "on" : "off";
 }
 
 /* Put writes under the fence (cluster mode).  Postmaster only, before shared memory exists. */

@@ -24,6 +24,9 @@
 
 #include "pg_tsworker.h"
 
+/* How long a cancelled call's child gets to exit after SIGTERM, before SIGKILL. */
+#define TSW_CHILD_TERM_MS 1500
+
 static char *tsw_child_start_wait(const char *script_rel, char **args, int nargs, bool in_backend,
 								  int timeout_ms, bool per_line, TswChildEnd *end);
 static char *tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, bool per_line,
@@ -193,10 +196,34 @@ tsw_child_wait(pid_t pid, int fd, bool in_backend, int timeout_ms, bool per_line
 	}
 	PG_CATCH();
 	{
-		/* cancelled: leave no child behind */
-		kill(pid, SIGKILL);
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
+		/*
+		 * Cancelled: leave no child behind.  SIGTERM first, and up to
+		 * TSW_CHILD_TERM_MS for it to exit: a child may have something to
+		 * undo (cluster_ctl's child withdraws the request it posted in
+		 * etcd); then SIGKILL.
+		 */
+		int			left = TSW_CHILD_TERM_MS;
+		bool		reaped = false;
+
+		kill(pid, SIGTERM);
+		while (left > 0 && !reaped)
+		{
+			pid_t		r = waitpid(pid, &status, WNOHANG);
+
+			if (r == pid || (r < 0 && errno != EINTR))
+				reaped = true;
+			else
+			{
+				pg_usleep(10 * 1000L);
+				left -= 10;
+			}
+		}
+		if (!reaped)
+		{
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+		}
 		close(fd);
 		PG_RE_THROW();
 	}

@@ -58,6 +58,11 @@ export class Etcd {
     return `http://${this.host}:${this.clientPort}`;
   }
 
+  /** The etcd process's pid while it runs (`ip netns exec` execs etcd itself), else undefined. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get logFile(): string {
     return path.join(this.dir, 'etcd.log');
   }

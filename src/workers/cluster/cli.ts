@@ -4,7 +4,7 @@
  * operations of the SQL functions (docs/failover.md).
  *
  *   pg_tsworker_ctl rejoin -D DATADIR
- *   pg_tsworker_ctl switchover -D DATADIR [--candidate NAME] [--timeout SECONDS]
+ *   pg_tsworker_ctl switchover -D DATADIR [--candidate NAME] [--leader NAME] [--timeout SECONDS]
  *   pg_tsworker_ctl failover -D DATADIR --candidate NAME [--force] [--timeout SECONDS]
  *   pg_tsworker_ctl pause|resume -D DATADIR
  *
@@ -15,18 +15,21 @@
  * `--bindir` (PostgreSQL's programs) first.
  */
 import { execFileSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
+import { performance } from 'perf_hooks';
 import { parseArgs } from 'util';
 
-import { CtlError, run as runOp, type CtlOptions } from './ctl';
+import { CtlError, run as runOp, withdrawOnSignals, type CtlOptions } from './ctl';
 import { rejoin } from './rejoin';
 import { memberName } from './settings';
 
 const USAGE = `usage: pg_tsworker_ctl rejoin -D DATADIR [--worker NAME]
-       pg_tsworker_ctl switchover -D DATADIR [--candidate NAME] [--timeout SECONDS] [--worker NAME]
+       pg_tsworker_ctl switchover -D DATADIR [--candidate NAME] [--leader NAME] [--timeout SECONDS] [--worker NAME]
        pg_tsworker_ctl failover -D DATADIR --candidate NAME [--force] [--timeout SECONDS] [--worker NAME]
        pg_tsworker_ctl pause|resume -D DATADIR [--worker NAME]
-DATADIR defaults to $PGDATA; --timeout is 1 to 3600 seconds (default 60).`;
+DATADIR defaults to $PGDATA; --timeout is 1 to 3600 seconds (default 60);
+--leader: refuse unless that member leads (nothing is requested otherwise).`;
 
 const OPS = ['rejoin', 'switchover', 'failover', 'pause', 'resume'] as const;
 type Op = (typeof OPS)[number];
@@ -34,7 +37,7 @@ type Op = (typeof OPS)[number];
 /** Which options each operation takes: anything else is a usage error. */
 const ALLOWED: Record<Op, string[]> = {
   rejoin: ['pgdata', 'worker'],
-  switchover: ['pgdata', 'worker', 'candidate', 'timeout'],
+  switchover: ['pgdata', 'worker', 'candidate', 'leader', 'timeout'],
   failover: ['pgdata', 'worker', 'candidate', 'timeout', 'force'],
   pause: ['pgdata', 'worker'],
   resume: ['pgdata', 'worker'],
@@ -46,6 +49,7 @@ interface Command {
   dir: string;
   worker: string;
   candidate: string | null;
+  leader: string | null;
   force: boolean;
   timeoutMs: number;
 }
@@ -64,6 +68,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         pgdata: { type: 'string', short: 'D' },
         worker: { type: 'string' },
         candidate: { type: 'string' },
+        leader: { type: 'string' },
         timeout: { type: 'string' },
         force: { type: 'boolean' },
       },
@@ -82,6 +87,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (!dir) throw new UsageError('no data directory: give -D DATADIR or set PGDATA');
   if (values.worker !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(values.worker)) throw new UsageError(`invalid worker name "${values.worker}"`);
   if (values.candidate !== undefined && values.candidate.trim() === '') throw new UsageError('--candidate must name a member');
+  if (values.leader !== undefined && values.leader.trim() === '') throw new UsageError('--leader must name a member');
   if (op === 'failover' && values.candidate === undefined) throw new UsageError('failover needs --candidate NAME');
   let timeoutMs = 60_000;
   if (values.timeout !== undefined) {
@@ -89,7 +95,28 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     if (!/^\d+(\.\d+)?$/.test(values.timeout.trim()) || !(secs >= 1 && secs <= 3600)) throw new UsageError(`--timeout must be a number of seconds from 1 to 3600, not "${values.timeout}"`);
     timeoutMs = Math.round(secs * 1000);
   }
-  return { op, dir, worker: values.worker ?? 'promoter', candidate: values.candidate ?? null, force: values.force ?? false, timeoutMs };
+  return { op, dir, worker: values.worker ?? 'promoter', candidate: values.candidate ?? null, leader: values.leader ?? null, force: values.force ?? false, timeoutMs };
+}
+
+/**
+ * What makes `dir` unusable before `postgres -C` is asked (whose own
+ * messages are raw), as pg_ctl words it; null when fine. A configuration
+ * directory without PG_VERSION (Debian's /etc/postgresql/15/main) is fine.
+ */
+export function dataDirProblem(dir: string, uid = process.getuid?.()): string | null {
+  if (uid === 0) return 'cannot be run as root; run it as the server\'s OS user (for example: runuser -u postgres -- pg_tsworker_ctl ...)';
+  let st;
+  try {
+    st = fs.statSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? `directory "${dir}" does not exist` : `could not access directory "${dir}": ${code ?? (err as Error).message}`;
+  }
+  if (!st.isDirectory()) return `"${dir}" is not a directory`;
+  if (!fs.existsSync(path.join(dir, 'PG_VERSION')) && !fs.existsSync(path.join(dir, 'postgresql.conf'))) {
+    return `directory "${dir}" is not a database cluster directory (neither PG_VERSION nor postgresql.conf in it)`;
+  }
+  return null;
 }
 
 /** A setting of this member's configuration (`postgres -C`): '' when unset. */
@@ -102,8 +129,10 @@ function setting(bindir: string, dataDir: string, name: string): string {
     }).trim();
   } catch (err) {
     // a setting that is not in the configuration at all: "unrecognized configuration parameter"
-    if (/unrecognized configuration parameter/.test(String((err as { stderr?: string }).stderr))) return '';
-    throw err;
+    const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
+    if (/unrecognized configuration parameter/.test(stderr)) return '';
+    // postgres's own words, without the command line
+    throw new Error(`could not read ${name} from the configuration of "${dataDir}": ${stderr.replace(/^postgres: /, '') || (err as Error).message}`);
   }
 }
 
@@ -127,6 +156,11 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const { op, dir, worker } = cmd;
+  const problem = dataDirProblem(dir);
+  if (problem) {
+    process.stderr.write(`pg_tsworker_ctl: ${problem}\n`);
+    return 1;
+  }
   const get = (s: string) => setting(bindir, dir, `tsworker_${worker}.${s}`);
   const hosts = get('etcd_hosts');
   if (!hosts) {
@@ -151,11 +185,16 @@ async function main(argv: string[]): Promise<number> {
   const o: CtlOptions = {
     ...base,
     candidate: cmd.candidate,
+    leader: cmd.leader,
     force: cmd.force,
     timeoutMs: cmd.timeoutMs,
     maxLagBytes: (Number(get('maximum_lag_on_failover')) || 1024) * 1024,
     pid: null,
+    // the timeout counts from this command's start, its settings lookups included
+    startedAt: Math.floor(performance.timeOrigin),
   };
+  // Ctrl-C (or systemd stopping the command) calls a switchover off, as a cancelled SQL call does
+  withdrawOnSignals(['SIGINT', 'SIGTERM'], 130);
   const res = await runOp(op, o);
   process.stdout.write(`${JSON.stringify(res)}\n`);
   return 0;

@@ -3,11 +3,12 @@
  * by the SQL functions `tsworker.switchover()`, `tsworker.failover()`,
  * `tsworker.pause()` and `tsworker.resume()` (native/shim/cluster_ctl.c
  * runs this script in a pg_tsworker_node child of the calling backend: a
- * cancel kills it) and by `pg_tsworker_ctl` (cli.ts).
+ * cancel makes it withdraw its request, ctl-request.ts) and by
+ * `pg_tsworker_ctl` (cli.ts).
  *
  *   pg_tsworker_node ctl.js switchover|failover|pause|resume --hosts H --scope S --name ME
  *       [--namespace P] [--citus_group G] [--candidate C] [--force on] [--timeout MS] [--retry_timeout MS]
- *       [--max_lag KB] [--pid N]
+ *       [--max_lag KB] [--pid N] [--leader L] [--started_at EPOCH_MS]
  *
  * Prints one line: `ok<TAB><JSON>`, or `error<TAB><SQLSTATE><TAB><message><TAB><detail><TAB><hint>`.
  *
@@ -15,88 +16,37 @@
  * /failover) with a deadline, attached to a lease that ends with it; the
  * members act on it (handover.ts, leader.ts, takeover.ts) and record its progress there;
  * this side checks what it can beforehand, so that a request that cannot
- * succeed is refused at once with its reason, and waits for the outcome.
+ * succeed is refused at once with its reason, and waits for the outcome
+ * (ctl-request.ts).
  */
 import { randomBytes } from 'crypto';
 
-import { Dcs, DcsError } from './dcs';
-import type { ClusterView, FailoverRequest } from './dcs-records';
+import {
+  CONNECTION_FAILURE,
+  CtlError,
+  INVALID_PARAMETER_VALUE,
+  OBJECT_IN_USE,
+  OBJECT_NOT_IN_PREREQUISITE_STATE,
+  QUERY_CANCELED,
+  UNDEFINED_OBJECT,
+  callStart,
+  inProgress,
+  lsnText,
+  open,
+  outcome,
+  post,
+  readView,
+  settled,
+  withdrawOnSignals,
+  type CtlOptions,
+} from './ctl-request';
+import { DcsError } from './dcs';
+import type { FailoverRequest } from './dcs-records';
 import { ranksBefore, type Candidate } from './election';
 import { numberToLsn } from './local';
 import { askMembers, askPeer } from './peers';
-import { clusterPrefix, parseHosts } from './settings';
 
-/** A refusal or failure, with the SQLSTATE the SQL function raises. */
-export class CtlError extends Error {
-  constructor(
-    readonly sqlstate: string,
-    message: string,
-    readonly detail = '',
-    readonly hint = '',
-  ) {
-    super(message);
-  }
-}
-
-/** What every operation needs. */
-export interface CtlOptions {
-  hosts: string;
-  scope: string;
-  namespace: string;
-  /** Citus group (docs/citus.md); absent or -1: no Citus formation. */
-  citusGroup?: number;
-  /** The member asking (its name goes into the request). */
-  name: string;
-  candidate: string | null;
-  force: boolean;
-  timeoutMs: number;
-  retryTimeoutMs: number;
-  /** maximum_lag_on_failover, bytes. */
-  maxLagBytes: number;
-  /** The backend asking (the leader keeps that session when it stops writes). */
-  pid: number | null;
-}
-
-const OBJECT_NOT_IN_PREREQUISITE_STATE = '55000';
-const OBJECT_IN_USE = '55006';
-const UNDEFINED_OBJECT = '42704';
-const INVALID_PARAMETER_VALUE = '22023';
-const QUERY_CANCELED = '57014';
-const CONNECTION_FAILURE = '08006';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** How often the outcome is read from etcd. */
-const POLL_MS = 20;
-/** How long past its timeout a call waits to learn how a request the members were working on ended. */
-const OUTCOME_GRACE_MS = 3000;
-
-function open(o: CtlOptions): Dcs {
-  // not on the leader's clock: a busy machine may take seconds to answer the first request
-  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 5000));
-}
-
-async function readView(dcs: Dcs, o: CtlOptions): Promise<ClusterView> {
-  try {
-    const view = await dcs.read();
-    if (view.initialize === null) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `cluster "${o.scope}" is not initialized in etcd`);
-    return view;
-  } catch (err) {
-    if (err instanceof DcsError) throw new CtlError(CONNECTION_FAILURE, `etcd did not answer: ${err.message}`);
-    throw err;
-  }
-}
-
-/** A request still being worked on (not finished, not past its deadline). */
-function inProgress(view: ClusterView): FailoverRequest | null {
-  const f = view.failover;
-  if (!f || f.state === 'done' || f.state === 'refused') return null;
-  if (f.state === 'requested' && Date.parse(f.deadline) <= Date.now()) return null;
-  return f;
-}
-
-function lsnText(n: number | null): string {
-  return n === null ? 'unknown' : numberToLsn(n);
-}
+export { CtlError, withdrawOnSignals, type CtlOptions } from './ctl-request';
 
 /** Why member `c` (asked directly) may not take over from a leader at `leaderLsn` on `timeline`, or null. */
 function switchoverProblem(c: Candidate, leaderLsn: number | null, timeline: number | null, maxLag: number): string | null {
@@ -110,80 +60,9 @@ function switchoverProblem(c: Candidate, leaderLsn: number | null, timeline: num
   return null;
 }
 
-async function post(dcs: Dcs, view: ClusterView, req: FailoverRequest, o: CtlOptions): Promise<void> {
-  const stale = view.failover && !inProgress(view) ? view.failover.modRevision : null;
-  // the key outlives the deadline by the time a caller waits to learn the outcome
-  const ttl = Math.ceil((o.timeoutMs + OUTCOME_GRACE_MS) / 1000) + 2;
-  if (!(await dcs.postFailover(req, ttl, stale))) {
-    throw new CtlError(OBJECT_IN_USE, 'another switchover or failover was requested at the same moment');
-  }
-}
-
-/** Wait until the request is done (its candidate accepts writes) or refused, or the deadline passes. */
-async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number): Promise<FailoverRequest> {
-  const what = req.kind;
-  let last: FailoverRequest | null = req;
-  for (;;) {
-    let view: ClusterView | null = null;
-    try {
-      view = await dcs.read();
-    } catch {
-      // etcd may be busy for a moment: keep asking until the deadline
-    }
-    if (view) {
-      const f = view.failover;
-      if (f && f.id === req.id) {
-        last = f;
-        if (f.state === 'refused') {
-          await dcs.deleteFailover(req.id).catch(() => undefined);
-          if (Date.now() - t0 >= o.timeoutMs) {
-            // the leader gave up at the deadline: it leads on, and writes resumed there
-            throw new CtlError(
-              QUERY_CANCELED,
-              `${what} to member "${req.member}" did not finish within ${o.timeoutMs} ms: ${f.reason ?? 'the leader gave up'}`,
-              `Nothing changed: member "${f.leader ?? req.leader ?? '(the leader)'}" still leads and accepts writes; every commit it acknowledged is kept.`,
-            );
-          }
-          throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `${what} refused: ${f.reason ?? 'no reason given'}`);
-        }
-        if (f.state === 'handed_over' && req.leader !== null && req.requested_by === req.leader) {
-          // asked on the leader itself, which shuts down now (ending this session): every commit is on the
-          // candidate and it holds the leader key; the leader waits for this call to return before it goes
-          return f;
-        }
-        if (f.state === 'done') {
-          const m = view.members.get(req.member!);
-          if (m) {
-            const a = await askPeer(m.conninfo, o.retryTimeoutMs).catch(() => null);
-            if (a && !a.recovery && a.writable) {
-              await dcs.deleteFailover(req.id).catch(() => undefined);
-              return f;
-            }
-          }
-        }
-      } else if (last && last.state !== 'requested') {
-        throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `the ${what} request disappeared from etcd in state "${last.state}"`, 'Its deadline passed, or another request replaced it.');
-      }
-    }
-    // past the timeout, a request the members are working on ends by itself at its deadline (the same
-    // moment): wait OUTCOME_GRACE_MS more to report how it ended (refused, writes resumed; or done)
-    if (Date.now() - t0 >= o.timeoutMs && (last?.state === 'requested' || Date.now() - t0 >= o.timeoutMs + OUTCOME_GRACE_MS)) {
-      if (last?.state === 'requested') await dcs.deleteFailover(req.id).catch(() => undefined);
-      throw new CtlError(
-        QUERY_CANCELED,
-        `${what} to member "${req.member}" did not finish within ${o.timeoutMs} ms (state: ${last?.state ?? 'unknown'})`,
-        last?.state === 'requested'
-          ? 'No member acted on the request; it was withdrawn.'
-          : 'The members go on with it: it completes, or the leader gives up and writes resume there. tsworker.stat_workers and the log say which.',
-      );
-    }
-    await sleep(POLL_MS);
-  }
-}
-
 /** tsworker.switchover(candidate, timeout). */
 export async function switchover(o: CtlOptions): Promise<Record<string, unknown>> {
-  const t0 = Date.now();
+  const t0 = callStart(o);
   const dcs = open(o);
   try {
     const view = await readView(dcs, o);
@@ -191,6 +70,14 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
       throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `no member leads cluster "${o.scope}": a switchover needs a leader`, '', 'When the leader is gone, use tsworker.failover(candidate).');
     }
     const leader = view.leader.name;
+    if (o.leader != null && o.leader !== leader) {
+      throw new CtlError(
+        OBJECT_NOT_IN_PREREQUISITE_STATE,
+        `member "${o.leader}" does not lead cluster "${o.scope}": member "${leader}" does`,
+        'The leader changed since the switchover was planned (another switchover or a failover); nothing was requested.',
+        `Check the cluster, then call tsworker.switchover(..., leader => '${leader}') if the move is still wanted.`,
+      );
+    }
     const busy = inProgress(view);
     if (busy) throw new CtlError(OBJECT_IN_USE, `a ${busy.kind} to member "${busy.member}" is in progress (state ${busy.state}, requested at ${busy.requested_at})`);
     const lm = view.members.get(leader);
@@ -225,6 +112,9 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
       deadline: new Date(t0 + o.timeoutMs).toISOString(),
       state: 'requested',
     };
+    if (Date.now() - t0 >= o.timeoutMs) {
+      throw new CtlError(QUERY_CANCELED, `switchover to member "${to.name}" did not start within ${o.timeoutMs} ms`, 'The checks took the whole timeout (counted from the call); nothing was requested.');
+    }
     await post(dcs, view, req, o);
     process.stderr.write(`pg_tsworker: switchover ${req.id} from "${leader}" to "${to.name}" requested on "${o.name}" (checked in ${Date.now() - t0} ms)\n`);
     const done = await outcome(dcs, req, o, t0);
@@ -240,19 +130,28 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
       ms: Date.now() - t0,
     };
   } finally {
+    settled();
     dcs.close();
   }
 }
 
 /** tsworker.failover(candidate, force, timeout). */
 export async function failover(o: CtlOptions): Promise<Record<string, unknown>> {
-  const t0 = Date.now();
+  const t0 = callStart(o);
   if (!o.candidate) throw new CtlError(INVALID_PARAMETER_VALUE, 'a manual failover needs a candidate');
   const dcs = open(o);
   try {
     const view = await readView(dcs, o);
     const busy = inProgress(view);
     if (busy) throw new CtlError(OBJECT_IN_USE, `a ${busy.kind} to member "${busy.member}" is in progress (state ${busy.state}, requested at ${busy.requested_at})`);
+    // the name first: a hint must never recommend a member that does not exist
+    if (!view.members.has(o.candidate)) {
+      throw new CtlError(
+        UNDEFINED_OBJECT,
+        `member "${o.candidate}" is not a member of cluster "${o.scope}"`,
+        `Members alive in etcd: ${[...view.members.keys()].join(', ') || 'none'} (a member whose server or promoter stopped longer than ttl has no key).`,
+      );
+    }
     if (view.leader) {
       throw new CtlError(
         OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -263,7 +162,7 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
     }
     const members = await askMembers(view, '', o.retryTimeoutMs);
     const to = members.find((m) => m.name === o.candidate);
-    if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members: ${[...view.members.keys()].join(', ')}.`);
+    if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members alive in etcd: ${[...view.members.keys()].join(', ')}.`);
     if (to.nofailover || to.priority <= 0) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" has the nofailover tag (or priority 0)`);
     if (to.source !== 'direct') throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" does not answer, so its WAL position is unknown`);
     const live = members.find((m) => m.source === 'direct' && !m.recovery && m.writable);
@@ -305,6 +204,7 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
       ms: Date.now() - t0,
     };
   } finally {
+    settled();
     dcs.close();
   }
 }
@@ -358,11 +258,13 @@ export function optionsFrom(argv: string[]): CtlOptions {
     citusGroup: Number(arg(argv, 'citus_group') ?? -1),
     name: arg(argv, 'name') ?? '',
     candidate: arg(argv, 'candidate') || null,
+    leader: arg(argv, 'leader') || null,
     force: arg(argv, 'force') === 'on',
     timeoutMs: num('timeout', 60_000),
     retryTimeoutMs: num('retry_timeout', 750),
     maxLagBytes: num('max_lag', 1024) * 1024,
     pid: num('pid', 0) || null,
+    startedAt: num('started_at', 0) || undefined,
   };
 }
 
@@ -372,6 +274,9 @@ function clean(text: string): string {
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
+  // SIGTERM: the backend, its call cancelled; SIGINT/SIGTERM also reach this process directly, in the
+  // backend's process group, from pg_cancel_backend()/pg_terminate_backend()
+  withdrawOnSignals(['SIGTERM', 'SIGINT'], 1);
   run(argv[0] ?? '', optionsFrom(argv))
     .then((res) => {
       process.stdout.write(`ok\t${JSON.stringify(res)}\n`);

@@ -399,16 +399,17 @@ export class Dcs {
   }
 
   /**
-   * Call `onChange` at once whenever the leader key, `status` or an
-   * operator's request (`failover`) changes (put or delete), so that the
+   * Call `onChange` at once whenever the leader key, `status`, an
+   * operator's request (`failover`) or `config` (pause/resume) changes
+   * (put or delete), so that the
    * loop need not wait for its next run. Resolves once both watches are established,
    * which takes as long as etcd is unreachable (the client keeps trying
    * every endpoint): do not wait for it. The watches are re-established by
    * the client when etcd comes back.
    */
-  async watchLeader(onChange: (what: 'put' | 'delete', value: string | null, key: 'leader' | 'failover' | 'status', kv: { lease: string; modRevision: string } | null) => void): Promise<() => void> {
+  async watchLeader(onChange: (what: 'put' | 'delete', value: string | null, key: 'leader' | 'failover' | 'status' | 'config', kv: { lease: string; modRevision: string } | null) => void): Promise<() => void> {
     const watchers = await Promise.all(
-      (['leader', 'failover', 'status'] as const).map(async (k) => {
+      (['leader', 'failover', 'status', 'config'] as const).map(async (k) => {
         const watcher = await this.client.watch().key(this.key(k)).create();
         watcher.on('put', (kv) => onChange('put', kv.value.toString('utf8'), k, { lease: String(kv.lease), modRevision: String(kv.mod_revision) }));
         watcher.on('delete', () => onChange('delete', null, k, null));

@@ -5,7 +5,8 @@
  * Each eligible member decides for itself; only the most advanced one (by
  * received WAL, then priority, then name) tries, and the atomic create in
  * etcd settles any race between members whose views differ. Rules follow
- * Patroni's `is_healthiest_node`: a member yields to a live primary and to
+ * Patroni's `is_healthiest_node`: a member yields to a live primary, to a
+ * fenced primary back in etcd that holds at least as much WAL, and to
  * a more advanced peer; it is not eligible with the `nofailover` tag, a
  * system identifier that is not the cluster's, a timeline behind the
  * cluster's, or a lag beyond `maximum_lag_on_failover` from the leader's
@@ -81,6 +82,14 @@ export function elect(input: ElectionInput): Verdict {
   if (why) return { take: false, why: `not eligible: ${why}` };
   const live = input.peers.find((p) => p.source === 'direct' && !p.recovery && p.writable && p.sysid === me.sysid);
   if (live) return { take: false, why: `member "${live.name}" is a primary that accepts writes` };
+  // a primary that lost the key (fenced: etcd was out of reach) but answers and is back in etcd (it is a
+  // member there) takes the key back itself: promoting this member instead would drop what only it has
+  const former = input.sync
+    ? undefined
+    : input.peers.find((p) => p.source === 'direct' && !p.recovery && p.sysid === me.sysid && eligible(p, input) === null && (p.lsn as number) >= (me.lsn as number));
+  if (former && me.recovery) {
+    return { take: false, why: `member "${former.name}" is a primary (fenced) at ${numberToLsn(former.lsn as number)}, not behind this member (${numberToLsn(me.lsn as number)}): it takes the leader key back` };
+  }
 
   let compared = input.peers.filter((p) => p.recovery && eligible(p, input) === null);
   if (input.sync) {

@@ -135,7 +135,12 @@ export class Follower {
       const needs = fit.verdict === 'rewind' ? 'rewind' : 'restart';
       if (this.needs !== needs) {
         this.needs = needs;
-        const what = needs === 'rewind' ? rewind : `restart this server: it starts as a standby and follows "${leader}"`;
+        // a fast or smart stop writes a shutdown checkpoint at the end of this server's WAL, past the
+        // fork: an immediate stop writes nothing, and rejoin rewinds whatever the stop wrote (review 15 finding 12)
+        const what =
+          needs === 'rewind'
+            ? rewind
+            : `stop this server with pg_ctl stop -m immediate and start it: it starts as a standby and follows "${leader}" (a fast or smart stop writes a checkpoint past the fork; then run pg_tsworker_ctl rejoin before the start)`;
         this.emit(needs === 'rewind' ? 'needs_rewind' : 'needs_restart', { leader, why: fit.why, what }, 'warning');
       }
       return;

@@ -46,6 +46,10 @@ export interface HandoverHost {
   /** Called just before writes stop (a Citus worker group pauses its writes on the coordinator, docs/citus.md). */
   beforeDemote?(): Promise<void>;
   leaseId(): string;
+  /** Whether the request was deleted (withdrawn by its caller) after performance.now() was `t`. */
+  withdrawnSince(t: number): boolean;
+  /** The request's state changed (as this leader wrote it): show it in the status now, while the handover runs. */
+  progress(req: FailoverRequest): void;
   loopWaitMs(): number;
   retryTimeoutMs(): number;
   maxLagBytes(): number;
@@ -97,6 +101,12 @@ async function candidateProblem(h: HandoverHost, view: ClusterView, local: Local
     return `member "${to}" does not answer: ${(err as Error).message}`;
   }
   if (!peer.recovery) return `member "${to}" is not a standby`;
+  // a WAL receiver replies at least every wal_receiver_status_interval: one silent for twice that is stuck
+  // (its server answers, its TCP connection stays open), and would cost the clients a fence to the deadline
+  const silentFor = 2 * peer.statusIntervalMs + h.loopWaitMs();
+  if (peer.statusIntervalMs > 0 && replica.replyAgeMs !== null && replica.replyAgeMs > silentFor) {
+    return `member "${to}"'s WAL receiver has not replied for ${replica.replyAgeMs} ms (its wal_receiver_status_interval is ${peer.statusIntervalMs} ms): it would not catch up; nothing was fenced`;
+  }
   if (peer.timeline !== null && peer.timeline !== local.timeline) return `member "${to}" is on timeline ${peer.timeline}, not the leader's ${local.timeline}`;
   const lag = (local.lsn ?? 0) - (peer.lsn ?? 0);
   if (lag > h.maxLagBytes()) return `member "${to}" lags ${lag} bytes behind the leader, more than maximum_lag_on_failover (${h.maxLagBytes()} bytes)`;
@@ -105,6 +115,7 @@ async function candidateProblem(h: HandoverHost, view: ClusterView, local: Local
 
 async function refuse(h: HandoverHost, req: FailoverRequest, lease: string, reason: string): Promise<'refused'> {
   h.event('switchover_refused', { id: req.id, to: req.member, reason }, 'warning');
+  h.progress({ ...req, state: 'refused', reason });
   await h.dcs.updateFailover({ ...req, state: 'refused', reason }, lease).catch(() => false);
   return 'refused';
 }
@@ -128,6 +139,7 @@ export async function leadSwitchover(
   const problem = await candidateProblem(h, view, local, to);
   if (problem) return refuse(h, req, lease, problem);
   if (!(await h.dcs.updateFailover({ ...req, state: 'accepted' }, lease))) return 'refused';
+  h.progress({ ...req, state: 'accepted' });
   h.event('switchover_started', { id: req.id, to, requestedBy: req.requested_by });
 
   // 2. a checkpoint while writes still go on (over a client connection: the loop keeps renewing the lease)
@@ -143,6 +155,7 @@ export async function leadSwitchover(
     client.end().catch(() => undefined);
   }
   const checkpointMs = Math.round(performance.now() - t0);
+  if (h.withdrawnSince(t0)) return refuse(h, req, lease, 'the request was withdrawn (its caller was cancelled) before writes stopped');
 
   // 3. writes stop; sessions end so that no commit is in flight; the final position
   await h.beforeDemote?.();
@@ -165,6 +178,7 @@ export async function leadSwitchover(
   const final = h.w.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')[0].lsn;
   const finalBytes = lsnToNumber(final) ?? 0;
   await h.dcs.updateFailover({ ...req, state: 'fenced', lsn: finalBytes, fenced_at: fencedAt }, lease).catch(() => false);
+  h.progress({ ...req, state: 'fenced', lsn: finalBytes, fenced_at: fencedAt });
 
   // 4. the candidate has everything up to F
   const limit = Math.min(CATCH_UP_MS, Math.max(1000, Date.parse(req.deadline) - Date.now()));
@@ -173,6 +187,11 @@ export async function leadSwitchover(
   for (;;) {
     flushed = readReplicas(h.w).find((r) => r.name === to)?.flush ?? null;
     if (flushed !== null && flushed >= finalBytes) break;
+    if (h.withdrawnSince(t0)) {
+      // the caller was cancelled (or pg_tsworker_ctl interrupted): call it off now, not at the deadline
+      await h.keep(true).catch(() => undefined);
+      return refuse(h, req, lease, `the request was withdrawn (its caller was cancelled) while member "${to}" caught up; writes resumed here`);
+    }
     if (performance.now() - tf > limit) {
       await h.keep(true).catch(() => undefined);
       const got = flushed === null ? `stopped streaming from this leader before it flushed ${final}` : `flushed WAL only up to ${numberToLsn(flushed)} of ${final}`;
@@ -192,12 +211,17 @@ export async function leadSwitchover(
   // 5. the key goes to the candidate's lease, with the state, in one transaction
   const fresh = await h.dcs.read();
   const target = fresh.members.get(to);
+  if (fresh.failover?.id !== req.id || h.withdrawnSince(t0)) {
+    await h.keep(true).catch(() => undefined);
+    return refuse(h, req, lease, 'the request was withdrawn (its caller was cancelled) before the handover; writes resumed here');
+  }
   if (!target) {
     await h.keep(true).catch(() => undefined);
     return refuse(h, req, lease, `member "${to}" left the cluster during the switchover; writes resumed here`);
   }
   const handed: FailoverRequest = { ...req, state: 'handed_over', lsn: finalBytes, fenced_at: fencedAt };
   if (!(await h.dcs.handOver(h.name, h.leaseId(), to, target.lease, handed, lease))) return 'lost';
+  h.progress(handed);
   h.event('switchover_handed_over', {
     id: req.id,
     to,

@@ -9,6 +9,7 @@ import type { ClusterView, FailoverRequest } from './dcs-records';
 import { awaitCaller, awaitOldLeader, leadSwitchover, pending, shutDownServer, type HandoverHost } from './handover';
 import { readReplicas, type LocalState } from './local';
 import type { MemberCore } from './member-core';
+import { publishStatus } from './status';
 import { promote } from './takeover';
 
 export async function lead(m: MemberCore, local: LocalState, view: ClusterView): Promise<void> {
@@ -75,6 +76,11 @@ function handoverHost(m: MemberCore): HandoverHost {
     closeFence: (reason) => m.fence.close(reason),
     beforeDemote: async () => m.citus?.beforeDemote(),
     leaseId: () => m.lease!.id,
+    withdrawnSince: (t) => m.failoverDeletedAt > t,
+    progress: (req) => {
+      m.running = req;
+      publishStatus(m);
+    },
     loopWaitMs: () => m.t.loopWaitMs,
     retryTimeoutMs: () => m.t.retryTimeoutMs,
     maxLagBytes: () => m.s.maximum_lag_on_failover * 1024,

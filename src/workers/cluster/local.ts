@@ -89,16 +89,26 @@ export interface Replica {
   syncState: string;
   flush: number | null;
   replay: number | null;
+  /** Milliseconds since its WAL receiver last replied (null: never). */
+  replyAgeMs: number | null;
 }
 
 /** The standbys streaming from this primary. */
 export function readReplicas(w: WorkerContext<any>): Replica[] {
   return w
-    .query<{ name: string; state: string; sync_state: string; flush: string | null; replay: string | null }>(
-      `SELECT application_name AS name, state, sync_state, flush_lsn::text AS flush, replay_lsn::text AS replay
+    .query<{ name: string; state: string; sync_state: string; flush: string | null; replay: string | null; reply_age: number | null }>(
+      `SELECT application_name AS name, state, sync_state, flush_lsn::text AS flush, replay_lsn::text AS replay,
+              (extract(epoch FROM clock_timestamp() - reply_time) * 1000)::float8 AS reply_age
          FROM pg_stat_replication`,
     )
-    .map((r) => ({ name: r.name, state: r.state, syncState: r.sync_state, flush: lsnToNumber(r.flush), replay: lsnToNumber(r.replay) }));
+    .map((r) => ({
+      name: r.name,
+      state: r.state,
+      syncState: r.sync_state,
+      flush: lsnToNumber(r.flush),
+      replay: lsnToNumber(r.replay),
+      replyAgeMs: r.reply_age === null ? null : Math.round(Number(r.reply_age)),
+    }));
 }
 
 /**

@@ -17,7 +17,7 @@ import type { WorkerContext } from '../../runtime/index';
 import { citusPart, type CitusMember } from './citus';
 import type { CitusSettings } from './citus-settings';
 import { Dcs, DcsError, LeaseLostError } from './dcs';
-import type { ClusterView, Lease } from './dcs-records';
+import type { ClusterView, FailoverRequest, Lease } from './dcs-records';
 import { LeaderExpiry } from './expiry';
 import { WriteFence } from './fence';
 import { Follower } from './follow';
@@ -63,8 +63,23 @@ export class MemberCore {
   conninfoError: string | null = null;
   /** Date.now() when this member first saw no leader (0: a leader is known). */
   leaderGoneAt = 0;
+  /**
+   * performance.now() when etcd last dropped this member's own lease (0:
+   * never). etcd then very likely dropped every member's (it was frozen,
+   * or cut off from the members, longer than ttl): the election waits for
+   * the others to publish again (takeover.ts).
+   */
+  leaseLostAt = 0;
   /** Maintenance mode as last read from etcd's `config`. */
   paused = false;
+  /**
+   * The switchover this leader runs, with its state as this member last
+   * wrote it (handover.ts); shown in the status instead of the `failover`
+   * key last read, until the next read of etcd.
+   */
+  running: FailoverRequest | null = null;
+  /** performance.now() when the watch last saw `failover` deleted (a caller withdrew its request). */
+  failoverDeletedAt = 0;
   /** This server is shutting down after handing the leader key over. */
   handedOver = false;
   readonly serverVersion: number;
@@ -126,6 +141,7 @@ export class MemberCore {
       } catch (err) {
         if (!(err instanceof LeaseLostError)) throw err;
         this.lease = null;
+        this.leaseLostAt = performance.now();
         if (this.leading) this.loseLeadership('the leader lease expired');
       }
     }

@@ -179,8 +179,14 @@ export class ClusterMember {
           if (kv) m.expiry.statusWritten(kv.modRevision);
           return;
         }
+        if (key === 'config') {
+          // pause/resume: every member shows it (status, health endpoints) at once, not a loop later
+          this.trigger('the cluster configuration (pause) changed');
+          return;
+        }
         if (key === 'leader') m.expiry.observe(what === 'put' && kv ? kv.lease : null, m.view?.statusRevision ?? null);
         if (key === 'failover') {
+          if (what === 'delete') m.failoverDeletedAt = performance.now();
           this.trigger(`an operator's request was ${what === 'delete' ? 'deleted' : 'posted or updated'}`);
           return;
         }
@@ -220,6 +226,7 @@ export class ClusterMember {
         await m.renewLease();
       }
       m.view = view;
+      m.running = null; // the `failover` key just read says where a switchover this member ran stands
       m.viewAt = Date.now();
       m.expiry.contact();
       m.expiry.observe(view.leader?.lease ?? null, view.statusRevision);

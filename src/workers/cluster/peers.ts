@@ -18,11 +18,13 @@ export interface PeerAnswer {
   lsn: number | null;
   timeline: number | null;
   sysid: string;
+  /** Its wal_receiver_status_interval in ms (0: no periodic replies). */
+  statusIntervalMs: number;
 }
 
 /** Ask one member; rejects when it does not answer within `timeoutMs`. */
 export async function askPeer(conninfo: string, timeoutMs: number): Promise<PeerAnswer> {
-  const row = await queryOnce<{ recovery: boolean; lsn: string | null; fenced: string | null; tli: number | null; sysid: string }>(
+  const row = await queryOnce<{ recovery: boolean; lsn: string | null; fenced: string | null; tli: number | null; sysid: string; status_ms: number | null }>(
     conninfo,
     timeoutMs,
     `SELECT pg_is_in_recovery() AS recovery,
@@ -33,10 +35,19 @@ export async function askPeer(conninfo: string, timeoutMs: number): Promise<Peer
             CASE WHEN pg_is_in_recovery()
                  THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
                  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli,
-            (SELECT system_identifier::text FROM pg_control_system()) AS sysid`,
+            (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
+            (SELECT setting::int * CASE unit WHEN 's' THEN 1000 ELSE 1 END FROM pg_settings
+              WHERE name = 'wal_receiver_status_interval') AS status_ms`,
     false,
   );
-  return { recovery: row.recovery, writable: !row.recovery && row.fenced !== 'on', lsn: lsnToNumber(row.lsn), timeline: row.tli, sysid: row.sysid };
+  return {
+    recovery: row.recovery,
+    writable: !row.recovery && row.fenced !== 'on',
+    lsn: lsnToNumber(row.lsn),
+    timeline: row.tli,
+    sysid: row.sysid,
+    statusIntervalMs: Number(row.status_ms ?? 10_000),
+  };
 }
 
 /**

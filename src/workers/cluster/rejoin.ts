@@ -7,7 +7,9 @@
  * standby configuration (standby.signal, primary_conninfo). Nothing is done
  * on the leader, on a healthy standby, on a running server, or when no
  * member leads (the server then starts as a standby and takes part in the
- * election).
+ * election). Every connection to the leader is bounded (rejoinLimits): a
+ * leader that does not answer leaves this member configured as its standby,
+ * not rewound, and rejoin still succeeds (systemd then starts the server).
  */
 import { execFile } from 'child_process';
 import * as fs from 'fs';
@@ -79,6 +81,79 @@ export function writeStandbyConfig(dataDir: string, conninfo: string): void {
   fs.writeFileSync(path.join(dataDir, 'standby.signal'), '', { mode: 0o600 });
 }
 
+/** How long rejoin waits for the leader (milliseconds). */
+export interface RejoinLimits {
+  /** Each connection to the leader, startup included (libpq's connect_timeout for pg_rewind). */
+  connectMs: number;
+  /** The leader's CHECKPOINT. */
+  checkpointMs: number;
+  /** The whole pg_rewind run (it copies what changed: large on a big cluster). */
+  rewindMs: number;
+}
+
+/** The limits, from the member's retry_timeout: a connection gets 10 s at least, or 4 × retry_timeout. */
+export function rejoinLimits(retryTimeoutMs: number): RejoinLimits {
+  const connectMs = Math.max(10_000, 4 * retryTimeoutMs);
+  return { connectMs, checkpointMs: Math.max(120_000, 20 * retryTimeoutMs), rewindMs: 30 * 60_000 };
+}
+
+/** CHECKPOINT on the leader, within the limits (connect, then the statement; the server cancels it too). */
+async function checkpointLeader(source: string, limits: RejoinLimits): Promise<void> {
+  const cfg = clientConfig(source, limits.checkpointMs, 'pg_tsworker_ctl rejoin');
+  const client = new pg.Client({ ...cfg, connectionTimeoutMillis: limits.connectMs, query_timeout: limits.checkpointMs, statement_timeout: limits.checkpointMs });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('CHECKPOINT');
+  } finally {
+    // a leader that stopped answering would hold end() too: do not wait for it
+    const ended = client.end().catch(() => undefined);
+    await Promise.race([ended, new Promise((r) => setTimeout(r, 1000).unref())]);
+  }
+}
+
+/**
+ * Crash recovery of a primary that did not shut down cleanly, in single-user
+ * mode, as pg_rewind would run it but keeping the WAL: the shutdown checkpoint
+ * that ends it removes (or recycles) every segment before its own, among them
+ * the one holding the last checkpoint before the fork, which pg_rewind then
+ * looks for ("could not find previous WAL record"): the member could only be
+ * cloned again. As Patroni does, archive_mode = on with an archive_command
+ * that never succeeds keeps every segment not yet archived; the `.done`
+ * marks of segments already archived are set aside during the run (so those
+ * are kept too) and put back after it, without the `.ready` the run gave them.
+ */
+async function recoverKeepingWal(o: RejoinOptions, timeoutMs: number): Promise<void> {
+  const status = path.join(o.dataDir, 'pg_wal', 'archive_status');
+  const aside = path.join(o.dataDir, 'pg_wal', 'archive_status.rejoin');
+  // a run interrupted before it put the marks back: put them back first
+  restoreDone(status, aside);
+  fs.mkdirSync(aside, { mode: 0o700 });
+  for (const f of fs.readdirSync(status)) if (f.endsWith('.done')) fs.renameSync(path.join(status, f), path.join(aside, f));
+  try {
+    const args = ['--single', '-F', '-D', o.dataDir, '-c', 'archive_mode=on', '-c', 'archive_command=false', 'template1'];
+    await new Promise<void>((resolve, reject) => {
+      const child = execFile(path.join(o.bindir, 'postgres'), args, { timeout: timeoutMs, env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 16 << 20 }, (err, _stdout, stderr) => {
+        if (err) reject(new Error(`crash recovery in single-user mode failed: ${stderr.trim() || err.message}`));
+        else resolve();
+      });
+      child.stdin?.end();
+    });
+  } finally {
+    restoreDone(status, aside);
+  }
+}
+
+/** Put the `.done` marks set aside back, removing the `.ready` marks the recovery gave the same segments. */
+function restoreDone(status: string, aside: string): void {
+  if (!fs.existsSync(aside)) return;
+  for (const f of fs.readdirSync(aside)) {
+    fs.rmSync(path.join(status, f.replace(/\.done$/, '.ready')), { force: true });
+    fs.renameSync(path.join(aside, f), path.join(status, f));
+  }
+  fs.rmdirSync(aside);
+}
+
 /** Rejoin this data directory to the cluster; see the file's comment. */
 export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
   const dcs = new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 10_000));
@@ -132,21 +207,37 @@ export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
   // pg_rewind decides whether the WAL diverged; it copies configuration files from the source, so keep ours
   const conf = fs.readdirSync(o.dataDir).filter((f) => f.endsWith('.conf') && fs.statSync(path.join(o.dataDir, f)).isFile());
   const saved = conf.map((f) => [f, fs.readFileSync(path.join(o.dataDir, f))] as const);
-  const source = `${m.conninfo} dbname=postgres`;
+  const limits = rejoinLimits(o.retryTimeoutMs);
+  // every connection to the leader is bounded: a leader host that accepts TCP but never answers
+  // (a hung or SIGSTOPped postmaster) must not hold systemd's ExecStartPre= until its own timeout
+  const source = `${m.conninfo} dbname=postgres connect_timeout=${Math.ceil(limits.connectMs / 1000)}`;
+  const unanswered = (err: Error) => {
+    writeStandbyConfig(o.dataDir, followConninfo(m.conninfo, o.name));
+    return {
+      action: 'standby' as const,
+      why: `leader "${leader}" does not answer (${err.message.split('\n')[0]}): starting as a standby of "${leader}" (its promoter checks the WAL once the leader answers; the boot check keeps it read-only); no pg_rewind`,
+    };
+  };
   // a leader promoted moments ago may not have checkpointed yet: pg_rewind reads the source's timeline
   // from its control file, which only a checkpoint updates (Patroni checkpoints the leader first too)
-  const client = new pg.Client(clientConfig(source, 600_000, 'pg_tsworker_ctl rejoin'));
-  client.on('error', () => undefined);
   try {
-    await client.connect();
-    await client.query('CHECKPOINT');
-  } finally {
-    await client.end().catch(() => undefined);
+    await checkpointLeader(source, limits);
+  } catch (err) {
+    return unanswered(err as Error);
+  }
+  if (!state.startsWith('shut down')) {
+    // a primary that crashed: its crash recovery, done here rather than by pg_rewind, keeps the WAL
+    // pg_rewind reads next (see recoverKeepingWal)
+    await recoverKeepingWal(o, limits.rewindMs);
   }
   let out: string;
   try {
-    const r = await run(path.join(o.bindir, 'pg_rewind'), ['-D', o.dataDir, '--source-server', source], 30 * 60_000);
+    const r = await run(path.join(o.bindir, 'pg_rewind'), ['-D', o.dataDir, '--no-ensure-shutdown', '--source-server', source], limits.rewindMs);
     out = `${r.stdout}\n${r.stderr}`;
+  } catch (err) {
+    // pg_rewind could not connect: it changed nothing in this data directory
+    if (/could not connect|timeout expired|connection to server .* failed/.test((err as Error).message)) return unanswered(err as Error);
+    throw err;
   } finally {
     for (const [f, data] of saved) fs.writeFileSync(path.join(o.dataDir, f), data);
   }

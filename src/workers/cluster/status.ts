@@ -12,6 +12,7 @@ import type { MemberCore } from './member-core';
 /** Show the member in tsworker.workers (`status`). */
 export function publishStatus(m: MemberCore): void {
   const l = m.local;
+  const f = m.running ?? m.view?.failover ?? null;
   const status = {
     mode: 'cluster',
     ...(m.citus ? { citus: m.citus.status() } : {}),
@@ -30,7 +31,7 @@ export function publishStatus(m: MemberCore): void {
     dcs: m.dcsError ? `error: ${m.dcsError}`.slice(0, 300) : 'ok',
     sync: m.view?.sync?.members ?? null,
     paused: m.paused,
-    switchover: m.view?.failover ? { id: m.view.failover.id, kind: m.view.failover.kind, to: m.view.failover.member, state: m.view.failover.state } : null,
+    switchover: f ? { id: f.id, kind: f.kind, from: f.leader, to: f.member, state: f.state, ...(f.reason ? { reason: f.reason } : {}) } : null,
     error: m.configError,
     lastEvent: m.log.lastEvent,
   };

@@ -6,6 +6,8 @@
  * the key (the lease is renewed while PostgreSQL promotes; the promotion is
  * recorded in etcd's history and in tsworker.events).
  */
+import { performance } from 'perf_hooks';
+
 import { numberToLsn, readHistoryLine, readLocal, type LocalState } from './local';
 import { promoteAndWait } from '../promote';
 import { beforePromote, onPromote, type PromotionEvent } from '../promoter/hooks';
@@ -40,6 +42,15 @@ export async function election(m: MemberCore, local: LocalState, view: ClusterVi
   }
   if (m.paused && local.recovery) {
     m.log.note('no leader: maintenance mode (paused): no automatic failover; tsworker.resume() or tsworker.failover() ends it');
+    return;
+  }
+  // etcd dropped this member's own lease: it was frozen (or out of reach) longer than ttl, and every other
+  // member's key, the old leader's too, may have expired with it. An election now could be one of a single
+  // member, behind a leader that is alive and about to come back: wait one ttl and a loop for the members
+  // to publish again (a former leader that answers takes the key back itself, election.ts).
+  const regrant = m.leaseLostAt > 0 ? m.leaseLostAt + m.t.ttlMs + m.t.loopWaitMs - performance.now() : 0;
+  if (local.recovery && regrant > 0) {
+    m.log.note(`no leader: etcd dropped this member's lease (every member's key may have expired with it): waiting ttl + loop_wait (${m.t.ttlMs + m.t.loopWaitMs} ms) from then for the members to publish again before an election`);
     return;
   }
   const peers = await askMembers(view, m.name, m.t.retryTimeoutMs);

@@ -1,0 +1,207 @@
+/**
+ * An operator's request as its caller handles it (ctl.ts for the SQL
+ * functions and pg_tsworker_ctl): the options and errors of a call, its
+ * clock (the timeout counts from the call), posting the request in etcd's
+ * `failover` key, withdrawing it when the caller is told to stop, and
+ * waiting for its outcome as the members record it.
+ */
+import { Dcs, DcsError } from './dcs';
+import type { ClusterView, FailoverRequest } from './dcs-records';
+import { numberToLsn } from './local';
+import { askPeer } from './peers';
+import { clusterPrefix, parseHosts } from './settings';
+
+/** A refusal or failure, with the SQLSTATE the SQL function raises. */
+export class CtlError extends Error {
+  constructor(
+    readonly sqlstate: string,
+    message: string,
+    readonly detail = '',
+    readonly hint = '',
+  ) {
+    super(message);
+  }
+}
+
+/** What every operation needs. */
+export interface CtlOptions {
+  hosts: string;
+  scope: string;
+  namespace: string;
+  /** Citus group (docs/citus.md); absent or -1: no Citus formation. */
+  citusGroup?: number;
+  /** The member asking (its name goes into the request). */
+  name: string;
+  candidate: string | null;
+  /** Switchover: the member expected to lead (Patroni's `--leader`); refused when another one does. */
+  leader?: string | null;
+  force: boolean;
+  timeoutMs: number;
+  retryTimeoutMs: number;
+  /** maximum_lag_on_failover, bytes. */
+  maxLagBytes: number;
+  /** The backend asking (the leader keeps that session when it stops writes). */
+  pid: number | null;
+  /**
+   * When the call began (Date.now() of the calling backend, before this
+   * process started): the timeout counts from it. Default: now.
+   */
+  startedAt?: number;
+}
+
+/** When the call's clock started: `startedAt` if it is sane (not in the future, not before the timeout), else now. */
+export function callStart(o: CtlOptions): number {
+  const now = Date.now();
+  const s = o.startedAt;
+  return s !== undefined && Number.isFinite(s) && s <= now && s > now - o.timeoutMs - 60_000 ? s : now;
+}
+
+export const OBJECT_NOT_IN_PREREQUISITE_STATE = '55000';
+export const OBJECT_IN_USE = '55006';
+export const UNDEFINED_OBJECT = '42704';
+export const INVALID_PARAMETER_VALUE = '22023';
+export const QUERY_CANCELED = '57014';
+export const CONNECTION_FAILURE = '08006';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How often the outcome is read from etcd. */
+const POLL_MS = 20;
+/** How long past its timeout a call waits to learn how a request the members were working on ended. */
+const OUTCOME_GRACE_MS = 3000;
+
+export function open(o: CtlOptions): Dcs {
+  // not on the leader's clock: a busy machine may take seconds to answer the first request
+  return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 5000));
+}
+
+export async function readView(dcs: Dcs, o: CtlOptions): Promise<ClusterView> {
+  try {
+    const view = await dcs.read();
+    if (view.initialize === null) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `cluster "${o.scope}" is not initialized in etcd`);
+    return view;
+  } catch (err) {
+    if (err instanceof DcsError) throw new CtlError(CONNECTION_FAILURE, `etcd did not answer: ${err.message}`);
+    throw err;
+  }
+}
+
+/** A request still being worked on (not finished, not past its deadline). */
+export function inProgress(view: ClusterView): FailoverRequest | null {
+  const f = view.failover;
+  if (!f || f.state === 'done' || f.state === 'refused') return null;
+  if (f.state === 'requested' && Date.parse(f.deadline) <= Date.now()) return null;
+  return f;
+}
+
+export function lsnText(n: number | null): string {
+  return n === null ? 'unknown' : numberToLsn(n);
+}
+
+/** The request this process posted and still waits for: withdrawn if the process is told to stop. */
+let posted: { dcs: Dcs; id: string } | null = null;
+
+/** The call is over (answered or failed): nothing to withdraw any more. */
+export function settled(): void {
+  posted = null;
+}
+
+/**
+ * On these signals, withdraw the request this process waits for (delete
+ * the `failover` key if it still holds it, within 1 s), then exit: a
+ * cancelled SQL call (its child gets SIGINT or SIGTERM) or an
+ * interrupted pg_tsworker_ctl calls its switchover off, and a leader that
+ * had stopped writes for it resumes them at once (handover.ts).
+ */
+export function withdrawOnSignals(signals: NodeJS.Signals[], exitCode: number): void {
+  let stopping = false;
+  for (const sig of signals) {
+    process.on(sig, () => {
+      if (stopping) return; // a cancelled call may bring SIGINT (to the process group), then SIGTERM (from the backend)
+      stopping = true;
+      const p = posted;
+      const done = () => process.exit(exitCode);
+      if (!p) done();
+      else {
+        process.stderr.write(`pg_tsworker: ${sig}: withdrawing request ${p.id}\n`);
+        setTimeout(done, 1000).unref();
+        p.dcs.deleteFailover(p.id).then(done, (err: Error) => {
+          process.stderr.write(`pg_tsworker: could not withdraw request ${p.id}: ${err.message}\n`);
+          done();
+        });
+      }
+    });
+  }
+}
+
+export async function post(dcs: Dcs, view: ClusterView, req: FailoverRequest, o: CtlOptions): Promise<void> {
+  const stale = view.failover && !inProgress(view) ? view.failover.modRevision : null;
+  // the key outlives the deadline by the time a caller waits to learn the outcome
+  const ttl = Math.ceil((o.timeoutMs + OUTCOME_GRACE_MS) / 1000) + 2;
+  posted = { dcs, id: req.id };
+  if (!(await dcs.postFailover(req, ttl, stale))) {
+    posted = null;
+    throw new CtlError(OBJECT_IN_USE, 'another switchover or failover was requested at the same moment');
+  }
+}
+
+/** Wait until the request is done (its candidate accepts writes) or refused, or the deadline passes. */
+export async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number): Promise<FailoverRequest> {
+  const what = req.kind;
+  let last: FailoverRequest | null = req;
+  for (;;) {
+    let view: ClusterView | null = null;
+    try {
+      view = await dcs.read();
+    } catch {
+      // etcd may be busy for a moment: keep asking until the deadline
+    }
+    if (view) {
+      const f = view.failover;
+      if (f && f.id === req.id) {
+        last = f;
+        if (f.state === 'refused') {
+          await dcs.deleteFailover(req.id).catch(() => undefined);
+          if (Date.now() - t0 >= o.timeoutMs) {
+            // the leader gave up at the deadline: it leads on, and writes resumed there
+            throw new CtlError(
+              QUERY_CANCELED,
+              `${what} to member "${req.member}" did not finish within ${o.timeoutMs} ms: ${f.reason ?? 'the leader gave up'}`,
+              `Nothing changed: member "${f.leader ?? req.leader ?? '(the leader)'}" still leads and accepts writes; every commit it acknowledged is kept.`,
+            );
+          }
+          throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `${what} refused: ${f.reason ?? 'no reason given'}`);
+        }
+        if (f.state === 'handed_over' && req.leader !== null && req.requested_by === req.leader) {
+          // asked on the leader itself, which shuts down now (ending this session): every commit is on the
+          // candidate and it holds the leader key; the leader waits for this call to return before it goes
+          return f;
+        }
+        if (f.state === 'done') {
+          const m = view.members.get(req.member!);
+          if (m) {
+            const a = await askPeer(m.conninfo, o.retryTimeoutMs).catch(() => null);
+            if (a && !a.recovery && a.writable) {
+              await dcs.deleteFailover(req.id).catch(() => undefined);
+              return f;
+            }
+          }
+        }
+      } else if (last && last.state !== 'requested') {
+        throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `the ${what} request disappeared from etcd in state "${last.state}"`, 'Its deadline passed, or another request replaced it.');
+      }
+    }
+    // past the timeout, a request the members are working on ends by itself at its deadline (the same
+    // moment): wait OUTCOME_GRACE_MS more to report how it ended (refused, writes resumed; or done)
+    if (Date.now() - t0 >= o.timeoutMs && (last?.state === 'requested' || Date.now() - t0 >= o.timeoutMs + OUTCOME_GRACE_MS)) {
+      if (last?.state === 'requested') await dcs.deleteFailover(req.id).catch(() => undefined);
+      throw new CtlError(
+        QUERY_CANCELED,
+        `${what} to member "${req.member}" did not finish within ${o.timeoutMs} ms (state: ${last?.state ?? 'unknown'})`,
+        last?.state === 'requested'
+          ? 'No member acted on the request; it was withdrawn.'
+          : 'The members go on with it: it completes, or the leader gives up and writes resume there. tsworker.stat_workers and the log say which.',
+      );
+    }
+    await sleep(POLL_MS);
+  }
+}

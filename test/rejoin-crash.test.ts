@@ -1,0 +1,105 @@
+/**
+ * [switchover] `pg_tsworker_ctl rejoin` of a primary that crashed (its
+ * postmaster SIGKILLed, a standby promoted) whose last checkpoint before the
+ * fork lies in an older WAL segment: the crash recovery that must run before
+ * pg_rewind ends with a shutdown checkpoint that removes every older segment
+ * (wal_keep_size = 0, no slot), and pg_rewind then failed with "could not
+ * find previous WAL record" (review 15 finding 1: 2 rejoins of 7; the member
+ * could only be cloned again). rejoin now runs that recovery itself keeping
+ * the WAL, archived segments included (archive_mode = on here, so segments
+ * carry `.done` marks), and the member is rewound and streams.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { MemberOps, startMembers, type Member } from './cluster-helpers';
+import { PG_BIN, waitFor } from './harness/cluster';
+import { Etcd } from './harness/etcd';
+import { Network } from './harness/netns';
+
+const root = process.getuid?.() === 0;
+
+describe('rejoin of a crashed primary whose last checkpoint is in an older WAL segment', { skip: root ? false : 'needs root' }, () => {
+  let net: Network;
+  let etcd: Etcd;
+  const members: Member[] = [];
+  const ops = new MemberOps(members, () => net);
+
+  const conf = (host: string, port: number) => ({
+    shared_preload_libraries: 'pg_tsworker',
+    'tsworker.workers': 'promoter',
+    'tsworker_promoter.etcd_hosts': etcd.url,
+    'tsworker_promoter.scope': 'rc',
+    'tsworker_promoter.name': host,
+    'tsworker_promoter.restapi_listen': `${net.ip(host)}:8008`,
+    'tsworker_promoter.conninfo': `host=${net.ip(host)} port=${port} user=postgres`,
+    wal_log_hints: 'on',
+    wal_receiver_timeout: '2s',
+    wal_sender_timeout: '2s',
+    wal_retrieve_retry_interval: '200ms',
+    // nothing keeps old segments but their archiving: what pg_rewind needs must survive by rejoin's care
+    wal_keep_size: '0',
+    archive_mode: 'on',
+    archive_command: '/bin/true',
+  });
+
+  async function ctlRejoin(m: Member): Promise<{ code: number; out: string }> {
+    try {
+      const r = await net.exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 180_000 });
+      return { code: 0, out: r.stdout.trim() };
+    } catch (e) {
+      return { code: 1, out: String((e as Error).message) };
+    }
+  }
+
+  before(async () => {
+    net = await Network.create(['a', 'b', 'c', 'e']);
+    etcd = await Etcd.start('rc', { netns: net.host('e') });
+    members.push(...(await startMembers(net, (c, host) => c.appendConf(conf(host, c.port)))));
+    for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
+  });
+
+  after(async () => {
+    for (const m of members) await m.c.cleanup().catch(() => undefined);
+    await etcd?.cleanup();
+    await net?.destroy();
+  });
+
+  test('SIGKILLed primary, 3 WAL segments past its last checkpoint: rejoin rewinds it, keeps the archive marks, and it streams', async (t) => {
+    const old = await ops.leader();
+    await old.c.query('CHECKPOINT');
+    const ckptSegment = await old.c.queryText('SELECT pg_walfile_name(redo_lsn) FROM pg_control_checkpoint()');
+    // about 48 MB of WAL after that checkpoint, every segment received by both standbys
+    await old.c.query(`CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 90000) g`);
+    const end = await old.c.queryText('SELECT pg_current_wal_flush_lsn()');
+    const endSegment = await old.c.queryText(`SELECT pg_walfile_name('${end}')`);
+    assert.ok(parseInt(endSegment.slice(16), 16) - parseInt(ckptSegment.slice(16), 16) >= 2, `${ckptSegment} .. ${endSegment}: the checkpoint is segments behind`);
+    for (const m of members) if (m !== old) await m.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${end}'::pg_lsn`, 't', { timeoutMs: 60_000 });
+    // archived (a .done mark) like every completed segment here: rejoin must keep it all the same
+    await waitFor(() => fs.existsSync(path.join(old.c.dataDir, 'pg_wal', 'archive_status', `${ckptSegment}.done`)) || undefined, {
+      timeoutMs: 30_000,
+      what: `${ckptSegment} archived`,
+    });
+
+    await old.c.kill9();
+    const lead = await ops.leader(60_000);
+    assert.notEqual(lead, old);
+    await lead.c.query(`INSERT INTO probe(member) VALUES ('after the crash')`);
+    await lead.c.query('CHECKPOINT');
+
+    const said = await ctlRejoin(old);
+    t.diagnostic(`${old.c.name}: ${said.out}`);
+    assert.equal(said.code, 0, said.out);
+    assert.match(said.out, /: rewind: pg_rewind from "\w" done/);
+    const status = fs.readdirSync(path.join(old.c.dataDir, 'pg_wal', 'archive_status'));
+    assert.ok(!fs.existsSync(path.join(old.c.dataDir, 'pg_wal', 'archive_status.rejoin')), 'the marks set aside are back');
+    const ready = new Set(status.filter((f) => f.endsWith('.ready')).map((f) => f.slice(0, -6)));
+    assert.deepEqual(status.filter((f) => f.endsWith('.done') && ready.has(f.slice(0, -5))), [], 'no segment both archived and waiting to be archived');
+
+    await old.c.start();
+    await ops.streamsFrom(old, lead);
+    await old.c.pollQueryUntil(`SELECT count(*) FROM probe WHERE member = 'after the crash'`, '1', { timeoutMs: 30_000 });
+  });
+});

@@ -1,0 +1,337 @@
+/**
+ * [switchover] What review 14 found in cluster mode's planned operations,
+ * on real servers and a real etcd (members a, b, c and etcd e in network
+ * namespaces): `pg_tsworker_ctl rejoin` is bounded when the leader's host
+ * accepts TCP but never answers (finding 11); after etcd was frozen longer
+ * than ttl (every lease expired), a lagging standby does not win an
+ * election of one while the old leader comes back (finding 1); a fenced
+ * primary reports default_transaction_read_only = on, so libpq's
+ * target_session_attrs=read-write skips it (finding 2); the leader's status
+ * shows the running switchover (finding 9); the expected-leader guard
+ * (finding 8).
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { MemberOps, freezeWalReceiver, startMembers, stepper, type Member } from './cluster-helpers';
+import { PG_BIN, waitFor, signalPid } from './harness/cluster';
+import { Etcd } from './harness/etcd';
+import { Network } from './harness/netns';
+import { logLines } from './helpers';
+
+const step = stepper('switchover-review.test');
+const root = process.getuid?.() === 0;
+
+describe('switchover review 14: rejoin limits, elections after an etcd freeze, fenced read-only, status', { skip: root ? false : 'needs root' }, () => {
+  let net: Network;
+  let etcd: Etcd;
+  const members: Member[] = [];
+  const ops = new MemberOps(members, () => net);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  const conf = (host: string, port: number) => ({
+    shared_preload_libraries: 'pg_tsworker',
+    'tsworker.workers': 'promoter',
+    'tsworker_promoter.etcd_hosts': etcd.url,
+    'tsworker_promoter.scope': 'sr',
+    // the election's wait after etcd dropped the leases is ttl + loop_wait: 4.5 s leaves the old leader's
+    // promoter, resumed 1.5 s after the lagging member is back in etcd, time to take the key back
+    'tsworker_promoter.ttl': '4',
+    'tsworker_promoter.name': host,
+    'tsworker_promoter.restapi_listen': `${net.ip(host)}:8008`,
+    'tsworker_promoter.conninfo': `host=${net.ip(host)} port=${port} user=postgres`,
+    wal_log_hints: 'on',
+    wal_receiver_timeout: '2s',
+    wal_sender_timeout: '2s',
+    wal_retrieve_retry_interval: '200ms',
+  });
+
+  /** `pg_tsworker_ctl rejoin` as systemd's ExecStartPre= would run it; its output and how long it took. */
+  async function ctlRejoin(m: Member): Promise<{ said: string; ms: number }> {
+    const t0 = Date.now();
+    const r = await net.exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 120_000 });
+    return { said: r.stdout.trim(), ms: Date.now() - t0 };
+  }
+
+  /** psql from host h with a multi-host connection string over every member. */
+  async function psqlAll(attrs: string, sql: string): Promise<{ code: number; out: string }> {
+    const hosts = members.map((m) => net.ip(m.host)).join(',');
+    const ports = members.map((m) => m.c.port).join(',');
+    const dsn = `host=${hosts} port=${ports} user=postgres dbname=postgres connect_timeout=5 target_session_attrs=${attrs}`;
+    try {
+      const r = await net.exec('h', ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'psql'), '-XAtc', sql, dsn], { timeoutMs: 60_000 });
+      return { code: 0, out: r.stdout.trim() };
+    } catch (e) {
+      return { code: 1, out: String((e as Error).message) };
+    }
+  }
+
+  before(async () => {
+    net = await Network.create(['a', 'b', 'c', 'e', 'h']);
+    etcd = await Etcd.start('sr', { netns: net.host('e') });
+    members.push(...(await startMembers(net, (c, host) => c.appendConf(conf(host, c.port)))));
+    for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
+  });
+
+  after(async () => {
+    for (const m of members) await m.c.cleanup().catch(() => undefined);
+    await etcd?.cleanup();
+    await net?.destroy();
+  });
+
+  test('rejoin while the leader\'s postmaster is SIGSTOPped: bounded, exit 0, "does not answer: starting as a standby", standby.signal in place (finding 11)', async (t) => {
+    const old = await ops.leader();
+    const next = members.find((m) => m !== old)!;
+    for (const m of members) if (m !== old) await ops.streamsFrom(m, old);
+    // asked on the leader: it hands over, then shuts itself down (state "shut down", no standby.signal)
+    const res = (await old.c.query<{ r: any }>('SELECT tsworker.switchover($1) AS r', [next.c.name]))[0].r;
+    assert.equal(res.state, 'handed_over');
+    await waitFor(() => !old.c.isRunning(), { timeoutMs: 30_000, what: `${old.c.name} to stop` });
+    assert.equal((await ops.leader()).c.name, next.c.name);
+    const pid = next.c.postmasterPid()!;
+    step(`SIGSTOP ${next.c.name}'s postmaster ${pid}; rejoin ${old.c.name}`);
+    signalPid(pid, 'SIGSTOP');
+    let r: { said: string; ms: number };
+    try {
+      r = await ctlRejoin(old);
+    } finally {
+      signalPid(pid, 'SIGCONT');
+    }
+    t.diagnostic(`${old.c.name} in ${r.ms} ms: ${r.said}`);
+    assert.match(r.said, new RegExp(`member "${old.c.name}": standby: leader "${next.c.name}" does not answer .*: starting as a standby`));
+    assert.ok(fs.existsSync(path.join(old.c.dataDir, 'standby.signal')), 'standby.signal written');
+    assert.ok(r.ms < 90_000, `rejoin took ${r.ms} ms: within systemd's TimeoutStartSec`);
+    // the leader answers again: the member starts as a standby and streams (no rewind was needed)
+    await old.c.start();
+    await ops.streamsFrom(old, next);
+  });
+
+  async function sqlError(m: Member, sql: string, params: unknown[] = []): Promise<{ code: string; message: string; detail?: string; hint?: string }> {
+    try {
+      await m.c.query(sql, params);
+    } catch (e) {
+      return e as { code: string; message: string };
+    }
+    throw new Error(`${sql} did not fail`);
+  }
+
+  test('during a switchover the leader\'s status says fenced, why, and the running request in its state (finding 9)', async (t) => {
+    const lead = await ops.leader();
+    const [cand, caller] = members.filter((m) => m !== lead);
+    for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
+    // the candidate's WAL receiver frozen: the leader stays fenced, waiting for it, until the deadline
+    const thaw = await freezeWalReceiver(lead, cand);
+    const samples: any[] = [];
+    let e: { code?: string; message?: string } | null;
+    try {
+      let settled = false;
+      const call = caller.c.query(`SELECT tsworker.switchover($1, timeout => '6s')`, [cand.c.name]).then(
+        () => null,
+        (err: { code?: string; message?: string }) => err,
+      ).finally(() => {
+        settled = true;
+      });
+      while (!settled) {
+        samples.push(await ops.status(lead.c).catch(() => null));
+        await sleep(100);
+      }
+      e = await call;
+    } finally {
+      await thaw();
+    }
+    t.diagnostic(`call: ${e?.code} ${e?.message}`);
+    assert.equal(e?.code, '57014');
+    const during = samples.find((x) => x?.fenced === true && x?.switchover?.state === 'fenced');
+    assert.ok(during, `a sample with fenced: true and the request in state fenced; last: ${JSON.stringify(samples.filter(Boolean).slice(-2))}`);
+    t.diagnostic(`during: fenced ${during.fenced}, fence ${during.fence}, switchover ${JSON.stringify(during.switchover)}`);
+    assert.match(during.fence, new RegExp(`switchover to member "${cand.c.name}"`));
+    assert.equal(during.switchover.to, cand.c.name);
+    assert.equal(during.switchover.from, lead.c.name);
+    assert.equal(during.switchover.kind, 'switchover');
+    assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader after the refusal');
+    await waitFor(async () => (await ops.status(lead.c))?.fenced === false || undefined, { timeoutMs: 10_000, what: 'the status to say unfenced' });
+    await ops.streamsFrom(cand, lead);
+  });
+
+  test('cancelling the call calls the switchover off: the leader resumes writes at once, not at the deadline (finding 10)', async (t) => {
+    const lead = await ops.leader();
+    const [cand, caller] = members.filter((m) => m !== lead);
+    for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
+    const off = lead.c.logOffset();
+    const session = await caller.c.connect();
+    const thaw = await freezeWalReceiver(lead, cand);
+    try {
+      const pid = Number((await session.query<{ p: number }>('SELECT pg_backend_pid() AS p')).rows[0].p);
+      const call = session.query(`SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]).then(
+        () => null,
+        (err: { code?: string }) => err,
+      );
+      await waitFor(async () => (await ops.status(lead.c).catch(() => null))?.fenced === true || undefined, { timeoutMs: 20_000, intervalMs: 50, what: 'the leader fenced for the switchover' });
+      const t0 = Date.now();
+      await caller.c.query('SELECT pg_cancel_backend($1)', [pid]);
+      assert.equal((await call)?.code, '57014');
+      const lines = await waitFor(() => {
+        const l = logLines(lead.c, /tsworker "promoter": switchover_refused: /, off);
+        return l.length > 0 ? l : undefined;
+      }, { timeoutMs: 20_000, what: 'the leader to end the switchover' });
+      t.diagnostic(`${Date.now() - t0} ms after the cancel: ${lines[0].replace(/.*switchover_refused: /, '').slice(0, 200)}`);
+      assert.match(lines[0], /the request was withdrawn \(its caller was cancelled\)/);
+      assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader, writable again');
+    } finally {
+      await thaw();
+      await session.end().catch(() => undefined);
+    }
+    await ops.streamsFrom(cand, lead);
+  });
+
+  test('a candidate whose WAL receiver stopped replying is refused before writes stop (finding 6)', async (t) => {
+    const lead = await ops.leader();
+    const [cand, caller] = members.filter((m) => m !== lead);
+    for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
+    // replies every second on this candidate: silent for 2 x 1 s + loop_wait is stuck
+    await cand.c.query(`ALTER SYSTEM SET wal_receiver_status_interval = '1s'`);
+    await cand.c.query('SELECT pg_reload_conf()');
+    await sleep(1500);
+    const off = lead.c.logOffset();
+    const thaw = await freezeWalReceiver(lead, cand);
+    let e: Awaited<ReturnType<typeof sqlError>>;
+    try {
+      await sleep(4000);
+      e = await sqlError(caller, `SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]);
+    } finally {
+      await thaw();
+      await cand.c.query('ALTER SYSTEM RESET wal_receiver_status_interval');
+      await cand.c.query('SELECT pg_reload_conf()');
+    }
+    t.diagnostic(`${e.code} ${e.message}`);
+    assert.equal(e.code, '55000');
+    assert.match(e.message, new RegExp(`member "${cand.c.name}"'s WAL receiver has not replied for \\d+ ms .*nothing was fenced`));
+    assert.deepEqual(logLines(lead.c, /tsworker "promoter": fenced: /, off), [], 'writes never stopped');
+    assert.equal((await ops.leader()).c.name, lead.c.name);
+    await ops.streamsFrom(cand, lead);
+  });
+
+  test('switchover(leader => ...) and pg_tsworker_ctl --leader: refused (55000) when another member leads, nothing requested; done when it leads (finding 8)', async (t) => {
+    const lead = await ops.leader();
+    const [cand, other] = members.filter((m) => m !== lead);
+    const e = await sqlError(other, `SELECT tsworker.switchover($1, leader => $2)`, [cand.c.name, other.c.name]);
+    assert.equal(e.code, '55000');
+    assert.match(e.message, new RegExp(`member "${other.c.name}" does not lead cluster "sr": member "${lead.c.name}" does`));
+    assert.equal((await sqlError(other, `SELECT tsworker.switchover($1, leader => '')`, [cand.c.name])).code, '22023');
+    // finding 14: a name that is not a member is said first, not hinted at as a switchover target
+    const f = await sqlError(other, `SELECT tsworker.failover('nosuch')`);
+    assert.equal(f.code, '42704');
+    assert.doesNotMatch(`${f.message} ${f.hint ?? ''}`, /switchover\('nosuch'\)/);
+    assert.match(f.detail ?? '', new RegExp(`Members alive in etcd: .*${lead.c.name}`));
+    let cli: { code: number; err: string } = { code: 0, err: '' };
+    try {
+      await net.exec(other.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'switchover', '-D', other.c.dataDir, '--candidate', cand.c.name, '--leader', other.c.name], { timeoutMs: 60_000 });
+    } catch (err) {
+      cli = { code: 1, err: String((err as Error).message) };
+    }
+    assert.equal(cli.code, 1, 'the CLI fails');
+    assert.match(cli.err, /does not lead cluster/);
+    assert.equal((await ops.leader()).c.name, lead.c.name, 'nothing moved');
+    // the expected leader: it goes ahead (the old two-argument call keeps working in switchover.test.ts)
+    const r = (await other.c.query<{ r: any }>(`SELECT tsworker.switchover($1, '60s', $2) AS r`, [cand.c.name, lead.c.name]))[0].r;
+    t.diagnostic(JSON.stringify(r));
+    assert.equal(r.state, 'done');
+    assert.equal((await ops.leader()).c.name, cand.c.name);
+    await waitFor(() => !lead.c.isRunning(), { timeoutMs: 30_000, what: `${lead.c.name} to stop` });
+    const back = await ctlRejoin(lead);
+    t.diagnostic(`${lead.c.name}: ${back.said}`);
+    await lead.c.start();
+    for (const m of members) if (m !== cand) await ops.streamsFrom(m, cand);
+  });
+
+  const promoterPid = async (m: Member) => Number(await m.c.queryText(`SELECT pid FROM tsworker.workers WHERE name = 'promoter'`));
+
+  test('pause(): every member\'s /patroni body says "pause": true soon after the call returns (finding 5)', async (t) => {
+    const lead = await ops.leader();
+    try {
+      assert.equal((await lead.c.query<{ p: boolean }>('SELECT tsworker.pause() AS p'))[0].p, true);
+      const t0 = Date.now();
+      await waitFor(async () => {
+        const bodies = await ops.healthFull('GET', '/patroni');
+        return Object.values(bodies).every((b) => b.code !== 0 && JSON.parse(b.body).pause === true) || undefined;
+      }, { timeoutMs: 10_000, intervalMs: 20, what: 'every /patroni body to say pause' });
+      t.diagnostic(`every /patroni body said "pause": true ${Date.now() - t0} ms after pause() returned (loop_wait 500 ms)`);
+    } finally {
+      await lead.c.query('SELECT tsworker.resume()');
+    }
+    await waitFor(async () => {
+      const bodies = await ops.healthFull('GET', '/patroni');
+      return Object.values(bodies).every((b) => b.code !== 0 && JSON.parse(b.body).pause === undefined) || undefined;
+    }, { timeoutMs: 10_000, what: 'every /patroni body without pause' });
+  });
+
+  test('etcd frozen longer than ttl (every lease expires): a lagging standby back first does not win an election of one; the old leader takes the key back (finding 1)', async (t) => {
+    const lead = await ops.leader();
+    const [lag, other] = members.filter((m) => m !== lead);
+    for (const m of [lag, other]) await ops.streamsFrom(m, lead);
+    for (const m of members) await waitFor(async () => (await ops.status(m.c))?.leader === lead.c.name || undefined, { timeoutMs: 30_000, what: `${m.c.name} to see ${lead.c.name} lead` });
+    const receiver = await waitFor(
+      async () => {
+        const pid = Number(await lag.c.queryText(`SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'`));
+        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+      },
+      { timeoutMs: 30_000, what: `${lag.c.name}'s WAL receiver` },
+    );
+    const offLag = lag.c.logOffset();
+    const offLead = lead.c.logOffset();
+    signalPid(receiver, 'SIGSTOP');
+    try {
+      // lag behind the leader, well within maximum_lag_on_failover (1 MB): without the wait it could win
+      await lead.c.query(`INSERT INTO probe(member) SELECT 'before the freeze' FROM generate_series(1, 200)`);
+      const acked = Number(await lead.c.queryText(`SELECT max(id) FROM probe`));
+      await sleep(1500); // the leader publishes its position in `status`
+      const frozen = [await promoterPid(lead), await promoterPid(other)];
+      step(`SIGSTOP etcd ${etcd.pid} and the promoters of ${lead.c.name}, ${other.c.name} (${frozen.join(', ')}); ${lag.c.name} lags`);
+      signalPid(etcd.pid!, 'SIGSTOP');
+      for (const pid of frozen) signalPid(pid, 'SIGSTOP');
+      try {
+        await sleep(7000); // longer than ttl: at SIGCONT etcd revokes every lease
+        // finding 2: the fenced leader reports default_transaction_read_only = on, so libpq's
+        // target_session_attrs=read-write finds no writable member instead of connecting to it
+        assert.equal(await lead.c.queryText(`SELECT current_setting('tsworker.fenced')`), 'on');
+        assert.equal(await lead.c.queryText('SHOW default_transaction_read_only'), 'on');
+        const rw = await psqlAll('read-write', 'SELECT inet_server_port()');
+        t.diagnostic(`read-write while ${lead.c.name} is fenced: ${rw.code} ${rw.out.slice(-200)}`);
+        assert.notEqual(rw.code, 0, 'no member is chosen for writes');
+        assert.match(rw.out, /read-only|hot standby/);
+        assert.equal((await psqlAll('read-only', 'SELECT 1')).out, '1');
+        signalPid(etcd.pid!, 'SIGCONT');
+        await waitFor(() => logLines(lag.c, /tsworker "promoter": dcs_reachable: /, offLag).length > 0 || undefined, { timeoutMs: 30_000, what: `${lag.c.name} back in etcd` });
+        await sleep(1500); // the lagging member alone in etcd for this long
+      } finally {
+        signalPid(etcd.pid!, 'SIGCONT');
+        for (const pid of frozen) signalPid(pid, 'SIGCONT');
+      }
+      step('etcd and the promoters resumed');
+      await waitFor(async () => (await ops.status(lead.c))?.leader === lead.c.name && (await ops.status(lead.c))?.dcs === 'ok' ? true : undefined, { timeoutMs: 30_000, what: `${lead.c.name} to lead again` });
+      assert.equal((await ops.leader()).c.name, lead.c.name, 'the old leader leads and accepts writes');
+      assert.equal(await lead.c.queryText('SHOW default_transaction_read_only'), 'off', 'unfenced: shown off again');
+      assert.equal((await psqlAll('read-write', 'SELECT inet_server_port()')).out, String(lead.c.port), 'read-write finds the leader');
+      t.diagnostic(`${lag.c.name}: ${logLines(lag.c, /tsworker "promoter": (no leader|leader_acquired|promoting|dcs_)/, offLag).map((l) => l.replace(/.*promoter": /, '').slice(0, 150)).join(' | ')}`);
+      t.diagnostic(`${lead.c.name}: ${logLines(lead.c, /tsworker "promoter": (fenced|unfenced|leader_lost|leader_acquired|dcs_)/, offLead).map((l) => l.replace(/.*promoter": /, '').slice(0, 100)).join(' | ')}`);
+      assert.equal(await lag.c.queryText('SELECT pg_is_in_recovery()'), 't', `${lag.c.name} was not promoted`);
+      assert.deepEqual(logLines(lag.c, /tsworker "promoter": (leader_acquired|promoting): /, offLag), [], `${lag.c.name} never took the key`);
+      assert.equal(await lead.c.queryText(`SELECT count(*) FROM probe WHERE id <= ${acked}`), String(acked), 'every acknowledged write is on the leader');
+    } finally {
+      signalPid(receiver, 'SIGCONT');
+    }
+    for (const m of [lag, other]) await ops.streamsFrom(m, lead);
+
+    // a normal failover still happens (the wait applies only for ttl + loop_wait after etcd dropped the leases)
+    await sleep(1000);
+    await lead.c.kill9();
+    const next = await ops.leader(60_000);
+    assert.notEqual(next, lead);
+    const r = await ctlRejoin(lead);
+    t.diagnostic(`failover to ${next.c.name}; ${lead.c.name}: ${r.said}`);
+    await lead.c.start();
+    for (const m of members) if (m !== next) await ops.streamsFrom(m, next);
+  });
+});
