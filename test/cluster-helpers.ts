@@ -130,10 +130,10 @@ export class MemberOps {
     );
   }
 
-  /** Wait until `m` has received (flushed) the WAL `lead` had written when this was called. */
-  async caughtUp(m: Member, lead: Member, timeoutMs = 30_000): Promise<void> {
-    const lsn = await lead.c.queryText('SELECT pg_current_wal_flush_lsn()');
-    await m.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${lsn}'::pg_lsn`, 't', { timeoutMs });
+  /** Wait until `m` has received the WAL `lead` had written when called (streaming is not caught up). */
+  async caughtUp(m: Member, lead: Member, timeoutMs = 60_000): Promise<void> {
+    const at = await lead.c.queryText('SELECT pg_current_wal_flush_lsn()');
+    await m.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${at}'::pg_lsn`, 't', { timeoutMs });
   }
 
   /** HTTP status codes (and bodies) of `method path` on each member's health endpoints, asked from host h (as HAProxy would). */

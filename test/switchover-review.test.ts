@@ -2,13 +2,16 @@
  * [switchover] What review 14 found in cluster mode's planned operations,
  * on real servers and a real etcd (members a, b, c and etcd e in network
  * namespaces): `pg_tsworker_ctl rejoin` is bounded when the leader's host
- * accepts TCP but never answers (finding 11); after etcd was frozen longer
- * than ttl (every lease expired), a lagging standby does not win an
- * election of one while the old leader comes back (finding 1); a fenced
- * primary reports default_transaction_read_only = on, so libpq's
- * target_session_attrs=read-write skips it (finding 2); the leader's status
- * shows the running switchover (finding 9); the expected-leader guard
- * (finding 8).
+ * accepts TCP but never answers (finding 11); the leader's status shows the
+ * running switchover (finding 9); cancelling the call calls it off at once
+ * (finding 10); a candidate whose WAL receiver is stuck is refused before
+ * writes stop (finding 6); the expected-leader guard and the failover name
+ * check (findings 8, 14); pause shows on every health body at once (finding
+ * 5); after etcd was frozen longer than ttl (every lease expired), a lagging
+ * standby does not win an election of one while the old leader comes back
+ * (finding 1), and meanwhile the fenced primary reports
+ * default_transaction_read_only = on, so libpq's
+ * target_session_attrs=read-write skips it (finding 2).
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -120,7 +123,10 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   test('during a switchover the leader\'s status says fenced, why, and the running request in its state (finding 9)', async (t) => {
     const lead = await ops.leader();
     const [cand, caller] = members.filter((m) => m !== lead);
-    for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
+    for (const m of [cand, caller]) {
+      await ops.streamsFrom(m, lead);
+      await ops.caughtUp(m, lead);
+    }
     // the candidate's WAL receiver frozen: the leader stays fenced, waiting for it, until the deadline
     const thaw = await freezeWalReceiver(lead, cand);
     const samples: any[] = [];
@@ -158,7 +164,10 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   test('cancelling the call calls the switchover off: the leader resumes writes at once, not at the deadline (finding 10)', async (t) => {
     const lead = await ops.leader();
     const [cand, caller] = members.filter((m) => m !== lead);
-    for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
+    for (const m of [cand, caller]) {
+      await ops.streamsFrom(m, lead);
+      await ops.caughtUp(m, lead);
+    }
     const off = lead.c.logOffset();
     const session = await caller.c.connect();
     const thaw = await freezeWalReceiver(lead, cand);
@@ -189,7 +198,10 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   test('a candidate whose WAL receiver stopped replying is refused before writes stop (finding 6)', async (t) => {
     const lead = await ops.leader();
     const [cand, caller] = members.filter((m) => m !== lead);
-    for (const m of [cand, caller]) await ops.streamsFrom(m, lead);
+    for (const m of [cand, caller]) {
+      await ops.streamsFrom(m, lead);
+      await ops.caughtUp(m, lead);
+    }
     // replies every second on this candidate: silent for 2 x 1 s + loop_wait is stuck
     await cand.c.query(`ALTER SYSTEM SET wal_receiver_status_interval = '1s'`);
     await cand.c.query('SELECT pg_reload_conf()');
