@@ -155,6 +155,15 @@ export class MemberOps {
     return Object.fromEntries(this.members.map((m, i) => [m.c.name, codes[i]]));
   }
 
+  /** Wait until `m`'s promoter has published its member key again (GET /cluster lists it): a member unknown to etcd is refused as a candidate. */
+  async registered(m: Member, timeoutMs = 30_000): Promise<void> {
+    const listed = new RegExp(`"name":\\s*"${m.c.name}"`);
+    await waitFor(
+      async () => Object.values(await this.healthFull('GET', '/cluster')).some((r) => r.code === 200 && listed.test(r.body)) || undefined,
+      { timeoutMs, what: `${m.c.name} listed in etcd (GET /cluster)` },
+    );
+  }
+
   /** HTTP status codes of `method path` on each member's health endpoints. */
   async health(method: string, pathname: string): Promise<Record<string, number>> {
     const full = await this.healthFull(method, pathname);

@@ -109,6 +109,8 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     // the leader answers again: the member starts as a standby and streams (no rewind was needed)
     await old.c.start();
     await ops.streamsFrom(old, next);
+    // back in etcd before the next test names it as a candidate
+    await ops.registered(old);
   });
 
   async function sqlError(m: Member, sql: string, params: unknown[] = []): Promise<{ code: string; message: string; detail?: string; hint?: string }> {
