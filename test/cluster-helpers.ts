@@ -123,11 +123,23 @@ export class MemberOps {
   /** Wait until `m` streams from `lead` on lead's timeline. */
   async streamsFrom(m: Member, lead: Member, timeoutMs = 30_000): Promise<void> {
     const tl = (await lead.c.queryText('SELECT pg_walfile_name(pg_current_wal_lsn())')).slice(0, 8);
-    await m.c.pollQueryUntil(
-      `SELECT status = 'streaming' AND received_tli = ${parseInt(tl, 16)} AND sender_port = ${lead.c.port} FROM pg_stat_wal_receiver`,
-      't',
-      { timeoutMs },
-    );
+    try {
+      await m.c.pollQueryUntil(
+        `SELECT status = 'streaming' AND received_tli = ${parseInt(tl, 16)} AND sender_port = ${lead.c.port} FROM pg_stat_wal_receiver`,
+        't',
+        { timeoutMs },
+      );
+    } catch (err) {
+      // what the member's promoter and server said: a CI run keeps no logs
+      const said = m.c
+        .readLog()
+        .split('\n')
+        .filter((l) => /tsworker "promoter"|FATAL|ERROR|timeline|WAL/.test(l))
+        .slice(-12)
+        .join('\n');
+      (err as Error).message += `\n${m.c.name}'s last log lines:\n${said}`;
+      throw err;
+    }
   }
 
   /** Wait until `m` has received the WAL `lead` had written when called (streaming is not caught up). */
