@@ -241,12 +241,18 @@ describe('at server start (boot.js) against a real etcd', () => {
 });
 
 describe('settings and helpers', () => {
-  test('the leader lease as the other members see it: ttl from the last change of (lease, status), restarted after a gap in contact', () => {
-    const e = new LeaderExpiry(() => 2000, () => 1250);
+  test('the leader lease as the other members see it: its own TTL from the last change of (lease, status), restarted after a gap in contact', () => {
+    const e = new LeaderExpiry(() => 1250);
     e.contact(0);
     e.observe('L', '10', 0);
+    // the TTL etcd granted to the lease is asked first: until then nothing is due
+    assert.equal(e.leaseToAsk(), 'L');
+    assert.equal(e.due(60_000), null);
+    assert.equal(e.dueInMs(0), null);
+    e.leaseTtl('L', 2000);
+    assert.equal(e.leaseToAsk(), null);
     assert.equal(e.due(1999), null);
-    assert.deepEqual(e.due(2000), { lease: 'L', statusRev: '10', silentMs: 2000 });
+    assert.deepEqual(e.due(2000), { lease: 'L', statusRev: '10', silentMs: 2000, ttlMs: 2000 });
     e.statusWritten('11', 1500); // the leader wrote status: a new window
     assert.equal(e.due(3000), null);
     assert.equal(e.due(3500)?.statusRev, '11');
@@ -256,9 +262,12 @@ describe('settings and helpers', () => {
     e.contact(2500); // no answer from etcd for 2 s: the count starts again
     assert.equal(e.due(3500), null);
     assert.equal(e.due(4500)?.silentMs, 2000);
-    e.observe('M', '11', 5000); // another lease holds the key
-    assert.equal(e.due(6999), null);
-    assert.equal(e.due(7000)?.lease, 'M');
+    e.observe('M', '11', 5000); // another lease holds the key: its own TTL counts (a leader with a longer ttl)
+    assert.equal(e.leaseToAsk(), 'M');
+    assert.equal(e.due(9000), null, 'the TTL of lease L is not that of M');
+    e.leaseTtl('M', 6000);
+    assert.equal(e.due(10_999), null);
+    assert.equal(e.due(11_000)?.lease, 'M');
     e.observe(null, null);
     assert.equal(e.due(10_000), null);
   });

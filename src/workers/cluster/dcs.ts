@@ -147,6 +147,13 @@ export class Dcs {
     return { id: String(res.ID), ttl: Number(res.TTL) };
   }
 
+  /** The TTL etcd granted to lease `id`, in seconds; null when etcd no longer knows the lease. */
+  async leaseTtl(id: string): Promise<number | null> {
+    const res = await this.bounded('reading a lease', this.client.leaseClient.leaseTimeToLive({ ID: id, keys: false }));
+    const granted = Number(res.grantedTTL);
+    return Number(res.TTL) < 0 || !(granted > 0) ? null : granted;
+  }
+
   /**
    * Renew a lease once; resolves with its TTL in seconds, rejects with
    * LeaseLostError when etcd no longer knows it. The renewal is a stream,

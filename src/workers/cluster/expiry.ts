@@ -17,6 +17,12 @@
  * leader that wrote `status` since keeps its key), and after it the old
  * leader cannot confirm the key again, so it cannot open its fence.
  *
+ * The TTL counted is the one etcd granted to the leader's lease (asked of
+ * etcd once per lease: Dcs.leaseTtl), never this member's own `ttl`
+ * setting: members may be configured differently, or the setting changed
+ * by a reload, and the leader's fence follows its lease's TTL. Until that
+ * TTL is known nothing is due (etcd still expires the lease by itself).
+ *
  * A member's window restarts whenever it lost contact with etcd for longer
  * than loop_wait + retry_timeout (while etcd elects a leader of its own,
  * for instance, which extends every lease): it counts only time in which
@@ -35,11 +41,24 @@ interface Seen {
 export class LeaderExpiry {
   private seen: Seen | null = null;
   private lastContact = 0;
+  /** The TTL etcd granted to a lease (ms), as last asked. */
+  private granted: { lease: string; ms: number } | null = null;
 
-  constructor(
-    private readonly ttlMs: () => number,
-    private readonly gapMs: () => number,
-  ) {}
+  constructor(private readonly gapMs: () => number) {}
+
+  /** The leader's lease whose TTL is not known yet (ask etcd, then leaseTtl()), or null. */
+  leaseToAsk(): string | null {
+    return this.seen && this.granted?.lease !== this.seen.lease ? this.seen.lease : null;
+  }
+
+  /** What etcd said it granted to `lease`, in ms. */
+  leaseTtl(lease: string, ms: number): void {
+    this.granted = { lease, ms };
+  }
+
+  private ttlMs(): number | null {
+    return this.seen && this.granted?.lease === this.seen.lease ? this.granted.ms : null;
+  }
 
   /** What a read of the cluster (or a watch event) showed: the leader key's lease (null: no key) and `status`'s revision. */
   observe(lease: string | null, statusRev: string | null, now = performance.now()): void {
@@ -66,14 +85,16 @@ export class LeaderExpiry {
     this.lastContact = now;
   }
 
-  /** The lease and revision to check, when ttl has passed since they were first seen; else null. */
-  due(now = performance.now()): { lease: string; statusRev: string; silentMs: number } | null {
-    if (!this.seen || now - this.seen.at < this.ttlMs()) return null;
-    return { lease: this.seen.lease, statusRev: this.seen.statusRev, silentMs: Math.round(now - this.seen.at) };
+  /** The lease and revision to check, when the lease's TTL has passed since they were first seen; else null. */
+  due(now = performance.now()): { lease: string; statusRev: string; silentMs: number; ttlMs: number } | null {
+    const ttl = this.ttlMs();
+    if (!this.seen || ttl === null || now - this.seen.at < ttl) return null;
+    return { lease: this.seen.lease, statusRev: this.seen.statusRev, silentMs: Math.round(now - this.seen.at), ttlMs: ttl };
   }
 
-  /** Milliseconds until due (null: nothing seen). */
+  /** Milliseconds until due (null: nothing seen, or its TTL not known yet). */
   dueInMs(now = performance.now()): number | null {
-    return this.seen ? this.seen.at + this.ttlMs() - now : null;
+    const ttl = this.ttlMs();
+    return this.seen && ttl !== null ? this.seen.at + ttl - now : null;
   }
 }

@@ -23,7 +23,7 @@ import { WriteFence } from './fence';
 import { Follower } from './follow';
 import type { LocalState } from './local';
 import { MemberLog } from './member-log';
-import { clusterPrefix, memberName, parseHosts, timing, type ClusterSettings, type Timing } from './settings';
+import { clusterPrefix, fenceMarginMs, memberName, parseHosts, timing, type ClusterSettings, type Timing } from './settings';
 import { SyncManager } from './sync';
 
 /** The promoter's settings that cluster mode reads. */
@@ -49,6 +49,8 @@ export class MemberCore {
    * fence (expiry.ts says why).
    */
   private confirmedAt = 0;
+  /** The (lease, ttl) whose difference was last said (noteTtlChange). */
+  private ttlNoted: string | null = null;
   /** When the leader's lease runs out as this member sees it. */
   readonly expiry: LeaderExpiry;
   view: ClusterView | null = null;
@@ -96,7 +98,7 @@ export class MemberCore {
       // reported by configErrors()
     }
     this.log = new MemberLog(w, this.name);
-    this.expiry = new LeaderExpiry(() => this.t.ttlMs, () => this.t.loopWaitMs + this.t.retryTimeoutMs);
+    this.expiry = new LeaderExpiry(() => this.t.loopWaitMs + this.t.retryTimeoutMs);
     this.dcs = new Dcs(hosts, clusterPrefix(s.namespace, s.scope, s.citus_group), this.t.retryTimeoutMs);
     this.citus = citusPart(w, this.name, s, hosts, () => this.t, (kind, detail, level) => this.log.event(kind, detail, level));
     this.fence = new WriteFence((open, reason) => this.fenceChanged(open, reason));
@@ -137,6 +139,7 @@ export class MemberCore {
       try {
         this.lease.ttl = await this.dcs.keepAlive(this.lease.id);
         this.renewedAt = sent;
+        this.noteTtlChange();
         return;
       } catch (err) {
         if (!(err instanceof LeaseLostError)) throw err;
@@ -149,6 +152,22 @@ export class MemberCore {
     this.lease = await this.dcs.grantLease(this.s.ttl);
     this.renewedAt = sent;
     this.confirmedAt = 0; // nothing under a new lease is confirmed yet
+  }
+
+  /**
+   * A `ttl` changed by a reload applies to the next lease this member is
+   * granted (when it next takes the leader key, or after its lease was
+   * lost): the lease it holds keeps the TTL etcd granted, which its fence
+   * and the other members count. Said once per change.
+   */
+  private noteTtlChange(): void {
+    if (!this.lease || this.lease.ttl === this.s.ttl) return;
+    const key = `${this.lease.id}:${this.s.ttl}`;
+    if (this.ttlNoted === key) return;
+    this.ttlNoted = key;
+    this.log.note(
+      `ttl is ${this.s.ttl} s, but this member's lease ${this.lease.id} was granted ${this.lease.ttl} s: the lease keeps its TTL (its fence and the other members count it) and the new ttl applies to the next lease this member is granted`,
+    );
   }
 
   /**
@@ -193,8 +212,11 @@ export class MemberCore {
    */
   openFence(): void {
     if (!this.lease) return;
+    // the lease's own TTL, as granted: `ttl` may have been changed since (a reload), and the other
+    // members count this lease's TTL too (expiry.ts), not their own setting
+    const leaseMs = this.lease.ttl * 1000;
     this.fence.openUntilTime(
-      this.confirmedAt + this.lease.ttl * 1000 - this.t.fenceMarginMs,
+      this.confirmedAt + leaseMs - fenceMarginMs(leaseMs),
       'the leader lease was not renewed in time (etcd unreachable or too slow)',
     );
   }

@@ -37,7 +37,7 @@ import { readLocal, type LocalState } from './local';
 import { MemberCore, type MemberCtx } from './member-core';
 import { citusConfigErrors } from './citus-settings';
 import { checkOwnConninfo } from './reach';
-import { configErrors, timing } from './settings';
+import { configErrors, fenceMarginMs, timing } from './settings';
 import { buildApiState, publishMember, publishStatus } from './status';
 import { election } from './takeover';
 
@@ -230,6 +230,7 @@ export class ClusterMember {
       m.viewAt = Date.now();
       m.expiry.contact();
       m.expiry.observe(view.leader?.lease ?? null, view.statusRevision);
+      await this.askLeaseTtl();
       this.notePause(view);
       if (m.dcsError) m.log.event('dcs_reachable', { after: m.dcsError });
       m.dcsError = null;
@@ -346,10 +347,27 @@ export class ClusterMember {
     const due = m.paused ? null : m.expiry.due();
     if (!due) return false;
     if (!(await m.dcs.expireLeader(leader, due.lease, due.statusRev))) return false;
-    m.log.event('leader_expired', { leader, lease: due.lease, silentMs: due.silentMs, what: `member "${leader}" did not renew its leader key for ttl: deleted it (its fence closed ${m.t.fenceMarginMs} ms before)` }, 'warning');
+    m.log.event(
+      'leader_expired',
+      { leader, lease: due.lease, leaseTtlMs: due.ttlMs, silentMs: due.silentMs, what: `member "${leader}" did not renew its leader key for its lease's TTL (${due.ttlMs} ms): deleted it (its fence closed ${fenceMarginMs(due.ttlMs)} ms before)` },
+      'warning',
+    );
     m.expiry.observe(null, null);
     this.trigger(`member "${leader}"'s leader key expired`);
     return true;
+  }
+
+  /**
+   * Ask etcd the TTL it granted to the leader's lease, once per lease: the
+   * other members count it, not their own `ttl` (expiry.ts). Not answered:
+   * asked again next loop, and meanwhile nothing is due.
+   */
+  private async askLeaseTtl(): Promise<void> {
+    const m = this.m;
+    const lease = m.expiry.leaseToAsk();
+    if (lease === null || lease === m.lease?.id) return;
+    const ttl = await m.dcs.leaseTtl(lease).catch(() => null);
+    if (ttl !== null) m.expiry.leaseTtl(lease, ttl * 1000);
   }
 
   /** Run the loop when the leader's lease runs out as this member sees it, if that is before the next loop. */

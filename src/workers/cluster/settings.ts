@@ -66,6 +66,15 @@ export interface Timing {
   adjusted: string | null;
 }
 
+/**
+ * How long before a lease of `leaseTtlMs` could expire its holder stops
+ * writes: a quarter of it, at least 100 ms. Applied to the lease etcd
+ * granted (its own TTL), never to a setting that may have changed since.
+ */
+export function fenceMarginMs(leaseTtlMs: number): number {
+  return Math.max(100, Math.floor(leaseTtlMs / 4));
+}
+
 /** The smallest loop interval the adjustment goes down to. */
 const MIN_LOOP_WAIT_MS = 100;
 
@@ -90,7 +99,7 @@ export function timing(s: Pick<ClusterSettings, 'ttl' | 'loop_wait' | 'retry_tim
     loopWaitMs = ttlMs - 2 * retryTimeoutMs;
     adjusted = `loop_wait + 2 × retry_timeout ≤ ttl (${ttlMs} ms) was violated with retry_timeout ${retryTimeoutMs} ms: loop_wait ${was} ms lowered to ${loopWaitMs} ms`;
   }
-  return { ttlMs, loopWaitMs, retryTimeoutMs, fenceMarginMs: Math.max(100, Math.floor(ttlMs / 4)), adjusted };
+  return { ttlMs, loopWaitMs, retryTimeoutMs, fenceMarginMs: fenceMarginMs(ttlMs), adjusted };
 }
 
 /** The member's name: the setting, else PostgreSQL's cluster_name, else the host name (as native/shim/cluster_boot.c). */
