@@ -44,7 +44,7 @@ import { DcsError } from './dcs';
 import type { FailoverRequest } from './dcs-records';
 import { ranksBefore, type Candidate } from './election';
 import { numberToLsn } from './local';
-import { askMembers, askPeer } from './peers';
+import { askLastLeader, askMembers, askPeer } from './peers';
 
 export { CtlError, withdrawOnSignals, type CtlOptions } from './ctl-request';
 
@@ -160,13 +160,22 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
         `Use tsworker.switchover('${o.candidate}') to move the leader.`,
       );
     }
-    const members = await askMembers(view, '', o.retryTimeoutMs);
+    // the last leader too, when its key is gone: in maintenance mode it may still accept writes
+    const [members, last] = await Promise.all([askMembers(view, '', o.retryTimeoutMs), askLastLeader(view, o.retryTimeoutMs)]);
+    if (last) members.push(last);
     const to = members.find((m) => m.name === o.candidate);
     if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members alive in etcd: ${[...view.members.keys()].join(', ')}.`);
     if (to.nofailover || to.priority <= 0) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" has the nofailover tag (or priority 0)`);
     if (to.source !== 'direct') throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" does not answer, so its WAL position is unknown`);
     const live = members.find((m) => m.source === 'direct' && !m.recovery && m.writable);
-    if (live) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${live.name}" is a primary that accepts writes: failing over would make two`);
+    if (live) {
+      throw new CtlError(
+        OBJECT_NOT_IN_PREREQUISITE_STATE,
+        `member "${live.name}" is a primary that accepts writes: failing over would make two`,
+        live === last ? `It holds no leader key: it cannot reach etcd${view.config?.pause ? ' and, in maintenance mode, does not fence itself' : ''}.` : '',
+        live === last ? `Restore its connection to etcd (it then takes its key back) or stop it, then fail over.` : '',
+      );
+    }
     const ahead = members.filter((m) => m !== to && m.lsn !== null && to.lsn !== null && m.lsn > to.lsn).sort((a, b) => (b.lsn ?? 0) - (a.lsn ?? 0));
     const lost = ahead.length ? (ahead[0].lsn as number) - (to.lsn as number) : 0;
     if (ahead.length && !o.force) {
@@ -213,7 +222,19 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
 export async function setPause(o: CtlOptions, pause: boolean): Promise<boolean> {
   const dcs = open(o);
   try {
-    await readView(dcs, o);
+    const view = await readView(dcs, o);
+    if (!pause && view.config?.pause === true && view.leader === null) {
+      // resumed, the members elect at once: not while the last leader, whose key went with its lease, accepts writes
+      const last = await askLastLeader(view, o.retryTimeoutMs);
+      if (last && !last.recovery && last.writable) {
+        throw new CtlError(
+          OBJECT_NOT_IN_PREREQUISITE_STATE,
+          `member "${last.name}" accepts writes but holds no leader key (it cannot reach etcd): resuming would elect a second primary`,
+          'In maintenance mode a leader that cannot reach etcd keeps accepting writes; once resumed, the other members hold an election without it.',
+          `Restore its connection to etcd (it then takes its key back) or stop it, then call tsworker.resume() again.`,
+        );
+      }
+    }
     const prev = await dcs.setConfig(pause ? { pause: true, paused_at: new Date().toISOString(), paused_by: o.name } : { pause: false });
     return (prev?.pause === true) !== pause;
   } catch (err) {

@@ -101,12 +101,26 @@ export interface ClusterConfig {
   paused_by?: string;
 }
 
+/**
+ * The `status` key (Patroni's `/status`: the leader's position), written by
+ * the leader each loop under its leader key. `leader` and `conninfo` name
+ * the member that wrote it: its key may be gone (its lease expired while it
+ * could not reach etcd) while its server still accepts writes, as in
+ * maintenance mode, so an operator's failover and resume ask it directly.
+ */
+export interface LeaderStatus {
+  optime: number;
+  timeline: number;
+  leader?: string;
+  conninfo?: string;
+}
+
 /** One read of the whole cluster. */
 export interface ClusterView {
   initialize: string | null;
   leader: { name: string; lease: string } | null;
   members: Map<string, MemberData & { lease: string }>;
-  status: { optime: number; timeline: number } | null;
+  status: LeaderStatus | null;
   /** `status`'s mod revision ('0': no such key); the leader writes it each loop (expiry.ts). */
   statusRevision: string;
   history: HistoryLine[];

@@ -15,7 +15,7 @@ import { ConstantBackoff, handleWhen, noop, retry, type IPolicy } from 'cockatie
 import { Etcd3, isRecoverableError, type IKeyValue } from 'etcd3';
 
 import { Endpoints, SkippedEndpoint } from './endpoints';
-import type { ClusterConfig, ClusterView, FailoverRequest, HistoryLine, Lease, MemberData, SyncState } from './dcs-records';
+import type { ClusterConfig, ClusterView, FailoverRequest, HistoryLine, Lease, LeaderStatus, MemberData, SyncState } from './dcs-records';
 
 /** A request to etcd that failed or did not answer in time. */
 export class DcsError extends Error {}
@@ -266,7 +266,7 @@ export class Dcs {
    * Confirm that this member still holds the leader key with this lease, and
    * publish the leader's position; false when the key is someone else's or gone.
    */
-  async updateLeader(name: string, lease: string, status: { optime: number; timeline: number }): Promise<boolean> {
+  async updateLeader(name: string, lease: string, status: LeaderStatus): Promise<boolean> {
     const res = await this.bounded(
       'confirming the leader key',
       this.client

@@ -196,7 +196,8 @@ export class MemberCore {
     if (!this.lease) return false;
     const base = this.renewedAt;
     const l = this.local;
-    if (!(await this.dcs.updateLeader(this.name, this.lease.id, { optime: l?.lsn ?? 0, timeline: l?.timeline ?? 0 }))) return false;
+    const status = { optime: l?.lsn ?? 0, timeline: l?.timeline ?? 0, leader: this.name, conninfo: this.s.conninfo };
+    if (!(await this.dcs.updateLeader(this.name, this.lease.id, status))) return false;
     this.confirmedAt = Math.max(this.confirmedAt, base);
     return true;
   }

@@ -82,3 +82,31 @@ export function askMembers(view: ClusterView, me: string, timeoutMs: number): Pr
     }),
   );
 }
+
+/**
+ * The member that last wrote `status` (the last leader), asked directly
+ * when its member key is gone: a leader whose lease expired while it could
+ * not reach etcd in maintenance mode still accepts writes (review 14b
+ * findings 9 and 10). Null when it is in the view anyway, unknown, or does
+ * not answer within `timeoutMs`.
+ */
+export async function askLastLeader(view: ClusterView, timeoutMs: number): Promise<Candidate | null> {
+  const s = view.status;
+  if (!s?.leader || !s.conninfo || view.members.has(s.leader)) return null;
+  try {
+    const a = await askPeer(s.conninfo, timeoutMs);
+    return {
+      name: s.leader,
+      lsn: a.lsn,
+      timeline: a.timeline,
+      priority: 0,
+      nofailover: true,
+      sysid: a.sysid,
+      recovery: a.recovery,
+      writable: a.writable,
+      source: 'direct',
+    };
+  } catch {
+    return null;
+  }
+}
