@@ -78,6 +78,11 @@ describe('election', () => {
     assert.equal(elect(input(member('b', 900), [member('c', 5000, { recovery: false })])).take, false);
     // the primary itself, compared with the standbys, takes it
     assert.equal(elect(input(member('c', 5000, { recovery: false }), [member('b', 900)])).take, true);
+    // at equal WAL the standby yields to the primary, so the primary does not yield to the standby's smaller
+    // name (review 14b finding 12: each yielded to the other, and nobody took the key)
+    assert.equal(elect(input(member('b', 900), [member('c', 900, { recovery: false })])).take, false);
+    assert.equal(elect(input(member('c', 900, { recovery: false }), [member('b', 900)])).take, true);
+    assert.equal(elect(input(member('c', 900, { recovery: false }), [member('b', 901)])).take, false);
     assert.match((elect(input(member('b', 900), [member('a', 5000, { recovery: false, writable: true })])) as { why: string }).why, /is a primary that accepts writes/);
   });
 

@@ -113,7 +113,11 @@ export function elect(input: ElectionInput): Verdict {
     }
     compared = input.peers.filter((p) => set.has(p.name) && p.source === 'direct' && p.recovery && p.lsn !== null);
   }
-  const ahead = compared.find((p) => ranksBefore(p, me));
+  // a fenced former primary yields only to a standby with more WAL: the standbys yield to it at equal WAL
+  // (above), so breaking that tie by priority or name here would leave nobody to take the key (review 14b
+  // finding 12: an election deadlocked after etcd and the old leader's worker were frozen together)
+  const formerPrimary = !me.recovery && !input.sync;
+  const ahead = compared.find((p) => (formerPrimary ? (p.lsn ?? -1) > (me.lsn as number) : ranksBefore(p, me)));
   if (ahead) {
     return {
       take: false,
