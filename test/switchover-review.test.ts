@@ -234,6 +234,10 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     assert.equal(e.code, '55000');
     assert.match(e.message, new RegExp(`member "${other.c.name}" does not lead cluster "sr": member "${lead.c.name}" does`));
     assert.equal((await sqlError(other, `SELECT tsworker.switchover($1, leader => '')`, [cand.c.name])).code, '22023');
+    // a typo in leader is not "the leader changed" (review 14b finding 3)
+    const typo = await sqlError(other, `SELECT tsworker.switchover($1, leader => 'nosuch')`, [cand.c.name]);
+    assert.equal(typo.code, '42704');
+    assert.match(typo.detail ?? '', new RegExp(`member "${lead.c.name}" leads`));
     // finding 14: a name that is not a member is said first, not hinted at as a switchover target
     const f = await sqlError(other, `SELECT tsworker.failover('nosuch')`);
     assert.equal(f.code, '42704');

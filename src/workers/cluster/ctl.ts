@@ -70,6 +70,10 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
       throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `no member leads cluster "${o.scope}": a switchover needs a leader`, '', 'When the leader is gone, use tsworker.failover(candidate).');
     }
     const leader = view.leader.name;
+    if (o.leader != null && o.leader !== leader && !view.members.has(o.leader)) {
+      // a typo is not "the leader changed"
+      throw new CtlError(UNDEFINED_OBJECT, `member "${o.leader}" is not a member of cluster "${o.scope}"`, `Members alive in etcd: ${[...view.members.keys()].join(', ')}; member "${leader}" leads.`);
+    }
     if (o.leader != null && o.leader !== leader) {
       throw new CtlError(
         OBJECT_NOT_IN_PREREQUISITE_STATE,
