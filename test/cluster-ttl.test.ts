@@ -88,6 +88,22 @@ describe('cluster mode: members with different ttl settings, and ttl changed by 
         return m !== old ? m : undefined;
       }, { timeoutMs: 40_000, what: 'another member leading' });
       await new Promise((r) => setTimeout(r, 1500));
+      // a refused write says since when writes stop: when the fence closed, not when it was last renewed,
+      // and the same a moment later (review 14b finding 2)
+      const since = async () => {
+        const err = await old.c.query(`INSERT INTO probe(member) VALUES ('refused')`).then(() => null, (e: { code?: string; detail?: string }) => e);
+        assert.equal(err?.code, '25006');
+        const at = /It is fenced since (.+?): /.exec(err?.detail ?? '')?.[1];
+        assert.ok(at, err?.detail);
+        return Date.parse(at.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00'));
+      };
+      const first = await since();
+      // the last write it acknowledged was sent before the fence closed
+      const lastSent = Math.max(...writers.acks.filter((a) => a.member === old.c.name).map((a) => a.sent));
+      assert.ok(first > cut, `fenced since ${new Date(first).toISOString()}, after the cut at ${new Date(cut).toISOString()}`);
+      assert.ok(first >= lastSent, `fenced since ${new Date(first).toISOString()}, not before its last acknowledged write was sent at ${new Date(lastSent).toISOString()}`);
+      await new Promise((r) => setTimeout(r, 1200));
+      assert.equal(await since(), first, 'the time does not move');
     } finally {
       await writers.stop();
       await net.heal();

@@ -50,8 +50,8 @@
 typedef struct TswFence
 {
 	pg_atomic_uint64 open_until_us; /* CLOCK_MONOTONIC microseconds; 0: closed */
-	slock_t		mutex;			/* protects reason and since */
-	TimestampTz since;			/* when the reason was last set */
+	slock_t		mutex;			/* protects reason and closed_at */
+	TimestampTz closed_at;		/* when an explicit close shut an open fence */
 	char		reason[TSW_FENCE_REASON_LEN];	/* what a refused write reports */
 } TswFence;
 
@@ -78,6 +78,7 @@ static const char *tsw_fence_show(void);
 static const char *tsw_fence_show_read_only(void);
 static void tsw_fence_report_read_only(void);
 static bool tsw_fence_closed(void);
+static TimestampTz tsw_fence_wall_time(uint64 mono_us);
 pg_noreturn static void tsw_fence_refuse(const char *what);
 
 static uint64
@@ -94,8 +95,14 @@ tsw_fence_set_reason(const char *reason)
 {
 	SpinLockAcquire(&tsw_fence->mutex);
 	strlcpy(tsw_fence->reason, reason, sizeof(tsw_fence->reason));
-	tsw_fence->since = GetCurrentTimestamp();
 	SpinLockRelease(&tsw_fence->mutex);
+}
+
+/* The wall-clock time of a CLOCK_MONOTONIC instant in the past. */
+static TimestampTz
+tsw_fence_wall_time(uint64 mono_us)
+{
+	return GetCurrentTimestamp() - (TimestampTz) (tsw_fence_now_us() - mono_us);
 }
 
 /*
@@ -201,7 +208,7 @@ tsw_fence_shmem_startup(void)
 	{
 		pg_atomic_init_u64(&tsw_fence->open_until_us, 0);
 		SpinLockInit(&tsw_fence->mutex);
-		tsw_fence->since = GetCurrentTimestamp();
+		tsw_fence->closed_at = GetCurrentTimestamp();
 		strlcpy(tsw_fence->reason,
 				"this server has not held the cluster's leader lease since it started",
 				sizeof(tsw_fence->reason));
@@ -212,12 +219,30 @@ tsw_fence_shmem_startup(void)
 void
 tsw_fence_open_for(int64_t ms, const char *reason)
 {
+	uint64		until;
+	uint64		now;
+
 	if (tsw_fence == NULL)
 		return;
 	if (reason != NULL)
 		tsw_fence_set_reason(reason);
-	pg_atomic_write_u64(&tsw_fence->open_until_us,
-						ms > 0 ? tsw_fence_now_us() + (uint64) ms * 1000 : 0);
+	now = tsw_fence_now_us();
+	if (ms <= 0)
+	{
+		/*
+		 * Since when writes are refused: now, if the fence was open; when its
+		 * deadline passed, if it lapsed; unchanged, if it was closed already
+		 * (a close repeated each loop must not move it).
+		 */
+		until = pg_atomic_read_u64(&tsw_fence->open_until_us);
+		if (until != 0)
+		{
+			SpinLockAcquire(&tsw_fence->mutex);
+			tsw_fence->closed_at = until > now ? GetCurrentTimestamp() : tsw_fence_wall_time(until);
+			SpinLockRelease(&tsw_fence->mutex);
+		}
+	}
+	pg_atomic_write_u64(&tsw_fence->open_until_us, ms > 0 ? now + (uint64) ms * 1000 : 0);
 }
 
 int
@@ -255,6 +280,7 @@ tsw_fence_refuse(const char *what)
 {
 	char		reason[TSW_FENCE_REASON_LEN];
 	TimestampTz since;
+	uint64		until;
 
 	if (!PostmasterIsAlive())
 		ereport(ERROR,
@@ -263,8 +289,12 @@ tsw_fence_refuse(const char *what)
 				 errdetail("The postmaster is gone.")));
 	SpinLockAcquire(&tsw_fence->mutex);
 	strlcpy(reason, tsw_fence->reason, sizeof(reason));
-	since = tsw_fence->since;
+	since = tsw_fence->closed_at;
 	SpinLockRelease(&tsw_fence->mutex);
+	/* a fence that lapsed (its deadline passed, no renewal) closed at its deadline */
+	until = pg_atomic_read_u64(&tsw_fence->open_until_us);
+	if (until != 0)
+		since = tsw_fence_wall_time(until);
 	ereport(ERROR,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 			 errmsg("cannot %s: this server does not accept writes", what),
