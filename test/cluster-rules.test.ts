@@ -353,6 +353,9 @@ describe('pg_tsworker_ctl arguments', () => {
       [['switchover', '-D', '/d', '--candidate'], /--candidate/],
       [['switchover', '-D', '/d', '--candidate', ''], /--candidate must name a member/],
       [['switchover', '-D', '/d', '--bogus'], /Unknown option '--bogus'/],
+      // review 14b finding 4: a repeated option is refused, not "the last one wins"
+      [['rejoin', '-D', '/d', '-D', '/e'], /--pgdata \(-D\) given more than once/],
+      [['switchover', '-D', '/d', '--timeout=10', '--timeout', '20'], /--timeout given more than once/],
       [['rejoin', '-D', '/d', '--force'], /rejoin does not take --force/],
       [['failover', '-D', '/d'], /failover needs --candidate NAME/],
       [['promote', '-D', '/d'], /unknown operation "promote"/],

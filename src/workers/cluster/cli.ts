@@ -64,6 +64,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       args: argv,
       allowPositionals: true,
       strict: true,
+      tokens: true,
       options: {
         pgdata: { type: 'string', short: 'D' },
         worker: { type: 'string' },
@@ -76,7 +77,14 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   } catch (err) {
     throw new UsageError((err as Error).message.split('. ')[0]);
   }
-  const { values, positionals } = parsed;
+  const { values, positionals, tokens } = parsed;
+  // an option given twice (-D a -D b: an ExecStartPre= line plus an override) is refused, not "last wins"
+  const seen = new Set<string>();
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option') continue;
+    if (seen.has(t.name)) throw new UsageError(`--${t.name === 'pgdata' ? 'pgdata (-D)' : t.name} given more than once`);
+    seen.add(t.name);
+  }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'no operation given' : `one operation expected, got: ${positionals.join(' ')}`);
   const op = positionals[0] as Op;
   if (!OPS.includes(op)) throw new UsageError(`unknown operation "${positionals[0]}"`);
