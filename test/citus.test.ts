@@ -273,6 +273,8 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
     signalPid(receiver, 'SIGSTOP');
     let switchover: Promise<unknown> | undefined;
     try {
+      // WAL that f does not receive: e's switchover waits for it after stopping writes
+      await e.c.query(`CREATE TABLE IF NOT EXISTS walgen(x int); INSERT INTO walgen SELECT generate_series(1, 100)`);
       switchover = e.c.query(`SELECT tsworker.switchover('f', timeout => '8s')`).catch((err: Error) => err);
       await coordLeader.c.waitForLog(/citus_node_updating: .*"group":2.*"event":"before_demote"/, off, 15_000);
       const opened = Date.now();

@@ -90,7 +90,13 @@ interface Lane {
   timer: NodeJS.Timeout | undefined;
   /** The last error, so that a failure repeated every heartbeat is an event once. */
   lastError: string;
+  /** Failures in a row, and when the heartbeat tries again (doubling up to RETRY_MAX_MS: a worker that keeps refusing is not asked every loop). */
+  failures: number;
+  retryAt: number;
 }
+
+/** The longest wait of the heartbeat before it tries a failing group again (ms). */
+const RETRY_MAX_MS = 15_000;
 
 const same = (a: DistNode | undefined | null, host: string, port: number, demoted: boolean) =>
   !!a && a.host === host && a.port === port && a.demoted === demoted;
@@ -128,7 +134,7 @@ export class CitusCoordinator {
   private lane(group: number): Lane {
     let l = this.lanes.get(group);
     if (!l) {
-      l = { group, session: new CitusSession(this.w, this.database), queued: null, running: false, inFlight: null, timer: undefined, lastError: '' };
+      l = { group, session: new CitusSession(this.w, this.database), queued: null, running: false, inFlight: null, timer: undefined, lastError: '', failures: 0, retryAt: 0 };
       this.lanes.set(group, l);
     }
     return l;
@@ -145,7 +151,9 @@ export class CitusCoordinator {
     const lane = this.lane(t.group);
     if (t.timeoutMs === null) {
       if (lane.queued && lane.queued.timeoutMs !== null) return null;
-      if (lane.inFlight && lane.inFlight.deadline > Date.now()) return null;
+      // a switchover's transaction (or the task opening one) is ended by its own after_promote or deadline, never by the heartbeat
+      if (lane.inFlight || (lane.running && !lane.queued)) return null;
+      if (lane.retryAt > Date.now()) return null;
       if (!lane.inFlight && !lane.running && this.table && same(this.table.get(t.group), t.host, t.port, false)) return null;
     }
     const q = lane.queued;
@@ -233,8 +241,15 @@ export class CitusCoordinator {
       try {
         task.resolve(await this.apply(lane, task));
         lane.lastError = '';
+        lane.failures = 0;
+        lane.retryAt = 0;
       } catch (err) {
         const e = err as SqlError;
+        if (/database ".*" does not exist/.test(e.message)) {
+          e.message += `; every member of the formation needs the same tsworker_promoter.citus_database (this coordinator's is "${this.database}")`;
+        }
+        lane.failures++;
+        lane.retryAt = Date.now() + Math.min(RETRY_MAX_MS, 500 * 2 ** lane.failures);
         if (lane.lastError !== e.message || task.timeoutMs !== null) {
           this.event('citus_error', { group: task.group, event: task.event, leader: task.leader, error: e.message, sqlstate: e.code ?? null }, 'warning');
         }
@@ -288,6 +303,7 @@ export class CitusCoordinator {
     const demoted = task.event === 'before_demote';
     const t0 = Date.now();
     let cur: DistNode | null;
+    if (lane.inFlight && task.timeoutMs === null) return { outcome: 'dropped', error: 'a switchover transaction is open on this group' };
     if (lane.inFlight) cur = lane.inFlight.state;
     else {
       const rows = await s.query<{ nodename: string; nodeport: number; nodeid: number }>(

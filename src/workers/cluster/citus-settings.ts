@@ -86,7 +86,7 @@ function parseGucInt(text: string): number | null {
  * PostgreSQL rejected (it then only warns and keeps -1, and the member
  * would run as a plain cluster outside its formation) is an error too.
  */
-export function citusConfigErrors(s: CitusSettings & { conninfo: string }, sharedPreloadLibraries: string, written: WrittenSetting | null = null): string[] {
+export function citusConfigErrors(s: CitusSettings & { conninfo: string; restapi_listen?: string }, sharedPreloadLibraries: string, written: WrittenSetting | null = null): string[] {
   if (written?.setting != null) {
     const v = parseGucInt(written.setting);
     if (v === null || v < -1 || v > 2_147_483_647) {
@@ -106,6 +106,15 @@ export function citusConfigErrors(s: CitusSettings & { conninfo: string }, share
   }
   if (s.conninfo && !distNodeAddress(s.conninfo)) {
     errors.push(`tsworker_promoter.conninfo "${s.conninfo}" names no TCP host and port: the coordinator registers members in pg_dist_node by host and port`);
+  }
+  // the workers POST their switchovers to the coordinator's leader at the address it publishes (Patroni's restapi.connect_address)
+  if (s.citus_group === COORDINATOR_GROUP && s.restapi_listen !== undefined) {
+    const host = s.restapi_listen.slice(0, s.restapi_listen.lastIndexOf(':'));
+    if (!s.restapi_listen) {
+      errors.push('tsworker_promoter.restapi_listen is empty on a member of the Citus coordinator group (tsworker_promoter.citus_group = 0): the worker groups reach the coordinator\'s leader there (POST /citus)');
+    } else if (['0.0.0.0', '::', '[::]', '*', ''].includes(host)) {
+      errors.push(`tsworker_promoter.restapi_listen "${s.restapi_listen}" is a wildcard address on a member of the Citus coordinator group: the worker groups would POST /citus to it as published; give the address they reach`);
+    }
   }
   return errors;
 }
