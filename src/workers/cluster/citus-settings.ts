@@ -62,10 +62,16 @@ export interface WrittenSetting {
 
 /** The last line of the configuration files that sets tsworker_promoter.citus_group (pg_file_settings), or null. */
 export function citusGroupAsWritten(w: WorkerContext<any>): WrittenSetting | null {
-  const rows = w.query<WrittenSetting & { [k: string]: unknown }>(
-    `SELECT setting, sourcefile, sourceline FROM pg_catalog.pg_file_settings WHERE name = 'tsworker_promoter.citus_group' ORDER BY seqno DESC LIMIT 1`,
-  );
-  return rows[0] ?? null;
+  try {
+    const rows = w.query<WrittenSetting & { [k: string]: unknown }>(
+      `SELECT setting, sourcefile, sourceline FROM pg_catalog.pg_file_settings WHERE name = 'tsworker_promoter.citus_group' ORDER BY seqno DESC LIMIT 1`,
+    );
+    return rows[0] ?? null;
+  } catch (err) {
+    // pg_file_settings needs superuser or pg_read_all_settings: without it, only what PostgreSQL kept is checked
+    w.log.debug(`could not read pg_file_settings: ${(err as Error).message}`);
+    return null;
+  }
 }
 
 /** An integer as PostgreSQL parses an int setting (decimal, 0x hex, 0 octal; surrounding blanks), or null. */
