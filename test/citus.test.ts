@@ -12,9 +12,20 @@
  *    acknowledged write is lost, the write pause is measured, the
  *    coordinator's transaction (before_demote ... after_promote) committed;
  *  - a coordinator failover, then a worker group failover;
- *  - bad requests on POST /citus; a member whose citus_group is set
- *    without Citus loaded reports a configuration error naming the setting
- *    (this one runs where Citus is not installed, too).
+ *  - bad requests on POST /citus; a forged before_demote (no switchover in
+ *    etcd, cooldown 0) is refused and ends no client session;
+ *  - a row changed by hand is repaired by the heartbeat (which reads
+ *    pg_dist_node), and the status shows the table;
+ *  - a mistyped conninfo reloaded on a worker primary does not repoint
+ *    its group: the coordinator checks the address first;
+ *  - a group's failover reaches pg_dist_node while another group's
+ *    switchover transaction is open (a stalled switchover);
+ *  - a worker primary frozen (SIGSTOP) under writes: another group's
+ *    failover still goes through, the frozen group's update is bounded
+ *    and follows once the server is resumed;
+ *  - a member whose citus_group is set without Citus loaded, or mistyped,
+ *    reports a configuration error naming the setting (these run where
+ *    Citus is not installed, too).
  *
  * Where Citus is not installed in the PostgreSQL under test, the formation
  * tests are skipped and the reason is printed. bench/citus repeats the
@@ -22,13 +33,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
 import pg from 'pg';
 
-import { DistWriters, Formation, citusMissing, distWriteUntilOk, type FMember } from './citus-helpers';
+import { DistWriters, Formation, childPids, citusMissing, distWriteUntilOk, type FMember } from './citus-helpers';
 import { stepper } from './cluster-helpers';
 import { Cluster, getFreePort, waitFor, signalPid } from './harness/cluster';
 import { Etcd } from './harness/etcd';
@@ -334,7 +344,7 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
     const writers = new DistWriters(() => coordLeader, 2, 20_000_000);
     await waitFor(() => writers.acks.length > 20, { timeoutMs: 30_000, what: 'writes before the freeze' });
     const pm = c.c.postmasterPid()!;
-    const frozen = [pm, ...childrenOf(pm)];
+    const frozen = [pm, ...childPids(pm)];
     const off = coordLeader.c.logOffset();
     for (const p of frozen) signalPid(p, 'SIGSTOP');
     const t0 = Date.now();
@@ -395,19 +405,3 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
     assert.ok(Number(n) > 0);
   });
 });
-
-/** The live children of `pid` (Linux /proc). */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const ent of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(ent)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${ent}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) out.push(Number(ent));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}

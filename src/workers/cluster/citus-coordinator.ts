@@ -318,6 +318,8 @@ export class CitusCoordinator {
       if (demoted) return { outcome: 'unchanged' };
       // a group seen for the first time (or whose row was removed): the coordinator registers itself, a worker group's primary is added
       await this.verify(task, null);
+      // citus_add_node copies reference tables: no statement_timeout left by an update on this session
+      await s.query(`SELECT pg_catalog.set_config('statement_timeout', '0', false)`);
       let id: number;
       if (task.group === COORDINATOR_GROUP) {
         await s.query(`SELECT pg_catalog.citus_set_coordinator_host($1, $2, 'primary', 'default')`, [task.host, task.port], 60_000);

@@ -108,6 +108,8 @@ export class CitusMember {
   /** The bootstrap under way (CREATE EXTENSION takes seconds: it never holds up the loop, which renews the lease). */
   private booting: Promise<boolean> | null = null;
   private lastError = '';
+  /** The heartbeat's sync under way (one at a time). */
+  private syncing: Promise<void> | null = null;
   /** This server's system identifier (the coordinator checks its own conninfo reaches it). */
   private sysid: string | null = null;
   /** Coordinator: the switchover (etcd's failover key id) of each group whose before_demote was taken: one pause per switchover. */
@@ -200,7 +202,10 @@ export class CitusMember {
       return;
     }
     if (this.isCoordinator) {
-      await this.syncMetaData();
+      // not awaited: reading pg_dist_node and etcd must not hold up this member's loop, which renews the lease
+      this.syncing ??= this.syncMetaData()
+        .catch((err: Error) => this.h.w.log.warning(`citus: the heartbeat's sync of pg_dist_node failed: ${err.message}`))
+        .finally(() => (this.syncing = null));
       return;
     }
     if (!this.wasPrimary || this.demoteSent) {
