@@ -226,6 +226,7 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
       timeoutMs: 10_000,
       what: 'the status to show pg_dist_node',
     });
+    assert.deepEqual((await citusStatus(coordLeader)).leaders, { 0: 'a', 1: 'c', 2: 'e' });
   });
 
   test('a mistyped conninfo reloaded on a worker primary: pg_dist_node keeps its row, and the coordinator names the setting', async () => {

@@ -108,6 +108,8 @@ export class CitusMember {
   /** The bootstrap under way (CREATE EXTENSION takes seconds: it never holds up the loop, which renews the lease). */
   private booting: Promise<boolean> | null = null;
   private lastError = '';
+  /** Coordinator: each group's leader in etcd at the last heartbeat (the formation at a glance, for the status). */
+  private leaders: { [group: string]: string | null } = {};
   /** The heartbeat's sync under way (one at a time). */
   private syncing: Promise<void> | null = null;
   /** This server's system identifier (the coordinator checks its own conninfo reaches it). */
@@ -239,6 +241,7 @@ export class CitusMember {
       this.h.w.log.debug(`citus: could not read the formation's groups: ${(err as Error).message}`);
       return;
     }
+    this.leaders = Object.fromEntries([...groups].map(([g, v]) => [String(g), v.leader?.name ?? null]));
     for (const [g, view] of groups) {
       if (g === COORDINATOR_GROUP || !view.leader) continue;
       const m = view.members.get(view.leader.name);
@@ -257,7 +260,11 @@ export class CitusMember {
 
   /** For the status: the group, and on the coordinator's leader pg_dist_node as read at the last heartbeat; on a worker member its last notification. */
   status(): { [key: string]: Json } {
-    return { group: this.h.group, ...(this.coordinator ? this.coordinator.status() : {}), ...(this.lastNotify ? { last_notify: this.lastNotify } : {}) };
+    return {
+      group: this.h.group,
+      ...(this.coordinator ? { ...this.coordinator.status(), leaders: this.leaders } : {}),
+      ...(this.lastNotify ? { last_notify: this.lastNotify } : {}),
+    };
   }
 
   /** Switchover, on the leader of a worker group: pause the group's writes on the coordinator before stopping them here. */
