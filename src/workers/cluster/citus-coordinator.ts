@@ -289,7 +289,7 @@ export class CitusCoordinator {
       const e = err as SqlError;
       if (e.code === '55P03' || e.code === '57014' || !e.code) {
         const who = await blockers(this.reader, holders);
-        e.message = `citus_update_node of group ${lane.group} did not get its locks within ${lockMs} ms (lock_cooldown ${cooldownMs} ms + 3 s): ${e.message}${who ? `; held by ${who}` : ''}; a backend that Citus terminated but that still waits for an answer from a worker that does not respond (a frozen server) keeps its locks until that server answers or is stopped; retried every heartbeat`;
+        e.message = `citus_update_node of group ${lane.group} did not get its locks within ${lockMs} ms (lock_cooldown ${cooldownMs} ms + 3 s): ${e.message}${who ? `; held by ${who}` : ''}; a backend that Citus terminated but that still waits for an answer from a worker that does not respond (a frozen server) keeps its locks until that server answers or is stopped; the heartbeat tries again (backing off up to 15 s)`;
       }
       throw e;
     } finally {
