@@ -29,6 +29,22 @@ export function citusMissing(): string | null {
   return null;
 }
 
+/** The live children of `pid` (Linux /proc): a postmaster's processes, to freeze a whole server. */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
 export interface FMember {
   name: string;
   group: number;

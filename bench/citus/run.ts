@@ -26,7 +26,7 @@
  */
 import { performance } from 'node:perf_hooks';
 
-import { DistWriters, Formation, citusMissing, distWriteUntilOk, type FMember } from '../../test/citus-helpers';
+import { DistWriters, Formation, childPids, citusMissing, distWriteUntilOk, type FMember } from '../../test/citus-helpers';
 import { Etcd } from '../../test/harness/etcd';
 import { waitFor } from '../../test/harness/cluster';
 import { median, table } from '../report';
@@ -35,22 +35,6 @@ const USAGE = `usage: bench/citus/run [--trials N]
 
   --trials N   trials of each measurement, alternating worker groups 1 and 2 (default 10)
 `;
-
-function childPids(pid: number): number[] {
-  const fs = require('node:fs') as typeof import('node:fs');
-  const out: number[] = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) out.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
 
 /** SIGKILL the primary: its postmaster only, or every process of the server (children first, so nobody releases the key). */
 function kill(m: FMember, how: 'postmaster' | 'crash'): number {

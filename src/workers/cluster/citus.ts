@@ -19,7 +19,9 @@
 import * as http from 'http';
 
 import type { WorkerContext } from '../../runtime/index';
-import { CitusCoordinator, citusClient, type CitusEventType } from './citus-coordinator';
+import type { Json } from '../../runtime/define';
+import { CitusCoordinator, type CitusEventType, type TaskResult } from './citus-coordinator';
+import { citusClient } from './citus-session';
 import { COORDINATOR_GROUP, distNodeAddress, type CitusSettings } from './citus-settings';
 import { Dcs } from './dcs';
 import type { ClusterView } from './dcs-records';
@@ -98,12 +100,22 @@ export class CitusMember {
   private coordinator: CitusCoordinator | null = null;
   /** This member, as a worker group's primary, accepted writes at the last heartbeat. */
   private wasPrimary = false;
+  /** The last POST /citus of this worker member, for the status. */
+  private lastNotify: { [key: string]: Json } | null = null;
   /** A before_demote was sent: the next heartbeat as a primary says after_promote again. */
   private demoteSent = false;
   private bootstrapped = false;
   /** The bootstrap under way (CREATE EXTENSION takes seconds: it never holds up the loop, which renews the lease). */
   private booting: Promise<boolean> | null = null;
   private lastError = '';
+  /** Coordinator: each group's leader in etcd at the last heartbeat (the formation at a glance, for the status). */
+  private leaders: { [group: string]: string | null } = {};
+  /** The heartbeat's sync under way (one at a time). */
+  private syncing: Promise<void> | null = null;
+  /** This server's system identifier (the coordinator checks its own conninfo reaches it). */
+  private sysid: string | null = null;
+  /** Coordinator: the switchover (etcd's failover key id) of each group whose before_demote was taken: one pause per switchover. */
+  private readonly paused = new Map<number, string>();
 
   constructor(private readonly h: CitusHost) {}
 
@@ -192,7 +204,10 @@ export class CitusMember {
       return;
     }
     if (this.isCoordinator) {
-      await this.syncMetaData();
+      // not awaited: reading pg_dist_node and etcd must not hold up this member's loop, which renews the lease
+      this.syncing ??= this.syncMetaData()
+        .catch((err: Error) => this.h.w.log.warning(`citus: the heartbeat's sync of pg_dist_node failed: ${err.message}`))
+        .finally(() => (this.syncing = null));
       return;
     }
     if (!this.wasPrimary || this.demoteSent) {
@@ -203,11 +218,22 @@ export class CitusMember {
     this.wasPrimary = true;
   }
 
-  /** Patroni's sync_meta_data: pg_dist_node follows the leaders in etcd, every heartbeat. */
+  /**
+   * Patroni's sync_meta_data, every heartbeat: pg_dist_node is read, and
+   * each group whose leader in etcd is a running primary other than its row
+   * gets a task (the coordinator's own row, group 0, included).
+   */
   private async syncMetaData(): Promise<void> {
     this.coordinator ??= new CitusCoordinator(this.h.w, this.h.database, (k, d, l) => this.h.event(k, d, l));
-    const me = distNodeAddress(this.h.conninfo());
-    if (me) this.coordinator.add({ event: 'after_promote', group: COORDINATOR_GROUP, leader: this.h.name, ...me, timeoutMs: null, cooldownMs: this.h.retryTimeoutMs() });
+    const coord = this.coordinator;
+    await coord.refresh();
+    const cooldownMs = this.h.retryTimeoutMs();
+    const own = this.h.conninfo();
+    const me = distNodeAddress(own);
+    if (me) {
+      this.sysid ??= this.h.w.query<{ s: string }>('SELECT system_identifier::text AS s FROM pg_catalog.pg_control_system()')[0].s;
+      coord.add({ event: 'after_promote', group: COORDINATOR_GROUP, leader: this.h.name, ...me, conninfo: own, sysid: this.sysid, timeoutMs: null, cooldownMs });
+    }
     let groups: Map<number, ClusterView>;
     try {
       groups = await this.h.formation.readGroups();
@@ -215,12 +241,13 @@ export class CitusMember {
       this.h.w.log.debug(`citus: could not read the formation's groups: ${(err as Error).message}`);
       return;
     }
+    this.leaders = Object.fromEntries([...groups].map(([g, v]) => [String(g), v.leader?.name ?? null]));
     for (const [g, view] of groups) {
       if (g === COORDINATOR_GROUP || !view.leader) continue;
       const m = view.members.get(view.leader.name);
       if (!m || m.role !== 'primary' || m.state !== 'running') continue;
       const addr = distNodeAddress(m.conninfo);
-      if (addr) this.coordinator.add({ event: 'after_promote', group: g, leader: view.leader.name, ...addr, timeoutMs: null, cooldownMs: this.h.retryTimeoutMs() });
+      if (addr) coord.add({ event: 'after_promote', group: g, leader: view.leader.name, ...addr, conninfo: m.conninfo, sysid: m.sysid || null, timeoutMs: null, cooldownMs });
     }
   }
 
@@ -231,9 +258,13 @@ export class CitusMember {
     this.h.formation.close();
   }
 
-  /** The coordinator's view of pg_dist_node, for the status (null on other members). */
-  status(): { group: number; pg_dist_node?: Record<string, string> } {
-    return { group: this.h.group, ...(this.coordinator ? { pg_dist_node: this.coordinator.nodes() } : {}) };
+  /** For the status: the group, and on the coordinator's leader pg_dist_node as read at the last heartbeat; on a worker member its last notification. */
+  status(): { [key: string]: Json } {
+    return {
+      group: this.h.group,
+      ...(this.coordinator ? { ...this.coordinator.status(), leaders: this.leaders } : {}),
+      ...(this.lastNotify ? { last_notify: this.lastNotify } : {}),
+    };
   }
 
   /** Switchover, on the leader of a worker group: pause the group's writes on the coordinator before stopping them here. */
@@ -266,18 +297,27 @@ export class CitusMember {
         cooldown: this.h.retryTimeoutMs() / 1000,
       };
       const res = await post(url, body, waitMs);
+      if (res.code === 202) {
+        this.lastNotify = { event: type, result: 'pending', at: new Date().toISOString() };
+        this.h.event('citus_notify_pending', { event: type, coordinator: url, ms: Date.now() - t0, what: 'queued on the coordinator, not applied yet (its heartbeat applies it)' });
+        return;
+      }
       if (res.code !== 200) throw new Error(`HTTP ${res.code}: ${res.body.slice(0, 300)}`);
+      this.lastNotify = { event: type, result: 'applied', at: new Date().toISOString() };
       this.h.event('citus_notified', { event: type, coordinator: url, ms: Date.now() - t0 });
     } catch (err) {
+      this.lastNotify = { event: type, result: 'failed', error: (err as Error).message, at: new Date().toISOString() };
       this.h.event('citus_notify_failed', { event: type, coordinator: url, error: (err as Error).message, ms: Date.now() - t0 }, 'warning');
     }
   }
 
   /**
    * POST /citus on the coordinator's leader: check the event against etcd
-   * (the group's leader must be the member it names; its address comes from
-   * etcd, not from the request), queue it, and for before_demote answer once
-   * the group's writes are paused.
+   * (the group's leader must be the member it names; a before_demote needs
+   * a switchover of that group in etcd, once per switchover; the address
+   * comes from etcd, the cooldown and the longest transaction from this
+   * member's own settings), queue it, and answer once it is applied (200),
+   * failed (500) or still queued at the end of the wait (202).
    */
   async handlePost(path: string, body: unknown): Promise<{ code: number; body: unknown }> {
     if (path !== '/citus') return { code: 404, body: { error: `no POST ${path}` } };
@@ -288,19 +328,43 @@ export class CitusMember {
     if (!e || typeof e !== 'object' || !types.includes(e.type as CitusEventType)) return { code: 400, body: { error: `"type" must be one of ${types.join(', ')}` } };
     if (!Number.isInteger(e.group) || (e.group as number) <= COORDINATOR_GROUP) return { code: 400, body: { error: `"group" must be a worker group id (an integer above 0), not ${JSON.stringify(e.group)}` } };
     if (typeof e.leader !== 'string' || !e.leader) return { code: 400, body: { error: '"leader" must name the member' } };
-    const view = (await this.h.formation.readGroups()).get(e.group as number);
+    const type = e.type as CitusEventType;
+    const group = e.group as number;
+    const view = (await this.h.formation.readGroups()).get(group);
+    const refuse = (why: string) => {
+      this.h.w.log.log(`citus: refusing ${type} of group ${group} from "${e.leader}": ${why}`);
+      return { code: 409, body: { error: why } };
+    };
     if (!view?.leader || view.leader.name !== e.leader) {
-      this.h.w.log.log(`citus: discarding ${e.type} of group ${e.group} from "${e.leader}": the group's leader in etcd is ${view?.leader ? `"${view.leader.name}"` : 'nobody'}`);
-      return { code: 409, body: { error: `member "${e.leader}" does not hold the leader key of group ${e.group}` } };
+      return refuse(`member "${e.leader}" does not hold the leader key of group ${group} (etcd: ${view?.leader ? `"${view.leader.name}"` : 'nobody'})`);
     }
-    const addr = distNodeAddress(view.members.get(e.leader)?.conninfo ?? '');
-    if (!addr) return { code: 409, body: { error: `member "${e.leader}" published no TCP host and port in its conninfo` } };
-    const timeoutMs = Math.min(60_000, Math.max(1000, Number(e.timeout) * 1000 || switchoverDeadlineMs(this.h.ttlMs())));
-    const cooldownMs = Math.min(600_000, Math.max(0, Number(e.cooldown) * 1000 || this.h.retryTimeoutMs()));
-    const task = this.coordinator.add({ event: e.type as CitusEventType, group: e.group as number, leader: e.leader, ...addr, timeoutMs, cooldownMs });
-    if (task && e.type === 'before_demote') {
-      await Promise.race([task.done, new Promise((r) => setTimeout(r, timeoutMs))]);
+    const sw = view.failover;
+    if (type === 'before_demote') {
+      // only the leader of a switchover in progress pauses its group's writes, once per switchover
+      if (!sw || (sw.leader !== null && sw.leader !== e.leader) || !['requested', 'accepted', 'fenced'].includes(sw.state)) {
+        return refuse(`no switchover away from "${e.leader}" is in progress in group ${group} in etcd`);
+      }
+      if (this.paused.get(group) === sw.id) return refuse(`group ${group}'s writes were already paused for switchover ${sw.id}`);
+      this.paused.set(group, sw.id);
     }
-    return { code: 200, body: { accepted: task !== null, event: e.type, group: e.group } };
+    if (type === 'before_promote' && (!sw || sw.member !== e.leader || sw.state === 'refused')) {
+      return refuse(`no switchover to "${e.leader}" is in progress in group ${group} in etcd`);
+    }
+    const m = view.members.get(e.leader);
+    const addr = distNodeAddress(m?.conninfo ?? '');
+    if (!m || !addr) return refuse(`member "${e.leader}" published no TCP host and port in its conninfo`);
+    const ownMs = switchoverDeadlineMs(this.h.ttlMs());
+    const timeoutMs = Math.min(ownMs, Math.max(1000, Number(e.timeout) * 1000 || ownMs));
+    const task = this.coordinator.add({ event: type, group, leader: e.leader, ...addr, conninfo: m.conninfo, sysid: m.sysid || null, timeoutMs, cooldownMs: this.h.retryTimeoutMs() });
+    if (!task) return { code: 200, body: { accepted: false, event: type, group, outcome: 'unchanged' } };
+    const waitMs = type === 'before_demote' ? timeoutMs : 1500;
+    const r = await Promise.race([task.done, new Promise<null>((res) => setTimeout(() => res(null), waitMs))]);
+    if (r === null) return { code: 202, body: { accepted: true, event: type, group, outcome: 'pending' } };
+    return answer(type, group, r);
   }
+}
+
+function answer(type: CitusEventType, group: number, r: TaskResult): { code: number; body: unknown } {
+  if (r.outcome === 'failed' || r.outcome === 'dropped') return { code: r.outcome === 'failed' ? 500 : 409, body: { accepted: false, event: type, group, outcome: r.outcome, error: r.error ?? null } };
+  return { code: 200, body: { accepted: true, event: type, group, outcome: r.outcome } };
 }

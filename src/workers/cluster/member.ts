@@ -35,7 +35,7 @@ import { WriteFence } from './fence';
 import { lead } from './leader';
 import { readLocal, type LocalState } from './local';
 import { MemberCore, type MemberCtx } from './member-core';
-import { citusConfigErrors } from './citus-settings';
+import { citusConfigErrors, citusGroupAsWritten } from './citus-settings';
 import { checkOwnConninfo } from './reach';
 import { configErrors, fenceMarginMs, timing } from './settings';
 import { buildApiState, publishMember, publishStatus } from './status';
@@ -93,7 +93,7 @@ export class ClusterMember {
 
   async run(): Promise<void> {
     const m = this.m;
-    const errors = [...configErrors(m.s), ...citusConfigErrors(m.s, this.w.setting('shared_preload_libraries') ?? '')];
+    const errors = [...configErrors(m.s), ...citusConfigErrors(m.s, this.w.setting('shared_preload_libraries') ?? '', citusGroupAsWritten(this.w))];
     if (!WriteFence.managed()) errors.push('cluster mode was not on when the server started (tsworker_promoter.etcd_hosts needs a restart), so writes are not fenced');
     if (errors.length > 0) {
       m.configError = errors.join('; ');
