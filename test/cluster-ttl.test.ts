@@ -12,50 +12,18 @@
  * its lease's own TTL.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { MemberOps, Writers, startMembers, type Member } from './cluster-helpers';
+import { Writers, type Member } from './cluster-helpers';
+import { clusterFixture } from './cluster-fixture';
 import { waitFor } from './harness/cluster';
-import { Etcd } from './harness/etcd';
-import { Network } from './harness/netns';
 import { logLines } from './helpers';
 
 const root = process.getuid?.() === 0;
 
 describe('cluster mode: members with different ttl settings, and ttl changed by a reload', { skip: root ? false : 'needs root' }, () => {
-  let net: Network;
-  let etcd: Etcd;
-  const members: Member[] = [];
-  const ops = new MemberOps(members, () => net);
-
-  const conf = (host: string, port: number) => ({
-    shared_preload_libraries: 'pg_tsworker',
-    'tsworker.workers': 'promoter',
-    'tsworker_promoter.etcd_hosts': etcd.url,
-    'tsworker_promoter.scope': 'tt',
-    'tsworker_promoter.name': host,
-    'tsworker_promoter.restapi_listen': `${net.ip(host)}:8008`,
-    'tsworker_promoter.conninfo': `host=${net.ip(host)} port=${port} user=postgres`,
-    // the first leader, a, with a lease three times as long as its followers' setting
-    'tsworker_promoter.ttl': host === 'a' ? '6' : '2',
-    wal_log_hints: 'on',
-    wal_receiver_timeout: '2s',
-    wal_sender_timeout: '2s',
-    wal_retrieve_retry_interval: '200ms',
-  });
-
-  before(async () => {
-    net = await Network.create(['a', 'b', 'c', 'e']);
-    etcd = await Etcd.start('tt', { netns: net.host('e') });
-    members.push(...(await startMembers(net, (c, host) => c.appendConf(conf(host, c.port)))));
-    for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
-  });
-
-  after(async () => {
-    for (const m of members) await m.c.cleanup().catch(() => undefined);
-    await etcd?.cleanup();
-    await net?.destroy();
-  });
+  // the first leader, a, with a lease three times as long as its followers' setting
+  const { net, members, ops } = clusterFixture('tt', (host) => ({ 'tsworker_promoter.ttl': host === 'a' ? '6' : '2' }));
 
   test('ttl raised by a reload on the leader: it keeps accepting writes under the lease it holds, and says so', async () => {
     const lead = await ops.leader();
@@ -80,7 +48,7 @@ describe('cluster mode: members with different ttl settings, and ttl changed by 
     await new Promise((r) => setTimeout(r, 500));
     const cut = Date.now();
     // a loses etcd only: its clients still reach it, so only its fence can stop its writes
-    await net.partition([old.host], ['e']);
+    await net().partition([old.host], ['e']);
     let next: Member;
     try {
       next = await waitFor(async () => {
@@ -106,7 +74,7 @@ describe('cluster mode: members with different ttl settings, and ttl changed by 
       assert.equal(await since(), first, 'the time does not move');
     } finally {
       await writers.stop();
-      await net.heal();
+      await net().heal();
     }
     const overlap = writers.overlapMs(cut - 500);
     const expired = members.flatMap((m) => logLines(m.c, /tsworker "promoter": leader_expired: /, offs.get(m.c.name)));

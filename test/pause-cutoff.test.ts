@@ -10,56 +10,15 @@
  * writable primary.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { MemberOps, startMembers, type Member } from './cluster-helpers';
-import type { Cluster } from './harness/cluster';
+import { clusterFixture, sqlError } from './cluster-fixture';
 import { waitFor } from './harness/cluster';
-import { Etcd } from './harness/etcd';
-import { Network } from './harness/netns';
 
 const root = process.getuid?.() === 0;
 
 describe('maintenance mode with the leader cut off from etcd: resume and failover refuse while it accepts writes', { skip: root ? false : 'needs root' }, () => {
-  let net: Network;
-  let etcd: Etcd;
-  const members: Member[] = [];
-  const ops = new MemberOps(members, () => net);
-
-  const conf = (host: string, port: number) => ({
-    shared_preload_libraries: 'pg_tsworker',
-    'tsworker.workers': 'promoter',
-    'tsworker_promoter.etcd_hosts': etcd.url,
-    'tsworker_promoter.scope': 'pc',
-    'tsworker_promoter.name': host,
-    'tsworker_promoter.restapi_listen': `${net.ip(host)}:8008`,
-    'tsworker_promoter.conninfo': `host=${net.ip(host)} port=${port} user=postgres`,
-    wal_log_hints: 'on',
-    wal_receiver_timeout: '2s',
-    wal_sender_timeout: '2s',
-  });
-
-  async function sqlError(c: Cluster, sql: string, params: unknown[] = []): Promise<{ code: string; message: string; detail?: string; hint?: string }> {
-    try {
-      await c.query(sql, params);
-    } catch (e) {
-      return e as { code: string; message: string };
-    }
-    throw new Error(`${sql} did not fail`);
-  }
-
-  before(async () => {
-    net = await Network.create(['a', 'b', 'c', 'e']);
-    etcd = await Etcd.start('pc', { netns: net.host('e') });
-    members.push(...(await startMembers(net, (c, host) => c.appendConf(conf(host, c.port)))));
-    for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
-  });
-
-  after(async () => {
-    for (const m of members) await m.c.cleanup().catch(() => undefined);
-    await etcd?.cleanup();
-    await net?.destroy();
-  });
+  const { net, members, ops } = clusterFixture('pc');
 
   test('paused, the leader loses etcd and its key: resume() and failover() refuse with the reason; its etcd back, it leads and resume() works', async (t) => {
     const lead = await ops.leader();
@@ -69,7 +28,7 @@ describe('maintenance mode with the leader cut off from etcd: resume and failove
     await waitFor(async () => (await ops.status(other.c))?.leader === lead.c.name || undefined, { timeoutMs: 30_000, what: 'the leader seen' });
     assert.equal(await other.c.queryText('SELECT tsworker.pause()'), 't');
     await waitFor(async () => (await ops.status(lead.c))?.paused === true || undefined, { timeoutMs: 15_000, what: 'the leader paused' });
-    await net.partition([lead.host], ['e']);
+    await net().partition([lead.host], ['e']);
     try {
       // its lease runs out: no leader key, and the leader still accepts writes (maintenance mode)
       await waitFor(async () => ((await ops.status(other.c))?.leader ?? null) === null || undefined, { timeoutMs: 30_000, what: 'the leader key gone' });
@@ -87,7 +46,7 @@ describe('maintenance mode with the leader cut off from etcd: resume and failove
       assert.equal((await ops.leader()).c.name, lead.c.name, 'still the one writable member');
       assert.equal((await ops.status(other.c))?.paused, true, 'still paused');
     } finally {
-      await net.heal();
+      await net().heal();
     }
     // back in etcd, the paused leader takes its key back; then resume() is allowed
     await waitFor(async () => (await ops.status(other.c))?.leader === lead.c.name || undefined, { timeoutMs: 30_000, what: 'the leader key back' });

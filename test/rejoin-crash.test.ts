@@ -12,60 +12,26 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { MemberOps, startMembers, type Member } from './cluster-helpers';
+import type { Member } from './cluster-helpers';
+import { clusterFixture } from './cluster-fixture';
 import { PG_BIN, waitFor } from './harness/cluster';
-import { Etcd } from './harness/etcd';
-import { Network } from './harness/netns';
 
 const root = process.getuid?.() === 0;
 
 describe('rejoin of a crashed primary whose last checkpoint is in an older WAL segment', { skip: root ? false : 'needs root' }, () => {
-  let net: Network;
-  let etcd: Etcd;
-  const members: Member[] = [];
-  const ops = new MemberOps(members, () => net);
-
-  const conf = (host: string, port: number) => ({
-    shared_preload_libraries: 'pg_tsworker',
-    'tsworker.workers': 'promoter',
-    'tsworker_promoter.etcd_hosts': etcd.url,
-    'tsworker_promoter.scope': 'rc',
-    'tsworker_promoter.name': host,
-    'tsworker_promoter.restapi_listen': `${net.ip(host)}:8008`,
-    'tsworker_promoter.conninfo': `host=${net.ip(host)} port=${port} user=postgres`,
-    wal_log_hints: 'on',
-    wal_receiver_timeout: '2s',
-    wal_sender_timeout: '2s',
-    wal_retrieve_retry_interval: '200ms',
-    // nothing keeps old segments but their archiving: what pg_rewind needs must survive by rejoin's care
-    wal_keep_size: '0',
-    archive_mode: 'on',
-    archive_command: '/bin/true',
-  });
+  // nothing keeps old segments but their archiving: what pg_rewind needs must survive by rejoin's care
+  const { net, members, ops } = clusterFixture('rc', () => ({ wal_keep_size: '0', archive_mode: 'on', archive_command: '/bin/true' }));
 
   async function ctlRejoin(m: Member): Promise<{ code: number; out: string }> {
     try {
-      const r = await net.exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 180_000 });
+      const r = await net().exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 180_000 });
       return { code: 0, out: r.stdout.trim() };
     } catch (e) {
       return { code: 1, out: String((e as Error).message) };
     }
   }
-
-  before(async () => {
-    net = await Network.create(['a', 'b', 'c', 'e']);
-    etcd = await Etcd.start('rc', { netns: net.host('e') });
-    members.push(...(await startMembers(net, (c, host) => c.appendConf(conf(host, c.port)))));
-    for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
-  });
-
-  after(async () => {
-    for (const m of members) await m.c.cleanup().catch(() => undefined);
-    await etcd?.cleanup();
-    await net?.destroy();
-  });
 
   test('SIGKILLed primary, 3 WAL segments past its last checkpoint: rejoin rewinds it, keeps the archive marks, and it streams', async (t) => {
     const old = await ops.leader();
