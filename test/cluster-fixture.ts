@@ -33,6 +33,7 @@ export function memberConf(net: Network, etcd: Etcd, scope: string, host: string
 
 export interface ClusterFixture {
   net(): Network;
+  etcd(): Etcd;
   members: Member[];
   ops: MemberOps;
 }
@@ -54,7 +55,7 @@ export function clusterFixture(scope: string, extra: (host: string) => Settings 
     await etcd?.cleanup();
     await net?.destroy();
   });
-  return { net: () => net, members, ops };
+  return { net: () => net, etcd: () => etcd, members, ops };
 }
 
 /** The error `sql` fails with on `c` (throws when it succeeds). */

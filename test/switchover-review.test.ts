@@ -16,73 +16,41 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { MemberOps, freezeWalReceiver, startMembers, stepper, type Member } from './cluster-helpers';
+import { freezeWalReceiver, stepper, type Member } from './cluster-helpers';
+import { clusterFixture, sqlError } from './cluster-fixture';
 import { PG_BIN, waitFor, signalPid } from './harness/cluster';
-import { Etcd } from './harness/etcd';
-import { Network } from './harness/netns';
 import { logLines } from './helpers';
 
 const step = stepper('switchover-review.test');
 const root = process.getuid?.() === 0;
 
 describe('switchover review 14: rejoin limits, elections after an etcd freeze, fenced read-only, status', { skip: root ? false : 'needs root' }, () => {
-  let net: Network;
-  let etcd: Etcd;
-  const members: Member[] = [];
-  const ops = new MemberOps(members, () => net);
+  // the election's wait after etcd dropped the leases is ttl + loop_wait: 4.5 s leaves the old leader's
+  // promoter, resumed 1.5 s after the lagging member is back in etcd, time to take the key back
+  const { net, etcd, members, ops } = clusterFixture('sr', () => ({ 'tsworker_promoter.ttl': '4' }), ['h']);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-  const conf = (host: string, port: number) => ({
-    shared_preload_libraries: 'pg_tsworker',
-    'tsworker.workers': 'promoter',
-    'tsworker_promoter.etcd_hosts': etcd.url,
-    'tsworker_promoter.scope': 'sr',
-    // the election's wait after etcd dropped the leases is ttl + loop_wait: 4.5 s leaves the old leader's
-    // promoter, resumed 1.5 s after the lagging member is back in etcd, time to take the key back
-    'tsworker_promoter.ttl': '4',
-    'tsworker_promoter.name': host,
-    'tsworker_promoter.restapi_listen': `${net.ip(host)}:8008`,
-    'tsworker_promoter.conninfo': `host=${net.ip(host)} port=${port} user=postgres`,
-    wal_log_hints: 'on',
-    wal_receiver_timeout: '2s',
-    wal_sender_timeout: '2s',
-    wal_retrieve_retry_interval: '200ms',
-  });
 
   /** `pg_tsworker_ctl rejoin` as systemd's ExecStartPre= would run it; its output and how long it took. */
   async function ctlRejoin(m: Member): Promise<{ said: string; ms: number }> {
     const t0 = Date.now();
-    const r = await net.exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 120_000 });
+    const r = await net().exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 120_000 });
     return { said: r.stdout.trim(), ms: Date.now() - t0 };
   }
 
   /** psql from host h with a multi-host connection string over every member. */
   async function psqlAll(attrs: string, sql: string): Promise<{ code: number; out: string }> {
-    const hosts = members.map((m) => net.ip(m.host)).join(',');
+    const hosts = members.map((m) => net().ip(m.host)).join(',');
     const ports = members.map((m) => m.c.port).join(',');
     const dsn = `host=${hosts} port=${ports} user=postgres dbname=postgres connect_timeout=5 target_session_attrs=${attrs}`;
     try {
-      const r = await net.exec('h', ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'psql'), '-XAtc', sql, dsn], { timeoutMs: 60_000 });
+      const r = await net().exec('h', ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'psql'), '-XAtc', sql, dsn], { timeoutMs: 60_000 });
       return { code: 0, out: r.stdout.trim() };
     } catch (e) {
       return { code: 1, out: String((e as Error).message) };
     }
   }
-
-  before(async () => {
-    net = await Network.create(['a', 'b', 'c', 'e', 'h']);
-    etcd = await Etcd.start('sr', { netns: net.host('e') });
-    members.push(...(await startMembers(net, (c, host) => c.appendConf(conf(host, c.port)))));
-    for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
-  });
-
-  after(async () => {
-    for (const m of members) await m.c.cleanup().catch(() => undefined);
-    await etcd?.cleanup();
-    await net?.destroy();
-  });
 
   test('rejoin while the leader\'s postmaster is SIGSTOPped: bounded, exit 0, "does not answer: starting as a standby", standby.signal in place (finding 11)', async (t) => {
     const old = await ops.leader();
@@ -112,15 +80,6 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     // back in etcd before the next test names it as a candidate
     await ops.registered(old);
   });
-
-  async function sqlError(m: Member, sql: string, params: unknown[] = []): Promise<{ code: string; message: string; detail?: string; hint?: string }> {
-    try {
-      await m.c.query(sql, params);
-    } catch (e) {
-      return e as { code: string; message: string };
-    }
-    throw new Error(`${sql} did not fail`);
-  }
 
   test('during a switchover the leader\'s status says fenced, why, and the running request in its state (finding 9)', async (t) => {
     const lead = await ops.leader();
@@ -213,7 +172,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     let e: Awaited<ReturnType<typeof sqlError>>;
     try {
       await sleep(4000);
-      e = await sqlError(caller, `SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]);
+      e = await sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]);
     } finally {
       await thaw();
       await cand.c.query('ALTER SYSTEM RESET wal_receiver_status_interval');
@@ -230,22 +189,22 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   test('switchover(leader => ...) and pg_tsworker_ctl --leader: refused (55000) when another member leads, nothing requested; done when it leads (finding 8)', async (t) => {
     const lead = await ops.leader();
     const [cand, other] = members.filter((m) => m !== lead);
-    const e = await sqlError(other, `SELECT tsworker.switchover($1, leader => $2)`, [cand.c.name, other.c.name]);
+    const e = await sqlError(other.c, `SELECT tsworker.switchover($1, leader => $2)`, [cand.c.name, other.c.name]);
     assert.equal(e.code, '55000');
     assert.match(e.message, new RegExp(`member "${other.c.name}" does not lead cluster "sr": member "${lead.c.name}" does`));
-    assert.equal((await sqlError(other, `SELECT tsworker.switchover($1, leader => '')`, [cand.c.name])).code, '22023');
+    assert.equal((await sqlError(other.c, `SELECT tsworker.switchover($1, leader => '')`, [cand.c.name])).code, '22023');
     // a typo in leader is not "the leader changed" (review 14b finding 3)
-    const typo = await sqlError(other, `SELECT tsworker.switchover($1, leader => 'nosuch')`, [cand.c.name]);
+    const typo = await sqlError(other.c, `SELECT tsworker.switchover($1, leader => 'nosuch')`, [cand.c.name]);
     assert.equal(typo.code, '42704');
     assert.match(typo.detail ?? '', new RegExp(`member "${lead.c.name}" leads`));
     // finding 14: a name that is not a member is said first, not hinted at as a switchover target
-    const f = await sqlError(other, `SELECT tsworker.failover('nosuch')`);
+    const f = await sqlError(other.c, `SELECT tsworker.failover('nosuch')`);
     assert.equal(f.code, '42704');
     assert.doesNotMatch(`${f.message} ${f.hint ?? ''}`, /switchover\('nosuch'\)/);
     assert.match(f.detail ?? '', new RegExp(`Members alive in etcd: .*${lead.c.name}`));
     let cli: { code: number; err: string } = { code: 0, err: '' };
     try {
-      await net.exec(other.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'switchover', '-D', other.c.dataDir, '--candidate', cand.c.name, '--leader', other.c.name], { timeoutMs: 60_000 });
+      await net().exec(other.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'switchover', '-D', other.c.dataDir, '--candidate', cand.c.name, '--leader', other.c.name], { timeoutMs: 60_000 });
     } catch (err) {
       cli = { code: 1, err: String((err as Error).message) };
     }
@@ -306,8 +265,8 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
       const acked = Number(await lead.c.queryText(`SELECT max(id) FROM probe`));
       await sleep(1500); // the leader publishes its position in `status`
       const frozen = [await promoterPid(lead), await promoterPid(other)];
-      step(`SIGSTOP etcd ${etcd.pid} and the promoters of ${lead.c.name}, ${other.c.name} (${frozen.join(', ')}); ${lag.c.name} lags`);
-      signalPid(etcd.pid!, 'SIGSTOP');
+      step(`SIGSTOP etcd ${etcd().pid} and the promoters of ${lead.c.name}, ${other.c.name} (${frozen.join(', ')}); ${lag.c.name} lags`);
+      signalPid(etcd().pid!, 'SIGSTOP');
       for (const pid of frozen) signalPid(pid, 'SIGSTOP');
       try {
         await sleep(7000); // longer than ttl: at SIGCONT etcd revokes every lease
@@ -320,11 +279,11 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
         assert.notEqual(rw.code, 0, 'no member is chosen for writes');
         assert.match(rw.out, /read-only|hot standby/);
         assert.equal((await psqlAll('read-only', 'SELECT 1')).out, '1');
-        signalPid(etcd.pid!, 'SIGCONT');
+        signalPid(etcd().pid!, 'SIGCONT');
         await waitFor(() => logLines(lag.c, /tsworker "promoter": dcs_reachable: /, offLag).length > 0 || undefined, { timeoutMs: 30_000, what: `${lag.c.name} back in etcd` });
         await sleep(1500); // the lagging member alone in etcd for this long
       } finally {
-        signalPid(etcd.pid!, 'SIGCONT');
+        signalPid(etcd().pid!, 'SIGCONT');
         for (const pid of frozen) signalPid(pid, 'SIGCONT');
       }
       step('etcd and the promoters resumed');
