@@ -167,7 +167,8 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
     // the last leader too, when its key is gone: in maintenance mode it may still accept writes
     const [members, last] = await Promise.all([askMembers(view, '', o.retryTimeoutMs), askLastLeader(view, o.retryTimeoutMs)]);
     if (last) members.push(last);
-    const to = members.find((m) => m.name === o.candidate);
+    // the last leader counts as a writer and for what would be lost, never as a candidate: it has no member key
+    const to = members.find((m) => m.name === o.candidate && m !== last);
     if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members alive in etcd: ${[...view.members.keys()].join(', ')}.`);
     if (to.nofailover || to.priority <= 0) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" has the nofailover tag (or priority 0)`);
     if (to.source !== 'direct') throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" does not answer, so its WAL position is unknown`);
