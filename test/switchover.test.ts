@@ -16,12 +16,11 @@
  */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { MemberOps, Writers, freezeWalReceiver, startMembers, stepper, type Member } from './cluster-helpers';
-import { Cluster, PG_BIN, waitFor } from './harness/cluster';
-import { Etcd } from './harness/etcd';
-import { Network } from './harness/netns';
+import { Writers, freezeWalReceiver, stepper, type Member } from './cluster-helpers';
+import { clusterFixture, sqlError } from './cluster-fixture';
+import { PG_BIN, waitFor } from './harness/cluster';
 import { logLines } from './helpers';
 
 const TRIALS = Number(process.env.SWITCHOVER_TRIALS) || 5;
@@ -29,29 +28,12 @@ const step = stepper('switchover.test');
 const root = process.getuid?.() === 0;
 
 describe('switchover, pause, manual failover, rejoin: 3 members and etcd in network namespaces', { skip: root ? false : 'needs root' }, () => {
-  let net: Network;
-  let etcd: Etcd;
-  const members: Member[] = [];
-  const ops = new MemberOps(members, () => net);
+  const { net, etcd, members, ops } = clusterFixture('so', () => ({}), ['h']);
   const byName = (n: string) => members.find((m) => m.c.name === n)!;
-
-  const conf = (host: string, port: number) => ({
-    shared_preload_libraries: 'pg_tsworker',
-    'tsworker.workers': 'promoter',
-    'tsworker_promoter.etcd_hosts': etcd.url,
-    'tsworker_promoter.scope': 'so',
-    'tsworker_promoter.name': host,
-    'tsworker_promoter.restapi_listen': `${net.ip(host)}:8008`,
-    'tsworker_promoter.conninfo': `host=${net.ip(host)} port=${port} user=postgres`,
-    wal_log_hints: 'on',
-    wal_receiver_timeout: '2s',
-    wal_sender_timeout: '2s',
-    wal_retrieve_retry_interval: '200ms',
-  });
 
   /** `pg_tsworker_ctl rejoin` as systemd's ExecStartPre= would run it (as postgres, in the member's namespace). */
   async function ctlRejoin(m: Member): Promise<string> {
-    const r = await net.exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 120_000 });
+    const r = await net().exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 120_000 });
     return r.stdout.trim();
   }
 
@@ -63,28 +45,6 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     await ops.streamsFrom(m, lead);
     return said;
   }
-
-  async function sqlError(c: Cluster, sql: string, params: unknown[] = []): Promise<{ code: string; message: string; detail?: string; hint?: string }> {
-    try {
-      await c.query(sql, params);
-    } catch (e) {
-      return e as { code: string; message: string };
-    }
-    throw new Error(`${sql} did not fail`);
-  }
-
-  before(async () => {
-    net = await Network.create(['a', 'b', 'c', 'e', 'h']);
-    etcd = await Etcd.start('so', { netns: net.host('e') });
-    members.push(...(await startMembers(net, (c, host) => c.appendConf(conf(host, c.port)))));
-    for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
-  });
-
-  after(async () => {
-    for (const m of members) await m.c.cleanup().catch(() => undefined);
-    await etcd?.cleanup();
-    await net?.destroy();
-  });
 
   test(`${TRIALS} switchovers round-robin under a write load: every acknowledged write on the final primary, all members stream from it`, async (t) => {
     const writers = new Writers(members);
@@ -191,7 +151,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     }
 
     // s1 cut off from the leader only: it lags once the leader writes more than maximum_lag_on_failover (1 MB)
-    await net.partition([s1.host], [lead.host]);
+    await net().partition([s1.host], [lead.host]);
     try {
       await lead.c.query(`INSERT INTO probe(member) SELECT 'bulk' FROM generate_series(1, 40000)`);
       e = await waitFor(async () => {
@@ -201,7 +161,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
       assert.equal(e.code, '55000');
       assert.match(e.message, /maximum_lag_on_failover/);
     } finally {
-      await net.heal();
+      await net().heal();
     }
     await ops.streamsFrom(s1, lead);
     assert.equal((await ops.leader()).c.name, lead.c.name, 'a refusal changes nothing');
@@ -257,7 +217,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     try {
       for (const m of members) await waitFor(async () => (await ops.status(m.c))?.paused === true, { timeoutMs: 10_000, what: `${m.c.name} paused` });
       const off = new Map(members.map((m) => [m.c.name, m.c.logOffset()]));
-      await etcd.stop();
+      await etcd().stop();
       try {
         // longer than ttl: the leader's lease expires in etcd meanwhile
         for (let i = 0; i < 8; i++) {
@@ -268,7 +228,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
         for (const m of members) if (m !== lead) assert.equal(await m.c.queryText('SELECT pg_is_in_recovery()'), 't', `${m.c.name} not promoted`);
         assert.deepEqual(logLines(lead.c, /tsworker "promoter": fenced: /, off.get(lead.c.name)), [], 'no fencing while paused');
       } finally {
-        await etcd.start();
+        await etcd().start();
       }
       await waitFor(async () => ((await ops.status(lead.c))?.dcs === 'ok' && (await ops.status(lead.c))?.leader === lead.c.name) || undefined, { timeoutMs: 30_000, what: 'the leader back in etcd' });
       assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader, writable');
@@ -319,7 +279,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
 
   async function manualFailover(t: { diagnostic: (s: string) => void }, old: Member, ahead: Member, behind: Member): Promise<void> {
     // `behind` stops receiving; `ahead` receives more
-    await net.partition([behind.host], [old.host]);
+    await net().partition([behind.host], [old.host]);
     await old.c.query(`INSERT INTO probe(member) SELECT 'more' FROM generate_series(1, 2000)`);
     const aheadOff = ahead.c.logOffset();
     await waitFor(async () => (await old.c.queryText(`SELECT flush_lsn >= pg_current_wal_flush_lsn() FROM pg_stat_replication WHERE application_name = '${ahead.c.name}'`)) === 't' || undefined, { timeoutMs: 10_000, what: `${ahead.c.name} to catch up` });
@@ -327,7 +287,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     // an orphaned walsender of the killed leader, blocked on the cut-off standby, could still deliver
     // the WAL it holds once the partition heals: heal only after it gave up (wal_sender_timeout 2 s)
     await new Promise((r) => setTimeout(r, 2500));
-    await net.heal();
+    await net().heal();
     await waitFor(async () => (await ahead.c.queryText(`SELECT count(*) FROM tsworker.stat_workers WHERE status->>'leader' IS NULL`)) === '1' || undefined, { timeoutMs: 10_000, what: 'the leader key gone' });
     const e = await sqlError(ahead.c, `SELECT tsworker.failover($1)`, [behind.c.name]);
     t.diagnostic(`refused: ${e.message} / ${e.detail} / ${e.hint}`);
@@ -362,7 +322,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     const writers = new Writers([old]);
     await new Promise((r) => setTimeout(r, 300));
     const cut = Date.now();
-    await net.isolate(old.host);
+    await net().isolate(old.host);
     const lead = await waitFor(async () => {
       for (const m of members) if (m !== old && (await m.c.queryText(`SELECT NOT pg_is_in_recovery() AND current_setting('tsworker.fenced') = 'off'`).catch(() => 'f')) === 't') return m;
       return undefined;
@@ -370,7 +330,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     await writers.stop();
     const afterCut = writers.acks.filter((a) => a.sent >= cut + 100).length;
     t.diagnostic(`${old.c.name} acknowledged ${afterCut} writes after it was cut off (asynchronous mode: they are on no other member)`);
-    await net.heal();
+    await net().heal();
     await old.c.stop('fast');
     const said = await restartAsService(old, lead);
     t.diagnostic(`${old.c.name}: ${said}`);

@@ -15,7 +15,8 @@
 import pg from 'pg';
 
 import type { WorkerContext } from '../../runtime/index';
-import { queryOnce, redact } from './reach';
+import { askPeer } from './peers';
+import { redact } from './reach';
 
 /** A group's primary as pg_dist_node holds it (or should hold it). */
 export interface DistNode {
@@ -149,12 +150,7 @@ export async function verifyAddress(member: string, conninfo: string, sysid: str
   const shown = redact(conninfo);
   let row: { sysid: string; recovery: boolean };
   try {
-    row = await queryOnce<{ sysid: string; recovery: boolean }>(
-      conninfo,
-      timeoutMs,
-      `SELECT (SELECT system_identifier::text FROM pg_catalog.pg_control_system()) AS sysid, pg_catalog.pg_is_in_recovery() AS recovery`,
-      false,
-    );
+    row = await askPeer(conninfo, timeoutMs);
   } catch (err) {
     return `tsworker_promoter.conninfo of member "${member}" (${shown}) does not reach it: ${(err as Error).message}`;
   }
