@@ -5,10 +5,11 @@
  * who streams from whom, what the health endpoints answer).
  */
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 
 import pg from 'pg';
 
-import { Cluster, signalPid, waitFor } from './harness/cluster';
+import { Cluster, PG_BIN, signalPid, waitFor } from './harness/cluster';
 import type { Network } from './harness/netns';
 
 export interface Member {
@@ -146,6 +147,21 @@ export class MemberOps {
   async caughtUp(m: Member, lead: Member, timeoutMs = 60_000): Promise<void> {
     const at = await lead.c.queryText('SELECT pg_current_wal_flush_lsn()');
     await m.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${at}'::pg_lsn`, 't', { timeoutMs });
+  }
+
+  /** `pg_tsworker_ctl rejoin` as systemd's ExecStartPre= would run it (as postgres, in the member's namespace); what it printed. */
+  async ctlRejoin(m: Member): Promise<string> {
+    const r = await this.net().exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 120_000 });
+    return r.stdout.trim();
+  }
+
+  /** What systemd does for a member that stopped (Restart=always): rejoin, then start; waits until it streams from `lead`. */
+  async restartAsService(m: Member, lead: Member): Promise<string> {
+    await waitFor(() => !m.c.isRunning(), { timeoutMs: 30_000, what: `${m.c.name} to stop` });
+    const said = await this.ctlRejoin(m);
+    await m.c.start();
+    await this.streamsFrom(m, lead);
+    return said;
   }
 
   /** HTTP status codes (and bodies) of `method path` on each member's health endpoints, asked from host h (as HAProxy would). */

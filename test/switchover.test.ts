@@ -15,12 +15,11 @@
  * issue's full run, and bench/switchover measures the pause).
  */
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { Writers, freezeWalReceiver, stepper, type Member } from './cluster-helpers';
 import { clusterFixture, sqlError } from './cluster-fixture';
-import { PG_BIN, waitFor } from './harness/cluster';
+import { waitFor } from './harness/cluster';
 import { logLines } from './helpers';
 
 const TRIALS = Number(process.env.SWITCHOVER_TRIALS) || 5;
@@ -31,20 +30,8 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
   const { net, etcd, members, ops } = clusterFixture('so', () => ({}), ['h']);
   const byName = (n: string) => members.find((m) => m.c.name === n)!;
 
-  /** `pg_tsworker_ctl rejoin` as systemd's ExecStartPre= would run it (as postgres, in the member's namespace). */
-  async function ctlRejoin(m: Member): Promise<string> {
-    const r = await net().exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 120_000 });
-    return r.stdout.trim();
-  }
-
-  /** What systemd does for a stopped member (Restart=always): rejoin, then start; waits until it streams from `lead`. */
-  async function restartAsService(m: Member, lead: Member): Promise<string> {
-    await waitFor(() => !m.c.isRunning(), { timeoutMs: 30_000, what: `${m.c.name} to stop` });
-    const said = await ctlRejoin(m);
-    await m.c.start();
-    await ops.streamsFrom(m, lead);
-    return said;
-  }
+  const ctlRejoin = (m: Member) => ops.ctlRejoin(m);
+  const restartAsService = (m: Member, lead: Member) => ops.restartAsService(m, lead);
 
   test(`${TRIALS} switchovers round-robin under a write load: every acknowledged write on the final primary, all members stream from it`, async (t) => {
     const writers = new Writers(members);

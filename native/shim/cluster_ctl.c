@@ -16,17 +16,28 @@
  * The wait is bounded (the timeout argument, and a margin for the child
  * itself) and can be cancelled (pg_cancel_backend, statement_timeout):
  * the child is killed then, and a request it posted ends at its deadline.
+ * On a standby the waiting backend advertises no xmin when that is safe
+ * (tsw_may_release_xmin), so that its own snapshot cannot hold back the
+ * replay a promotion of this member needs.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/plannodes.h"
+#include "storage/proc.h"
+#include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/portal.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "pg_tsworker.h"
@@ -44,6 +55,10 @@ PG_FUNCTION_INFO_V1(tsworker_resume);
  */
 #define TSW_CTL_MARGIN_MS 15000
 #define TSW_CTL_DEFAULT_MS 60000
+
+static bool tsw_may_release_xmin(FunctionCallInfo fcinfo);
+static char *tsw_cluster_request(FunctionCallInfo fcinfo, const char *op, const char *candidate,
+								 const char *leader, bool force, int64 timeout_ms);
 
 /* Milliseconds of an interval argument, within 1 s .. 1 h. */
 static int64
@@ -78,11 +93,64 @@ tsw_split_tabs(char *s, char **fields, int max)
 }
 
 /*
+ * Whether this backend may advertise no xmin while a switchover or failover
+ * it asked for runs.
+ *
+ * On a standby, the snapshot of a running statement holds back the replay
+ * of a record that removes rows it still sees (a recovery conflict): the
+ * startup process waits up to max_standby_streaming_delay, then cancels
+ * the statement.  A switchover or failover to this very member needs that
+ * replay (the promotion ends only once everything received is replayed),
+ * so the call would hold back its own switchover for the delay and then
+ * fail with 40001 although the switchover went through.
+ *
+ * Advertising no xmin is safe when nothing will read tuples with a
+ * snapshot taken before or during the wait: the statement is a plain
+ * "SELECT tsworker.switchover(...)" (a Result plan with no relation, this
+ * function called directly from it, not from a function that could read
+ * with the statement's snapshot afterwards), outside a transaction block
+ * (no earlier snapshot, such as a cursor's, exists), at READ COMMITTED.
+ * Anything else keeps its xmin, and the promotion ends the session if it
+ * holds the replay back (src/workers/recovery-conflicts.ts).
+ */
+static bool
+tsw_may_release_xmin(FunctionCallInfo fcinfo)
+{
+	PlannedStmt *ps;
+	ListCell   *lc;
+
+	if (fcinfo == NULL || !RecoveryInProgress() || IsTransactionBlock() ||
+		XactIsoLevel != XACT_READ_COMMITTED)
+		return false;
+	if (ActivePortal == NULL || list_length(ActivePortal->stmts) != 1)
+		return false;
+	ps = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (ps->commandType != CMD_SELECT || ps->planTree == NULL ||
+		!IsA(ps->planTree, Result) || outerPlan(ps->planTree) != NULL)
+		return false;
+	foreach(lc, ps->rtable)
+	{
+		if (lfirst_node(RangeTblEntry, lc)->rtekind != RTE_RESULT)
+			return false;
+	}
+	foreach(lc, ps->planTree->targetlist)
+	{
+		Expr	   *e = lfirst_node(TargetEntry, lc)->expr;
+
+		if (IsA(e, FuncExpr) && ((FuncExpr *) e)->funcid == fcinfo->flinfo->fn_oid)
+			return true;
+	}
+	return false;
+}
+
+/*
  * Run operation `op` of ctl.js for this member; returns the JSON of an
- * `ok` answer, or raises the error the child reported.
+ * `ok` answer, or raises the error the child reported.  `fcinfo` is the
+ * SQL function's call when its wait may release the xmin, else NULL.
  */
 static char *
-tsw_cluster_request(const char *op, const char *candidate, const char *leader, bool force, int64 timeout_ms)
+tsw_cluster_request(FunctionCallInfo fcinfo, const char *op, const char *candidate,
+					const char *leader, bool force, int64 timeout_ms)
 {
 	/* the timeout counts from here: the child's start-up is part of it */
 	TimestampTz started = GetCurrentTimestamp();
@@ -92,12 +160,14 @@ tsw_cluster_request(const char *op, const char *candidate, const char *leader, b
 	char	   *config_name = tsw_cluster_promoter(&hosts);
 	char	   *args[32];
 	int			nargs = 0;
-	char	   *output;
+	char	   *volatile output;
 	char	   *fields[5];
 	int			n;
 	const char *optional[] = {"scope", "namespace", "retry_timeout", "citus_group"};
 	int			i;
 	char	   *v;
+	volatile bool released = false;
+	volatile TransactionId saved_xmin = InvalidTransactionId;
 
 	/* an empty name is a script's unset variable, not "the most advanced member" */
 	if (candidate != NULL && candidate[0] == '\0')
@@ -157,9 +227,28 @@ tsw_cluster_request(const char *op, const char *candidate, const char *leader, b
 		args[nargs++] = "on";
 	}
 
-	output = tsw_run_node_script("dist/workers/cluster/ctl.js", args, nargs, true,
-								 (int) (timeout_ms + TSW_CTL_MARGIN_MS),
-								 psprintf("tsworker.%s()", op));
+	if (tsw_may_release_xmin(fcinfo))
+	{
+		/* the catalog snapshot, if any, is the only other one: drop it */
+		InvalidateCatalogSnapshot();
+		saved_xmin = MyProc->xmin;
+		MyProc->xmin = InvalidTransactionId;
+		released = true;
+	}
+	PG_TRY();
+	{
+		output = tsw_run_node_script("dist/workers/cluster/ctl.js", args, nargs, true,
+									 (int) (timeout_ms + TSW_CTL_MARGIN_MS),
+									 psprintf("tsworker.%s()", op));
+	}
+	PG_FINALLY();
+	{
+		/* the statement's snapshots are still registered: advertise their xmin again */
+		if (released && TransactionIdIsValid(saved_xmin) &&
+			(!TransactionIdIsValid(MyProc->xmin) || TransactionIdPrecedes(saved_xmin, MyProc->xmin)))
+			MyProc->xmin = saved_xmin;
+	}
+	PG_END_TRY();
 	if (output == NULL || output[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
@@ -199,7 +288,7 @@ tsworker_switchover(PG_FUNCTION_ARGS)
 	char	   *candidate = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int64		timeout_ms = PG_ARGISNULL(1) ? TSW_CTL_DEFAULT_MS : tsw_timeout_ms(PG_GETARG_INTERVAL_P(1));
 	char	   *leader = PG_NARGS() > 2 && !PG_ARGISNULL(2) ? text_to_cstring(PG_GETARG_TEXT_PP(2)) : NULL;
-	char	   *json = tsw_cluster_request("switchover", candidate, leader, false, timeout_ms);
+	char	   *json = tsw_cluster_request(fcinfo, "switchover", candidate, leader, false, timeout_ms);
 
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
@@ -222,7 +311,7 @@ tsworker_failover(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("a manual failover needs a candidate")));
 	candidate = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	json = tsw_cluster_request("failover", candidate, NULL, force, timeout_ms);
+	json = tsw_cluster_request(fcinfo, "failover", candidate, NULL, force, timeout_ms);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
 
@@ -230,12 +319,12 @@ tsworker_failover(PG_FUNCTION_ARGS)
 Datum
 tsworker_pause(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(strcmp(tsw_cluster_request("pause", NULL, NULL, false, 10000), "true") == 0);
+	PG_RETURN_BOOL(strcmp(tsw_cluster_request(NULL, "pause", NULL, NULL, false, 10000), "true") == 0);
 }
 
 /* tsworker.resume() RETURNS boolean: maintenance mode off; true when it was on. */
 Datum
 tsworker_resume(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(strcmp(tsw_cluster_request("resume", NULL, NULL, false, 10000), "true") == 0);
+	PG_RETURN_BOOL(strcmp(tsw_cluster_request(NULL, "resume", NULL, NULL, false, 10000), "true") == 0);
 }

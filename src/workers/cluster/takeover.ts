@@ -161,6 +161,7 @@ export async function promote(m: MemberCore, local: LocalState, view: ClusterVie
     lsn: local.lsn !== null ? numberToLsn(local.lsn) : null,
     promoteMs,
     promoteRequests: done.requests,
+    sessionsEnded: done.sessionsEnded,
     detectionMs: ev?.durations.detectionMs ?? null,
     reason: why,
   });
