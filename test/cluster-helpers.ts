@@ -227,18 +227,58 @@ export async function startMembers(net: Network, configure: (c: Cluster, host: s
  * nothing more, so a switchover to it stays fenced until its limit.
  * Returns what undoes it (SIGCONT, wal_sender_timeout reset); call it in a finally.
  */
-export async function freezeWalReceiver(lead: Member, cand: Member): Promise<() => Promise<void>> {
+/**
+ * Hold a switchover's fence until its deadline. `cand` is put about 750 kB behind
+ * `lead` (within the default maximum_lag_on_failover of 1 MB) on a WAL
+ * stream throttled to 1.5 Mbit/s: it confirms WAL as it catches up (a
+ * 128 kB message about every 0.7 s), so the leader's checks before the
+ * fence pass; `fenced` resolves once the leader has fenced and `cand`'s WAL
+ * receiver has been frozen (SIGSTOP) there, before it caught up. `undo()`
+ * lets it go.
+ */
+export async function stallAtFence(net: Network, lead: Member, cand: Member): Promise<{ fenced: Promise<void>; undo(): Promise<void> }> {
   await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
   await lead.c.query('SELECT pg_reload_conf()');
-  await new Promise((r) => setTimeout(r, 300));
-  // a pid, never 0 or NaN: process.kill(0, ...) would stop this test's own process group
-  const receiver = await waitFor(
+  const receiver = await receiverPid(cand);
+  await net.throttle(lead.host, lead.c.port, cand.host, 1500);
+  await lead.c.query('CREATE TABLE IF NOT EXISTS slow_fill (t text); INSERT INTO slow_fill SELECT repeat(md5(i::text), 25) FROM generate_series(1, 900) AS i');
+  let frozen = false;
+  const fenced = waitFor(
+    async () => ((await lead.c.queryText(`SELECT current_setting('tsworker.fenced')`)) === 'on' ? true : undefined),
+    { timeoutMs: 30_000, intervalMs: 5, what: `${lead.c.name} fenced` },
+  ).then(() => {
+    signalPid(receiver, 'SIGSTOP');
+    frozen = true;
+  });
+  fenced.catch(() => undefined);
+  return {
+    fenced,
+    async undo() {
+      if (frozen) signalPid(receiver, 'SIGCONT');
+      await net.unthrottle(cand.host);
+      await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
+      await lead.c.query('SELECT pg_reload_conf()');
+    },
+  };
+}
+
+/** The pid of `cand`'s streaming WAL receiver: never 0 or NaN (process.kill(0, ...) would stop this test's own process group). */
+async function receiverPid(cand: Member): Promise<number> {
+  return waitFor(
     async () => {
       const pid = Number(await cand.c.queryText(`SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming'`));
       return Number.isInteger(pid) && pid > 0 ? pid : undefined;
     },
     { timeoutMs: 30_000, what: `${cand.c.name}'s WAL receiver to stream` },
   );
+}
+
+/** SIGSTOP `cand`'s WAL receiver (it still looks streaming to the leader, but flushes and replies no more); returns the undo. */
+export async function freezeWalReceiver(lead: Member, cand: Member): Promise<() => Promise<void>> {
+  await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
+  await lead.c.query('SELECT pg_reload_conf()');
+  await new Promise((r) => setTimeout(r, 300));
+  const receiver = await receiverPid(cand);
   signalPid(receiver, 'SIGSTOP');
   return async () => {
     signalPid(receiver, 'SIGCONT');

@@ -5,7 +5,8 @@
  * accepts TCP but never answers (finding 11); the leader's status shows the
  * running switchover (finding 9); cancelling the call calls it off at once
  * (finding 10); a candidate whose WAL receiver is stuck is refused before
- * writes stop (finding 6); the expected-leader guard and the failover name
+ * writes stop (finding 6), also when it stopped just before the call
+ * (review 14b finding 1); the expected-leader guard and the failover name
  * check (findings 8, 14); pause shows on every health body at once (finding
  * 5); after etcd was frozen longer than ttl (every lease expired), a lagging
  * standby does not win an election of one while the old leader comes back
@@ -18,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 
-import { freezeWalReceiver, stepper, type Member } from './cluster-helpers';
+import { freezeWalReceiver, stallAtFence, stepper, type Member } from './cluster-helpers';
 import { clusterFixture, sqlError } from './cluster-fixture';
 import { PG_BIN, waitFor, signalPid } from './harness/cluster';
 import { logLines } from './helpers';
@@ -88,8 +89,9 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
       await ops.streamsFrom(m, lead);
       await ops.caughtUp(m, lead);
     }
-    // the candidate's WAL receiver frozen: the leader stays fenced, waiting for it, until the deadline
-    const thaw = await freezeWalReceiver(lead, cand);
+    // the candidate stalls once the leader has fenced: the leader stays fenced, waiting for it, until the deadline
+    const stall = await stallAtFence(net(), lead, cand);
+    const thaw = stall.undo;
     const samples: any[] = [];
     let e: { code?: string; message?: string } | null;
     try {
@@ -131,13 +133,15 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     }
     const off = lead.c.logOffset();
     const session = await caller.c.connect();
-    const thaw = await freezeWalReceiver(lead, cand);
+    const stall = await stallAtFence(net(), lead, cand);
+    const thaw = stall.undo;
     try {
       const pid = Number((await session.query<{ p: number }>('SELECT pg_backend_pid() AS p')).rows[0].p);
       const call = session.query(`SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]).then(
         () => null,
         (err: { code?: string }) => err,
       );
+      await stall.fenced;
       await waitFor(async () => (await ops.status(lead.c).catch(() => null))?.fenced === true || undefined, { timeoutMs: 20_000, intervalMs: 50, what: 'the leader fenced for the switchover' });
       const t0 = Date.now();
       await caller.c.query('SELECT pg_cancel_backend($1)', [pid]);
@@ -181,6 +185,31 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     t.diagnostic(`${e.code} ${e.message}`);
     assert.equal(e.code, '55000');
     assert.match(e.message, new RegExp(`member "${cand.c.name}"'s WAL receiver has not replied for \\d+ ms .*nothing was fenced`));
+    assert.deepEqual(logLines(lead.c, /tsworker "promoter": fenced: /, off), [], 'writes never stopped');
+    assert.equal((await ops.leader()).c.name, lead.c.name);
+    await ops.streamsFrom(cand, lead);
+  });
+
+  test('a candidate whose WAL receiver stopped just before the call is refused before writes stop (review 14b finding 1)', async (t) => {
+    const lead = await ops.leader();
+    const [cand, caller] = members.filter((m) => m !== lead);
+    for (const m of [cand, caller]) {
+      await ops.streamsFrom(m, lead);
+      await ops.caughtUp(m, lead);
+    }
+    const off = lead.c.logOffset();
+    // frozen at once before the call: it replied moments ago, so the check of its silence does not see it
+    const thaw = await freezeWalReceiver(lead, cand);
+    let e: Awaited<ReturnType<typeof sqlError>>;
+    const t0 = Date.now();
+    try {
+      e = await sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]);
+    } finally {
+      await thaw();
+    }
+    t.diagnostic(`after ${Date.now() - t0} ms: ${e.code} ${e.message}`);
+    assert.equal(e.code, '55000');
+    assert.match(e.message, new RegExp(`member "${cand.c.name}" confirmed no WAL beyond \\S+ \\(the leader's is at \\S+\\) within 2000 ms while writes went on: its WAL receiver is stuck or stopped; nothing was fenced`));
     assert.deepEqual(logLines(lead.c, /tsworker "promoter": fenced: /, off), [], 'writes never stopped');
     assert.equal((await ops.leader()).c.name, lead.c.name);
     await ops.streamsFrom(cand, lead);

@@ -17,7 +17,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { Writers, freezeWalReceiver, stepper, type Member } from './cluster-helpers';
+import { Writers, stallAtFence, stepper, type Member } from './cluster-helpers';
 import { clusterFixture, sqlError } from './cluster-fixture';
 import { waitFor } from './harness/cluster';
 import { logLines } from './helpers';
@@ -154,7 +154,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     assert.equal((await ops.leader()).c.name, lead.c.name, 'a refusal changes nothing');
   });
 
-  test('a switchover whose timeout expires midway (the candidate stops receiving WAL): refused at the deadline, writes resume on the same leader, nothing lost', async (t) => {
+  test('a switchover whose timeout expires midway (the candidate stalls once the leader has fenced): refused at the deadline, writes resume on the same leader, nothing lost', async (t) => {
     const lead = await ops.leader();
     const [cand, caller] = members.filter((m) => m !== lead);
     // streaming, and caught up: the test before left a standby 6 MB behind (a lag the checks refuse)
@@ -173,8 +173,9 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
   async function timedOutSwitchover(t: { diagnostic: (s: string) => void }, writers: Writers, lead: Member, cand: Member, caller: Member): Promise<void> {
     await new Promise((r) => setTimeout(r, 300));
     const off = lead.c.logOffset();
-    // the candidate's WAL receiver frozen: it still looks streaming to the checks, but flushes nothing more
-    const thaw = await freezeWalReceiver(lead, cand);
+    // the candidate stalls once the leader has fenced: it got past the checks, but cannot flush the final position
+    const stall = await stallAtFence(net(), lead, cand);
+    const thaw = stall.undo;
     const t0 = Date.now();
     let e: Awaited<ReturnType<typeof sqlError>>;
     try {

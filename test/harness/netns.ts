@@ -28,6 +28,9 @@
  * root namespace) uses. Nothing in the root namespace can reach the 10.213
  * addresses, by design.
  *
+ * A throttle ({@link Network.throttle}: one TCP source slowed down on its way
+ * to one host, with iproute2's `tc`, htb and u32) makes a slow link instead.
+ *
  * Partitions ({@link Network.partition}) use iproute2 only (no nft/iptables,
  * which are not installed):
  *
@@ -473,6 +476,34 @@ export class Network {
       }
     }
     if (firstError !== undefined) throw firstError;
+  }
+
+  /**
+   * Slow the TCP traffic from host `from`'s port `port` to host `to` down to
+   * `kbit` kbit/s: an htb class on the hub's link to `to`, chosen by a u32
+   * filter on source address and port; everything else on that link (etcd,
+   * other connections) keeps full speed. A WAL stream throttled this way
+   * keeps going, slowly. `unthrottle(to)` removes it.
+   */
+  async throttle(from: string, port: number, to: string, kbit: number): Promise<void> {
+    const dev = this.hubIf(to);
+    const tc = (args: string[]) => execCmd('tc', ['-n', this.hubNetns, ...args], { timeoutMs: IP_TIMEOUT_MS });
+    await tc(['qdisc', 'replace', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '10']);
+    await tc(['class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit', 'quantum', '200000']);
+    await tc(['class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:20', 'htb', 'rate', `${kbit}kbit`, 'ceil', `${kbit}kbit`, 'quantum', '1514']);
+    await tc(['filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
+      'match', 'ip', 'src', `${this.ip(from)}/32`, 'match', 'ip', 'sport', String(port), '0xffff', 'flowid', '1:20']);
+  }
+
+  /** Remove the throttles towards host `to` (throttle()); nothing when there are none. */
+  async unthrottle(to: string): Promise<void> {
+    await execCmd('tc', ['-n', this.hubNetns, 'qdisc', 'del', 'dev', this.hubIf(to), 'root'], { timeoutMs: IP_TIMEOUT_MS }).catch(() => undefined);
+  }
+
+  /** The hub's end of host `name`'s veth (h1, h2, ... in creation order). */
+  private hubIf(name: string): string {
+    this.host(name);
+    return `h${this.hostNames.indexOf(name) + 1}`;
   }
 
   /** Currently blocked directions, e.g. `['a->b (drop)', 'b->a (drop)']`. */

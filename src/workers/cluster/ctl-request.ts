@@ -144,6 +144,35 @@ export async function post(dcs: Dcs, view: ClusterView, req: FailoverRequest, o:
   }
 }
 
+/**
+ * A request that another member's election overtook: the leader key is
+ * held by a member that is neither the one handing over (before the
+ * handover) nor the candidate (after it). The candidate was lost after it
+ * promoted, or the old leader during the handover; the cluster's failover
+ * elected someone else. Waiting for the candidate to answer writable would
+ * only wait out the timeout.
+ */
+function overtakenBy(f: FailoverRequest, view: ClusterView): { message: string; detail: string } | null {
+  const holder = view.leader?.name;
+  if (!holder || holder === f.member) return null;
+  const what = f.kind;
+  if (f.state === 'done' || f.state === 'handed_over') {
+    return {
+      message: `${what} to member "${f.member}" was overtaken: member "${holder}" leads now`,
+      detail:
+        `Member "${f.member}" took the leader key${f.state === 'done' ? ` and promoted (at ${f.done_at ?? '?'})` : ''}, then lost it (its lease ran out: it stopped answering etcd), ` +
+        `and the cluster elected "${holder}". tsworker.events and GET /history on the members say what happened.`,
+    };
+  }
+  if ((f.state === 'accepted' || f.state === 'fenced') && holder !== f.leader) {
+    return {
+      message: `${what} to member "${f.member}" was overtaken: member "${holder}" leads now`,
+      detail: `The leader handing over, "${f.leader ?? '?'}", was lost during the ${what} (state ${f.state}), and the cluster elected "${holder}".`,
+    };
+  }
+  return null;
+}
+
 /** Wait until the request is done (its candidate accepts writes) or refused, or the deadline passes. */
 export async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0: number): Promise<FailoverRequest> {
   const what = req.kind;
@@ -175,6 +204,11 @@ export async function outcome(dcs: Dcs, req: FailoverRequest, o: CtlOptions, t0:
           // asked on the leader itself, which shuts down now (ending this session): every commit is on the
           // candidate and it holds the leader key; the leader waits for this call to return before it goes
           return f;
+        }
+        const overtaken = overtakenBy(f, view);
+        if (overtaken) {
+          await dcs.deleteFailover(req.id).catch(() => undefined);
+          throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, overtaken.message, overtaken.detail);
         }
         if (f.state === 'done') {
           const m = view.members.get(req.member!);

@@ -62,10 +62,10 @@ export function fitsTimeline(timeline: number, lsn: number | null, leaderTimelin
   if (lsn > at) {
     return {
       verdict: 'rewind',
-      why: `this server's WAL reaches ${numberToLsn(lsn)} on timeline ${timeline}, past ${numberToLsn(at)} where timeline ${timeline + 1} forked off`,
+      why: `this server's WAL reaches ${numberToLsn(lsn)} on timeline ${timeline}, past ${numberToLsn(at)} where the cluster's next timeline forked off it`,
     };
   }
-  return { verdict: 'follow', why: `this server's WAL ends at ${numberToLsn(lsn)}, not past the fork of timeline ${timeline} at ${numberToLsn(at)}` };
+  return { verdict: 'follow', why: `this server's WAL ends at ${numberToLsn(lsn)} on timeline ${timeline}, not past ${numberToLsn(at)} where the cluster's next timeline forked off it` };
 }
 
 type Emit = (kind: string, detail: Record<string, unknown>, level?: 'info' | 'warning') => void;
@@ -135,12 +135,15 @@ export class Follower {
       const needs = fit.verdict === 'rewind' ? 'rewind' : 'restart';
       if (this.needs !== needs) {
         this.needs = needs;
-        // a fast or smart stop writes a shutdown checkpoint at the end of this server's WAL, past the
-        // fork: an immediate stop writes nothing, and rejoin rewinds whatever the stop wrote (review 15 finding 12)
+        // Not yet past the fork, but a primary can still write WAL by itself (a checkpoint, a
+        // running-xacts record, hint bits with wal_log_hints), and a fast or smart stop writes a
+        // shutdown checkpoint: either takes it past the fork (review 14b finding 8, review 15
+        // finding 12). pg_tsworker_ctl rejoin rewinds it then, and only then.
         const what =
           needs === 'rewind'
             ? rewind
-            : `stop this server with pg_ctl stop -m immediate and start it: it starts as a standby and follows "${leader}" (a fast or smart stop writes a checkpoint past the fork; then run pg_tsworker_ctl rejoin before the start)`;
+            : `stop this server, run pg_tsworker_ctl rejoin on its data directory, then start it: it starts as a standby and follows "${leader}" ` +
+              '(this server can still write WAL past the fork by itself, and its stop writes a checkpoint: rejoin runs pg_rewind if it did)';
         this.emit(needs === 'rewind' ? 'needs_rewind' : 'needs_restart', { leader, why: fit.why, what }, 'warning');
       }
       return;

@@ -6,7 +6,10 @@
  *   1. check the candidate directly (a streaming standby of this leader, on
  *      its timeline, not nofailover, within maximum_lag_on_failover);
  *   2. CHECKPOINT while writes still go on (so that the shutdown checkpoint
- *      later is short);
+ *      later is short), then see the candidate confirm WAL: its flush
+ *      position reaches the leader's, or at least moves, within CONFIRM_MS
+ *      (else refuse: a WAL receiver that stopped would hold the fence of
+ *      step 3 until CATCH_UP_MS, and writes with it);
  *   3. close the write fence, end the client sessions (a commit in flight
  *      finishes or fails), and read the final WAL position F;
  *   4. wait until the candidate has flushed F (else open the fence again and
@@ -58,6 +61,8 @@ export interface HandoverHost {
 
 /** How long the leader waits for the candidate to flush its final position. */
 const CATCH_UP_MS = 10_000;
+/** How long the candidate has, before writes stop, to confirm WAL (reach the leader's flush position, or move towards it). */
+export const CONFIRM_MS = 2_000;
 /** How long the candidate waits for the old leader's WAL stream to end. */
 export const OLD_LEADER_MS = 5_000;
 const STEP_MS = 20;
@@ -113,6 +118,32 @@ async function candidateProblem(h: HandoverHost, view: ClusterView, local: Local
   return null;
 }
 
+/**
+ * Step 2's check, with writes still accepted: the candidate's WAL receiver
+ * confirms the WAL flushed here so far (the checkpoint's record included),
+ * or at least moves its flush position, within CONFIRM_MS. A healthy
+ * receiver replies as soon as its flush position moves; one that stopped
+ * replying moments ago (frozen, stuck on its disk) is not yet "silent" to
+ * the check of step 1, and would otherwise cost the clients a fence until
+ * CATCH_UP_MS. Returns why it is refused, or null.
+ */
+async function candidateConfirms(h: HandoverHost, to: string): Promise<string | null> {
+  const target = lsnToNumber(h.w.query<{ lsn: string }>('SELECT pg_current_wal_flush_lsn()::text AS lsn')[0].lsn) ?? 0;
+  const t0 = performance.now();
+  let first: number | null = null;
+  let flushed: number | null = null;
+  for (;;) {
+    flushed = readReplicas(h.w).find((r) => r.name === to)?.flush ?? null;
+    if (flushed !== null && flushed >= target) return null;
+    if (flushed !== null && first !== null && flushed > first) return null;
+    first ??= flushed;
+    if (performance.now() - t0 > CONFIRM_MS) break;
+    await sleep(STEP_MS);
+  }
+  const at = flushed === null ? 'does not stream from this leader' : `confirmed no WAL beyond ${numberToLsn(flushed)} (the leader's is at ${numberToLsn(target)})`;
+  return `member "${to}" ${at} within ${CONFIRM_MS} ms while writes went on: its WAL receiver is stuck or stopped; nothing was fenced`;
+}
+
 async function refuse(h: HandoverHost, req: FailoverRequest, lease: string, reason: string): Promise<'refused'> {
   h.event('switchover_refused', { id: req.id, to: req.member, reason }, 'warning');
   h.progress({ ...req, state: 'refused', reason });
@@ -155,6 +186,8 @@ export async function leadSwitchover(
     client.end().catch(() => undefined);
   }
   const checkpointMs = Math.round(performance.now() - t0);
+  const stuck = await renewing(h, true, candidateConfirms(h, to));
+  if (stuck) return refuse(h, req, lease, stuck);
   if (h.withdrawnSince(t0)) return refuse(h, req, lease, 'the request was withdrawn (its caller was cancelled) before writes stopped');
 
   // 3. writes stop; sessions end so that no commit is in flight; the final position

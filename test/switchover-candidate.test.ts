@@ -1,5 +1,7 @@
 /**
- * [switchover] Recovery conflicts on the candidate (review 14b finding 5).
+ * [switchover] The candidate's side of a switchover.
+ *
+ * Recovery conflicts on the candidate (review 14b finding 5).
  * The candidate's promotion ends only once everything it received is
  * replayed, and a session on it whose snapshot still sees rows a replayed
  * VACUUM removes holds that replay back for max_standby_streaming_delay
@@ -17,6 +19,13 @@
  *   waited for them with no member accepting writes. The promoting member
  *   now cancels the one and terminates the other once the promotion has
  *   waited 500 ms (recovery-conflicts.ts), and logs both.
+ *
+ * A candidate lost right after the handover (review 14b finding 11): cut
+ * off from etcd once the leader has fenced, it never learns it holds the
+ * key, its lease runs out and the third member is elected. The call used
+ * to wait out its whole timeout and end with "did not finish (state:
+ * done)"; it now says at once that the switchover was overtaken, and by
+ * whom.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -29,9 +38,9 @@ import { waitFor } from './harness/cluster';
 
 const root = process.getuid?.() === 0;
 
-describe('switchover with recovery conflicts on the candidate', { skip: root ? false : 'needs root' }, () => {
+describe('switchover: recovery conflicts on the candidate, a candidate lost after the handover', { skip: root ? false : 'needs root' }, () => {
   // a conflicting session holds replay back for ever unless something ends it
-  const { members, ops } = clusterFixture('sc', () => ({ max_standby_streaming_delay: '-1' }), ['h']);
+  const { net, members, ops } = clusterFixture('sc', () => ({ max_standby_streaming_delay: '-1' }), ['h']);
 
   /** The leader, a candidate and the third member, each standby streaming and caught up; `junk` fresh on the leader. */
   async function setUp(): Promise<{ lead: Member; cand: Member; third: Member }> {
@@ -131,5 +140,27 @@ describe('switchover with recovery conflicts on the candidate', { skip: root ? f
     }
     await ops.restartAsService(lead, cand);
     await ops.streamsFrom(third, cand);
+  });
+
+  test('the candidate cut off from etcd once the leader has fenced: the call says at once that the switchover was overtaken, and who leads', async (t) => {
+    const { lead, cand, third } = await setUp();
+    const call = third.c
+      .query(`SELECT tsworker.switchover($1, timeout => '40s')`, [cand.c.name])
+      .then(() => null, (e: { code?: string; message?: string; detail?: string }) => e);
+    const t0 = Date.now();
+    try {
+      await waitFor(async () => (await ops.status(lead.c).catch(() => ({ fenced: true })))?.fenced === true || undefined, { timeoutMs: 20_000, intervalMs: 10, what: 'the leader fenced' });
+      await net().partition([cand.host], ['e']);
+      const e = await call;
+      t.diagnostic(`after ${Date.now() - t0} ms: ${e?.code} ${e?.message} / ${e?.detail ?? ''}`);
+      assert.equal(e?.code, '55000');
+      assert.match(e?.message ?? '', new RegExp(`switchover to member "${cand.c.name}" was overtaken: member "${third.c.name}" leads now`));
+      assert.ok(Date.now() - t0 < 30_000, 'not the whole timeout');
+      assert.equal((await ops.leader()).c.name, third.c.name);
+    } finally {
+      await net().heal();
+    }
+    await ops.restartAsService(lead, third);
+    await ops.streamsFrom(cand, third);
   });
 });
