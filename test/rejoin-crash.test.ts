@@ -8,6 +8,12 @@
  * could only be cloned again). rejoin now runs that recovery itself keeping
  * the WAL, archived segments included (archive_mode = on here, so segments
  * carry `.done` marks), and the member is rewound and streams.
+ *
+ * A standby whose WAL diverged on the same timeline (a crash recovery run
+ * without standby.signal, as rejoin once did, wrote a checkpoint the leader
+ * never wrote; review 14 finding 13) replays up to that record and then
+ * stops for ever at the leader's different WAL; its promoter says
+ * `replay_stuck` and `needs: rebuild` instead of `following`.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -67,5 +73,28 @@ describe('rejoin of a crashed primary whose last checkpoint is in an older WAL s
     await old.c.start();
     await ops.streamsFrom(old, lead);
     await old.c.pollQueryUntil(`SELECT count(*) FROM probe WHERE member = 'after the crash'`, '1', { timeoutMs: 30_000 });
+  });
+
+  test('a standby whose WAL diverged on the same timeline (a local checkpoint the leader never wrote): replay_stuck, needs rebuild (review 14 finding 13)', async (t) => {
+    const lead = await ops.leader();
+    const sb = members.find((m) => m !== lead)!;
+    await ops.streamsFrom(sb, lead);
+    await ops.caughtUp(sb, lead);
+    await sb.c.kill9();
+    // what rejoin once did to a crashed standby: crash recovery without standby.signal, ending with a
+    // checkpoint on the leader's timeline that the leader does not have
+    fs.rmSync(path.join(sb.c.dataDir, 'standby.signal'));
+    await net().exec(sb.host, ['sh', '-c', `runuser -u postgres -- ${path.join(PG_BIN, 'postgres')} --single -F -D ${sb.c.dataDir} -c archive_mode=off template1 < /dev/null`], { timeoutMs: 120_000 });
+    fs.writeFileSync(path.join(sb.c.dataDir, 'standby.signal'), '');
+    // the leader's WAL moves past that position with other records
+    await lead.c.query(`INSERT INTO probe(member) SELECT 'diverged' FROM generate_series(1, 5000)`);
+    const off = sb.c.logOffset();
+    await sb.c.start();
+    const line = await sb.c.waitForLog(/tsworker "promoter": replay_stuck: .*/, off, 90_000);
+    t.diagnostic(line.replace(/.*replay_stuck: /, '').slice(0, 400));
+    assert.match(line, new RegExp(`not streaming and no WAL replayed for \\d+ s although member \\\\"${lead.c.name}\\\\" lets this standby in`));
+    assert.match(line, /pg_basebackup -R/);
+    assert.equal((await ops.status(sb.c))?.needs, 'rebuild');
+    assert.equal(await sb.c.queryText('SELECT count(*) FROM pg_stat_wal_receiver WHERE status = \'streaming\''), '0', 'it does not stream');
   });
 });

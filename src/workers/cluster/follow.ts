@@ -74,6 +74,8 @@ type Emit = (kind: string, detail: Record<string, unknown>, level?: 'info' | 'wa
 const CHECK_AFTER_MS = 3000;
 /** ...and again this often while it does not stream. */
 const CHECK_EVERY_MS = 5000;
+/** A standby that has not streamed, nor replayed anything, for this long although the leader answers is stuck. */
+export const STUCK_MS = 30_000;
 
 /**
  * What this member does while another one leads: a standby re-points to
@@ -84,7 +86,7 @@ const CHECK_EVERY_MS = 5000;
 export class Follower {
   /** The leader this member follows, if any. */
   following: string | null = null;
-  /** `restart` or `rewind` when this server cannot follow as it is. */
+  /** `restart`, `rewind` or `rebuild` when this server cannot follow as it is. */
   needs: string | null = null;
   /** Why the leader's conninfo does not let this standby stream (null: not known to fail). */
   upstreamError: string | null = null;
@@ -94,6 +96,10 @@ export class Follower {
   private notStreamingSince = 0;
   private lastCheckAt = 0;
   private checking = false;
+  /** When the leader's conninfo last let this standby in (performance.now(); 0: not since it stopped streaming). */
+  private upstreamOkAt = 0;
+  /** The replay position last seen, and since when (performance.now()) it has not moved. */
+  private replayMark: { pos: number | null; since: number } = { pos: null, since: 0 };
 
   constructor(
     private readonly w: WorkerContext<any>,
@@ -108,6 +114,7 @@ export class Follower {
     this.needs = null;
     this.upstreamError = null;
     this.notStreamingSince = 0;
+    this.upstreamOkAt = 0;
     this.clientsTerminatedFor = null;
   }
 
@@ -165,15 +172,55 @@ export class Follower {
       this.needs = null;
       this.upstreamError = null;
       this.notStreamingSince = 0;
+      this.upstreamOkAt = 0;
       return;
     }
     this.streamingNoted = false;
-    if (local.receiver !== 'streaming') this.checkUpstream(leader, want, local.sysid);
+    if (local.receiver !== 'streaming') {
+      this.checkUpstream(leader, want, local.sysid);
+      this.checkStuck(leader, local);
+    }
     const fit = fitsTimeline(local.timeline, local.replayed, leaderTimeline, view.history);
     if (fit.verdict === 'rewind' && this.needs !== 'rewind') {
       this.needs = 'rewind';
       this.emit('needs_rewind', { leader, why: fit.why, what: rewind }, 'warning');
     }
+  }
+
+  /**
+   * A standby that does not stream although the leader's conninfo lets it
+   * in, and whose replay has not moved for STUCK_MS: its startup process
+   * stops at WAL here that the leader does not have on the same timeline
+   * (an invalid record, a wrong prev-link: a local record written after
+   * the fork-less divergence review 14 finding 13 found). PostgreSQL
+   * retries for ever, and pg_rewind cannot see a divergence without a
+   * timeline fork: the standby has to be rebuilt. Said once (`replay_stuck`,
+   * `needs: rebuild`) until it streams or replays again.
+   */
+  private checkStuck(leader: string, local: LocalState): void {
+    const now = performance.now();
+    if (local.replayed !== this.replayMark.pos) {
+      this.replayMark = { pos: local.replayed, since: now };
+      if (this.needs === 'rebuild') this.needs = null;
+      return;
+    }
+    const since = Math.max(this.notStreamingSince, this.replayMark.since);
+    if (this.needs === 'rebuild' || this.upstreamOkAt === 0 || this.upstreamError !== null || now - since < STUCK_MS) return;
+    this.needs = 'rebuild';
+    const at = local.replayed !== null ? numberToLsn(local.replayed) : 'an unknown position';
+    this.emit(
+      'replay_stuck',
+      {
+        leader,
+        replayed: local.replayed !== null ? numberToLsn(local.replayed) : null,
+        timeline: local.timeline,
+        why: `not streaming and no WAL replayed for ${Math.round((now - since) / 1000)} s although member "${leader}" lets this standby in: its replay stops at ${at} on timeline ${local.timeline}`,
+        what:
+          `the server log says why at ${at} (for example "invalid record length", "incorrect prev-link" or "invalid resource manager ID": WAL here that "${leader}" does not have, on the same timeline, which pg_rewind cannot see); ` +
+          `rebuild this standby from "${leader}": stop it, move its data directory aside, pg_basebackup -R from "${leader}", start it`,
+      },
+      'warning',
+    );
   }
 
   /**
@@ -197,6 +244,7 @@ export class Follower {
       .then((problem) => {
         if (this.following !== leader) return;
         if (problem === null) {
+          this.upstreamOkAt = performance.now();
           if (this.upstreamError !== null) this.emit('upstream_reachable', { leader, primary: shown });
           this.upstreamError = null;
           return;
