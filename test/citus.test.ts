@@ -269,7 +269,7 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
     const e = f.byName('e');
     const ff = f.byName('f');
     await c.c.pollQueryUntil(`SELECT status FROM pg_stat_wal_receiver`, 'streaming', { timeoutMs: 60_000 });
-    // group 2's candidate f cannot catch up (its WAL receiver frozen): e's switchover keeps the coordinator's transaction open until it gives up
+    // group 2's candidate f cannot catch up (its WAL receiver frozen once it confirmed e's checkpoint): e's switchover keeps the coordinator's transaction open until it gives up
     await e.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
     await e.c.query('SELECT pg_reload_conf()');
     await new Promise((r) => setTimeout(r, 300));
@@ -281,12 +281,23 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
       { timeoutMs: 30_000, what: `f's WAL receiver to stream` },
     );
     const off = coordLeader.c.logOffset();
+    await e.c.query(`CREATE TABLE IF NOT EXISTS walgen(x int)`);
+    const es = await e.c.connect();
+    es.on('error', () => undefined); // ended when e stops writes
+    const ckpt0 = (await es.query<{ l: string }>('SELECT checkpoint_lsn::text AS l FROM pg_control_checkpoint()')).rows[0].l;
     signalPid(receiver, 'SIGSTOP');
     let switchover: Promise<unknown> | undefined;
     try {
-      // WAL that f does not receive: e's switchover waits for it after stopping writes
-      await e.c.query(`CREATE TABLE IF NOT EXISTS walgen(x int); INSERT INTO walgen SELECT generate_series(1, 100)`);
       switchover = e.c.query(`SELECT tsworker.switchover('f', timeout => '8s')`).catch((err: Error) => err);
+      // e checks that f confirms WAL after its CHECKPOINT (a frozen receiver is refused before writes stop):
+      // f runs just long enough to confirm it, then stops again, and WAL it does not receive follows, before e stops writes
+      await waitFor(async () => (await es.query<{ l: string }>('SELECT checkpoint_lsn::text AS l FROM pg_control_checkpoint()')).rows[0].l !== ckpt0 || undefined, { timeoutMs: 15_000, intervalMs: 2, what: `e's switchover checkpoint` });
+      const target = (await es.query<{ l: string }>('SELECT pg_current_wal_flush_lsn()::text AS l')).rows[0].l;
+      signalPid(receiver, 'SIGCONT');
+      await waitFor(async () => (await es.query<{ ok: boolean }>(`SELECT flush_lsn >= $1::pg_lsn AS ok FROM pg_stat_replication WHERE application_name = 'f'`, [target])).rows[0]?.ok || undefined, { timeoutMs: 15_000, intervalMs: 2, what: 'f to confirm the checkpoint' });
+      signalPid(receiver, 'SIGSTOP');
+      await es.query('INSERT INTO walgen SELECT generate_series(1, 100)');
+      await es.end().catch(() => undefined);
       await coordLeader.c.waitForLog(/citus_node_updating: .*"group":2.*"event":"before_demote"/, off, 15_000);
       const opened = Date.now();
       killPostmaster(d);
@@ -301,6 +312,7 @@ describe('citus: a coordinator and two worker groups, each a primary and a stand
       assert.ok(r instanceof Error && /switchover refused|did not finish within 8000 ms/.test(r.message), `the switchover was refused: ${String(r)}`);
     } finally {
       signalPid(receiver, 'SIGCONT');
+      await es.end().catch(() => undefined);
       await switchover;
       await e.c.query('ALTER SYSTEM RESET wal_sender_timeout').catch(() => undefined);
       await e.c.query('SELECT pg_reload_conf()').catch(() => undefined);
