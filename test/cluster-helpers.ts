@@ -149,6 +149,17 @@ export class MemberOps {
     await m.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${at}'::pg_lsn`, 't', { timeoutMs });
   }
 
+  /** The leader, and the other members once each streams from it and has caught up. */
+  async standbysCaughtUp(): Promise<{ lead: Member; standbys: Member[] }> {
+    const lead = await this.leader();
+    const standbys = this.members.filter((m) => m !== lead);
+    for (const m of standbys) {
+      await this.streamsFrom(m, lead);
+      await this.caughtUp(m, lead);
+    }
+    return { lead, standbys };
+  }
+
   /** `pg_tsworker_ctl rejoin` as systemd's ExecStartPre= would run it (as postgres, in the member's namespace); what it printed. */
   async ctlRejoin(m: Member): Promise<string> {
     const r = await this.net().exec(m.host, ['runuser', '-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], { timeoutMs: 120_000 });

@@ -314,7 +314,7 @@ describe('settings and helpers', () => {
   test('health endpoints answer as Patroni does', () => {
     const st: ApiState = {
       scope: 's', name: 'b', role: 'replica', leader: false, timeline: 1, lsn: 1000, received: 1000, replayed: 900,
-      replicationState: 'streaming', leaderOptime: 2000, syncMembers: ['b'], maximumLagOnFailover: 1 << 20,
+      replicationState: 'streaming', needs: null, leaderOptime: 2000, syncMembers: ['b'], maximumLagOnFailover: 1 << 20,
       tags: { nofailover: false, nosync: false }, serverVersion: 150000, postmasterStartTime: null, sysid: '7',
       dcsLastSeen: null, lastLoopAt: 0, ttlMs: 2000, pause: false, cluster: { scope: 's', members: [] }, history: [],
     };
@@ -323,6 +323,8 @@ describe('settings and helpers', () => {
     assert.equal(api.answer('GET', '/replica', 10).code, 200);
     assert.equal(api.answer('GET', '/replica?lag=100', 10).code, 503);
     assert.equal(api.answer('GET', '/replica?lag=2kB', 10).code, 200);
+    // a standby that must be rebuilt (its replay is stuck) is no replica to read from (review 14c findings K, L)
+    assert.equal(new HealthApi(() => ({ ...st, needs: 'rebuild' }), () => false, '0.1.0').answer('GET', '/replica', 10).code, 503);
     assert.equal(api.answer('GET', '/sync', 10).code, 200);
     assert.equal(api.answer('GET', '/async', 10).code, 503);
     assert.equal(api.answer('GET', '/liveness', 10).code, 200);

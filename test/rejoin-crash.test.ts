@@ -39,7 +39,7 @@ describe('rejoin of a crashed primary whose last checkpoint is in an older WAL s
     }
   }
 
-  test('SIGKILLed primary, 3 WAL segments past its last checkpoint: rejoin rewinds it, keeps the archive marks, and it streams', async (t) => {
+  test('SIGKILLed primary, 3 WAL segments past its last checkpoint, its postmaster.pid naming PID 1: rejoin rewinds it, keeps the archive marks, and it streams', async (t) => {
     const old = await ops.leader();
     await old.c.query('CHECKPOINT');
     const ckptSegment = await old.c.queryText('SELECT pg_walfile_name(redo_lsn) FROM pg_control_checkpoint()');
@@ -61,6 +61,9 @@ describe('rejoin of a crashed primary whose last checkpoint is in an older WAL s
     await lead.c.query(`INSERT INTO probe(member) VALUES ('after the crash')`);
     await lead.c.query('CHECKPOINT');
 
+    // as after a reboot: the stale postmaster.pid names a PID that another user's process has now (review 14c finding G)
+    const pidFile = path.join(old.c.dataDir, 'postmaster.pid');
+    fs.writeFileSync(pidFile, fs.readFileSync(pidFile, 'utf8').replace(/^\d+/, '1'));
     const said = await ctlRejoin(old);
     t.diagnostic(`${old.c.name}: ${said.out}`);
     assert.equal(said.code, 0, said.out);

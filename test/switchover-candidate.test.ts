@@ -14,11 +14,14 @@
  *   call (replay is paused until the leader is fenced) conflicts with a
  *   reporting transaction there, which is ended, not with the caller,
  *   whose call returns done;
- * - reporting sessions on the candidate, one running a query and one idle
- *   in its transaction, with the call on another member: the promotion
- *   waited for them with no member accepting writes. The promoting member
- *   now cancels the one and terminates the other once the promotion has
- *   waited 500 ms (recovery-conflicts.ts), and logs both.
+ * - sessions on the candidate, with the call on another member: one
+ *   holding a lock on a table the leader drops, one running a query, one
+ *   idle in its transaction, one that catches its cancel in PL/pgSQL (review
+ *   14c findings B and E). The promotion waited for them with no member
+ *   accepting writes. The promoting member now, once the promotion has
+ *   waited 500 ms, finds the lock's holder in pg_locks, cancels the running
+ *   query, terminates the idle transaction, and terminates the one still in
+ *   the way 2 s after its cancel (recovery-conflicts.ts); it logs each.
  *
  * A candidate lost right after the handover (review 14b finding 11): cut
  * off from etcd once the leader has fenced, it never learns it holds the
@@ -26,6 +29,13 @@
  * to wait out its whole timeout and end with "did not finish (state:
  * done)"; it now says at once that the switchover was overtaken, and by
  * whom.
+ *
+ * A candidate that loses its lease while PostgreSQL has yet to act on its
+ * promote request (review 14c finding K): the request used to complete
+ * later, onto the timeline ID the member elected meanwhile had taken, two
+ * histories that pg_rewind cannot tell apart. The promoter now withdraws
+ * the request (removes the promote signal file) when its lease is lost or
+ * the promotion times out.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -34,35 +44,23 @@ import type pg from 'pg';
 
 import { type Member } from './cluster-helpers';
 import { clusterFixture } from './cluster-fixture';
-import { waitFor } from './harness/cluster';
+import { signalPid, waitFor } from './harness/cluster';
 
 const root = process.getuid?.() === 0;
 
 describe('switchover: recovery conflicts on the candidate, a candidate lost after the handover', { skip: root ? false : 'needs root' }, () => {
   // a conflicting session holds replay back for ever unless something ends it
-  const { net, members, ops } = clusterFixture('sc', () => ({ max_standby_streaming_delay: '-1' }), ['h']);
+  const { net, ops } = clusterFixture('sc', () => ({ max_standby_streaming_delay: '-1' }), ['h']);
 
   /** The leader, a candidate and the third member, each standby streaming and caught up; `junk` fresh on the leader. */
   async function setUp(): Promise<{ lead: Member; cand: Member; third: Member }> {
     const lead = await ops.leader();
-    const [cand, third] = members.filter((m) => m !== lead);
     await lead.c.query('DROP TABLE IF EXISTS junk; CREATE TABLE junk (id int) WITH (autovacuum_enabled = off); INSERT INTO junk SELECT generate_series(1, 20000)');
-    for (const m of [cand, third]) {
-      await ops.streamsFrom(m, lead);
-      await ops.caughtUp(m, lead);
-      await ops.registered(m);
-    }
+    const {
+      standbys: [cand, third],
+    } = await ops.standbysCaughtUp();
+    for (const m of [cand, third]) await ops.registered(m);
     return { lead, cand, third };
-  }
-
-  /** Rows seen by the candidate's sessions removed on the leader: the VACUUM's record conflicts with their snapshots. */
-  async function removeRows(lead: Member, cand: Member): Promise<void> {
-    await lead.c.query('DELETE FROM junk WHERE id % 2 = 0');
-    await lead.c.query('VACUUM junk');
-    await waitFor(
-      async () => (await cand.c.queryText(`SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup'`)) === 'RecoveryConflictSnapshot' || undefined,
-      { timeoutMs: 15_000, intervalMs: 20, what: `${cand.c.name}'s replay held back by a snapshot` },
-    );
   }
 
   test('called on the candidate itself: its own snapshot does not hold back the promotion; the call returns done', async (t) => {
@@ -98,8 +96,8 @@ describe('switchover: recovery conflicts on the candidate, a candidate lost afte
       assert.equal(r.to, cand.c.name);
       assert.equal((await ops.leader()).c.name, cand.c.name);
       const log = cand.c.readLog(logAt);
-      assert.match(log, new RegExp(`terminated session ${idlePid} .*RecoveryConflictSnapshot`), 'the reporting transaction held the replay back');
-      assert.doesNotMatch(log, new RegExp(`session ${callerPid} `), 'the caller held nothing back');
+      assert.match(log, new RegExp(`terminated client backend ${idlePid} .*RecoveryConflictSnapshot`), 'the reporting transaction held the replay back');
+      assert.doesNotMatch(log, new RegExp(`client backend ${callerPid} \\(`), 'the caller held nothing back');
     } finally {
       for (const c of clients) await c.end().catch(() => undefined);
     }
@@ -107,34 +105,54 @@ describe('switchover: recovery conflicts on the candidate, a candidate lost afte
     await ops.streamsFrom(third, cand);
   });
 
-  test('a reporting query and an idle transaction on the candidate: cancelled and terminated at once, logged; the switchover is done', async (t) => {
+  test('sessions holding the candidate\'s replay back (a lock, a running query, an idle transaction, one that catches its cancel): ended at once, logged; the switchover is done', async (t) => {
     const { lead, cand, third } = await setUp();
+    await lead.c.query('DROP TABLE IF EXISTS locked; CREATE TABLE locked (id int)');
+    await ops.caughtUp(cand, lead);
     const logAt = cand.c.logOffset();
     const clients: pg.Client[] = [];
+    const session = async (...sql: string[]): Promise<{ pid: number; client: pg.Client }> => {
+      const client = await cand.c.connect();
+      client.on('error', () => undefined); // a terminated session's connection ends
+      clients.push(client);
+      for (const q of sql) await client.query(q);
+      return { pid: (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid, client };
+    };
     try {
-      const sessions: { pid: number; client: pg.Client }[] = [];
-      for (let i = 0; i < 2; i++) {
-        const client = await cand.c.connect();
-        client.on('error', () => undefined); // the terminated one's connection ends
-        clients.push(client);
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-        await client.query('SELECT count(*) FROM junk');
-        sessions.push({ pid: (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid, client });
-      }
-      const [active, idle] = sessions;
+      // a lock on a table the leader drops: the startup process waits for it (pg_locks, not pg_blocking_pids)
+      const locker = await session('BEGIN', 'LOCK TABLE locked IN ACCESS SHARE MODE');
+      // snapshots that see the rows a VACUUM removes
+      const active = await session('BEGIN ISOLATION LEVEL REPEATABLE READ', 'SELECT count(*) FROM junk');
+      const idle = await session('BEGIN ISOLATION LEVEL REPEATABLE READ', 'SELECT count(*) FROM junk');
+      const catcher = await session('BEGIN ISOLATION LEVEL REPEATABLE READ', 'SELECT count(*) FROM junk');
       const running = active.client.query('SELECT pg_sleep(120)').then(() => null, (err: { code?: string }) => err);
-      await removeRows(lead, cand);
+      const catching = catcher.client
+        .query(`DO $$ BEGIN LOOP BEGIN PERFORM count(*), pg_sleep(1) FROM junk; EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`)
+        .then(() => null, (err: Error) => err);
+      await lead.c.query('DROP TABLE locked');
+      await waitFor(
+        async () => (await cand.c.queryText(`SELECT wait_event_type FROM pg_stat_activity WHERE backend_type = 'startup'`)) === 'Lock' || undefined,
+        { timeoutMs: 15_000, intervalMs: 20, what: `${cand.c.name}'s replay waiting for a lock` },
+      );
+      await lead.c.query('DELETE FROM junk WHERE id % 2 = 0');
+      await lead.c.query('VACUUM junk');
+      await ops.caughtUp(cand, lead);
       const r = JSON.parse(await third.c.queryText(`SELECT tsworker.switchover($1, timeout => '40s')`, [cand.c.name]));
       t.diagnostic(`switchover: ${JSON.stringify(r)}`);
       assert.equal(r.state, 'done');
       assert.equal(r.to, cand.c.name);
       assert.ok(r.write_pause_ms < 15_000, `write pause ${r.write_pause_ms} ms`);
       assert.equal((await running)?.code, '57014', 'the running query was cancelled');
-      const after = await idle.client.query('SELECT 1').then(() => null, (err: Error) => err);
-      assert.ok(after, 'the idle transaction\'s session was terminated');
+      assert.ok(await catching, 'the session that caught its cancel was terminated');
+      for (const x of [locker, idle]) assert.ok(await x.client.query('SELECT 1').then(() => null, (err: Error) => err), `session ${x.pid} was terminated`);
       const log = cand.c.readLog(logAt);
-      assert.match(log, new RegExp(`cancelled the query of session ${active.pid} .*held back the replay this server must finish to promote`));
-      assert.match(log, new RegExp(`terminated session ${idle.pid} .*idle in transaction.*RecoveryConflictSnapshot`));
+      assert.match(log, new RegExp(`terminated client backend ${locker.pid} .*the startup process waits on Lock:relation`));
+      assert.match(log, new RegExp(`cancelled the query of client backend ${active.pid} .*may hold back the replay this server must finish to promote`));
+      assert.match(log, new RegExp(`terminated client backend ${idle.pid} .*idle in transaction.*RecoveryConflictSnapshot`));
+      assert.match(log, new RegExp(`cancelled the query of client backend ${catcher.pid} `));
+      assert.match(log, new RegExp(`terminated client backend ${catcher.pid} .*still in the way 2000 ms after its cancel`));
+      const promoted = /tsworker "promoter": promoted: (.*)/.exec(log);
+      assert.equal(JSON.parse(promoted![1]).sessionsEnded, 4, 'each session counted once');
     } finally {
       for (const c of clients) await c.end().catch(() => undefined);
     }
@@ -162,5 +180,40 @@ describe('switchover: recovery conflicts on the candidate, a candidate lost afte
     }
     await ops.restartAsService(lead, third);
     await ops.streamsFrom(cand, third);
+  });
+
+  test('the candidate loses its lease while PostgreSQL has yet to act on its promote request: the request is withdrawn, it never promotes onto the elected member\'s timeline ID (review 14c finding K)', async (t) => {
+    const { lead, cand, third } = await setUp();
+    const startup = Number(await cand.c.queryText(`SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'`));
+    const promoter = Number(await cand.c.queryText(`SELECT pid FROM tsworker.workers WHERE name = 'promoter'`));
+    assert.ok(startup > 0 && promoter > 0);
+    const logAt = cand.c.logOffset();
+    // its startup process frozen: WAL is still received and flushed (the switchover's checks pass), nothing replayed,
+    // so the promote request stays pending for as long as this test wants
+    signalPid(startup, 'SIGSTOP');
+    let stopped = [startup];
+    try {
+      const call = third.c.query(`SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]).then(() => null, (e: Error) => e);
+      await waitFor(() => /tsworker "promoter": promoting: /.test(cand.c.readLog(logAt)) || undefined, { timeoutMs: 30_000, intervalMs: 5, what: `${cand.c.name} promoting` });
+      // and its promoter frozen: its lease runs out, and the third member is elected and promotes
+      signalPid(promoter, 'SIGSTOP');
+      stopped.push(promoter);
+      await third.c.pollQueryUntil('SELECT NOT pg_is_in_recovery()', 't', { timeoutMs: 30_000 });
+      const tl = await third.c.queryText('SELECT timeline_id FROM pg_control_checkpoint()');
+      t.diagnostic(`${third.c.name} promoted (timeline ${tl}); the call: ${String(await call)}`);
+      // the promoter back first: it finds its lease gone and withdraws the request; then the startup process
+      signalPid(promoter, 'SIGCONT');
+      stopped = [startup];
+      await waitFor(() => /tsworker "promoter": promotion_failed: .*withdrawn/.test(cand.c.readLog(logAt)) || undefined, { timeoutMs: 30_000, what: `${cand.c.name} to withdraw its promotion` });
+      signalPid(startup, 'SIGCONT');
+      stopped = [];
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.equal(await cand.c.queryText('SELECT pg_is_in_recovery()'), 't', `${cand.c.name} never promoted`);
+      assert.doesNotMatch(cand.c.readLog(logAt), /received promote request/, 'PostgreSQL never acted on the withdrawn request');
+      await ops.streamsFrom(cand, third, 60_000);
+    } finally {
+      for (const pid of stopped) signalPid(pid, 'SIGCONT');
+    }
+    await ops.restartAsService(lead, third);
   });
 });

@@ -30,7 +30,7 @@ const root = process.getuid?.() === 0;
 describe('switchover review 14: rejoin limits, elections after an etcd freeze, fenced read-only, status', { skip: root ? false : 'needs root' }, () => {
   // the election's wait after etcd dropped the leases is ttl + loop_wait: 4.5 s leaves the old leader's
   // promoter, resumed 1.5 s after the lagging member is back in etcd, time to take the key back
-  const { net, etcd, members, ops } = clusterFixture('sr', () => ({ 'tsworker_promoter.ttl': '4' }), ['h']);
+  const { net, etcd, members, ops } = clusterFixture('sr', () => ({ 'tsworker_promoter.ttl': '4', max_prepared_transactions: '2' }), ['h']);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   /** `pg_tsworker_ctl rejoin` as systemd's ExecStartPre= would run it; its output and how long it took. */
@@ -83,12 +83,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   });
 
   test('during a switchover the leader\'s status says fenced, why, and the running request in its state (finding 9)', async (t) => {
-    const lead = await ops.leader();
-    const [cand, caller] = members.filter((m) => m !== lead);
-    for (const m of [cand, caller]) {
-      await ops.streamsFrom(m, lead);
-      await ops.caughtUp(m, lead);
-    }
+    const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
     // the candidate stalls once the leader has fenced: the leader stays fenced, waiting for it, until the deadline
     const stall = await stallAtFence(net(), lead, cand);
     const thaw = stall.undo;
@@ -124,14 +119,12 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     await ops.streamsFrom(cand, lead);
   });
 
-  test('cancelling the call calls the switchover off: the leader resumes writes at once, not at the deadline (finding 10)', async (t) => {
-    const lead = await ops.leader();
-    const [cand, caller] = members.filter((m) => m !== lead);
-    for (const m of [cand, caller]) {
-      await ops.streamsFrom(m, lead);
-      await ops.caughtUp(m, lead);
-    }
+  test('cancelling the call calls the switchover off: the leader resumes writes at once, not at the deadline (finding 10); fenced, it refuses two-phase commit (review 14c finding F)', async (t) => {
+    const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
     const off = lead.c.logOffset();
+    // a prepared transaction: COMMIT PREPARED passes read-only mode and has no transaction ID of its own
+    await lead.c.query(`BEGIN; INSERT INTO probe(member) VALUES ('2pc'); PREPARE TRANSACTION 'fence_2pc'`);
+    await lead.c.query(`BEGIN; INSERT INTO probe(member) VALUES ('2pc'); PREPARE TRANSACTION 'fence_2pc_rb'`);
     const session = await caller.c.connect();
     const stall = await stallAtFence(net(), lead, cand);
     const thaw = stall.undo;
@@ -143,6 +136,15 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
       );
       await stall.fenced;
       await waitFor(async () => (await ops.status(lead.c).catch(() => null))?.fenced === true || undefined, { timeoutMs: 20_000, intervalMs: 50, what: 'the leader fenced for the switchover' });
+      for (const [sql, what] of [
+        [`COMMIT PREPARED 'fence_2pc'`, 'COMMIT PREPARED'],
+        [`ROLLBACK PREPARED 'fence_2pc_rb'`, 'ROLLBACK PREPARED'],
+        [`BEGIN; PREPARE TRANSACTION 'fence_2pc_new'`, 'PREPARE TRANSACTION'],
+      ]) {
+        const e = await sqlError(lead.c, sql);
+        assert.equal(e.code, '25006', `${sql}: ${e.message}`);
+        assert.match(e.message, new RegExp(`cannot execute ${what}: this server does not accept writes`));
+      }
       const t0 = Date.now();
       await caller.c.query('SELECT pg_cancel_backend($1)', [pid]);
       assert.equal((await call)?.code, '57014');
@@ -153,6 +155,9 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
       t.diagnostic(`${Date.now() - t0} ms after the cancel: ${lines[0].replace(/.*switchover_refused: /, '').slice(0, 200)}`);
       assert.match(lines[0], /the request was withdrawn \(its caller was cancelled\)/);
       assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader, writable again');
+      await lead.c.query(`COMMIT PREPARED 'fence_2pc'`);
+      await lead.c.query(`ROLLBACK PREPARED 'fence_2pc_rb'`);
+      assert.equal(await lead.c.queryText(`SELECT count(*) FROM pg_prepared_xacts`), '0');
     } finally {
       await thaw();
       await session.end().catch(() => undefined);
@@ -161,12 +166,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   });
 
   test('a candidate whose WAL receiver stopped replying is refused before writes stop (finding 6)', async (t) => {
-    const lead = await ops.leader();
-    const [cand, caller] = members.filter((m) => m !== lead);
-    for (const m of [cand, caller]) {
-      await ops.streamsFrom(m, lead);
-      await ops.caughtUp(m, lead);
-    }
+    const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
     // replies every second on this candidate: silent for 2 x 1 s + loop_wait is stuck
     await cand.c.query(`ALTER SYSTEM SET wal_receiver_status_interval = '1s'`);
     await cand.c.query('SELECT pg_reload_conf()');
@@ -191,12 +191,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   });
 
   test('a candidate whose WAL receiver stopped just before the call is refused before writes stop (review 14b finding 1)', async (t) => {
-    const lead = await ops.leader();
-    const [cand, caller] = members.filter((m) => m !== lead);
-    for (const m of [cand, caller]) {
-      await ops.streamsFrom(m, lead);
-      await ops.caughtUp(m, lead);
-    }
+    const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
     const off = lead.c.logOffset();
     // frozen at once before the call: it replied moments ago, so the check of its silence does not see it
     const thaw = await freezeWalReceiver(lead, cand);
@@ -212,6 +207,37 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     assert.match(e.message, new RegExp(`member "${cand.c.name}" confirmed no WAL beyond \\S+ \\(the leader's is at \\S+\\) within 2000 ms while writes went on: its WAL receiver is stuck or stopped; nothing was fenced`));
     assert.deepEqual(logLines(lead.c, /tsworker "promoter": fenced: /, off), [], 'writes never stopped');
     assert.equal((await ops.leader()).c.name, lead.c.name);
+    await ops.streamsFrom(cand, lead);
+  });
+
+  test('etcd frozen during a switchover\'s fence: the leader takes its key back, resumes writes, and records the refusal; the call says so at once (review 14c finding I)', async (t) => {
+    const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
+    const off = lead.c.logOffset();
+    const stall = await stallAtFence(net(), lead, cand);
+    let e: Awaited<ReturnType<typeof sqlError>> | null = null;
+    const t0 = Date.now();
+    let thawedAt = 0;
+    try {
+      const call = sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '40s')`, [cand.c.name]);
+      await stall.fenced;
+      // longer than ttl (4 s here): the leader's lease runs out while it waits for its candidate
+      signalPid(etcd().pid!, 'SIGSTOP');
+      try {
+        await sleep(6000);
+      } finally {
+        signalPid(etcd().pid!, 'SIGCONT');
+        thawedAt = Date.now();
+      }
+      e = await call;
+    } finally {
+      await stall.undo();
+    }
+    t.diagnostic(`after ${Date.now() - t0} ms (${Date.now() - thawedAt} ms after etcd was back): ${e?.code} ${e?.message}`);
+    assert.equal(e?.code, '55000');
+    assert.match(e?.message ?? '', /switchover refused: .*lost its key during the switchover/);
+    assert.ok(Date.now() - t0 < 30_000, 'not the whole timeout');
+    assert.equal(logLines(lead.c, /tsworker "promoter": switchover_refused: /, off).length >= 1, true, 'the refusal is logged');
+    assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader, writable again');
     await ops.streamsFrom(cand, lead);
   });
 
@@ -290,8 +316,8 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     signalPid(receiver, 'SIGSTOP');
     try {
       // lag behind the leader, well within maximum_lag_on_failover (1 MB): without the wait it could win
-      await lead.c.query(`INSERT INTO probe(member) SELECT 'before the freeze' FROM generate_series(1, 200)`);
-      const acked = Number(await lead.c.queryText(`SELECT max(id) FROM probe`));
+      // (the ids acknowledged: a sequence skips up to 32 values after each promotion, so max(id) is not a count)
+      const acked = (await lead.c.query<{ id: string }>(`INSERT INTO probe(member) SELECT 'before the freeze' FROM generate_series(1, 200) RETURNING id`)).map((r) => r.id);
       await sleep(1500); // the leader publishes its position in `status`
       const frozen = [await promoterPid(lead), await promoterPid(other)];
       step(`SIGSTOP etcd ${etcd().pid} and the promoters of ${lead.c.name}, ${other.c.name} (${frozen.join(', ')}); ${lag.c.name} lags`);
@@ -324,7 +350,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
       t.diagnostic(`${lead.c.name}: ${logLines(lead.c, /tsworker "promoter": (fenced|unfenced|leader_lost|leader_acquired|dcs_)/, offLead).map((l) => l.replace(/.*promoter": /, '').slice(0, 100)).join(' | ')}`);
       assert.equal(await lag.c.queryText('SELECT pg_is_in_recovery()'), 't', `${lag.c.name} was not promoted`);
       assert.deepEqual(logLines(lag.c, /tsworker "promoter": (leader_acquired|promoting): /, offLag), [], `${lag.c.name} never took the key`);
-      assert.equal(await lead.c.queryText(`SELECT count(*) FROM probe WHERE id <= ${acked}`), String(acked), 'every acknowledged write is on the leader');
+      assert.equal(await lead.c.queryText(`SELECT count(*) FROM probe WHERE id = ANY($1::bigint[])`, [acked]), String(acked.length), 'every acknowledged write is on the leader');
     } finally {
       signalPid(receiver, 'SIGCONT');
     }

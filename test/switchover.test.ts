@@ -155,13 +155,8 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
   });
 
   test('a switchover whose timeout expires midway (the candidate stalls once the leader has fenced): refused at the deadline, writes resume on the same leader, nothing lost', async (t) => {
-    const lead = await ops.leader();
-    const [cand, caller] = members.filter((m) => m !== lead);
     // streaming, and caught up: the test before left a standby 6 MB behind (a lag the checks refuse)
-    for (const m of [cand, caller]) {
-      await ops.streamsFrom(m, lead);
-      await ops.caughtUp(m, lead);
-    }
+    const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
     const writers = new Writers(members);
     try {
       await timedOutSwitchover(t, writers, lead, cand, caller);
@@ -271,12 +266,32 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     await old.c.query(`INSERT INTO probe(member) SELECT 'more' FROM generate_series(1, 2000)`);
     const aheadOff = ahead.c.logOffset();
     await waitFor(async () => (await old.c.queryText(`SELECT flush_lsn >= pg_current_wal_flush_lsn() FROM pg_stat_replication WHERE application_name = '${ahead.c.name}'`)) === 't' || undefined, { timeoutMs: 10_000, what: `${ahead.c.name} to catch up` });
+    await new Promise((r) => setTimeout(r, 1500)); // the leader publishes its position in `status` (every loop_wait)
     await old.c.kill9();
     // an orphaned walsender of the killed leader, blocked on the cut-off standby, could still deliver
     // the WAL it holds once the partition heals: heal only after it gave up (wal_sender_timeout 2 s)
     await new Promise((r) => setTimeout(r, 2500));
     await net().heal();
     await waitFor(async () => (await ahead.c.queryText(`SELECT count(*) FROM tsworker.stat_workers WHERE status->>'leader' IS NULL`)) === '1' || undefined, { timeoutMs: 10_000, what: 'the leader key gone' });
+    // the member that holds more cut off from etcd: once its key expires, only the position the last leader
+    // published says that `behind` misses WAL (review 14c finding J)
+    await net().partition([ahead.host], ['e']);
+    try {
+      const j = await waitFor(
+        async () => {
+          const e = await sqlError(behind.c, `SELECT tsworker.failover($1)`, [behind.c.name]);
+          return /behind the last position the leader/.test(e.message) ? e : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 500, what: 'a refusal for what the last leader published' },
+      );
+      t.diagnostic(`refused: ${j.message} / ${j.hint}`);
+      assert.equal(j.code, '55000');
+      assert.match(j.message, new RegExp(`member "${behind.c.name}" is \\d+ bytes behind the last position the leader "${old.c.name}" published`));
+      assert.match(j.hint ?? '', /force => true/);
+    } finally {
+      await net().heal([ahead.host], ['e']);
+    }
+    await ops.registered(ahead);
     const e = await sqlError(ahead.c, `SELECT tsworker.failover($1)`, [behind.c.name]);
     t.diagnostic(`refused: ${e.message} / ${e.detail} / ${e.hint}`);
     assert.equal(e.code, '55000');

@@ -135,6 +135,13 @@ tsw_cluster_boot(void)
 	/* from now on, writes wait for the promoter to hold the leader lease */
 	tsw_fence_manage();
 
+	if (!EnableHotStandby)
+		ereport(WARNING,
+				(errmsg("pg_tsworker: cluster member \"%s\" runs with hot_standby = off",
+						tsw_member_name(config_name)),
+				 errdetail("As a standby it runs no promoter (workers start once a standby accepts connections): it leaves etcd, is never a candidate, and is not re-pointed to a new leader."),
+				 errhint("Set hot_standby = on (the default), as Patroni does.")));
+
 	in_recovery = tsw_file_exists("standby.signal") || tsw_file_exists("recovery.signal");
 	args[nargs++] = "--hosts";
 	args[nargs++] = hosts;

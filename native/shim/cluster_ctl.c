@@ -106,18 +106,21 @@ tsw_split_tabs(char *s, char **fields, int max)
  *
  * Advertising no xmin is safe when nothing will read tuples with a
  * snapshot taken before or during the wait: the statement is a plain
- * "SELECT tsworker.switchover(...)" (a Result plan with no relation, this
- * function called directly from it, not from a function that could read
- * with the statement's snapshot afterwards), outside a transaction block
- * (no earlier snapshot, such as a cursor's, exists), at READ COMMITTED.
- * Anything else keeps its xmin, and the promotion ends the session if it
- * holds the replay back (src/workers/recovery-conflicts.ts).
+ * "SELECT tsworker.switchover(...)" (a Result plan with no relation whose
+ * only output column is this function's call: not called from a function,
+ * nor next to one, that could read with the statement's snapshot
+ * afterwards), outside a transaction block and with no other portal open
+ * (no other snapshot of the transaction, such as a cursor's or a partly
+ * fetched portal's, exists), at READ COMMITTED. Anything else keeps its
+ * xmin, and the promotion ends the session if it holds the replay back
+ * (src/workers/recovery-conflicts.ts).
  */
 static bool
 tsw_may_release_xmin(FunctionCallInfo fcinfo)
 {
 	PlannedStmt *ps;
 	ListCell   *lc;
+	bool		found = false;
 
 	if (fcinfo == NULL || !RecoveryInProgress() || IsTransactionBlock() ||
 		XactIsoLevel != XACT_READ_COMMITTED)
@@ -133,14 +136,19 @@ tsw_may_release_xmin(FunctionCallInfo fcinfo)
 		if (lfirst_node(RangeTblEntry, lc)->rtekind != RTE_RESULT)
 			return false;
 	}
+	if (!ThereAreNoReadyPortals())
+		return false;
 	foreach(lc, ps->planTree->targetlist)
 	{
-		Expr	   *e = lfirst_node(TargetEntry, lc)->expr;
+		TargetEntry *te = lfirst_node(TargetEntry, lc);
 
-		if (IsA(e, FuncExpr) && ((FuncExpr *) e)->funcid == fcinfo->flinfo->fn_oid)
-			return true;
+		if (te->resjunk)
+			continue;
+		if (!IsA(te->expr, FuncExpr) || ((FuncExpr *) te->expr)->funcid != fcinfo->flinfo->fn_oid)
+			return false;
+		found = true;
 	}
-	return false;
+	return found;
 }
 
 /*

@@ -325,7 +325,15 @@ tsw_fence_executor_start(QueryDesc *queryDesc, int eflags)
 		standard_ExecutorStart(queryDesc, eflags);
 }
 
-/* Utility statements (DDL, COPY FROM, ...) run read-only on a fenced server. */
+/*
+ * Utility statements (DDL, COPY FROM, ...) run read-only on a fenced server.
+ * Two-phase commit is refused outright: PostgreSQL lets COMMIT PREPARED and
+ * ROLLBACK PREPARED run in a read-only transaction, and the transaction
+ * running them has no transaction ID of its own, so neither read-only mode
+ * nor the commit check would stop a fenced server from committing a
+ * prepared transaction (and acknowledging it) after another member took
+ * over; PREPARE TRANSACTION writes its state even without one.
+ */
 static void
 tsw_fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 						  bool readOnlyTree, ProcessUtilityContext context,
@@ -333,7 +341,22 @@ tsw_fence_process_utility(PlannedStmt *pstmt, const char *queryString,
 						  DestReceiver *dest, QueryCompletion *qc)
 {
 	if (!IsParallelWorker() && IsTransactionState() && tsw_fence_closed())
+	{
+		Node	   *stmt = pstmt->utilityStmt;
+
 		XactReadOnly = true;
+		if (stmt != NULL && IsA(stmt, TransactionStmt))
+		{
+			TransactionStmtKind kind = ((TransactionStmt *) stmt)->kind;
+
+			if (kind == TRANS_STMT_PREPARE)
+				tsw_fence_refuse("execute PREPARE TRANSACTION");
+			if (kind == TRANS_STMT_COMMIT_PREPARED)
+				tsw_fence_refuse("execute COMMIT PREPARED");
+			if (kind == TRANS_STMT_ROLLBACK_PREPARED)
+				tsw_fence_refuse("execute ROLLBACK PREPARED");
+		}
+	}
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else

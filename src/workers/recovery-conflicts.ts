@@ -2,109 +2,149 @@
  * Ending the sessions that hold back a promoting standby's replay.
  *
  * While the startup process waits on a recovery conflict it shows it in
- * pg_stat_activity (PostgreSQL's standby.c):
+ * pg_stat_activity and pg_locks (PostgreSQL's standby.c):
  *
  * - wait event `RecoveryConflictSnapshot`: a snapshot still sees rows a
- *   cleanup record (VACUUM, pruning) removes: every client backend with a
+ *   cleanup record (VACUUM, pruning) removes: every session with a
  *   `backend_xmin` may be the one (PostgreSQL's own resolution signals those
- *   whose xmin is not past the record's, which SQL cannot see);
- * - wait event `RecoveryConflictTablespace`: temporary files in a
- *   tablespace being dropped: client backends in a transaction;
+ *   whose xmin is not past the record's, in the record's database, which
+ *   SQL cannot see);
  * - wait event type `Lock`: a lock the record takes (an ACCESS EXCLUSIVE
- *   lock replayed): `pg_blocking_pids()` of the startup process;
- * - wait event `BufferPin`: a page pinned that the record cleans up: client
- *   backends in a transaction.
+ *   lock replayed for DROP, TRUNCATE, ALTER TABLE, a VACUUM truncating a
+ *   table): the sessions holding a granted lock on the object of the
+ *   startup process's ungranted one in `pg_locks` (pg_blocking_pids() does
+ *   not see the startup process, an auxiliary process);
+ * - wait event `BufferPin` (a page pinned that the record cleans up) or
+ *   `RecoveryConflictTablespace` (temporary files in a tablespace being
+ *   dropped): the sessions in a transaction, except the one that asked for
+ *   this promotion (its call holds neither).
  *
+ * Sessions are client backends and background workers, never this worker.
  * A session running a query is cancelled (`pg_cancel_backend`: the query
- * ends with an error, its transaction's snapshot is released); one idle in
- * a transaction is terminated (`pg_terminate_backend`), as PostgreSQL itself
- * terminates an idle session that conflicts. Only client backends are
- * ended, never this worker or other background workers. Each session ended
- * is logged with what it was doing.
+ * ends with an error, its transaction's snapshot and locks go); one idle in
+ * a transaction, or one still in the way RESIGNAL_MS after its cancel (a
+ * PL/pgSQL block can catch a cancel and go on), is terminated
+ * (`pg_terminate_backend`), as PostgreSQL itself terminates what a cancel
+ * cannot resolve. Each signal is logged with what the session was doing;
+ * while the startup process waits on a conflict with no session to end,
+ * that is logged every REPORT_MS.
  */
 import type { WorkerContext } from '../runtime/index';
 
-/** A session is signalled again only after this long (the startup process re-checks at most every second). */
+/** A session still in the way this long after its cancel is terminated (the startup process re-checks at most every second). */
 const RESIGNAL_MS = 2000;
+/** How often a conflict with no session to end is reported. */
+const REPORT_MS = 5000;
 
 type Blocker = {
   pid: number;
+  backend_type: string;
   usename: string | null;
   application_name: string | null;
+  datname: string | null;
   state: string | null;
   since: string | null;
   query: string | null;
 };
 
-/** What the startup process waits on, or null when it waits on no recovery conflict. */
+/** What the startup process waits on. */
 type StartupWait = {
   pid: number;
   wait_event_type: string | null;
   wait_event: string | null;
 };
 
-const SELECT_SESSIONS = `SELECT pid, usename::text, application_name, state, coalesce(query_start, xact_start)::text AS since, left(query, 80) AS query
-  FROM pg_stat_activity
- WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`;
+const SESSIONS = `SELECT a.pid, a.backend_type, a.usename::text, a.application_name, a.datname::text, a.state,
+       coalesce(a.query_start, a.xact_start)::text AS since, left(a.query, 80) AS query
+  FROM pg_stat_activity a`;
+const ENDABLE = `a.backend_type IN ('client backend', 'background worker') AND a.pid <> pg_backend_pid()`;
+
+/** The granted locks on the object of each lock the startup process waits for. */
+const LOCK_HOLDERS = `${SESSIONS}
+  JOIN pg_locks h ON h.pid = a.pid AND h.granted
+  JOIN pg_locks w ON w.pid = $1 AND NOT w.granted AND h.locktype = w.locktype
+   AND h.database IS NOT DISTINCT FROM w.database AND h.relation IS NOT DISTINCT FROM w.relation
+   AND h.page IS NOT DISTINCT FROM w.page AND h.tuple IS NOT DISTINCT FROM w.tuple
+   AND h.virtualxid IS NOT DISTINCT FROM w.virtualxid AND h.transactionid IS NOT DISTINCT FROM w.transactionid
+   AND h.classid IS NOT DISTINCT FROM w.classid AND h.objid IS NOT DISTINCT FROM w.objid
+   AND h.objsubid IS NOT DISTINCT FROM w.objsubid
+ WHERE ${ENDABLE}`;
 
 /** Ends, during a promotion, the sessions a recovery conflict waits for; remembers whom it signalled. */
 export class ReplayConflicts {
-  private readonly signalled = new Map<number, number>();
+  /** Sessions signalled: when, and whether they were terminated. */
+  private readonly signalled = new Map<number, { at: number; terminated: boolean }>();
+  private lastReport = 0;
 
-  constructor(private readonly w: WorkerContext<any>) {}
+  /**
+   * @param spare the backend that asked for this promotion (a switchover or
+   *   failover called on this member), never ended for a buffer pin or a
+   *   tablespace; null for none.
+   */
+  constructor(
+    private readonly w: WorkerContext<any>,
+    private readonly spare: number | null = null,
+  ) {}
 
-  /** Look at the startup process once; end the sessions it waits for. Returns how many were signalled now. */
-  resolve(): number {
-    const wait = this.w.query<StartupWait>(
-      `SELECT pid, wait_event_type, wait_event FROM pg_stat_activity WHERE backend_type = 'startup'`,
-    )[0];
-    if (!wait) return 0;
+  /** Sessions signalled so far (each counted once). */
+  get sessionsEnded(): number {
+    return this.signalled.size;
+  }
+
+  /** Look at the startup process once and end the sessions it waits for. */
+  resolve(): void {
+    const wait = this.w.query<StartupWait>(`SELECT pid, wait_event_type, wait_event FROM pg_stat_activity WHERE backend_type = 'startup'`)[0];
+    if (!wait) return;
+    const conflict = `${wait.wait_event_type}:${wait.wait_event}`;
     const blockers = this.blockers(wait);
-    if (blockers.length === 0) return 0;
+    if (blockers === null) return; // not a recovery conflict
     const now = Date.now();
-    let n = 0;
+    if (blockers.length === 0) {
+      if (now - this.lastReport >= REPORT_MS) {
+        this.lastReport = now;
+        this.w.log.warning(
+          `the promotion waits: the startup process waits on ${conflict}, and no client session or background worker that may hold it back was found; ` +
+            'PostgreSQL ends what does after max_standby_streaming_delay (pg_stat_activity and pg_locks show the sessions)',
+        );
+      }
+      return;
+    }
     for (const b of blockers) {
       const last = this.signalled.get(b.pid);
-      if (last !== undefined && now - last < RESIGNAL_MS) continue;
-      this.signalled.set(b.pid, now);
-      if (this.end(b, `${wait.wait_event_type}:${wait.wait_event}`)) n++;
+      if (last && (last.terminated || now - last.at < RESIGNAL_MS)) continue;
+      const terminate = last !== undefined || b.state !== 'active';
+      if (this.signal(b, terminate, conflict, last !== undefined)) this.signalled.set(b.pid, { at: now, terminated: terminate });
     }
-    return n;
   }
 
-  private blockers(wait: StartupWait): Blocker[] {
-    if (wait.wait_event_type === 'Lock') {
-      return this.w.query<Blocker>(`${SELECT_SESSIONS} AND pid = ANY(pg_blocking_pids($1))`, [wait.pid]);
-    }
+  /** The sessions that may hold the replay back; null when the startup process waits on no recovery conflict. */
+  private blockers(wait: StartupWait): Blocker[] | null {
+    if (wait.wait_event_type === 'Lock') return this.w.query<Blocker>(LOCK_HOLDERS, [wait.pid]);
     switch (wait.wait_event) {
       case 'RecoveryConflictSnapshot':
-        return this.w.query<Blocker>(`${SELECT_SESSIONS} AND backend_xmin IS NOT NULL`);
+        return this.w.query<Blocker>(`${SESSIONS} WHERE ${ENDABLE} AND a.backend_xmin IS NOT NULL`);
       case 'RecoveryConflictTablespace':
       case 'BufferPin':
-        return this.w.query<Blocker>(`${SELECT_SESSIONS} AND xact_start IS NOT NULL`);
+        return this.w.query<Blocker>(`${SESSIONS} WHERE ${ENDABLE} AND a.xact_start IS NOT NULL AND a.pid <> $1`, [this.spare ?? 0]);
       default:
-        return [];
+        return null;
     }
   }
 
-  private end(b: Blocker, conflict: string): boolean {
-    const terminate = b.state !== 'active';
+  private signal(b: Blocker, terminate: boolean, conflict: string, again: boolean): boolean {
     try {
-      const ok = this.w.query<{ ok: boolean }>(
-        terminate ? 'SELECT pg_terminate_backend($1) AS ok' : 'SELECT pg_cancel_backend($1) AS ok',
-        [b.pid],
-      )[0].ok;
+      const ok = this.w.query<{ ok: boolean }>(terminate ? 'SELECT pg_terminate_backend($1) AS ok' : 'SELECT pg_cancel_backend($1) AS ok', [b.pid])[0].ok;
       if (ok) {
+        const who = `${b.backend_type} ${b.pid} (user ${b.usename ?? '?'}, database ${b.datname ?? '?'}, application "${b.application_name ?? ''}", ${b.state ?? 'no state'} since ${b.since ?? '?'}: ${JSON.stringify(b.query ?? '')})`;
         this.w.log.warning(
-          `${terminate ? 'terminated' : 'cancelled the query of'} session ${b.pid} (user ${b.usename ?? '?'}, application "${b.application_name ?? ''}", ` +
-            `${b.state ?? 'unknown state'} since ${b.since ?? '?'}: ${JSON.stringify(b.query ?? '')}): ` +
-            `it held back the replay this server must finish to promote (the startup process waited on ${conflict}); ` +
-            'PostgreSQL would have ended it after max_standby_streaming_delay, with no member accepting writes meanwhile',
+          `${terminate ? 'terminated' : 'cancelled the query of'} ${who}${again ? `, still in the way ${RESIGNAL_MS} ms after its cancel` : ''}: ` +
+            `it may hold back the replay this server must finish to promote (the startup process waits on ${conflict}); ` +
+            'PostgreSQL would end it after max_standby_streaming_delay, with no member accepting writes meanwhile',
         );
       }
       return ok;
     } catch (err) {
-      this.w.log.warning(`could not end session ${b.pid}, which holds back the replay this server must finish to promote: ${(err as Error).message}`);
+      this.w.log.warning(`could not end session ${b.pid}, which may hold back the replay this server must finish to promote: ${(err as Error).message}`);
       return false;
     }
   }

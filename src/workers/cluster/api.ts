@@ -4,7 +4,7 @@
  * for Patroni works unchanged:
  *
  *   GET /primary (also /, /master, /read-write, /leader)   200 on the leader that accepts writes
- *   GET /replica[?lag=16MB]                                200 on a running standby (within lag)
+ *   GET /replica[?lag=16MB]                                200 on a running standby (within lag) that needs nothing
  *   GET /read-only, /sync, /async                          as Patroni
  *   GET /health                                            200 while PostgreSQL runs
  *   GET /liveness                                          200 while the cluster loop runs
@@ -39,6 +39,8 @@ export interface ApiState {
   replayed: number | null;
   /** `streaming` while a standby streams. */
   replicationState: string | null;
+  /** What this server needs before it can follow (`restart`, `rewind`, `rebuild`), or null. */
+  needs: string | null;
   /** The leader's last published position, bytes. */
   leaderOptime: number | null;
   /** Members of the synchronous set. */
@@ -63,7 +65,7 @@ export function apiStateOf(
   local: LocalState,
   view: ClusterView | null,
   s: { scope: string; maximum_lag_on_failover: number; nofailover: boolean; nosync: boolean },
-): Omit<ApiState, 'name' | 'leader' | 'serverVersion' | 'postmasterStartTime' | 'dcsLastSeen' | 'lastLoopAt' | 'ttlMs'> {
+): Omit<ApiState, 'name' | 'leader' | 'needs' | 'serverVersion' | 'postmasterStartTime' | 'dcsLastSeen' | 'lastLoopAt' | 'ttlMs'> {
   return {
     scope: s.scope,
     role: local.recovery ? 'replica' : 'primary',
@@ -156,7 +158,8 @@ export class HealthApi {
     const lagParam = u.searchParams.get('lag');
     const maxLag = lagParam === null ? Number.MAX_SAFE_INTEGER : (parseBytes(lagParam) ?? Number.MAX_SAFE_INTEGER);
     const lag = st.leaderOptime !== null && st.replayed !== null ? Math.max(0, st.leaderOptime - st.replayed) : 0;
-    const replica = st.role === 'replica' && lag <= maxLag;
+    // a standby that must be rebuilt (its replay is stuck) serves stale or foreign data: not a replica to read from
+    const replica = st.role === 'replica' && st.needs === null && lag <= maxLag;
     const primary = st.leader && st.role === 'primary' && writable;
     const inSync = st.syncMembers.includes(st.name);
     const ok = (b: boolean) => (b ? 200 : 503);

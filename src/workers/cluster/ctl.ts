@@ -41,7 +41,7 @@ import {
   type CtlOptions,
 } from './ctl-request';
 import { DcsError } from './dcs';
-import type { FailoverRequest } from './dcs-records';
+import type { ClusterView, FailoverRequest } from './dcs-records';
 import { ranksBefore, type Candidate } from './election';
 import { numberToLsn } from './local';
 import { askLastLeader, askMembers, askPeer } from './peers';
@@ -61,6 +61,15 @@ function switchoverProblem(c: Candidate, leaderLsn: number | null, timeline: num
 }
 
 /** tsworker.switchover(candidate, timeout). */
+/** 42704 for a name no member of the cluster has in etcd: a typo, or a member whose key expired (stopped longer than ttl). */
+function noSuchMember(name: string, scope: string, view: ClusterView, more = ''): CtlError {
+  return new CtlError(
+    UNDEFINED_OBJECT,
+    `no member named "${name}" in cluster "${scope}"`,
+    `Members alive in etcd: ${[...view.members.keys()].join(', ') || 'none'}${more} (a member whose server or promoter stopped longer than ttl has no key until it is back; or the name is wrong).`,
+  );
+}
+
 export async function switchover(o: CtlOptions): Promise<Record<string, unknown>> {
   const t0 = callStart(o);
   const dcs = open(o);
@@ -72,7 +81,7 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
     const leader = view.leader.name;
     if (o.leader != null && o.leader !== leader && !view.members.has(o.leader)) {
       // a typo is not "the leader changed"
-      throw new CtlError(UNDEFINED_OBJECT, `member "${o.leader}" is not a member of cluster "${o.scope}"`, `Members alive in etcd: ${[...view.members.keys()].join(', ')}; member "${leader}" leads.`);
+      throw noSuchMember(o.leader, o.scope, view, `; member "${leader}" leads`);
     }
     if (o.leader != null && o.leader !== leader) {
       throw new CtlError(
@@ -92,7 +101,7 @@ export async function switchover(o: CtlOptions): Promise<Record<string, unknown>
     if (o.candidate !== null) {
       if (o.candidate === leader) throw new CtlError(INVALID_PARAMETER_VALUE, `member "${o.candidate}" already leads cluster "${o.scope}"`);
       to = members.find((m) => m.name === o.candidate);
-      if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members: ${[...view.members.keys()].join(', ')}.`);
+      if (!to) throw noSuchMember(o.candidate, o.scope, view);
       const why = switchoverProblem(to, l.lsn, l.timeline, o.maxLagBytes);
       if (why) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" cannot take over: ${why.replace(`member "${to.name}" `, '')}`);
     } else {
@@ -150,11 +159,7 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
     if (busy) throw new CtlError(OBJECT_IN_USE, `a ${busy.kind} to member "${busy.member}" is in progress (state ${busy.state}, requested at ${busy.requested_at})`);
     // the name first: a hint must never recommend a member that does not exist
     if (!view.members.has(o.candidate)) {
-      throw new CtlError(
-        UNDEFINED_OBJECT,
-        `member "${o.candidate}" is not a member of cluster "${o.scope}"`,
-        `Members alive in etcd: ${[...view.members.keys()].join(', ') || 'none'} (a member whose server or promoter stopped longer than ttl has no key).`,
-      );
+      throw noSuchMember(o.candidate, o.scope, view);
     }
     if (view.leader) {
       throw new CtlError(
@@ -169,7 +174,7 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
     if (last) members.push(last);
     // the last leader counts as a writer and for what would be lost, never as a candidate: it has no member key
     const to = members.find((m) => m.name === o.candidate && m !== last);
-    if (!to) throw new CtlError(UNDEFINED_OBJECT, `member "${o.candidate}" is not a member of cluster "${o.scope}"`, `Members alive in etcd: ${[...view.members.keys()].join(', ')}.`);
+    if (!to) throw noSuchMember(o.candidate, o.scope, view);
     if (to.nofailover || to.priority <= 0) throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" has the nofailover tag (or priority 0)`);
     if (to.source !== 'direct') throw new CtlError(OBJECT_NOT_IN_PREREQUISITE_STATE, `member "${to.name}" does not answer, so its WAL position is unknown`);
     const live = members.find((m) => m.source === 'direct' && !m.recovery && m.writable);
@@ -182,7 +187,10 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
       );
     }
     const ahead = members.filter((m) => m !== to && m.lsn !== null && to.lsn !== null && m.lsn > to.lsn).sort((a, b) => (b.lsn ?? 0) - (a.lsn ?? 0));
-    const lost = ahead.length ? (ahead[0].lsn as number) - (to.lsn as number) : 0;
+    // what the old leader last published (its flush position, every loop): WAL past the candidate's there may
+    // hold acknowledged commits even when no member that answers has it (those that may are gone from etcd)
+    const behind = view.status && to.lsn !== null ? Math.max(0, view.status.optime - to.lsn) : 0;
+    const lost = Math.max(ahead.length ? (ahead[0].lsn as number) - (to.lsn as number) : 0, behind);
     if (ahead.length && !o.force) {
       throw new CtlError(
         OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -190,6 +198,16 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
         ahead.map((m) => `member "${m.name}" at ${lsnText(m.lsn)} (${m.source === 'direct' ? 'asked directly' : 'as published in etcd'}): ${(m.lsn as number) - (to.lsn as number)} bytes ahead`).join('; ') +
           '. Those bytes may hold commits acknowledged by the old leader.',
         `Pick "${ahead[0].name}", or call tsworker.failover('${to.name}', force => true) to accept the loss.`,
+      );
+    }
+    // a synchronous standby has every acknowledged commit: the leader's own flush position may be ahead of what it acknowledged
+    const synchronous = view.sync?.members.includes(to.name) ?? false;
+    if (behind > 0 && !synchronous && !o.force) {
+      throw new CtlError(
+        OBJECT_NOT_IN_PREREQUISITE_STATE,
+        `member "${to.name}" is ${behind} bytes behind the last position the leader "${view.status!.leader ?? '?'}" published (${lsnText(view.status!.optime)} against ${lsnText(to.lsn)}): failing over to "${to.name}" would lose them`,
+        'Those bytes may hold commits acknowledged by the old leader; the members that may have them could not be asked (their keys are gone from etcd: stopped, or cut off).',
+        `Bring back a member that has them and pick it, or call tsworker.failover('${to.name}', force => true) to accept the loss.`,
       );
     }
     const req: FailoverRequest = {
@@ -212,8 +230,7 @@ export async function failover(o: CtlOptions): Promise<Record<string, unknown>> 
       lsn: lsnText(to.lsn),
       lost_bytes: lost,
       ahead: ahead.map((m) => ({ member: m.name, lsn: lsnText(m.lsn), bytes: (m.lsn as number) - (to.lsn as number) })),
-      // what the old leader last published: WAL past it may be lost with the old leader whoever is picked
-      behind_last_leader_position: view.status && to.lsn !== null ? Math.max(0, view.status.optime - to.lsn) : null,
+      behind_last_leader_position: view.status && to.lsn !== null ? behind : null,
       forced: o.force,
       ms: Date.now() - t0,
     };

@@ -138,6 +138,23 @@ export class Follower {
       // until the new leader has promoted (its timeline past this server's), whether this server
       // can follow it or needs pg_rewind is not known: say nothing rather than change one's mind
       if (leaderTimeline === null || (leaderTimeline <= local.timeline && m?.role !== 'primary')) return;
+      if (leaderTimeline === local.timeline) {
+        // a new leader always promotes to a timeline past the old one's: a primary on the leader's own timeline
+        // promoted to the same timeline ID (after it lost the key mid-promotion); pg_rewind cannot tell them apart
+        if (this.needs !== 'rebuild') {
+          this.needs = 'rebuild';
+          this.emit(
+            'needs_rebuild',
+            {
+              leader,
+              why: `this server is a primary on timeline ${local.timeline}, the timeline member "${leader}" leads on: two promotions took the same timeline ID, and their WAL differs from the fork on (pg_rewind compares timeline IDs and cannot see it)`,
+              what: `stop this server and rebuild it from "${leader}": move its data directory aside, pg_basebackup -R from "${leader}", start it (pg_tsworker_ctl rejoin refuses it)`,
+            },
+            'warning',
+          );
+        }
+        return;
+      }
       const fit = fitsTimeline(local.timeline, local.lsn, leaderTimeline, view.history);
       const needs = fit.verdict === 'rewind' ? 'rewind' : 'restart';
       if (this.needs !== needs) {
@@ -169,16 +186,17 @@ export class Follower {
     if (local.receiver === 'streaming' && leaderTimeline !== null && local.timeline >= leaderTimeline) {
       if (!this.streamingNoted) this.emit('streaming', { leader, timeline: local.timeline });
       this.streamingNoted = true;
-      this.needs = null;
+      if (this.needs !== 'rebuild') this.needs = null;
       this.upstreamError = null;
       this.notStreamingSince = 0;
       this.upstreamOkAt = 0;
+      this.checkStuck(leader, local, true);
       return;
     }
     this.streamingNoted = false;
     if (local.receiver !== 'streaming') {
       this.checkUpstream(leader, want, local.sysid);
-      this.checkStuck(leader, local);
+      this.checkStuck(leader, local, false);
     }
     const fit = fitsTimeline(local.timeline, local.replayed, leaderTimeline, view.history);
     if (fit.verdict === 'rewind' && this.needs !== 'rewind') {
@@ -188,35 +206,52 @@ export class Follower {
   }
 
   /**
-   * A standby that does not stream although the leader's conninfo lets it
-   * in, and whose replay has not moved for STUCK_MS: its startup process
-   * stops at WAL here that the leader does not have on the same timeline
-   * (an invalid record, a wrong prev-link: a local record written after
-   * the fork-less divergence review 14 finding 13 found). PostgreSQL
-   * retries for ever, and pg_rewind cannot see a divergence without a
-   * timeline fork: the standby has to be rebuilt. Said once (`replay_stuck`,
-   * `needs: rebuild`) until it streams or replays again.
+   * A standby whose replay has not moved for STUCK_MS, either
+   *
+   * - not streaming although the leader's conninfo lets it in (the leader
+   *   no longer has the WAL it asks for, or its startup process stops at
+   *   WAL of its own), or
+   * - streaming, with WAL received past the replay position, while its
+   *   startup process waits for WAL (it rejected the next record:
+   *   "invalid resource manager ID", "incorrect prev-link": WAL here that
+   *   the leader does not have on the same timeline, review 14 finding 13
+   *   and review 14c finding K).
+   *
+   * PostgreSQL retries for ever, and pg_rewind cannot see a divergence
+   * without a timeline fork: the standby has to be rebuilt. Said once
+   * (`replay_stuck`, `needs: rebuild`, which also makes the member
+   * ineligible and its /replica answer 503) until it replays again.
    */
-  private checkStuck(leader: string, local: LocalState): void {
+  private checkStuck(leader: string, local: LocalState, streaming: boolean): void {
     const now = performance.now();
     if (local.replayed !== this.replayMark.pos) {
       this.replayMark = { pos: local.replayed, since: now };
       if (this.needs === 'rebuild') this.needs = null;
       return;
     }
-    const since = Math.max(this.notStreamingSince, this.replayMark.since);
-    if (this.needs === 'rebuild' || this.upstreamOkAt === 0 || this.upstreamError !== null || now - since < STUCK_MS) return;
+    if (this.needs === 'rebuild') return;
+    const since = streaming ? this.replayMark.since : Math.max(this.notStreamingSince, this.replayMark.since);
+    if (now - since < STUCK_MS) return;
+    if (streaming) {
+      if (local.lsn === null || local.replayed === null || local.lsn <= local.replayed) return;
+      const wait = this.w.query<{ e: string | null }>(`SELECT wait_event AS e FROM pg_stat_activity WHERE backend_type = 'startup'`)[0]?.e;
+      if (wait !== 'RecoveryWalStream' && wait !== 'RecoveryRetrieveRetryInterval') return; // paused, delayed, or in a conflict: not stuck
+    } else if (this.upstreamOkAt === 0 || this.upstreamError !== null) return;
     this.needs = 'rebuild';
     const at = local.replayed !== null ? numberToLsn(local.replayed) : 'an unknown position';
+    const state = streaming
+      ? `streaming, WAL received up to ${local.lsn !== null ? numberToLsn(local.lsn) : '?'}, and none replayed for ${Math.round((now - since) / 1000)} s: the startup process waits for WAL at ${at}`
+      : `not streaming and no WAL replayed for ${Math.round((now - since) / 1000)} s although member "${leader}" lets this standby in: its replay stops at ${at}`;
     this.emit(
       'replay_stuck',
       {
         leader,
         replayed: local.replayed !== null ? numberToLsn(local.replayed) : null,
         timeline: local.timeline,
-        why: `not streaming and no WAL replayed for ${Math.round((now - since) / 1000)} s although member "${leader}" lets this standby in: its replay stops at ${at} on timeline ${local.timeline}`,
+        why: `${state} on timeline ${local.timeline}`,
         what:
-          `the server log says why at ${at} (for example "invalid record length", "incorrect prev-link" or "invalid resource manager ID": WAL here that "${leader}" does not have, on the same timeline, which pg_rewind cannot see); ` +
+          `the server log says why at ${at} ("invalid record length", "incorrect prev-link", "invalid resource manager ID": WAL here that "${leader}" does not have on the same timeline, which pg_rewind cannot see; ` +
+          `"requested WAL segment ... has already been removed": "${leader}" recycled WAL this standby needs); ` +
           `rebuild this standby from "${leader}": stop it, move its data directory aside, pg_basebackup -R from "${leader}", start it`,
       },
       'warning',

@@ -46,8 +46,20 @@ export async function lead(m: MemberCore, local: LocalState, view: ClusterView):
       if (!shutDownServer(m.w)) m.handedOver = false;
       return;
     }
-    if (outcome === 'lost') m.loseLeadership('the leader key was lost during a switchover');
+    if (outcome === 'lost') {
+      const reason = 'this leader lost its key during the switchover (etcd did not answer in time); writes resume here once it leads again';
+      m.log.event('switchover_refused', { id: req.id, to: req.member, reason }, 'warning');
+      await m.dcs.updateFailover({ ...req, state: 'refused', reason }, (req as FailoverRequest & { lease: string }).lease).catch(() => false);
+      m.loseLeadership('the leader key was lost during a switchover');
+    }
     return;
+  }
+  // a switchover this member had begun and then lost its key in (etcd did not answer): refused, so that its
+  // caller learns it now rather than at its deadline (the refusal could not be written then)
+  if (req && req.kind === 'switchover' && req.leader === m.name && (req.state === 'accepted' || req.state === 'fenced')) {
+    const reason = 'the leader lost its key during the switchover (etcd did not answer in time), then took it back; writes resumed there';
+    m.log.event('switchover_refused', { id: req.id, to: req.member, reason }, 'warning');
+    await m.dcs.updateFailover({ ...req, state: 'refused', reason }, req.lease).catch(() => false);
   }
   await keepSync(m, local, view);
 }

@@ -178,7 +178,8 @@ export class MemberCore {
    */
   async keepLeading(reopen: boolean): Promise<void> {
     await this.renewLease();
-    if (!this.leading) return;
+    // the lease ran out (renewLease granted a new one, without the key): what the caller does for the leader stops
+    if (!this.leading) throw new DcsError('this member lost the leader key (its lease expired)');
     if (!(await this.confirmLeader())) {
       this.loseLeadership('the leader key is no longer this member\'s');
       throw new DcsError('the leader key is no longer this member\'s');

@@ -64,15 +64,38 @@ async function controlData(o: RejoinOptions): Promise<Map<string, string>> {
   return out;
 }
 
+/**
+ * Whether a postmaster owns this data directory. Its postmaster.pid is
+ * stale (a crash, a reboot) when no process has that PID, when the process
+ * belongs to another user (EPERM: PostgreSQL's own rule, CreateLockFile;
+ * after a reboot the number is often a root daemon's), or when the process
+ * does not run in this directory (a postmaster's working directory is its
+ * data directory).
+ */
 function serverRuns(dataDir: string): boolean {
+  let pid: number;
   try {
-    const pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     if (!Number.isInteger(pid) || pid <= 0) return false;
     process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  } catch {
+    return false;
   }
+  try {
+    return fs.realpathSync(`/proc/${pid}/cwd`) === fs.realpathSync(dataDir);
+  } catch (err) {
+    // no /proc to ask: the signal's answer stands; a process of another user's: not this server
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' && !fs.existsSync('/proc/self');
+  }
+}
+
+/** The newest timeline of the WAL segment files in pg_wal (0 when there are none). */
+function newestWalTimeline(dataDir: string): number {
+  let newest = 0;
+  for (const f of fs.readdirSync(path.join(dataDir, 'pg_wal'))) {
+    if (/^[0-9A-F]{24}(\.partial)?$/.test(f)) newest = Math.max(newest, parseInt(f.slice(0, 8), 16));
+  }
+  return newest;
 }
 
 /** Point this data directory at the leader: primary_conninfo, and standby.signal. */
@@ -202,6 +225,16 @@ export async function rejoin(o: RejoinOptions): Promise<RejoinResult> {
       action: 'standby',
       why: `a standby that did not shut down cleanly (database state "${state}", timeline ${timeline}): standby of "${leader}" configured, no pg_rewind (if its WAL forked off, its promoter reports needs_rewind: stop it cleanly and rejoin again)`,
     };
+  }
+
+  if (!isStandby && leaderTimeline !== null && newestWalTimeline(o.dataDir) === leaderTimeline) {
+    // a primary has WAL on the leader's own timeline only if it promoted to the same timeline ID (after it lost
+    // the key mid-promotion), or left recovery without promoting: either way its WAL differs from the leader's
+    // under one timeline ID, which pg_rewind (it compares timeline IDs) would take for "no rewind required"
+    throw new Error(
+      `this data directory was a primary with WAL on timeline ${leaderTimeline}, the timeline member "${leader}" leads on: ` +
+        'two histories under one timeline ID, which pg_rewind cannot tell apart; rebuild it: move it aside, pg_basebackup -R from the leader',
+    );
   }
 
   // pg_rewind decides whether the WAL diverged; it copies configuration files from the source, so keep ours

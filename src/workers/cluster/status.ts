@@ -54,7 +54,8 @@ export async function publishMember(m: MemberCore, local: LocalState): Promise<v
     replayed: local.replayed,
     streaming_from: local.sender,
     priority: m.s.priority,
-    nofailover: m.s.nofailover,
+    // a member that must be rebuilt (its WAL is not the cluster's) is never a candidate
+    nofailover: m.s.nofailover || m.follower.needs === 'rebuild',
     nosync: m.s.nosync,
     sysid: local.sysid,
     api_url: m.s.restapi_listen ? `http://${m.s.restapi_listen}/patroni` : null,
@@ -71,6 +72,7 @@ export function buildApiState(m: MemberCore, local: LocalState, lastLoopAt: numb
   return {
     ...apiStateOf(local, m.view, m.s),
     name: m.name,
+    needs: m.follower.needs,
     leader: m.leading,
     serverVersion: m.serverVersion,
     postmasterStartTime: m.postmasterStart,

@@ -24,7 +24,7 @@ export async function election(m: MemberCore, local: LocalState, view: ClusterVi
     lsn: local.lsn,
     timeline: local.timeline,
     priority: m.s.priority,
-    nofailover: m.s.nofailover,
+    nofailover: m.s.nofailover || m.follower.needs === 'rebuild',
     sysid: local.sysid,
     recovery: local.recovery,
     writable: false,
@@ -143,15 +143,31 @@ export async function promote(m: MemberCore, local: LocalState, view: ClusterVie
   m.log.event('promoting', { reason: why });
   // the lease is renewed while PostgreSQL promotes: a slow promotion must not cost the key
   const done = await promoteAndWait(m.w, 60_000, {
-    everyMs: m.t.loopWaitMs,
-    fn: () => m.keepLeading(true),
+    between: {
+      everyMs: m.t.loopWaitMs,
+      // the promotion is withdrawn once the key is lost, or may be (the fence closed: the lease can expire before
+      // etcd answers again); a slow etcd answer alone does not stop it
+      fn: () =>
+        m.keepLeading(true).catch((err: Error) => {
+          if (m.leading && m.fence.open) return;
+          throw err;
+        }),
+    },
+    spare: req && req.requested_by === m.name && req.pid ? req.pid : null,
   });
   if (!done.ok) {
-    m.log.event('promotion_failed', { reason: 'the server did not leave recovery within 60 s' }, 'warning');
+    m.log.event('promotion_failed', { reason: `${done.withdrawn ?? 'the server did not leave recovery'}: the promote request was withdrawn` }, 'warning');
     await m.abandon('the promotion failed');
     return;
   }
   const promoteMs = done.ms;
+  // the lease lost while PostgreSQL promoted (its request could not be withdrawn in time): this server is a
+  // primary without the key; another member may be elected, and may take the same timeline ID
+  if (!(await m.confirmLeader().catch(() => false))) {
+    m.log.event('promoted_without_key', { timeline: readLocal(m.w).timeline, reason: why, what: 'this server stays fenced; if another member leads on the same timeline ID, this one must be rebuilt (its promoter says so)' }, 'warning');
+    m.loseLeadership('the leader key was lost while this server promoted');
+    return;
+  }
   const after = readLocal(m.w);
   m.local = after;
   m.timelineSeen = after.timeline;
