@@ -288,6 +288,7 @@ Constants(napi_env env)
 	tsw_describe_constants(AddConstant, &arg);
 	AddConstant(&arg, "result", "int8Text", TSW_RESULT_INT8_TEXT);
 	AddConstant(&arg, "result", "timeText", TSW_RESULT_TIME_TEXT);
+	AddConstant(&arg, "result", "paramsArray", kParamsArray);
 	return arg.root;
 }
 

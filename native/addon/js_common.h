@@ -69,6 +69,36 @@ struct Args
 	napi_value operator[](size_t i) const { return argv[i]; }
 };
 
+/*
+ * The arguments of a statement call whose parameters follow its fixed
+ * arguments, one argument each (the runtime spreads them: reading a
+ * call's arguments costs nothing, reading an array's elements through
+ * N-API costs a generic property lookup each).  With kParamsArray in its
+ * flags, the one argument after the fixed ones is the parameters' array
+ * (the runtime passes long lists so, which a call's arguments cannot hold).
+ */
+class CallArgs
+{
+  public:
+	CallArgs(napi_env env, napi_callback_info info, size_t fixed);
+	napi_value	operator[](size_t i) const { return argv_[i]; }
+	/* The parameters, after the fixed arguments. */
+	const napi_value *params() const { return argv_ + fixed_; }
+	size_t		nparams() const { return argc_ - fixed_; }
+
+  private:
+	static constexpr size_t kInline = 16;
+
+	napi_value	inline_[kInline];
+	std::unique_ptr<napi_value[]> heap_;
+	napi_value *argv_ = inline_;
+	size_t		argc_ = 0;
+	size_t		fixed_ = 0;
+};
+
+/* Flag of a statement call: the parameters come as one array (see CallArgs). */
+constexpr int kParamsArray = 0x10000;
+
 napi_valuetype TypeOf(napi_env env, napi_value v);
 /* A string argument as UTF-8; false (TypeError thrown) if it is not one or holds a NUL. */
 bool		GetString(napi_env env, napi_value v, const char *what, std::string *out);
@@ -127,6 +157,8 @@ class ParamValues
 
 	/* Convert `given` (an array, or undefined) for plan's parameters; false with an exception pending. */
 	bool		Fill(napi_env env, const TswPlan *plan, napi_value given);
+	/* The same for `count` values given one by one. */
+	bool		Fill(napi_env env, const TswPlan *plan, const napi_value *given, size_t count);
 	const TswParamValue *values() const { return values_; }
 
   private:
@@ -138,6 +170,7 @@ class ParamValues
 	std::string inline_texts_[kInline];
 	std::unique_ptr<TswParamValue[]> heap_values_;
 	std::unique_ptr<std::string[]> heap_texts_;
+	std::unique_ptr<napi_value[]> elements_;
 	TswParamValue *values_ = nullptr;
 	std::string *texts_ = nullptr;
 };

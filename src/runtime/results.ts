@@ -2,7 +2,7 @@
  * `Rows`: what a statement returns. The checks on per-statement options
  * shared by queries, prepared statements and cursors.
  */
-import type { Constants, FieldInfo, RawResult, ResultChannel } from './addon';
+import type { Constants, FieldInfo, RawResult, ResultChannel, StatementCall } from './addon';
 import type { ResultOptions } from './define';
 
 /**
@@ -72,6 +72,31 @@ export function rowsOf<R>(values: RawResult): Rows<R> {
   const rows = new Rows<R>(commands[info[0]], info[1], shape === undefined ? NO_FIELDS : shape.fields);
   if (shape !== undefined && values !== undefined) shape.build(rows, values, info[2]);
   return rows;
+}
+
+/**
+ * Longer parameter lists go to the addon as one array: a call's arguments
+ * are limited (V8: 65534), and reading them one by one only pays off for
+ * short lists.
+ */
+const MAX_SPREAD_PARAMS = 32;
+
+/**
+ * The Rows of `call(what, ...)` with `params` (checked by checkParams):
+ * short lists are passed one argument each, which the addon reads without
+ * a property lookup per element (native/addon/js_common.h, CallArgs).
+ */
+export function runStatement<R, T>(
+  call: StatementCall<T>,
+  what: T,
+  params: readonly unknown[] | undefined,
+  timeoutMs: number,
+  flags: number,
+  paramsArray: number,
+): Rows<R> {
+  if (params === undefined) return rowsOf<R>(call(what, timeoutMs, flags));
+  if (params.length <= MAX_SPREAD_PARAMS) return rowsOf<R>(call(what, timeoutMs, flags, ...params));
+  return rowsOf<R>(call(what, timeoutMs, flags | paramsArray, params));
 }
 
 /** The addon's result flags for `options` (checked; 0 when none). */
