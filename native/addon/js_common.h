@@ -28,7 +28,7 @@ struct Refs
 	napi_ref	interval = nullptr;	/* class Interval (months, days, microseconds) */
 	napi_ref	shapes = nullptr;	/* the runtime's result shapes ({ fields, build }) */
 	napi_ref	commands = nullptr;	/* the runtime's command tags */
-	napi_ref	info = nullptr;	/* Float64Array(4) describing the last result */
+	napi_ref	info = nullptr;	/* Float64Array(5) describing the last result */
 	double	   *info_data = nullptr;	/* its elements */
 	napi_ref	json_parse = nullptr;
 	napi_ref	json_stringify = nullptr;
@@ -136,8 +136,9 @@ int			CommandIndex(napi_env env, const char *command);
 
 /*
  * A result for the runtime's rowsOf(): its cells, row-major (undefined
- * when the statement returned no rows at all), described in info; nullptr
- * with an exception pending.  Frees res.
+ * when the statement returned no rows at all; the value itself when it is
+ * one row of one column), described in info; nullptr with an exception
+ * pending.  Frees res.
  */
 napi_value	ResultValue(napi_env env, TswResult *res);
 

@@ -77,7 +77,7 @@ export interface ResultShape {
  * (results.ts owns it; rowsOf reads it).
  */
 export interface ResultChannel {
-  /** [index in commands, rowCount, rows returned, index in shapes (-1: no rows at all)] */
+  /** [index in commands, rowCount, rows returned, index in shapes (-1: no rows at all), lone (1: the result is its one value)] */
   readonly info: Float64Array;
   /** Command tags (`SELECT`, `INSERT` ...), added to by the addon. */
   readonly commands: string[];
@@ -85,8 +85,11 @@ export interface ResultChannel {
   readonly shapes: ResultShape[];
 }
 
-/** What a statement call returns: its rows' cells, row-major, or undefined; read with rowsOf(). */
-export type RawResult = readonly unknown[] | undefined;
+/**
+ * What a statement call returns: its rows' cells, row-major, or undefined,
+ * or the value itself when it is one row of one column; read with rowsOf().
+ */
+export type RawResult = unknown;
 
 /**
  * A statement call: `what` (sql or a plan's handle), timeoutMs (0 no limit,

@@ -60,7 +60,7 @@ export class Rows<R> extends Array<R> {
 const NO_FIELDS: readonly FieldInfo[] = Object.freeze([]);
 
 /** Where the addon describes each result (given to it at init). */
-export const resultChannel: ResultChannel = { info: new Float64Array(4), commands: [], shapes: [] };
+export const resultChannel: ResultChannel = { info: new Float64Array(5), commands: [], shapes: [] };
 
 /**
  * The Rows of what a statement call just returned: read at once, before
@@ -70,7 +70,9 @@ export function rowsOf<R>(values: RawResult): Rows<R> {
   const { info, commands, shapes } = resultChannel;
   const shape = info[3] >= 0 ? shapes[info[3]] : undefined;
   const rows = new Rows<R>(commands[info[0]], info[1], shape === undefined ? NO_FIELDS : shape.fields);
-  if (shape !== undefined && values !== undefined) shape.build(rows, values, info[2]);
+  if (shape !== undefined && values !== undefined) {
+    shape.build(rows, info[4] === 1 ? [values] : (values as readonly unknown[]), info[2]);
+  }
   return rows;
 }
 
