@@ -12,7 +12,9 @@
 #define TSW_JS_COMMON_H
 
 #include <node_api.h>
+#include <v8.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -36,6 +38,32 @@ struct Refs
 };
 
 extern Refs g_refs;
+
+/*
+ * A napi_value is a v8::Local's slot, as in Node's own
+ * v8impl::V8LocalValueFromJsValue (js_native_api_v8.h): the two convert by
+ * copy.  V8's API is used directly only where N-API's checks per call
+ * showed in a profile: the result arrays (js_values.cc) and the checks of
+ * a statement call's fixed arguments (js_error.cc, js_statements.cc).
+ */
+inline v8::Local<v8::Value>
+ToV8(napi_value v)
+{
+	v8::Local<v8::Value> local;
+
+	static_assert(sizeof(local) == sizeof(v), "a napi_value is a v8::Local");
+	std::memcpy(static_cast<void *>(&local), &v, sizeof(v));
+	return local;
+}
+
+inline napi_value
+FromV8(v8::Local<v8::Value> local)
+{
+	napi_value	v;
+
+	std::memcpy(static_cast<void *>(&v), &local, sizeof(local));
+	return v;
+}
 
 /* The value a reference holds (nullptr if unset). */
 napi_value	Ref(napi_env env, napi_ref ref);

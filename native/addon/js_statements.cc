@@ -37,14 +37,15 @@ FinalizeKeptPlan(napi_env env, void *data, void *hint)
 KeptPlan *
 GetKeptPlan(napi_env env, napi_value v)
 {
-	void	   *data = nullptr;
+	v8::Local<v8::Value> local = ToV8(v);
 
-	if (TypeOf(env, v) != napi_external || napi_get_value_external(env, v, &data) != napi_ok)
+	/* what napi_typeof and napi_get_value_external do, without their checks per call */
+	if (!local->IsExternal())
 	{
 		ThrowType(env, "expected a prepared statement handle");
 		return nullptr;
 	}
-	KeptPlan   *kp = static_cast<KeptPlan *>(data);
+	KeptPlan   *kp = static_cast<KeptPlan *>(local.As<v8::External>()->Value());
 
 	if (kp->plan == nullptr)
 	{

@@ -31,31 +31,6 @@ namespace
 
 napi_value	CellValue(napi_env env, const TswCell &cell);
 
-/*
- * A napi_value is a v8::Local's slot, as in Node's own
- * v8impl::V8LocalValueFromJsValue (js_native_api_v8.h): the two convert by
- * copy.  Only the result array uses V8's API directly (CellsArray).
- */
-inline v8::Local<v8::Value>
-ToV8(napi_value v)
-{
-	v8::Local<v8::Value> local;
-
-	static_assert(sizeof(local) == sizeof(v), "a napi_value is a v8::Local");
-	std::memcpy(static_cast<void *>(&local), &v, sizeof(v));
-	return local;
-}
-
-inline napi_value
-FromV8(v8::Local<v8::Value> local)
-{
-	napi_value	v;
-
-	std::memcpy(static_cast<void *>(&v), &local, sizeof(local));
-	return v;
-}
-
-
 /* Nested arrays for dimension dim of a, consuming elements from *next. */
 napi_value
 ArrayLevel(napi_env env, const TswArray *a, int dim, int *next)
