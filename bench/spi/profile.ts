@@ -25,6 +25,7 @@ import * as path from 'node:path';
 
 import { Cluster, pidAlive } from '../../test/harness/cluster';
 import { sh, sleep } from '../report';
+import { BENCH_CONF, createTables, installWorker } from './setup';
 
 const HERE = __dirname;
 const TOP = path.resolve(HERE, '..', '..');
@@ -55,39 +56,17 @@ async function main(): Promise<void> {
   fs.mkdirSync(out, { recursive: true });
 
   await sh('make', ['-s', '-C', HERE, 'install'], { cwd: TOP });
-  const cluster = await Cluster.create('spiprof', {
-    env: serverEnv(),
-    conf: {
-      shared_preload_libraries: 'pg_tsworker',
-      max_worker_processes: 16,
-      shared_buffers: '512MB',
-      autovacuum: false,
-      'tsworker.restart_interval': -1,
-    },
-  });
+  const cluster = await Cluster.create('spiprof', { env: serverEnv(), conf: BENCH_CONF });
+  const onSignal = () => {
+    process.stderr.write('\ninterrupted: removing the cluster\n');
+    void cluster.cleanup().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const db = await cluster.connect({ applicationName: 'tsw_bench_profile' });
-    const dir = path.join(cluster.baseDir, 'bench');
-    fs.mkdirSync(dir, { mode: 0o755 });
-    fs.copyFileSync(path.join(HERE, 'worker.ts'), path.join(dir, 'worker.ts'));
-    fs.chmodSync(path.join(dir, 'worker.ts'), 0o644);
-    await db.query('CREATE EXTENSION pg_tsworker');
-    await db.query('CREATE EXTENSION tsw_bench_c');
-    await db.query(`CREATE TABLE tsw_bench_results(
-      id bigserial PRIMARY KEY, system text NOT NULL, workload text NOT NULL, n int NOT NULL,
-      seconds float8 NOT NULL, checksum int8, token int8, cpu_seconds float8, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
-    await db.query('CREATE TABLE bench_ins(id int8, v text)');
-    await db.query('CREATE TABLE bench_read(id int8, n numeric, f float8, t text, ts timestamptz, b bool)');
-    await db.query(
-      `INSERT INTO bench_read
-       SELECT i, round(i * 1.6180339887, 4), i / 7.0::float8, 'text-' || i || repeat('x', (i % 23)::int),
-              timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second', i % 2 = 0
-       FROM generate_series(1, $1::int8) AS i`,
-      [rows],
-    );
-    await db.query('ALTER TABLE bench_read ADD PRIMARY KEY (id)');
-    await db.query('VACUUM (FREEZE, ANALYZE) bench_read');
-    await db.query('SELECT count(*), sum(length(t)) FROM bench_read');
+    const dir = installWorker(cluster);
+    await createTables(db, rows);
 
     for (const workload of workloads) for (const system of systems) {
       const n = workload === 'read' ? rows : Number(arg('n', String(defaultN[workload])));
@@ -114,8 +93,15 @@ async function main(): Promise<void> {
         })();
       } else {
         const db2 = await cluster.connect({ applicationName: 'tsw_bench_profile_c' });
-        done = db2.query('SELECT tsw_bench_c.run($1, $2) AS s', [workload, n]).finally(() => db2.end());
-        for (;;) {
+        let finished = false;
+        done = db2
+          .query('SELECT tsw_bench_c.run($1, $2) AS s', [workload, n])
+          .finally(() => {
+            finished = true;
+            return db2.end();
+          });
+        // A short run can end before its pid is seen: then it is not profiled.
+        while (!finished) {
           const r = (await db.query(`SELECT pid FROM pg_stat_activity WHERE backend_type = 'tsw_bench_c'`)).rows[0];
           if (r) {
             pid = r.pid;
@@ -124,7 +110,7 @@ async function main(): Promise<void> {
           await sleep(1);
         }
       }
-      const noPerf = process.argv.includes('--no-perf');
+      const noPerf = process.argv.includes('--no-perf') || pid === 0;
       const perf = spawn(noPerf ? 'true' : 'perf', noPerf ? [] : ['record', '-q', '-g', '-F', '2000', '-o', data, '-p', String(pid)], {
         stdio: 'inherit',
       });
