@@ -16,6 +16,7 @@
         "native/addon/pg_jsonb.c",
         "native/addon/pg_plan.c",
         "native/addon/pg_report.c",
+        "native/addon/pg_result.c",
         "native/addon/pg_stmt.c",
         "native/addon/pg_values.c",
         "native/addon/pg_xact.c"

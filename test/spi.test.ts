@@ -160,6 +160,18 @@ describe('prepared statements, cursors, statement savepoints', () => {
     assert.equal(rows.prepared_insert_dup.code, '23505');
   });
 
+  test('parameter lists, short (one argument each) and long (one array), are converted and counted alike', () => {
+    const p = rows.param_lists;
+    assert.equal(p.query32, (32 * 33) / 2);
+    assert.equal(p.query33, (33 * 34) / 2);
+    assert.equal(p.tx300, (300 * 301) / 2);
+    assert.equal(p.prepared40, (40 * 41) / 2);
+    assert.equal(p.nulls, null, 'a null parameter is SQL NULL');
+    assert.equal(p.shortArity.code, '42P18', 'an inferred statement given too many parameters');
+    assert.match(p.longArity.error, /RangeError: the statement takes 40 parameters, 41 were given/);
+    assert.match(p.longArityShort.error, /RangeError: the statement takes 40 parameters, 2 were given/);
+  });
+
   test('tx.cursor: fetch, move, close, scroll, batches, sync and async iteration', () => {
     assert.deepEqual(rows.cursor_ops.ok ?? rows.cursor_ops, { a: [3, 4, 5], moved: 2, b: [8], rest: [9, 10], end: 0, closed: { error: 'Error: cursor.fetch(): the cursor is closed' } });
     assert.deepEqual(rows.cursor_scroll, { back: 3, next: 3 });

@@ -23,6 +23,11 @@
  *            SELECT t FROM bench_read WHERE id = $1 with ids from a
  *            deterministic PRNG (the same sequence as the other systems)
  *
+ * Each workload first runs untimed on a tenth of its size (insert's warm-up
+ * rolled back, lookup's from another PRNG seed, read's on the first tenth of
+ * the rows), as the TypeScript worker does, so that both time their steady
+ * state rather than their first calls.
+ *
  * What this code is written to be: what a C author would naturally write for
  * these loops, nothing more clever.
  */
@@ -51,6 +56,10 @@ PG_FUNCTION_INFO_V1(tsw_bench_c_run);
 PGDLLEXPORT void tsw_bench_c_main(Datum main_arg);
 
 #define READ_BATCH 10000
+#define READ_SQL "SELECT id, n, f, t, ts, b FROM bench_read"
+/* The untimed warm-up before each workload: a tenth of it (lookup: its own PRNG seed). */
+#define WARMUP(n) ((n) / 10)
+#define WARMUP_SEED 7
 
 /* What the launching backend hands to the worker, in bgw_extra. */
 typedef struct BenchArgs
@@ -103,6 +112,16 @@ begin_tx(const char *activity)
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
+/* Roll back instead (the insert workload's warm-up). */
+static void
+abort_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
 static void
 end_tx(void)
 {
@@ -147,9 +166,9 @@ run_select1(int n, BenchResult *res)
 	res->checksum = sum;
 }
 
-/* insert: one transaction of n parameterised single-row inserts. */
+/* insert: one transaction of n parameterised single-row inserts (rolled back unless keep). */
 static void
-run_insert(int n, BenchResult *res)
+run_insert(int n, bool keep, BenchResult *res)
 {
 	const char *sql = "INSERT INTO bench_ins(id, v) VALUES ($1, $2)";
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
@@ -184,17 +203,19 @@ run_insert(int n, BenchResult *res)
 		MemoryContextReset(loopcxt);
 	}
 	SPI_freeplan(plan);
-	end_tx();
+	if (keep)
+		end_tx();
+	else
+		abort_tx();
 	res->seconds = now_seconds() - t0;
 	res->cpu_seconds = cpu_seconds() - c0;
 	res->checksum = inserted;
 }
 
-/* read: every row and column of bench_read through a cursor. */
+/* read: every row and column of sql's rows (bench_read's) through a cursor. */
 static void
-run_read(BenchResult *res)
+run_read(const char *sql, BenchResult *res)
 {
-	const char *sql = "SELECT id, n, f, t, ts, b FROM bench_read";
 	int64		rows = 0;
 	int64		sink = 0;
 	double		fsum = 0;
@@ -277,14 +298,14 @@ run_read(BenchResult *res)
 	res->sink = sink + (int64) fsum;
 }
 
-/* lookup: n prepared point lookups with PRNG ids in 1..maxid. */
+/* lookup: n prepared point lookups with PRNG ids in 1..maxid, from seed. */
 static void
-run_lookup(int n, int64 maxid, BenchResult *res)
+run_lookup(int n, int64 maxid, uint32 seed, BenchResult *res)
 {
 	const char *sql = "SELECT t FROM bench_read WHERE id = $1";
 	Oid			argtypes[1] = {INT8OID};
 	int64		total_len = 0;
-	uint32		x = 42;
+	uint32		x = seed;
 	double		t0 = now_seconds();
 	double		c0 = cpu_seconds();
 	SPIPlanPtr	plan;
@@ -373,6 +394,7 @@ tsw_bench_c_main(Datum main_arg)
 {
 	BenchArgs	args;
 	BenchResult res = {0};
+	BenchResult warm = {0};
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 
@@ -381,17 +403,36 @@ tsw_bench_c_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, args.roleoid, 0);
 	pgstat_report_appname("tsw_bench_c");
 
+	/*
+	 * Each workload runs first untimed on a tenth of its size (as the
+	 * TypeScript worker does: there it is JIT compilation and the heap's
+	 * growth, here the caches), then timed.
+	 */
 	if (strcmp(args.workload, "select1") == 0)
+	{
+		run_select1(WARMUP(args.n), &warm);
 		run_select1(args.n, &res);
+	}
 	else if (strcmp(args.workload, "insert") == 0)
-		run_insert(args.n, &res);
+	{
+		run_insert(WARMUP(args.n), false, &warm);
+		run_insert(args.n, true, &res);
+	}
 	else if (strcmp(args.workload, "read") == 0)
-		run_read(&res);
+	{
+		char		warm_sql[128];
+
+		/* n: bench_read's rows */
+		snprintf(warm_sql, sizeof(warm_sql), "%s LIMIT %d", READ_SQL, WARMUP(args.n));
+		run_read(warm_sql, &warm);
+		run_read(READ_SQL, &res);
+	}
 	else if (strcmp(args.workload, "lookup") == 0)
 	{
 		int64		maxid = read_maxid();
 
-		run_lookup(args.n, maxid, &res);
+		run_lookup(WARMUP(args.n), maxid, WARMUP_SEED, &warm);
+		run_lookup(args.n, maxid, 42, &res);
 	}
 	else
 		elog(ERROR, "unknown workload \"%s\"", args.workload);

@@ -58,8 +58,8 @@ Init(napi_env env, napi_callback_info info)
 	napi_is_typedarray(env, channel[0], &is_array);
 	if (is_array)
 		napi_get_typedarray_info(env, channel[0], &type, &length, &data, nullptr, nullptr);
-	if (!is_array || type != napi_float64_array || length < 4)
-		return ThrowType(env, "init(): results.info must be a Float64Array(4)");
+	if (!is_array || type != napi_float64_array || length < 5)
+		return ThrowType(env, "init(): results.info must be a Float64Array(5)");
 	for (int i = 1; i < 3; i++)
 	{
 		napi_is_array(env, channel[i], &is_array);
@@ -288,6 +288,7 @@ Constants(napi_env env)
 	tsw_describe_constants(AddConstant, &arg);
 	AddConstant(&arg, "result", "int8Text", TSW_RESULT_INT8_TEXT);
 	AddConstant(&arg, "result", "timeText", TSW_RESULT_TIME_TEXT);
+	AddConstant(&arg, "result", "paramsArray", kParamsArray);
 	return arg.root;
 }
 

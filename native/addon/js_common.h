@@ -12,7 +12,9 @@
 #define TSW_JS_COMMON_H
 
 #include <node_api.h>
+#include <v8.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -28,7 +30,7 @@ struct Refs
 	napi_ref	interval = nullptr;	/* class Interval (months, days, microseconds) */
 	napi_ref	shapes = nullptr;	/* the runtime's result shapes ({ fields, build }) */
 	napi_ref	commands = nullptr;	/* the runtime's command tags */
-	napi_ref	info = nullptr;	/* Float64Array(4) describing the last result */
+	napi_ref	info = nullptr;	/* Float64Array(5) describing the last result */
 	double	   *info_data = nullptr;	/* its elements */
 	napi_ref	json_parse = nullptr;
 	napi_ref	json_stringify = nullptr;
@@ -36,6 +38,32 @@ struct Refs
 };
 
 extern Refs g_refs;
+
+/*
+ * A napi_value is a v8::Local's slot, as in Node's own
+ * v8impl::V8LocalValueFromJsValue (js_native_api_v8.h): the two convert by
+ * copy.  V8's API is used directly only where N-API's checks per call
+ * showed in a profile: the result arrays (js_values.cc) and the checks of
+ * a statement call's fixed arguments (js_error.cc, js_statements.cc).
+ */
+inline v8::Local<v8::Value>
+ToV8(napi_value v)
+{
+	v8::Local<v8::Value> local;
+
+	static_assert(sizeof(local) == sizeof(v), "a napi_value is a v8::Local");
+	std::memcpy(static_cast<void *>(&local), &v, sizeof(v));
+	return local;
+}
+
+inline napi_value
+FromV8(v8::Local<v8::Value> local)
+{
+	napi_value	v;
+
+	std::memcpy(static_cast<void *>(&v), &local, sizeof(local));
+	return v;
+}
 
 /* The value a reference holds (nullptr if unset). */
 napi_value	Ref(napi_env env, napi_ref ref);
@@ -68,6 +96,36 @@ struct Args
 	}
 	napi_value operator[](size_t i) const { return argv[i]; }
 };
+
+/*
+ * The arguments of a statement call whose parameters follow its fixed
+ * arguments, one argument each (the runtime spreads them: reading a
+ * call's arguments costs nothing, reading an array's elements through
+ * N-API costs a generic property lookup each).  With kParamsArray in its
+ * flags, the one argument after the fixed ones is the parameters' array
+ * (the runtime passes long lists so, which a call's arguments cannot hold).
+ */
+class CallArgs
+{
+  public:
+	CallArgs(napi_env env, napi_callback_info info, size_t fixed);
+	napi_value	operator[](size_t i) const { return argv_[i]; }
+	/* The parameters, after the fixed arguments. */
+	const napi_value *params() const { return argv_ + fixed_; }
+	size_t		nparams() const { return argc_ - fixed_; }
+
+  private:
+	static constexpr size_t kInline = 16;
+
+	napi_value	inline_[kInline];
+	std::unique_ptr<napi_value[]> heap_;
+	napi_value *argv_ = inline_;
+	size_t		argc_ = 0;
+	size_t		fixed_ = 0;
+};
+
+/* Flag of a statement call: the parameters come as one array (see CallArgs). */
+constexpr int kParamsArray = 0x10000;
 
 napi_valuetype TypeOf(napi_env env, napi_value v);
 /* A string argument as UTF-8; false (TypeError thrown) if it is not one or holds a NUL. */
@@ -106,8 +164,9 @@ int			CommandIndex(napi_env env, const char *command);
 
 /*
  * A result for the runtime's rowsOf(): its cells, row-major (undefined
- * when the statement returned no rows at all), described in info; nullptr
- * with an exception pending.  Frees res.
+ * when the statement returned no rows at all; the value itself when it is
+ * one row of one column), described in info; nullptr with an exception
+ * pending.  Frees res.
  */
 napi_value	ResultValue(napi_env env, TswResult *res);
 
@@ -127,6 +186,8 @@ class ParamValues
 
 	/* Convert `given` (an array, or undefined) for plan's parameters; false with an exception pending. */
 	bool		Fill(napi_env env, const TswPlan *plan, napi_value given);
+	/* The same for `count` values given one by one. */
+	bool		Fill(napi_env env, const TswPlan *plan, const napi_value *given, size_t count);
 	const TswParamValue *values() const { return values_; }
 
   private:
@@ -138,6 +199,7 @@ class ParamValues
 	std::string inline_texts_[kInline];
 	std::unique_ptr<TswParamValue[]> heap_values_;
 	std::unique_ptr<std::string[]> heap_texts_;
+	std::unique_ptr<napi_value[]> elements_;
 	TswParamValue *values_ = nullptr;
 	std::string *texts_ = nullptr;
 };

@@ -120,7 +120,10 @@ int32_t
 GetInt(napi_env env, napi_value v, int32_t dflt)
 {
 	int32_t		n = dflt;
+	v8::Local<v8::Value> local = ToV8(v);
 
+	if (local->IsInt32())
+		return local.As<v8::Int32>()->Value();
 	if (TypeOf(env, v) == napi_number)
 		napi_get_value_int32(env, v, &n);
 	return n;

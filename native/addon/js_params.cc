@@ -98,6 +98,7 @@ ParamValues::Convert(napi_env env, napi_value v, const TswParamType &type, int i
 	return true;
 }
 
+/* The elements of an array of parameters (or undefined: none), then Fill() them. */
 bool
 ParamValues::Fill(napi_env env, const TswPlan *plan, napi_value given)
 {
@@ -116,12 +117,26 @@ ParamValues::Fill(napi_env env, const TswPlan *plan, napi_value given)
 		napi_get_array_length(env, given, &count);
 	}
 	if (count != static_cast<uint32_t>(plan->nparams))
+		return Fill(env, plan, nullptr, count);
+	elements_.reset(new napi_value[count > 0 ? count : 1]);
+	for (uint32_t i = 0; i < count; i++)
+	{
+		if (napi_get_element(env, given, i, &elements_[i]) != napi_ok)
+			return false;
+	}
+	return Fill(env, plan, elements_.get(), count);
+}
+
+bool
+ParamValues::Fill(napi_env env, const TswPlan *plan, const napi_value *given, size_t count)
+{
+	if (count != static_cast<size_t>(plan->nparams))
 	{
 		ThrowRange(env, "the statement takes " + std::to_string(plan->nparams) +
 				   " parameters, " + std::to_string(count) + " were given");
 		return false;
 	}
-	if (count <= static_cast<uint32_t>(kInline))
+	if (count <= static_cast<size_t>(kInline))
 	{
 		values_ = inline_values_;
 		texts_ = inline_texts_;
@@ -133,22 +148,37 @@ ParamValues::Fill(napi_env env, const TswPlan *plan, napi_value given)
 		values_ = heap_values_.get();
 		texts_ = heap_texts_.get();
 	}
-	for (uint32_t i = 0; i < count; i++)
+	for (size_t i = 0; i < count; i++)
 	{
-		napi_value	v;
-		napi_valuetype t;
+		napi_valuetype t = TypeOf(env, given[i]);
 
-		if (napi_get_element(env, given, i, &v) != napi_ok)
-			return false;
 		values_[i].form = TSW_VALUE_NULL;
 		values_[i].len = 0;
-		t = TypeOf(env, v);
 		if (t == napi_null || t == napi_undefined)
 			continue;
-		if (!Convert(env, v, plan->params[i], static_cast<int>(i)))
+		if (!Convert(env, given[i], plan->params[i], static_cast<int>(i)))
 			return false;
 	}
 	return true;
+}
+
+/* The arguments of a statement call (see js_common.h). */
+CallArgs::CallArgs(napi_env env, napi_callback_info info, size_t fixed)
+	: fixed_(fixed)
+{
+	argc_ = kInline;
+	napi_get_cb_info(env, info, &argc_, inline_, nullptr, nullptr);
+	if (argc_ > kInline)
+	{
+		heap_.reset(new napi_value[argc_]);
+		napi_get_cb_info(env, info, &argc_, heap_.get(), nullptr, nullptr);
+		argv_ = heap_.get();
+	}
+	/* the fixed ones and the one after them (an array of parameters) are always there */
+	for (size_t i = argc_; i <= fixed && i < kInline; i++)
+		napi_get_undefined(env, &inline_[i]);
+	if (argc_ < fixed)
+		argc_ = fixed;
 }
 
 static const char *

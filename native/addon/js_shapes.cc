@@ -30,6 +30,40 @@ constexpr size_t kMaxShapes = 512;
 /* Shapes by their columns' names and types: the index in the runtime's `shapes`. */
 std::unordered_map<std::string, int> g_shapes;
 
+/*
+ * The columns of the shape found last, and its index: a statement run in a
+ * loop finds its shape without building the key.
+ */
+struct LastShape
+{
+	std::vector<std::string> names;
+	std::vector<uint32_t> oids;
+	int			index = -1;
+
+	bool		Matches(const TswResult *res) const
+	{
+		if (index < 0 || oids.size() != static_cast<size_t>(res->ncolumns))
+			return false;
+		for (int c = 0; c < res->ncolumns; c++)
+			if (oids[c] != res->columns[c].type_oid || names[c] != res->columns[c].name)
+				return false;
+		return true;
+	}
+	void		Remember(const TswResult *res, int i)
+	{
+		names.clear();
+		oids.clear();
+		for (int c = 0; c < res->ncolumns; c++)
+		{
+			names.emplace_back(res->columns[c].name);
+			oids.push_back(res->columns[c].type_oid);
+		}
+		index = i;
+	}
+};
+
+LastShape	g_last;
+
 /* Command tags seen so far, at their index in the runtime's `commands`. */
 std::vector<std::string> g_commands;
 
@@ -131,6 +165,8 @@ ShapeOf(napi_env env, const TswResult *res)
 {
 	std::string key;
 
+	if (g_last.Matches(res))
+		return g_last.index;
 	for (int c = 0; c < res->ncolumns; c++)
 	{
 		key += res->columns[c].name;
@@ -141,7 +177,10 @@ ShapeOf(napi_env env, const TswResult *res)
 	auto		it = g_shapes.find(key);
 
 	if (it != g_shapes.end())
+	{
+		g_last.Remember(res, it->second);
 		return it->second;
+	}
 
 	napi_value	shapes = Ref(env, g_refs.shapes);
 	napi_value	build = CompileBuild(env, res);
@@ -155,6 +194,7 @@ ShapeOf(napi_env env, const TswResult *res)
 		napi_value	zero;
 
 		g_shapes.clear();
+		g_last.index = -1;
 		napi_create_uint32(env, 0, &zero);
 		napi_set_named_property(env, shapes, "length", zero);
 	}
@@ -167,6 +207,7 @@ ShapeOf(napi_env env, const TswResult *res)
 	if (napi_set_element(env, shapes, index, shape) != napi_ok)
 		return -1;
 	g_shapes.emplace(key, index);
+	g_last.Remember(res, index);
 	return index;
 }
 

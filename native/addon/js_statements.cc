@@ -37,14 +37,15 @@ FinalizeKeptPlan(napi_env env, void *data, void *hint)
 KeptPlan *
 GetKeptPlan(napi_env env, napi_value v)
 {
-	void	   *data = nullptr;
+	v8::Local<v8::Value> local = ToV8(v);
 
-	if (TypeOf(env, v) != napi_external || napi_get_value_external(env, v, &data) != napi_ok)
+	/* what napi_typeof and napi_get_value_external do, without their checks per call */
+	if (!local->IsExternal())
 	{
 		ThrowType(env, "expected a prepared statement handle");
 		return nullptr;
 	}
-	KeptPlan   *kp = static_cast<KeptPlan *>(data);
+	KeptPlan   *kp = static_cast<KeptPlan *>(local.As<v8::External>()->Value());
 
 	if (kp->plan == nullptr)
 	{
@@ -76,17 +77,38 @@ ParamCount(napi_env env, napi_value params)
 }
 
 /*
+ * The parameters of a statement call: args after `fixed`, one by one, or
+ * in one array with kParamsArray in flags (js_common.h).
+ */
+struct GivenParams
+{
+	const CallArgs &args;
+	size_t		fixed;
+	bool		in_array;
+
+	/* How many; -1 with a TypeError pending. */
+	int			Count(napi_env env) const
+	{
+		return in_array ? ParamCount(env, args[fixed]) : static_cast<int>(args.nparams());
+	}
+	bool		Into(napi_env env, const TswPlan *plan, ParamValues *out) const
+	{
+		return in_array ? out->Fill(env, plan, args[fixed]) : out->Fill(env, plan, args.params(), args.nparams());
+	}
+};
+
+/*
  * Run sql with params in the open transaction; the Rows, or nullptr with
  * an exception pending.
  */
 napi_value
-RunStatement(napi_env env, const std::string &sql, napi_value params, int timeout_ms, int flags)
+RunStatement(napi_env env, const std::string &sql, const GivenParams &params, int timeout_ms, int flags)
 {
 	TswResult  *res = nullptr;
 	TswError   *err = nullptr;
 	TswPlan    *plan = nullptr;
 	ParamValues params_in;
-	int			nparams = ParamCount(env, params);
+	int			nparams = params.Count(env);
 
 	if (nparams < 0)
 		return nullptr;
@@ -94,7 +116,7 @@ RunStatement(napi_env env, const std::string &sql, napi_value params, int timeou
 	{
 		if (tsw_plan_statement(sql.c_str(), nparams, 0, timeout_ms, &plan, &err) != 0)
 			return ThrowPgError(env, err);
-		if (!params_in.Fill(env, plan, params))
+		if (!params.Into(env, plan, &params_in))
 		{
 			tsw_plan_discard(plan);
 			return nullptr;
@@ -160,39 +182,44 @@ InTransaction(napi_env env, napi_callback_info info)
 }
 
 /*
- * query(sql, params?, timeoutMs = -1, flags = 0) -> Rows, in the open
+ * query(sql, timeoutMs, flags, ...params) -> Rows, in the open
  * transaction.  timeoutMs: 0 no limit, -1 tsworker.statement_timeout;
- * flags: TSW_RESULT_*.
+ * flags: TSW_RESULT_*, and kParamsArray when the parameters come as one
+ * array (see CallArgs).
  */
 napi_value
 Query(napi_env env, napi_callback_info info)
 {
-	Args<4>		args(env, info);
+	CallArgs	args(env, info, 3);
 	std::string sql;
+	int			flags = GetInt(env, args[2], 0);
 
 	if (!GetString(env, args[0], "query(sql, params): sql", &sql))
 		return nullptr;
-	return RunStatement(env, sql, args[1], GetInt(env, args[2], -1), GetInt(env, args[3], 0));
+	return RunStatement(env, sql, GivenParams{args, 3, (flags & kParamsArray) != 0},
+						GetInt(env, args[1], -1), flags & ~kParamsArray);
 }
 
 /*
- * queryOnce(sql, params?, timeoutMs = -1, flags = 0) -> Rows: sql alone in
- * a transaction of its own, without a statement subtransaction (a failure
+ * queryOnce(sql, timeoutMs, flags, ...params) -> Rows: sql alone in a
+ * transaction of its own, without a statement subtransaction (a failure
  * rolls back everything anyway).  Refused (25001) inside a transaction.
  */
 napi_value
 QueryOnce(napi_env env, napi_callback_info info)
 {
-	Args<4>		args(env, info);
+	CallArgs	args(env, info, 3);
 	std::string sql;
 	TswError   *err = nullptr;
 	napi_value	rows;
+	int			flags = GetInt(env, args[2], 0);
 
 	if (!GetString(env, args[0], "query(sql, params): sql", &sql))
 		return nullptr;
 	if (tsw_begin(0, 0, nullptr, &err) != 0)
 		return ThrowPgError(env, err);
-	rows = RunStatement(env, sql, args[1], GetInt(env, args[2], -1), GetInt(env, args[3], 0));
+	rows = RunStatement(env, sql, GivenParams{args, 3, (flags & kParamsArray) != 0},
+						GetInt(env, args[1], -1), flags & ~kParamsArray);
 	if (rows == nullptr)
 	{
 		TswError   *rollback_err = nullptr;
@@ -261,20 +288,21 @@ Prepare(napi_env env, napi_callback_info info)
 	return out;
 }
 
-/* execute(handle, params?, timeoutMs = -1, flags = 0) -> Rows */
+/* execute(handle, timeoutMs, flags, ...params) -> Rows (flags as for query()) */
 napi_value
 Execute(napi_env env, napi_callback_info info)
 {
-	Args<4>		args(env, info);
+	CallArgs	args(env, info, 3);
 	KeptPlan   *kp = GetKeptPlan(env, args[0]);
 	ParamValues params_in;
 	TswResult  *res = nullptr;
 	TswError   *err = nullptr;
+	int			flags = GetInt(env, args[2], 0);
 
-	if (kp == nullptr || !params_in.Fill(env, kp->plan, args[1]))
+	if (kp == nullptr || !GivenParams{args, 3, (flags & kParamsArray) != 0}.Into(env, kp->plan, &params_in))
 		return nullptr;
-	if (tsw_execute(kp->plan, kp->sql.c_str(), params_in.values(), GetInt(env, args[2], -1),
-					GetInt(env, args[3], 0), &res, &err) != 0)
+	if (tsw_execute(kp->plan, kp->sql.c_str(), params_in.values(), GetInt(env, args[1], -1),
+					flags & ~kParamsArray, &res, &err) != 0)
 		return ThrowPgError(env, err);
 	return ResultValue(env, res);
 }

@@ -5,7 +5,10 @@
  *		build() (js_shapes.cc; src/runtime/results.ts, rowsOf).
  *
  * The addon returns the cells, row-major, and describes the result in the
- * runtime's Float64Array `info`: [command, rowCount, rows, shape].
+ * runtime's Float64Array `info`: [command, rowCount, rows, shape, lone].
+ * A lone value (one row of one column: a lookup, SELECT 1) is returned as
+ * it is, lone = 1, and the runtime puts it in an array: JavaScript makes a
+ * one-element array in a fraction of what V8's Array::New costs from C++.
  *
  * Values: numbers, booleans, BigInts and Dates directly; text and bytes
  * copied once from PostgreSQL's memory; jsonb from its tree (pg_jsonb.c);
@@ -27,31 +30,6 @@ namespace
 {
 
 napi_value	CellValue(napi_env env, const TswCell &cell);
-
-/*
- * A napi_value is a v8::Local's slot, as in Node's own
- * v8impl::V8LocalValueFromJsValue (js_native_api_v8.h): the two convert by
- * copy.  Only the result array uses V8's API directly (CellsArray).
- */
-inline v8::Local<v8::Value>
-ToV8(napi_value v)
-{
-	v8::Local<v8::Value> local;
-
-	static_assert(sizeof(local) == sizeof(v), "a napi_value is a v8::Local");
-	std::memcpy(static_cast<void *>(&local), &v, sizeof(v));
-	return local;
-}
-
-inline napi_value
-FromV8(v8::Local<v8::Value> local)
-{
-	napi_value	v;
-
-	std::memcpy(static_cast<void *>(&v), &local, sizeof(local));
-	return v;
-}
-
 
 /* Nested arrays for dimension dim of a, consuming elements from *next. */
 napi_value
@@ -300,6 +278,20 @@ CellsArray(napi_env env, const TswResult *res)
 	return FromV8(v8::Array::New(isolate, values.data(), n));
 }
 
+/* The value of a result's only cell (one row, one column); nullptr with an exception pending. */
+napi_value
+LoneValue(napi_env env, const TswResult *res)
+{
+	v8::Isolate *isolate = v8::Isolate::GetCurrent();
+	const TswCell &cell = res->cells[0];
+	v8::Local<v8::Value> v;
+
+	if (cell.isnull)
+		return Null(env);
+	v = FastCellValue(env, isolate, isolate->GetCurrentContext(), cell);
+	return v.IsEmpty() ? nullptr : FromV8(v);
+}
+
 }								/* namespace */
 
 napi_value
@@ -309,11 +301,13 @@ ResultValue(napi_env env, TswResult *res)
 	int			shape = -1;
 	int			command = CommandIndex(env, res->command);
 	bool		ok = true;
+	bool		lone = false;
 
 	if (res->tuptable != nullptr)
 	{
 		shape = ShapeOf(env, res);
-		ok = shape >= 0 && (out = CellsArray(env, res)) != nullptr;
+		lone = res->nrows == 1 && res->ncolumns == 1;
+		ok = shape >= 0 && (out = lone ? LoneValue(env, res) : CellsArray(env, res)) != nullptr;
 	}
 	else
 		out = Undefined(env);
@@ -323,6 +317,7 @@ ResultValue(napi_env env, TswResult *res)
 		g_refs.info_data[1] = static_cast<double>(res->row_count);
 		g_refs.info_data[2] = static_cast<double>(res->nrows);
 		g_refs.info_data[3] = shape;
+		g_refs.info_data[4] = lone ? 1 : 0;
 	}
 	tsw_free_result(res);
 	return ok ? out : nullptr;

@@ -10,7 +10,8 @@
  *
  *	pg_error.c	  errors copied out of PostgreSQL
  *	pg_xact.c	  transactions and savepoints
- *	pg_stmt.c	  statements: plans, parameters, execution, results
+ *	pg_stmt.c	  statements: plans, parameters, execution
+ *	pg_result.c	  results (SPI's tuples to cells)
  *	pg_cursor.c	  cursors (portals)
  *	pg_values.c	  values of results (Datum to cells)
  *	pg_report.c	  settings, logging, the worker's slot
@@ -153,7 +154,7 @@ typedef struct TswJson
 	int		   *keylens;
 } TswJson;
 
-/* ---- statements and results (pg_stmt.c) --------------------------------- */
+/* ---- statements (pg_stmt.c) and results (pg_result.c) -------------------- */
 
 typedef struct TswColumn
 {

@@ -64,7 +64,7 @@ extern int	tsw_timeout_after_sigterm(int timeout_ms);
 /* A cancel the SIGTERM handler set for a call that already ended: forget it. */
 extern void tsw_clear_stale_cancel(void);
 
-/* Results (pg_stmt.c), built from SPI_tuptable. */
+/* Results (pg_result.c), built from SPI_tuptable. */
 extern void tsw_build_result(const char *command, int flags, TswResult **out);
 
 #endif							/* TSW_PG_INTERNAL_H */

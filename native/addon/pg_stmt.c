@@ -9,7 +9,7 @@
  * types are given or inferred from the query
  * (setup_parse_variable_parameters, as the extended query protocol does)
  * and the values go through the types' input functions.  Results are
- * converted by pg_values.c.
+ * built by pg_result.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -66,105 +66,6 @@ tsw_command_name(int spi_rc)
 		default:
 			return "UNKNOWN";
 	}
-}
-
-/*
- * The rows of SPI_tuptable as a TswResult, in its own memory context so
- * that js_values.cc can read it after the statement's subtransaction has
- * ended.  pg_values.c decides how each column converts; text and bytes
- * point into the tuples, which the result keeps until tsw_free_result.
- */
-void
-tsw_build_result(const char *command, int flags, TswResult **out)
-{
-	SPITupleTable *tuptable = SPI_tuptable;
-	MemoryContext mcxt;
-	MemoryContext old;
-	TswResult  *res;
-	TupleDesc	tupdesc;
-	TswTypeInfo **infos;
-	Datum	   *values;
-	bool	   *nulls;
-	uint64		r;
-	int			c;
-
-	mcxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker result",
-								 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(mcxt);
-
-	/*
-	 * Hand the context to the caller at once, so that an error while
-	 * converting (an output function, a huge result) still frees it.
-	 */
-	res = palloc0(sizeof(TswResult));
-	res->memory = mcxt;
-	res->tuptable = tuptable;
-	*out = res;
-	res->command = command;
-	res->row_count = SPI_processed;
-
-	if (tuptable == NULL)
-	{
-		MemoryContextSwitchTo(old);
-		return;
-	}
-
-	tupdesc = tuptable->tupdesc;
-	res->ncolumns = tupdesc->natts;
-	res->columns = palloc0(sizeof(TswColumn) * Max(tupdesc->natts, 1));
-	infos = palloc0(sizeof(TswTypeInfo *) * Max(tupdesc->natts, 1));
-
-	for (c = 0; c < tupdesc->natts; c++)
-	{
-		Form_pg_attribute attr = TupleDescAttr(tupdesc, c);
-		int			len = strlen(NameStr(attr->attname));
-
-		res->columns[c].name = tsw_server_to_utf8(NameStr(attr->attname), &len);
-		res->columns[c].type_oid = attr->atttypid;
-		infos[c] = tsw_type_info(attr->atttypid, flags, mcxt);
-	}
-
-	res->nrows = tuptable->numvals;
-	res->cells = palloc(sizeof(TswCell) * Max(res->nrows * tupdesc->natts, 1));
-
-	/* each row deformed once (heap_getattr would walk it again per column) */
-	values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
-	nulls = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
-	for (r = 0; r < res->nrows; r++)
-	{
-		TswCell    *row = &res->cells[r * tupdesc->natts];
-
-		heap_deform_tuple(tuptable->vals[r], tupdesc, values, nulls);
-		for (c = 0; c < tupdesc->natts; c++)
-		{
-			row[c].isnull = nulls[c];
-			if (!nulls[c])
-				tsw_datum_to_cell(infos[c], values[c], &row[c]);
-		}
-	}
-
-	MemoryContextSwitchTo(old);
-}
-
-void
-tsw_free_result(TswResult *result)
-{
-	MemoryContext oldcontext = CurrentMemoryContext;
-
-	if (result == NULL)
-		return;
-	PG_TRY();
-	{
-		if (result->tuptable != NULL)
-			SPI_freetuptable((SPITupleTable *) result->tuptable);
-		MemoryContextDelete((MemoryContext) result->memory);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		FlushErrorState();
-	}
-	PG_END_TRY();
 }
 
 /*

@@ -26,7 +26,8 @@ export interface Constants {
   /** Log levels (TswLogLevel). */
   log: { debug: number; log: number; notice: number; warning: number };
   /** Result flags (TSW_RESULT_*). */
-  result: { int8Text: number; timeText: number };
+  /** Flags of statement calls: result options, and paramsArray (see StatementCall). */
+  result: { int8Text: number; timeText: number; paramsArray: number };
 }
 
 /** Who this worker is, from its slot in shared memory. */
@@ -76,7 +77,7 @@ export interface ResultShape {
  * (results.ts owns it; rowsOf reads it).
  */
 export interface ResultChannel {
-  /** [index in commands, rowCount, rows returned, index in shapes (-1: no rows at all)] */
+  /** [index in commands, rowCount, rows returned, index in shapes (-1: no rows at all), lone (1: the result is its one value)] */
   readonly info: Float64Array;
   /** Command tags (`SELECT`, `INSERT` ...), added to by the addon. */
   readonly commands: string[];
@@ -84,8 +85,19 @@ export interface ResultChannel {
   readonly shapes: ResultShape[];
 }
 
-/** What a statement call returns: its rows' cells, row-major, or undefined; read with rowsOf(). */
-export type RawResult = readonly unknown[] | undefined;
+/**
+ * What a statement call returns: its rows' cells, row-major, or undefined,
+ * or the value itself when it is one row of one column; read with rowsOf().
+ */
+export type RawResult = unknown;
+
+/**
+ * A statement call: `what` (sql or a plan's handle), timeoutMs (0 no limit,
+ * -1 tsworker.statement_timeout), flags (constants.result), then the
+ * parameters one argument each, or, with constants.result.paramsArray in
+ * flags, one array of them (results.ts, runStatement, chooses).
+ */
+export type StatementCall<T> = (what: T, timeoutMs: number, flags: number, ...params: unknown[]) => RawResult;
 
 export interface Addon {
   readonly constants: Constants;
@@ -99,13 +111,14 @@ export interface Addon {
   commit(): void;
   rollback(): void;
   inTransaction(): boolean;
-  /** In the open transaction. timeoutMs: 0 no limit; -1 tsworker.statement_timeout. flags: constants.result. */
-  query(sql: string, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): RawResult;
+  /** In the open transaction. */
+  query: StatementCall<string>;
   /** sql alone in a transaction of its own, in one call (w.query). */
-  queryOnce(sql: string, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): RawResult;
+  queryOnce: StatementCall<string>;
   /** types: type names of the first parameters (null: inferred). */
   prepare(sql: string, types?: readonly (string | null)[]): RawPrepared;
-  execute(handle: object, params: readonly unknown[] | undefined, timeoutMs: number, flags: number): RawResult;
+  /** A kept plan (prepare()'s handle). */
+  execute: StatementCall<object>;
   freePlan(handle: object): void;
   /** Opens a cursor for sql or a kept plan; returns its name. */
   openCursor(sqlOrHandle: string | object, params?: readonly unknown[], scroll?: boolean): string;

@@ -2,7 +2,7 @@
  * `Rows`: what a statement returns. The checks on per-statement options
  * shared by queries, prepared statements and cursors.
  */
-import type { Constants, FieldInfo, RawResult, ResultChannel } from './addon';
+import type { Constants, FieldInfo, RawResult, ResultChannel, StatementCall } from './addon';
 import type { ResultOptions } from './define';
 
 /**
@@ -60,7 +60,7 @@ export class Rows<R> extends Array<R> {
 const NO_FIELDS: readonly FieldInfo[] = Object.freeze([]);
 
 /** Where the addon describes each result (given to it at init). */
-export const resultChannel: ResultChannel = { info: new Float64Array(4), commands: [], shapes: [] };
+export const resultChannel: ResultChannel = { info: new Float64Array(5), commands: [], shapes: [] };
 
 /**
  * The Rows of what a statement call just returned: read at once, before
@@ -70,8 +70,35 @@ export function rowsOf<R>(values: RawResult): Rows<R> {
   const { info, commands, shapes } = resultChannel;
   const shape = info[3] >= 0 ? shapes[info[3]] : undefined;
   const rows = new Rows<R>(commands[info[0]], info[1], shape === undefined ? NO_FIELDS : shape.fields);
-  if (shape !== undefined && values !== undefined) shape.build(rows, values, info[2]);
+  if (shape !== undefined && values !== undefined) {
+    shape.build(rows, info[4] === 1 ? [values] : (values as readonly unknown[]), info[2]);
+  }
   return rows;
+}
+
+/**
+ * Longer parameter lists go to the addon as one array: a call's arguments
+ * are limited (V8: 65534), and reading them one by one only pays off for
+ * short lists.
+ */
+const MAX_SPREAD_PARAMS = 32;
+
+/**
+ * The Rows of `call(what, ...)` with `params` (checked by checkParams):
+ * short lists are passed one argument each, which the addon reads without
+ * a property lookup per element (native/addon/js_common.h, CallArgs).
+ */
+export function runStatement<R, T>(
+  call: StatementCall<T>,
+  what: T,
+  params: readonly unknown[] | undefined,
+  timeoutMs: number,
+  flags: number,
+  paramsArray: number,
+): Rows<R> {
+  if (params === undefined) return rowsOf<R>(call(what, timeoutMs, flags));
+  if (params.length <= MAX_SPREAD_PARAMS) return rowsOf<R>(call(what, timeoutMs, flags, ...params));
+  return rowsOf<R>(call(what, timeoutMs, flags | paramsArray, params));
 }
 
 /** The addon's result flags for `options` (checked; 0 when none). */

@@ -5,7 +5,7 @@ import type { Addon, RawPrepared } from './addon';
 import { cursorBatch, PortalCursor } from './cursor';
 import type { Cursor, CursorOptions, PreparedStatement, QueryOptions, Row } from './define';
 import type { Param, ParamType } from './params';
-import { checkParams, resultFlags, rowsOf, timeoutArg, type Rows } from './results';
+import { checkParams, resultFlags, runStatement, timeoutArg, type Rows } from './results';
 
 export class KeptStatement<R extends Row> implements PreparedStatement<R> {
   readonly params: readonly ParamType[];
@@ -27,13 +27,14 @@ export class KeptStatement<R extends Row> implements PreparedStatement<R> {
 
   query(params?: readonly Param[], options?: QueryOptions): Rows<R> {
     const handle = this.live('query');
-    return rowsOf<R>(
-      this.addon.execute(
+    const result = this.addon.constants.result;
+    return runStatement<R, object>(
+      this.addon.execute,
       handle,
       checkParams(params, 'statement.query()'),
       timeoutArg(options?.timeout, 'statement.query()'),
-      resultFlags(options, 'statement.query()', this.addon.constants.result),
-      ),
+      resultFlags(options, 'statement.query()', result),
+      result.paramsArray,
     );
   }
 

@@ -25,7 +25,7 @@ import type {
   WorkerStatus,
 } from './define';
 import type { Param } from './params';
-import { checkParams, resultFlags, rowsOf, timeoutArg, type Rows } from './results';
+import { checkParams, resultFlags, runStatement, timeoutArg, type Rows } from './results';
 import { checkLaunchSettings, parseSetting, settingFromPostgres, type SettingsSpec, type SettingValues } from './settings';
 import { KeptStatement } from './statement';
 import { Listener, type ListenTarget, type NotificationHandler } from './listen';
@@ -283,13 +283,14 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     // One call: begin, the statement (without a subtransaction: alone in its
     // transaction, a failure rolls everything back anyway), commit. Inside an
     // open transaction the addon refuses with PgError 25001.
-    return rowsOf<R>(
-      this.addon.queryOnce(
+    const result = this.addon.constants.result;
+    return runStatement<R, string>(
+      this.addon.queryOnce,
       sql,
       params === undefined ? undefined : checkParams(params, 'query(sql, params)'),
       options === undefined ? -1 : timeoutArg(options.timeout, 'query()'),
-      options === undefined ? 0 : resultFlags(options, 'query()', this.addon.constants.result),
-      ),
+      options === undefined ? 0 : resultFlags(options, 'query()', result),
+      result.paramsArray,
     );
   }
 
@@ -303,13 +304,14 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   private runQuery<R extends Row>(sql: string, params?: readonly Param[], options?: QueryOptions): Rows<R> {
     if (typeof sql !== 'string') throw new TypeError('query(sql, params): sql must be a string');
     // Outside a transaction the addon refuses with PgError 25P01.
-    return rowsOf<R>(
-      this.addon.query(
+    const result = this.addon.constants.result;
+    return runStatement<R, string>(
+      this.addon.query,
       sql,
       checkParams(params, 'query(sql, params)'),
       timeoutArg(options?.timeout, 'query()'),
-      resultFlags(options, 'query()', this.addon.constants.result),
-      ),
+      resultFlags(options, 'query()', result),
+      result.paramsArray,
     );
   }
 
