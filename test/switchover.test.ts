@@ -292,7 +292,14 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
       await net().heal([ahead.host], ['e']);
     }
     await ops.registered(ahead);
-    const e = await sqlError(ahead.c, `SELECT tsworker.failover($1)`, [behind.c.name]);
+    // (back in etcd, it is counted once the call can ask it)
+    const e = await waitFor(
+      async () => {
+        const x = await sqlError(ahead.c, `SELECT tsworker.failover($1)`, [behind.c.name]);
+        return /holds \d+ bytes of WAL more than/.test(x.message) ? x : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: `the refusal naming ${ahead.c.name}` },
+    );
     t.diagnostic(`refused: ${e.message} / ${e.detail} / ${e.hint}`);
     assert.equal(e.code, '55000');
     assert.match(e.message, new RegExp(`member "${ahead.c.name}" holds \\d+ bytes of WAL more than "${behind.c.name}"`));

@@ -491,6 +491,8 @@ export class Network {
     await tc(['qdisc', 'replace', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '10']);
     await tc(['class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit', 'quantum', '200000']);
     await tc(['class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:20', 'htb', 'rate', `${kbit}kbit`, 'ceil', `${kbit}kbit`, 'quantum', '1514']);
+    // a short queue: with the device's 1000 packets, TCP sees seconds of delay and stalls on retransmission timeouts
+    await tc(['qdisc', 'add', 'dev', dev, 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '30']);
     await tc(['filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
       'match', 'ip', 'src', `${this.ip(from)}/32`, 'match', 'ip', 'sport', String(port), '0xffff', 'flowid', '1:20']);
   }
