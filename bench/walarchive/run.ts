@@ -102,6 +102,25 @@ interface Throughput {
   /** Seconds from the start command to the slot turning active. */
   waStart: number;
   rwStart: number;
+  /** CPU seconds (user + system, all threads) per GB streamed. */
+  waCpu: number;
+  rwCpu: number;
+}
+
+/** CPU seconds (user + system, every thread) a process has used so far: /proc/<pid>/stat, in clock ticks of 10 ms. */
+function cpuSeconds(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** The walarchive worker's process id, once it runs. */
+async function workerPid(r: Receivers): Promise<number> {
+  let pid = 0;
+  await waitFor(async () => {
+    pid = Number(await r.host.queryText(`SELECT pid FROM pg_stat_activity WHERE backend_type = 'walarchive' LIMIT 1`)) || 0;
+    return pid > 0;
+  }, { intervalMs: 5, what: 'the walarchive worker to run' });
+  return pid;
 }
 
 interface Receivers {
@@ -151,11 +170,11 @@ async function throughputRound(r: Receivers, o: Options, round: number): Promise
   log(`  backlog ${mb.toFixed(0)} MB, up to ${last}`);
   const out: Record<'wa' | 'rw', number> = { wa: 0, rw: 0 };
   const startup: Record<'wa' | 'rw', number> = { wa: 0, rw: 0 };
+  const cpu: Record<'wa' | 'rw', number> = { wa: 0, rw: 0 };
   const order: ('wa' | 'rw')[] = round % 2 === 0 ? ['wa', 'rw'] : ['rw', 'wa'];
   for (const system of order) {
     await settle();
-    const slotFrom = await lsn(r.src, `SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '${system}'`);
-    const bytes = Number(target - (slotFrom - (slotFrom % (16n * 1024n * 1024n))));
+    const logFrom = r.src.logOffset();
     const load = pgProgram('pgbench', pgbenchArgs(r.src, ['-c', '2', '-j', '1', '-T', '600', '-n']), { allowFail: true, timeoutMs: 700_000 });
     const t0 = performance.now();
     let rw = null;
@@ -165,24 +184,48 @@ async function throughputRound(r: Receivers, o: Options, round: number): Promise
     // streaming starts when the slot turns active (START_REPLICATION); start-up is reported apart
     await waitFor(async () => (await r.src.queryText(`SELECT active FROM pg_replication_slots WHERE slot_name = '${system}'`)) === 't', { intervalMs: 5, what: `${system}'s slot to be active` });
     const tStream = performance.now();
+    const pid = system === 'wa' ? await workerPid(r) : rw!.pid!;
+    const cpu0 = cpuSeconds(pid);
     await waitFor(() => fs.existsSync(path.join(dir, last)), { timeoutMs: 600_000, intervalMs: 5, what: `${system} to complete ${last}` });
     const secs = (performance.now() - tStream) / 1000;
+    const cpuUsed = cpuSeconds(pid) - cpu0;
+    // what it streamed: from where its START_REPLICATION asked (pg_receivewal restarts at the start of the
+    // segment it was writing, the worker at its flush position), as the source logged it
+    const bytes = Number(target - startedAt(r.src.readLog(logFrom), system));
     out[system] = bytes / 1024 / 1024 / secs;
     startup[system] = (tStream - t0) / 1000;
-    log(`  ${system === 'wa' ? 'walarchive' : 'pg_receivewal'}: ${(bytes / 1024 / 1024).toFixed(0)} MB in ${secs.toFixed(2)} s, ${out[system].toFixed(1)} MB/s (start-up ${(tStream - t0).toFixed(0)} ms)`);
+    cpu[system] = cpuUsed / (bytes / 1024 / 1024 / 1024);
+    log(`  ${system === 'wa' ? 'walarchive' : 'pg_receivewal'}: ${(bytes / 1024 / 1024).toFixed(0)} MB in ${secs.toFixed(2)} s, ${out[system].toFixed(1)} MB/s, CPU ${cpuUsed.toFixed(2)} s (start-up ${(tStream - t0).toFixed(0)} ms)`);
     if (system === 'wa') await stopWalarchive(r);
     else await stopProgram(rw!);
     await r.src.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbench'`);
     await load;
   }
-  return { ...out, mb, waStart: startup.wa, rwStart: startup.rw };
+  return { ...out, mb, waStart: startup.wa, rwStart: startup.rw, waCpu: cpu.wa, rwCpu: cpu.rw };
+}
+
+/** The position the last START_REPLICATION on `slot` asked for, from the source's log (log_replication_commands). */
+function startedAt(log: string, slot: string): bigint {
+  const re = new RegExp(`START_REPLICATION SLOT "${slot}" (?:PHYSICAL )?([0-9A-F]+)/([0-9A-F]+)`, 'g');
+  const all = [...log.matchAll(re)];
+  if (all.length === 0) throw new Error(`no START_REPLICATION of slot ${slot} in the source's log`);
+  const [, hi, lo] = all[all.length - 1];
+  return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
+}
+
+interface Latency {
+  p50: number;
+  p99: number;
+  tps: number;
+  /** CPU microseconds of the receiver (user + system, all threads) per commit. */
+  cpuUs: number;
 }
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise<{ p50: number; p99: number; tps: number }> {
+async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise<Latency> {
   const app = system === 'wa' ? 'walarchive_sync' : 'receivewal_sync';
   await r.src.query(`ALTER SYSTEM SET synchronous_standby_names = '${app}'`);
   await r.src.reload();
@@ -197,11 +240,14 @@ async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise
     const script = path.join(logDir, 'insert.sql');
     fs.writeFileSync(script, 'INSERT INTO sync_bench(v) VALUES (1);\n');
     fs.chmodSync(script, 0o644);
+    const pid = system === 'wa' ? await workerPid(r) : rw!.pid!;
+    const cpu0 = cpuSeconds(pid);
     const t0 = performance.now();
     await pgProgram('pgbench', pgbenchArgs(r.src, ['-c', String(o.clients), '-j', '2', '-T', String(o.seconds), '-n', '-f', script, '-l', '--log-prefix', path.join(logDir, 'tx')]), {
       timeoutMs: (o.seconds + 60) * 1000,
     });
     const secs = (performance.now() - t0) / 1000;
+    const cpuUsed = cpuSeconds(pid) - cpu0;
     const lat: number[] = [];
     for (const f of fs.readdirSync(logDir).filter((n) => n.startsWith('tx'))) {
       for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
@@ -210,7 +256,7 @@ async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise
       }
     }
     lat.sort((a, b) => a - b);
-    return { p50: percentile(lat, 50), p99: percentile(lat, 99), tps: lat.length / secs };
+    return { p50: percentile(lat, 50), p99: percentile(lat, 99), tps: lat.length / secs, cpuUs: (cpuUsed * 1e6) / lat.length };
   } finally {
     if (system === 'wa') await stopWalarchive(r);
     else await stopProgram(rw!);
@@ -257,7 +303,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop().then(() => process.exit(130)));
   try {
     log(`bench/walarchive: ${o.rounds} rounds, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients, ${o.trials} durability trials`);
-    const src = await Cluster.create('wa-bench-src', { allowStreaming: true, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min' } });
+    const src = await Cluster.create('wa-bench-src', { allowStreaming: true, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min', log_replication_commands: 'on' } });
     clusters.push(src);
     const host = await Cluster.create('wa-bench-host', { conf: { shared_preload_libraries: 'pg_tsworker' } });
     clusters.push(host);
@@ -268,16 +314,16 @@ async function main(): Promise<void> {
     await src.query('CREATE TABLE sync_bench(id bigserial PRIMARY KEY, v int)');
 
     const tp: Throughput[] = [];
-    const lat: { wa: { p50: number; p99: number; tps: number }; rw: { p50: number; p99: number; tps: number } }[] = [];
+    const lat: { wa: Latency; rw: Latency }[] = [];
     for (let i = 0; i < o.rounds; i++) {
       log(`round ${i + 1}/${o.rounds}: throughput`);
       tp.push(await throughputRound(r, o, i));
       log(`round ${i + 1}/${o.rounds}: synchronous commit latency`);
       const order: ('wa' | 'rw')[] = i % 2 === 0 ? ['wa', 'rw'] : ['rw', 'wa'];
-      const res: Partial<Record<'wa' | 'rw', { p50: number; p99: number; tps: number }>> = {};
+      const res: Partial<Record<'wa' | 'rw', Latency>> = {};
       for (const s of order) {
         res[s] = await latencyOf(r, o, s);
-        log(`  ${s === 'wa' ? 'walarchive' : 'pg_receivewal'}: p50 ${res[s]!.p50.toFixed(3)} ms, p99 ${res[s]!.p99.toFixed(3)} ms, ${res[s]!.tps.toFixed(0)} tps`);
+        log(`  ${s === 'wa' ? 'walarchive' : 'pg_receivewal'}: p50 ${res[s]!.p50.toFixed(3)} ms, p99 ${res[s]!.p99.toFixed(3)} ms, ${res[s]!.tps.toFixed(0)} tps, CPU ${res[s]!.cpuUs.toFixed(0)} us/commit`);
       }
       lat.push({ wa: res.wa!, rw: res.rw! });
       await sleep(100);
@@ -285,7 +331,7 @@ async function main(): Promise<void> {
     const trials = o.trials > 0 ? await durabilityTrials(o.trials) : null;
 
     const m = (f: (x: (typeof tp)[number]) => number) => median(tp.map(f));
-    const l = (s: 'wa' | 'rw', k: 'p50' | 'p99' | 'tps') => median(lat.map((x) => x[s][k]));
+    const l = (s: 'wa' | 'rw', k: keyof Latency) => median(lat.map((x) => x[s][k]));
     const tpRatio = m((x) => x.wa) / m((x) => x.rw);
     const p50Ratio = l('wa', 'p50') / l('rw', 'p50');
     const p99Ratio = l('wa', 'p99') / l('rw', 'p99');
@@ -293,24 +339,24 @@ async function main(): Promise<void> {
     out.push(`\nArchive throughput: catching up a ${m((x) => x.mb).toFixed(0)} MB WAL backlog (16 MB segments) under pgbench, each alone; median of ${o.rounds}`);
     out.push(
       table(
-        ['system', 'MB/s', 'vs pg_receivewal', 'start-up'],
+        ['system', 'MB/s', 'vs pg_receivewal', 'CPU s/GB', 'start-up'],
         [
-          ['walarchive (pg_tsworker)', m((x) => x.wa).toFixed(1), fmtRatio(tpRatio), `${(m((x) => x.waStart) * 1000).toFixed(0)} ms`],
-          ['pg_receivewal', m((x) => x.rw).toFixed(1), '1.00x', `${(m((x) => x.rwStart) * 1000).toFixed(0)} ms`],
+          ['walarchive (pg_tsworker)', m((x) => x.wa).toFixed(1), fmtRatio(tpRatio), m((x) => x.waCpu).toFixed(2), `${(m((x) => x.waStart) * 1000).toFixed(0)} ms`],
+          ['pg_receivewal', m((x) => x.rw).toFixed(1), '1.00x', m((x) => x.rwCpu).toFixed(2), `${(m((x) => x.rwStart) * 1000).toFixed(0)} ms`],
         ],
-        [false, true, true, true],
+        [false, true, true, true, true],
       ),
     );
     out.push(`target >= 0.90x: ${tpRatio >= 0.9 ? 'met' : 'NOT met'}`);
     out.push(`\nSynchronous commit latency: pgbench -c ${o.clients}, single-row INSERT, ${o.seconds} s, source names the receiver in synchronous_standby_names; median of ${o.rounds}`);
     out.push(
       table(
-        ['system', 'tps', 'p50 ms', 'p99 ms', 'p50 vs', 'p99 vs'],
+        ['system', 'tps', 'p50 ms', 'p99 ms', 'p50 vs', 'p99 vs', 'CPU us/commit'],
         [
-          ['walarchive synchronous = on', l('wa', 'tps').toFixed(0), l('wa', 'p50').toFixed(3), l('wa', 'p99').toFixed(3), fmtRatio(p50Ratio), fmtRatio(p99Ratio)],
-          ['pg_receivewal --synchronous', l('rw', 'tps').toFixed(0), l('rw', 'p50').toFixed(3), l('rw', 'p99').toFixed(3), '1.00x', '1.00x'],
+          ['walarchive synchronous = on', l('wa', 'tps').toFixed(0), l('wa', 'p50').toFixed(3), l('wa', 'p99').toFixed(3), fmtRatio(p50Ratio), fmtRatio(p99Ratio), l('wa', 'cpuUs').toFixed(0)],
+          ['pg_receivewal --synchronous', l('rw', 'tps').toFixed(0), l('rw', 'p50').toFixed(3), l('rw', 'p99').toFixed(3), '1.00x', '1.00x', l('rw', 'cpuUs').toFixed(0)],
         ],
-        [false, true, true, true, true, true],
+        [false, true, true, true, true, true, true],
       ),
     );
     out.push(`target <= 1.20x: p50 ${p50Ratio <= 1.2 ? 'met' : 'NOT met'}, p99 ${p99Ratio <= 1.2 ? 'met' : 'NOT met'}`);

@@ -42,17 +42,20 @@ export function parseSourceMessage(buf: Buffer): SourceMessage {
   const type = buf.length > 0 ? String.fromCharCode(buf[0]) : '';
   if (type === 'w') {
     if (buf.length < 25) throw new Error(`streaming header too small: ${buf.length}`);
+    // DataView's 64-bit reads are V8 built-ins, Buffer's are BigInt arithmetic in JavaScript (about 2x slower)
+    const v = new DataView(buf.buffer, buf.byteOffset, 25);
     return {
       type,
-      start: buf.readBigUInt64BE(1),
-      walEnd: buf.readBigUInt64BE(9),
-      sendTime: buf.readBigInt64BE(17),
+      start: v.getBigUint64(1),
+      walEnd: v.getBigUint64(9),
+      sendTime: v.getBigInt64(17),
       data: buf.subarray(25),
     };
   }
   if (type === 'k') {
     if (buf.length < 18) throw new Error(`streaming header too small: ${buf.length}`);
-    return { type, walEnd: buf.readBigUInt64BE(1), sendTime: buf.readBigInt64BE(9), replyRequested: buf[17] !== 0 };
+    const v = new DataView(buf.buffer, buf.byteOffset, 18);
+    return { type, walEnd: v.getBigUint64(1), sendTime: v.getBigInt64(9), replyRequested: buf[17] !== 0 };
   }
   throw new Error(`unrecognized streaming header: "${type}"`);
 }
@@ -63,11 +66,12 @@ export function parseSourceMessage(buf: Buffer): SourceMessage {
  */
 export function statusUpdate(write: bigint, flush: bigint, replyRequested = false): Buffer {
   const b = Buffer.allocUnsafe(34);
+  const v = new DataView(b.buffer, b.byteOffset, 34);
   b[0] = 0x72; // 'r'
-  b.writeBigUInt64BE(write, 1);
-  b.writeBigUInt64BE(flush, 9);
-  b.writeBigUInt64BE(0n, 17);
-  b.writeBigInt64BE(pgNow(), 25);
+  v.setBigUint64(1, write);
+  v.setBigUint64(9, flush);
+  v.setBigUint64(17, 0n);
+  v.setBigInt64(25, pgNow());
   b[33] = replyRequested ? 1 : 0;
   return b;
 }

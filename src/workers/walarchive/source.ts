@@ -5,13 +5,12 @@
  * commands other than START_REPLICATION: IDENTIFY_SYSTEM, SHOW,
  * READ_REPLICATION_SLOT, CREATE_REPLICATION_SLOT, TIMELINE_HISTORY.
  */
-import * as net from 'net';
-
 import pg from 'pg';
 
 import { clientConfig, parseConninfo } from '../promoter/conninfo';
 import { parseLsn, parseSize } from './lsn';
 import { STREAM_BUFFER } from './replication';
+import { streamSocket } from './stream-socket';
 
 /** What IDENTIFY_SYSTEM reports. */
 export interface SystemIdentity {
@@ -67,7 +66,7 @@ export function hostConfigs(conninfo: string, timeoutMs: number, applicationName
     query_timeout: undefined,
     replication: true,
     // read the WAL stream in large slices (TLS, when asked, wraps this socket)
-    stream: () => new net.Socket({ readableHighWaterMark: STREAM_BUFFER } as net.SocketConstructorOpts),
+    stream: () => streamSocket(STREAM_BUFFER),
   }) as pg.ClientConfig);
 }
 

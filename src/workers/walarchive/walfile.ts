@@ -42,6 +42,18 @@ export function writeDurably(file: string, data: Buffer | string): void {
 
 const ZEROS = Buffer.alloc(1024 * 1024);
 
+/** Buffers in one pwritev of zeros (64 MB: below Linux's IOV_MAX of 1024). */
+const ZERO_IOV = 64;
+
+/** `bytes` of zeros as buffers for one pwritev (at most ZERO_IOV of them; the caller loops for more). */
+function zeroIovec(bytes: number): Buffer[] {
+  const iov: Buffer[] = [];
+  for (let left = bytes; left > 0 && iov.length < ZERO_IOV; left -= ZEROS.length) {
+    iov.push(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
+  }
+  return iov;
+}
+
 /** Whether the first `size` bytes of an open file are all zeros. */
 function allZeros(fd: number, size: number): boolean {
   const buf = Buffer.alloc(ZEROS.length);
@@ -105,8 +117,11 @@ export async function prepareSegment(dir: string, timeline: number, segno: bigin
   try {
     fh = await fs.promises.open(file, 'wx', 0o600);
     for (let off = 0; off < segSize && !abandoned(); ) {
-      // a short write (the disk filling up) is continued: the next one throws ENOSPC
-      off += (await fh.write(ZEROS, 0, Math.min(ZEROS.length, segSize - off), off)).bytesWritten;
+      // Many megabytes per system call (one pwritev of the same zeros): each
+      // call is a trip through the event loop, which a catch-up keeps busy,
+      // and the file must be ready before the open segment is full. A short
+      // write (the disk filling up) is continued: the next one throws ENOSPC.
+      off += (await fh.writev(zeroIovec(segSize - off), off)).bytesWritten;
     }
     if (!abandoned()) await fh.sync();
     await fh.close();
