@@ -6,7 +6,7 @@
  * One loop serves everything: tsw_host_wait() waits in a WaitEventSet on
  * the process latch, postmaster death and libuv's backend fd, with libuv's
  * next timer as the timeout; then libuv runs once without blocking and the
- * V8 platform's foreground tasks run.  Latch, reload and shutdown events are
+ * V8 platform's tasks are drained.  Latch, reload and shutdown events are
  * handed to the runtime's dispatch function through node::MakeCallback, so
  * promises settle before control returns here (libuv's test/test-embed.c
  * pattern; node::SpinEventLoop would block).
@@ -99,16 +99,7 @@ NoOp(uv_async_t *)
 {
 }
 
-/*
- * Run libuv once without blocking, then V8's foreground tasks that are due.
- *
- * Not platform->DrainTasks(): that also blocks until every task on V8's
- * worker threads (concurrent marking, concurrent compilation) has finished,
- * so each turn of a busy worker waited for them; Node.js itself drains
- * only once its loop has nothing left to do.  A task that such a thread
- * posts for this one wakes the loop (the platform's uv_async handle on the
- * backend fd we wait on) and runs at the next turn.
- */
+/* Run libuv once without blocking and drain V8's pending platform tasks. */
 void
 RunPending()
 {
@@ -128,7 +119,7 @@ RunPending()
 	Context::Scope context_scope(g_host->setup->context());
 
 	uv_run(loop, UV_RUN_NOWAIT);
-	g_host->platform->FlushForegroundTasks(isolate);
+	g_host->platform->DrainTasks(isolate);
 }
 
 /* Call the runtime's dispatch(event); microtasks run before it returns. */
