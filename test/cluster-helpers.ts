@@ -239,38 +239,69 @@ export async function startMembers(net: Network, configure: (c: Cluster, host: s
  * Returns what undoes it (SIGCONT, wal_sender_timeout reset); call it in a finally.
  */
 /**
- * Hold a switchover's fence until its deadline. `cand` is put about 750 kB behind
- * `lead` (within the default maximum_lag_on_failover of 1 MB) on a WAL
- * stream throttled to 1.5 Mbit/s: it confirms WAL as it catches up (a
- * 128 kB message about every 0.7 s), so the leader's checks before the
- * fence pass; `fenced` resolves once the leader has fenced and `cand`'s WAL
- * receiver has been frozen (SIGSTOP) there, before it caught up. `undo()`
- * lets it go.
+ * Hold a switchover's fence until its deadline. `cand` is put about 750 kB
+ * behind `lead` (within the default maximum_lag_on_failover of 1 MB) on a
+ * WAL stream throttled to 1.5 Mbit/s, so that it confirms WAL as it catches
+ * up (a 128 kB message about every 0.7 s) and the leader's checks before the
+ * fence pass; then `start()` makes the call, and once the leader has fenced
+ * `cand`'s WAL receiver is frozen (SIGSTOP) before it caught up. A shaped
+ * TCP stream can stall for a few seconds, and the leader then refuses the
+ * candidate before writes stop (`refusedEarly`): the attempt is undone and
+ * made again, up to 3 times. Returns the call's outcome (`start()` must not
+ * reject) and the undo.
  */
-export async function stallAtFence(net: Network, lead: Member, cand: Member): Promise<{ fenced: Promise<void>; undo(): Promise<void> }> {
+export async function stallAtFence<T>(
+  net: Network,
+  lead: Member,
+  cand: Member,
+  start: () => Promise<T>,
+  refusedEarly: (outcome: T) => boolean,
+): Promise<{ call: Promise<T>; undo(): Promise<void> }> {
   await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
   await lead.c.query('SELECT pg_reload_conf()');
-  const receiver = await receiverPid(cand);
-  await net.throttle(lead.host, lead.c.port, cand.host, 1500);
-  await lead.c.query('CREATE TABLE IF NOT EXISTS slow_fill (t text); INSERT INTO slow_fill SELECT repeat(md5(i::text), 25) FROM generate_series(1, 900) AS i');
-  let frozen = false;
-  const fenced = waitFor(
-    async () => ((await lead.c.queryText(`SELECT current_setting('tsworker.fenced')`)) === 'on' ? true : undefined),
-    { timeoutMs: 30_000, intervalMs: 5, what: `${lead.c.name} fenced` },
-  ).then(() => {
-    signalPid(receiver, 'SIGSTOP');
-    frozen = true;
-  });
-  fenced.catch(() => undefined);
-  return {
-    fenced,
-    async undo() {
-      if (frozen) signalPid(receiver, 'SIGCONT');
-      await net.unthrottle(cand.host);
+  await lead.c.query('CREATE TABLE IF NOT EXISTS slow_fill (t text)');
+  let frozen = 0;
+  const undo = async (): Promise<void> => {
+    if (frozen) signalPid(frozen, 'SIGCONT');
+    frozen = 0;
+    await net.unthrottle(cand.host);
+  };
+  for (let attempt = 1; ; attempt++) {
+    const receiver = await receiverPid(cand);
+    await net.throttle(lead.host, lead.c.port, cand.host, 1500);
+    await lead.c.query('INSERT INTO slow_fill SELECT repeat(md5(i::text), 25) FROM generate_series(1, 900) AS i');
+    let outcome: { v: T } | null = null;
+    const call = start();
+    call.then((v) => {
+      outcome = { v };
+    });
+    const fenced = await waitFor(
+      async () => {
+        if (outcome) return 'settled';
+        return (await lead.c.queryText(`SELECT current_setting('tsworker.fenced')`).catch(() => 'off')) === 'on' ? 'fenced' : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 5, what: `${lead.c.name} fenced, or the call answered` },
+    );
+    if (fenced === 'fenced') {
+      signalPid(receiver, 'SIGSTOP');
+      frozen = receiver;
+      return {
+        call,
+        async undo() {
+          await undo();
+          await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
+          await lead.c.query('SELECT pg_reload_conf()');
+        },
+      };
+    }
+    await undo();
+    if (attempt === 3 || !refusedEarly((outcome as unknown as { v: T }).v)) {
       await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
       await lead.c.query('SELECT pg_reload_conf()');
-    },
-  };
+      return { call, undo: async () => undefined };
+    }
+    await cand.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${await lead.c.queryText('SELECT pg_current_wal_flush_lsn()')}'::pg_lsn`, 't', { timeoutMs: 60_000 });
+  }
 }
 
 /** The pid of `cand`'s streaming WAL receiver: never 0 or NaN (process.kill(0, ...) would stop this test's own process group). */

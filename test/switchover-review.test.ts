@@ -85,16 +85,23 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   test('during a switchover the leader\'s status says fenced, why, and the running request in its state (finding 9)', async (t) => {
     const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
     // the candidate stalls once the leader has fenced: the leader stays fenced, waiting for it, until the deadline
-    const stall = await stallAtFence(net(), lead, cand);
+    let settled = false;
+    const stall = await stallAtFence(
+      net(),
+      lead,
+      cand,
+      () =>
+        caller.c.query(`SELECT tsworker.switchover($1, timeout => '6s')`, [cand.c.name]).then(
+          () => null,
+          (err: { code?: string; message?: string }) => err,
+        ),
+      (x) => x?.code === '55000',
+    );
     const thaw = stall.undo;
     const samples: any[] = [];
     let e: { code?: string; message?: string } | null;
     try {
-      let settled = false;
-      const call = caller.c.query(`SELECT tsworker.switchover($1, timeout => '6s')`, [cand.c.name]).then(
-        () => null,
-        (err: { code?: string; message?: string }) => err,
-      ).finally(() => {
+      const call = stall.call.finally(() => {
         settled = true;
       });
       while (!settled) {
@@ -126,15 +133,21 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     await lead.c.query(`BEGIN; INSERT INTO probe(member) VALUES ('2pc'); PREPARE TRANSACTION 'fence_2pc'`);
     await lead.c.query(`BEGIN; INSERT INTO probe(member) VALUES ('2pc'); PREPARE TRANSACTION 'fence_2pc_rb'`);
     const session = await caller.c.connect();
-    const stall = await stallAtFence(net(), lead, cand);
+    const pid = Number((await session.query<{ p: number }>('SELECT pg_backend_pid() AS p')).rows[0].p);
+    const stall = await stallAtFence(
+      net(),
+      lead,
+      cand,
+      () =>
+        session.query(`SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]).then(
+          () => null,
+          (err: { code?: string }) => err,
+        ),
+      (x) => x?.code === '55000',
+    );
     const thaw = stall.undo;
     try {
-      const pid = Number((await session.query<{ p: number }>('SELECT pg_backend_pid() AS p')).rows[0].p);
-      const call = session.query(`SELECT tsworker.switchover($1, timeout => '30s')`, [cand.c.name]).then(
-        () => null,
-        (err: { code?: string }) => err,
-      );
-      await stall.fenced;
+      const call = stall.call;
       await waitFor(async () => (await ops.status(lead.c).catch(() => null))?.fenced === true || undefined, { timeoutMs: 20_000, intervalMs: 50, what: 'the leader fenced for the switchover' });
       for (const [sql, what] of [
         [`COMMIT PREPARED 'fence_2pc'`, 'COMMIT PREPARED'],
@@ -213,13 +226,18 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
   test('etcd frozen during a switchover\'s fence: the leader takes its key back, resumes writes, and records the refusal; the call says so at once (review 14c finding I)', async (t) => {
     const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
     const off = lead.c.logOffset();
-    const stall = await stallAtFence(net(), lead, cand);
-    let e: Awaited<ReturnType<typeof sqlError>> | null = null;
     const t0 = Date.now();
+    const stall = await stallAtFence(
+      net(),
+      lead,
+      cand,
+      () => sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '40s')`, [cand.c.name]).catch((err: Error) => ({ code: 'done', message: err.message })),
+      (x) => x.code === '55000' && /nothing was fenced|bytes behind/.test(x.message),
+    );
+    let e: { code: string; message: string } | null = null;
     let thawedAt = 0;
     try {
-      const call = sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '40s')`, [cand.c.name]);
-      await stall.fenced;
+      const call = stall.call;
       // longer than ttl (4 s here): the leader's lease runs out while it waits for its candidate
       signalPid(etcd().pid!, 'SIGSTOP');
       try {

@@ -169,14 +169,22 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     await new Promise((r) => setTimeout(r, 300));
     const off = lead.c.logOffset();
     // the candidate stalls once the leader has fenced: it got past the checks, but cannot flush the final position
-    const stall = await stallAtFence(net(), lead, cand);
-    const thaw = stall.undo;
-    const t0 = Date.now();
-    let e: Awaited<ReturnType<typeof sqlError>>;
+    let t0 = Date.now();
+    const stall = await stallAtFence(
+      net(),
+      lead,
+      cand,
+      () => {
+        t0 = Date.now();
+        return sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '4s')`, [cand.c.name]).catch((err: Error) => ({ code: 'done', message: err.message, detail: '' }));
+      },
+      (x) => x.code === '55000' && /nothing was fenced|bytes behind/.test(x.message),
+    );
+    let e: { code: string; message: string; detail?: string };
     try {
-      e = await sqlError(caller.c, `SELECT tsworker.switchover($1, timeout => '4s')`, [cand.c.name]);
+      e = await stall.call;
     } finally {
-      await thaw();
+      await stall.undo();
     }
     t.diagnostic(`after ${Date.now() - t0} ms: ${e.code} ${e.message} / ${e.detail ?? ''}`);
     assert.equal(e.code, '57014');
