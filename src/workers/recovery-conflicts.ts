@@ -48,11 +48,16 @@ type Blocker = {
 };
 
 /** What the startup process waits on. */
-type StartupWait = {
+export type StartupWait = {
   pid: number;
   wait_event_type: string | null;
   wait_event: string | null;
 };
+
+/** What this standby's startup process waits on now (pg_stat_activity); undefined when there is none. */
+export function startupWait(w: WorkerContext<any>): StartupWait | undefined {
+  return w.query<StartupWait>(`SELECT pid, wait_event_type, wait_event FROM pg_stat_activity WHERE backend_type = 'startup'`)[0];
+}
 
 const SESSIONS = `SELECT a.pid, a.backend_type, a.usename::text, a.application_name, a.datname::text, a.state,
        coalesce(a.query_start, a.xact_start)::text AS since, left(a.query, 80) AS query
@@ -93,7 +98,7 @@ export class ReplayConflicts {
 
   /** Look at the startup process once and end the sessions it waits for. */
   resolve(): void {
-    const wait = this.w.query<StartupWait>(`SELECT pid, wait_event_type, wait_event FROM pg_stat_activity WHERE backend_type = 'startup'`)[0];
+    const wait = startupWait(this.w);
     if (!wait) return;
     const conflict = `${wait.wait_event_type}:${wait.wait_event}`;
     const blockers = this.blockers(wait);

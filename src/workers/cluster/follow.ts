@@ -12,6 +12,7 @@ import { parseConninfo } from '../promoter/conninfo';
 import type { ClusterView, HistoryLine } from './dcs-records';
 import { numberToLsn, type LocalState } from './local';
 import { identifyStreaming, redact } from './reach';
+import { startupWait } from '../recovery-conflicts';
 
 /** Quote a conninfo value when it needs it (libpq rules). */
 function quoteValue(v: string): string {
@@ -234,7 +235,7 @@ export class Follower {
     if (now - since < STUCK_MS) return;
     if (streaming) {
       if (local.lsn === null || local.replayed === null || local.lsn <= local.replayed) return;
-      const wait = this.w.query<{ e: string | null }>(`SELECT wait_event AS e FROM pg_stat_activity WHERE backend_type = 'startup'`)[0]?.e;
+      const wait = startupWait(this.w)?.wait_event;
       if (wait !== 'RecoveryWalStream' && wait !== 'RecoveryRetrieveRetryInterval') return; // paused, delayed, or in a conflict: not stuck
     } else if (this.upstreamOkAt === 0 || this.upstreamError !== null) return;
     this.needs = 'rebuild';
