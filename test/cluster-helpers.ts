@@ -247,7 +247,7 @@ export async function startMembers(net: Network, configure: (c: Cluster, host: s
  * `cand`'s WAL receiver is frozen (SIGSTOP) before it caught up. A shaped
  * TCP stream can stall for a few seconds, and the leader then refuses the
  * candidate before writes stop (`refusedEarly`): the attempt is undone and
- * made again, up to 3 times. Returns the call's outcome (`start()` must not
+ * made again, up to 5 times. Returns the call's outcome (`start()` must not
  * reject) and the undo.
  */
 export async function stallAtFence<T>(
@@ -265,6 +265,11 @@ export async function stallAtFence<T>(
     if (frozen) signalPid(frozen, 'SIGCONT');
     frozen = 0;
     await net.unthrottle(cand.host);
+  };
+  const undoAll = async (): Promise<void> => {
+    await undo();
+    await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
+    await lead.c.query('SELECT pg_reload_conf()');
   };
   for (let attempt = 1; ; attempt++) {
     const receiver = await receiverPid(cand);
@@ -285,21 +290,13 @@ export async function stallAtFence<T>(
     if (fenced === 'fenced') {
       signalPid(receiver, 'SIGSTOP');
       frozen = receiver;
-      return {
-        call,
-        async undo() {
-          await undo();
-          await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
-          await lead.c.query('SELECT pg_reload_conf()');
-        },
-      };
+      return { call, undo: undoAll };
     }
-    await undo();
-    if (attempt === 3 || !refusedEarly((outcome as unknown as { v: T }).v)) {
-      await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
-      await lead.c.query('SELECT pg_reload_conf()');
+    if (attempt === 5 || !refusedEarly((outcome as unknown as { v: T }).v)) {
+      await undoAll();
       return { call, undo: async () => undefined };
     }
+    await undo();
     await cand.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${await lead.c.queryText('SELECT pg_current_wal_flush_lsn()')}'::pg_lsn`, 't', { timeoutMs: 60_000 });
   }
 }

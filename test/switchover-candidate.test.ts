@@ -179,6 +179,11 @@ describe('switchover: recovery conflicts on the candidate, a candidate lost afte
       await net().heal();
     }
     await ops.restartAsService(lead, third);
+    // it may have promoted before it lost its key (promoted_without_key, needs_restart): what systemd would do then
+    if ((await cand.c.queryText('SELECT pg_is_in_recovery()')) === 'f') {
+      await cand.c.stop('immediate');
+      await ops.restartAsService(cand, third);
+    }
     await ops.streamsFrom(cand, third);
   });
 
