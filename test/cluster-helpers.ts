@@ -233,22 +233,19 @@ export async function startMembers(net: Network, configure: (c: Cluster, host: s
 }
 
 /**
- * Freeze `cand`'s WAL receiver (SIGSTOP): it still looks streaming to the
- * leader (whose walsender then waits 60 s for its replies) but flushes
- * nothing more, so a switchover to it stays fenced until its limit.
- * Returns what undoes it (SIGCONT, wal_sender_timeout reset); call it in a finally.
- */
-/**
- * Hold a switchover's fence until its deadline. `cand` is put about 750 kB
- * behind `lead` (within the default maximum_lag_on_failover of 1 MB) on a
- * WAL stream throttled to 1.5 Mbit/s, so that it confirms WAL as it catches
- * up (a 128 kB message about every 0.7 s) and the leader's checks before the
- * fence pass; then `start()` makes the call, and once the leader has fenced
- * `cand`'s WAL receiver is frozen (SIGSTOP) before it caught up. A shaped
- * TCP stream can stall for a few seconds, and the leader then refuses the
- * candidate before writes stop (`refusedEarly`): the attempt is undone and
- * made again, up to 5 times. Returns the call's outcome (`start()` must not
- * reject) and the undo.
+ * Hold a switchover's fence until its deadline. `cand`'s WAL stream is
+ * throttled to 1.5 Mbit/s (about 190 kB/s) and `lead` is put 400 kB ahead
+ * of it (within the default maximum_lag_on_failover of 1 MB); then `start()`
+ * makes the call while a session on `lead` keeps writing WAL faster than the
+ * stream carries it (logical messages, about 320 kB/s), until the fence ends
+ * that session. `cand` confirms WAL as it streams (a 128 kB message about
+ * every 0.7 s), so the leader's checks before the fence pass, and however
+ * long they take it is still behind when writes stop; once the leader has
+ * fenced, `cand`'s WAL receiver is frozen (SIGSTOP). A shaped TCP stream can
+ * stall for a few seconds, and the leader then refuses the candidate before
+ * writes stop (`refusedEarly`): the attempt is undone and made again, up to
+ * 5 times. Throws, with each attempt's outcome, when no attempt got a fence.
+ * Returns the call (`start()` must not reject) and the undo, for a finally.
  */
 export async function stallAtFence<T>(
   net: Network,
@@ -259,7 +256,6 @@ export async function stallAtFence<T>(
 ): Promise<{ call: Promise<T>; undo(): Promise<void> }> {
   await lead.c.query(`ALTER SYSTEM SET wal_sender_timeout = '60s'`);
   await lead.c.query('SELECT pg_reload_conf()');
-  await lead.c.query('CREATE TABLE IF NOT EXISTS slow_fill (t text)');
   let frozen = 0;
   const undo = async (): Promise<void> => {
     if (frozen) signalPid(frozen, 'SIGCONT');
@@ -271,30 +267,57 @@ export async function stallAtFence<T>(
     await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
     await lead.c.query('SELECT pg_reload_conf()');
   };
+  const emit = (kb: number) => `SELECT pg_logical_emit_message(true, 'stall_at_fence', repeat('x', ${kb * 1024}))`;
+  const outcomes: string[] = [];
   for (let attempt = 1; ; attempt++) {
     const receiver = await receiverPid(cand);
     await net.throttle(lead.host, lead.c.port, cand.host, 1500);
-    await lead.c.query('INSERT INTO slow_fill SELECT repeat(md5(i::text), 25) FROM generate_series(1, 900) AS i');
+    await lead.c.query(emit(400));
+    // the pump: ended by the fence (its session is terminated), or stopped here
+    const pumpSession = await lead.c.connect();
+    let pumping = true;
+    const pump = (async () => {
+      while (pumping) {
+        await pumpSession.query(emit(16));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })().catch(() => undefined);
+    const stopPump = async () => {
+      pumping = false;
+      await pump;
+      await pumpSession.end().catch(() => undefined);
+    };
     let outcome: { v: T } | null = null;
     const call = start();
     call.then((v) => {
       outcome = { v };
     });
-    const fenced = await waitFor(
-      async () => {
-        if (outcome) return 'settled';
-        return (await lead.c.queryText(`SELECT current_setting('tsworker.fenced')`).catch(() => 'off')) === 'on' ? 'fenced' : undefined;
-      },
-      { timeoutMs: 60_000, intervalMs: 5, what: `${lead.c.name} fenced, or the call answered` },
-    );
+    let fenced: string;
+    try {
+      fenced = await waitFor(
+        async () => {
+          if (outcome) return 'settled';
+          return (await lead.c.queryText(`SELECT current_setting('tsworker.fenced')`).catch(() => 'off')) === 'on' ? 'fenced' : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 5, what: `${lead.c.name} fenced, or the call answered` },
+      );
+    } catch (err) {
+      await stopPump();
+      await undoAll();
+      throw err;
+    }
     if (fenced === 'fenced') {
       signalPid(receiver, 'SIGSTOP');
       frozen = receiver;
+      await stopPump();
       return { call, undo: undoAll };
     }
-    if (attempt === 5 || !refusedEarly((outcome as unknown as { v: T }).v)) {
+    await stopPump();
+    const v = (outcome as unknown as { v: T }).v;
+    outcomes.push(`attempt ${attempt}: ${JSON.stringify(v, ['code', 'message'])}`);
+    if (attempt === 5 || !refusedEarly(v)) {
       await undoAll();
-      return { call, undo: async () => undefined };
+      throw new Error(`stallAtFence: ${lead.c.name} never fenced for a switchover to ${cand.c.name}:\n  ${outcomes.join('\n  ')}`);
     }
     await undo();
     await cand.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${await lead.c.queryText('SELECT pg_current_wal_flush_lsn()')}'::pg_lsn`, 't', { timeoutMs: 60_000 });
