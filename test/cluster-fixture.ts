@@ -6,6 +6,7 @@
  */
 import { after, before } from 'node:test';
 
+import type { OperationLine } from '../src/workers/cluster/dcs-records';
 import { MemberOps, startMembers, type Member } from './cluster-helpers';
 import type { Cluster } from './harness/cluster';
 import { Etcd } from './harness/etcd';
@@ -36,6 +37,8 @@ export interface ClusterFixture {
   etcd(): Etcd;
   members: Member[];
   ops: MemberOps;
+  /** etcd's `operations` key of this cluster (read with etcdctl from etcd's host), oldest first. */
+  operations(): Promise<OperationLine[]>;
 }
 
 /** Register before() and after() hooks for the three-member cluster of `scope`; call inside a describe block. */
@@ -55,7 +58,11 @@ export function clusterFixture(scope: string, extra: (host: string) => Settings 
     await etcd?.cleanup();
     await net?.destroy();
   });
-  return { net: () => net, etcd: () => etcd, members, ops };
+  const operations = async (): Promise<OperationLine[]> => {
+    const res = await net.exec('e', ['etcdctl', `--endpoints=${etcd.url}`, 'get', '--print-value-only', `/service/${scope}/operations`]);
+    return res.stdout.trim() ? (JSON.parse(res.stdout) as OperationLine[]) : [];
+  };
+  return { net: () => net, etcd: () => etcd, members, ops, operations };
 }
 
 /** The error `sql` fails with on `c` (throws when it succeeds). */

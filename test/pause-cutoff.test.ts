@@ -18,7 +18,7 @@ import { waitFor } from './harness/cluster';
 const root = process.getuid?.() === 0;
 
 describe('maintenance mode with the leader cut off from etcd: resume and failover refuse while it accepts writes', { skip: root ? false : 'needs root' }, () => {
-  const { net, members, ops } = clusterFixture('pc');
+  const { net, members, ops, operations } = clusterFixture('pc');
 
   test('paused, the leader loses etcd and its key: resume() and failover() refuse with the reason; its etcd back, it leads and resume() works', async (t) => {
     const lead = await ops.leader();
@@ -33,6 +33,13 @@ describe('maintenance mode with the leader cut off from etcd: resume and failove
       // its lease runs out: no leader key, and the leader still accepts writes (maintenance mode)
       await waitFor(async () => ((await ops.status(other.c))?.leader ?? null) === null || undefined, { timeoutMs: 30_000, what: 'the leader key gone' });
       await lead.c.query(`INSERT INTO probe(member) VALUES ('cut off, paused')`);
+      // a member started meanwhile says why nobody will be elected (review 14c H4)
+      const off = target.c.logOffset();
+      await target.c.restart();
+      assert.match(
+        await target.c.waitForLog(/starts as a standby.*/, off, 20_000),
+        new RegExp(`no member leads, and the cluster is paused \\(maintenance mode, since \\S+ by ${other.c.name}\\): no member is elected until tsworker.resume\\(\\)`),
+      );
 
       let e = await sqlError(other.c, 'SELECT tsworker.resume()');
       t.diagnostic(`resume: ${e.code} ${e.message} / ${e.hint ?? ''}`);
@@ -52,5 +59,19 @@ describe('maintenance mode with the leader cut off from etcd: resume and failove
     await waitFor(async () => (await ops.status(other.c))?.leader === lead.c.name || undefined, { timeoutMs: 30_000, what: 'the leader key back' });
     assert.equal(await other.c.queryText('SELECT tsworker.resume()'), 't');
     assert.equal((await ops.leader()).c.name, lead.c.name);
+    // each call, refused or done, is a line of etcd's operations (issue 14: "to the etcd history")
+    const lines = await operations();
+    t.diagnostic(`operations: ${JSON.stringify(lines)}`);
+    assert.deepEqual(
+      lines.map((l) => [l.op, l.member, l.candidate ?? null, l.outcome, l.code ?? null]),
+      [
+        ['pause', other.c.name, null, 'done', null],
+        ['resume', other.c.name, null, 'refused', '55000'],
+        ['failover', other.c.name, target.c.name, 'refused', '55000'],
+        ['resume', other.c.name, null, 'done', null],
+      ],
+    );
+    assert.match(lines[1].detail ?? '', /resuming would elect a second primary/);
+    assert.ok(lines.every((l) => !Number.isNaN(Date.parse(l.at))));
   });
 });

@@ -27,7 +27,7 @@ const step = stepper('switchover.test');
 const root = process.getuid?.() === 0;
 
 describe('switchover, pause, manual failover, rejoin: 3 members and etcd in network namespaces', { skip: root ? false : 'needs root' }, () => {
-  const { net, etcd, members, ops } = clusterFixture('so', () => ({}), ['h']);
+  const { net, etcd, members, ops, operations } = clusterFixture('so', () => ({}), ['h']);
   const byName = (n: string) => members.find((m) => m.c.name === n)!;
 
   const ctlRejoin = (m: Member) => ops.ctlRejoin(m);
@@ -90,6 +90,11 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     assert.ok(events.length >= 1, 'switchover_done in tsworker.events');
     const history = await ops.healthFull('GET', '/history');
     assert.match(history[final.c.name].body, /switchover from member/);
+    // each call is a line of etcd's operations, with what the function returned
+    const calls = (await operations()).filter((l) => l.op === 'switchover');
+    assert.equal(calls.length, TRIALS);
+    assert.ok(calls.every((l) => l.outcome === 'done' && typeof l.result?.to === 'string' && l.candidate === l.result.to));
+    assert.equal(calls[TRIALS - 1].result?.to, final.c.name);
   });
 
   test('refused with the reason: unknown member, the leader itself, nofailover, a lagging candidate, no eligible member', async () => {
@@ -256,6 +261,19 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     t.diagnostic(`${old.c.name}: ${said}`);
     const events = await lead.c.query<{ kind: string }>(`SELECT kind FROM tsworker.events WHERE kind IN ('paused', 'resumed')`);
     assert.ok(events.some((e) => e.kind === 'resumed'));
+    // the pause, the second pause (nothing changed), the resume and the rejoin, in etcd's operations
+    const lines = (await operations()).slice(-4);
+    t.diagnostic(`operations: ${JSON.stringify(lines)}`);
+    assert.deepEqual(
+      lines.map((l) => [l.op, l.member, l.outcome]),
+      [
+        ['pause', old.c.name, 'done'],
+        ['pause', standbys[0].c.name, 'unchanged'],
+        ['resume', standbys[1].c.name, 'done'],
+        ['rejoin', old.c.name, said.match(/: (standby|rewind): /)?.[1]],
+      ],
+    );
+    assert.equal(`pg_tsworker_ctl rejoin: member "${old.c.name}": ${lines[3].outcome}: ${lines[3].detail}`, said);
   });
 
   test('manual failover: refused with what would be lost, then forced; the diverged standby is rejoined by the CLI', async (t) => {

@@ -21,6 +21,7 @@ import { performance } from 'perf_hooks';
 import { parseArgs } from 'util';
 
 import { CtlError, run as runOp, withdrawOnSignals, type CtlOptions } from './ctl';
+import { recordOperation } from './ctl-request';
 import { rejoin } from './rejoin';
 import { memberName } from './settings';
 
@@ -186,7 +187,15 @@ async function main(argv: string[]): Promise<number> {
   };
   if (op === 'rejoin') {
     const dataDir = setting(bindir, dir, 'data_directory') || dir;
-    const r = await rejoin({ ...base, dataDir: path.resolve(dataDir), bindir });
+    let r;
+    try {
+      r = await rejoin({ ...base, dataDir: path.resolve(dataDir), bindir });
+    } catch (err) {
+      await recordOperation(base, { op: 'rejoin', member: name, outcome: 'refused', detail: (err as Error).message });
+      throw err;
+    }
+    // (a rejoin that changed nothing, as at every start under systemd's ExecStartPre=, is not an operation)
+    if (r.action !== 'none') await recordOperation(base, { op: 'rejoin', member: name, outcome: r.action, detail: r.why });
     process.stdout.write(`pg_tsworker_ctl rejoin: member "${name}": ${r.action}: ${r.why}\n`);
     return 0;
   }

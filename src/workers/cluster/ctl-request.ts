@@ -6,7 +6,7 @@
  * waiting for its outcome as the members record it.
  */
 import { Dcs, DcsError } from './dcs';
-import type { ClusterView, FailoverRequest } from './dcs-records';
+import type { ClusterView, FailoverRequest, OperationLine } from './dcs-records';
 import { numberToLsn } from './local';
 import { askPeer } from './peers';
 import { clusterPrefix, parseHosts } from './settings';
@@ -69,9 +69,24 @@ const POLL_MS = 20;
 /** How long past its timeout a call waits to learn how a request the members were working on ended. */
 const OUTCOME_GRACE_MS = 3000;
 
-export function open(o: CtlOptions): Dcs {
+/** Where a cluster's keys are, and how long etcd may take to answer. */
+export type DcsOptions = Pick<CtlOptions, 'hosts' | 'namespace' | 'scope' | 'citusGroup' | 'retryTimeoutMs'>;
+
+export function open(o: DcsOptions): Dcs {
   // not on the leader's clock: a busy machine may take seconds to answer the first request
   return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 5000));
+}
+
+/** Append `line` (without its time) to etcd's `operations`; a failure goes to stderr. */
+export async function recordOperation(o: DcsOptions, line: Omit<OperationLine, 'at'>): Promise<void> {
+  const dcs = open(o);
+  try {
+    await dcs.appendOperation({ at: new Date().toISOString(), ...line });
+  } catch (err) {
+    process.stderr.write(`pg_tsworker: could not record the ${line.op} in etcd's operations: ${(err as Error).message}\n`);
+  } finally {
+    dcs.close();
+  }
 }
 
 export async function readView(dcs: Dcs, o: CtlOptions): Promise<ClusterView> {

@@ -36,12 +36,13 @@ import {
   outcome,
   post,
   readView,
+  recordOperation,
   settled,
   withdrawOnSignals,
   type CtlOptions,
 } from './ctl-request';
 import { DcsError } from './dcs';
-import type { ClusterView, FailoverRequest } from './dcs-records';
+import type { ClusterView, FailoverRequest, OperationLine } from './dcs-records';
 import { ranksBefore, type Candidate } from './election';
 import { numberToLsn } from './local';
 import { askLastLeader, askMembers, askPeer } from './peers';
@@ -267,20 +268,35 @@ export async function setPause(o: CtlOptions, pause: boolean): Promise<boolean> 
   }
 }
 
-/** Run one operation. */
+/** The operations, by name. */
+const OPERATIONS: Record<string, (o: CtlOptions) => Promise<unknown>> = {
+  switchover,
+  failover,
+  pause: (o) => setPause(o, true),
+  resume: (o) => setPause(o, false),
+};
+
+/**
+ * Run one operation and record how it ended in etcd's `operations`
+ * (dcs-records.ts OperationLine). A refusal for want of etcd is not
+ * recorded (etcd is what did not answer); a failure to record is written to
+ * stderr and changes nothing in the outcome.
+ */
 export async function run(op: string, o: CtlOptions): Promise<unknown> {
-  switch (op) {
-    case 'switchover':
-      return switchover(o);
-    case 'failover':
-      return failover(o);
-    case 'pause':
-      return setPause(o, true);
-    case 'resume':
-      return setPause(o, false);
-    default:
-      throw new CtlError(INVALID_PARAMETER_VALUE, `unknown operation "${op}"`);
+  const act = OPERATIONS[op];
+  if (!act) throw new CtlError(INVALID_PARAMETER_VALUE, `unknown operation "${op}"`);
+  const base = { op: op as OperationLine['op'], member: o.name, ...(op === 'switchover' || op === 'failover' ? { candidate: o.candidate } : {}) };
+  let res: unknown;
+  try {
+    res = await act(o);
+  } catch (err) {
+    const e = err instanceof CtlError ? err : new CtlError('XX000', (err as Error).message);
+    if (e.sqlstate !== CONNECTION_FAILURE) await recordOperation(o, { ...base, outcome: 'refused', code: e.sqlstate, detail: e.message });
+    throw err;
   }
+  if (typeof res === 'boolean') await recordOperation(o, { ...base, outcome: res ? 'done' : 'unchanged' });
+  else await recordOperation(o, { ...base, outcome: 'done', result: res as Record<string, unknown> });
+  return res;
 }
 
 function arg(argv: string[], name: string): string | undefined {

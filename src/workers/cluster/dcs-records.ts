@@ -13,6 +13,8 @@
  *                    FailoverRequest, attached to a lease that ends at the
  *                    request's deadline)
  *   config           cluster-wide state set by operators: {"pause": true} (JSON, ClusterConfig)
+ *   operations       the last OPERATIONS_KEPT operator actions and their outcome (JSON array
+ *                    of OperationLine): switchover, failover, pause, resume, rejoin
  */
 
 /** What a member publishes about itself in `members/<name>`. */
@@ -45,6 +47,32 @@ export interface MemberData {
 
 /** A line of `history`: [parent timeline, switch LSN (bytes), reason, time, new leader], as Patroni writes it. */
 export type HistoryLine = [number, number, string, string, string];
+
+/** How many lines `operations` keeps (the oldest go first). */
+export const OPERATIONS_KEPT = 100;
+
+/**
+ * A line of `operations`: one operator action and how it ended, written by
+ * whoever ran it (the SQL function's helper or pg_tsworker_ctl, ctl.ts; a
+ * rejoin, rejoin.ts). A promotion it caused is also a `history` line.
+ */
+export interface OperationLine {
+  /** When it ended (ISO 8601). */
+  at: string;
+  op: 'switchover' | 'failover' | 'pause' | 'resume' | 'rejoin';
+  /** The member it ran on (the caller's; for rejoin, the member rejoined). */
+  member: string;
+  /** The candidate asked for (switchover, failover). */
+  candidate?: string | null;
+  /** `done`, `unchanged` (pause/resume already in that state), `refused` (with a SQLSTATE), or rejoin's action (`standby`, `rewind`, `none`). */
+  outcome: string;
+  /** SQLSTATE of a refusal. */
+  code?: string;
+  /** A refusal's message, or what a rejoin did. */
+  detail?: string;
+  /** What the SQL function returned (switchover, failover), as it returned it. */
+  result?: Record<string, unknown>;
+}
 
 /** `sync`: the leader and the members that may take its place without losing an acknowledged commit. */
 export interface SyncState {

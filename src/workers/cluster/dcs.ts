@@ -15,7 +15,7 @@ import { ConstantBackoff, handleWhen, noop, retry, type IPolicy } from 'cockatie
 import { Etcd3, isRecoverableError, type IKeyValue } from 'etcd3';
 
 import { Endpoints, SkippedEndpoint } from './endpoints';
-import type { ClusterConfig, ClusterView, FailoverRequest, HistoryLine, Lease, LeaderStatus, MemberData, SyncState } from './dcs-records';
+import { OPERATIONS_KEPT, type ClusterConfig, type ClusterView, type FailoverRequest, type HistoryLine, type Lease, type LeaderStatus, type MemberData, type OperationLine, type SyncState } from './dcs-records';
 
 /** A request to etcd that failed or did not answer in time. */
 export class DcsError extends Error {}
@@ -307,19 +307,35 @@ export class Dcs {
     return res.succeeded;
   }
 
-  /** Append a line to `history` (compare-and-set on its revision; retried once on a race). */
+  /** Append a line to `history` (compare-and-set on its revision; retried on a race). */
   async appendHistory(line: HistoryLine): Promise<void> {
+    await this.appendLine('history', line, Infinity);
+  }
+
+  /** Append a line to `operations`, keeping the last OPERATIONS_KEPT (compare-and-set; retried on a race). */
+  async appendOperation(line: OperationLine): Promise<void> {
+    await this.appendLine('operations', line, OPERATIONS_KEPT);
+  }
+
+  /** The lines of `operations`, oldest first ([] when there are none). */
+  async operations(): Promise<OperationLine[]> {
+    const kvs = (await this.bounded('reading the operations', this.client.get(this.key('operations')).exec())).kvs;
+    return kvs.length ? (parseJson<OperationLine[]>(kvs[0]) ?? []) : [];
+  }
+
+  /** Append `line` to the JSON array at `name`, keeping its last `keep` lines. */
+  private async appendLine<T>(name: string, line: T, keep: number): Promise<void> {
     for (let i = 0; i < 3; i++) {
-      const kvs = (await this.bounded('reading the history', this.client.get(this.key('history')).exec())).kvs;
-      const lines = kvs.length ? (parseJson<HistoryLine[]>(kvs[0]) ?? []) : [];
+      const kvs = (await this.bounded(`reading the ${name}`, this.client.get(this.key(name)).exec())).kvs;
+      const lines = kvs.length ? (parseJson<T[]>(kvs[0]) ?? []) : [];
       lines.push(line);
       const cmp = kvs.length
-        ? this.client.if(this.key('history'), 'Mod', '==', String(kvs[0].mod_revision))
-        : this.client.if(this.key('history'), 'Create', '==', 0);
-      const res = await this.bounded('writing the history', cmp.then(this.client.put(this.key('history')).value(JSON.stringify(lines))).commit());
+        ? this.client.if(this.key(name), 'Mod', '==', String(kvs[0].mod_revision))
+        : this.client.if(this.key(name), 'Create', '==', 0);
+      const res = await this.bounded(`writing the ${name}`, cmp.then(this.client.put(this.key(name)).value(JSON.stringify(lines.slice(-keep)))).commit());
       if (res.succeeded) return;
     }
-    throw new DcsError('the history key kept changing under this member');
+    throw new DcsError(`the ${name} key kept changing under this member`);
   }
 
   /** Write `sync` if its revision is still `modRevision` (null: if it does not exist); true when written. */
