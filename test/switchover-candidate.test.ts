@@ -105,6 +105,52 @@ describe('switchover: recovery conflicts on the candidate, a candidate lost afte
     await ops.streamsFrom(third, cand);
   });
 
+  test('the call advertises no xmin only as a plain SELECT of the call alone: not next to another output column, not in a transaction block (review 14c finding A)', async (t) => {
+    const { standbys: [cand] } = await ops.standbysCaughtUp();
+    const watcher = await cand.c.connect();
+    /** backend_xmin of the session running `sqls` (the last one the call, refused at once: 42704), sampled while the call runs. */
+    async function xminsDuring(sqls: string[]): Promise<(string | null)[]> {
+      const caller = await cand.c.connect();
+      try {
+        const pid = (await caller.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        for (const sql of sqls.slice(0, -1)) await caller.query(sql);
+        let done = false;
+        const call = caller.query(sqls[sqls.length - 1]).then(
+          () => null,
+          (e: { code?: string }) => e,
+        ).finally(() => {
+          done = true;
+        });
+        const samples: (string | null)[] = [];
+        while (!done) {
+          const r = await watcher.query<{ x: string | null }>(
+            `SELECT backend_xmin::text AS x FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query ~ 'tsworker\\.switchover'`,
+            [pid],
+          );
+          if (r.rows.length) samples.push(r.rows[0].x);
+          await new Promise((res) => setTimeout(res, 10));
+        }
+        assert.equal((await call)?.code, '42704');
+        return samples;
+      } finally {
+        await caller.end().catch(() => undefined);
+      }
+    }
+    try {
+      const plain = await xminsDuring([`SELECT tsworker.switchover('nobody')`]);
+      const besides = await xminsDuring([`SELECT tsworker.switchover('nobody'), pg_sleep(0)`]);
+      const inBlock = await xminsDuring(['BEGIN', `SELECT tsworker.switchover('nobody')`]);
+      t.diagnostic(`samples with an xmin: plain ${plain.filter(Boolean).length}/${plain.length}, next to pg_sleep(0) ${besides.filter(Boolean).length}/${besides.length}, in BEGIN ${inBlock.filter(Boolean).length}/${inBlock.length}`);
+      for (const [what, samples] of [['plain', plain], ['besides', besides], ['in a block', inBlock]] as const) assert.ok(samples.length >= 3, `${what}: sampled during the call`);
+      // (a sample may fall in the moments before the release or after the call restored the xmin)
+      assert.ok(plain.filter((x) => x === null).length >= 3 && plain.filter(Boolean).length <= 1, 'the plain call advertises no xmin while it waits');
+      assert.ok(besides.every(Boolean), 'next to another column, the statement keeps its xmin');
+      assert.ok(inBlock.every(Boolean), 'in a transaction block, the statement keeps its xmin');
+    } finally {
+      await watcher.end().catch(() => undefined);
+    }
+  });
+
   test('sessions holding the candidate\'s replay back (a lock, a running query, an idle transaction, one that catches its cancel): ended at once, logged; the switchover is done', async (t) => {
     const { lead, cand, third } = await setUp();
     await lead.c.query('DROP TABLE IF EXISTS locked; CREATE TABLE locked (id int)');
