@@ -14,6 +14,11 @@
  * never wrote; review 14 finding 13) replays up to that record and then
  * stops for ever at the leader's different WAL; its promoter says
  * `replay_stuck` and `needs: rebuild` instead of `following`.
+ *
+ * A standby stopped while the leader recycled the WAL it needs (no slot,
+ * wal_keep_size 0; review 14c finding L) never streams again, and was
+ * reported healthy; it now says `replay_stuck` too, with PostgreSQL's
+ * "has already been removed" in its advice, and /replica answers 503.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -28,7 +33,7 @@ const root = process.getuid?.() === 0;
 
 describe('rejoin of a crashed primary whose last checkpoint is in an older WAL segment', { skip: root ? false : 'needs root' }, () => {
   // nothing keeps old segments but their archiving: what pg_rewind needs must survive by rejoin's care
-  const { net, members, ops } = clusterFixture('rc', () => ({ wal_keep_size: '0', archive_mode: 'on', archive_command: '/bin/true' }));
+  const { net, members, ops } = clusterFixture('rc', () => ({ wal_keep_size: '0', archive_mode: 'on', archive_command: '/bin/true' }), ['h']);
 
   async function ctlRejoin(m: Member): Promise<{ code: number; out: string }> {
     try {
@@ -99,5 +104,29 @@ describe('rejoin of a crashed primary whose last checkpoint is in an older WAL s
     assert.match(line, /pg_basebackup -R/);
     assert.equal((await ops.status(sb.c))?.needs, 'rebuild');
     assert.equal(await sb.c.queryText('SELECT count(*) FROM pg_stat_wal_receiver WHERE status = \'streaming\''), '0', 'it does not stream');
+  });
+
+  test('a standby whose WAL the leader recycled while it was stopped (no slot, wal_keep_size 0): replay_stuck, needs rebuild, /replica 503 (review 14c finding L)', async (t) => {
+    const lead = await ops.leader();
+    // the standby the previous test did not leave stuck
+    const sb = members.filter((m) => m !== lead)[1];
+    await ops.streamsFrom(sb, lead);
+    await ops.caughtUp(sb, lead);
+    await sb.c.stop();
+    const needed = await lead.c.queryText('SELECT pg_walfile_name(pg_current_wal_flush_lsn())');
+    // the leader moves on 4 segments and checkpoints: nothing keeps the segment the standby would stream next
+    for (let i = 0; i < 4; i++) await lead.c.query(`INSERT INTO probe(member) VALUES ('recycled ${i}'); SELECT pg_switch_wal()`);
+    await lead.c.query('CHECKPOINT');
+    await lead.c.query('CHECKPOINT');
+    assert.equal(await lead.c.queryText(`SELECT count(*) FROM pg_ls_waldir() WHERE name = '${needed}'`), '0', `${needed} recycled on the leader`);
+    const off = sb.c.logOffset();
+    await sb.c.start();
+    const line = await sb.c.waitForLog(/tsworker "promoter": replay_stuck: .*/, off, 90_000);
+    t.diagnostic(line.replace(/.*replay_stuck: /, '').slice(0, 300));
+    assert.match(sb.c.readLog(off), /requested WAL segment \w+ has already been removed/, "PostgreSQL's own reason is in its log");
+    assert.match(line, /has already been removed.*recycled WAL this standby needs.*pg_basebackup -R/);
+    assert.equal((await ops.status(sb.c))?.needs, 'rebuild');
+    const replica = await ops.healthFull('GET', '/replica');
+    assert.equal(replica[sb.c.name].code, 503, 'not offered as a replica');
   });
 });
