@@ -23,6 +23,11 @@
  *   query, terminates the idle transaction, and terminates the one still in
  *   the way 2 s after its cancel (recovery-conflicts.ts); it logs each.
  *
+ * The call made on the candidate while a cursor there pins a page whose
+ * cleanup the replay must apply (review 14c finding C): a buffer pin's
+ * holder is any session in a transaction, and the caller was cancelled with
+ * the cursor although the switchover went through; the caller is spared.
+ *
  * A candidate lost right after the handover (review 14b finding 11): cut
  * off from etcd once the leader has fenced, it never learns it holds the
  * key, its lease runs out and the third member is elected. The call used
@@ -199,6 +204,47 @@ describe('switchover: recovery conflicts on the candidate, a candidate lost afte
       assert.match(log, new RegExp(`terminated client backend ${catcher.pid} .*still in the way 2000 ms after its cancel`));
       const promoted = /tsworker "promoter": promoted: (.*)/.exec(log);
       assert.equal(JSON.parse(promoted![1]).sessionsEnded, 4, 'each session counted once');
+    } finally {
+      for (const c of clients) await c.end().catch(() => undefined);
+    }
+    await ops.restartAsService(lead, cand);
+    await ops.streamsFrom(third, cand);
+  });
+
+  test('called on the candidate while a cursor there pins a page the replay must clean up (BufferPin): the cursor\'s session is ended, not the caller; the call returns done (review 14c finding C)', async (t) => {
+    const { lead, cand, third } = await setUp();
+    await lead.c.query('DELETE FROM junk WHERE id % 2 = 0');
+    const deleted = await lead.c.queryText('SELECT pg_current_wal_flush_lsn()');
+    // the delete replayed first: the cursor's snapshot sees it, so the VACUUM conflicts with its pin only
+    await cand.c.pollQueryUntil(`SELECT pg_last_wal_replay_lsn() >= '${deleted}'::pg_lsn`, 't', { timeoutMs: 30_000 });
+    const logAt = cand.c.logOffset();
+    const clients: pg.Client[] = [];
+    try {
+      const pinner = await cand.c.connect();
+      pinner.on('error', () => undefined); // its connection is ended
+      clients.push(pinner);
+      const pinPid = (await pinner.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      await pinner.query('BEGIN');
+      await pinner.query('DECLARE c CURSOR FOR SELECT * FROM junk');
+      await pinner.query('FETCH 1 FROM c');
+      await lead.c.query('VACUUM junk');
+      await waitFor(
+        async () => (await cand.c.queryText(`SELECT wait_event_type FROM pg_stat_activity WHERE backend_type = 'startup'`)) === 'BufferPin' || undefined,
+        { timeoutMs: 15_000, intervalMs: 20, what: `${cand.c.name}'s replay waiting for a buffer pin` },
+      );
+      const caller = await cand.c.connect();
+      clients.push(caller);
+      const callerPid = (await caller.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      const { r, e } = await caller
+        .query<{ r: any }>(`SELECT tsworker.switchover($1, timeout => '40s') AS r`, [cand.c.name])
+        .then((res) => ({ r: res.rows[0].r, e: null }), (err: { code?: string; message?: string }) => ({ r: null, e: err }));
+      t.diagnostic(`call: ${JSON.stringify(r ?? e)}`);
+      assert.equal(e, null, `the call failed: ${e?.code} ${e?.message}`);
+      assert.equal(r.state, 'done');
+      assert.equal(r.to, cand.c.name);
+      const log = cand.c.readLog(logAt);
+      assert.match(log, new RegExp(`client backend ${pinPid} .*BufferPin`), 'the cursor\'s session was ended');
+      assert.doesNotMatch(log, new RegExp(`client backend ${callerPid} \\(`), 'the caller was left alone');
     } finally {
       for (const c of clients) await c.end().catch(() => undefined);
     }
