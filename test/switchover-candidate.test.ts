@@ -23,6 +23,11 @@
  *   query, terminates the idle transaction, and terminates the one still in
  *   the way 2 s after its cancel (recovery-conflicts.ts); it logs each.
  *
+ * A pg_tsworker worker reading on the candidate (review 14c finding D) held
+ * the promotion back: background workers show their bgw_type (for ours,
+ * the worker's name) as backend_type, and only "background worker" was
+ * ended. Every backend that is not one of PostgreSQL's own processes now is.
+ *
  * The call made on the candidate while a cursor there pins a page whose
  * cleanup the replay must apply (review 14c finding C): a buffer pin's
  * holder is any session in a transaction, and the caller was cancelled with
@@ -43,6 +48,9 @@
  * the promotion times out.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, test } from 'node:test';
 
 import type pg from 'pg';
@@ -206,6 +214,52 @@ describe('switchover: recovery conflicts on the candidate, a candidate lost afte
       assert.equal(JSON.parse(promoted![1]).sessionsEnded, 4, 'each session counted once');
     } finally {
       for (const c of clients) await c.end().catch(() => undefined);
+    }
+    await ops.restartAsService(lead, cand);
+    await ops.streamsFrom(third, cand);
+  });
+
+  test('a pg_tsworker worker on the candidate whose snapshot holds the replay back is ended (its backend_type is its name); the switchover is done (review 14c finding D)', async (t) => {
+    const { lead, cand, third } = await setUp();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgtsw-holder-'));
+    fs.chmodSync(dir, 0o755);
+    const module = path.join(dir, 'holder.ts');
+    fs.writeFileSync(
+      module,
+      `import { defineWorker } from 'pg-tsworker';
+export default defineWorker({
+  name: 'holder',
+  start: 'standby',
+  restart: 'never',
+  main(w) {
+    w.transaction((tx) => tx.query('SELECT count(*), pg_sleep(120) FROM junk'));
+  },
+});
+`,
+    );
+    fs.chmodSync(module, 0o644);
+    const logAt = cand.c.logOffset();
+    try {
+      const pid = Number(await cand.c.queryText(`SELECT tsworker.launch('holder', $1)`, [module]));
+      await waitFor(
+        async () => (await cand.c.queryText(`SELECT backend_type FROM pg_stat_activity WHERE pid = $1 AND backend_xmin IS NOT NULL AND query ~ 'pg_sleep'`, [pid])) === 'holder' || undefined,
+        { timeoutMs: 20_000, what: 'the worker reading junk, its backend_type its name' },
+      );
+      await lead.c.query('DELETE FROM junk WHERE id % 2 = 0');
+      await lead.c.query('VACUUM junk');
+      await waitFor(
+        async () => (await cand.c.queryText(`SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup'`)) === 'RecoveryConflictSnapshot' || undefined,
+        { timeoutMs: 15_000, intervalMs: 20, what: `${cand.c.name}'s replay held back by the worker's snapshot` },
+      );
+      const r = JSON.parse(await third.c.queryText(`SELECT tsworker.switchover($1, timeout => '40s')`, [cand.c.name]));
+      t.diagnostic(`switchover: ${JSON.stringify(r)}`);
+      assert.equal(r.state, 'done');
+      assert.equal(r.to, cand.c.name);
+      assert.ok(r.write_pause_ms < 15_000, `write pause ${r.write_pause_ms} ms`);
+      assert.match(cand.c.readLog(logAt), new RegExp(`(cancelled the query of|terminated) holder ${pid} .*RecoveryConflictSnapshot`));
+    } finally {
+      await cand.c.query(`SELECT tsworker.stop('holder')`).catch(() => undefined);
+      fs.rmSync(dir, { recursive: true, force: true });
     }
     await ops.restartAsService(lead, cand);
     await ops.streamsFrom(third, cand);

@@ -62,7 +62,17 @@ export function startupWait(w: WorkerContext<any>): StartupWait | undefined {
 const SESSIONS = `SELECT a.pid, a.backend_type, a.usename::text, a.application_name, a.datname::text, a.state,
        coalesce(a.query_start, a.xact_start)::text AS since, left(a.query, 80) AS query
   FROM pg_stat_activity a`;
-const ENDABLE = `a.backend_type IN ('client backend', 'background worker') AND a.pid <> pg_backend_pid()`;
+/**
+ * PostgreSQL's own processes (GetBackendTypeDesc, 15 to 18). Every other
+ * backend_type is a client backend or a background worker, which shows its
+ * bgw_type there ("background worker" only when it has none): pg_tsworker's
+ * workers show their names.
+ */
+const AUXILIARY = [
+  'archiver', 'autovacuum launcher', 'autovacuum worker', 'background writer', 'checkpointer', 'io worker', 'logger',
+  'slotsync worker', 'standalone backend', 'startup', 'walreceiver', 'walsender', 'walsummarizer', 'walwriter',
+];
+const ENDABLE = `a.backend_type NOT IN (${AUXILIARY.map((t) => `'${t}'`).join(', ')}) AND a.pid <> pg_backend_pid()`;
 
 /** The granted locks on the object of each lock the startup process waits for. */
 const LOCK_HOLDERS = `${SESSIONS}
