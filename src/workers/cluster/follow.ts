@@ -95,6 +95,8 @@ export class Follower {
   private clientsTerminatedFor: string | null = null;
   /** performance.now() since which this standby follows without streaming (0: it streams). */
   private notStreamingSince = 0;
+  /** The WAL receiver was seen streaming at the last loop too (see follow()). */
+  private sawStreaming = false;
   private lastCheckAt = 0;
   private checking = false;
   /** When the leader's conninfo last let this standby in (performance.now(); 0: not since it stopped streaming). */
@@ -115,6 +117,7 @@ export class Follower {
     this.needs = null;
     this.upstreamError = null;
     this.notStreamingSince = 0;
+    this.sawStreaming = false;
     this.upstreamOkAt = 0;
     this.clientsTerminatedFor = null;
   }
@@ -185,6 +188,12 @@ export class Follower {
       return;
     }
     if (local.receiver === 'streaming' && leaderTimeline !== null && local.timeline >= leaderTimeline) {
+      // A WAL receiver the leader refuses at once (it no longer has the WAL asked for: "requested WAL
+      // segment ... has already been removed") shows "streaming" for moments at each of its retries
+      // (every wal_retrieve_retry_interval): it streams once seen so at two loops in a row
+      const steady = this.sawStreaming;
+      this.sawStreaming = true;
+      if (!steady && this.notStreamingSince !== 0) return;
       if (!this.streamingNoted) this.emit('streaming', { leader, timeline: local.timeline });
       this.streamingNoted = true;
       if (this.needs !== 'rebuild') this.needs = null;
@@ -195,6 +204,7 @@ export class Follower {
       return;
     }
     this.streamingNoted = false;
+    this.sawStreaming = false;
     if (local.receiver !== 'streaming') {
       this.checkUpstream(leader, want, local.sysid);
       this.checkStuck(leader, local, false);
