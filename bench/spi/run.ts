@@ -232,6 +232,9 @@ class Bench {
       ).rows[0].pid,
     );
     const deadline = Date.now() + 600_000;
+    // While it runs, only its pid is watched (no query: the C worker's
+    // measurement has no poller beside it either); then its state is read.
+    while (pidAlive(pid) && Date.now() < deadline) await sleep(20);
     for (;;) {
       const st = (
         await this.db.query(`SELECT state, last_error FROM tsworker.stat_workers WHERE name = 'bench_ts'`)
