@@ -14,6 +14,7 @@
         "native/addon/pg_cursor.c",
         "native/addon/pg_error.c",
         "native/addon/pg_jsonb.c",
+        "native/addon/pg_params.c",
         "native/addon/pg_plan.c",
         "native/addon/pg_report.c",
         "native/addon/pg_result.c",

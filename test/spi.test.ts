@@ -170,6 +170,9 @@ describe('prepared statements, cursors, statement savepoints', () => {
     assert.equal(p.shortArity.code, '42P18', 'an inferred statement given too many parameters');
     assert.match(p.longArity.error, /RangeError: the statement takes 40 parameters, 41 were given/);
     assert.match(p.longArityShort.error, /RangeError: the statement takes 40 parameters, 2 were given/);
+    assert.equal(p.refused.code, '22P02', 'a value int4in refuses');
+    assert.equal(p.refusedPrepared.code, '22P02', 'a value int4in refuses, prepared');
+    assert.deepEqual(p.afterRefused, [(40 * 41) / 2, (40 * 41) / 2], 'parameters work after a refused one');
   });
 
   test('tx.cursor: fetch, move, close, scroll, batches, sync and async iteration', () => {

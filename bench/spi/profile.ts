@@ -3,7 +3,7 @@
  * running one bench/spi workload (started by bench/spi/profile).
  *
  *   bench/spi/profile [--workload select1,insert,read,lookup] [--n N] [--rows R]
- *                     [--systems ts,c,ts,c] [--out DIR] [--no-perf] [--server-env NAME=VALUE]
+ *                     [--systems ts,c,ts,c] [--out DIR] [--no-perf] [--c-read-only] [--server-env NAME=VALUE]
  *
  * One temporary cluster set up as bench/spi/run sets it up; each worker runs
  * the workload once while `perf record -g` follows its pid, from the moment
@@ -13,7 +13,9 @@
  * and DIR/<system>.txt (`perf report --no-children`, top entries) and
  * prints the CPU time each worker measured for the workload. --no-perf
  * only runs them (a system named twice runs twice, alternating: a quick
- * A/B on a noisy machine). Run it under the shared bench lock.
+ * A/B on a noisy machine). The system c-ro is the C worker passing
+ * read_only = true to SPI (bench/spi/run --help, --c-read-only), and
+ * --c-read-only makes every C run do so. Run it under the shared bench lock.
  *
  * V8's JIT frames are anonymous in these profiles: the host ignores
  * NODE_OPTIONS (native/host/host_start.cc), so --perf-basic-prof needs a
@@ -52,6 +54,7 @@ async function main(): Promise<void> {
   const defaultN: Record<string, number> = { select1: 100_000, insert: 300_000, lookup: 200_000 };
   const rows = Number(arg('rows', '1000000'));
   const systems = arg('systems', 'ts,c').split(',');
+  for (const s of systems) if (!['ts', 'c', 'c-ro'].includes(s)) throw new Error(`unknown system "${s}" (ts, c, c-ro)`);
   const out = path.resolve(arg('out', path.join(process.env.TMPDIR ?? '/tmp', 'spiprof')));
   fs.mkdirSync(out, { recursive: true });
 
@@ -95,7 +98,7 @@ async function main(): Promise<void> {
         const db2 = await cluster.connect({ applicationName: 'tsw_bench_profile_c' });
         let finished = false;
         done = db2
-          .query('SELECT tsw_bench_c.run($1, $2) AS s', [workload, n])
+          .query('SELECT tsw_bench_c.run($1, $2, $3) AS s', [workload, n, system === 'c-ro' || process.argv.includes('--c-read-only')])
           .finally(() => {
             finished = true;
             return db2.end();
@@ -121,7 +124,9 @@ async function main(): Promise<void> {
         setTimeout(() => perf.kill('SIGINT'), 200);
       });
       const r = (
-        await db.query(`SELECT cpu_seconds, seconds FROM tsw_bench_results WHERE system = $1 ORDER BY id DESC LIMIT 1`, [system])
+        await db.query(`SELECT cpu_seconds, seconds FROM tsw_bench_results WHERE system = $1 ORDER BY id DESC LIMIT 1`, [
+          system === 'ts' ? 'ts' : 'c',
+        ])
       ).rows[0];
       process.stdout.write(`${system} ${workload} n=${n}: cpu ${(r.cpu_seconds * 1e3).toFixed(1)} ms, wall ${(r.seconds * 1e3).toFixed(1)} ms, ${((r.cpu_seconds / n) * 1e6).toFixed(2)} us/op cpu\n`);
       if (noPerf) continue;

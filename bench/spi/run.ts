@@ -43,7 +43,7 @@ interface Sizes {
 const FULL: Sizes = { select1: 20_000, insert: 100_000, read: 1_000_000, lookup: 100_000 };
 const QUICK: Sizes = { select1: 2_000, insert: 10_000, read: 100_000, lookup: 10_000 };
 
-const USAGE = `usage: bench/spi/run [--quick] [--reps N] [--only w1,w2] [--systems s1,s2] [--pin-external] [--check] [--help]
+const USAGE = `usage: bench/spi/run [--quick] [--reps N] [--only w1,w2] [--systems s1,s2] [--pin-external] [--c-read-only] [--check] [--help]
 
 Runs the pg_tsworker SPI benchmark in a temporary cluster and prints a table:
 the median seconds of each workload for the TypeScript worker, a C background
@@ -57,6 +57,10 @@ Unix socket and PL/pgSQL, with the TS/C and external/TS ratios.
                  target whose systems were not run is not judged
   --pin-external put the external client and its backend on one CPU (taskset):
                  no cross-CPU wake-up per round trip, the client's best case
+  --c-read-only  the C worker passes read_only = true to SPI for select1, read and
+                 lookup (and count = 1 for lookup), which the bindings cannot: it
+                 then reuses the transaction's snapshot. Default: read_only =
+                 false, count = 0, the SPI calls the bindings (and worker_spi) make
   --check        exit with status 2 when a target is missed
   --help         this text
 
@@ -74,10 +78,12 @@ interface Options {
   systems: System[];
   check: boolean;
   pinExternal: boolean;
+  /** The C worker passes read_only = true to SPI (tsw_bench_c.c). */
+  cReadOnly: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
-  const opts: Options = { sizes: FULL, quick: false, reps: 3, only: WORKLOADS, systems: SYSTEMS, check: false, pinExternal: false };
+  const opts: Options = { sizes: FULL, quick: false, reps: 3, only: WORKLOADS, systems: SYSTEMS, check: false, pinExternal: false, cReadOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => inline ?? argv[++i] ?? '';
@@ -114,6 +120,9 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--pin-external':
         opts.pinExternal = true;
+        break;
+      case '--c-read-only':
+        opts.cReadOnly = true;
         break;
       default:
         throw new Error(`unknown argument "${argv[i]}"\n\n${USAGE}`);
@@ -223,6 +232,9 @@ class Bench {
       ).rows[0].pid,
     );
     const deadline = Date.now() + 600_000;
+    // While it runs, only its pid is watched (no query: the C worker's
+    // measurement has no poller beside it either); then its state is read.
+    while (pidAlive(pid) && Date.now() < deadline) await sleep(20);
     for (;;) {
       const st = (
         await this.db.query(`SELECT state, last_error FROM tsworker.stat_workers WHERE name = 'bench_ts'`)
@@ -259,7 +271,8 @@ class Bench {
     const logOffset = this.cluster.logOffset();
     let seconds: number;
     try {
-      seconds = (await this.db.query('SELECT tsw_bench_c.run($1, $2) AS s', [w, this.n(w)])).rows[0].s as number;
+      seconds = (await this.db.query('SELECT tsw_bench_c.run($1, $2, $3) AS s', [w, this.n(w), this.opts.cReadOnly]))
+        .rows[0].s as number;
     } catch (err) {
       throw new Error(
         `C worker failed on ${w}: ${(err as Error).message}\n--- server log ---\n` +
@@ -477,6 +490,13 @@ async function main(): Promise<void> {
     out.push('         the other systems commit after each one: not comparable.');
     if (opts.pinExternal) {
       out.push('(pinned): the external client and its backend shared CPU 0 (--pin-external).');
+    }
+    if (opts.systems.includes('c')) {
+      out.push(
+        opts.cReadOnly
+          ? 'C worker: SPI read_only = true for select1, read and lookup, count = 1 for lookup (--c-read-only).'
+          : 'C worker: SPI read_only = false, count = 0, as the bindings (--c-read-only: true, and count = 1 for lookup).',
+      );
     }
     out.push('');
     out.push(`Targets: TS/C (CPU) <= ${WORKLOADS.map((w) => `${TARGET_TS_C[w]}x ${w}`).join(', ')}; external/TS >= ${TARGET_EXT_TS}x on ${PER_STATEMENT.join(', ')}.`);

@@ -1,7 +1,7 @@
 /*
  * tsw_bench_c.c — the C side of the pg_tsworker SPI benchmark (bench/spi).
  *
- * tsw_bench_c.run(workload text, n int) starts a dynamic background worker
+ * tsw_bench_c.run(workload text, n int, read_only bool) starts a dynamic background worker
  * connected to the caller's database as the caller's role, waits until it
  * has exited and returns the seconds it measured. The worker runs the
  * workload with SPI in worker_spi's canonical shape
@@ -22,6 +22,15 @@
  *   lookup   one transaction, n times the prepared
  *            SELECT t FROM bench_read WHERE id = $1 with ids from a
  *            deterministic PRNG (the same sequence as the other systems)
+ *
+ * read_only (default false) is what select1, read and lookup pass to SPI:
+ * false, as the TypeScript bindings do (they cannot know that a statement
+ * only reads) and as worker_spi does: SPI then takes a snapshot for each
+ * statement and advances the command counter, so that a statement sees
+ * what committed before it.  true (lookup then also asks for one row,
+ * count = 1) is what a C author who knows the statements only read may
+ * write: SPI reuses the transaction's snapshot, so the loop's statements
+ * see the database as of the transaction's start.
  *
  * Each workload first runs untimed on a tenth of its size (insert's warm-up
  * rolled back, lookup's from another PRNG seed, read's on the first tenth of
@@ -68,10 +77,14 @@ typedef struct BenchArgs
 	Oid			roleoid;
 	int32		n;
 	int64		token;
+	bool		read_only;		/* SPI's read_only for select1, read, lookup */
 	char		workload[32];
 } BenchArgs;
 
 StaticAssertDecl(sizeof(BenchArgs) <= BGW_EXTRALEN, "BenchArgs must fit in bgw_extra");
+
+/* SPI's read_only argument for select1, read and lookup (BenchArgs). */
+static bool bench_read_only = false;
 
 /* Result of one workload. */
 typedef struct BenchResult
@@ -155,7 +168,7 @@ run_select1(int n, BenchResult *res)
 
 		CHECK_FOR_INTERRUPTS();
 		begin_tx(sql);
-		ret = SPI_execute(sql, true, 0);
+		ret = SPI_execute(sql, bench_read_only, 0);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "SELECT 1 failed: %s", SPI_result_code_string(ret));
 		sum += DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -241,7 +254,7 @@ run_read(const char *sql, BenchResult *res)
 	plan = SPI_prepare(sql, 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, bench_read_only);
 	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "tsw_bench_c read", ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
@@ -322,7 +335,7 @@ run_lookup(int n, int64 maxid, uint32 seed, BenchResult *res)
 		CHECK_FOR_INTERRUPTS();
 		x = next_rand(x);
 		arg = Int64GetDatum(1 + (int64) (x % (uint64) maxid));
-		ret = SPI_execute_plan(plan, &arg, NULL, true, 1);
+		ret = SPI_execute_plan(plan, &arg, NULL, bench_read_only, bench_read_only ? 1 : 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "lookup failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed == 1)
@@ -397,6 +410,7 @@ tsw_bench_c_main(Datum main_arg)
 	BenchResult warm = {0};
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	bench_read_only = args.read_only;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -443,12 +457,13 @@ tsw_bench_c_main(Datum main_arg)
 	proc_exit(0);
 }
 
-/* SQL: tsw_bench_c.run(workload text, n int) returns float8 */
+/* SQL: tsw_bench_c.run(workload text, n int, read_only bool = false) returns float8 */
 Datum
 tsw_bench_c_run(PG_FUNCTION_ARGS)
 {
 	char	   *workload = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int32		n = PG_GETARG_INT32(1);
+	bool		read_only = PG_NARGS() > 2 ? PG_GETARG_BOOL(2) : false;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	BgwHandleStatus status;
@@ -476,6 +491,7 @@ tsw_bench_c_run(PG_FUNCTION_ARGS)
 	args.dboid = MyDatabaseId;
 	args.roleoid = GetUserId();
 	args.n = n;
+	args.read_only = read_only;
 	args.token = ((int64) GetCurrentTimestamp() << 8) ^ MyProcPid;
 	strlcpy(args.workload, workload, sizeof(args.workload));
 

@@ -253,7 +253,7 @@ typedef struct TswPlan
 	void	   *spi_plan;
 	int			nparams;
 	TswParamType *params;
-	void	   *inputs;			/* input functions of params (pg_plan.c) */
+	void	   *inputs;			/* input functions of params (pg_plan.c, pg_params.c) */
 	int			kept;
 	int			cursor_options;
 	int			open_subxact;	/* statement subtransaction left open */

@@ -49,8 +49,7 @@ tsw_cursor_open(TswPlan *plan, const char *sql, const TswParamValue *params,
 	}
 	PG_END_TRY();
 
-	if (qcxt != NULL)
-		MemoryContextDelete(qcxt);
+	tsw_release_params(qcxt);
 	if (!plan->kept)
 		tsw_plan_discard(plan);
 	return rc;

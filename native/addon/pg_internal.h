@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "nodes/params.h"
 #include "utils/resowner.h"
 
@@ -52,12 +53,21 @@ extern TswError *tsw_stmt_error(void);
 extern void tsw_stmt_abandon(void);
 extern bool tsw_stmt_active(void);
 
+/* A parameter's input function, looked up when the statement is planned
+ * (pg_plan.c), called by pg_params.c. */
+typedef struct TswParamInput
+{
+	FmgrInfo	flinfo;
+	Oid			typioparam;
+} TswParamInput;
+
 /*
- * Parameters of `plan` as Datums (pg_plan.c), in a new memory context
- * returned for the caller to delete when the statement ends.
+ * Parameters of `plan` as Datums (pg_params.c), in a memory context returned
+ * for the caller to hand to tsw_release_params when the statement ends.
  */
 extern MemoryContext tsw_make_params(TswPlan *plan, const TswParamValue *params,
 									 ParamListInfo *out);
+extern void tsw_release_params(MemoryContext cxt);
 
 /* After SIGTERM, what is left of tsworker.terminate_grace (pg_xact.c). */
 extern int	tsw_timeout_after_sigterm(int timeout_ms);

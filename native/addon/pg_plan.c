@@ -8,9 +8,8 @@
  * text form (js_params.cc); a prepared statement's plan is kept
  * (SPI_keepplan) across transactions until freed.  Parameter types are
  * given or inferred from the query (setup_parse_variable_parameters, as
- * the extended query protocol does).  Values in text form go through the
- * types' input functions, looked up once per plan; values of the common
- * scalar types (TswDirect) are taken as they are.
+ * the extended query protocol does); their input functions are looked up
+ * once per plan, for pg_params.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,13 +36,6 @@ typedef struct TswParamState
 	int			ntypes;
 } TswParamState;
 
-/* A parameter's input function, looked up when the statement is planned. */
-typedef struct TswParamInput
-{
-	FmgrInfo	flinfo;
-	Oid			typioparam;
-} TswParamInput;
-
 static void tsw_param_setup(ParseState *pstate, void *arg);
 static TswPlan *tsw_plan_new(int kept);
 static void tsw_plan_release(TswPlan *plan);
@@ -53,7 +45,6 @@ static TswParamClass tsw_param_class(Oid base);
 static void tsw_param_names(Oid base, TswParamType *out);
 static void tsw_describe_param(Oid typid, TswParamType *out);
 static TswDirect tsw_param_direct(Oid typid);
-static Datum tsw_param_datum(TswPlan *plan, int i, const TswParamValue *value);
 
 static void
 tsw_param_setup(ParseState *pstate, void *arg)
@@ -245,76 +236,6 @@ void
 tsw_plan_free(TswPlan *plan)
 {
 	tsw_plan_discard(plan);
-}
-
-/* The Datum of parameter i of plan, in CurrentMemoryContext. */
-static Datum
-tsw_param_datum(TswPlan *plan, int i, const TswParamValue *value)
-{
-	TswDirect	direct = plan->params[i].direct;
-	TswParamInput *input = &((TswParamInput *) plan->inputs)[i];
-
-	switch (value->form)
-	{
-		case TSW_VALUE_TEXT:
-			{
-				size_t		len = value->len;
-				const char *text = tsw_utf8_to_server(value->v.text, &len);
-
-				if (direct == TSW_DIRECT_TEXT)
-					return PointerGetDatum(cstring_to_text_with_len(text, (int) len));
-				return InputFunctionCall(&input->flinfo, (char *) text, input->typioparam, -1);
-			}
-		case TSW_VALUE_INT:
-			if (direct == TSW_DIRECT_INT2)
-				return Int16GetDatum((int16) value->v.i);
-			if (direct == TSW_DIRECT_INT4)
-				return Int32GetDatum((int32) value->v.i);
-			if (direct == TSW_DIRECT_INT8)
-				return Int64GetDatum(value->v.i);
-			break;
-		case TSW_VALUE_FLOAT:
-			if (direct == TSW_DIRECT_FLOAT8)
-				return Float8GetDatum(value->v.f);
-			break;
-		case TSW_VALUE_BOOL:
-			if (direct == TSW_DIRECT_BOOL)
-				return BoolGetDatum(value->v.b != 0);
-			break;
-		case TSW_VALUE_NULL:
-			break;
-	}
-	elog(ERROR, "parameter $%d: value form %d does not fit type %u",
-		 i + 1, (int) value->form, plan->params[i].type_oid);
-	return (Datum) 0;			/* keep compiler quiet */
-}
-
-/*
- * Parameters of plan as Datums, in a new context returned for the caller
- * to delete when the statement ends.  It hangs off TopMemoryContext: a
- * failed statement may abort the transaction first.
- */
-MemoryContext
-tsw_make_params(TswPlan *plan, const TswParamValue *params, ParamListInfo *out)
-{
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pg_tsworker params",
-											  ALLOCSET_SMALL_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	ParamListInfo paramli = makeParamList(plan->nparams);
-	int			i;
-
-	for (i = 0; i < plan->nparams; i++)
-	{
-		ParamExternData *prm = &paramli->params[i];
-
-		prm->ptype = plan->params[i].type_oid;
-		prm->pflags = PARAM_FLAG_CONST;
-		prm->isnull = params == NULL || params[i].form == TSW_VALUE_NULL;
-		prm->value = prm->isnull ? (Datum) 0 : tsw_param_datum(plan, i, &params[i]);
-	}
-	MemoryContextSwitchTo(old);
-	*out = paramli;
-	return cxt;
 }
 
 /* What a parameter of type typid takes as it is (see TswDirect). */

@@ -297,8 +297,7 @@ tsw_execute(TswPlan *plan, const char *sql, const TswParamValue *params,
 	}
 	PG_END_TRY();
 
-	if (qcxt != NULL)
-		MemoryContextDelete(qcxt);
+	tsw_release_params(qcxt);
 	if (plan != NULL && !plan->kept)
 		tsw_plan_discard(plan);
 	return rc;
