@@ -219,7 +219,7 @@ describe('switchover: recovery conflicts on the candidate, a candidate lost afte
     await ops.streamsFrom(third, cand);
   });
 
-  test('a pg_tsworker worker on the candidate whose snapshot holds the replay back is ended (its backend_type is its name); the switchover is done (review 14c finding D)', async (t) => {
+  test('a pg_tsworker worker on the candidate whose snapshot holds the replay back is ended (its backend_type is its name), and started again once promoted; the switchover is done (review 14c finding D, review 14d finding 1)', async (t) => {
     const { lead, cand, third } = await setUp();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgtsw-holder-'));
     fs.chmodSync(dir, 0o755);
@@ -232,7 +232,21 @@ export default defineWorker({
   start: 'standby',
   restart: 'never',
   main(w) {
-    w.transaction((tx) => tx.query('SELECT count(*), pg_sleep(120) FROM junk'));
+    const inRecovery = w.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')[0].r;
+    w.log.log(\`holder runs, in recovery: \${inRecovery}\`);
+    if (!inRecovery) return;
+    // a snapshot kept across a cancel (each statement is a subtransaction): only a termination ends it
+    w.query("SET default_transaction_isolation = 'repeatable read'");
+    w.transaction((tx) => {
+      tx.query('SELECT count(*) FROM junk');
+      while (!w.shutdownRequested) {
+        try {
+          tx.query('SELECT pg_sleep(120)');
+        } catch {
+          w.log.log('holder: its query was cancelled; it keeps its snapshot');
+        }
+      }
+    });
   },
 });
 `,
@@ -256,7 +270,10 @@ export default defineWorker({
       assert.equal(r.state, 'done');
       assert.equal(r.to, cand.c.name);
       assert.ok(r.write_pause_ms < 15_000, `write pause ${r.write_pause_ms} ms`);
-      assert.match(cand.c.readLog(logAt), new RegExp(`(cancelled the query of|terminated) holder ${pid} .*RecoveryConflictSnapshot`));
+      assert.match(cand.c.readLog(logAt), new RegExp(`terminated holder ${pid} .*still in the way 2000 ms after its cancel.*RecoveryConflictSnapshot`));
+      // ended by the promotion, it is started again on the new primary, as PostgreSQL restarts a background worker a conflict ended
+      await cand.c.waitForLog(/holder runs, in recovery: false/, logAt, 30_000);
+      assert.match(cand.c.readLog(logAt), /started worker "holder" again \(tsworker.start\): the promotion had terminated it/);
     } finally {
       await cand.c.query(`SELECT tsworker.stop('holder')`).catch(() => undefined);
       fs.rmSync(dir, { recursive: true, force: true });

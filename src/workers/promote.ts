@@ -74,13 +74,16 @@ export async function promoteAndWait(w: WorkerContext<any>, limitMs: number, opt
   let lastConflictCheck = -Infinity;
   let lastRequest = -Infinity;
   let lastBetween = t0;
-  const result = (ok: boolean, withdrawn?: string): PromoteResult => ({
-    ok,
-    ms: Date.now() - t0,
-    requests,
-    sessionsEnded: conflicts.sessionsEnded,
-    ...(withdrawn ? { withdrawn } : {}),
-  });
+  const result = (ok: boolean, withdrawn?: string): PromoteResult => {
+    if (ok) conflicts.startEndedWorkers();
+    return {
+      ok,
+      ms: Date.now() - t0,
+      requests,
+      sessionsEnded: conflicts.sessionsEnded,
+      ...(withdrawn ? { withdrawn } : {}),
+    };
+  };
   for (;;) {
     if (!inRecovery(w)) return result(true);
     const now = Date.now();

@@ -35,6 +35,9 @@ import type { WorkerContext } from '../runtime/index';
 const RESIGNAL_MS = 2000;
 /** How often a conflict with no session to end is reported. */
 const REPORT_MS = 5000;
+/** After the promotion, how long a worker it terminated is waited for to exit before it is started again, and how often it is looked at. */
+const RESTART_WAIT_MS = 60_000;
+const RESTART_CHECK_MS = 500;
 
 type Blocker = {
   pid: number;
@@ -89,6 +92,8 @@ const LOCK_HOLDERS = `${SESSIONS}
 export class ReplayConflicts {
   /** Sessions signalled: when, and whether they were terminated. */
   private readonly signalled = new Map<number, { at: number; terminated: boolean }>();
+  /** Background workers terminated: their pid by backend_type (for pg_tsworker's workers, the worker's name). */
+  private readonly endedWorkers = new Map<string, number>();
   private lastReport = 0;
 
   /**
@@ -128,8 +133,57 @@ export class ReplayConflicts {
       const last = this.signalled.get(b.pid);
       if (last && (last.terminated || now - last.at < RESIGNAL_MS)) continue;
       const terminate = last !== undefined || b.state !== 'active';
-      if (this.signal(b, terminate, conflict, last !== undefined)) this.signalled.set(b.pid, { at: now, terminated: terminate });
+      if (this.signal(b, terminate, conflict, last !== undefined)) {
+        this.signalled.set(b.pid, { at: now, terminated: terminate });
+        if (terminate && b.backend_type !== 'client backend') this.endedWorkers.set(b.backend_type, b.pid);
+      }
     }
+  }
+
+  /**
+   * Once the promotion is done: start again the pg_tsworker workers it
+   * terminated. PostgreSQL ends a background worker in a recovery conflict
+   * with FATAL, and the postmaster restarts it; a pg_tsworker worker takes
+   * SIGTERM for a stop request (exit 0, not restarted), and would stay
+   * stopped on the new primary. Each is started with tsworker.start() once
+   * its process is gone (looked at every RESTART_CHECK_MS, in the
+   * background, for up to RESTART_WAIT_MS), whatever its `restart` policy:
+   * it ran before the promotion ended it. Without the extension in this
+   * worker's database, a WARNING says what to run.
+   */
+  startEndedWorkers(): void {
+    const left = new Map(this.endedWorkers);
+    if (left.size === 0) return;
+    const until = Date.now() + RESTART_WAIT_MS;
+    const tick = (): void => {
+      try {
+        const installed = this.w.query<{ ok: boolean }>(`SELECT to_regclass('tsworker.stat_workers') IS NOT NULL AND to_regprocedure('tsworker.start(text)') IS NOT NULL AS ok`)[0].ok;
+        for (const [name, pid] of [...left]) {
+          if (!installed) {
+            this.w.log.warning(`background worker "${name}" (pid ${pid}) was terminated by the promotion: if it is a pg_tsworker worker, it stays stopped until SELECT tsworker.start('${name}') (the extension is not in this worker's database)`);
+            left.delete(name);
+            continue;
+          }
+          const row = this.w.query<{ pid: number | null; state: string }>('SELECT pid, state FROM tsworker.stat_workers WHERE name = $1', [name])[0];
+          if (row?.state === 'stopped' && row.pid === null) {
+            const n = this.w.query<{ n: number }>('SELECT tsworker.start($1) AS n', [name])[0].n;
+            if (n > 0) this.w.log.log(`started worker "${name}" again (tsworker.start): the promotion had terminated it (pid ${pid}) because it held back the replay`);
+            else this.w.log.warning(`could not start worker "${name}" again after the promotion terminated it (pid ${pid}): see its last_error in tsworker.stat_workers`);
+            left.delete(name);
+          } else if (!row || (row.pid !== null && row.pid !== pid) || (row.state !== 'stopping' && row.pid === null)) {
+            left.delete(name); // not a pg_tsworker worker, started again already, or ended otherwise (failed, disabled: its policy decides)
+          } else if (Date.now() > until) {
+            this.w.log.warning(`worker "${name}" (pid ${pid}), terminated by the promotion, has not exited within ${RESTART_WAIT_MS / 1000} s: it is not started again`);
+            left.delete(name);
+          }
+        }
+      } catch (err) {
+        this.w.log.warning(`could not start again the workers the promotion terminated (${[...left.keys()].join(', ')}): ${(err as Error).message}`);
+        return;
+      }
+      if (left.size > 0) setTimeout(tick, RESTART_CHECK_MS);
+    };
+    setTimeout(tick, RESTART_CHECK_MS);
   }
 
   /** The sessions that may hold the replay back; null when the startup process waits on no recovery conflict. */
