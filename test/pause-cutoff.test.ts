@@ -18,7 +18,7 @@ import { waitFor } from './harness/cluster';
 const root = process.getuid?.() === 0;
 
 describe('maintenance mode with the leader cut off from etcd: resume and failover refuse while it accepts writes', { skip: root ? false : 'needs root' }, () => {
-  const { net, members, ops, operations } = clusterFixture('pc');
+  const { net, etcd, members, ops, operations } = clusterFixture('pc');
 
   test('paused, the leader loses etcd and its key: resume() and failover() refuse with the reason; its etcd back, it leads and resume() works', async (t) => {
     const lead = await ops.leader();
@@ -38,7 +38,7 @@ describe('maintenance mode with the leader cut off from etcd: resume and failove
       await target.c.restart();
       assert.match(
         await target.c.waitForLog(/starts as a standby.*/, off, 20_000),
-        new RegExp(`no member leads, and the cluster is paused \\(maintenance mode, since \\S+ by ${other.c.name}\\): no member is elected until tsworker.resume\\(\\)`),
+        new RegExp(`no member leads, and the cluster is paused \\(maintenance mode, since \\S+ by member "${other.c.name}"\\): no member is elected until tsworker.resume\\(\\)`),
       );
 
       let e = await sqlError(other.c, 'SELECT tsworker.resume()');
@@ -73,5 +73,28 @@ describe('maintenance mode with the leader cut off from etcd: resume and failove
     );
     assert.match(lines[1].detail ?? '', /resuming would elect a second primary/);
     assert.ok(lines.every((l) => !Number.isNaN(Date.parse(l.at))));
+  });
+
+  test('pause() and resume() called at once on every member: each call is a line of operations; a second pause keeps when and by whom the maintenance began (review 14d findings 3 and 6)', async (t) => {
+    const before = (await operations()).length;
+    const calls = members.flatMap((m) => ['pause', 'resume', 'pause', 'resume'].map((f) => m.c.queryText(`SELECT tsworker.${f}()`)));
+    await Promise.all(calls);
+    const lines = (await operations()).slice(before);
+    t.diagnostic(`${calls.length} calls: ${lines.map((l) => `${l.member}:${l.op}:${l.outcome}`).join(' ')}`);
+    assert.equal(lines.length, calls.length, 'no line lost');
+    assert.ok(lines.every((l) => (l.op === 'pause' || l.op === 'resume') && (l.outcome === 'done' || l.outcome === 'unchanged')));
+    // the pause state of etcd after them, then a pause that began once and a second one
+    const config = async () => {
+      const res = await net().exec('e', ['etcdctl', `--endpoints=${etcd().url}`, 'get', '--print-value-only', '/service/pc/config']);
+      return JSON.parse(res.stdout) as { pause: boolean; paused_at?: string; paused_by?: string };
+    };
+    if ((await config()).pause) await members[0].c.query('SELECT tsworker.resume()');
+    assert.equal(await members[1].c.queryText('SELECT tsworker.pause()'), 't');
+    const began = await config();
+    assert.equal(began.paused_by, members[1].c.name);
+    assert.equal(await members[2].c.queryText('SELECT tsworker.pause()'), 'f');
+    assert.deepEqual(await config(), began, 'unchanged by the second pause');
+    assert.equal((await operations()).pop()?.outcome, 'unchanged');
+    assert.equal(await members[0].c.queryText('SELECT tsworker.resume()'), 't');
   });
 });

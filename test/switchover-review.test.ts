@@ -30,7 +30,7 @@ const root = process.getuid?.() === 0;
 describe('switchover review 14: rejoin limits, elections after an etcd freeze, fenced read-only, status', { skip: root ? false : 'needs root' }, () => {
   // the election's wait after etcd dropped the leases is ttl + loop_wait: 4.5 s leaves the old leader's
   // promoter, resumed 1.5 s after the lagging member is back in etcd, time to take the key back
-  const { net, etcd, members, ops } = clusterFixture('sr', () => ({ 'tsworker_promoter.ttl': '4', max_prepared_transactions: '2' }), ['h']);
+  const { net, etcd, members, ops, operations } = clusterFixture('sr', () => ({ 'tsworker_promoter.ttl': '4', max_prepared_transactions: '2' }), ['h']);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   /** `pg_tsworker_ctl rejoin` as systemd's ExecStartPre= would run it; its output and how long it took. */
@@ -169,6 +169,9 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
       t.diagnostic(`${Date.now() - t0} ms after the cancel: ${lines[0].replace(/.*switchover_refused: /, '').slice(0, 200)}`);
       assert.match(lines[0], /the request was withdrawn \(its caller was cancelled\)/);
       assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader, writable again');
+      // and in etcd's operations (review 14d finding 2)
+      const last = (await operations()).filter((l) => l.op === 'switchover').pop();
+      assert.deepEqual([last?.member, last?.candidate, last?.outcome], [caller.c.name, cand.c.name, 'withdrawn'], JSON.stringify(last));
       await lead.c.query(`COMMIT PREPARED 'fence_2pc'`);
       await lead.c.query(`ROLLBACK PREPARED 'fence_2pc_rb'`);
       assert.equal(await lead.c.queryText(`SELECT count(*) FROM pg_prepared_xacts`), '0');

@@ -89,7 +89,7 @@ export async function decide(argv: string[]): Promise<[kind: 'primary' | 'standb
       return ['standby', `member "${leader}" leads; primary_conninfo set to stream from it (postgresql.auto.conf)`, want];
     }
     if (view.config?.pause === true) {
-      return ['standby', `no member leads, and the cluster is paused (maintenance mode, since ${view.config.paused_at ?? 'an unknown time'} by ${view.config.paused_by ?? 'an unknown member'}): no member is elected until tsworker.resume() (or pg_tsworker_ctl resume), or tsworker.failover() names one`];
+      return ['standby', `no member leads, and the cluster is paused (maintenance mode, since ${view.config.paused_at ?? 'an unknown time'} by ${view.config.paused_by ? `member "${view.config.paused_by}"` : 'an unknown member'}): no member is elected until tsworker.resume() (or pg_tsworker_ctl resume), or tsworker.failover() names one`];
     }
     return ['standby', 'no member leads: the members will elect one'];
   } catch (err) {

@@ -77,15 +77,31 @@ export function open(o: DcsOptions): Dcs {
   return new Dcs(parseHosts(o.hosts), clusterPrefix(o.namespace, o.scope, o.citusGroup), Math.max(o.retryTimeoutMs, 5000));
 }
 
-/** Append `line` (without its time) to etcd's `operations`; a failure goes to stderr. */
-export async function recordOperation(o: DcsOptions, line: Omit<OperationLine, 'at'>): Promise<void> {
-  const dcs = open(o);
+/** How long recording an operation may add to a call: the leader that was asked waits only 2 s for its caller before it shuts down. */
+const RECORD_MS = 1000;
+
+/**
+ * Append `line` (its time is when it is written) to etcd's `operations`,
+ * within RECORD_MS; a failure goes to stderr (the server log, for the SQL
+ * functions) and changes nothing in the call's outcome.
+ */
+export async function recordOperation(o: DcsOptions, line: Omit<OperationLine, 'at'>, dcs: Dcs | null = null): Promise<void> {
+  const own = dcs === null;
+  const d = dcs ?? open(o);
+  const what = `${line.op}${line.candidate ? ` to "${line.candidate}"` : ''} on member "${line.member}" (${line.outcome}${line.code ? ` ${line.code}` : ''})`;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await dcs.appendOperation({ at: new Date().toISOString(), ...line });
+    await Promise.race([
+      d.appendOperation({ at: new Date().toISOString(), ...line }),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`etcd did not take it within ${RECORD_MS} ms`)), RECORD_MS);
+      }),
+    ]);
   } catch (err) {
-    process.stderr.write(`pg_tsworker: could not record the ${line.op} in etcd's operations: ${(err as Error).message}\n`);
+    process.stderr.write(`pg_tsworker: could not record the ${what} in etcd's operations: ${(err as Error).message}\n`);
   } finally {
-    dcs.close();
+    clearTimeout(timer);
+    if (own) d.close();
   }
 }
 
@@ -113,7 +129,7 @@ export function lsnText(n: number | null): string {
 }
 
 /** The request this process posted and still waits for: withdrawn if the process is told to stop. */
-let posted: { dcs: Dcs; id: string } | null = null;
+let posted: { dcs: Dcs; req: FailoverRequest; o: CtlOptions } | null = null;
 
 /** The call is over (answered or failed): nothing to withdraw any more. */
 export function settled(): void {
@@ -137,12 +153,30 @@ export function withdrawOnSignals(signals: NodeJS.Signals[], exitCode: number): 
       const done = () => process.exit(exitCode);
       if (!p) done();
       else {
-        process.stderr.write(`pg_tsworker: ${sig}: withdrawing request ${p.id}\n`);
+        const id = p.req.id;
+        process.stderr.write(`pg_tsworker: ${sig}: withdrawing request ${id}\n`);
         setTimeout(done, 1000).unref();
-        p.dcs.deleteFailover(p.id).then(done, (err: Error) => {
-          process.stderr.write(`pg_tsworker: could not withdraw request ${p.id}: ${err.message}\n`);
-          done();
-        });
+        (async () => {
+          const cur = await p.dcs.deleteFailover(id).catch((err: Error) => {
+            process.stderr.write(`pg_tsworker: could not withdraw request ${id}: ${err.message}\n`);
+            return null;
+          });
+          // a request the leader already handed over goes on: the line says so
+          const past = cur === 'handed_over' || cur === 'done';
+          await recordOperation(
+            p.o,
+            {
+              op: p.req.kind,
+              member: p.o.name,
+              candidate: p.req.member,
+              outcome: past ? 'cancelled_after_handover' : 'withdrawn',
+              detail: past
+                ? `the caller was cancelled (${sig}) after the leader handed over to "${p.req.member}" (state ${cur}): the ${p.req.kind} went on`
+                : `the caller was cancelled (${sig}): the request was withdrawn${cur ? ` (state ${cur})` : ''}`,
+            },
+            p.dcs,
+          );
+        })().then(done, done);
       }
     });
   }
@@ -152,7 +186,7 @@ export async function post(dcs: Dcs, view: ClusterView, req: FailoverRequest, o:
   const stale = view.failover && !inProgress(view) ? view.failover.modRevision : null;
   // the key outlives the deadline by the time a caller waits to learn the outcome
   const ttl = Math.ceil((o.timeoutMs + OUTCOME_GRACE_MS) / 1000) + 2;
-  posted = { dcs, id: req.id };
+  posted = { dcs, req, o };
   if (!(await dcs.postFailover(req, ttl, stale))) {
     posted = null;
     throw new CtlError(OBJECT_IN_USE, 'another switchover or failover was requested at the same moment');

@@ -291,7 +291,9 @@ export async function run(op: string, o: CtlOptions): Promise<unknown> {
     res = await act(o);
   } catch (err) {
     const e = err instanceof CtlError ? err : new CtlError('XX000', (err as Error).message);
-    if (e.sqlstate !== CONNECTION_FAILURE) await recordOperation(o, { ...base, outcome: 'refused', code: e.sqlstate, detail: e.message });
+    if (e.sqlstate !== CONNECTION_FAILURE) {
+      await recordOperation(o, { ...base, outcome: 'refused', code: e.sqlstate, detail: e.detail ? `${e.message} (${e.detail})` : e.message });
+    }
     throw err;
   }
   if (typeof res === 'boolean') await recordOperation(o, { ...base, outcome: res ? 'done' : 'unchanged' });

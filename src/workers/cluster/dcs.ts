@@ -323,9 +323,15 @@ export class Dcs {
     return kvs.length ? (parseJson<OperationLine[]>(kvs[0]) ?? []) : [];
   }
 
-  /** Append `line` to the JSON array at `name`, keeping its last `keep` lines. */
+  /**
+   * Append `line` to the JSON array at `name`, keeping its last `keep`
+   * lines: compare-and-set on the key's revision, tried again after a
+   * random pause of up to 50 ms when another writer came first (up to 30
+   * tries: enough for dozens of writers at once).
+   */
   private async appendLine<T>(name: string, line: T, keep: number): Promise<void> {
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 30; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 5 + Math.random() * 45));
       const kvs = (await this.bounded(`reading the ${name}`, this.client.get(this.key(name)).exec())).kvs;
       const lines = kvs.length ? (parseJson<T[]>(kvs[0]) ?? []) : [];
       lines.push(line);
@@ -383,15 +389,16 @@ export class Dcs {
     return res.succeeded;
   }
 
-  /** Delete `failover` if it still holds request `id`. */
-  async deleteFailover(id: string): Promise<void> {
+  /** Delete `failover` if it still holds request `id`; returns the state it was in (null: not there). */
+  async deleteFailover(id: string): Promise<FailoverRequest['state'] | null> {
     const kvs = (await this.bounded('reading the request', this.client.get(this.key('failover')).exec())).kvs;
     const cur = kvs.length ? parseJson<FailoverRequest>(kvs[0]) : null;
-    if (!cur || cur.id !== id) return;
+    if (!cur || cur.id !== id) return null;
     await this.bounded(
       'deleting the request',
       this.client.if(this.key('failover'), 'Mod', '==', String(kvs[0].mod_revision)).then(this.client.delete().key(this.key('failover'))).commit(),
     );
+    return cur.state;
   }
 
   /**
@@ -414,11 +421,25 @@ export class Dcs {
     return res.succeeded;
   }
 
-  /** Write `config` (maintenance mode); returns the previous value. */
+  /**
+   * Write `config` (maintenance mode) unless it is already in that pause
+   * state (compare-and-set, tried again when another writer came first);
+   * returns the previous value.
+   */
   async setConfig(config: ClusterConfig): Promise<ClusterConfig | null> {
-    const kvs = (await this.bounded('reading the configuration', this.client.get(this.key('config')).exec())).kvs;
-    await this.bounded('writing the configuration', this.client.put(this.key('config')).value(JSON.stringify(config)).exec());
-    return kvs.length ? parseJson<ClusterConfig>(kvs[0]) : null;
+    for (let i = 0; i < 30; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 5 + Math.random() * 45));
+      const kvs = (await this.bounded('reading the configuration', this.client.get(this.key('config')).exec())).kvs;
+      const prev = kvs.length ? parseJson<ClusterConfig>(kvs[0]) : null;
+      // the same pause state is not written again: paused_at and paused_by say when and by whom it began
+      if ((prev?.pause === true) === (config.pause === true)) return prev;
+      const cmp = kvs.length
+        ? this.client.if(this.key('config'), 'Mod', '==', String(kvs[0].mod_revision))
+        : this.client.if(this.key('config'), 'Create', '==', 0);
+      const res = await this.bounded('writing the configuration', cmp.then(this.client.put(this.key('config')).value(JSON.stringify(config))).commit());
+      if (res.succeeded) return prev;
+    }
+    throw new DcsError('the config key kept changing under this member');
   }
 
   /**

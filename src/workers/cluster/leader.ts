@@ -61,6 +61,12 @@ export async function lead(m: MemberCore, local: LocalState, view: ClusterView):
     m.log.event('switchover_refused', { id: req.id, to: req.member, reason }, 'warning');
     await m.dcs.updateFailover({ ...req, state: 'refused', reason }, req.lease).catch(() => false);
   }
+  // a switchover to this member that it completed while etcd did not take the "done" (review 14d finding 5):
+  // written now, so that the request stops counting as in progress (and blocking tsworker.failover()) until its deadline
+  if (req && req.kind === 'switchover' && req.state === 'handed_over' && req.member === m.name) {
+    m.w.log.log(`switchover ${req.id} from "${req.leader}": this member leads and has promoted; recording it as done in etcd`);
+    await m.dcs.updateFailover({ ...req, state: 'done', timeline: local.timeline, done_at: new Date().toISOString() }, req.lease).catch(() => false);
+  }
   await keepSync(m, local, view);
 }
 
