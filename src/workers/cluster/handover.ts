@@ -214,7 +214,9 @@ export async function leadSwitchover(
   h.progress({ ...req, state: 'fenced', lsn: finalBytes, fenced_at: fencedAt });
 
   // 4. the candidate has everything up to F
-  const limit = Math.min(CATCH_UP_MS, Math.max(1000, Date.parse(req.deadline) - Date.now()));
+  // counted from the fence (tf), so that a refusal for the deadline comes at the deadline, not before it by the
+  // time the sessions took to end: its caller then reports a timeout (57014), not a refusal (55000)
+  const limit = Math.min(CATCH_UP_MS, Math.max(1000, Date.parse(req.deadline) - Date.parse(fencedAt)));
   let lastRenew = performance.now();
   let flushed: number | null = null;
   for (;;) {
