@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import pg from 'pg';
 
 import { Cluster, PG_BIN, signalPid, waitFor } from './harness/cluster';
+import { logLines } from './helpers';
 import type { Network } from './harness/netns';
 
 export interface Member {
@@ -322,6 +323,26 @@ export async function stallAtFence<T>(
     await undo();
     await cand.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${await lead.c.queryText('SELECT pg_current_wal_flush_lsn()')}'::pg_lsn`, 't', { timeoutMs: 60_000 });
   }
+}
+
+/**
+ * The leader's write fence, once closed for a switchover, stayed closed
+ * until that switchover ended (handed over, refused, or the key lost): in
+ * `lead`'s log after `offset`, no `unfenced` comes between a `fenced` for a
+ * switchover and its outcome. (A lease renewal in flight when the fence
+ * closed once reopened it in the middle of the catch-up.)
+ */
+export function assertFenceHeld(lead: Member, offset: number): void {
+  const lines = logLines(lead.c, /tsworker "promoter": (fenced|unfenced|switchover_refused|switchover_handed_over|leader_lost): /, offset);
+  let held = false;
+  lines.forEach((l, i) => {
+    if (/fenced: \{"reason":"switchover to member/.test(l)) held = true;
+    else if (/switchover_refused|switchover_handed_over|leader_lost/.test(l)) held = false;
+    // a refusal reopens the fence, then logs itself
+    else if (held && /unfenced: /.test(l) && !/switchover_refused/.test(lines[i + 1] ?? '')) {
+      assert.fail(`the fence reopened during the switchover:\n${lines.join('\n')}`);
+    }
+  });
 }
 
 /** The pid of `cand`'s streaming WAL receiver: never 0 or NaN (process.kill(0, ...) would stop this test's own process group). */

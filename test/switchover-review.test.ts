@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 
-import { freezeWalReceiver, stallAtFence, stepper, type Member } from './cluster-helpers';
+import { assertFenceHeld, freezeWalReceiver, stallAtFence, stepper, type Member } from './cluster-helpers';
 import { clusterFixture, sqlError } from './cluster-fixture';
 import { PG_BIN, waitFor, signalPid } from './harness/cluster';
 import { logLines } from './helpers';
@@ -84,6 +84,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
 
   test('during a switchover the leader\'s status says fenced, why, and the running request in its state (finding 9)', async (t) => {
     const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
+    const off = lead.c.logOffset();
     // the candidate stalls once the leader has fenced: the leader stays fenced, waiting for it, until the deadline
     let settled = false;
     const stall = await stallAtFence(
@@ -122,6 +123,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
     assert.equal(during.switchover.from, lead.c.name);
     assert.equal(during.switchover.kind, 'switchover');
     assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader after the refusal');
+    assertFenceHeld(lead, off);
     await waitFor(async () => (await ops.status(lead.c))?.fenced === false || undefined, { timeoutMs: 10_000, what: 'the status to say unfenced' });
     await ops.streamsFrom(cand, lead);
   });
@@ -168,6 +170,7 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
       }, { timeoutMs: 20_000, what: 'the leader to end the switchover' });
       t.diagnostic(`${Date.now() - t0} ms after the cancel: ${lines[0].replace(/.*switchover_refused: /, '').slice(0, 200)}`);
       assert.match(lines[0], /the request was withdrawn \(its caller was cancelled\)/);
+      assertFenceHeld(lead, off);
       assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader, writable again');
       // and in etcd's operations (review 14d finding 2)
       const last = (await operations()).filter((l) => l.op === 'switchover').pop();

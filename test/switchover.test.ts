@@ -17,7 +17,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { Writers, stallAtFence, stepper, type Member } from './cluster-helpers';
+import { Writers, assertFenceHeld, stallAtFence, stepper, type Member } from './cluster-helpers';
 import { clusterFixture, sqlError } from './cluster-fixture';
 import { waitFor } from './harness/cluster';
 import { logLines } from './helpers';
@@ -197,6 +197,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     assert.match(e.detail ?? '', new RegExp(`member "${lead.c.name}" still leads and accepts writes`));
     assert.equal((await ops.leader()).c.name, lead.c.name, 'exactly one writable leader, the same');
     assert.equal(logLines(lead.c, /tsworker "promoter": fenced: /, off).length, 1, 'the leader had stopped writes');
+    assertFenceHeld(lead, off);
     // (attempts stallAtFence made again were refused before writes stopped)
     assert.equal(logLines(lead.c, /tsworker "promoter": switchover_refused: /, off).filter((x) => !/nothing was fenced/.test(x)).length, 1);
     await ops.streamsFrom(cand, lead);

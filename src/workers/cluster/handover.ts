@@ -74,20 +74,32 @@ export function pending(req: FailoverRequest | null, kind: FailoverRequest['kind
   return !!req && req.kind === kind && req.state === 'requested' && Date.parse(req.deadline) > Date.now();
 }
 
-/** Run `p` while renewing the lease every loop_wait; resolves with p's value. */
+/**
+ * Run `p` while renewing the lease every loop_wait; resolves with p's value
+ * once no renewal is in flight any more. A renewal with `reopen` opens the
+ * fence: one still waiting for etcd when `p` ends would open it after the
+ * caller's next step has closed it (the write fence reopened in the middle
+ * of a switchover's catch-up, seen in a test run: writes accepted after the
+ * final position the candidate must reach).
+ */
 async function renewing<T>(h: HandoverHost, reopen: boolean, p: Promise<T>): Promise<T> {
   let done = false;
+  let wake: () => void = () => undefined;
   const tick = (async () => {
     while (!done) {
-      await sleep(h.loopWaitMs());
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, h.loopWaitMs());
+      });
       if (!done) await h.keep(reopen);
     }
-  })();
+  })().catch(() => undefined);
   try {
     return await p;
   } finally {
     done = true;
-    tick.catch(() => undefined);
+    wake();
+    await tick;
   }
 }
 
