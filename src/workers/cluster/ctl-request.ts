@@ -85,9 +85,8 @@ const RECORD_MS = 1000;
  * within RECORD_MS; a failure goes to stderr (the server log, for the SQL
  * functions) and changes nothing in the call's outcome.
  */
-export async function recordOperation(o: DcsOptions, line: Omit<OperationLine, 'at'>, dcs: Dcs | null = null): Promise<void> {
-  const own = dcs === null;
-  const d = dcs ?? open(o);
+export async function recordOperation(o: DcsOptions, line: Omit<OperationLine, 'at'>): Promise<void> {
+  const d = open(o);
   const what = `${line.op}${line.candidate ? ` to "${line.candidate}"` : ''} on member "${line.member}" (${line.outcome}${line.code ? ` ${line.code}` : ''})`;
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -101,7 +100,7 @@ export async function recordOperation(o: DcsOptions, line: Omit<OperationLine, '
     process.stderr.write(`pg_tsworker: could not record the ${what} in etcd's operations: ${(err as Error).message}\n`);
   } finally {
     clearTimeout(timer);
-    if (own) d.close();
+    d.close();
   }
 }
 
@@ -174,8 +173,7 @@ export function withdrawOnSignals(signals: NodeJS.Signals[], exitCode: number): 
                 ? `the caller was cancelled (${sig}) after the leader handed over to "${p.req.member}" (state ${cur}): the ${p.req.kind} went on`
                 : `the caller was cancelled (${sig}): the request was withdrawn${cur ? ` (state ${cur})` : ''}`,
             },
-            p.dcs,
-          );
+          ); // (its own etcd client: the call's flow, woken by the withdrawal, closes p.dcs)
         })().then(done, done);
       }
     });
