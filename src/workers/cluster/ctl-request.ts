@@ -127,6 +127,14 @@ export function lsnText(n: number | null): string {
   return n === null ? 'unknown' : numberToLsn(n);
 }
 
+/** This process was told to stop (withdrawOnSignals): the withdrawal writes the call's line, not the call. */
+let stopping = false;
+
+/** Whether this process was told to stop: its call's line is the withdrawal's to write. */
+export function stopRequested(): boolean {
+  return stopping;
+}
+
 /** The request this process posted and still waits for: withdrawn if the process is told to stop. */
 let posted: { dcs: Dcs; req: FailoverRequest; o: CtlOptions } | null = null;
 
@@ -143,7 +151,6 @@ export function settled(): void {
  * had stopped writes for it resumes them at once (handover.ts).
  */
 export function withdrawOnSignals(signals: NodeJS.Signals[], exitCode: number): void {
-  let stopping = false;
   for (const sig of signals) {
     process.on(sig, () => {
       if (stopping) return; // a cancelled call may bring SIGINT (to the process group), then SIGTERM (from the backend)

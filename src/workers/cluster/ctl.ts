@@ -38,6 +38,7 @@ import {
   readView,
   recordOperation,
   settled,
+  stopRequested,
   withdrawOnSignals,
   type CtlOptions,
 } from './ctl-request';
@@ -283,19 +284,20 @@ const OPERATIONS: Record<string, (o: CtlOptions) => Promise<unknown>> = {
  * stderr and changes nothing in the outcome.
  */
 export async function run(op: string, o: CtlOptions): Promise<unknown> {
+  if (!Object.hasOwn(OPERATIONS, op)) throw new CtlError(INVALID_PARAMETER_VALUE, `unknown operation "${op}"`);
   const act = OPERATIONS[op];
-  if (!act) throw new CtlError(INVALID_PARAMETER_VALUE, `unknown operation "${op}"`);
   const base = { op: op as OperationLine['op'], member: o.name, ...(op === 'switchover' || op === 'failover' ? { candidate: o.candidate } : {}) };
   let res: unknown;
   try {
     res = await act(o);
   } catch (err) {
     const e = err instanceof CtlError ? err : new CtlError('XX000', (err as Error).message);
-    if (e.sqlstate !== CONNECTION_FAILURE) {
+    if (e.sqlstate !== CONNECTION_FAILURE && !stopRequested()) {
       await recordOperation(o, { ...base, outcome: 'refused', code: e.sqlstate, detail: e.detail ? `${e.message} (${e.detail})` : e.message });
     }
     throw err;
   }
+  if (stopRequested()) return res; // the withdrawal writes the line
   if (typeof res === 'boolean') await recordOperation(o, { ...base, outcome: res ? 'done' : 'unchanged' });
   else await recordOperation(o, { ...base, outcome: 'done', result: res as Record<string, unknown> });
   return res;
