@@ -172,9 +172,15 @@ describe('switchover review 14: rejoin limits, elections after an etcd freeze, f
       assert.match(lines[0], /the request was withdrawn \(its caller was cancelled\)/);
       assertFenceHeld(lead, off);
       assert.equal((await ops.leader()).c.name, lead.c.name, 'the same leader, writable again');
-      // and in etcd's operations (review 14d finding 2)
-      const last = (await operations()).filter((l) => l.op === 'switchover').pop();
-      assert.deepEqual([last?.member, last?.candidate, last?.outcome], [caller.c.name, cand.c.name, 'withdrawn'], JSON.stringify(last));
+      // and in etcd's operations, written by the cancelled call's withdrawal as it exits (review 14d finding 2)
+      const last = await waitFor(
+        async () => {
+          const l = (await operations()).filter((x) => x.op === 'switchover').pop();
+          return l && l.outcome !== 'refused' ? l : undefined;
+        },
+        { timeoutMs: 10_000, what: "the cancelled call's line in operations" },
+      );
+      assert.deepEqual([last.member, last.candidate, last.outcome], [caller.c.name, cand.c.name, 'withdrawn'], JSON.stringify(last));
       await lead.c.query(`COMMIT PREPARED 'fence_2pc'`);
       await lead.c.query(`ROLLBACK PREPARED 'fence_2pc_rb'`);
       assert.equal(await lead.c.queryText(`SELECT count(*) FROM pg_prepared_xacts`), '0');

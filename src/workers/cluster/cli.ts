@@ -21,7 +21,7 @@ import { performance } from 'perf_hooks';
 import { parseArgs } from 'util';
 
 import { CtlError, run as runOp, withdrawOnSignals, type CtlOptions } from './ctl';
-import { recordOperation } from './ctl-request';
+import { recordOperation, stopRequested } from './ctl-request';
 import { rejoin } from './rejoin';
 import { memberName } from './settings';
 
@@ -218,12 +218,15 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  // interrupted, the withdrawal exits (130) once it has withdrawn the request and written the line (within 1 s)
   main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+    (code) => {
+      if (!stopRequested()) process.exit(code);
+    },
     (err: Error) => {
       const e = err as CtlError;
       process.stderr.write(`pg_tsworker_ctl: ${e.message}${e.detail ? `\nDETAIL: ${e.detail}` : ''}${e.hint ? `\nHINT: ${e.hint}` : ''}\n`);
-      process.exit(1);
+      if (!stopRequested()) process.exit(1);
     },
   );
 }

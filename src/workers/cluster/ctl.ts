@@ -340,14 +340,18 @@ if (require.main === module) {
   // SIGTERM: the backend, its call cancelled; SIGINT/SIGTERM also reach this process directly, in the
   // backend's process group, from pg_cancel_backend()/pg_terminate_backend()
   withdrawOnSignals(['SIGTERM', 'SIGINT'], 1);
+  // told to stop, the withdrawal exits once it has withdrawn the request and written the line (within 1 s)
+  const exit = () => {
+    if (!stopRequested()) process.exit(0);
+  };
   run(argv[0] ?? '', optionsFrom(argv))
     .then((res) => {
       process.stdout.write(`ok\t${JSON.stringify(res)}\n`);
-      process.exit(0);
+      exit();
     })
     .catch((err: Error) => {
       const e = err instanceof CtlError ? err : new CtlError('XX000', err.message);
       process.stdout.write(`error\t${e.sqlstate}\t${clean(e.message)}\t${clean(e.detail)}\t${clean(e.hint)}\n`);
-      process.exit(0);
+      exit();
     });
 }
