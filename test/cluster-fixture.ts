@@ -37,7 +37,9 @@ export interface ClusterFixture {
   etcd(): Etcd;
   members: Member[];
   ops: MemberOps;
-  /** etcd's `operations` key of this cluster (read with etcdctl from etcd's host), oldest first. */
+  /** The JSON value of this cluster's etcd key `name` (read with etcdctl from etcd's host); null when it is not there. */
+  etcdValue<T>(name: string): Promise<T | null>;
+  /** etcd's `operations` key of this cluster, oldest first. */
   operations(): Promise<OperationLine[]>;
 }
 
@@ -58,11 +60,12 @@ export function clusterFixture(scope: string, extra: (host: string) => Settings 
     await etcd?.cleanup();
     await net?.destroy();
   });
-  const operations = async (): Promise<OperationLine[]> => {
-    const res = await net.exec('e', ['etcdctl', `--endpoints=${etcd.url}`, 'get', '--print-value-only', `/service/${scope}/operations`]);
-    return res.stdout.trim() ? (JSON.parse(res.stdout) as OperationLine[]) : [];
+  const etcdValue = async <T>(name: string): Promise<T | null> => {
+    const res = await net.exec('e', ['etcdctl', `--endpoints=${etcd.url}`, 'get', '--print-value-only', `/service/${scope}/${name}`]);
+    return res.stdout.trim() ? (JSON.parse(res.stdout) as T) : null;
   };
-  return { net: () => net, etcd: () => etcd, members, ops, operations };
+  const operations = async (): Promise<OperationLine[]> => (await etcdValue<OperationLine[]>('operations')) ?? [];
+  return { net: () => net, etcd: () => etcd, members, ops, etcdValue, operations };
 }
 
 /** The error `sql` fails with on `c` (throws when it succeeds). */

@@ -18,7 +18,7 @@ import { waitFor } from './harness/cluster';
 const root = process.getuid?.() === 0;
 
 describe('maintenance mode with the leader cut off from etcd: resume and failover refuse while it accepts writes', { skip: root ? false : 'needs root' }, () => {
-  const { net, etcd, members, ops, operations } = clusterFixture('pc');
+  const { net, members, ops, etcdValue, operations } = clusterFixture('pc');
 
   test('paused, the leader loses etcd and its key: resume() and failover() refuse with the reason; its etcd back, it leads and resume() works', async (t) => {
     const lead = await ops.leader();
@@ -84,10 +84,7 @@ describe('maintenance mode with the leader cut off from etcd: resume and failove
     assert.equal(lines.length, calls.length, 'no line lost');
     assert.ok(lines.every((l) => (l.op === 'pause' || l.op === 'resume') && (l.outcome === 'done' || l.outcome === 'unchanged')));
     // the pause state of etcd after them, then a pause that began once and a second one
-    const config = async () => {
-      const res = await net().exec('e', ['etcdctl', `--endpoints=${etcd().url}`, 'get', '--print-value-only', '/service/pc/config']);
-      return JSON.parse(res.stdout) as { pause: boolean; paused_at?: string; paused_by?: string };
-    };
+    const config = async () => (await etcdValue<{ pause: boolean; paused_at?: string; paused_by?: string }>('config'))!;
     if ((await config()).pause) await members[0].c.query('SELECT tsworker.resume()');
     assert.equal(await members[1].c.queryText('SELECT tsworker.pause()'), 't');
     const began = await config();

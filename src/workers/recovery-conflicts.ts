@@ -155,9 +155,10 @@ export class ReplayConflicts {
     const left = new Map(this.endedWorkers);
     if (left.size === 0) return;
     const until = Date.now() + RESTART_WAIT_MS;
+    let installed: boolean | null = null;
     const tick = (): void => {
       try {
-        const installed = this.w.query<{ ok: boolean }>(`SELECT to_regclass('tsworker.stat_workers') IS NOT NULL AND to_regprocedure('tsworker.start(text)') IS NOT NULL AS ok`)[0].ok;
+        installed ??= this.w.query<{ ok: boolean }>(`SELECT to_regclass('tsworker.stat_workers') IS NOT NULL AND to_regprocedure('tsworker.start(text)') IS NOT NULL AS ok`)[0].ok;
         for (const [name, pid] of [...left]) {
           if (!installed) {
             this.w.log.warning(`background worker "${name}" (pid ${pid}) was terminated by the promotion: if it is a pg_tsworker worker, it stays stopped until SELECT tsworker.start('${name}') (the extension is not in this worker's database)`);

@@ -309,12 +309,12 @@ export class Dcs {
 
   /** Append a line to `history` (compare-and-set on its revision; retried on a race). */
   async appendHistory(line: HistoryLine): Promise<void> {
-    await this.appendLine('history', line, Infinity);
+    await this.updateJson<HistoryLine[]>('history', 'history', (prev) => [...(prev ?? []), line]);
   }
 
   /** Append a line to `operations`, keeping the last OPERATIONS_KEPT (compare-and-set; retried on a race). */
   async appendOperation(line: OperationLine): Promise<void> {
-    await this.appendLine('operations', line, OPERATIONS_KEPT);
+    await this.updateJson<OperationLine[]>('operations', 'operations', (prev) => [...(prev ?? []), line].slice(-OPERATIONS_KEPT));
   }
 
   /** The lines of `operations`, oldest first ([] when there are none). */
@@ -324,22 +324,24 @@ export class Dcs {
   }
 
   /**
-   * Append `line` to the JSON array at `name`, keeping its last `keep`
-   * lines: compare-and-set on the key's revision, tried again after a
-   * random pause of up to 50 ms when another writer came first (up to 30
-   * tries: enough for dozens of writers at once).
+   * Replace the JSON value of key `name` with `next(previous)` (null: leave
+   * it as it is), by compare-and-set on the key's revision, tried again
+   * after a random pause of up to 50 ms when another writer came first (up
+   * to 30 tries: enough for dozens of writers at once). Returns the
+   * previous value. `what` names the key in errors.
    */
-  private async appendLine<T>(name: string, line: T, keep: number): Promise<void> {
+  private async updateJson<T>(name: string, what: string, next: (prev: T | null) => T | null): Promise<T | null> {
     for (let i = 0; i < 30; i++) {
       if (i > 0) await new Promise((r) => setTimeout(r, 5 + Math.random() * 45));
-      const kvs = (await this.bounded(`reading the ${name}`, this.client.get(this.key(name)).exec())).kvs;
-      const lines = kvs.length ? (parseJson<T[]>(kvs[0]) ?? []) : [];
-      lines.push(line);
+      const kvs = (await this.bounded(`reading the ${what}`, this.client.get(this.key(name)).exec())).kvs;
+      const prev = kvs.length ? parseJson<T>(kvs[0]) : null;
+      const value = next(prev);
+      if (value === null) return prev;
       const cmp = kvs.length
         ? this.client.if(this.key(name), 'Mod', '==', String(kvs[0].mod_revision))
         : this.client.if(this.key(name), 'Create', '==', 0);
-      const res = await this.bounded(`writing the ${name}`, cmp.then(this.client.put(this.key(name)).value(JSON.stringify(lines.slice(-keep)))).commit());
-      if (res.succeeded) return;
+      const res = await this.bounded(`writing the ${what}`, cmp.then(this.client.put(this.key(name)).value(JSON.stringify(value))).commit());
+      if (res.succeeded) return prev;
     }
     throw new DcsError(`the ${name} key kept changing under this member`);
   }
@@ -427,19 +429,8 @@ export class Dcs {
    * returns the previous value.
    */
   async setConfig(config: ClusterConfig): Promise<ClusterConfig | null> {
-    for (let i = 0; i < 30; i++) {
-      if (i > 0) await new Promise((r) => setTimeout(r, 5 + Math.random() * 45));
-      const kvs = (await this.bounded('reading the configuration', this.client.get(this.key('config')).exec())).kvs;
-      const prev = kvs.length ? parseJson<ClusterConfig>(kvs[0]) : null;
-      // the same pause state is not written again: paused_at and paused_by say when and by whom it began
-      if ((prev?.pause === true) === (config.pause === true)) return prev;
-      const cmp = kvs.length
-        ? this.client.if(this.key('config'), 'Mod', '==', String(kvs[0].mod_revision))
-        : this.client.if(this.key('config'), 'Create', '==', 0);
-      const res = await this.bounded('writing the configuration', cmp.then(this.client.put(this.key('config')).value(JSON.stringify(config))).commit());
-      if (res.succeeded) return prev;
-    }
-    throw new DcsError('the config key kept changing under this member');
+    // the same pause state is not written again: paused_at and paused_by say when and by whom it began
+    return this.updateJson<ClusterConfig>('config', 'configuration', (prev) => ((prev?.pause === true) === (config.pause === true) ? null : config));
   }
 
   /**
