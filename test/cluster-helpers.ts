@@ -42,7 +42,9 @@ export class Writers {
       let connecting = false;
       try {
         if (!client) {
-          client = new pg.Client({ ...m.c.clientConfig(), connectionTimeoutMillis: 1000 });
+          // bounded: a write a fence holds waits out a switchover's deadline (at most 30 s in these tests);
+          // one sent to a frozen or cut-off server would otherwise keep stop() waiting forever
+          client = new pg.Client({ ...m.c.clientConfig(), connectionTimeoutMillis: 1000, query_timeout: 60_000 });
           client.on('error', () => undefined);
           connecting = true;
           await client.connect();
