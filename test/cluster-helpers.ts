@@ -237,18 +237,21 @@ export async function startMembers(net: Network, configure: (c: Cluster, host: s
 
 /**
  * Hold a switchover's fence until its deadline. `cand`'s WAL stream is
- * throttled to 1.5 Mbit/s (about 190 kB/s) and `lead` is put 400 kB ahead
- * of it (within the default maximum_lag_on_failover of 1 MB); then `start()`
- * makes the call while a session on `lead` keeps writing WAL faster than the
- * stream carries it (logical messages, about 320 kB/s), until the fence ends
- * that session. `cand` confirms WAL as it streams (a 128 kB message about
- * every 0.7 s), so the leader's checks before the fence pass, and however
- * long they take it is still behind when writes stop; once the leader has
- * fenced, `cand`'s WAL receiver is frozen (SIGSTOP). A shaped TCP stream can
+ * throttled to 5 Mbit/s (about 620 kB/s) while a session on `lead` writes
+ * WAL about twice as fast (logical messages of 64 kB every 50 ms), until
+ * the fence ends that session. Once the stream is seen to carry WAL under
+ * the throttle, and `cand` is some 200 kB behind (within the default
+ * maximum_lag_on_failover of 1 MB), `start()` makes the call. `cand`
+ * confirms WAL as it streams (a 128 kB message about every 0.2 s), so the
+ * leader's checks before the fence pass, and however long they take it
+ * falls further behind until writes stop; once the leader has fenced,
+ * `cand`'s WAL receiver is frozen (SIGSTOP). A shaped TCP stream can still
  * stall for a few seconds, and the leader then refuses the candidate before
  * writes stop (`refusedEarly`): the attempt is undone and made again, up to
- * 5 times. Throws, with each attempt's outcome, when no attempt got a fence.
- * Returns the call (`start()` must not reject) and the undo, for a finally.
+ * 5 times. Throws, with each attempt's outcome and the throttle's `tc`
+ * statistics, when no attempt got a fence or the throttled stream carried
+ * nothing. Returns the call (`start()` must not reject) and the undo, for a
+ * finally.
  */
 export async function stallAtFence<T>(
   net: Network,
@@ -270,18 +273,18 @@ export async function stallAtFence<T>(
     await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
     await lead.c.query('SELECT pg_reload_conf()');
   };
-  const emit = (kb: number) => `SELECT pg_logical_emit_message(true, 'stall_at_fence', repeat('x', ${kb * 1024}))`;
+  const received = async () => BigInt(await cand.c.queryText(`SELECT pg_last_wal_receive_lsn() - '0/0'`));
+  const behind = async () => BigInt(await lead.c.queryText('SELECT pg_current_wal_flush_lsn() - \'0/0\'')) - (await received());
   const outcomes: string[] = [];
   for (let attempt = 1; ; attempt++) {
     const receiver = await receiverPid(cand);
-    await net.throttle(lead.host, lead.c.port, cand.host, 1500);
-    await lead.c.query(emit(400));
+    await net.throttle(lead.host, lead.c.port, cand.host, 5000);
     // the pump: ended by the fence (its session is terminated), or stopped here
     const pumpSession = await lead.c.connect();
     let pumping = true;
     const pump = (async () => {
       while (pumping) {
-        await pumpSession.query(emit(16));
+        await pumpSession.query(`SELECT pg_logical_emit_message(true, 'stall_at_fence', repeat('x', 65536))`);
         await new Promise((r) => setTimeout(r, 50));
       }
     })().catch(() => undefined);
@@ -290,6 +293,23 @@ export async function stallAtFence<T>(
       await pump;
       await pumpSession.end().catch(() => undefined);
     };
+    const fail = async (why: string): Promise<never> => {
+      const stats = await net.throttleStats(cand.host);
+      await stopPump();
+      await undoAll();
+      throw new Error(`stallAtFence: ${why}\n  ${outcomes.join('\n  ')}\n  throttle towards ${cand.host}: ${stats.replace(/\n/g, '\n    ')}`);
+    };
+    // the throttled stream carries WAL, and cand is behind by a part of maximum_lag_on_failover
+    const from = await received();
+    try {
+      await waitFor(async () => ((await received()) > from && (await behind()) >= 200_000n) || undefined, {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        what: `${cand.c.name} receiving WAL through the throttle, 200 kB behind`,
+      });
+    } catch (err) {
+      return fail(`attempt ${attempt}: ${(err as Error).message} (received ${(await received()) - from} bytes, ${await behind()} behind)`);
+    }
     let outcome: { v: T } | null = null;
     const call = start();
     call.then((v) => {
@@ -305,9 +325,7 @@ export async function stallAtFence<T>(
         { timeoutMs: 60_000, intervalMs: 5, what: `${lead.c.name} fenced, or the call answered` },
       );
     } catch (err) {
-      await stopPump();
-      await undoAll();
-      throw err;
+      return fail((err as Error).message);
     }
     if (fenced === 'fenced') {
       signalPid(receiver, 'SIGSTOP');
@@ -315,13 +333,10 @@ export async function stallAtFence<T>(
       await stopPump();
       return { call, undo: undoAll };
     }
-    await stopPump();
     const v = (outcome as unknown as { v: T }).v;
     outcomes.push(`attempt ${attempt}: ${JSON.stringify(v, ['code', 'message'])}`);
-    if (attempt === 5 || !refusedEarly(v)) {
-      await undoAll();
-      throw new Error(`stallAtFence: ${lead.c.name} never fenced for a switchover to ${cand.c.name}:\n  ${outcomes.join('\n  ')}`);
-    }
+    if (attempt === 5 || !refusedEarly(v)) return fail(`${lead.c.name} never fenced for a switchover to ${cand.c.name}:`);
+    await stopPump();
     await undo();
     await cand.c.pollQueryUntil(`SELECT pg_last_wal_receive_lsn() >= '${await lead.c.queryText('SELECT pg_current_wal_flush_lsn()')}'::pg_lsn`, 't', { timeoutMs: 60_000 });
   }

@@ -491,10 +491,17 @@ export class Network {
     await tc(['qdisc', 'replace', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '10']);
     await tc(['class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit', 'quantum', '200000']);
     await tc(['class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:20', 'htb', 'rate', `${kbit}kbit`, 'ceil', `${kbit}kbit`, 'quantum', '1514']);
-    // a short queue: with the device's 1000 packets, TCP sees seconds of delay and stalls on retransmission timeouts
-    await tc(['qdisc', 'add', 'dev', dev, 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '30']);
+    // a queue of at most 100 packets: with the device's 1000, TCP sees seconds of delay and stalls on
+    // retransmission timeouts; with a few dozen, a burst is dropped and the stream can stall as well
+    await tc(['qdisc', 'add', 'dev', dev, 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '100']);
     await tc(['filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
       'match', 'ip', 'src', `${this.ip(from)}/32`, 'match', 'ip', 'sport', String(port), '0xffff', 'flowid', '1:20']);
+  }
+
+  /** `tc -s` statistics of the throttle towards host `to` (sent, dropped, overlimits, backlog), for a failure's message. */
+  async throttleStats(to: string): Promise<string> {
+    const r = await execCmd('tc', ['-n', this.hubNetns, '-s', 'qdisc', 'show', 'dev', this.hubIf(to)], { timeoutMs: IP_TIMEOUT_MS, check: false });
+    return r.stdout.trim();
   }
 
   /** Remove the throttles towards host `to` (throttle()); nothing when there are none. */
