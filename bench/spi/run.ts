@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import type pg from 'pg';
 
 import { Cluster, pidAlive } from '../../test/harness/cluster';
-import { cpuBusy, fmtRatio, fmtSeconds, median, sh, sleep, table } from '../report';
+import { cpuBusy, fmtRatio, fmtSeconds, median, sh, sleep, table, usageError } from '../report';
 import { BENCH_CONF, createTables, installWorker } from './setup';
 
 const HERE = __dirname;
@@ -82,6 +82,17 @@ interface Options {
   cReadOnly: boolean;
 }
 
+/**
+ * A comma-separated list of known names (--only, --systems): refused when
+ * empty (it would run nothing and judge nothing) or when a name is unknown.
+ */
+function list<T extends string>(flag: string, value: string, known: readonly T[]): T[] {
+  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0) usageError(`${flag} needs at least one of ${known.join(',')}`, USAGE);
+  for (const n of names) if (!known.includes(n as T)) usageError(`${flag}: unknown name "${n}" (known: ${known.join(',')})`, USAGE);
+  return names as T[];
+}
+
 function parseOptions(argv: string[]): Options {
   const opts: Options = { sizes: FULL, quick: false, reps: 3, only: WORKLOADS, systems: SYSTEMS, check: false, pinExternal: false, cReadOnly: false };
   for (let i = 0; i < argv.length; i++) {
@@ -99,19 +110,17 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--reps': {
         const r = Number(value());
-        if (!Number.isInteger(r) || r < 1) throw new Error('--reps needs a positive integer');
+        if (!Number.isInteger(r) || r < 1) usageError('--reps needs a positive integer', USAGE);
         opts.reps = r;
         break;
       }
       case '--only': {
-        const ws = value().split(',').map((s) => s.trim()).filter(Boolean);
-        for (const w of ws) if (!WORKLOADS.includes(w as Workload)) throw new Error(`unknown workload "${w}"`);
+        const ws = list('--only', value(), WORKLOADS);
         opts.only = WORKLOADS.filter((w) => ws.includes(w));
         break;
       }
       case '--systems': {
-        const ss = value().split(',').map((x) => x.trim()).filter(Boolean);
-        for (const x of ss) if (!SYSTEMS.includes(x as System)) throw new Error(`unknown system "${x}"`);
+        const ss = list('--systems', value(), SYSTEMS);
         opts.systems = SYSTEMS.filter((x) => ss.includes(x));
         break;
       }
@@ -125,7 +134,7 @@ function parseOptions(argv: string[]): Options {
         opts.cReadOnly = true;
         break;
       default:
-        throw new Error(`unknown argument "${argv[i]}"\n\n${USAGE}`);
+        usageError(`unknown argument "${argv[i]}"`, USAGE);
     }
   }
   return opts;
