@@ -377,6 +377,8 @@ async function main(): Promise<void> {
 
     const results = new Map<string, number[]>();
     const cpuResults = new Map<string, number[]>();
+    /** The checksum each system reported (every run's is verified equal to the expected one). */
+    const checksums = new Map<string, bigint>();
     const key = (s: System, w: Workload) => `${s}/${w}`;
     for (const w of opts.only) {
       for (let rep = 0; rep < opts.reps; rep++) {
@@ -387,6 +389,7 @@ async function main(): Promise<void> {
           const m = await bench.run(s, w);
           const k = key(s, w);
           results.set(k, [...(results.get(k) ?? []), m.seconds]);
+          checksums.set(k, m.checksum);
           if (m.cpuSeconds !== undefined) cpuResults.set(k, [...(cpuResults.get(k) ?? []), m.cpuSeconds]);
           process.stderr.write(`  ${w.padEnd(7)} ${s.padEnd(8)} run ${rep + 1}/${opts.reps}: ${fmtSeconds(m.seconds)}\n`);
         }
@@ -410,6 +413,7 @@ async function main(): Promise<void> {
       return xs && xs.length > 1 ? `${fmtRatio(Math.max(...xs) / Math.min(...xs))}` : '-';
     };
     const verdicts: string[] = [];
+    const sumRows: string[][] = [];
     const cpuRows: string[][] = [];
     for (const w of opts.only) {
       const ts = med('ts', w);
@@ -429,6 +433,8 @@ async function main(): Promise<void> {
         fmtMicros(ext, nOf(w)),
         fmtMicros(pl, nOf(w)) + plLabel,
       ]);
+      const sumOf = (s: System) => checksums.get(key(s, w))?.toString() ?? '-';
+      sumRows.push([w, bench.expected(w).toString(), sumOf('ts'), sumOf('c'), sumOf('external'), sumOf('plpgsql')]);
       spread.push([w, spreadOf('ts', w), spreadOf('c', w), spreadOf('external', w), spreadOf('plpgsql', w)]);
       // TS/C is judged on CPU time (the cost of a statement): on a shared
       // machine, wall time also counts waiting for a CPU. Both are shown.
@@ -489,6 +495,12 @@ async function main(): Promise<void> {
     out.push('');
     out.push('Per statement (per row for read):');
     out.push(table(['workload', 'unit', 'TS worker', 'C worker', extName, 'PL/pgSQL'], perOp, [false, false, true, true, true, true]));
+    out.push('');
+    out.push(
+      `Checksums (select1: sum of the values; insert: rows inserted; read: rows read; lookup: sum of length(t)), ` +
+        `every run checked against the expected value:`,
+    );
+    out.push(table(['workload', 'expected', 'TS worker', 'C worker', extName, 'PL/pgSQL'], sumRows, [false, true, true, true, true, true]));
     out.push('');
     if (opts.reps > 1) {
       out.push(`Spread: slowest / fastest of the ${opts.reps} runs (large values: a noisy machine):`);
