@@ -45,8 +45,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 HOST_SO = pg_tsworker_host$(DLSUFFIX)
-HOST_OBJS = native/host/host_pg.o native/host/host_exit.o native/host/host.o native/host/host_start.o \
-	native/host/host_guard.o
+HOST_OBJS = native/host/host_pg.o native/host/host_pg_loop.o native/host/host_exit.o native/host/host.o \
+	native/host/host_start.o native/host/host_guard.o
 HOST_CXXFLAGS = -std=c++17 -fPIC -O2 -g -Wall -Wno-unused-parameter \
 	-fvisibility=hidden -I$(LIBNODE_PREFIX)/include/node
 ADDON = build/Release/pg_tsworker_addon.node
@@ -83,8 +83,8 @@ native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
 $(NODE_EXE): native/host/node_main.o
 	$(CXX) -o $@ $< $(LIBNODE_SO) -Wl,-rpath,'$$ORIGIN' -Wl,--as-needed
 
-native/host/host_pg.o native/host/host_exit.o: native/host/host_pg.h native/host/host_exit.h native/shim/pg_tsworker.h \
-	native/shim/compat.h
+native/host/host_pg.o native/host/host_pg_loop.o native/host/host_exit.o: native/host/host_pg.h \
+	native/host/host_pg_loop.h native/host/host_exit.h native/shim/pg_tsworker.h native/shim/compat.h
 $(OBJS): native/shim/manifest.h native/shim/pg_tsworker.h native/shim/slot.h native/shim/slots.h native/shim/compat.h
 native/shim/worker_list.o: native/shim/module_kinds.h
 
