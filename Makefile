@@ -23,10 +23,11 @@ LIBNODE_SO = $(LIBNODE_PREFIX)/lib/x86_64-linux-gnu/libnode.so.108
 override with_llvm := no
 
 MODULE_big = pg_tsworker
-OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/slots.o native/shim/worker_slot.o \
-	native/shim/slot_control.o native/shim/slot_restart.o native/shim/sql_functions.o native/shim/worker_settings.o \
-	native/shim/module_file.o native/shim/manifest.o native/shim/node_child.o native/shim/fence.o \
-	native/shim/cluster_boot.o native/shim/cluster_ctl.o native/shim/wake.o
+OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/worker_register.o native/shim/slots.o \
+	native/shim/worker_slot.o native/shim/slot_control.o native/shim/slot_restart.o native/shim/sql_launch.o \
+	native/shim/sql_control.o native/shim/sql_status.o native/shim/worker_settings.o native/shim/module_file.o \
+	native/shim/manifest.o native/shim/node_child.o native/shim/fence.o native/shim/cluster_boot.o \
+	native/shim/cluster_ctl.o native/shim/wake.o
 EXTENSION = pg_tsworker
 DATA = sql/pg_tsworker--0.1.sql sql/pg_tsworker--0.1--0.2.sql sql/pg_tsworker--0.2.sql
 PGFILEDESC = "pg_tsworker - PostgreSQL background workers in TypeScript"
@@ -45,8 +46,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 HOST_SO = pg_tsworker_host$(DLSUFFIX)
-HOST_OBJS = native/host/host_pg.o native/host/host_exit.o native/host/host.o native/host/host_start.o \
-	native/host/host_guard.o
+HOST_OBJS = native/host/host_pg.o native/host/host_pg_loop.o native/host/host_exit.o native/host/host.o \
+	native/host/host_start.o native/host/host_guard.o
 HOST_CXXFLAGS = -std=c++17 -fPIC -O2 -g -Wall -Wno-unused-parameter \
 	-fvisibility=hidden -I$(LIBNODE_PREFIX)/include/node
 ADDON = build/Release/pg_tsworker_addon.node
@@ -83,8 +84,8 @@ native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
 $(NODE_EXE): native/host/node_main.o
 	$(CXX) -o $@ $< $(LIBNODE_SO) -Wl,-rpath,'$$ORIGIN' -Wl,--as-needed
 
-native/host/host_pg.o native/host/host_exit.o: native/host/host_pg.h native/host/host_exit.h native/shim/pg_tsworker.h \
-	native/shim/compat.h
+native/host/host_pg.o native/host/host_pg_loop.o native/host/host_exit.o: native/host/host_pg.h \
+	native/host/host_pg_loop.h native/host/host_exit.h native/shim/pg_tsworker.h native/shim/compat.h
 $(OBJS): native/shim/manifest.h native/shim/pg_tsworker.h native/shim/slot.h native/shim/slots.h native/shim/compat.h
 native/shim/worker_list.o: native/shim/module_kinds.h
 

@@ -12,6 +12,7 @@
         "native/addon/js_statements.cc",
         "native/addon/js_values.cc",
         "native/addon/pg_cursor.c",
+        "native/addon/pg_encoding.c",
         "native/addon/pg_error.c",
         "native/addon/pg_jsonb.c",
         "native/addon/pg_params.c",

@@ -7,6 +7,16 @@ import * as fs from 'node:fs';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Refuse a runner's command line: prints `error: <message>`, a blank line and
+ * the usage on stderr, and exits with status 2 (no stack trace: bad input is
+ * the user's mistake, not the runner's).
+ */
+export function usageError(message: string, usage: string): never {
+  process.stderr.write(`error: ${message}\n\n${usage}`);
+  process.exit(2);
+}
+
 /** Run a program; resolves with its stdout, rejects with its output on failure. */
 export function sh(file: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
   return new Promise((resolve, reject) => {

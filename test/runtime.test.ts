@@ -127,6 +127,10 @@ describe('runtime', () => {
     assert.equal(detail.constraint, 'txn_t_pkey');
     assert.equal(detail.table, 'txn_t');
     assert.match(detail.detail, /Key \(id\)=\(1\) already exists/);
+    // Where in PostgreSQL's source the error was raised, as node-postgres gives it.
+    assert.equal(detail.routine, '_bt_check_unique');
+    assert.equal(detail.file, 'nbtinsert.c');
+    assert.match(detail.line, /^[1-9][0-9]*$/);
     assert.deepEqual(logLines(c, /leak|still referenced|non-empty SPI stack|snapshot still active/i), []);
   });
 

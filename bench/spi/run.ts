@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import type pg from 'pg';
 
 import { Cluster, pidAlive } from '../../test/harness/cluster';
-import { cpuBusy, fmtRatio, fmtSeconds, median, sh, sleep, table } from '../report';
+import { cpuBusy, fmtRatio, fmtSeconds, median, sh, sleep, table, usageError } from '../report';
 import { BENCH_CONF, createTables, installWorker } from './setup';
 
 const HERE = __dirname;
@@ -82,6 +82,17 @@ interface Options {
   cReadOnly: boolean;
 }
 
+/**
+ * A comma-separated list of known names (--only, --systems): refused when
+ * empty (it would run nothing and judge nothing) or when a name is unknown.
+ */
+function list<T extends string>(flag: string, value: string, known: readonly T[]): T[] {
+  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0) usageError(`${flag} needs at least one of ${known.join(',')}`, USAGE);
+  for (const n of names) if (!known.includes(n as T)) usageError(`${flag}: unknown name "${n}" (known: ${known.join(',')})`, USAGE);
+  return names as T[];
+}
+
 function parseOptions(argv: string[]): Options {
   const opts: Options = { sizes: FULL, quick: false, reps: 3, only: WORKLOADS, systems: SYSTEMS, check: false, pinExternal: false, cReadOnly: false };
   for (let i = 0; i < argv.length; i++) {
@@ -99,19 +110,17 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--reps': {
         const r = Number(value());
-        if (!Number.isInteger(r) || r < 1) throw new Error('--reps needs a positive integer');
+        if (!Number.isInteger(r) || r < 1) usageError('--reps needs a positive integer', USAGE);
         opts.reps = r;
         break;
       }
       case '--only': {
-        const ws = value().split(',').map((s) => s.trim()).filter(Boolean);
-        for (const w of ws) if (!WORKLOADS.includes(w as Workload)) throw new Error(`unknown workload "${w}"`);
+        const ws = list('--only', value(), WORKLOADS);
         opts.only = WORKLOADS.filter((w) => ws.includes(w));
         break;
       }
       case '--systems': {
-        const ss = value().split(',').map((x) => x.trim()).filter(Boolean);
-        for (const x of ss) if (!SYSTEMS.includes(x as System)) throw new Error(`unknown system "${x}"`);
+        const ss = list('--systems', value(), SYSTEMS);
         opts.systems = SYSTEMS.filter((x) => ss.includes(x));
         break;
       }
@@ -125,7 +134,7 @@ function parseOptions(argv: string[]): Options {
         opts.cReadOnly = true;
         break;
       default:
-        throw new Error(`unknown argument "${argv[i]}"\n\n${USAGE}`);
+        usageError(`unknown argument "${argv[i]}"`, USAGE);
     }
   }
   return opts;
@@ -368,6 +377,8 @@ async function main(): Promise<void> {
 
     const results = new Map<string, number[]>();
     const cpuResults = new Map<string, number[]>();
+    /** The checksum each system reported (every run's is verified equal to the expected one). */
+    const checksums = new Map<string, bigint>();
     const key = (s: System, w: Workload) => `${s}/${w}`;
     for (const w of opts.only) {
       for (let rep = 0; rep < opts.reps; rep++) {
@@ -378,6 +389,7 @@ async function main(): Promise<void> {
           const m = await bench.run(s, w);
           const k = key(s, w);
           results.set(k, [...(results.get(k) ?? []), m.seconds]);
+          checksums.set(k, m.checksum);
           if (m.cpuSeconds !== undefined) cpuResults.set(k, [...(cpuResults.get(k) ?? []), m.cpuSeconds]);
           process.stderr.write(`  ${w.padEnd(7)} ${s.padEnd(8)} run ${rep + 1}/${opts.reps}: ${fmtSeconds(m.seconds)}\n`);
         }
@@ -401,6 +413,7 @@ async function main(): Promise<void> {
       return xs && xs.length > 1 ? `${fmtRatio(Math.max(...xs) / Math.min(...xs))}` : '-';
     };
     const verdicts: string[] = [];
+    const sumRows: string[][] = [];
     const cpuRows: string[][] = [];
     for (const w of opts.only) {
       const ts = med('ts', w);
@@ -420,6 +433,8 @@ async function main(): Promise<void> {
         fmtMicros(ext, nOf(w)),
         fmtMicros(pl, nOf(w)) + plLabel,
       ]);
+      const sumOf = (s: System) => checksums.get(key(s, w))?.toString() ?? '-';
+      sumRows.push([w, bench.expected(w).toString(), sumOf('ts'), sumOf('c'), sumOf('external'), sumOf('plpgsql')]);
       spread.push([w, spreadOf('ts', w), spreadOf('c', w), spreadOf('external', w), spreadOf('plpgsql', w)]);
       // TS/C is judged on CPU time (the cost of a statement): on a shared
       // machine, wall time also counts waiting for a CPU. Both are shown.
@@ -480,6 +495,12 @@ async function main(): Promise<void> {
     out.push('');
     out.push('Per statement (per row for read):');
     out.push(table(['workload', 'unit', 'TS worker', 'C worker', extName, 'PL/pgSQL'], perOp, [false, false, true, true, true, true]));
+    out.push('');
+    out.push(
+      `Checksums (select1: sum of the values; insert: rows inserted; read: rows read; lookup: sum of length(t)), ` +
+        `every run checked against the expected value:`,
+    );
+    out.push(table(['workload', 'expected', 'TS worker', 'C worker', extName, 'PL/pgSQL'], sumRows, [false, true, true, true, true, true]));
     out.push('');
     if (opts.reps > 1) {
       out.push(`Spread: slowest / fastest of the ${opts.reps} runs (large values: a noisy machine):`);

@@ -28,7 +28,7 @@ import ts from 'typescript';
 
 import { Cluster, pidAlive, waitFor } from '../../test/harness/cluster';
 import { PG_CONFIG } from '../../test/harness/pg-config';
-import { cpuBusy, fmtRatio, median, sh, table } from '../report';
+import { cpuBusy, fmtRatio, median, sh, table, usageError } from '../report';
 
 const HERE = __dirname;
 /** The issue's target for a cached .ts worker: launch to first line. */
@@ -64,13 +64,16 @@ function parseOptions(argv: string[]): Options {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--trials') {
-      o.trials = Number(argv[++i]);
-      if (!Number.isInteger(o.trials) || o.trials < 1) throw new Error('--trials needs a positive integer');
+      const v = argv[++i];
+      o.trials = Number(v);
+      if (v === undefined || v.trim() === '' || !Number.isInteger(o.trials) || o.trials < 1) {
+        usageError('--trials needs a positive integer', USAGE);
+      }
     } else if (a === '--check') o.check = true;
     else if (a === '-h' || a === '--help') {
       process.stdout.write(USAGE);
       process.exit(0);
-    } else throw new Error(`unknown argument "${a}"\n\n${USAGE}`);
+    } else usageError(`unknown argument "${a}"`, USAGE);
   }
   return o;
 }

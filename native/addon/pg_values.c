@@ -29,7 +29,6 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/timestamp.h"
-#include "mb/pg_wchar.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
@@ -245,41 +244,6 @@ tsw_time_ms(TswTypeInfo *info, Datum value)
 						format_type_be(info->base)),
 				 errhint("Ask for dates as text with the query option { dates: 'text' }.")));
 	return (double) ms;
-}
-
-/* Is the database's text converted to and from UTF-8? */
-static inline bool
-tsw_converts_text(void)
-{
-	int			encoding = GetDatabaseEncoding();
-
-	return encoding != PG_UTF8 && encoding != PG_SQL_ASCII;
-}
-
-const char *
-tsw_utf8_to_server(const char *s, size_t *len)
-{
-	char	   *converted;
-
-	if (!tsw_converts_text())
-		return s;
-	converted = pg_any_to_server(s, (int) *len, PG_UTF8);
-	if (converted != s)
-		*len = strlen(converted);
-	return converted;
-}
-
-const char *
-tsw_server_to_utf8(const char *s, int *len)
-{
-	char	   *converted;
-
-	if (!tsw_converts_text())
-		return s;
-	converted = pg_server_to_any(s, *len, PG_UTF8);
-	if (converted != s)
-		*len = strlen(converted);
-	return converted;
 }
 
 /*

@@ -34,10 +34,10 @@ extern void tsw_datum_to_cell(TswTypeInfo *info, Datum value, TswCell *cell);
 extern bool tsw_jsonb_to_tree(Datum value, TswJson **out);
 
 /*
- * Text between JavaScript (UTF-8) and the database's encoding: s itself
- * when the database is UTF8 or SQL_ASCII (whose bytes pass as they are),
- * else a palloc'd, NUL-terminated conversion (an error if a character has
- * no equivalent).  *len is updated.
+ * Text between JavaScript (UTF-8) and the database's encoding (pg_encoding.c):
+ * s itself when the database is UTF8 or SQL_ASCII (whose bytes pass as they
+ * are), else a palloc'd, NUL-terminated conversion (an error if a character
+ * has no equivalent).  *len is updated.
  */
 extern const char *tsw_utf8_to_server(const char *s, size_t *len);
 extern const char *tsw_server_to_utf8(const char *s, int *len);

@@ -3,10 +3,11 @@
  * host_pg.h
  *		PostgreSQL-facing half of the worker host, callable from C++.
  *
- * host_pg.c holds every call into PostgreSQL that the host makes, so that
- * no ereport(ERROR) longjmp can ever cross a C++ or V8 frame: each function
- * here either cannot fail or catches the error itself.  host.cc includes
- * only this header, never PostgreSQL's.
+ * host_pg.c (the start), host_pg_loop.c (while Node.js runs) and
+ * host_exit.c (the end) hold every call into PostgreSQL that the host
+ * makes, so that no ereport(ERROR) longjmp can ever cross a C++ or V8
+ * frame: each function here either cannot fail or catches the error
+ * itself.  host.cc includes only this header, never PostgreSQL's.
  *
  *-------------------------------------------------------------------------
  */

@@ -106,6 +106,9 @@ extern void tsw_cluster_boot(void);
 extern char *tsw_cluster_promoter(char **hosts_out);
 extern char *tsw_member_name(const char *config_name);
 
+/* The configured workers' registration in the postmaster (worker_register.c) */
+extern void tsw_register_workers(void);
+
 /* Shared memory (slots.c) */
 extern void tsw_shmem_init_hooks(void);
 extern void tsw_register_static_worker(int index, const TswWorkerSpec *spec);

@@ -6,9 +6,10 @@
  *		the view.  Restarting and starting stopped ones: slot_restart.c.
  *
  * With slot_restart.c, the only code outside the worker's own process
- * (slots.c, worker_slot.c) that changes a slot; sql_functions.c checks
- * arguments and permissions and calls these.  Functions that raise an
- * error release the slot lock first.
+ * (slots.c, worker_slot.c) that changes a slot; the SQL functions
+ * (sql_launch.c, sql_control.c, sql_status.c) check arguments and
+ * permissions and call these.  Functions that raise an error release the
+ * slot lock first.
  *
  *-------------------------------------------------------------------------
  */
@@ -75,6 +76,16 @@ tsw_require_shared(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_tsworker is not loaded through shared_preload_libraries"),
 				 errhint("Add pg_tsworker to shared_preload_libraries and restart the server.")));
+}
+
+void
+tsw_require_started(const char *name, pid_t pid)
+{
+	if (pid == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("worker \"%s\" exited at once", name),
+				 errhint("See the server log, or last_error in tsworker.stat_workers.")));
 }
 
 int

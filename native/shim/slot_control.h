@@ -52,6 +52,9 @@ extern int	tsw_slot_prepare_launch(const TswLaunchRequest *req);
  */
 extern pid_t tsw_slot_register(int index, bool wait);
 
+/* ERROR when the worker just started (pid 0 from tsw_slot_register) exited at once. */
+extern void tsw_require_started(const char *name, pid_t pid);
+
 /* The registration failed: free a launched slot, or mark a configured one stopped. */
 extern void tsw_slot_launch_failed(int index);
 

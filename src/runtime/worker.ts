@@ -1,19 +1,14 @@
 /**
  * The running worker: implements `WorkerContext` on top of the addon, and
  * turns the host's loop events (latch, reload, shutdown) into resolved
- * waits, fresh settings and listener calls.
+ * waits, fresh settings and listener calls. Its SQL is transactions.ts's.
  */
 import { format } from 'util';
 
 import type { Addon } from './addon';
-import { PgError } from './errors';
-import { cursorBatch, PortalCursor } from './cursor';
 import type {
-  Cursor,
-  CursorOptions,
   Json,
   Logger,
-  PreparedStatement,
   QueryOptions,
   Row,
   Transaction,
@@ -25,19 +20,15 @@ import type {
   WorkerStatus,
 } from './define';
 import type { Param } from './params';
-import { checkParams, resultFlags, runStatement, timeoutArg, type Rows } from './results';
+import type { Rows } from './results';
 import { checkLaunchSettings, parseSetting, settingFromPostgres, type SettingsSpec, type SettingValues } from './settings';
-import { KeptStatement } from './statement';
+import { Transactions } from './transactions';
 import { Listener, type ListenTarget, type NotificationHandler } from './listen';
 import { ServerStoppingWatch } from './server-stopping';
 
 interface Waiter {
   resolve(value: boolean): void;
   timer?: NodeJS.Timeout;
-}
-
-function isThenable(v: unknown): boolean {
-  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
 
 /** Logger writing through elog, one line per call. */
@@ -68,7 +59,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   private stopping = false;
   private listeners: { [E in keyof WorkerEvents]: WorkerEvents[E][] } = { reload: [], shutdown: [], serverStopping: [], postmasterDeath: [] };
   private postmasterGone = false;
-  private readonly tx: Transaction;
+  private readonly transactions: Transactions;
   private readonly launched: Record<string, unknown>;
   private published: { [key: string]: Json } = {};
   private listener: Listener | undefined;
@@ -101,14 +92,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
       update: (value) => this.publish({ ...this.published, ...value }),
       get: () => ({ ...this.published }),
     };
-    this.tx = {
-      query: <R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions) =>
-        this.runQuery<R>(sql, params, options),
-      prepare: <R extends Row = Row>(sql: string, types?: readonly (string | null)[]) => this.prepare<R>(sql, types),
-      cursor: <R extends Row = Row>(sql: string, params?: readonly Param[], options?: CursorOptions) =>
-        this.openCursor<R>(sql, params, options),
-      savepoint: <T>(fn: (tx: Transaction) => T): T => this.savepoint(fn),
-    };
+    this.transactions = new Transactions(addon, this.log, () => this.postmasterGone);
   }
 
   get settings(): Readonly<SettingValues<S>> {
@@ -209,125 +193,12 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
   transaction<T>(fn: (tx: Transaction) => T, options?: TransactionOptions): T;
-  transaction<T>(fn: (tx: Transaction) => T, options: TransactionOptions = {}): T {
-    if (typeof fn !== 'function') throw new TypeError('transaction(fn): fn must be a function');
-    if (typeof options !== 'object' || options === null) throw new TypeError('transaction(fn, options): options must be an object');
-    const { readOnly, statementSavepoints, synchronousCommit } = options;
-    if (readOnly !== undefined && typeof readOnly !== 'boolean') {
-      throw new TypeError('transaction(): options.readOnly must be a boolean');
-    }
-    if (statementSavepoints !== undefined && typeof statementSavepoints !== 'boolean') {
-      throw new TypeError('transaction(): options.statementSavepoints must be a boolean');
-    }
-    if (synchronousCommit !== undefined && typeof synchronousCommit !== 'string') {
-      throw new TypeError('transaction(): options.synchronousCommit must be a string');
-    }
-    if (this.postmasterGone) this.noSqlAfterPostmaster();
-    this.addon.begin(readOnly === true, statementSavepoints !== false, synchronousCommit);
-    const end = (commit: boolean) => (commit ? this.addon.commit() : this.addon.rollback());
-    let result: T;
-    try {
-      result = fn(this.tx);
-    } catch (err) {
-      this.undo('transaction', end, err);
-    }
-    if (isThenable(result)) {
-      // An async transaction stays open until its promise settles.
-      return (result as unknown as Promise<unknown>).then(
-        (value) => {
-          end(true);
-          return value;
-        },
-        (err: unknown) => this.undo('transaction', end, err),
-      ) as unknown as T;
-    }
-    end(true);
-    return result;
-  }
-
-  private noSqlAfterPostmaster(): never {
-    throw new PgError('the postmaster is gone: no SQL after its death', { code: '57P01', severity: 'FATAL' });
-  }
-
-  /** Roll back after `err`, then rethrow it. A failure of the rollback is logged, never hides `err`. */
-  private undo(what: string, end: (commit: boolean) => void, err: unknown): never {
-    try {
-      end(false);
-    } catch (undoErr) {
-      this.log.warning(`${what} rollback failed:`, undoErr);
-    }
-    throw err;
-  }
-
-  /**
-   * Run `fn` synchronously, then `end(true)`; if it throws (or returns a
-   * promise, which is refused), `end(false)` and rethrow.
-   */
-  private runThenEnd<T>(what: string, fn: (tx: Transaction) => T, end: (commit: boolean) => void): T {
-    let result: T;
-    try {
-      result = fn(this.tx);
-      if (isThenable(result)) {
-        throw new TypeError(`${what}(fn): fn must be synchronous; it returned a promise (the ${what} was rolled back)`);
-      }
-    } catch (err) {
-      this.undo(what, end, err);
-    }
-    end(true);
-    return result;
+  transaction<T>(fn: (tx: Transaction) => T, options?: TransactionOptions): T {
+    return this.transactions.transaction(fn, options);
   }
 
   query<R extends Row = Row>(sql: string, params?: readonly Param[], options?: QueryOptions): Rows<R> {
-    if (typeof sql !== 'string') throw new TypeError('query(sql, params): sql must be a string');
-    if (this.postmasterGone) this.noSqlAfterPostmaster();
-    // One call: begin, the statement (without a subtransaction: alone in its
-    // transaction, a failure rolls everything back anyway), commit. Inside an
-    // open transaction the addon refuses with PgError 25001.
-    const result = this.addon.constants.result;
-    return runStatement<R, string>(
-      this.addon.queryOnce,
-      sql,
-      params === undefined ? undefined : checkParams(params, 'query(sql, params)'),
-      options === undefined ? -1 : timeoutArg(options.timeout, 'query()'),
-      options === undefined ? 0 : resultFlags(options, 'query()', result),
-      result.paramsArray,
-    );
-  }
-
-  private savepoint<T>(fn: (tx: Transaction) => T): T {
-    if (typeof fn !== 'function') throw new TypeError('savepoint(fn): fn must be a function');
-    if (!this.addon.inTransaction()) throw new Error('savepoint(): the transaction has ended');
-    this.addon.savepoint();
-    return this.runThenEnd('savepoint', fn, (release) => this.addon.endSavepoint(release));
-  }
-
-  private runQuery<R extends Row>(sql: string, params?: readonly Param[], options?: QueryOptions): Rows<R> {
-    if (typeof sql !== 'string') throw new TypeError('query(sql, params): sql must be a string');
-    // Outside a transaction the addon refuses with PgError 25P01.
-    const result = this.addon.constants.result;
-    return runStatement<R, string>(
-      this.addon.query,
-      sql,
-      checkParams(params, 'query(sql, params)'),
-      timeoutArg(options?.timeout, 'query()'),
-      resultFlags(options, 'query()', result),
-      result.paramsArray,
-    );
-  }
-
-  private prepare<R extends Row>(sql: string, types?: readonly (string | null)[]): PreparedStatement<R> {
-    if (typeof sql !== 'string') throw new TypeError('prepare(sql, types): sql must be a string');
-    if (types !== undefined && !Array.isArray(types)) throw new TypeError('prepare(sql, types): types must be an array');
-    return new KeptStatement<R>(this.addon, sql, this.addon.prepare(sql, types));
-  }
-
-  private openCursor<R extends Row>(sql: string, params?: readonly Param[], options?: CursorOptions): Cursor<R> {
-    if (typeof sql !== 'string') throw new TypeError('cursor(sql, params): sql must be a string');
-    const batch = cursorBatch(options);
-    const scroll = options?.scroll;
-    if (scroll !== undefined && typeof scroll !== 'boolean') throw new TypeError('cursor(): options.scroll must be a boolean');
-    const name = this.addon.openCursor(sql, checkParams(params, 'cursor(sql, params)'), scroll === true);
-    return new PortalCursor<R>(this.addon, name, batch, options);
+    return this.transactions.query<R>(sql, params, options);
   }
 
   setting(name: string): string | null {
@@ -352,7 +223,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
    */
   private listenTarget(): ListenTarget {
     const sql = 'SELECT session_user::text AS "user", current_database()::text AS database';
-    const [who] = this.addon.inTransaction() ? this.runQuery<{ user: string; database: string }>(sql) : this.query<{ user: string; database: string }>(sql);
+    const [who] = this.addon.inTransaction() ? this.transactions.tx.query<{ user: string; database: string }>(sql) : this.query<{ user: string; database: string }>(sql);
     const dirs = (this.setting('unix_socket_directories') ?? '').split(',').map((d) => d.trim()).filter((d) => d !== '');
     return {
       host: dirs[0] ?? 'localhost',
