@@ -51,8 +51,12 @@ HOST_OBJS = native/host/host_pg.o native/host/host_pg_loop.o native/host/host_ex
 HOST_CXXFLAGS = -std=c++17 -fPIC -O2 -g -Wall -Wno-unused-parameter \
 	-fvisibility=hidden -I$(LIBNODE_PREFIX)/include/node
 ADDON = build/Release/pg_tsworker_addon.node
-ADDON_SRCS = $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h) \
-	native/shim/slot.h native/shim/log_level.h binding.gyp
+# make does not follow #include (PGXS's autodepend is off): every object
+# depends on every header it could include, so a changed struct (TswSlot,
+# copied between the shim and the host) never leaves a stale object behind
+SHIM_HEADERS = $(wildcard native/shim/*.h)
+HOST_HEADERS = $(wildcard native/host/*.h)
+ADDON_SRCS = $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h) $(SHIM_HEADERS) binding.gyp
 RUNTIME_SRCS = $(shell find src -name '*.ts' -o -name '*.json') tsconfig.json
 NODE_BIN = node_modules/.bin
 
@@ -84,9 +88,8 @@ native/host/node_main.o: native/host/node_main.cc $(LIBNODE_SO)
 $(NODE_EXE): native/host/node_main.o
 	$(CXX) -o $@ $< $(LIBNODE_SO) -Wl,-rpath,'$$ORIGIN' -Wl,--as-needed
 
-native/host/host_pg.o native/host/host_pg_loop.o native/host/host_exit.o: native/host/host_pg.h \
-	native/host/host_pg_loop.h native/host/host_exit.h native/shim/pg_tsworker.h native/shim/compat.h
-$(OBJS): native/shim/manifest.h native/shim/pg_tsworker.h native/shim/slot.h native/shim/slots.h native/shim/compat.h
+$(HOST_OBJS): $(HOST_HEADERS) $(SHIM_HEADERS)
+$(OBJS): $(SHIM_HEADERS)
 native/shim/worker_list.o: native/shim/module_kinds.h
 
 # which files are modules: defined once, for the runtime and the shim
