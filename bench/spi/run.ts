@@ -93,11 +93,15 @@ function list<T extends string>(flag: string, value: string, known: readonly T[]
   return names as T[];
 }
 
+/** The options that take a value (`--reps 5` or `--reps=5`); the others are switches. */
+const TAKES_VALUE = ['--reps', '--only', '--systems'];
+
 function parseOptions(argv: string[]): Options {
   const opts: Options = { sizes: FULL, quick: false, reps: 3, only: WORKLOADS, systems: SYSTEMS, check: false, pinExternal: false, cReadOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => inline ?? argv[++i] ?? '';
+    if (inline !== undefined && !TAKES_VALUE.includes(flag)) usageError(`${flag} takes no value ("${argv[i]}")`, USAGE);
     switch (flag) {
       case '-h':
       case '--help':
@@ -109,8 +113,9 @@ function parseOptions(argv: string[]): Options {
         opts.sizes = QUICK;
         break;
       case '--reps': {
-        const r = Number(value());
-        if (!Number.isInteger(r) || r < 1) usageError('--reps needs a positive integer', USAGE);
+        const v = value();
+        const r = Number(v);
+        if (!/^[1-9][0-9]*$/.test(v)) usageError('--reps needs a positive integer', USAGE);
         opts.reps = r;
         break;
       }

@@ -49,8 +49,8 @@ the worker, and the worker's RSS and PSS.
   --check      exit with status 2 when "ts cached" misses the ${TARGET_MS} ms target
   --help       this text
 
-Needs root (the server runs as the postgres OS user) and pg_tsworker
-installed (scripts/setup) into the PostgreSQL that PG_CONFIG names.
+Needs root (the server runs as the postgres OS user). Builds and installs
+pg_tsworker first (scripts/setup) into the PostgreSQL that PG_CONFIG names.
 PG_TSWORKER_KEEP_TMP=1 keeps the cluster's directory and its log.
 `;
 
@@ -62,13 +62,12 @@ interface Options {
 function parseOptions(argv: string[]): Options {
   const o: Options = { trials: 7, check: false };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    const [a, inline] = argv[i].split(/=(.*)/s, 2);
+    if (inline !== undefined && a !== '--trials') usageError(`${a} takes no value ("${argv[i]}")`, USAGE);
     if (a === '--trials') {
-      const v = argv[++i];
+      const v = inline ?? argv[++i] ?? '';
+      if (!/^[1-9][0-9]*$/.test(v)) usageError('--trials needs a positive integer', USAGE);
       o.trials = Number(v);
-      if (v === undefined || v.trim() === '' || !Number.isInteger(o.trials) || o.trials < 1) {
-        usageError('--trials needs a positive integer', USAGE);
-      }
     } else if (a === '--check') o.check = true;
     else if (a === '-h' || a === '--help') {
       process.stdout.write(USAGE);
@@ -177,6 +176,8 @@ const mb = (kb: number) => `${(kb / 1024).toFixed(1)} MB`;
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  // only once the arguments are good: --help or a typo installs nothing
+  await sh(path.join(HERE, '..', '..', 'scripts', 'setup'), []);
   clkTck = Number((await sh('getconf', ['CLK_TCK'])).trim()) || 100;
   bootMs = Number(/^btime (\d+)/m.exec(fs.readFileSync('/proc/stat', 'utf8'))![1]) * 1000;
   const template = fs.readFileSync(path.join(HERE, 'worker.ts'), 'utf8');
