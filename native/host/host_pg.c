@@ -6,9 +6,11 @@
  *
  * pg_tsworker_host_main() is each worker's bgw_function_name.  It runs the
  * PostgreSQL steps (signals, connection, exit) itself, in C, and hands the
- * Node.js part to host.cc.  What host.cc calls while Node.js runs is in
- * host_pg_loop.c, where every function catches its own errors, so no
- * ereport(ERROR) longjmp crosses a C++ or V8 frame.
+ * Node.js part to host.cc.  What host.cc's loop calls while Node.js runs is
+ * in host_pg_loop.c, where every function catches its own errors, so no
+ * ereport(ERROR) longjmp crosses a C++ or V8 frame; the three calls the
+ * watchdog makes (interrupting PostgreSQL, asking whether it runs on the
+ * main thread, signalling it) stay here, beside the signal state they read.
  *
  * Signal handling follows contrib/pg_prewarm/autoprewarm.c: SIGTERM and
  * SIGHUP only set flags and the latch (SignalHandlerForShutdownRequest,

@@ -5,8 +5,9 @@
  *		only functions that change it.
  *
  * TswSlot is defined here once.  The worker process (host and addon) reads
- * a copy of its own slot and reports through the tsw_slot_* functions of
- * slots.c; SQL functions control slots through those of slot_control.c.
+ * a copy of its own slot and reports through the tsw_slot_* functions
+ * (its claim in slots.c, the rest in worker_slot.c); SQL functions control
+ * slots through those of slot_control.c and slot_restart.c.
  * Nothing else writes a slot.  Every function takes the slot lock briefly
  * and never raises an error unless it says so.
  *
@@ -136,7 +137,7 @@ extern const char *tsw_slot_view_state(TswSlot *copy);
 extern void tsw_fill_bgworker(BackgroundWorker *worker, int index, const char *name,
 							  int start_time, pid_t notify_pid);
 
-/* ---- the worker process: slots.c -------------------------------------- */
+/* ---- the worker process: slots.c (claim), worker_slot.c (the rest) ---- */
 
 /*
  * Claim slot `index` for this process and copy it into *copy.  False, with

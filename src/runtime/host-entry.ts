@@ -33,7 +33,7 @@ export interface HostInterface {
   /**
    * Leave the loop and exit the process: 0 when the run finished, 1 when it
    * failed. The exit code the postmaster sees is the slot's decision
-   * (restart policy, tsworker.stop(), crash loops: native/shim/slots.c).
+   * (restart policy, tsworker.stop(), crash loops: native/shim/worker_slot.c).
    */
   finish(code: number): void;
 }
