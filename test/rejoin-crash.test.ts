@@ -102,7 +102,8 @@ describe('rejoin of a crashed primary whose last checkpoint is in an older WAL s
     t.diagnostic(line.replace(/.*replay_stuck: /, '').slice(0, 400));
     assert.match(line, new RegExp(`not streaming and no WAL replayed for \\d+ s although member \\\\"${lead.c.name}\\\\" lets this standby in`));
     assert.match(line, /pg_basebackup -R/);
-    assert.equal((await ops.status(sb.c))?.needs, 'rebuild');
+    // the status is published at the end of the loop that logged the event
+    await waitFor(async () => (await ops.status(sb.c))?.needs === 'rebuild' || undefined, { timeoutMs: 10_000, what: `${sb.c.name}'s status saying needs: rebuild` });
     assert.equal(await sb.c.queryText('SELECT count(*) FROM pg_stat_wal_receiver WHERE status = \'streaming\''), '0', 'it does not stream');
   });
 
@@ -125,7 +126,8 @@ describe('rejoin of a crashed primary whose last checkpoint is in an older WAL s
     t.diagnostic(line.replace(/.*replay_stuck: /, '').slice(0, 300));
     assert.match(sb.c.readLog(off), /requested WAL segment \w+ has already been removed/, "PostgreSQL's own reason is in its log");
     assert.match(line, /has already been removed.*recycled WAL this standby needs.*pg_basebackup -R/);
-    assert.equal((await ops.status(sb.c))?.needs, 'rebuild');
+    // the status is published at the end of the loop that logged the event
+    await waitFor(async () => (await ops.status(sb.c))?.needs === 'rebuild' || undefined, { timeoutMs: 10_000, what: `${sb.c.name}'s status saying needs: rebuild` });
     const replica = await ops.healthFull('GET', '/replica');
     assert.equal(replica[sb.c.name].code, 503, 'not offered as a replica');
   });
