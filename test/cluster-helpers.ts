@@ -25,14 +25,20 @@ export interface Ack {
   id: number;
 }
 
-/** One client per member writing every 10 ms; keeps every acknowledged write. */
+/**
+ * One client per member writing every 10 ms; keeps every acknowledged write.
+ * Stopped when the test `owner` ends, passed or failed, at the latest: a
+ * failed assertion once left them writing through the rest of the file,
+ * and the file's process waiting for them for ever.
+ */
 export class Writers {
   readonly acks: Ack[] = [];
   private stopped = false;
   private readonly loops: Promise<void>[] = [];
 
-  constructor(members: Member[]) {
+  constructor(members: Member[], owner: { after(fn: () => Promise<void>): void }) {
     for (const m of members) this.loops.push(this.loop(m));
+    owner.after(() => this.stop());
   }
 
   private async loop(m: Member): Promise<void> {

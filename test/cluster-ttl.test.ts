@@ -43,7 +43,7 @@ describe('cluster mode: members with different ttl settings, and ttl changed by 
     const old = await ops.leader();
     assert.equal(old.c.name, 'a');
     for (const m of members) if (m !== old) await ops.streamsFrom(m, old);
-    const writers = new Writers(members);
+    const writers = new Writers(members, t);
     const offs = new Map(members.map((m) => [m.c.name, m.c.logOffset()]));
     await new Promise((r) => setTimeout(r, 500));
     const cut = Date.now();

@@ -188,7 +188,7 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
       step(`trial ${trial}: leader ${old.c.name}`);
       const standbys = members.filter((m) => m !== old);
       for (const m of standbys) await streamsFrom(m, old);
-      const writers = new Writers(members);
+      const writers = new Writers(members, t);
       await new Promise((r) => setTimeout(r, 300 + Math.random() * 700));
       const off = new Map(members.map((m) => [m.c.name, m.c.logOffset()]));
       const t0 = Date.now();
@@ -232,7 +232,7 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
   test('one standby cut off: nothing happens to the primary; healed, it streams again', async (t) => {
     const lead = await leader();
     const cut = members.find((m) => m !== lead)!;
-    const writers = new Writers([lead]);
+    const writers = new Writers([lead], t);
     const t0 = Date.now();
     const leadOff = lead.c.logOffset();
     await net.isolate(cut.host);
@@ -253,7 +253,7 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
 
   test('primary cut off from everything: it fences before the new leader is promoted (both logs); healed, it accepts no write', async (t) => {
     const old = await leader();
-    const writers = new Writers(members);
+    const writers = new Writers(members, t);
     await new Promise((r) => setTimeout(r, 500));
     const off = new Map(members.map((m) => [m.c.name, m.c.logOffset()]));
     const t0 = Date.now();
@@ -321,7 +321,7 @@ describe('cluster mode: 3 members and etcd in network namespaces', { skip: root 
       for (const m of members) if (m !== old) await streamsFrom(m, old);
       await waitFor(async () => (await status(old.c)).sync?.length === 2 || undefined, { timeoutMs: 30_000, what: 'two synchronous standbys recorded in etcd' });
       assert.match(await old.c.queryText('SHOW synchronous_standby_names'), /^ANY 1 \("\w", "\w"\)$/);
-      const writers = new Writers([old]);
+      const writers = new Writers([old], t);
       await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
       await old.c.kill9();
       const lead = await leader();

@@ -34,7 +34,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
   const restartAsService = (m: Member, lead: Member) => ops.restartAsService(m, lead);
 
   test(`${TRIALS} switchovers round-robin under a write load: every acknowledged write on the final primary, all members stream from it`, async (t) => {
-    const writers = new Writers(members);
+    const writers = new Writers(members, t);
     const pauses: number[] = [];
     const reported: number[] = [];
     const t0 = Date.now();
@@ -162,7 +162,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
   test('a switchover whose timeout expires midway (the candidate stalls once the leader has fenced): refused at the deadline, writes resume on the same leader, nothing lost', async (t) => {
     // streaming, and caught up: the test before left a standby 6 MB behind (a lag the checks refuse)
     const { lead, standbys: [cand, caller] } = await ops.standbysCaughtUp();
-    const writers = new Writers(members);
+    const writers = new Writers(members, t);
     try {
       await timedOutSwitchover(t, writers, lead, cand, caller);
     } finally {
@@ -357,7 +357,7 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
     // its promoter is back in the cluster (a member unknown to etcd takes no part in the election)
     await waitFor(async () => (await ops.status(standby.c))?.leader === old.c.name || undefined, { timeoutMs: 30_000, what: `${standby.c.name}'s promoter to see the leader` });
 
-    const writers = new Writers([old]);
+    const writers = new Writers([old], t);
     await new Promise((r) => setTimeout(r, 300));
     const cut = Date.now();
     await net().isolate(old.host);
