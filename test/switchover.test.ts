@@ -15,7 +15,7 @@
  * issue's full run, and bench/switchover measures the pause).
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { afterEach, describe, test } from 'node:test';
 
 import { Writers, assertFenceHeld, stallAtFence, stepper, type Member } from './cluster-helpers';
 import { clusterFixture, sqlError } from './cluster-fixture';
@@ -32,6 +32,20 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
 
   const ctlRejoin = (m: Member) => ops.ctlRejoin(m);
   const restartAsService = (m: Member, lead: Member) => ops.restartAsService(m, lead);
+
+  // Each test ends with every member running and the cluster not paused. One that failed midway may
+  // not: start what it left stopped (as its service manager would) and resume, so that one failure
+  // is not seven. A no-op after a test that passed.
+  afterEach(async () => {
+    const down = members.filter((m) => !m.c.isRunning());
+    if (down.length > 0) {
+      const lead = await ops.leader().catch(() => null);
+      step(`after the test: ${down.map((m) => m.c.name).join(', ')} stopped; leader ${lead?.c.name ?? 'none'}`);
+      if (lead) for (const m of down) await restartAsService(m, lead).catch((err: Error) => step(`${m.c.name} not restored: ${err.message}`));
+    }
+    const running = members.find((m) => m.c.isRunning());
+    if (running && (await ops.status(running.c).catch(() => null))?.paused) await running.c.query('SELECT tsworker.resume()').catch(() => undefined);
+  });
 
   test(`${TRIALS} switchovers round-robin under a write load: every acknowledged write on the final primary, all members stream from it`, async (t) => {
     const writers = new Writers(members, t);
@@ -64,6 +78,8 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
       assert.equal(writers.overlapMs(started - 2000, firstNew + 500), 0, 'no moment with two members accepting writes');
       if (res.write_pause_ms !== null) reported.push(res.write_pause_ms);
       t.diagnostic(`trial ${trial}: ${old.c.name} -> ${target.c.name} in ${took} ms; write pause ${firstNew - lastOld} ms (clients), ${res.write_pause_ms} ms (fence to done); final LSN ${res.final_lsn}, timeline ${res.timeline}`);
+      // asked on the leader, the call returns once the candidate holds the key: its promotion may still be logging
+      await waitFor(() => logLines(target.c, /tsworker "promoter": switchover_done: /, off.get(target.c.name)).length > 0 || undefined, { timeoutMs: 10_000, what: `${target.c.name}'s switchover_done` });
       assert.equal(logLines(target.c, /tsworker "promoter": switchover_done: /, off.get(target.c.name)).length, 1);
       assert.equal(logLines(old.c, /tsworker "promoter": switchover_handed_over: /, off.get(old.c.name)).length, 1);
       // the old leader shut itself down; its service manager starts it again
