@@ -4,10 +4,10 @@
  * for), a leading and b and c streaming from it before the first test, all
  * removed after the last; and the settings each member gets.
  */
-import { after, before } from 'node:test';
+import { after, afterEach, before } from 'node:test';
 
 import type { OperationLine } from '../src/workers/cluster/dcs-records';
-import { MemberOps, startMembers, type Member } from './cluster-helpers';
+import { MemberOps, startMembers, stepper, type Member } from './cluster-helpers';
 import type { Cluster } from './harness/cluster';
 import { Etcd } from './harness/etcd';
 import { Network } from './harness/netns';
@@ -54,6 +54,20 @@ export function clusterFixture(scope: string, extra: (host: string) => Settings 
     etcd = await Etcd.start(scope, { netns: net.host('e') });
     members.push(...(await startMembers(net, (c, host) => c.appendConf(memberConf(net, etcd, scope, host, c.port, extra(host))))));
     for (const m of members.slice(1)) await ops.streamsFrom(m, members[0]);
+  });
+  // Each test ends with every member running and the cluster not paused. One that failed midway may
+  // not: start what it left stopped (as its service manager would: rejoin, then start) and resume, so
+  // that one failure is not every test after it. A no-op after a test that passed.
+  const step = stepper(`fixture ${scope}`);
+  afterEach(async () => {
+    const down = members.filter((m) => !m.c.isRunning());
+    if (down.length > 0) {
+      const lead = await ops.leader().catch(() => null);
+      step(`after the test: ${down.map((m) => m.c.name).join(', ')} stopped; leader ${lead?.c.name ?? 'none'}`);
+      if (lead) for (const m of down) await ops.restartAsService(m, lead).catch((err: Error) => step(`${m.c.name} not restored: ${err.message}`));
+    }
+    const running = members.find((m) => m.c.isRunning());
+    if (running && (await ops.status(running.c).catch(() => null))?.paused) await running.c.query('SELECT tsworker.resume()').catch(() => undefined);
   });
   after(async () => {
     for (const m of members) await m.c.cleanup().catch(() => undefined);

@@ -15,7 +15,7 @@
  * issue's full run, and bench/switchover measures the pause).
  */
 import assert from 'node:assert/strict';
-import { afterEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import { Writers, assertFenceHeld, stallAtFence, stepper, type Member } from './cluster-helpers';
 import { clusterFixture, sqlError } from './cluster-fixture';
@@ -32,20 +32,6 @@ describe('switchover, pause, manual failover, rejoin: 3 members and etcd in netw
 
   const ctlRejoin = (m: Member) => ops.ctlRejoin(m);
   const restartAsService = (m: Member, lead: Member) => ops.restartAsService(m, lead);
-
-  // Each test ends with every member running and the cluster not paused. One that failed midway may
-  // not: start what it left stopped (as its service manager would) and resume, so that one failure
-  // is not seven. A no-op after a test that passed.
-  afterEach(async () => {
-    const down = members.filter((m) => !m.c.isRunning());
-    if (down.length > 0) {
-      const lead = await ops.leader().catch(() => null);
-      step(`after the test: ${down.map((m) => m.c.name).join(', ')} stopped; leader ${lead?.c.name ?? 'none'}`);
-      if (lead) for (const m of down) await restartAsService(m, lead).catch((err: Error) => step(`${m.c.name} not restored: ${err.message}`));
-    }
-    const running = members.find((m) => m.c.isRunning());
-    if (running && (await ops.status(running.c).catch(() => null))?.paused) await running.c.query('SELECT tsworker.resume()').catch(() => undefined);
-  });
 
   test(`${TRIALS} switchovers round-robin under a write load: every acknowledged write on the final primary, all members stream from it`, async (t) => {
     const writers = new Writers(members, t);
