@@ -244,14 +244,14 @@ export async function startMembers(net: Network, configure: (c: Cluster, host: s
 /**
  * Hold a switchover's fence until its deadline. `cand`'s WAL stream is
  * throttled to 5 Mbit/s (about 620 kB/s) while a session on `lead` writes
- * WAL about twice as fast (logical messages of 64 kB every 50 ms), until
- * the fence ends that session. Once the stream is seen to carry WAL under
- * the throttle, and `cand` is some 200 kB behind (within the default
- * maximum_lag_on_failover of 1 MB), `start()` makes the call. `cand`
- * confirms WAL as it streams (a 128 kB message about every 0.2 s), so the
- * leader's checks before the fence pass, and however long they take it
- * falls further behind until writes stop; once the leader has fenced,
- * `cand`'s WAL receiver is frozen (SIGSTOP). A shaped TCP stream can still
+ * WAL (logical messages of 64 kB) whenever `cand` has received all but
+ * 512 kB of it, until the fence ends that session: `cand` stays 0.5 MB
+ * behind, within the default maximum_lag_on_failover of 1 MB however slow
+ * the machine. Once the stream is seen to carry WAL under the throttle,
+ * and `cand` is 200 kB behind, `start()` makes the call. `cand` confirms
+ * WAL as it streams (a 128 kB message about every 0.2 s), so the leader's
+ * checks before the fence pass, and whenever writes stop it is behind;
+ * once the leader has fenced, `cand`'s WAL receiver is frozen (SIGSTOP). A shaped TCP stream can still
  * stall for a few seconds, and the leader then refuses the candidate before
  * writes stop (`refusedEarly`): the attempt is undone and made again, up to
  * 5 times. Throws, with each attempt's outcome and the throttle's `tc`
@@ -279,25 +279,28 @@ export async function stallAtFence<T>(
     await lead.c.query('ALTER SYSTEM RESET wal_sender_timeout');
     await lead.c.query('SELECT pg_reload_conf()');
   };
-  const received = async () => BigInt(await cand.c.queryText(`SELECT pg_last_wal_receive_lsn() - '0/0'`));
-  const behind = async () => BigInt(await lead.c.queryText('SELECT pg_current_wal_flush_lsn() - \'0/0\'')) - (await received());
+  const lsn = async (client: pg.Client, sql: string) => BigInt((await client.query<{ x: string }>(`SELECT (${sql} - '0/0')::text AS x`)).rows[0].x);
   const outcomes: string[] = [];
   for (let attempt = 1; ; attempt++) {
     const receiver = await receiverPid(cand);
     await net.throttle(lead.host, lead.c.port, cand.host, 5000);
     // the pump: ended by the fence (its session is terminated), or stopped here
     const pumpSession = await lead.c.connect();
+    const candSession = await cand.c.connect();
+    const received = () => lsn(candSession, 'pg_last_wal_receive_lsn()');
+    const behind = async () => (await lsn(pumpSession, 'pg_current_wal_flush_lsn()')) - (await received());
     let pumping = true;
     const pump = (async () => {
       while (pumping) {
-        await pumpSession.query(`SELECT pg_logical_emit_message(true, 'stall_at_fence', repeat('x', 65536))`);
-        await new Promise((r) => setTimeout(r, 50));
+        if ((await behind()) < 512n * 1024n) await pumpSession.query(`SELECT pg_logical_emit_message(true, 'stall_at_fence', repeat('x', 65536))`);
+        await new Promise((r) => setTimeout(r, 20));
       }
     })().catch(() => undefined);
     const stopPump = async () => {
       pumping = false;
       await pump;
       await pumpSession.end().catch(() => undefined);
+      await candSession.end().catch(() => undefined);
     };
     const fail = async (why: string): Promise<never> => {
       const stats = await net.throttleStats(cand.host);
@@ -314,7 +317,8 @@ export async function stallAtFence<T>(
         what: `${cand.c.name} receiving WAL through the throttle, 200 kB behind`,
       });
     } catch (err) {
-      return fail(`attempt ${attempt}: ${(err as Error).message} (received ${(await received()) - from} bytes, ${await behind()} behind)`);
+      const now = await Promise.all([received(), behind()]).catch(() => null);
+      return fail(`attempt ${attempt}: ${(err as Error).message} (${now ? `received ${now[0] - from} bytes, ${now[1]} behind` : 'positions unknown'})`);
     }
     let outcome: { v: T } | null = null;
     const call = start();
