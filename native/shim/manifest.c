@@ -35,7 +35,6 @@
 static int	tsw_parse_manifest_lines(const char *output, TswWorkerDecl *decls, int max, bool *ready);
 static char *tsw_child_end_reason(const TswChildEnd *end);
 static JsonbValue *tsw_json_get(JsonbContainer *object, const char *key);
-static char *tsw_json_text(JsonbValue *v);
 static char *tsw_json_field(JsonbContainer *object, const char *key);
 static JsonbContainer *tsw_json_array(JsonbContainer *object, const char *key, int *n);
 static JsonbContainer *tsw_json_elem(JsonbContainer *array, int i);
@@ -268,7 +267,7 @@ tsw_json_get(JsonbContainer *object, const char *key)
 }
 
 /* A scalar as text: strings as they are, numbers in numeric's text, booleans as on/off. */
-static char *
+char *
 tsw_json_text(JsonbValue *v)
 {
 	switch (v->type)

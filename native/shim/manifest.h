@@ -10,6 +10,8 @@
 #ifndef TSW_MANIFEST_H
 #define TSW_MANIFEST_H
 
+struct JsonbValue;
+
 /* One declared setting (ManifestSetting). */
 typedef struct TswSettingDecl
 {
@@ -48,6 +50,12 @@ typedef struct TswWorkerDecl
  * the wait can be cancelled, and the child is killed then.
  */
 extern int	tsw_read_manifest(char **entries, int n, bool in_backend, TswWorkerDecl **decls);
+
+/*
+ * A JSON scalar as text: a string as it is, a number in numeric's text, a
+ * boolean as on/off; NULL for null; an ERROR for an array or object.
+ */
+extern char *tsw_json_text(struct JsonbValue *v);
 
 /*
  * Parse a JSON array of declared settings (ManifestSetting[]), as a worker

@@ -45,7 +45,6 @@ static void tsw_define_setting(const char *worker, const TswSettingDecl *s);
 static int	tsw_unit_flag(const char *unit);
 static char *tsw_check_value(const char *worker, const TswSettingDecl *s,
 							 const char *value, bool apply);
-static char *tsw_json_scalar(JsonbValue *v, bool *scalar);
 static struct config_generic *tsw_find_defined(const char *gucname);
 
 static int
@@ -142,7 +141,11 @@ tsw_check_settings(const char *worker, const char *config_name,
 		}
 		if (tok != WJB_VALUE)
 			continue;
-		text = tsw_json_scalar(&v, &scalar);
+		/* a string as it is, a number in numeric's text, a boolean as on/off */
+		scalar = v.type != jbvNull && v.type != jbvBinary;
+		text = !scalar ? (v.type == jbvNull ? pstrdup("null") :
+						  JsonbToCString(NULL, v.val.binary.data, v.val.binary.len)) :
+			tsw_json_text(&v);
 		for (i = 0; i < n && s == NULL; i++)
 			if (strcmp(decls[i].name, key) == 0)
 				s = &decls[i];
@@ -170,32 +173,6 @@ tsw_check_settings(const char *worker, const char *config_name,
 			appendStringInfo(&bad, "%s%s", bad.len > 0 ? "; " : "", why);
 	}
 	return bad.len > 0 ? bad.data : NULL;
-}
-
-/*
- * A JSON value as the text PostgreSQL parses: a string as it is, a number
- * in numeric's text, a boolean as true/false; *scalar is false for null,
- * an array or an object (returned as JSON, for the message).
- */
-static char *
-tsw_json_scalar(JsonbValue *v, bool *scalar)
-{
-	*scalar = true;
-	switch (v->type)
-	{
-		case jbvString:
-			return pnstrdup(v->val.string.val, v->val.string.len);
-		case jbvNumeric:
-			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-		case jbvBool:
-			return pstrdup(v->val.boolean ? "true" : "false");
-		case jbvBinary:
-			*scalar = false;
-			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
-		default:
-			*scalar = false;
-			return pstrdup("null");
-	}
 }
 
 /* The definition of parameter `gucname` in this process, or NULL (a placeholder too). */
