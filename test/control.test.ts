@@ -143,13 +143,20 @@ describe('control plane', () => {
     assert.equal(st.limit, 7);
     await c.waitForLog(/set1 WARNING:  99 is outside the valid range for parameter "tsworker_set1\.limit" \(1 \.\. 9\)/, off);
     // a reload takes new lines from postgresql.conf, but never replaces a launch value
-    c.appendConf({ 'tsworker_set1.label': 'reloaded', 'tsworker_set1.flag': 'off', 'tsworker_set1.n': 3 });
+    const offReload = c.logOffset();
+    c.appendConf({ 'tsworker_set1.label': 'reloaded', 'tsworker_set1.flag': 'off', 'tsworker_set1.n': 3, 'tsworker_set1.ratio': 'lots' });
     await c.reload();
     await c.pollQueryUntil(`SELECT status->>'reloads' = '1' FROM tsworker.workers WHERE name = 'set1'`);
     st = (await row('set1')).status;
     assert.equal(st.label, 'reloaded');
     assert.equal(st.flag, true);
     assert.equal(st.n, 16);
+    // the bad lines are said again at the reload, in the worker's log lines (the postmaster does not know these
+    // parameters, and any other process says a bad line at DEBUG2 only); the values before them stay
+    await c.waitForLog(/set1 WARNING:  99 is outside the valid range for parameter "tsworker_set1\.limit" \(1 \.\. 9\)/, offReload);
+    await c.waitForLog(/set1 WARNING:  invalid value for parameter "tsworker_set1\.ratio": "lots"/, offReload);
+    assert.equal(st.limit, 7);
+    assert.equal(st.ratio, 0.25);
     assert.equal(await c.queryOne(`SELECT tsworker.stop('set1')`), true);
 
     // bad values are PostgreSQL's errors, every one named, and nothing starts

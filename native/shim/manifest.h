@@ -73,4 +73,8 @@ extern PGDLLEXPORT char *tsw_check_settings(const char *worker, const char *conf
 											const TswSettingDecl *decls, int n,
 											const char *settings, bool apply);
 
+/* settings_reload.c: a bad postgresql.conf value for a setting this process defined, at reload */
+extern void tsw_note_defined_here(const char *gucname);
+extern PGDLLEXPORT void tsw_recheck_file_settings(void);
+
 #endif							/* TSW_MANIFEST_H */

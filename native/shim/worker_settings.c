@@ -118,7 +118,15 @@ tsw_check_settings(const char *worker, const char *config_name,
 	int			i;
 
 	for (i = 0; i < n; i++)
+	{
+		char	   *gucname = psprintf("tsworker_%s.%s", config_name, decls[i].name);
+
+		if (tsw_find_defined(gucname) != NULL)
+			continue;
 		tsw_define_setting(config_name, &decls[i]);
+		if (tsw_find_defined(gucname) != NULL)
+			tsw_note_defined_here(gucname);
+	}
 
 	given = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 											   CStringGetDatum(settings && settings[0] ? settings : "{}")));
