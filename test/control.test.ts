@@ -30,6 +30,10 @@ describe('control plane', () => {
       shared_preload_libraries: 'pg_tsworker',
       'tsworker.workers': `${modules}/ctl.ts, crashy=${modules}/ctl.ts, ${modules}/never.ts, ${modules}/always.ts, ${modules}/backoff.ts`,
       'tsworker_crashy.fail': 'on',
+      // placeholders of a launched worker (test 'PostgreSQL checks launch settings ...')
+      'tsworker_set1.limit': 99,
+      'tsworker_set1.label': 'from conf',
+      'tsworker_set1.flag': 'off',
       'tsworker.restart_interval': 1,
       'tsworker.crash_loop_failures': 3,
       'tsworker.crash_loop_window': '1min',
@@ -121,6 +125,55 @@ describe('control plane', () => {
     assert.ok(again > 0 && again !== pid);
     assert.equal(await c.queryOne(`SELECT tsworker.stop('dyn1')`), true);
     await c.pollQueryUntil(`SELECT state = 'stopped' FROM tsworker.workers WHERE name = 'dyn1'`);
+  });
+
+  test('PostgreSQL checks launch settings and placeholders with its own rules; a reload keeps launch values', async () => {
+    const mod = `${modules}/settings.ts`;
+    const off = c.logOffset();
+    // parse_bool's prefixes, hex integers, a unit rounded into the base unit, exponents: as postgresql.conf takes them
+    await c.query(`SELECT tsworker.launch('set1', $1, $2)`, [mod, JSON.stringify({ flag: 'ye', n: '0x10', nap: '1500ms', ratio: '25e-2', mode: 'slow', index: 2 })]);
+    await c.pollQueryUntil(`SELECT status ? 'flag' FROM tsworker.workers WHERE name = 'set1'`);
+    let st = (await row('set1')).status;
+    assert.deepEqual(
+      { flag: st.flag, n: st.n, nap: st.nap, ratio: st.ratio, mode: st.mode, index: st.index },
+      { flag: true, n: 16, nap: 2, ratio: 0.25, mode: 'slow', index: 2 },
+    );
+    // postgresql.conf's placeholders: a good one is taken, a bad one is PostgreSQL's WARNING and the default stays
+    assert.equal(st.label, 'from conf');
+    assert.equal(st.limit, 7);
+    await c.waitForLog(/set1 WARNING:  99 is outside the valid range for parameter "tsworker_set1\.limit" \(1 \.\. 9\)/, off);
+    // a reload takes new lines from postgresql.conf, but never replaces a launch value
+    const offReload = c.logOffset();
+    c.appendConf({ 'tsworker_set1.label': 'reloaded', 'tsworker_set1.flag': 'off', 'tsworker_set1.n': 3, 'tsworker_set1.ratio': 'lots' });
+    await c.reload();
+    await c.pollQueryUntil(`SELECT status->>'reloads' = '1' FROM tsworker.workers WHERE name = 'set1'`);
+    st = (await row('set1')).status;
+    assert.equal(st.label, 'reloaded');
+    assert.equal(st.flag, true);
+    assert.equal(st.n, 16);
+    // the bad lines are said again at the reload, in the worker's log lines (the postmaster does not know these
+    // parameters, and any other process says a bad line at DEBUG2 only); the values before them stay
+    await c.waitForLog(/set1 WARNING:  99 is outside the valid range for parameter "tsworker_set1\.limit" \(1 \.\. 9\)/, offReload);
+    await c.waitForLog(/set1 WARNING:  invalid value for parameter "tsworker_set1\.ratio": "lots"/, offReload);
+    assert.equal(st.limit, 7);
+    assert.equal(st.ratio, 0.25);
+    assert.equal(await c.queryOne(`SELECT tsworker.stop('set1')`), true);
+
+    // bad values are PostgreSQL's errors, every one named, and nothing starts
+    const err = await c
+      .query(`SELECT tsworker.launch('set2', $1, $2)`, [mod, JSON.stringify({ flag: 'maybe', n: '0x1000', nap: '5 parsecs', mode: 'medium', ratio: 2, nope: 1, index: 1.5 })])
+      .then(() => assert.fail('launch should fail'), (e: { code?: string; message: string; detail?: string }) => e);
+    assert.equal(err.code, '22023');
+    assert.equal(err.message, 'invalid settings for worker "set2"');
+    const detail = err.detail ?? '';
+    assert.match(detail, /setting "flag": parameter "tsworker_set2\.flag" requires a Boolean value/);
+    assert.match(detail, /setting "n": 4096 is outside the valid range for parameter "tsworker_set2\.n" \(0 \.\. 100\)/);
+    assert.match(detail, /setting "nap": invalid value for parameter "tsworker_set2\.nap": "5 parsecs" \(Valid units for this parameter are "us", "ms", "s", "min", "h", and "d"\)/);
+    assert.match(detail, /setting "mode": invalid value for parameter "tsworker_set2\.mode": "medium" \(Available values: fast, slow\)/);
+    assert.match(detail, /setting "ratio": 2 is outside the valid range for parameter "tsworker_set2\.ratio" \(0 \.\. 1\)/);
+    assert.match(detail, /setting "nope" is not declared by worker "set2" \(it declares: flag, n, nap, limit, ratio, mode, label\)/);
+    assert.match(detail, /setting "index" must be an integer >= 0, not 1\.5/);
+    assert.equal(await row('set2'), undefined);
   });
 
   test('a full slot table is a clear error', async () => {

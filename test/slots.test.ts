@@ -154,7 +154,8 @@ describe('worker slots and launch checks', () => {
     const err = await failure(`SELECT tsworker.launch('v1', $1, '{"count": 0, "nope": true, "index": -1, "mode": {"a": 1}}')`, [module]);
     assert.equal(err.code, '22023');
     assert.equal(err.message, 'invalid settings for worker "v1"');
-    assert.match(err.detail!, /setting "count": 0 is below the minimum 1/);
+    // the value's error is PostgreSQL's own (set_config_option), as for postgresql.conf
+    assert.match(err.detail!, /setting "count": 0 is outside the valid range for parameter "tsworker_v1\.count" \(1 \.\. 2147483647\)/);
     assert.match(err.detail!, /setting "nope" is not declared by worker "v1" \(it declares: mode, count, database\)/);
     assert.match(err.detail!, /setting "index" must be an integer >= 0, not -1/);
     assert.match(err.detail!, /setting "mode" must be a string, number or boolean/);

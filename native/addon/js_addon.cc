@@ -132,6 +132,35 @@ GetSetting(napi_env env, napi_callback_info info)
 	return out;
 }
 
+/*
+ * defineSettings(worker, configName, declarations JSON, launch settings
+ * JSON) -> null, or every refused launch setting in one string
+ */
+napi_value
+DefineSettings(napi_env env, napi_callback_info info)
+{
+	Args<4>		args(env, info);
+	std::string worker;
+	std::string config_name;
+	std::string decls;
+	std::string settings;
+	char	   *bad = nullptr;
+	TswError   *err = nullptr;
+	napi_value	out;
+
+	if (!GetString(env, args[0], "defineSettings(): worker", &worker) ||
+		!GetString(env, args[1], "defineSettings(): configName", &config_name) ||
+		!GetString(env, args[2], "defineSettings(): declarations", &decls) ||
+		!GetString(env, args[3], "defineSettings(): settings", &settings))
+		return nullptr;
+	if (tsw_define_settings(worker.c_str(), config_name.c_str(), decls.c_str(), settings.c_str(),
+							&bad, &err) != 0)
+		return ThrowPgError(env, err);
+	out = bad != nullptr ? String(env, bad) : Null(env);
+	tsw_free_string(bad);
+	return out;
+}
+
 /* log(level, message) */
 napi_value
 Log(napi_env env, napi_callback_info info)
@@ -304,6 +333,7 @@ NAPI_MODULE_INIT()
 		{"init", nullptr, Init, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"slot", nullptr, Slot, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"getSetting", nullptr, GetSetting, nullptr, nullptr, nullptr, napi_default, nullptr},
+		{"defineSettings", nullptr, DefineSettings, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"log", nullptr, Log, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"setState", nullptr, ReportNumber<tsw_report_state>, nullptr, nullptr, nullptr, napi_default, nullptr},
 		{"setPolicy", nullptr, ReportNumber<tsw_report_policy>, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -327,6 +327,16 @@ extern int	tsw_cursor_close(const char *name, TswError **err);
  */
 extern int	tsw_get_setting(const char *name, char **value, int *defined, TswError **err);
 
+/*
+ * Make the declared settings (decls_json: a JSON array of ManifestSetting,
+ * src/runtime/settings.ts) parameters of this process if they are not yet,
+ * and set the values given to tsworker.launch() (settings: a JSON object),
+ * all checked by PostgreSQL.  *bad (malloc'd) names every refused setting,
+ * NULL when none is.
+ */
+extern int	tsw_define_settings(const char *worker, const char *config_name, const char *decls_json,
+								const char *settings, char **bad, TswError **err);
+
 /* level: a TswLogLevel (native/shim/log_level.h) */
 extern void tsw_log(int level, const char *msg);
 

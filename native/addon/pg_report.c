@@ -3,6 +3,9 @@
  * pg_report.c
  *		Settings, logging, and the worker's own slot, for the runtime.
  *
+ * A worker's declared settings become parameters of its process through
+ * the shim (tsw_check_settings, native/shim/worker_settings.c), which also
+ * applies the values given to tsworker.launch(): PostgreSQL checks them.
  * Slot reports go through the shim's slot functions (native/shim/slot.h),
  * under PG_TRY like everything else here; a failed report is dropped.  The
  * constants the runtime uses (states, restart policies, outcomes, log
@@ -17,7 +20,9 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
+#include "../shim/manifest.h"
 #include "../shim/pg_tsworker.h"
 #include "pg_internal.h"
 
@@ -47,6 +52,39 @@ tsw_get_setting(const char *name, char **value, int *defined, TswError **err)
 		rc = -1;
 	}
 	PG_END_TRY();
+	return rc;
+}
+
+int
+tsw_define_settings(const char *worker, const char *config_name, const char *decls_json,
+					const char *settings, char **bad, TswError **err)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	MemoryContext work = AllocSetContextCreate(CurrentMemoryContext, "tsworker settings",
+											   ALLOCSET_SMALL_SIZES);
+	volatile int rc = 0;
+
+	*bad = NULL;
+	PG_TRY();
+	{
+		TswSettingDecl *decls;
+		int			n;
+		char	   *why;
+
+		MemoryContextSwitchTo(work);
+		n = tsw_parse_setting_decls(decls_json, &decls);
+		why = tsw_check_settings(worker, config_name, decls, n, settings, true);
+		if (why != NULL)
+			*bad = tsw_strdup(why);
+		MemoryContextSwitchTo(oldcontext);
+	}
+	PG_CATCH();
+	{
+		*err = tsw_capture_error(oldcontext);
+		rc = -1;
+	}
+	PG_END_TRY();
+	MemoryContextDelete(work);
 	return rc;
 }
 

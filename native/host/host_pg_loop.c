@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 
 #include "../shim/compat.h"
+#include "../shim/manifest.h"
 #include "../shim/pg_tsworker.h"
 #include "host_pg.h"
 #include "host_pg_loop.h"
@@ -174,6 +175,8 @@ tsw_host_reload_if_pending(void)
 	PG_TRY();
 	{
 		ProcessConfigFile(PGC_SIGHUP);
+		/* a launched worker's own settings: a bad value would be said at DEBUG2 only */
+		tsw_recheck_file_settings();
 	}
 	PG_CATCH();
 	{

@@ -35,7 +35,6 @@
 static int	tsw_parse_manifest_lines(const char *output, TswWorkerDecl *decls, int max, bool *ready);
 static char *tsw_child_end_reason(const TswChildEnd *end);
 static JsonbValue *tsw_json_get(JsonbContainer *object, const char *key);
-static char *tsw_json_text(JsonbValue *v);
 static char *tsw_json_field(JsonbContainer *object, const char *key);
 static JsonbContainer *tsw_json_array(JsonbContainer *object, const char *key, int *n);
 static JsonbContainer *tsw_json_elem(JsonbContainer *array, int i);
@@ -44,8 +43,7 @@ static void tsw_read_setting(JsonbContainer *object, TswSettingDecl *s);
 static void tsw_read_worker(JsonbContainer *object, TswWorkerDecl *w);
 
 int
-tsw_read_manifest(char **entries, int n, const char *launch_settings, bool in_backend,
-				  TswWorkerDecl **decls)
+tsw_read_manifest(char **entries, int n, bool in_backend, TswWorkerDecl **decls)
 {
 	char		runtime[MAXPGPATH];
 	int			done = 0;
@@ -63,13 +61,9 @@ tsw_read_manifest(char **entries, int n, const char *launch_settings, bool in_ba
 		int			i;
 
 		args[nargs++] = "--lines";
-		if (launch_settings != NULL)
-			args[nargs++] = "--launch";
 		args[nargs++] = runtime;
 		for (i = done; i < n; i++)
 			args[nargs++] = entries[i];
-		if (launch_settings != NULL)
-			args[nargs++] = (char *) launch_settings;
 		output = tsw_run_node_script_lines("dist/runtime/manifest.js", args, nargs, in_backend,
 										   tsw_module_load_timeout * 1000, &end);
 		if (output == NULL)
@@ -207,7 +201,6 @@ tsw_read_worker(JsonbContainer *object, TswWorkerDecl *w)
 	start = tsw_json_field(object, "start");
 	w->standby = start != NULL && strcmp(start, "standby") == 0;
 	w->instances = tsw_json_field(object, "instances");
-	w->launch_errors = tsw_json_strings(object, "launch_errors", &w->nlaunch_errors);
 	settings = tsw_json_array(object, "settings", &w->nsettings);
 	w->settings = palloc0(sizeof(TswSettingDecl) * Max(w->nsettings, 1));
 	for (i = 0; i < w->nsettings; i++)
@@ -244,6 +237,28 @@ tsw_read_setting(JsonbContainer *object, TswSettingDecl *s)
 	s->superuser_only = superuser_only != NULL && strcmp(superuser_only, "on") == 0;
 }
 
+int
+tsw_parse_setting_decls(const char *json, TswSettingDecl **decls)
+{
+	Jsonb	   *doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	int			n;
+	int			i;
+
+	if (!JB_ROOT_IS_ARRAY(doc) || JB_ROOT_IS_SCALAR(doc))
+		elog(ERROR, "setting declarations are not a JSON array");
+	n = JsonContainerSize(&doc->root);
+	*decls = palloc0(sizeof(TswSettingDecl) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		JsonbContainer *s = tsw_json_elem(&doc->root, i);
+
+		if (s == NULL)
+			elog(ERROR, "setting declaration %d is not an object", i + 1);
+		tsw_read_setting(s, &(*decls)[i]);
+	}
+	return n;
+}
+
 /* The value of `key` in `object`, or NULL when absent. */
 static JsonbValue *
 tsw_json_get(JsonbContainer *object, const char *key)
@@ -252,7 +267,7 @@ tsw_json_get(JsonbContainer *object, const char *key)
 }
 
 /* A scalar as text: strings as they are, numbers in numeric's text, booleans as on/off. */
-static char *
+char *
 tsw_json_text(JsonbValue *v)
 {
 	switch (v->type)

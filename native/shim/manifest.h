@@ -2,13 +2,15 @@
  *
  * manifest.h
  *		What worker modules declare, as read from the manifest child
- *		(src/runtime/manifest.ts, whose ManifestWorker and ManifestSetting
- *		name the same fields).
+ *		(ManifestWorker in src/runtime/manifest.ts and ManifestSetting in
+ *		src/runtime/settings.ts name the same fields).
  *
  *-------------------------------------------------------------------------
  */
 #ifndef TSW_MANIFEST_H
 #define TSW_MANIFEST_H
+
+struct JsonbValue;
 
 /* One declared setting (ManifestSetting). */
 typedef struct TswSettingDecl
@@ -35,14 +37,11 @@ typedef struct TswWorkerDecl
 	char	   *instances;		/* setting giving the number of instances, or NULL */
 	TswSettingDecl *settings;
 	int			nsettings;
-	char	  **launch_errors;	/* --launch: one message per bad setting */
-	int			nlaunch_errors;
 } TswWorkerDecl;
 
 /*
  * Load the modules of `entries` ("<worker>=<module>") in manifest children
- * and read what each declares; with `launch_settings` (a JSON object), the
- * one entry of a launch or restart, whose settings are checked.  Returns n
+ * and read what each declares.  Returns n
  * and sets *decls (palloc'd, in the order of `entries`): a module that
  * could not be loaded, or that ended the child or did not finish within
  * tsworker.module_load_timeout, has its reason in `error`.  -1 after a
@@ -50,7 +49,32 @@ typedef struct TswWorkerDecl
  * printing something that is not a manifest).  In a backend (in_backend)
  * the wait can be cancelled, and the child is killed then.
  */
-extern int	tsw_read_manifest(char **entries, int n, const char *launch_settings,
-							  bool in_backend, TswWorkerDecl **decls);
+extern int	tsw_read_manifest(char **entries, int n, bool in_backend, TswWorkerDecl **decls);
+
+/*
+ * A JSON scalar as text: a string as it is, a number in numeric's text, a
+ * boolean as on/off; NULL for null; an ERROR for an array or object.
+ */
+extern char *tsw_json_text(struct JsonbValue *v);
+
+/*
+ * Parse a JSON array of declared settings (ManifestSetting[]), as a worker
+ * passes its own declarations; returns their number and sets *decls.
+ * Raises an ERROR on malformed input.
+ */
+extern PGDLLEXPORT int tsw_parse_setting_decls(const char *json, TswSettingDecl **decls);
+
+/*
+ * Check the settings given to tsworker.launch() (a JSON object) against a
+ * worker's declarations with PostgreSQL's own rules, and with `apply` set
+ * them (worker_settings.c); NULL when all are good, else every bad one.
+ */
+extern PGDLLEXPORT char *tsw_check_settings(const char *worker, const char *config_name,
+											const TswSettingDecl *decls, int n,
+											const char *settings, bool apply);
+
+/* settings_reload.c: a bad postgresql.conf value for a setting this process defined, at reload */
+extern void tsw_note_defined_here(const char *gucname);
+extern PGDLLEXPORT void tsw_recheck_file_settings(void);
 
 #endif							/* TSW_MANIFEST_H */

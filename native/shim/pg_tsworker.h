@@ -64,10 +64,11 @@ extern void tsw_define_worker_settings(TswWorkerSpec *specs, int n);
 
 /*
  * Load a module as worker `name` would and check the settings given to
- * tsworker.launch(); NULL if it can start, else the reason (and in *detail
- * every bad setting).  Runs a Node.js child process; cancellable.
+ * tsworker.launch() against the parameters tsworker_<config_name>.* with
+ * PostgreSQL's rules; NULL if it can start, else the reason (and in
+ * *detail every bad setting).  Runs a Node.js child process; cancellable.
  */
-extern char *tsw_check_launch(const char *name, const char *module,
+extern char *tsw_check_launch(const char *name, const char *config_name, const char *module,
 							  const char *settings, char **detail);
 
 /*

@@ -125,7 +125,7 @@ tsw_check_restart(const char *name)
 				 errmsg("refusing to restart worker \"%s\": %s", slot->name, why),
 				 errdetail("The running process, if any, was left running."),
 				 errhint("A module must be a regular file that only root or the server's OS user can write, in a directory no one else can write.")));
-	why = tsw_check_launch(slot->name, slot->module, slot->settings[0] ? slot->settings : "{}", &detail);
+	why = tsw_check_launch(slot->name, slot->config_name, slot->module, slot->settings[0] ? slot->settings : "{}", &detail);
 	if (why != NULL)
 		ereport(ERROR,
 				(errcode(detail ? ERRCODE_INVALID_PARAMETER_VALUE : ERRCODE_INVALID_OBJECT_DEFINITION),

@@ -211,10 +211,14 @@ tsworker_launch(PG_FUNCTION_ARGS)
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_DATABASE, database);
 
-	/* load the module as the worker will, and check the settings given */
+	/*
+	 * load the module as the worker will, and check the settings given as
+	 * PostgreSQL checks postgresql.conf (the declared settings become
+	 * parameters in this session if they are not yet)
+	 */
 	{
 		char	   *detail;
-		char	   *why = tsw_check_launch(name, path, settings, &detail);
+		char	   *why = tsw_check_launch(name, builtin ? module : name, path, settings, &detail);
 
 		if (why != NULL)
 			ereport(ERROR,

@@ -14,6 +14,13 @@
  * tsworker.launch() runs the same child for the one module it is asked to
  * start (tsw_check_launch): a module that does not load, or settings its
  * declarations refuse, are reported to the caller before anything starts.
+ * The values are checked by PostgreSQL, not by the runtime
+ * (tsw_check_settings): each declared setting is defined as a parameter in
+ * the calling backend if it is not one yet, and each value goes through
+ * set_config_option() without being applied.  The worker does the same in
+ * its own process, and applies the values (src/runtime/worker.ts), so one
+ * set of rules (PostgreSQL's: syntax, units, rounding, bounds) holds for
+ * postgresql.conf, placeholders and launch settings alike.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,8 +30,12 @@
 #include <limits.h>
 
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 
 #include "manifest.h"
@@ -32,6 +43,9 @@
 
 static void tsw_define_setting(const char *worker, const TswSettingDecl *s);
 static int	tsw_unit_flag(const char *unit);
+static char *tsw_check_value(const char *worker, const TswSettingDecl *s,
+							 const char *value, bool apply);
+static struct config_generic *tsw_find_defined(const char *gucname);
 
 static int
 tsw_unit_flag(const char *unit)
@@ -54,42 +68,204 @@ tsw_unit_flag(const char *unit)
 }
 
 /*
- * tsworker.launch(): load `module` as worker `name` would and check the
+ * tsworker.launch() and tsworker.restart(): load `module` as worker `name`
+ * would (reading its settings as tsworker_<config_name>.*) and check the
  * settings given (a JSON object).  Returns NULL when the worker can start;
  * else the reason, and in *detail every bad setting (or NULL).
  */
 char *
-tsw_check_launch(const char *name, const char *module, const char *settings, char **detail)
+tsw_check_launch(const char *name, const char *config_name, const char *module,
+				 const char *settings, char **detail)
 {
 	char	   *entry = psprintf("%s=%s", name, module);
 	TswWorkerDecl *decls;
-	StringInfoData bad;
-	int			i;
 
 	*detail = NULL;
-	if (tsw_read_manifest(&entry, 1, settings, true, &decls) != 1)
+	if (tsw_read_manifest(&entry, 1, true, &decls) != 1)
 		return psprintf("could not load module \"%s\" (the WARNING above says why)", module);
 	if (decls[0].error != NULL)
 		return psprintf("could not load module \"%s\": %s", module, decls[0].error);
-
-	initStringInfo(&bad);
-	for (i = 0; i < decls[0].nlaunch_errors; i++)
-		appendStringInfo(&bad, "%s%s", bad.len > 0 ? "; " : "", decls[0].launch_errors[i]);
-	if (bad.len == 0)
+	*detail = tsw_check_settings(name, config_name, decls[0].settings, decls[0].nsettings,
+								 settings, false);
+	if (*detail == NULL)
 		return NULL;
-	*detail = bad.data;
 	return psprintf("invalid settings for worker \"%s\"", name);
 }
 
+/*
+ * The settings given to tsworker.launch() for `worker`, whose declarations
+ * are `decls` and whose parameters are tsworker_<config_name>.*.  Every key
+ * must be a declared setting, or `index` (an integer >= 0); every value a
+ * string, number or boolean that PostgreSQL accepts for the parameter.
+ * Declared settings that are not parameters in this process yet are
+ * defined first (a placeholder's value, from postgresql.conf, is then
+ * checked by PostgreSQL, which reports a bad one with a WARNING and keeps
+ * the default).  With `apply`, good values are set with source
+ * PGC_S_OVERRIDE, which a reload of postgresql.conf does not replace.
+ * Returns NULL when all are good, else one message per bad setting joined
+ * by "; ".
+ */
+char *
+tsw_check_settings(const char *worker, const char *config_name,
+				   const TswSettingDecl *decls, int n, const char *settings, bool apply)
+{
+	Jsonb	   *given;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	StringInfoData bad;
+	char	   *key = NULL;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		char	   *gucname = psprintf("tsworker_%s.%s", config_name, decls[i].name);
+
+		if (tsw_find_defined(gucname) != NULL)
+			continue;
+		tsw_define_setting(config_name, &decls[i]);
+		if (tsw_find_defined(gucname) != NULL)
+			tsw_note_defined_here(gucname);
+	}
+
+	given = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+											   CStringGetDatum(settings && settings[0] ? settings : "{}")));
+	initStringInfo(&bad);
+	if (!JB_ROOT_IS_OBJECT(given))
+		return pstrdup("settings must be a JSON object");
+
+	it = JsonbIteratorInit(&given->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		const TswSettingDecl *s = NULL;
+		bool		scalar;
+		char	   *text;
+		char	   *why = NULL;
+
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		/* a string as it is, a number in numeric's text, a boolean as on/off */
+		scalar = v.type != jbvNull && v.type != jbvBinary;
+		text = !scalar ? (v.type == jbvNull ? pstrdup("null") :
+						  JsonbToCString(NULL, v.val.binary.data, v.val.binary.len)) :
+			tsw_json_text(&v);
+		for (i = 0; i < n && s == NULL; i++)
+			if (strcmp(decls[i].name, key) == 0)
+				s = &decls[i];
+		if (strcmp(key, "index") == 0)
+		{
+			if (v.type != jbvNumeric || strspn(text, "0123456789") != strlen(text) ||
+				strlen(text) > 9)
+				why = psprintf("setting \"index\" must be an integer >= 0, not %s", text);
+		}
+		else if (s == NULL)
+		{
+			StringInfoData known;
+
+			initStringInfo(&known);
+			for (i = 0; i < n; i++)
+				appendStringInfo(&known, "%s%s", i > 0 ? ", " : "", decls[i].name);
+			why = psprintf("setting \"%s\" is not declared by worker \"%s\" (%s%s)", key, worker,
+						   n > 0 ? "it declares: " : "it declares none", known.data);
+		}
+		else if (!scalar)
+			why = psprintf("setting \"%s\" must be a string, number or boolean, not %s", key, text);
+		else
+			why = tsw_check_value(config_name, s, text, apply);
+		if (why != NULL)
+			appendStringInfo(&bad, "%s%s", bad.len > 0 ? "; " : "", why);
+	}
+	return bad.len > 0 ? bad.data : NULL;
+}
+
+/* The definition of parameter `gucname` in this process, or NULL (a placeholder too). */
+static struct config_generic *
+tsw_find_defined(const char *gucname)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			nvars = GetNumConfigOptions();
+	int			i;
+
+	for (i = 0; i < nvars; i++)
+		if (pg_strcasecmp(vars[i]->name, gucname) == 0)
+			return (vars[i]->flags & GUC_CUSTOM_PLACEHOLDER) ? NULL : vars[i];
+	return NULL;
+}
+
+/*
+ * Let PostgreSQL check `value` for declared setting `s` of the worker whose
+ * parameters are tsworker_<worker>.*, and with `apply` set it.  Returns
+ * NULL, or why the value is refused (PostgreSQL's message and hint).
+ */
+static char *
+tsw_check_value(const char *worker, const TswSettingDecl *s, const char *value, bool apply)
+{
+	static const char *const types[] = {"bool", "int", "real", "string", "enum"};
+	char	   *gucname = psprintf("tsworker_%s.%s", worker, s->name);
+	struct config_generic *guc = tsw_find_defined(gucname);
+	MemoryContext oldcontext = CurrentMemoryContext;
+	char	   *volatile why = NULL;
+
+	if (guc == NULL)
+		return psprintf("setting \"%s\": parameter \"%s\" could not be defined (the WARNING above says why)",
+						s->name, gucname);
+	if (strcmp(types[guc->vartype], s->type) != 0)
+		return psprintf("setting \"%s\": parameter \"%s\" is already defined in this session with type %s, not %s",
+						s->name, gucname, types[guc->vartype], s->type);
+	PG_TRY();
+	{
+		/* PGC_POSTMASTER: allowed for parameters of either context */
+		(void) set_config_option(gucname, value, PGC_POSTMASTER, PGC_S_OVERRIDE,
+								 GUC_ACTION_SET, apply, ERROR, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		why = psprintf("setting \"%s\": %s", s->name, edata->message);
+		if (edata->hint != NULL)
+		{
+			size_t		len = strlen(edata->hint);
+
+			why = psprintf("%s (%.*s)", why, (int) (len > 0 && edata->hint[len - 1] == '.' ? len - 1 : len),
+						   edata->hint);
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return why;
+}
+
+/*
+ * Define declared setting `s` of the worker whose parameters are
+ * tsworker_<worker>.*, unless this process has it already (from the
+ * postmaster, or an earlier launch in this session).  A postmaster setting
+ * is PGC_POSTMASTER only when defined at server start (PostgreSQL allows it
+ * at no other time); defined later, it is PGC_SIGHUP, as its placeholder
+ * was.
+ */
 static void
 tsw_define_setting(const char *worker, const TswSettingDecl *s)
 {
-	GucContext	context = s->postmaster ? PGC_POSTMASTER : PGC_SIGHUP;
-	char	   *gucname = MemoryContextStrdup(TopMemoryContext,
-											  psprintf("tsworker_%s.%s", worker, s->name));
-	char	   *desc = MemoryContextStrdup(TopMemoryContext, s->description);
+	GucContext	context = s->postmaster && process_shared_preload_libraries_in_progress ?
+		PGC_POSTMASTER : PGC_SIGHUP;
+	char	   *gucname = psprintf("tsworker_%s.%s", worker, s->name);
+	char	   *desc;
 	int			unit = tsw_unit_flag(s->unit);
 	int			flags = s->superuser_only ? GUC_SUPERUSER_ONLY : 0;
+
+	if (tsw_find_defined(gucname) != NULL)
+		return;
+	gucname = MemoryContextStrdup(TopMemoryContext, gucname);
+	desc = MemoryContextStrdup(TopMemoryContext, s->description);
 
 	if (strcmp(s->type, "int") == 0)
 	{
@@ -185,7 +361,7 @@ tsw_define_worker_settings(TswWorkerSpec *specs, int n)
 	entries = palloc(sizeof(char *) * n);
 	for (i = 0; i < n; i++)
 		entries[i] = psprintf("%s=%s", specs[i].name, specs[i].module);
-	ndecls = tsw_read_manifest(entries, n, NULL, false, &decls);
+	ndecls = tsw_read_manifest(entries, n, false, &decls);
 	if (ndecls < 0)
 	{
 		ereport(WARNING,

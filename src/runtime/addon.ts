@@ -129,6 +129,12 @@ export interface Addon {
   /** Whether tsworker.stop() or tsworker.restart() asked the worker to stop (not a server shutdown). */
   stopRequested(): boolean;
   getSetting(name: string): SettingValue;
+  /**
+   * Define the declared settings (ManifestSetting[] as JSON) that this
+   * process does not have yet, as tsworker_<configName>.*, and set the
+   * launch settings (a JSON object); null, or every refused setting.
+   */
+  defineSettings(worker: string, configName: string, declarations: string, settings: string): string | null;
   /** level: constants.log */
   log(level: number, message: string): void;
   /** state: constants.state */

@@ -10,10 +10,9 @@
  * which names the same fields). Loading a module runs its top-level code,
  * as the worker will.
  *
- * `manifest.js --launch <runtimeDir> <worker>=<module> <settings JSON>` is
- * run by tsworker.launch() and tsworker.restart() before they start a
- * worker: the same document for that one module, with `launch_errors`
- * naming every bad setting.
+ * tsworker.launch() and tsworker.restart() run it for the one module they
+ * start; the server checks the settings given against its declarations
+ * (native/shim/worker_settings.c).
  *
  * With `--lines` first (what the server runs), the output is one JSON line
  * per step instead: `{"ready":true}` once the runtime is set up, then one
@@ -25,26 +24,9 @@
  */
 import { summarize } from './failure';
 import { loadDefinition, setupResolution } from './host-entry';
-import { checkLaunchSettings, type SettingSpec } from './settings';
+import { manifestSettings, type ManifestSetting } from './settings';
 
-/** One declared setting, as the shim defines it (DefineCustom*Variable). */
-export interface ManifestSetting {
-  name: string;
-  type: SettingSpec['type'];
-  /** The default as PostgreSQL's text for it: a number, `on`/`off`, a value. */
-  default: string;
-  /** Bounds of int/real settings, absent when unbounded. */
-  min?: number;
-  max?: number;
-  /** Base unit of int/real settings (ms, s, min, B, kB, MB). */
-  unit?: string;
-  /** The values of an enum setting. */
-  values?: string[];
-  description: string;
-  context: 'sighup' | 'postmaster';
-  /** Readable by superusers only (GUC_SUPERUSER_ONLY); absent when not. */
-  superuser_only?: boolean;
-}
+export type { ManifestSetting };
 
 /** What one worker's module declares, or why it could not be read. */
 export interface ManifestWorker {
@@ -56,26 +38,6 @@ export interface ManifestWorker {
   settings?: ManifestSetting[];
   /** The module could not be loaded: the message, with file:line:col. */
   error?: string;
-  /** --launch only: one message per bad launch setting. */
-  launch_errors?: string[];
-}
-
-function describeSetting(name: string, spec: SettingSpec): ManifestSetting {
-  const out: ManifestSetting = {
-    name,
-    type: spec.type,
-    default: spec.type === 'bool' ? (spec.default ? 'on' : 'off') : String(spec.default),
-    description: spec.description ?? '',
-    context: spec.context ?? 'sighup',
-  };
-  if (spec.type === 'int' || spec.type === 'real') {
-    if (spec.min !== undefined) out.min = spec.min;
-    if (spec.max !== undefined) out.max = spec.max;
-    if (spec.unit) out.unit = spec.unit;
-  }
-  if (spec.type === 'enum') out.values = [...spec.values];
-  if (spec.superuserOnly) out.superuser_only = true;
-  return out;
 }
 
 /**
@@ -94,16 +56,15 @@ function withoutExit<T>(load: () => T): T {
   }
 }
 
-function describeWorker(worker: string, module: string, runtimeDir: string, launchSettings?: string): ManifestWorker {
+function describeWorker(worker: string, module: string, runtimeDir: string): ManifestWorker {
   try {
     const def = withoutExit(() => loadDefinition({ module, runtimeDir }));
     const out: ManifestWorker = {
       worker,
       start: def.start,
-      settings: Object.entries(def.settings).map(([name, spec]) => describeSetting(name, spec)),
+      settings: manifestSettings(def.settings),
     };
     if (def.instances) out.instances = def.instances;
-    if (launchSettings !== undefined) out.launch_errors = checkLaunchSettings(worker, def.settings, launchSettings).errors;
     return out;
   } catch (err) {
     return { worker, error: summarize(err, runtimeDir) };
@@ -121,16 +82,14 @@ function main(argv: string[]): void {
   Error.stackTraceLimit = 50;
   const lines = argv[0] === '--lines';
   const args = lines ? argv.slice(1) : argv;
-  const launch = args[0] === '--launch';
-  const [runtimeDir, ...rest] = launch ? args.slice(1) : args;
-  const entries = launch ? rest.slice(0, 1) : rest;
+  const [runtimeDir, ...entries] = args;
   setupResolution(runtimeDir);
   // Writes to a pipe are synchronous on Linux: each line is out before the
   // next module runs.
   if (lines) stdout(JSON.stringify({ ready: true }) + '\n');
   const workers = entries.map((entry) => {
     const eq = entry.indexOf('=');
-    const worker = describeWorker(entry.slice(0, eq), entry.slice(eq + 1), runtimeDir, launch ? rest[1] ?? '{}' : undefined);
+    const worker = describeWorker(entry.slice(0, eq), entry.slice(eq + 1), runtimeDir);
     if (lines) stdout(JSON.stringify(worker) + '\n');
     return worker;
   });

@@ -3,10 +3,13 @@
  *
  * A worker named `cleanup` declaring `naptime` reads the configuration
  * parameter `tsworker_cleanup.naptime` (PostgreSQL's configuration files
- * accept only two-part names, so the worker's name is part of the prefix). Values are parsed and checked here
- * against the declaration (type, bounds, unit); a bad value is reported and
- * the previous value (at start: the default) is kept, as PostgreSQL does for
- * a bad value in postgresql.conf at reload.
+ * accept only two-part names, so the worker's name is part of the prefix).
+ * Each declared setting is a real parameter (native/shim/worker_settings.c:
+ * in the postmaster for configured workers, in the worker's own process and
+ * in the backend that calls tsworker.launch() otherwise), so PostgreSQL
+ * checks every value (syntax, units, rounding, bounds), from
+ * postgresql.conf or from tsworker.launch(); this file holds the
+ * declarations, their checks, and the conversion of PostgreSQL's answer.
  */
 
 /**
@@ -91,58 +94,6 @@ export type SettingValue<S extends SettingSpec> = S extends IntSetting | RealSet
 /** The values of all declared settings. */
 export type SettingValues<S extends SettingsSpec> = { [K in keyof S]: SettingValue<S[K]> };
 
-const TIME_UNITS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
-const MEMORY_UNITS: Record<string, number> = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
-
-function unitTable(unit: SettingUnit): Record<string, number> {
-  return unit in TIME_UNITS ? TIME_UNITS : MEMORY_UNITS;
-}
-
-function parseNumber(spec: IntSetting | RealSetting, text: string): number {
-  const m = /^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$/.exec(text);
-  if (!m) throw new Error(`"${text}" is not a number`);
-  let value = Number(m[1]);
-  const suffix = m[2];
-  if (suffix) {
-    if (!spec.unit) throw new Error(`"${text}" has a unit but the setting takes none`);
-    const table = unitTable(spec.unit);
-    if (!(suffix in table)) {
-      throw new Error(`unit "${suffix}" is not valid here; use ${Object.keys(table).join(', ')}`);
-    }
-    value = (value * table[suffix]) / table[spec.unit];
-  }
-  if (spec.type === 'int') {
-    if (!Number.isInteger(value)) throw new Error(`"${text}" is not an integer${spec.unit ? ` number of ${spec.unit}` : ''}`);
-    if (!Number.isSafeInteger(value)) throw new Error(`"${text}" is out of range`);
-  }
-  if (spec.min !== undefined && value < spec.min) throw new Error(`${value} is below the minimum ${spec.min}`);
-  if (spec.max !== undefined && value > spec.max) throw new Error(`${value} is above the maximum ${spec.max}`);
-  return value;
-}
-
-const TRUE_WORDS = ['on', 'true', 'yes', '1', 't', 'y'];
-const FALSE_WORDS = ['off', 'false', 'no', '0', 'f', 'n'];
-
-/** Parse `text` according to `spec`; throws an Error saying why on a bad value. */
-export function parseSetting(spec: SettingSpec, text: string): number | boolean | string {
-  switch (spec.type) {
-    case 'int':
-    case 'real':
-      return parseNumber(spec, text);
-    case 'bool': {
-      const t = text.trim().toLowerCase();
-      if (TRUE_WORDS.includes(t)) return true;
-      if (FALSE_WORDS.includes(t)) return false;
-      throw new Error(`"${text}" is not a boolean`);
-    }
-    case 'enum':
-      if (!spec.values.includes(text)) throw new Error(`"${text}" is not one of ${spec.values.join(', ')}`);
-      return text;
-    case 'string':
-      return text;
-  }
-}
-
 /**
  * The value of a declared setting as PostgreSQL gives it once it has
  * checked it against the declaration (a defined parameter): a number in
@@ -219,66 +170,47 @@ export function validateSpec(name: string, spec: SettingSpec): void {
   }
 }
 
-/** Settings given to `tsworker.launch()`, checked against a worker's declarations. */
-export interface LaunchSettings {
-  /** Parsed values of the declared settings that were given. */
-  values: Record<string, number | boolean | string>;
-  /** The `index` given (w.index), if any. */
-  index: number | undefined;
-  /** One message per bad setting; empty when all are good. */
-  errors: string[];
+/**
+ * One declared setting as PostgreSQL defines it (DefineCustom*Variable in
+ * native/shim/worker_settings.c): the manifest child prints these for the
+ * postmaster and tsworker.launch(), and a worker passes its own to the
+ * addon, which defines the ones its process does not have yet.
+ */
+export interface ManifestSetting {
+  name: string;
+  type: SettingSpec['type'];
+  /** The default as PostgreSQL's text for it: a number, `on`/`off`, a value. */
+  default: string;
+  /** Bounds of int/real settings, absent when unbounded. */
+  min?: number;
+  max?: number;
+  /** Base unit of int/real settings (ms, s, min, B, kB, MB). */
+  unit?: string;
+  /** The values of an enum setting. */
+  values?: string[];
+  description: string;
+  context: 'sighup' | 'postmaster';
+  /** Readable by superusers only (GUC_SUPERUSER_ONLY); absent when not. */
+  superuser_only?: boolean;
 }
 
-/**
- * Check the JSON object given to `tsworker.launch()` against `spec`: every
- * key must be a declared setting (or `index`, an integer >= 0), every
- * value a string, number or boolean that the declaration accepts. Every
- * bad setting is reported, not only the first.
- */
-export function checkLaunchSettings(worker: string, spec: SettingsSpec, json: string): LaunchSettings {
-  const out: LaunchSettings = { values: {}, index: undefined, errors: [] };
-  let given: unknown;
-  try {
-    given = JSON.parse(json || '{}');
-  } catch (err) {
-    out.errors.push(`settings are not valid JSON: ${(err as Error).message}`);
+/** The declarations of `spec` as PostgreSQL defines them, in declaration order. */
+export function manifestSettings(spec: SettingsSpec): ManifestSetting[] {
+  return Object.entries(spec).map(([name, s]) => {
+    const out: ManifestSetting = {
+      name,
+      type: s.type,
+      default: s.type === 'bool' ? (s.default ? 'on' : 'off') : String(s.default),
+      description: s.description ?? '',
+      context: s.context ?? 'sighup',
+    };
+    if (s.type === 'int' || s.type === 'real') {
+      if (s.min !== undefined) out.min = s.min;
+      if (s.max !== undefined) out.max = s.max;
+      if (s.unit) out.unit = s.unit;
+    }
+    if (s.type === 'enum') out.values = [...s.values];
+    if (s.superuserOnly) out.superuser_only = true;
     return out;
-  }
-  if (typeof given !== 'object' || given === null || Array.isArray(given)) {
-    out.errors.push('settings must be a JSON object');
-    return out;
-  }
-  const known = Object.keys(spec);
-  for (const [key, value] of Object.entries(given as Record<string, unknown>)) {
-    if (key === 'index') {
-      if (!Number.isSafeInteger(value) || (value as number) < 0) {
-        out.errors.push(`setting "index" must be an integer >= 0, not ${JSON.stringify(value)}`);
-      } else {
-        out.index = value as number;
-      }
-      continue;
-    }
-    const declared = spec[key];
-    if (!declared) {
-      out.errors.push(
-        `setting "${key}" is not declared by worker "${worker}"` +
-          (known.length ? ` (it declares: ${known.join(', ')})` : ' (it declares none)'),
-      );
-      continue;
-    }
-    if (value === null || typeof value === 'object') {
-      out.errors.push(`setting "${key}" must be a string, number or boolean, not ${JSON.stringify(value)}`);
-      continue;
-    }
-    if (typeof value === 'number' && !Number.isFinite(value)) {
-      out.errors.push(`setting "${key}": the number is out of range`);
-      continue;
-    }
-    try {
-      out.values[key] = parseSetting(declared, String(value));
-    } catch (err) {
-      out.errors.push(`setting "${key}": ${(err as Error).message}`);
-    }
-  }
-  return out;
+  });
 }

@@ -21,7 +21,7 @@ import type {
 } from './define';
 import type { Param } from './params';
 import type { Rows } from './results';
-import { checkLaunchSettings, parseSetting, settingFromPostgres, type SettingsSpec, type SettingValues } from './settings';
+import { manifestSettings, settingFromPostgres, type SettingsSpec, type SettingValues } from './settings';
 import { Transactions } from './transactions';
 import { Listener, type ListenTarget, type NotificationHandler } from './listen';
 import { ServerStoppingWatch } from './server-stopping';
@@ -60,7 +60,6 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
   private listeners: { [E in keyof WorkerEvents]: WorkerEvents[E][] } = { reload: [], shutdown: [], serverStopping: [], postmasterDeath: [] };
   private postmasterGone = false;
   private readonly transactions: Transactions;
-  private readonly launched: Record<string, unknown>;
   private published: { [key: string]: Json } = {};
   private listener: Listener | undefined;
   /** Watches for a server shutdown while a LISTEN connection or a serverStopping listener needs it. */
@@ -69,7 +68,8 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   /**
    * @param launchSettings JSON object given to tsworker.launch(): values
-   *   that take precedence over configuration parameters.
+   *   that take precedence over postgresql.conf (set with source override,
+   *   which a reload does not replace).
    */
   constructor(
     addon: Addon,
@@ -84,8 +84,8 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     this.configName = configName;
     this.spec = def.settings;
     this.log = makeLogger(addon);
-    this.launched = this.parseLaunchSettings(launchSettings);
-    this.values = this.readSettings(undefined);
+    this.defineSettings(launchSettings);
+    this.values = this.readSettings();
     this.wakesSeen = wakesAtStart;
     this.status = {
       set: (value) => this.publish({ ...value }),
@@ -117,38 +117,27 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     this.published = JSON.parse(json) as { [key: string]: Json };
   }
 
-  /** The settings given to tsworker.launch(), checked against the declarations (every bad one is named). */
-  private parseLaunchSettings(json: string): Record<string, unknown> {
-    const checked = checkLaunchSettings(this.name, this.spec, json);
-    if (checked.errors.length > 0) throw new Error(`invalid tsworker.launch() settings: ${checked.errors.join('; ')}`);
-    this.index = checked.index;
-    return checked.values;
+  /**
+   * Make the declared settings parameters of this process (PostgreSQL then
+   * checks a placeholder's value from postgresql.conf: a bad one is a
+   * WARNING and the default is kept) and set the values given to
+   * tsworker.launch(), which PostgreSQL checks too (launch() did already,
+   * unless the module changed since): every bad one is named.
+   */
+  private defineSettings(launchSettings: string): void {
+    const bad = this.addon.defineSettings(this.name, this.configName, JSON.stringify(manifestSettings(this.spec)), launchSettings || '{}');
+    if (bad !== null) throw new Error(`invalid tsworker.launch() settings: ${bad}`);
+    const { index } = JSON.parse(launchSettings || '{}') as { index?: number };
+    this.index = index;
   }
 
-  private readSettings(previous: SettingValues<S> | undefined): SettingValues<S> {
+  /** The declared settings as PostgreSQL has them: checked, in their base unit. */
+  private readSettings(): SettingValues<S> {
     const out: Record<string, unknown> = {};
     for (const [key, spec] of Object.entries(this.spec)) {
-      if (key in this.launched) {
-        out[key] = this.launched[key];
-        continue;
-      }
-      const guc = this.settingName(key);
-      const { value: text, defined } = this.addon.getSetting(guc);
-      const fallback = previous ? previous[key as keyof S] : spec.default;
-      if (text === null || text === '') {
-        // '' is a defined string setting's value (SHOW prints it); for a placeholder it is a removed line
-        out[key] = text === '' && defined && spec.type === 'string' ? '' : spec.default;
-        continue;
-      }
-      try {
-        // a defined parameter was checked by PostgreSQL, and is in its base unit
-        out[key] = defined ? settingFromPostgres(spec, text) : parseSetting(spec, text);
-      } catch (err) {
-        this.log.warning(
-          `invalid value for parameter "${guc}": ${(err as Error).message}; keeping ${JSON.stringify(fallback)}`,
-        );
-        out[key] = fallback;
-      }
+      const { value: text, defined } = this.addon.getSetting(this.settingName(key));
+      // not defined: the shim could not define it, and said why in a WARNING
+      out[key] = defined && text !== null ? settingFromPostgres(spec, text) : spec.default;
     }
     return Object.freeze(out) as SettingValues<S>;
   }
@@ -260,7 +249,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   /** Host event: configuration reloaded. */
   onReload(): void {
-    this.values = this.readSettings(this.values);
+    this.values = this.readSettings();
     this.emit('reload');
   }
 
