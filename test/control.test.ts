@@ -254,6 +254,13 @@ describe('control plane', () => {
     await assert.rejects(c.query(`SELECT tsworker.launch('a2', '../outside/ctl.ts')`, [], asRole('alice')), denied);
     fs.symlinkSync(path.join(outside, 'ctl.ts'), path.join(modules, 'link.ts'));
     await assert.rejects(c.query(`SELECT tsworker.launch('a3', 'link.ts')`, [], asRole('alice')), denied);
+    // nor a built-in worker: it would connect, run commands or promote as the server's OS user
+    for (const builtin of ['walarchive', 'promoter', 'aggregate']) {
+      await assert.rejects(
+        c.query(`SELECT tsworker.launch('a4', $1, '{"source_conninfo": "user=postgres"}')`, [builtin], asRole('alice')),
+        (e: { code?: string; message: string }) => e.code === '42501' && e.message === `permission denied to launch built-in worker "${builtin}"`,
+      );
+    }
     // A superuser may.
     const pid = await c.queryOne(`SELECT tsworker.launch('su_outside', $1)`, [`${outside}/ctl.ts`]);
     assert.ok(pid > 0);

@@ -78,6 +78,19 @@ tsw_resolve_module(const char *module, bool *builtin)
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("\"%s\" is not a built-in worker", module),
 					 errhint("Give an absolute path, or a path relative to a directory of tsworker.module_path.")));
+		/*
+		 * Built-in workers act for the whole server as its OS user: they
+		 * open connections that peer authentication or ~/.pgpass lets in
+		 * as any role, run commands, promote.  Their settings are a
+		 * superuser's to give, as dblink refuses a non-superuser's
+		 * connection without a password.
+		 */
+		if (!superuser_caller)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to launch built-in worker \"%s\"", module),
+					 errdetail("A built-in worker acts for the whole server as its operating system user (connections, commands, promotion)."),
+					 errhint("A superuser launches it, or configures it in tsworker.workers.")));
 		*builtin = true;
 		return specs[0].module;
 	}
