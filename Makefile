@@ -25,7 +25,7 @@ override with_llvm := no
 MODULE_big = pg_tsworker
 OBJS = native/shim/pg_tsworker.o native/shim/worker_list.o native/shim/worker_register.o native/shim/slots.o \
 	native/shim/worker_slot.o native/shim/slot_control.o native/shim/slot_restart.o native/shim/sql_launch.o \
-	native/shim/sql_control.o native/shim/sql_status.o native/shim/worker_settings.o native/shim/settings_reload.o native/shim/module_file.o \
+	native/shim/sql_control.o native/shim/sql_status.o native/shim/worker_settings.o native/shim/settings_check.o native/shim/settings_reload.o native/shim/module_file.o \
 	native/shim/manifest.o native/shim/node_child.o native/shim/fence.o native/shim/cluster_boot.o \
 	native/shim/cluster_ctl.o native/shim/wake.o
 EXTENSION = pg_tsworker

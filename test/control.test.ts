@@ -174,6 +174,32 @@ describe('control plane', () => {
     assert.match(detail, /setting "nope" is not declared by worker "set2" \(it declares: flag, n, nap, limit, ratio, mode, label\)/);
     assert.match(detail, /setting "index" must be an integer >= 0, not 1\.5/);
     assert.equal(await row('set2'), undefined);
+
+    // one session, a module whose declarations change between two launches: each check uses the declarations
+    // of now (the session defines no parameter that would keep the first ones)
+    const changing = `${modules}/settings_changing.ts`;
+    const session = await c.connect();
+    try {
+      for (const [max, value, ok] of [[10, 50, false], [100, 50, true], [3, 8, false]] as const) {
+        fs.writeFileSync(changing, fs.readFileSync(mod, 'utf8').replace('max: 100', `max: ${max}`));
+        const r = await session.query(`SELECT tsworker.launch('set3', $1, $2)`, [changing, JSON.stringify({ n: value })]).then(
+          () => null,
+          (e: { code?: string; detail?: string }) => e,
+        );
+        if (ok) {
+          assert.equal(r, null, `n = ${value} within 0 .. ${max}`);
+          await c.pollQueryUntil(`SELECT (status->>'n')::int = ${value} FROM tsworker.workers WHERE name = 'set3'`);
+          assert.equal(await c.queryOne(`SELECT tsworker.stop('set3')`), true);
+        } else {
+          assert.equal(r?.code, '22023', `n = ${value} outside 0 .. ${max}`);
+          assert.match(r?.detail ?? '', new RegExp(`setting "n": ${value} is outside the valid range for parameter "tsworker_set3\\.n" \\(0 \\.\\. ${max}\\)`));
+        }
+      }
+      assert.equal(await session.query(`SELECT count(*) FROM pg_settings WHERE name LIKE 'tsworker_set3.%'`).then((x) => x.rows[0].count), '0', 'nothing defined in the calling session');
+    } finally {
+      await session.end();
+    }
+    await c.query(`SELECT tsworker.stop('set3')`).catch(() => undefined);
   });
 
   test('a full slot table is a clear error', async () => {

@@ -73,6 +73,10 @@ extern PGDLLEXPORT char *tsw_check_settings(const char *worker, const char *conf
 											const TswSettingDecl *decls, int n,
 											const char *settings, bool apply);
 
+/* settings_check.c: why a launch value is refused by PostgreSQL's parsers, or NULL */
+extern char *tsw_parse_setting_value(const char *gucname, const TswSettingDecl *s, int unit_flag,
+									 const char *value);
+
 /* settings_reload.c: a bad postgresql.conf value for a setting this process defined, at reload */
 extern void tsw_note_defined_here(const char *gucname);
 extern PGDLLEXPORT void tsw_recheck_file_settings(void);

@@ -15,11 +15,12 @@
  * start (tsw_check_launch): a module that does not load, or settings its
  * declarations refuse, are reported to the caller before anything starts.
  * The values are checked by PostgreSQL, not by the runtime
- * (tsw_check_settings): each declared setting is defined as a parameter in
- * the calling backend if it is not one yet, and each value goes through
- * set_config_option() without being applied.  The worker does the same in
- * its own process, and applies the values (src/runtime/worker.ts), so one
- * set of rules (PostgreSQL's: syntax, units, rounding, bounds) holds for
+ * (tsw_check_settings): the calling backend puts each value through
+ * PostgreSQL's parsers against the module's declarations of now
+ * (settings_check.c), and the worker defines its declared settings as
+ * parameters of its own process and applies the values with
+ * set_config_option() (src/runtime/worker.ts), so one set of rules
+ * (PostgreSQL's: syntax, units, rounding, bounds) holds for
  * postgresql.conf, placeholders and launch settings alike.
  *
  *-------------------------------------------------------------------------
@@ -97,11 +98,12 @@ tsw_check_launch(const char *name, const char *config_name, const char *module,
  * are `decls` and whose parameters are tsworker_<config_name>.*.  Every key
  * must be a declared setting, or `index` (an integer >= 0); every value a
  * string, number or boolean that PostgreSQL accepts for the parameter.
- * Declared settings that are not parameters in this process yet are
- * defined first (a placeholder's value, from postgresql.conf, is then
- * checked by PostgreSQL, which reports a bad one with a WARNING and keeps
- * the default).  With `apply`, good values are set with source
- * PGC_S_OVERRIDE, which a reload of postgresql.conf does not replace.
+ * With `apply` (in the worker), declared settings that are not parameters
+ * in this process yet are defined first (a placeholder's value, from
+ * postgresql.conf, is then checked by PostgreSQL, which reports a bad one
+ * with a WARNING and keeps the default), and good values are set with
+ * source PGC_S_OVERRIDE, which a reload of postgresql.conf does not
+ * replace.  Without (in the session calling launch()), nothing is defined.
  * Returns NULL when all are good, else one message per bad setting joined
  * by "; ".
  */
@@ -117,7 +119,8 @@ tsw_check_settings(const char *worker, const char *config_name,
 	char	   *key = NULL;
 	int			i;
 
-	for (i = 0; i < n; i++)
+	/* only the worker defines them: a definition lasts as long as the session (settings_check.c) */
+	for (i = 0; apply && i < n; i++)
 	{
 		char	   *gucname = psprintf("tsworker_%s.%s", config_name, decls[i].name);
 
@@ -199,18 +202,26 @@ tsw_find_defined(const char *gucname)
 
 /*
  * Let PostgreSQL check `value` for declared setting `s` of the worker whose
- * parameters are tsworker_<worker>.*, and with `apply` set it.  Returns
- * NULL, or why the value is refused (PostgreSQL's message and hint).
+ * parameters are tsworker_<worker>.*: in the calling session with its
+ * parsers (settings_check.c), in the worker with set_config_option(),
+ * which also sets it.  Returns NULL, or why the value is refused
+ * (PostgreSQL's message and hint).
  */
 static char *
 tsw_check_value(const char *worker, const TswSettingDecl *s, const char *value, bool apply)
 {
 	static const char *const types[] = {"bool", "int", "real", "string", "enum"};
 	char	   *gucname = psprintf("tsworker_%s.%s", worker, s->name);
-	struct config_generic *guc = tsw_find_defined(gucname);
+	struct config_generic *guc;
 	MemoryContext oldcontext = CurrentMemoryContext;
 	char	   *volatile why = NULL;
 
+	if (!apply)
+	{
+		why = tsw_parse_setting_value(gucname, s, tsw_unit_flag(s->unit), value);
+		return why ? psprintf("setting \"%s\": %s", s->name, why) : NULL;
+	}
+	guc = tsw_find_defined(gucname);
 	if (guc == NULL)
 		return psprintf("setting \"%s\": parameter \"%s\" could not be defined (the WARNING above says why)",
 						s->name, gucname);
