@@ -34,6 +34,7 @@ describe('control plane', () => {
       'tsworker_set1.limit': 99,
       'tsworker_set1.label': 'from conf',
       'tsworker_set1.flag': 'off',
+      'tsworker_set1.nap_time': 5, // a typo of nap: said when the worker starts
       'tsworker.restart_interval': 1,
       'tsworker.crash_loop_failures': 3,
       'tsworker.crash_loop_window': '1min',
@@ -142,9 +143,10 @@ describe('control plane', () => {
     assert.equal(st.label, 'from conf');
     assert.equal(st.limit, 7);
     await c.waitForLog(/set1 WARNING:  99 is outside the valid range for parameter "tsworker_set1\.limit" \(1 \.\. 9\)/, off);
+    await c.waitForLog(/set1 WARNING:  invalid configuration parameter name "tsworker_set1\.nap_time", removing it/, off);
     // a reload takes new lines from postgresql.conf, but never replaces a launch value
     const offReload = c.logOffset();
-    c.appendConf({ 'tsworker_set1.label': 'reloaded', 'tsworker_set1.flag': 'off', 'tsworker_set1.n': 3, 'tsworker_set1.ratio': 'lots' });
+    c.appendConf({ 'tsworker_set1.label': 'reloaded', 'tsworker_set1.flag': 'off', 'tsworker_set1.n': 3, 'tsworker_set1.ratio': 'lots', 'tsworker_set1.slots': 9 });
     await c.reload();
     await c.pollQueryUntil(`SELECT status->>'reloads' = '1' FROM tsworker.workers WHERE name = 'set1'`);
     st = (await row('set1')).status;
@@ -157,6 +159,7 @@ describe('control plane', () => {
     await c.waitForLog(/set1 WARNING:  invalid value for parameter "tsworker_set1\.ratio": "lots"/, offReload);
     assert.equal(st.limit, 7);
     assert.equal(st.ratio, 0.25);
+    assert.equal(st.slots, 3, "a context: 'postmaster' setting keeps its start value");
     assert.equal(await c.queryOne(`SELECT tsworker.stop('set1')`), true);
 
     // bad values are PostgreSQL's errors, every one named, and nothing starts
@@ -171,7 +174,7 @@ describe('control plane', () => {
     assert.match(detail, /setting "nap": invalid value for parameter "tsworker_set2\.nap": "5 parsecs" \(Valid units for this parameter are "us", "ms", "s", "min", "h", and "d"\)/);
     assert.match(detail, /setting "mode": invalid value for parameter "tsworker_set2\.mode": "medium" \(Available values: fast, slow\)/);
     assert.match(detail, /setting "ratio": 2 is outside the valid range for parameter "tsworker_set2\.ratio" \(0 \.\. 1\)/);
-    assert.match(detail, /setting "nope" is not declared by worker "set2" \(it declares: flag, n, nap, limit, ratio, mode, label\)/);
+    assert.match(detail, /setting "nope" is not declared by worker "set2" \(it declares: flag, n, nap, limit, ratio, mode, label, slots\)/);
     assert.match(detail, /setting "index" must be an integer >= 0, not 1\.5/);
     assert.equal(await row('set2'), undefined);
 

@@ -130,6 +130,9 @@ tsw_check_settings(const char *worker, const char *config_name,
 		if (tsw_find_defined(gucname) != NULL)
 			tsw_note_defined_here(gucname);
 	}
+	/* a line for an undeclared setting (a typo) is said, as for a configured worker's at server start */
+	if (apply)
+		MarkGUCPrefixReserved(psprintf("tsworker_%s", config_name));
 
 	given = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 											   CStringGetDatum(settings && settings[0] ? settings : "{}")));

@@ -131,10 +131,19 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
     this.index = index;
   }
 
-  /** The declared settings as PostgreSQL has them: checked, in their base unit. */
-  private readSettings(): SettingValues<S> {
+  /**
+   * The declared settings as PostgreSQL has them: checked, in their base
+   * unit. At a reload (`previous` given), a `context: 'postmaster'` setting
+   * keeps its value: a launched worker's parameters are defined after server
+   * start, where PostgreSQL allows only sighup ones.
+   */
+  private readSettings(previous?: SettingValues<S>): SettingValues<S> {
     const out: Record<string, unknown> = {};
     for (const [key, spec] of Object.entries(this.spec)) {
+      if (previous && spec.context === 'postmaster') {
+        out[key] = previous[key as keyof S];
+        continue;
+      }
       const { value: text, defined } = this.addon.getSetting(this.settingName(key));
       // not defined: the shim could not define it, and said why in a WARNING
       out[key] = defined && text !== null ? settingFromPostgres(spec, text) : spec.default;
@@ -249,7 +258,7 @@ export class Worker<S extends SettingsSpec> implements WorkerContext<S> {
 
   /** Host event: configuration reloaded. */
   onReload(): void {
-    this.values = this.readSettings();
+    this.values = this.readSettings(this.values);
     this.emit('reload');
   }
 
