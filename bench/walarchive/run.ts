@@ -23,7 +23,7 @@
  * Medians over --rounds rounds. Both receivers fsync for real; the source
  * runs with the harness's fsync = off, the same for both.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -113,6 +113,23 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
+/**
+ * With WALARCHIVE_PERF=<directory>: `perf record -g` of a receiver's
+ * process while it is measured, into <directory>/<what>.data (for
+ * `perf report -i`); a no-op otherwise. Returns the function that stops it.
+ */
+function perfRecord(pid: number, what: string): () => Promise<void> {
+  const dir = process.env.WALARCHIVE_PERF;
+  if (!dir) return async () => undefined;
+  fs.mkdirSync(dir, { recursive: true });
+  const child = spawn('perf', ['record', '-q', '-g', '-p', String(pid), '-o', path.join(dir, `${what}.data`)], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return async () => {
+    child.kill('SIGINT');
+    await exited;
+  };
+}
+
 /** The walarchive worker's process id, once it runs. */
 async function workerPid(r: Receivers): Promise<number> {
   let pid = 0;
@@ -186,9 +203,11 @@ async function throughputRound(r: Receivers, o: Options, round: number): Promise
     const tStream = performance.now();
     const pid = system === 'wa' ? await workerPid(r) : rw!.pid!;
     const cpu0 = cpuSeconds(pid);
+    const perfStop = perfRecord(pid, `catchup-${system}-${round}`);
     await waitFor(() => fs.existsSync(path.join(dir, last)), { timeoutMs: 600_000, intervalMs: 5, what: `${system} to complete ${last}` });
     const secs = (performance.now() - tStream) / 1000;
     const cpuUsed = cpuSeconds(pid) - cpu0;
+    await perfStop();
     // what it streamed: from where its START_REPLICATION asked (pg_receivewal restarts at the start of the
     // segment it was writing, the worker at its flush position), as the source logged it
     const bytes = Number(target - startedAt(r.src.readLog(logFrom), system));
@@ -242,12 +261,14 @@ async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise
     fs.chmodSync(script, 0o644);
     const pid = system === 'wa' ? await workerPid(r) : rw!.pid!;
     const cpu0 = cpuSeconds(pid);
+    const perfStop = perfRecord(pid, `sync-${system}-${pid}`);
     const t0 = performance.now();
     await pgProgram('pgbench', pgbenchArgs(r.src, ['-c', String(o.clients), '-j', '2', '-T', String(o.seconds), '-n', '-f', script, '-l', '--log-prefix', path.join(logDir, 'tx')]), {
       timeoutMs: (o.seconds + 60) * 1000,
     });
     const secs = (performance.now() - t0) / 1000;
     const cpuUsed = cpuSeconds(pid) - cpu0;
+    await perfStop();
     const lat: number[] = [];
     for (const f of fs.readdirSync(logDir).filter((n) => n.startsWith('tx'))) {
       for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
