@@ -38,10 +38,12 @@ interface Options {
   seconds: number;
   trials: number;
   clients: number;
+  /** pgbench -R: total commits per second in the latency runs (0: as fast as it goes). */
+  rate: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 3, backlogMb: 512, seconds: 10, trials: 20, clients: 4 };
+  const o: Options = { rounds: 3, backlogMb: 512, seconds: 10, trials: 20, clients: 4, rate: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (): number => {
@@ -54,6 +56,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--seconds') o.seconds = Math.max(1, num());
     else if (a === '--trials') o.trials = num();
     else if (a === '--clients') o.clients = Math.max(1, num());
+    else if (a === '--rate') o.rate = num();
     else if (a === '--quick') Object.assign(o, { rounds: 1, backlogMb: 128, seconds: 4, trials: 3 });
     else if (a === '-h' || a === '--help') {
       process.stdout.write(fs.readFileSync(path.join(__dirname, 'run'), 'utf8').split('\n').filter((l) => l.startsWith('#') && !l.startsWith('#!')).map((l) => l.slice(2)).join('\n') + '\n');
@@ -263,7 +266,7 @@ async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise
     const cpu0 = cpuSeconds(pid);
     const perfStop = perfRecord(pid, `sync-${system}-${pid}`);
     const t0 = performance.now();
-    await pgProgram('pgbench', pgbenchArgs(r.src, ['-c', String(o.clients), '-j', '2', '-T', String(o.seconds), '-n', '-f', script, '-l', '--log-prefix', path.join(logDir, 'tx')]), {
+    await pgProgram('pgbench', pgbenchArgs(r.src, ['-c', String(o.clients), '-j', '2', '-T', String(o.seconds), ...(o.rate > 0 ? ['-R', String(o.rate)] : []), '-n', '-f', script, '-l', '--log-prefix', path.join(logDir, 'tx')]), {
       timeoutMs: (o.seconds + 60) * 1000,
     });
     const secs = (performance.now() - t0) / 1000;
@@ -323,7 +326,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void stop().then(() => process.exit(130)));
   try {
-    log(`bench/walarchive: ${o.rounds} rounds, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients, ${o.trials} durability trials`);
+    log(`bench/walarchive: ${o.rounds} rounds, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients${o.rate > 0 ? ` at ${o.rate} tps` : ''}, ${o.trials} durability trials`);
     const src = await Cluster.create('wa-bench-src', { allowStreaming: true, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min', log_replication_commands: 'on' } });
     clusters.push(src);
     const host = await Cluster.create('wa-bench-host', { conf: { shared_preload_libraries: 'pg_tsworker' } });
@@ -369,7 +372,7 @@ async function main(): Promise<void> {
       ),
     );
     out.push(`target >= 0.90x: ${tpRatio >= 0.9 ? 'met' : 'NOT met'}`);
-    out.push(`\nSynchronous commit latency: pgbench -c ${o.clients}, single-row INSERT, ${o.seconds} s, source names the receiver in synchronous_standby_names; median of ${o.rounds}`);
+    out.push(`\nSynchronous commit latency: pgbench -c ${o.clients}${o.rate > 0 ? ` -R ${o.rate}` : ''}, single-row INSERT, ${o.seconds} s, source names the receiver in synchronous_standby_names; median of ${o.rounds}`);
     out.push(
       table(
         ['system', 'tps', 'p50 ms', 'p99 ms', 'p50 vs', 'p99 vs', 'CPU us/commit'],
