@@ -23,7 +23,7 @@
  * Medians over --rounds rounds. Both receivers fsync for real; the source
  * runs with the harness's fsync = off, the same for both.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -38,10 +38,12 @@ interface Options {
   seconds: number;
   trials: number;
   clients: number;
+  /** pgbench -R: total commits per second in the latency runs (0: as fast as it goes). */
+  rate: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 3, backlogMb: 512, seconds: 10, trials: 20, clients: 4 };
+  const o: Options = { rounds: 3, backlogMb: 512, seconds: 10, trials: 20, clients: 4, rate: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (): number => {
@@ -54,6 +56,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--seconds') o.seconds = Math.max(1, num());
     else if (a === '--trials') o.trials = num();
     else if (a === '--clients') o.clients = Math.max(1, num());
+    else if (a === '--rate') o.rate = num();
     else if (a === '--quick') Object.assign(o, { rounds: 1, backlogMb: 128, seconds: 4, trials: 3 });
     else if (a === '-h' || a === '--help') {
       process.stdout.write(fs.readFileSync(path.join(__dirname, 'run'), 'utf8').split('\n').filter((l) => l.startsWith('#') && !l.startsWith('#!')).map((l) => l.slice(2)).join('\n') + '\n');
@@ -111,6 +114,23 @@ interface Throughput {
 function cpuSeconds(pid: number): number {
   const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/**
+ * With WALARCHIVE_PERF=<directory>: `perf record -g` of a receiver's
+ * process while it is measured, into <directory>/<what>.data (for
+ * `perf report -i`); a no-op otherwise. Returns the function that stops it.
+ */
+function perfRecord(pid: number, what: string): () => Promise<void> {
+  const dir = process.env.WALARCHIVE_PERF;
+  if (!dir) return async () => undefined;
+  fs.mkdirSync(dir, { recursive: true });
+  const child = spawn('perf', ['record', '-q', '-g', '-p', String(pid), '-o', path.join(dir, `${what}.data`)], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return async () => {
+    child.kill('SIGINT');
+    await exited;
+  };
 }
 
 /** The walarchive worker's process id, once it runs. */
@@ -186,9 +206,11 @@ async function throughputRound(r: Receivers, o: Options, round: number): Promise
     const tStream = performance.now();
     const pid = system === 'wa' ? await workerPid(r) : rw!.pid!;
     const cpu0 = cpuSeconds(pid);
+    const perfStop = perfRecord(pid, `catchup-${system}-${round}`);
     await waitFor(() => fs.existsSync(path.join(dir, last)), { timeoutMs: 600_000, intervalMs: 5, what: `${system} to complete ${last}` });
     const secs = (performance.now() - tStream) / 1000;
     const cpuUsed = cpuSeconds(pid) - cpu0;
+    await perfStop();
     // what it streamed: from where its START_REPLICATION asked (pg_receivewal restarts at the start of the
     // segment it was writing, the worker at its flush position), as the source logged it
     const bytes = Number(target - startedAt(r.src.readLog(logFrom), system));
@@ -242,12 +264,14 @@ async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise
     fs.chmodSync(script, 0o644);
     const pid = system === 'wa' ? await workerPid(r) : rw!.pid!;
     const cpu0 = cpuSeconds(pid);
+    const perfStop = perfRecord(pid, `sync-${system}-${pid}`);
     const t0 = performance.now();
-    await pgProgram('pgbench', pgbenchArgs(r.src, ['-c', String(o.clients), '-j', '2', '-T', String(o.seconds), '-n', '-f', script, '-l', '--log-prefix', path.join(logDir, 'tx')]), {
+    await pgProgram('pgbench', pgbenchArgs(r.src, ['-c', String(o.clients), '-j', '2', '-T', String(o.seconds), ...(o.rate > 0 ? ['-R', String(o.rate)] : []), '-n', '-f', script, '-l', '--log-prefix', path.join(logDir, 'tx')]), {
       timeoutMs: (o.seconds + 60) * 1000,
     });
     const secs = (performance.now() - t0) / 1000;
     const cpuUsed = cpuSeconds(pid) - cpu0;
+    await perfStop();
     const lat: number[] = [];
     for (const f of fs.readdirSync(logDir).filter((n) => n.startsWith('tx'))) {
       for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
@@ -302,7 +326,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void stop().then(() => process.exit(130)));
   try {
-    log(`bench/walarchive: ${o.rounds} rounds, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients, ${o.trials} durability trials`);
+    log(`bench/walarchive: ${o.rounds} rounds, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients${o.rate > 0 ? ` at ${o.rate} tps` : ''}, ${o.trials} durability trials`);
     const src = await Cluster.create('wa-bench-src', { allowStreaming: true, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min', log_replication_commands: 'on' } });
     clusters.push(src);
     const host = await Cluster.create('wa-bench-host', { conf: { shared_preload_libraries: 'pg_tsworker' } });
@@ -348,7 +372,7 @@ async function main(): Promise<void> {
       ),
     );
     out.push(`target >= 0.90x: ${tpRatio >= 0.9 ? 'met' : 'NOT met'}`);
-    out.push(`\nSynchronous commit latency: pgbench -c ${o.clients}, single-row INSERT, ${o.seconds} s, source names the receiver in synchronous_standby_names; median of ${o.rounds}`);
+    out.push(`\nSynchronous commit latency: pgbench -c ${o.clients}${o.rate > 0 ? ` -R ${o.rate}` : ''}, single-row INSERT, ${o.seconds} s, source names the receiver in synchronous_standby_names; median of ${o.rounds}`);
     out.push(
       table(
         ['system', 'tps', 'p50 ms', 'p99 ms', 'p50 vs', 'p99 vs', 'CPU us/commit'],

@@ -3,12 +3,14 @@
  * segment files, fsynced, and the positions reported to the source with
  * standby status updates, as pg_receivewal's receivelog.c does:
  *
- * - the XLogData of a turn of the event loop (everything one read of the
- *   socket brought) is written at the end of that turn, in one pwritev;
- * - `synchronous` (pg_receivewal --synchronous): right after that write,
- *   the segment is fdatasynced and a status update sent, so that the
- *   source's synchronous replication sees the flush position as soon as it
- *   is on disk;
+ * - the XLogData of a turn of the event loop (everything the reads of the
+ *   socket in that turn brought) is written at the end of that turn, in
+ *   pwritevs (segment-writer.ts);
+ * - `synchronous` (pg_receivewal --synchronous): everything one read
+ *   brought is written, the segment fdatasynced and a status update sent
+ *   as soon as that read's messages are handed out (a next tick), so that
+ *   the source's synchronous replication sees the flush position as soon
+ *   as it is on disk;
  * - otherwise the segment is fsynced when it is complete and, beyond
  *   pg_receivewal, at every status update, so that at most
  *   `status_interval` of WAL is received but not yet durable;
@@ -217,8 +219,13 @@ export class Receiver {
     this.writer.append(msg.data);
     if (!this.writeScheduled) {
       // Everything that has arrived first: one write (and in synchronous mode one fsync) for all of it.
+      // In synchronous mode in a next tick: pg-copy-streams' reader hands out every message one read
+      // brought in a next tick of that read, and this one runs after it, without the second call from
+      // C++ into JavaScript per turn (libuv's check phase) that setImmediate costs. Otherwise at the end
+      // of the turn, which may have read the socket more than once.
       this.writeScheduled = true;
-      setImmediate(this.endOfTurn);
+      if (this.opts.synchronous) process.nextTick(this.endOfTurn);
+      else setImmediate(this.endOfTurn);
     }
   }
 

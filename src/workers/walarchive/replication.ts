@@ -18,6 +18,10 @@ import type pg from 'pg';
 import { formatLsn, parseLsn } from './lsn';
 
 interface CopyBothQuery extends Duplex {
+  /** Set once the source's CopyBothResponse arrived (pg-copy-streams' `_startCopyIn`). */
+  _gotCopyInResponse?: boolean;
+  /** Write one CopyData (header and payload) to the connection's socket; false if it must drain. */
+  flushChunk?(chunk: Buffer): boolean;
   handleRowDescription?(msg: unknown): void;
   handleDataRow?(msg: { fields: (string | null)[] }): void;
   handleReadyForQuery(connection: unknown): void;
@@ -120,7 +124,15 @@ export function startReplication(client: pg.Client, start: StartPoint): Replicat
       const socket = (client as unknown as { connection?: { stream?: { cork(): void; uncork(): void } } }).connection?.stream;
       socket?.cork();
       try {
-        q.write(payload);
+        // Once the copy-both stream is open and nothing waits in its
+        // Writable's queue, the CopyData goes straight to the socket by
+        // pg-copy-streams' own framing (`flushChunk`, what its `_write`
+        // calls): the same bytes, in the same order, without the Writable's
+        // buffering, callback and next tick on each status update (one per
+        // turn in synchronous mode). Before CopyBothResponse, or with
+        // writes still queued, `write()` keeps them in order.
+        if (q._gotCopyInResponse === true && q.writableLength === 0 && typeof q.flushChunk === 'function') q.flushChunk(payload);
+        else q.write(payload);
       } finally {
         socket?.uncork();
       }

@@ -3,8 +3,9 @@
  * durable (fsynced, and for a complete segment renamed with its directory
  * fsynced): the flush position the receiver may report.
  *
- * What arrives is queued (`append`) and written by `writePending()` with
- * one system call per segment for all of it (pwritev): the receiver calls
+ * What arrives is queued (`append`) and written by `writePending()` in
+ * pwritevs of up to MAX_WRITE bytes (larger writes cost more CPU per
+ * byte), never one across two segments: the receiver calls
  * it once per turn of the event loop, after every message that one read of
  * the socket brought has been queued.
  *
@@ -18,7 +19,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { segmentName, segmentOf, segmentOffset, segmentStart } from './lsn';
-import { PREP_SUFFIX, prepareSegment, WalFile } from './walfile';
+import { MAX_WRITE, PREP_SUFFIX, prepareSegment, WalFile } from './walfile';
 
 /** What the writer reports back. */
 export interface WriterEvents {
@@ -127,7 +128,7 @@ export class SegmentWriter {
         this.openSegment(segno);
       }
       const offset = segmentOffset(this.written, seg);
-      let room = seg - offset;
+      let room = Math.min(seg - offset, MAX_WRITE);
       const iov: Buffer[] = [];
       let n = 0;
       while (i < bufs.length && room > 0 && iov.length < MAX_IOV) {

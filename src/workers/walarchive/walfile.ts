@@ -40,19 +40,18 @@ export function writeDurably(file: string, data: Buffer | string): void {
   fsyncDir(path.dirname(file));
 }
 
-const ZEROS = Buffer.alloc(1024 * 1024);
+/**
+ * Bytes of one write system call, at most: on this project's machines
+ * (Linux 6.18, ext4) a write of several megabytes into new page cache costs
+ * several times the CPU of the same bytes in writes of up to 1 MB (16 MB of
+ * zeros: 17-21 ms in one pwritev or one write, 4.2-4.5 ms in 1 MB or 256 kB
+ * writes; bench/walarchive/README.md), which made the zeros of a segment
+ * made ahead cost more than its data. pg_receivewal writes its zeros 8 kB
+ * at a time.
+ */
+export const MAX_WRITE = 256 * 1024;
 
-/** Buffers in one pwritev of zeros (64 MB: below Linux's IOV_MAX of 1024). */
-const ZERO_IOV = 64;
-
-/** `bytes` of zeros as buffers for one pwritev (at most ZERO_IOV of them; the caller loops for more). */
-function zeroIovec(bytes: number): Buffer[] {
-  const iov: Buffer[] = [];
-  for (let left = bytes; left > 0 && iov.length < ZERO_IOV; left -= ZEROS.length) {
-    iov.push(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
-  }
-  return iov;
-}
+const ZEROS = Buffer.alloc(MAX_WRITE);
 
 /** Whether the first `size` bytes of an open file are all zeros. */
 function allZeros(fd: number, size: number): boolean {
@@ -117,11 +116,9 @@ export async function prepareSegment(dir: string, timeline: number, segno: bigin
   try {
     fh = await fs.promises.open(file, 'wx', 0o600);
     for (let off = 0; off < segSize && !abandoned(); ) {
-      // Many megabytes per system call (one pwritev of the same zeros): each
-      // call is a trip through the event loop, which a catch-up keeps busy,
-      // and the file must be ready before the open segment is full. A short
-      // write (the disk filling up) is continued: the next one throws ENOSPC.
-      off += (await fh.writev(zeroIovec(segSize - off), off)).bytesWritten;
+      // MAX_WRITE per system call (larger writes cost more CPU per byte); a
+      // short write (the disk filling up) is continued: the next one throws ENOSPC.
+      off += (await fh.write(ZEROS, 0, Math.min(ZEROS.length, segSize - off), off)).bytesWritten;
     }
     if (!abandoned()) await fh.sync();
     await fh.close();
