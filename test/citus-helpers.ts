@@ -12,7 +12,7 @@ import * as path from 'node:path';
 
 import pg from 'pg';
 
-import { Cluster, PG_BIN, getFreePort, waitFor } from './harness/cluster';
+import { Cluster, PG_BIN, getFreePort, pidExists, waitFor } from './harness/cluster';
 import type { Etcd } from './harness/etcd';
 import { PG_CONFIG } from './harness/pg-config';
 
@@ -144,7 +144,10 @@ export class Formation {
 
   /** `pg_tsworker_ctl rejoin` then start, as a service manager would restart a stopped old leader. */
   async rejoinAndStart(m: FMember): Promise<string> {
-    await waitFor(() => !m.c.isRunning(), { timeoutMs: 30_000, what: `${m.name} to stop` });
+    // reaped too: a SIGKILLed postmaster not yet reaped still holds postmaster.pid for PostgreSQL's own
+    // check (kill(pid, 0)), which rejoin's crash recovery makes; a service manager reaps it before restarting
+    const old = m.c.postmasterPid();
+    await waitFor(() => (!m.c.isRunning() && (old === undefined || !pidExists(old))) || undefined, { timeoutMs: 30_000, what: `${m.name} to stop and be reaped` });
     const out = execFileSync('runuser', ['-u', 'postgres', '--', path.join(PG_BIN, 'pg_tsworker_ctl'), 'rejoin', '-D', m.c.dataDir], {
       encoding: 'utf8',
       timeout: 120_000,

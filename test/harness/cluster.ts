@@ -336,7 +336,7 @@ export function pidAlive(pid: number): boolean {
  * PostgreSQL's own stale-lock-file check uses kill(pid, 0), so a zombie
  * postmaster still blocks a restart.
  */
-function pidExists(pid: number): boolean {
+export function pidExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
