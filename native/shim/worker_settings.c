@@ -193,14 +193,24 @@ tsw_check_settings(const char *worker, const char *config_name,
 static struct config_generic *
 tsw_find_defined(const char *gucname)
 {
+	struct config_generic *gen = NULL;
+
+#if PG_VERSION_NUM >= 160000
+	gen = find_option(gucname, false, true, DEBUG1);
+#else
 	struct config_generic **vars = get_guc_variables();
 	int			nvars = GetNumConfigOptions();
-	int			i;
 
-	for (i = 0; i < nvars; i++)
+	for (int i = 0; i < nvars; i++)
+	{
 		if (pg_strcasecmp(vars[i]->name, gucname) == 0)
-			return (vars[i]->flags & GUC_CUSTOM_PLACEHOLDER) ? NULL : vars[i];
-	return NULL;
+		{
+			gen = vars[i];
+			break;
+		}
+	}
+#endif
+	return gen != NULL && !(gen->flags & GUC_CUSTOM_PLACEHOLDER) ? gen : NULL;
 }
 
 /*
