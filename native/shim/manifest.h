@@ -73,6 +73,9 @@ extern PGDLLEXPORT char *tsw_check_settings(const char *worker, const char *conf
 											const TswSettingDecl *decls, int n,
 											const char *settings, bool apply);
 
+/* settings_check.c: a refusal's message with PostgreSQL's hint in parentheses */
+extern char *tsw_with_hint(char *message, const char *hint);
+
 /* settings_check.c: why a launch value is refused by PostgreSQL's parsers, or NULL */
 extern char *tsw_parse_setting_value(const char *gucname, const TswSettingDecl *s, int unit_flag,
 									 const char *value);

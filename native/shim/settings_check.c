@@ -29,10 +29,8 @@
 
 #include "manifest.h"
 
-static char *tsw_with_hint(char *message, const char *hint);
-
-/* " (hint)" after the message, without the hint's final period, as worker_settings.c writes it */
-static char *
+/* `message` followed by " (hint)", without the hint's final period; the message alone without one */
+char *
 tsw_with_hint(char *message, const char *hint)
 {
 	size_t		len;

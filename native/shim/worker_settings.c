@@ -42,7 +42,7 @@
 #include "manifest.h"
 #include "pg_tsworker.h"
 
-static void tsw_define_setting(const char *worker, const TswSettingDecl *s);
+static bool tsw_define_setting(const char *worker, const TswSettingDecl *s);
 static int	tsw_unit_flag(const char *unit);
 static char *tsw_check_value(const char *worker, const TswSettingDecl *s,
 							 const char *value, bool apply);
@@ -116,20 +116,14 @@ tsw_check_settings(const char *worker, const char *config_name,
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	StringInfoData bad;
+	StringInfoData known;		/* the declared names, for an undeclared key */
 	char	   *key = NULL;
 	int			i;
 
 	/* only the worker defines them: a definition lasts as long as the session (settings_check.c) */
 	for (i = 0; apply && i < n; i++)
-	{
-		char	   *gucname = psprintf("tsworker_%s.%s", config_name, decls[i].name);
-
-		if (tsw_find_defined(gucname) != NULL)
-			continue;
-		tsw_define_setting(config_name, &decls[i]);
-		if (tsw_find_defined(gucname) != NULL)
-			tsw_note_defined_here(gucname);
-	}
+		if (tsw_define_setting(config_name, &decls[i]))
+			tsw_note_defined_here(psprintf("tsworker_%s.%s", config_name, decls[i].name));
 	/* a line for an undeclared setting (a typo) is said, as for a configured worker's at server start */
 	if (apply)
 		MarkGUCPrefixReserved(psprintf("tsworker_%s", config_name));
@@ -139,6 +133,9 @@ tsw_check_settings(const char *worker, const char *config_name,
 	initStringInfo(&bad);
 	if (!JB_ROOT_IS_OBJECT(given))
 		return pstrdup("settings must be a JSON object");
+	initStringInfo(&known);
+	for (i = 0; i < n; i++)
+		appendStringInfo(&known, "%s%s", i > 0 ? ", " : "", decls[i].name);
 
 	it = JsonbIteratorInit(&given->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -170,15 +167,8 @@ tsw_check_settings(const char *worker, const char *config_name,
 				why = psprintf("setting \"index\" must be an integer >= 0, not %s", text);
 		}
 		else if (s == NULL)
-		{
-			StringInfoData known;
-
-			initStringInfo(&known);
-			for (i = 0; i < n; i++)
-				appendStringInfo(&known, "%s%s", i > 0 ? ", " : "", decls[i].name);
 			why = psprintf("setting \"%s\" is not declared by worker \"%s\" (%s%s)", key, worker,
 						   n > 0 ? "it declares: " : "it declares none", known.data);
-		}
 		else if (!scalar)
 			why = psprintf("setting \"%s\" must be a string, number or boolean, not %s", key, text);
 		else
@@ -254,14 +244,7 @@ tsw_check_value(const char *worker, const TswSettingDecl *s, const char *value, 
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();
-		why = psprintf("setting \"%s\": %s", s->name, edata->message);
-		if (edata->hint != NULL)
-		{
-			size_t		len = strlen(edata->hint);
-
-			why = psprintf("%s (%.*s)", why, (int) (len > 0 && edata->hint[len - 1] == '.' ? len - 1 : len),
-						   edata->hint);
-		}
+		why = tsw_with_hint(psprintf("setting \"%s\": %s", s->name, edata->message), edata->hint);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -274,9 +257,9 @@ tsw_check_value(const char *worker, const TswSettingDecl *s, const char *value, 
  * postmaster, or an earlier launch in this session).  A postmaster setting
  * is PGC_POSTMASTER only when defined at server start (PostgreSQL allows it
  * at no other time); defined later, it is PGC_SIGHUP, as its placeholder
- * was.
+ * was.  True when this call defined it.
  */
-static void
+static bool
 tsw_define_setting(const char *worker, const TswSettingDecl *s)
 {
 	GucContext	context = s->postmaster && process_shared_preload_libraries_in_progress ?
@@ -287,7 +270,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 	int			flags = s->superuser_only ? GUC_SUPERUSER_ONLY : 0;
 
 	if (tsw_find_defined(gucname) != NULL)
-		return;
+		return false;
 	gucname = MemoryContextStrdup(TopMemoryContext, gucname);
 	desc = MemoryContextStrdup(TopMemoryContext, s->description);
 
@@ -302,7 +285,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 		{
 			ereport(WARNING,
 					(errmsg("pg_tsworker: setting \"%s\" has a default or bounds outside the integer range or each other; not defined", gucname)));
-			return;
+			return false;
 		}
 		DefineCustomIntVariable(gucname, desc, NULL, var, (int) def, (int) min, (int) max,
 								context, unit | flags, NULL, NULL, NULL);
@@ -318,7 +301,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 		{
 			ereport(WARNING,
 					(errmsg("pg_tsworker: setting \"%s\" has a default outside its bounds; not defined", gucname)));
-			return;
+			return false;
 		}
 		DefineCustomRealVariable(gucname, desc, NULL, var, def, min, max,
 								 context, unit | flags, NULL, NULL, NULL);
@@ -359,7 +342,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 		{
 			ereport(WARNING,
 					(errmsg("pg_tsworker: setting \"%s\" has a default that is not one of its values; not defined", gucname)));
-			return;
+			return false;
 		}
 		DefineCustomEnumVariable(gucname, desc, NULL, var, def, entries,
 								 context, flags, NULL, NULL, NULL);
@@ -368,6 +351,7 @@ tsw_define_setting(const char *worker, const TswSettingDecl *s)
 		ereport(WARNING,
 				(errmsg("pg_tsworker: setting \"%s\" has an unknown type \"%s\"; not defined",
 						gucname, s->type)));
+	return tsw_find_defined(gucname) != NULL;
 }
 
 void
