@@ -6,16 +6,16 @@
  */
 
 /** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
-const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
+const PG_EPOCH_OFFSET_US = 946_684_800_000_000;
 
-/** Now, as PostgreSQL's TimestampTz (microseconds since 2000-01-01). */
-export function pgNow(): bigint {
-  return BigInt(Date.now()) * 1000n - PG_EPOCH_OFFSET_US;
-}
-
-/** A TimestampTz as Unix milliseconds. */
-export function pgTimeToMs(ts: bigint): number {
-  return Number((ts + PG_EPOCH_OFFSET_US) / 1000n);
+/**
+ * Now, as PostgreSQL's TimestampTz (microseconds since 2000-01-01), in a
+ * Number: exact (below 2^53 until the year 2285), and without BigInt
+ * arithmetic, which V8 runs outside optimized code (a status update goes
+ * out on every turn in synchronous mode).
+ */
+function pgNowUs(): number {
+  return Date.now() * 1000 - PG_EPOCH_OFFSET_US;
 }
 
 /** XLogData: WAL bytes starting at `start`; `walEnd` is the source's current end of WAL. */
@@ -60,18 +60,27 @@ export function parseSourceMessage(buf: Buffer): SourceMessage {
   throw new Error(`unrecognized streaming header: "${type}"`);
 }
 
+/** Bytes of a Standby status update. */
+export const STATUS_UPDATE_SIZE = 34;
+
 /**
- * A Standby status update: `write` and `flush` positions (flush = on disk,
- * fsynced), `apply` always invalid (0) as pg_receivewal sends it.
+ * Write a Standby status update into `b` (STATUS_UPDATE_SIZE bytes, `view`
+ * a DataView over them): `write` and `flush` positions (flush = on disk,
+ * fsynced), `apply` always invalid (0) as pg_receivewal sends it, the
+ * time, and whether the source is to answer at once.
  */
-export function statusUpdate(write: bigint, flush: bigint, replyRequested = false): Buffer {
-  const b = Buffer.allocUnsafe(34);
-  const v = new DataView(b.buffer, b.byteOffset, 34);
+export function writeStatusUpdate(b: Buffer, write: bigint, flush: bigint, replyRequested = false, view = viewOf(b)): void {
   b[0] = 0x72; // 'r'
-  v.setBigUint64(1, write);
-  v.setBigUint64(9, flush);
-  v.setBigUint64(17, 0n);
-  v.setBigInt64(25, pgNow());
+  view.setBigUint64(1, write);
+  view.setBigUint64(9, flush);
+  view.setBigUint64(17, 0n);
+  const now = pgNowUs();
+  b.writeUInt32BE(Math.floor(now / 0x1_0000_0000), 25);
+  b.writeUInt32BE(now % 0x1_0000_0000, 29);
   b[33] = replyRequested ? 1 : 0;
-  return b;
+}
+
+/** A DataView over `b`'s bytes. */
+export function viewOf(b: Buffer): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.length);
 }

@@ -24,7 +24,7 @@
 import type pg from 'pg';
 
 import { formatLsn } from './lsn';
-import { parseSourceMessage, statusUpdate } from './messages';
+import { parseSourceMessage } from './messages';
 import { startReplication, type ReplicationStream, type StartPoint, type StreamEnd } from './replication';
 import { SegmentWriter } from './segment-writer';
 
@@ -130,12 +130,14 @@ export class Receiver {
     this.stream = stream;
     // A first status update, asking for a reply (sent once the source accepted START_REPLICATION): the
     // source answers at once, so that its acceptance is seen even when it has no WAL to send yet.
-    stream.send(statusUpdate(this.writePos, this.flushPos, true));
+    stream.sendStatusUpdate(this.writePos, this.flushPos, true);
     let lastMessageAt = Date.now();
+    // Messages since the timer last looked: it notes their time, within a tick (no clock read per message).
+    let received = 0;
     let first = true;
     let pinged = false;
     stream.onMessage((payload) => {
-      lastMessageAt = Date.now();
+      received++;
       pinged = false;
       if (this.failure) return;
       if (first) {
@@ -154,6 +156,10 @@ export class Receiver {
       if (this.failure) return;
       try {
         const now = Date.now();
+        if (received > 0) {
+          received = 0;
+          lastMessageAt = now;
+        }
         if (this.opts.statusInterval > 0 && now - lastStatus >= this.opts.statusInterval) {
           lastStatus = now;
           this.flush(true);
@@ -165,7 +171,7 @@ export class Receiver {
           // An idle source sends nothing while our status updates keep coming:
           // ask for a reply, as the walreceiver does (wal_receiver_timeout / 2).
           pinged = true;
-          this.stream?.send(statusUpdate(this.writePos, this.flushPos, true));
+          this.stream?.sendStatusUpdate(this.writePos, this.flushPos, true);
         }
       } catch (err) {
         this.fail(err as Error);
@@ -256,6 +262,6 @@ export class Receiver {
   }
 
   private report(): void {
-    this.stream?.send(statusUpdate(this.writePos, this.flushPos));
+    this.stream?.sendStatusUpdate(this.writePos, this.flushPos);
   }
 }

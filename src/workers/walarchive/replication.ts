@@ -16,6 +16,7 @@ import type { Duplex } from 'stream';
 import type pg from 'pg';
 
 import { formatLsn, parseLsn } from './lsn';
+import { STATUS_UPDATE_SIZE, viewOf, writeStatusUpdate } from './messages';
 
 interface CopyBothQuery extends Duplex {
   /** Set once the source's CopyBothResponse arrived (pg-copy-streams' `_startCopyIn`). */
@@ -60,6 +61,13 @@ export interface ReplicationStream {
   onMessage(fn: (payload: Buffer) => void): void;
   /** Send one CopyData payload to the source; false when the stream has ended. */
   send(payload: Buffer): boolean;
+  /**
+   * Send a Standby status update (messages.ts) with these positions; false
+   * when the stream has ended. Its buffer is reused while the socket has
+   * taken each one whole (the usual case: one is sent per turn in
+   * synchronous mode).
+   */
+  sendStatusUpdate(write: bigint, flush: bigint, replyRequested?: boolean): boolean;
   /** Resolves once the stream has ended, whichever way. */
   readonly ended: Promise<StreamEnd>;
 }
@@ -112,31 +120,48 @@ export function startReplication(client: pg.Client, start: StartPoint): Replicat
     });
   });
   client.query(q as unknown as pg.Submittable); // a stream: query() returns it, not a promise
+  const socket = (client as unknown as { connection?: { stream?: { cork(): void; uncork(): void; writableLength: number } } }).connection?.stream;
+  // The status update buffer, and whether a write may still hold it (then the next one takes a new buffer).
+  let status = Buffer.allocUnsafe(STATUS_UPDATE_SIZE);
+  let statusView = viewOf(status);
+  let statusHeld = false;
+
+  const send = (payload: Buffer): boolean => {
+    if (finished || q.writableEnded || q.destroyed) return false;
+    // pg-copy-streams writes the CopyData header and the payload apart:
+    // corked, they leave in one system call, and the source wakes once.
+    socket?.cork();
+    try {
+      // Once the copy-both stream is open and nothing waits in its
+      // Writable's queue, the CopyData goes straight to the socket by
+      // pg-copy-streams' own framing (`flushChunk`, what its `_write`
+      // calls): the same bytes, in the same order, without the Writable's
+      // buffering, callback and next tick on each status update (one per
+      // turn in synchronous mode). Before CopyBothResponse, or with
+      // writes still queued, `write()` keeps them in order.
+      if (q._gotCopyInResponse === true && q.writableLength === 0 && typeof q.flushChunk === 'function') q.flushChunk(payload);
+      else q.write(payload);
+    } finally {
+      socket?.uncork();
+    }
+    return true;
+  };
 
   return {
     onMessage(fn) {
       q.on('data', fn);
     },
-    send(payload) {
-      if (finished || q.writableEnded || q.destroyed) return false;
-      // pg-copy-streams writes the CopyData header and the payload apart:
-      // corked, they leave in one system call, and the source wakes once.
-      const socket = (client as unknown as { connection?: { stream?: { cork(): void; uncork(): void } } }).connection?.stream;
-      socket?.cork();
-      try {
-        // Once the copy-both stream is open and nothing waits in its
-        // Writable's queue, the CopyData goes straight to the socket by
-        // pg-copy-streams' own framing (`flushChunk`, what its `_write`
-        // calls): the same bytes, in the same order, without the Writable's
-        // buffering, callback and next tick on each status update (one per
-        // turn in synchronous mode). Before CopyBothResponse, or with
-        // writes still queued, `write()` keeps them in order.
-        if (q._gotCopyInResponse === true && q.writableLength === 0 && typeof q.flushChunk === 'function') q.flushChunk(payload);
-        else q.write(payload);
-      } finally {
-        socket?.uncork();
+    send,
+    sendStatusUpdate(write, flush, replyRequested = false) {
+      if (statusHeld) {
+        status = Buffer.allocUnsafe(STATUS_UPDATE_SIZE);
+        statusView = viewOf(status);
       }
-      return true;
+      writeStatusUpdate(status, write, flush, replyRequested, statusView);
+      const sent = send(status);
+      // Written whole, nothing refers to the buffer any more; else the socket or the stream queued it.
+      statusHeld = !socket || socket.writableLength > 0 || q.writableLength > 0;
+      return sent;
     },
     ended,
   };

@@ -52,6 +52,8 @@ interface Prep {
 
 export class SegmentWriter {
   private file: WalFile | null = null;
+  /** Position of the open segment's first byte. */
+  private fileStart = 0n;
   private timeline = 0;
   /** End of the data written. */
   private written = 0n;
@@ -122,12 +124,14 @@ export class SegmentWriter {
     let i = 0;
     let off = 0; // into bufs[i]
     while (i < bufs.length) {
-      const segno = segmentOf(this.written, seg);
-      if (!this.file || this.file.segno !== segno || this.file.timeline !== this.timeline) {
+      // In the open segment (BigInt subtraction), or the segment is found by division: V8 runs BigInt
+      // division outside optimized code, and in synchronous mode this runs on every turn.
+      let offset = this.file && this.file.timeline === this.timeline && this.written >= this.fileStart ? Number(this.written - this.fileStart) : seg;
+      if (offset >= seg) {
         this.closeOpen();
-        this.openSegment(segno);
+        this.openSegment(segmentOf(this.written, seg));
+        offset = segmentOffset(this.written, seg);
       }
-      const offset = segmentOffset(this.written, seg);
       let room = Math.min(seg - offset, MAX_WRITE);
       const iov: Buffer[] = [];
       let n = 0;
@@ -187,6 +191,7 @@ export class SegmentWriter {
     }
     this.preps = keep;
     this.file = WalFile.open(this.dir, this.timeline, segno, this.segSize, prepared);
+    this.fileStart = segmentStart(segno, this.segSize);
     this.syncedOpen = this.written;
     for (let n = segno + 1n; n <= segno + BigInt(PREP_AHEAD); n++) {
       if (!this.preps.some((p) => p.segno === n)) this.prepare(n);
