@@ -15,20 +15,28 @@
  *   latency     the source names one receiver in synchronous_standby_names
  *               (walarchive with synchronous = on, then pg_receivewal
  *               --synchronous, order alternating by round); pgbench runs
- *               single-row INSERTs (-c 4) for --seconds; p50 and p99 of its
- *               per-transaction latencies (-l).
+ *               single-row INSERTs (-c 4) for --seconds, after --warmup
+ *               seconds of the same load that are not counted (a worker
+ *               just launched runs unoptimized JavaScript at first); p50 and
+ *               p99 of its per-transaction latencies (-l).
+ *   floor       --floor: floor.js in the latency runs too, the least a
+ *               synchronous receiver on the worker's stack does (the same
+ *               Node.js, node-postgres, socket and pg-copy-streams; write,
+ *               fdatasync, reply, nothing else): what the stack costs, apart
+ *               from the worker's own code.
  *   trials      --trials N: the durability check of test/walarchive.test.ts
  *               N times (acknowledged commits all in the archive after the
  *               source's SIGKILL), on a source of its own.
  * Medians over --rounds rounds. Both receivers fsync for real; the source
  * runs with the harness's fsync = off, the same for both.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { Cluster, waitFor } from '../../test/harness/cluster';
+import { PG_CONFIG } from '../../test/harness/pg-config';
 import { archiveDir, pgProgram, pgSpawn, stopProgram, synchronousTrial } from '../../test/walarchive-helpers';
 import { fmtRatio, median, sleep, table } from '../report';
 
@@ -40,10 +48,14 @@ interface Options {
   clients: number;
   /** pgbench -R: total commits per second in the latency runs (0: as fast as it goes). */
   rate: number;
+  /** Seconds of the same load before each latency run, not counted. */
+  warmup: number;
+  /** Also measure floor.js, the least receiver on the worker's stack. */
+  floor: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 3, backlogMb: 512, seconds: 10, trials: 20, clients: 4, rate: 0 };
+  const o: Options = { rounds: 3, backlogMb: 512, seconds: 10, trials: 20, clients: 4, rate: 0, warmup: 3, floor: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (): number => {
@@ -51,13 +63,21 @@ function parseArgs(argv: string[]): Options {
       if (!Number.isFinite(v) || v < 0) throw new Error(`${a} needs a number >= 0`);
       return v;
     };
-    if (a === '--rounds') o.rounds = Math.max(1, num());
+    // pgbench takes whole seconds and clients
+    const int = (): number => {
+      const v = num();
+      if (!Number.isInteger(v)) throw new Error(`${a} needs a whole number`);
+      return v;
+    };
+    if (a === '--rounds') o.rounds = Math.max(1, int());
     else if (a === '--backlog') o.backlogMb = Math.max(16, num());
-    else if (a === '--seconds') o.seconds = Math.max(1, num());
-    else if (a === '--trials') o.trials = num();
-    else if (a === '--clients') o.clients = Math.max(1, num());
+    else if (a === '--seconds') o.seconds = Math.max(1, int());
+    else if (a === '--trials') o.trials = int();
+    else if (a === '--clients') o.clients = Math.max(1, int());
     else if (a === '--rate') o.rate = num();
-    else if (a === '--quick') Object.assign(o, { rounds: 1, backlogMb: 128, seconds: 4, trials: 3 });
+    else if (a === '--warmup') o.warmup = int();
+    else if (a === '--floor') o.floor = true;
+    else if (a === '--quick') Object.assign(o, { rounds: 1, backlogMb: 128, seconds: 4, trials: 3, warmup: 1 });
     else if (a === '-h' || a === '--help') {
       process.stdout.write(fs.readFileSync(path.join(__dirname, 'run'), 'utf8').split('\n').filter((l) => l.startsWith('#') && !l.startsWith('#!')).map((l) => l.slice(2)).join('\n') + '\n');
       process.exit(0);
@@ -148,6 +168,8 @@ interface Receivers {
   host: Cluster;
   waDir: string;
   rwDir: string;
+  /** floor.js's directory (--floor). */
+  flDir: string;
 }
 
 async function startWalarchive(r: Receivers, settings: Record<string, string>): Promise<void> {
@@ -241,18 +263,55 @@ interface Latency {
   tps: number;
   /** CPU microseconds of the receiver (user + system, all threads) per commit. */
   cpuUs: number;
+  /** p50 of the warm-up run (ms), NaN without one. */
+  warmP50: number;
 }
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise<Latency> {
-  const app = system === 'wa' ? 'walarchive_sync' : 'receivewal_sync';
+/** Run pgbench's INSERTs for `seconds` (-l into `prefix`*); its per-transaction latencies in ms, sorted. */
+async function pgbenchLatencies(r: Receivers, o: Options, logDir: string, script: string, prefix: string, seconds: number): Promise<number[]> {
+  await pgProgram('pgbench', pgbenchArgs(r.src, ['-c', String(o.clients), '-j', '2', '-T', String(seconds), ...(o.rate > 0 ? ['-R', String(o.rate)] : []), '-n', '-f', script, '-l', '--log-prefix', path.join(logDir, prefix)]), {
+    timeoutMs: (seconds + 60) * 1000,
+  });
+  const lat: number[] = [];
+  for (const f of fs.readdirSync(logDir).filter((n) => n.startsWith(`${prefix}.`))) {
+    for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
+      const cols = line.split(' ');
+      if (cols.length >= 3) lat.push(Number(cols[2]) / 1000);
+    }
+  }
+  return lat.sort((a, b) => a - b);
+}
+
+/** The receivers of the latency runs: the worker, pg_receivewal, and with --floor floor.js. */
+type Sync = 'wa' | 'rw' | 'fl';
+const SYNC_NAMES: Record<Sync, string> = { wa: 'walarchive', rw: 'pg_receivewal', fl: 'floor.js' };
+
+/** A directory of the PostgreSQL in use (`pg_config --sharedir` and the like). */
+function pgConfig(flag: string): string {
+  return execFileSync(PG_CONFIG, [flag], { encoding: 'utf8' }).trim();
+}
+
+/** Start floor.js (the least receiver on the worker's stack) with the installed runtime, as the server's OS user. */
+function startFloor(r: Receivers, app: string) {
+  const runtime = path.join(pgConfig('--sharedir'), 'pg_tsworker');
+  const node = path.join(pgConfig('--pkglibdir'), 'pg_tsworker', 'pg_tsworker_node');
+  const script = path.join(r.flDir, 'floor.js');
+  fs.copyFileSync(path.join(__dirname, 'floor.js'), script); // readable by the server's OS user
+  fs.chmodSync(script, 0o644);
+  return pgSpawn(node, [script, runtime, r.src.host, String(r.src.port), 'postgres', 'fl', r.flDir, app], path.join(r.src.baseDir, 'floor.log'));
+}
+
+async function latencyOf(r: Receivers, o: Options, system: Sync): Promise<Latency> {
+  const app = { wa: 'walarchive_sync', rw: 'receivewal_sync', fl: 'floor_sync' }[system];
   await r.src.query(`ALTER SYSTEM SET synchronous_standby_names = '${app}'`);
   await r.src.reload();
   let rw = null;
   if (system === 'wa') await startWalarchive(r, { synchronous: 'on', application_name: app });
+  else if (system === 'fl') rw = startFloor(r, app);
   else rw = startReceivewal(r, ['--synchronous'], app);
   try {
     await r.src.pollQueryUntil(`SELECT sync_state FROM pg_stat_replication WHERE application_name = '${app}'`, 'sync', { timeoutMs: 300_000 });
@@ -263,24 +322,18 @@ async function latencyOf(r: Receivers, o: Options, system: 'wa' | 'rw'): Promise
     fs.writeFileSync(script, 'INSERT INTO sync_bench(v) VALUES (1);\n');
     fs.chmodSync(script, 0o644);
     const pid = system === 'wa' ? await workerPid(r) : rw!.pid!;
+    // The same load first, not counted: a worker just launched runs its JavaScript unoptimized for its
+    // first seconds (V8 compiles the hot functions as they run), pg_receivewal is machine code from the
+    // start. Its p50 is reported apart, so that what a fresh start costs is seen too.
+    const warm = o.warmup > 0 ? await pgbenchLatencies(r, o, logDir, script, 'warm', o.warmup) : null;
     const cpu0 = cpuSeconds(pid);
     const perfStop = perfRecord(pid, `sync-${system}-${pid}`);
     const t0 = performance.now();
-    await pgProgram('pgbench', pgbenchArgs(r.src, ['-c', String(o.clients), '-j', '2', '-T', String(o.seconds), ...(o.rate > 0 ? ['-R', String(o.rate)] : []), '-n', '-f', script, '-l', '--log-prefix', path.join(logDir, 'tx')]), {
-      timeoutMs: (o.seconds + 60) * 1000,
-    });
+    const lat = await pgbenchLatencies(r, o, logDir, script, 'tx', o.seconds);
     const secs = (performance.now() - t0) / 1000;
     const cpuUsed = cpuSeconds(pid) - cpu0;
     await perfStop();
-    const lat: number[] = [];
-    for (const f of fs.readdirSync(logDir).filter((n) => n.startsWith('tx'))) {
-      for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
-        const cols = line.split(' ');
-        if (cols.length >= 3) lat.push(Number(cols[2]) / 1000);
-      }
-    }
-    lat.sort((a, b) => a - b);
-    return { p50: percentile(lat, 50), p99: percentile(lat, 99), tps: lat.length / secs, cpuUs: (cpuUsed * 1e6) / lat.length };
+    return { p50: percentile(lat, 50), p99: percentile(lat, 99), tps: lat.length / secs, cpuUs: (cpuUsed * 1e6) / lat.length, warmP50: warm ? percentile(warm, 50) : NaN };
   } finally {
     if (system === 'wa') await stopWalarchive(r);
     else await stopProgram(rw!);
@@ -320,42 +373,50 @@ async function durabilityTrials(n: number): Promise<{ passed: number; acked: num
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  let o: Options;
+  try {
+    o = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench/walarchive: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
   const stop = async (): Promise<void> => {
     for (const c of clusters.reverse()) await c.cleanup().catch(() => undefined);
   };
   process.on('SIGINT', () => void stop().then(() => process.exit(130)));
   try {
-    log(`bench/walarchive: ${o.rounds} rounds, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients${o.rate > 0 ? ` at ${o.rate} tps` : ''}, ${o.trials} durability trials`);
+    log(`bench/walarchive: ${o.rounds} rounds, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients${o.rate > 0 ? ` at ${o.rate} tps` : ''} after ${o.warmup} s of warm-up, ${o.trials} durability trials`);
     const src = await Cluster.create('wa-bench-src', { allowStreaming: true, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min', log_replication_commands: 'on' } });
     clusters.push(src);
     const host = await Cluster.create('wa-bench-host', { conf: { shared_preload_libraries: 'pg_tsworker' } });
     clusters.push(host);
     await host.query('CREATE EXTENSION pg_tsworker');
-    const r: Receivers = { src, host, waDir: archiveDir(host, 'walarchive'), rwDir: archiveDir(src, 'receivewal') };
+    const r: Receivers = { src, host, waDir: archiveDir(host, 'walarchive'), rwDir: archiveDir(src, 'receivewal'), flDir: archiveDir(src, 'floor') };
     await src.query(`SELECT pg_create_physical_replication_slot('wa', true), pg_create_physical_replication_slot('rw', true)`);
+    if (o.floor) await src.query(`SELECT pg_create_physical_replication_slot('fl', true)`);
     await pgProgram('pgbench', pgbenchArgs(src, ['-i', '-s', '10', '-q']));
     await src.query('CREATE TABLE sync_bench(id bigserial PRIMARY KEY, v int)');
 
     const tp: Throughput[] = [];
-    const lat: { wa: Latency; rw: Latency }[] = [];
+    const lat: Partial<Record<Sync, Latency>>[] = [];
     for (let i = 0; i < o.rounds; i++) {
       log(`round ${i + 1}/${o.rounds}: throughput`);
       tp.push(await throughputRound(r, o, i));
       log(`round ${i + 1}/${o.rounds}: synchronous commit latency`);
-      const order: ('wa' | 'rw')[] = i % 2 === 0 ? ['wa', 'rw'] : ['rw', 'wa'];
-      const res: Partial<Record<'wa' | 'rw', Latency>> = {};
+      const systems: Sync[] = o.floor ? ['wa', 'fl', 'rw'] : ['wa', 'rw'];
+      const order = i % 2 === 0 ? systems : [...systems].reverse();
+      const res: Partial<Record<Sync, Latency>> = {};
       for (const s of order) {
         res[s] = await latencyOf(r, o, s);
-        log(`  ${s === 'wa' ? 'walarchive' : 'pg_receivewal'}: p50 ${res[s]!.p50.toFixed(3)} ms, p99 ${res[s]!.p99.toFixed(3)} ms, ${res[s]!.tps.toFixed(0)} tps, CPU ${res[s]!.cpuUs.toFixed(0)} us/commit`);
+        log(`  ${SYNC_NAMES[s]}: p50 ${res[s]!.p50.toFixed(3)} ms, p99 ${res[s]!.p99.toFixed(3)} ms, ${res[s]!.tps.toFixed(0)} tps, CPU ${res[s]!.cpuUs.toFixed(0)} us/commit (warm-up p50 ${res[s]!.warmP50.toFixed(3)} ms)`);
       }
-      lat.push({ wa: res.wa!, rw: res.rw! });
+      lat.push(res);
       await sleep(100);
     }
     const trials = o.trials > 0 ? await durabilityTrials(o.trials) : null;
 
     const m = (f: (x: (typeof tp)[number]) => number) => median(tp.map(f));
-    const l = (s: 'wa' | 'rw', k: keyof Latency) => median(lat.map((x) => x[s][k]));
+    const l = (s: Sync, k: keyof Latency) => median(lat.map((x) => x[s]![k]));
     const tpRatio = m((x) => x.wa) / m((x) => x.rw);
     const p50Ratio = l('wa', 'p50') / l('rw', 'p50');
     const p99Ratio = l('wa', 'p99') / l('rw', 'p99');
@@ -379,11 +440,20 @@ async function main(): Promise<void> {
         [
           ['walarchive synchronous = on', l('wa', 'tps').toFixed(0), l('wa', 'p50').toFixed(3), l('wa', 'p99').toFixed(3), fmtRatio(p50Ratio), fmtRatio(p99Ratio), l('wa', 'cpuUs').toFixed(0)],
           ['pg_receivewal --synchronous', l('rw', 'tps').toFixed(0), l('rw', 'p50').toFixed(3), l('rw', 'p99').toFixed(3), '1.00x', '1.00x', l('rw', 'cpuUs').toFixed(0)],
+          ...(o.floor
+            ? [['floor.js (the stack alone)', l('fl', 'tps').toFixed(0), l('fl', 'p50').toFixed(3), l('fl', 'p99').toFixed(3), fmtRatio(l('fl', 'p50') / l('rw', 'p50')), fmtRatio(l('fl', 'p99') / l('rw', 'p99')), l('fl', 'cpuUs').toFixed(0)]]
+            : []),
         ],
         [false, true, true, true, true, true, true],
       ),
     );
     out.push(`target <= 1.20x: p50 ${p50Ratio <= 1.2 ? 'met' : 'NOT met'}, p99 ${p99Ratio <= 1.2 ? 'met' : 'NOT met'}`);
+    if (o.warmup > 0) {
+      out.push(
+        `(each run after ${o.warmup} s of the same load, not counted: a worker just launched runs unoptimized JavaScript at first; ` +
+          `p50 during that warm-up: walarchive ${l('wa', 'warmP50').toFixed(3)} ms, pg_receivewal ${l('rw', 'warmP50').toFixed(3)} ms${o.floor ? `, floor.js ${l('fl', 'warmP50').toFixed(3)} ms` : ''})`,
+      );
+    }
     if (trials) {
       out.push(`\nDurability: ${trials.passed}/${o.trials} trials with every acknowledged commit in the archive after the source's SIGKILL (${trials.acked} acknowledged commits in all)`);
       for (const f of trials.failures) out.push(`  ${f}`);

@@ -1,0 +1,85 @@
+/*
+ * bench/walarchive/floor.js — the least a synchronous WAL receiver on the
+ * walarchive worker's stack can do, for `bench/walarchive/run --floor`: the
+ * same Node.js 18 (pg_tsworker_node), node-postgres replication
+ * connection, socket (stream-socket.js) and pg-copy-streams both() stream,
+ * and per turn only what a synchronous receiver must: write the XLogData
+ * into one preallocated file, fdatasync it, send a Standby status update.
+ * No segment files, status, timeouts or timeline handling: not an archive.
+ * It shows how much of the worker's latency is the stack's and how much
+ * the worker's own code.
+ *
+ *   pg_tsworker_node floor.js RUNTIME_DIR CONNINFO_HOST PORT USER SLOT DIR APPLICATION_NAME
+ *
+ * RUNTIME_DIR: the installed runtime ($(pg_config --sharedir)/pg_tsworker).
+ * Streams from the start of the source's current segment on its timeline
+ * until SIGINT/SIGTERM; writes DIR/floor.wal (one 16 MB file, reused).
+ */
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+const [runtimeDir, host, port, user, slot, dir, app] = process.argv.slice(2);
+if (!app) {
+  process.stderr.write('usage: floor.js RUNTIME_DIR HOST PORT USER SLOT DIR APPLICATION_NAME\n');
+  process.exit(2);
+}
+const pg = require(path.join(runtimeDir, 'node_modules/pg'));
+const { both } = require(path.join(runtimeDir, 'node_modules/pg-copy-streams'));
+const { streamSocket } = require(path.join(runtimeDir, 'dist/workers/walarchive/stream-socket.js'));
+const { STATUS_UPDATE_SIZE, viewOf, writeStatusUpdate } = require(path.join(runtimeDir, 'dist/workers/walarchive/messages.js'));
+
+const SEG = 16 * 1024 * 1024;
+
+async function main() {
+  const socket = streamSocket(1 << 20);
+  const client = new pg.Client({ host, port: Number(port), user, database: 'postgres', replication: 'true', application_name: app, stream: socket });
+  await client.connect();
+  const id = (await client.query('IDENTIFY_SYSTEM')).rows[0];
+  const [hi, lo] = id.xlogpos.split('/').map((h) => parseInt(h, 16));
+  const start = hi * 2 ** 32 + lo - (lo % SEG);
+  const fd = fs.openSync(path.join(dir, 'floor.wal'), 'w+', 0o600);
+  fs.writeSync(fd, Buffer.alloc(SEG));
+  fs.fsyncSync(fd);
+  const q = both(`START_REPLICATION SLOT "${slot}" PHYSICAL ${Math.floor(start / 2 ** 32).toString(16)}/${(start % 2 ** 32).toString(16)} TIMELINE ${id.timeline}`, {
+    alignOnCopyDataFrame: true,
+    readableHighWaterMark: 1 << 20,
+  });
+  client.query(q);
+  const status = Buffer.allocUnsafe(STATUS_UPDATE_SIZE);
+  const view = viewOf(status);
+  let end = 0n;
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    fs.fdatasyncSync(fd);
+    writeStatusUpdate(status, end, end, false, view);
+    socket.cork();
+    q.flushChunk(Buffer.from(status));
+    socket.uncork();
+  };
+  q.on('data', (p) => {
+    if (p[0] !== 0x77) return; // keepalives: the reply of the next flush answers them
+    const s = p.readUInt32BE(1) * 2 ** 32 + p.readUInt32BE(5);
+    const n = p.length - 25;
+    const off = s % SEG;
+    const first = Math.min(n, SEG - off); // the file holds one segment: wrap around
+    fs.writeSync(fd, p, 25, first, off);
+    if (first < n) fs.writeSync(fd, p, 25 + first, n - first, 0);
+    end = BigInt(s + n);
+    if (!scheduled) {
+      scheduled = true;
+      process.nextTick(flush);
+    }
+  });
+  q.on('error', (err) => {
+    process.stderr.write(`floor.js: ${err.message}\n`);
+    process.exit(1);
+  });
+}
+
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));
+main().catch((err) => {
+  process.stderr.write(`floor.js: ${err.message}\n`);
+  process.exit(1);
+});
