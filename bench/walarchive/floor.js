@@ -1,6 +1,6 @@
 /*
- * bench/walarchive/floor.js — the least a synchronous WAL receiver on the
- * walarchive worker's stack can do, for `bench/walarchive/run --floor`: the
+ * bench/walarchive/floor.js — a minimal synchronous WAL receiver on the
+ * walarchive worker's stack, for `bench/walarchive/run --floor`: the
  * same Node.js 18 (pg_tsworker_node), node-postgres replication
  * connection, socket (stream-socket.js) and pg-copy-streams both() stream,
  * and per turn only what a synchronous receiver must: write the XLogData
@@ -9,11 +9,17 @@
  * It shows how much of the worker's latency is the stack's and how much
  * the worker's own code.
  *
- *   pg_tsworker_node floor.js RUNTIME_DIR CONNINFO_HOST PORT USER SLOT DIR APPLICATION_NAME
+ *   pg_tsworker_node floor.js RUNTIME_DIR HOST PORT USER SLOT DIR APPLICATION_NAME
  *
- * RUNTIME_DIR: the installed runtime ($(pg_config --sharedir)/pg_tsworker).
- * Streams from the start of the source's current segment on its timeline
- * until SIGINT/SIGTERM; writes DIR/floor.wal (one 16 MB file, reused).
+ * RUNTIME_DIR: the installed runtime ($(pg_config --sharedir)/pg_tsworker);
+ * it loads two of the worker's compiled modules from there
+ * (dist/workers/walarchive/stream-socket.js and messages.js), so that it
+ * reads and replies as the worker does. HOST: a host name or, as run.ts
+ * passes it, the source's Unix socket directory. Streams from the start of
+ * the source's current segment on its timeline until SIGINT/SIGTERM;
+ * writes DIR/floor.wal (one 16 MB file, reused). It is a reference point,
+ * not a lower bound: its latency moves with the machine as the worker's
+ * does, and a round may find either one ahead.
  */
 'use strict';
 const fs = require('fs');
@@ -59,7 +65,9 @@ async function main() {
     socket.uncork();
   };
   q.on('data', (p) => {
-    if (p[0] !== 0x77) return; // keepalives: the reply of the next flush answers them
+    // Keepalives are not answered: under the bench's load the next flush's status update comes within
+    // a turn; an idle source asking for a reply would time this program out (wal_sender_timeout).
+    if (p[0] !== 0x77) return;
     const s = p.readUInt32BE(1) * 2 ** 32 + p.readUInt32BE(5);
     const n = p.length - 25;
     const off = s % SEG;

@@ -19,11 +19,12 @@
  *               seconds of the same load that are not counted (a worker
  *               just launched runs unoptimized JavaScript at first); p50 and
  *               p99 of its per-transaction latencies (-l).
- *   floor       --floor: floor.js in the latency runs too, the least a
- *               synchronous receiver on the worker's stack does (the same
+ *   floor       --floor: floor.js in the latency runs too, a minimal
+ *               synchronous receiver on the worker's stack (the same
  *               Node.js, node-postgres, socket and pg-copy-streams; write,
- *               fdatasync, reply, nothing else): what the stack costs, apart
- *               from the worker's own code.
+ *               fdatasync, reply, nothing else): a reference point for what
+ *               the stack costs apart from the worker's own code (not a
+ *               lower bound: a round may find either one ahead).
  *   trials      --trials N: the durability check of test/walarchive.test.ts
  *               N times (acknowledged commits all in the archive after the
  *               source's SIGKILL), on a source of its own.
@@ -50,38 +51,45 @@ interface Options {
   rate: number;
   /** Seconds of the same load before each latency run, not counted. */
   warmup: number;
-  /** Also measure floor.js, the least receiver on the worker's stack. */
+  /** Also measure floor.js, a minimal reference receiver on the worker's stack. */
   floor: boolean;
+  /** A smoke run (--quick): the targets are not judged. */
+  quick: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 3, backlogMb: 512, seconds: 10, trials: 20, clients: 4, rate: 0, warmup: 3, floor: false };
+  const o: Options = { rounds: 3, backlogMb: 512, seconds: 10, trials: 20, clients: 4, rate: 0, warmup: 3, floor: false, quick: false };
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(fs.readFileSync(path.join(__dirname, 'run'), 'utf8').split('\n').filter((l) => l.startsWith('#') && !l.startsWith('#!')).map((l) => l.slice(2)).join('\n') + '\n');
+    process.exit(0);
+  }
+  // --quick sets defaults only: the options given with it win wherever they stand
+  if (argv.includes('--quick')) Object.assign(o, { rounds: 1, backlogMb: 128, seconds: 4, trials: 3, warmup: 1, quick: true });
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const num = (): number => {
-      const v = Number(argv[++i]);
-      if (!Number.isFinite(v) || v < 0) throw new Error(`${a} needs a number >= 0`);
+    // A decimal number (pgbench -R takes fractions), at least `min`; no hex, exponent or empty string.
+    const num = (min: number): number => {
+      const text = argv[++i];
+      if (text === undefined || !/^[0-9]+(\.[0-9]+)?$/.test(text)) throw new Error(`${a} needs a number >= ${min}`);
+      const v = Number(text);
+      if (v < min) throw new Error(`${a} needs a number >= ${min}`);
       return v;
     };
-    // pgbench takes whole seconds and clients
-    const int = (): number => {
-      const v = num();
+    // pgbench takes whole seconds and clients; megabytes are counted whole
+    const int = (min: number): number => {
+      const v = num(min);
       if (!Number.isInteger(v)) throw new Error(`${a} needs a whole number`);
       return v;
     };
-    if (a === '--rounds') o.rounds = Math.max(1, int());
-    else if (a === '--backlog') o.backlogMb = Math.max(16, num());
-    else if (a === '--seconds') o.seconds = Math.max(1, int());
-    else if (a === '--trials') o.trials = int();
-    else if (a === '--clients') o.clients = Math.max(1, int());
-    else if (a === '--rate') o.rate = num();
-    else if (a === '--warmup') o.warmup = int();
+    if (a === '--rounds') o.rounds = int(1);
+    else if (a === '--backlog') o.backlogMb = int(16);
+    else if (a === '--seconds') o.seconds = int(1);
+    else if (a === '--trials') o.trials = int(0);
+    else if (a === '--clients') o.clients = int(1);
+    else if (a === '--rate') o.rate = num(0);
+    else if (a === '--warmup') o.warmup = int(0);
     else if (a === '--floor') o.floor = true;
-    else if (a === '--quick') Object.assign(o, { rounds: 1, backlogMb: 128, seconds: 4, trials: 3, warmup: 1 });
-    else if (a === '-h' || a === '--help') {
-      process.stdout.write(fs.readFileSync(path.join(__dirname, 'run'), 'utf8').split('\n').filter((l) => l.startsWith('#') && !l.startsWith('#!')).map((l) => l.slice(2)).join('\n') + '\n');
-      process.exit(0);
-    } else throw new Error(`unknown argument ${a} (see --help)`);
+    else if (a !== '--quick') throw new Error(`unknown argument ${a} (see --help)`);
   }
   return o;
 }
@@ -295,7 +303,7 @@ function pgConfig(flag: string): string {
   return execFileSync(PG_CONFIG, [flag], { encoding: 'utf8' }).trim();
 }
 
-/** Start floor.js (the least receiver on the worker's stack) with the installed runtime, as the server's OS user. */
+/** Start floor.js (a minimal reference receiver on the worker's stack) with the installed runtime, as the server's OS user. */
 function startFloor(r: Receivers, app: string) {
   const runtime = path.join(pgConfig('--sharedir'), 'pg_tsworker');
   const node = path.join(pgConfig('--pkglibdir'), 'pg_tsworker', 'pg_tsworker_node');
@@ -383,9 +391,12 @@ async function main(): Promise<void> {
   const stop = async (): Promise<void> => {
     for (const c of clusters.reverse()) await c.cleanup().catch(() => undefined);
   };
-  process.on('SIGINT', () => void stop().then(() => process.exit(130)));
+  // Stopped by a signal (^C, kill, timeout, a closed terminal): the servers go with it.
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+    process.on(sig, () => void stop().then(() => process.exit(code)));
+  }
   try {
-    log(`bench/walarchive: ${o.rounds} rounds, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients${o.rate > 0 ? ` at ${o.rate} tps` : ''} after ${o.warmup} s of warm-up, ${o.trials} durability trials`);
+    log(`bench/walarchive: ${o.rounds} round${o.rounds === 1 ? '' : 's'}, backlog ${o.backlogMb} MB, latency ${o.seconds} s x ${o.clients} clients${o.rate > 0 ? ` at ${o.rate} tps` : ''} after ${o.warmup} s of warm-up, ${o.trials} durability trials`);
     const src = await Cluster.create('wa-bench-src', { allowStreaming: true, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min', log_replication_commands: 'on' } });
     clusters.push(src);
     const host = await Cluster.create('wa-bench-host', { conf: { shared_preload_libraries: 'pg_tsworker' } });
@@ -408,7 +419,7 @@ async function main(): Promise<void> {
       const res: Partial<Record<Sync, Latency>> = {};
       for (const s of order) {
         res[s] = await latencyOf(r, o, s);
-        log(`  ${SYNC_NAMES[s]}: p50 ${res[s]!.p50.toFixed(3)} ms, p99 ${res[s]!.p99.toFixed(3)} ms, ${res[s]!.tps.toFixed(0)} tps, CPU ${res[s]!.cpuUs.toFixed(0)} us/commit (warm-up p50 ${res[s]!.warmP50.toFixed(3)} ms)`);
+        log(`  ${SYNC_NAMES[s]}: p50 ${res[s]!.p50.toFixed(3)} ms, p99 ${res[s]!.p99.toFixed(3)} ms, ${res[s]!.tps.toFixed(0)} tps, CPU ${res[s]!.cpuUs.toFixed(0)} us/commit ${o.warmup > 0 ? ` (warm-up p50 ${res[s]!.warmP50.toFixed(3)} ms)` : ''}`);
       }
       lat.push(res);
       await sleep(100);
@@ -421,7 +432,8 @@ async function main(): Promise<void> {
     const p50Ratio = l('wa', 'p50') / l('rw', 'p50');
     const p99Ratio = l('wa', 'p99') / l('rw', 'p99');
     const out: string[] = [];
-    out.push(`\nArchive throughput: catching up a ${m((x) => x.mb).toFixed(0)} MB WAL backlog (16 MB segments) under pgbench, each alone; median of ${o.rounds}`);
+    const overRounds = o.rounds === 1 ? 'one round' : `median of ${o.rounds}`;
+    out.push(`\nArchive throughput: catching up a ${m((x) => x.mb).toFixed(0)} MB WAL backlog (16 MB segments) under pgbench, each alone; ${overRounds}`);
     out.push(
       table(
         ['system', 'MB/s', 'vs pg_receivewal', 'CPU s/GB', 'start-up'],
@@ -432,8 +444,8 @@ async function main(): Promise<void> {
         [false, true, true, true, true],
       ),
     );
-    out.push(`target >= 0.90x: ${tpRatio >= 0.9 ? 'met' : 'NOT met'}`);
-    out.push(`\nSynchronous commit latency: pgbench -c ${o.clients}${o.rate > 0 ? ` -R ${o.rate}` : ''}, single-row INSERT, ${o.seconds} s, source names the receiver in synchronous_standby_names; median of ${o.rounds}`);
+    out.push(o.quick ? 'target >= 0.90x: not judged (a --quick smoke run: one short round)' : `target >= 0.90x: ${tpRatio >= 0.9 ? 'met' : 'NOT met'}`);
+    out.push(`\nSynchronous commit latency: pgbench -c ${o.clients}${o.rate > 0 ? ` -R ${o.rate}` : ''}, single-row INSERT, ${o.seconds} s, source names the receiver in synchronous_standby_names; ${overRounds}`);
     out.push(
       table(
         ['system', 'tps', 'p50 ms', 'p99 ms', 'p50 vs', 'p99 vs', 'CPU us/commit'],
@@ -447,7 +459,11 @@ async function main(): Promise<void> {
         [false, true, true, true, true, true, true],
       ),
     );
-    out.push(`target <= 1.20x: p50 ${p50Ratio <= 1.2 ? 'met' : 'NOT met'}, p99 ${p99Ratio <= 1.2 ? 'met' : 'NOT met'}`);
+    out.push(
+      o.quick
+        ? 'target <= 1.20x: not judged (a --quick smoke run: one short round)'
+        : `target <= 1.20x: p50 ${p50Ratio <= 1.2 ? 'met' : 'NOT met'}, p99 ${p99Ratio <= 1.2 ? 'met' : 'NOT met'}`,
+    );
     if (o.warmup > 0) {
       out.push(
         `(each run after ${o.warmup} s of the same load, not counted: a worker just launched runs unoptimized JavaScript at first; ` +
