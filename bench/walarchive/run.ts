@@ -419,7 +419,7 @@ async function main(): Promise<void> {
       const res: Partial<Record<Sync, Latency>> = {};
       for (const s of order) {
         res[s] = await latencyOf(r, o, s);
-        log(`  ${SYNC_NAMES[s]}: p50 ${res[s]!.p50.toFixed(3)} ms, p99 ${res[s]!.p99.toFixed(3)} ms, ${res[s]!.tps.toFixed(0)} tps, CPU ${res[s]!.cpuUs.toFixed(0)} us/commit ${o.warmup > 0 ? ` (warm-up p50 ${res[s]!.warmP50.toFixed(3)} ms)` : ''}`);
+        log(`  ${SYNC_NAMES[s]}: p50 ${res[s]!.p50.toFixed(3)} ms, p99 ${res[s]!.p99.toFixed(3)} ms, ${res[s]!.tps.toFixed(0)} tps, CPU ${res[s]!.cpuUs.toFixed(0)} us/commit${o.warmup > 0 ? ` (warm-up p50 ${res[s]!.warmP50.toFixed(3)} ms)` : ''}`);
       }
       lat.push(res);
       await sleep(100);
@@ -453,7 +453,7 @@ async function main(): Promise<void> {
           ['walarchive synchronous = on', l('wa', 'tps').toFixed(0), l('wa', 'p50').toFixed(3), l('wa', 'p99').toFixed(3), fmtRatio(p50Ratio), fmtRatio(p99Ratio), l('wa', 'cpuUs').toFixed(0)],
           ['pg_receivewal --synchronous', l('rw', 'tps').toFixed(0), l('rw', 'p50').toFixed(3), l('rw', 'p99').toFixed(3), '1.00x', '1.00x', l('rw', 'cpuUs').toFixed(0)],
           ...(o.floor
-            ? [['floor.js (the stack alone)', l('fl', 'tps').toFixed(0), l('fl', 'p50').toFixed(3), l('fl', 'p99').toFixed(3), fmtRatio(l('fl', 'p50') / l('rw', 'p50')), fmtRatio(l('fl', 'p99') / l('rw', 'p99')), l('fl', 'cpuUs').toFixed(0)]]
+            ? [['floor.js (same stack, minimal)', l('fl', 'tps').toFixed(0), l('fl', 'p50').toFixed(3), l('fl', 'p99').toFixed(3), fmtRatio(l('fl', 'p50') / l('rw', 'p50')), fmtRatio(l('fl', 'p99') / l('rw', 'p99')), l('fl', 'cpuUs').toFixed(0)]]
             : []),
         ],
         [false, true, true, true, true, true, true],
