@@ -24,8 +24,10 @@ const SEG = 1024 * 1024;
 const clusters: Cluster[] = [];
 let mounted: string | null = null;
 after(async () => {
-  for (const c of clusters.reverse()) await c.cleanup().catch(() => undefined);
+  // The tmpfs is unmounted before the clusters' directories are removed: a mount point in one cannot be.
+  for (const c of clusters) await c.stop().catch(() => undefined);
   if (mounted) execFileSync('umount', ['-l', mounted]);
+  for (const c of clusters.reverse()) await c.cleanup().catch(() => undefined);
 });
 
 describe('walarchive: disk full', { skip: process.getuid?.() !== 0 ? 'mounting a tmpfs needs root' : false }, () => {
