@@ -14,13 +14,13 @@ import pg from 'pg';
 
 import { Cluster, PG_BIN, getFreePort, pidExists, waitFor } from './harness/cluster';
 import type { Etcd } from './harness/etcd';
-import { PG_CONFIG } from './harness/pg-config';
+import { PG_CONFIG, pgConfigValue } from './harness/pg-config';
 
 /** null when Citus can run here, else why not (the reason a skipped test prints). */
 export function citusMissing(): string | null {
   let share: string;
   try {
-    share = execFileSync(PG_CONFIG, ['--sharedir'], { encoding: 'utf8' }).trim();
+    share = pgConfigValue('--sharedir');
   } catch (err) {
     return `cannot run ${PG_CONFIG} --sharedir: ${(err as Error).message}`;
   }

@@ -59,7 +59,7 @@ async function main() {
   const flush = () => {
     scheduled = false;
     fs.fdatasyncSync(fd);
-    writeStatusUpdate(status, end, end, false, view);
+    writeStatusUpdate(status, view, end, end, false);
     socket.cork();
     q.flushChunk(Buffer.from(status));
     socket.uncork();

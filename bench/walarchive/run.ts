@@ -31,13 +31,13 @@
  * Medians over --rounds rounds. Both receivers fsync for real; the source
  * runs with the harness's fsync = off, the same for both.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { Cluster, waitFor } from '../../test/harness/cluster';
-import { PG_CONFIG } from '../../test/harness/pg-config';
+import { pgConfigValue } from '../../test/harness/pg-config';
 import { archiveDir, pgProgram, pgSpawn, stopProgram, synchronousTrial } from '../../test/walarchive-helpers';
 import { fmtRatio, median, sleep, table } from '../report';
 
@@ -298,18 +298,11 @@ async function pgbenchLatencies(r: Receivers, o: Options, logDir: string, script
 type Sync = 'wa' | 'rw' | 'fl';
 const SYNC_NAMES: Record<Sync, string> = { wa: 'walarchive', rw: 'pg_receivewal', fl: 'floor.js' };
 
-/** A directory of the PostgreSQL in use (`pg_config --sharedir` and the like). */
-function pgConfig(flag: string): string {
-  return execFileSync(PG_CONFIG, [flag], { encoding: 'utf8' }).trim();
-}
-
 /** Start floor.js (a minimal reference receiver on the worker's stack) with the installed runtime, as the server's OS user. */
 function startFloor(r: Receivers, app: string) {
-  const runtime = path.join(pgConfig('--sharedir'), 'pg_tsworker');
-  const node = path.join(pgConfig('--pkglibdir'), 'pg_tsworker', 'pg_tsworker_node');
-  const script = path.join(r.flDir, 'floor.js');
-  fs.copyFileSync(path.join(__dirname, 'floor.js'), script); // readable by the server's OS user
-  fs.chmodSync(script, 0o644);
+  const runtime = path.join(pgConfigValue('--sharedir'), 'pg_tsworker');
+  const node = path.join(pgConfigValue('--pkglibdir'), 'pg_tsworker', 'pg_tsworker_node');
+  const script = path.join(r.flDir, 'floor.js'); // copied there by main(): readable by the server's OS user
   return pgSpawn(node, [script, runtime, r.src.host, String(r.src.port), 'postgres', 'fl', r.flDir, app], path.join(r.src.baseDir, 'floor.log'));
 }
 
@@ -404,7 +397,11 @@ async function main(): Promise<void> {
     await host.query('CREATE EXTENSION pg_tsworker');
     const r: Receivers = { src, host, waDir: archiveDir(host, 'walarchive'), rwDir: archiveDir(src, 'receivewal'), flDir: archiveDir(src, 'floor') };
     await src.query(`SELECT pg_create_physical_replication_slot('wa', true), pg_create_physical_replication_slot('rw', true)`);
-    if (o.floor) await src.query(`SELECT pg_create_physical_replication_slot('fl', true)`);
+    if (o.floor) {
+      await src.query(`SELECT pg_create_physical_replication_slot('fl', true)`);
+      fs.copyFileSync(path.join(__dirname, 'floor.js'), path.join(r.flDir, 'floor.js'));
+      fs.chmodSync(path.join(r.flDir, 'floor.js'), 0o644);
+    }
     await pgProgram('pgbench', pgbenchArgs(src, ['-i', '-s', '10', '-q']));
     await src.query('CREATE TABLE sync_bench(id bigserial PRIMARY KEY, v int)');
 

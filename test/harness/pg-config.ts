@@ -21,6 +21,11 @@ function bindir(): string {
   }
 }
 
+/** What `pg_config <flag>` prints for that installation (`--sharedir`, `--pkglibdir`, ...). */
+export function pgConfigValue(flag: string): string {
+  return execFileSync(PG_CONFIG, [flag], { encoding: 'utf8' }).trim();
+}
+
 /** Directory of the server binaries (initdb, pg_ctl, postgres, pg_basebackup, ...). */
 export const PG_BIN: string = bindir();
 

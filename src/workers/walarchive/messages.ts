@@ -69,7 +69,7 @@ export const STATUS_UPDATE_SIZE = 34;
  * fsynced), `apply` always invalid (0) as pg_receivewal sends it, the
  * time, and whether the source is to answer at once.
  */
-export function writeStatusUpdate(b: Buffer, write: bigint, flush: bigint, replyRequested = false, view = viewOf(b)): void {
+export function writeStatusUpdate(b: Buffer, view: DataView, write: bigint, flush: bigint, replyRequested = false): void {
   b[0] = 0x72; // 'r'
   view.setBigUint64(1, write);
   view.setBigUint64(9, flush);

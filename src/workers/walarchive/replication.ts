@@ -59,8 +59,6 @@ export type StreamEnd =
 export interface ReplicationStream {
   /** Called with each CopyData payload from the source, in order. */
   onMessage(fn: (payload: Buffer) => void): void;
-  /** Send one CopyData payload to the source; false when the stream has ended. */
-  send(payload: Buffer): boolean;
   /**
    * Send a Standby status update (messages.ts) with these positions; false
    * when the stream has ended. Its buffer is reused while the socket has
@@ -126,6 +124,7 @@ export function startReplication(client: pg.Client, start: StartPoint): Replicat
   let statusView = viewOf(status);
   let statusHeld = false;
 
+  // One CopyData payload to the source; false when the stream has ended.
   const send = (payload: Buffer): boolean => {
     if (finished || q.writableEnded || q.destroyed) return false;
     // pg-copy-streams writes the CopyData header and the payload apart:
@@ -151,13 +150,12 @@ export function startReplication(client: pg.Client, start: StartPoint): Replicat
     onMessage(fn) {
       q.on('data', fn);
     },
-    send,
     sendStatusUpdate(write, flush, replyRequested = false) {
       if (statusHeld) {
         status = Buffer.allocUnsafe(STATUS_UPDATE_SIZE);
         statusView = viewOf(status);
       }
-      writeStatusUpdate(status, write, flush, replyRequested, statusView);
+      writeStatusUpdate(status, statusView, write, flush, replyRequested);
       const sent = send(status);
       // Written whole, nothing refers to the buffer any more; else the socket or the stream queued it.
       statusHeld = !socket || socket.writableLength > 0 || q.writableLength > 0;

@@ -52,8 +52,6 @@ interface Prep {
 
 export class SegmentWriter {
   private file: WalFile | null = null;
-  /** Position of the open segment's first byte. */
-  private fileStart = 0n;
   private timeline = 0;
   /** End of the data written. */
   private written = 0n;
@@ -126,7 +124,7 @@ export class SegmentWriter {
     while (i < bufs.length) {
       // In the open segment (BigInt subtraction), or the segment is found by division: V8 runs BigInt
       // division outside optimized code, and in synchronous mode this runs on every turn.
-      let offset = this.file && this.file.timeline === this.timeline && this.written >= this.fileStart ? Number(this.written - this.fileStart) : seg;
+      let offset = this.file && this.file.timeline === this.timeline && this.written >= this.file.start ? Number(this.written - this.file.start) : seg;
       if (offset >= seg) {
         this.closeOpen();
         this.openSegment(segmentOf(this.written, seg));
@@ -191,7 +189,6 @@ export class SegmentWriter {
     }
     this.preps = keep;
     this.file = WalFile.open(this.dir, this.timeline, segno, this.segSize, prepared);
-    this.fileStart = segmentStart(segno, this.segSize);
     this.syncedOpen = this.written;
     for (let n = segno + 1n; n <= segno + BigInt(PREP_AHEAD); n++) {
       if (!this.preps.some((p) => p.segno === n)) this.prepare(n);

@@ -14,7 +14,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { segmentName } from './lsn';
+import { segmentName, segmentStart } from './lsn';
 
 /** fsync a directory, so that a file created or renamed in it persists. */
 export function fsyncDir(dir: string): void {
@@ -138,6 +138,8 @@ const fsyncAsync = (fd: number): Promise<void> => new Promise((resolve, reject) 
 export class WalFile {
   /** Segment name without suffix. */
   readonly name: string;
+  /** Position of the segment's first byte. */
+  readonly start: bigint;
   private closed = false;
 
   private constructor(
@@ -148,6 +150,7 @@ export class WalFile {
     private readonly fd: number,
   ) {
     this.name = segmentName(timeline, segno, segSize);
+    this.start = segmentStart(segno, segSize);
   }
 
   get partialPath(): string {
