@@ -20,14 +20,18 @@ import { pgMajor } from './harness/pg-config';
 import { ApiClient, makeCertificate, makeKey, makeToken, md5Password, writeJwks, type TestKey } from './compute-client';
 
 const clusters: Cluster[] = [];
+/** Directories made by sharedDir(), removed after the clusters. */
+const sharedDirs: string[] = [];
 after(async () => {
   for (const c of clusters.reverse()) await c.cleanup().catch(() => undefined);
+  for (const dir of sharedDirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function sharedDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgtsw-compute-review-'));
+  sharedDirs.push(dir);
   fs.chmodSync(dir, 0o755);
   return dir;
 }

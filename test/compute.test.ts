@@ -43,14 +43,18 @@ const parsePrometheus = require('parse-prometheus-text-format') as (text: string
 const COMPUTE_ID = 'compute-quiet-sun-123';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const clusters: Cluster[] = [];
+/** Directories made by sharedDir(), removed after the clusters. */
+const sharedDirs: string[] = [];
 
 after(async () => {
   for (const c of clusters.reverse()) await c.cleanup().catch(() => undefined);
+  for (const dir of sharedDirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 /** A directory the server's OS user can read. */
 function sharedDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgtsw-compute-files-'));
+  sharedDirs.push(dir);
   fs.chmodSync(dir, 0o755);
   return dir;
 }
