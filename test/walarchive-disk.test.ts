@@ -54,20 +54,34 @@ describe('walarchive: disk full', { skip: process.getuid?.() !== 0 ? 'mounting a
       const s = fs.statfsSync(dir);
       return s.bavail * s.bsize;
     };
-    // the next segment is made ahead just after the first is opened: wait until it is whole
+    // segments are made ahead just after the first is opened, several at once: wait until every one is
+    // whole, twice in a row, so that free() stays put
+    const prepsWhole = () => {
+      const preps = fs.readdirSync(dir).filter((n) => n.endsWith('.partial.prep'));
+      return preps.length > 0 && preps.every((n) => fs.statSync(path.join(dir, n)).size === SEG) ? preps.join() : null;
+    };
+    let seen: string | null = null;
     await waitFor(
-      () => fs.readdirSync(dir).some((n) => n.endsWith('.partial.prep') && fs.statSync(path.join(dir, n)).size === SEG),
-      { what: 'the next segment made ahead' },
+      () => {
+        const now = prepsWhole();
+        const stable = now !== null && now === seen;
+        seen = now;
+        return stable;
+      },
+      { intervalMs: 200, what: 'the segments made ahead to be whole' },
     );
     const filler = path.join(dir, 'filler');
     fs.writeFileSync(filler, Buffer.alloc(Math.max(0, free() - SEG / 2)));
     const off = host.logOffset();
     await src.query('CREATE TABLE t(v int)');
-    for (let i = 0; i < 3; i++) {
+    // new segments until one has to be padded on the full disk: the ones made ahead are used first
+    const failing = /tsworker "walarchive": failing: .*ENOSPC|No space left/;
+    for (let i = 0; i < 10 && !failing.test(host.readLog(off)); i++) {
       await src.query('INSERT INTO t SELECT generate_series(1, 1000)');
       await switchWal(src);
+      await new Promise((r) => setTimeout(r, 300));
     }
-    await host.waitForLog(/tsworker "walarchive": failing: .*ENOSPC|No space left/, off, 60_000);
+    await host.waitForLog(failing, off, 60_000);
     fs.rmSync(filler);
     const end = await src.queryText('SELECT pg_current_wal_flush_lsn()');
     await waitFlushed(host, end, 'walarchive', 90_000);

@@ -80,6 +80,8 @@ export class Receiver {
         if (this.opts.synchronous && !this.failure) this.report();
       },
       failed: (err) => this.fail(err),
+      // the segment file the writer waited for is made: write what waited, as at the end of a turn
+      resumed: () => this.writeArrived(),
     });
   }
 
@@ -235,9 +237,14 @@ export class Receiver {
     }
   }
 
-  /** Write what arrived in this turn; in synchronous mode make it durable and tell the source. */
+  /** The end of a turn in which messages arrived (scheduled by handle()). */
   private readonly endOfTurn = (): void => {
     this.writeScheduled = false;
+    this.writeArrived();
+  };
+
+  /** Write what arrived and is queued; in synchronous mode make it durable and tell the source. */
+  private writeArrived(): void {
     if (this.failure) return;
     try {
       if (this.opts.synchronous) this.flush(true);
@@ -245,7 +252,7 @@ export class Receiver {
     } catch (err) {
       this.fail(err as Error);
     }
-  };
+  }
 
   private caughtUp(): void {
     if (this.flushPos >= this.sourceEnd) this.behindSince = 0;

@@ -1,0 +1,116 @@
+/**
+ * The walarchive segment writer (src/workers/walarchive/segment-writer.ts)
+ * on a real directory, without a server: what reaches a segment whose
+ * zero-filled file is still being made on libuv's thread pool waits for
+ * it, queued, and is then written whole and in order; past MAX_WAIT_QUEUE
+ * (64 MB) queued the event loop pads the segment itself instead. The
+ * stream tests (walarchive.test.ts) reach these paths only when the
+ * machine happens to be slow; here they are reached every time, since the
+ * appends run synchronously, before any file made ahead can be ready.
+ */
+import assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, test } from 'node:test';
+
+import { segmentName } from '../src/workers/walarchive/lsn';
+import { SegmentWriter } from '../src/workers/walarchive/segment-writer';
+import { waitFor } from './harness/cluster';
+
+const SEG = 1024 * 1024;
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** A writer on a new directory, starting at segment `first` of timeline 1; `resumed` writes what waited, as the receiver does. */
+function writer(first: bigint): { w: SegmentWriter; dir: string; resumed: () => number; failures: Error[] } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgtsw-segwriter-'));
+  dirs.push(dir);
+  let resumed = 0;
+  const failures: Error[] = [];
+  const w: SegmentWriter = new SegmentWriter(dir, SEG, {
+    segment: () => undefined,
+    durable: () => undefined,
+    failed: (err) => failures.push(err),
+    resumed: () => {
+      resumed++;
+      w.writePending();
+    },
+  });
+  w.reset(1, first * BigInt(SEG));
+  return { w, dir, resumed: () => resumed, failures };
+}
+
+/** The bytes of segment `segno` in `dir`, complete or `.partial`. */
+function segmentBytes(dir: string, segno: bigint): Buffer {
+  const name = segmentName(1, segno, SEG);
+  const file = fs.existsSync(path.join(dir, name)) ? name : `${name}.partial`;
+  return fs.readFileSync(path.join(dir, file));
+}
+
+/** Close the writer, wait for the files made ahead to be gone, and check every byte of `data` from segment `first` on. */
+async function closeAndCheck(w: SegmentWriter, dir: string, first: bigint, data: Buffer): Promise<void> {
+  await w.close();
+  await waitFor(() => !fs.readdirSync(dir).some((n) => n.endsWith('.prep')), { what: 'the files made ahead to be removed' });
+  const segs = Math.ceil(data.length / SEG);
+  for (let i = 0; i < segs; i++) {
+    const got = segmentBytes(dir, first + BigInt(i));
+    assert.equal(got.length, SEG, `segment ${i} has the segment size`);
+    const want = data.subarray(i * SEG, (i + 1) * SEG);
+    assert.ok(got.subarray(0, want.length).equals(want), `segment ${first + BigInt(i)} holds its WAL, in order`);
+    assert.ok(got.subarray(want.length).every((b) => b === 0), `segment ${first + BigInt(i)} is zeros after its WAL`);
+  }
+  // complete segments lost their .partial; the last one (half full) kept it
+  assert.ok(fs.existsSync(path.join(dir, segmentName(1, first + BigInt(segs - 1), SEG) + '.partial')));
+  assert.ok(fs.existsSync(path.join(dir, segmentName(1, first, SEG))));
+}
+
+describe('walarchive segment writer', () => {
+  test('what reaches a segment still being made waits, queued, and is then written whole and in order', async () => {
+    const first = 5n;
+    const { w, dir, resumed, failures } = writer(first);
+    const data = crypto.randomBytes(SEG * 3.5);
+    // in 64 kB pieces, written after each as the receiver does per turn
+    for (let off = 0; off < data.length; off += 64 * 1024) {
+      w.append(data.subarray(off, off + 64 * 1024));
+      w.writePending();
+    }
+    // the first segment is padded by the event loop (nothing was made ahead); the second is being made
+    assert.equal(w.position, (first + 1n) * BigInt(SEG), 'written up to the segment still being made');
+    assert.equal(w.end, first * BigInt(SEG) + BigInt(data.length), 'the rest queued, none lost');
+    assert.equal(w.dirty, true);
+    await waitFor(() => w.position === w.end, { what: 'the queued WAL to be written once the segments are made' });
+    assert.ok(resumed() >= 1, 'resumed once a segment was made');
+    assert.deepEqual(failures, []);
+    await closeAndCheck(w, dir, first, data);
+  });
+
+  test('more than 64 MB queued: the event loop pads the next segment itself instead of waiting', async () => {
+    const first = 9n;
+    const { w, dir, failures } = writer(first);
+    const data = crypto.randomBytes(SEG * 66.5);
+    w.append(data);
+    w.writePending();
+    // beyond the limit nothing waits: written until at most 64 MB are left, then a segment still being made is waited for
+    const left = Number(w.end - w.position);
+    assert.ok(left <= 64 * SEG, `at most 64 MB left queued (${left} bytes)`);
+    assert.ok(w.position >= (first + 2n) * BigInt(SEG), 'segments padded by the event loop past the first');
+    await waitFor(() => w.position === w.end, { what: 'the queued WAL to be written' });
+    assert.deepEqual(failures, []);
+    await closeAndCheck(w, dir, first, data);
+  });
+
+  test('close() writes what waits for a segment still being made, at once', async () => {
+    const first = 2n;
+    const { w, dir, failures } = writer(first);
+    const data = crypto.randomBytes(SEG * 1.5);
+    w.append(data);
+    w.writePending();
+    assert.ok(w.position < w.end, 'waiting for the second segment');
+    await closeAndCheck(w, dir, first, data);
+    assert.deepEqual(failures, []);
+  });
+});
