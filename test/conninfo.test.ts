@@ -39,6 +39,8 @@ describe('conninfo', () => {
       ['host=h oauth_issuer=https://issuer', /oauth_issuer is not supported/],
       ['host=h gssdelegation=2', /invalid value for connection option "gssdelegation"/],
       ['host=h sslmdoe=require', /invalid connection option "sslmdoe"/],
+      ['postgresql://archiver@127.0.0.1:5432/?passfile=/p', /a connection URI \(postgresql:\/\/\.\.\.\) is not supported here: write the keyword=value form/],
+      [' postgres://h/db', /a connection URI .* is not supported/],
     ];
     for (const [conninfo, re] of refused) assert.throws(() => parseConninfo(conninfo), re, conninfo);
   });

@@ -112,6 +112,9 @@ function unsupported(key: string, value: string): string | null {
  * refuse (port=abc, sslmode=maybe), or one that cannot be honoured.
  */
 export function parseConninfo(conninfo: string): Record<string, string> {
+  if (/^\s*postgres(ql)?:\/\//.test(conninfo)) {
+    throw new Error('a connection URI (postgresql://...) is not supported here: write the keyword=value form (host=... port=... user=...)');
+  }
   const out: Record<string, string> = {};
   let i = 0;
   const s = conninfo;
