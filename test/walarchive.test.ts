@@ -182,6 +182,18 @@ describe('walarchive: clear errors from the source, never a silent loop', () => 
     // a directory that does not exist
     await launch('wa_nodir', { directory: path.join(host.baseDir, 'missing'), slot: '', create_slot: 'off' });
     await expectError('wa_nodir', /could not access the archive directory/, /create it/i);
+    // the server's own data directory, or its pg_wal: refused before anything is written there
+    await launch('wa_datadir', { directory: host.dataDir, slot: '', create_slot: 'off' });
+    await expectError('wa_datadir', /the archive directory ".*" is inside this server's data directory/, /outside the data directory/);
+    await launch('wa_pgwal', { directory: path.join(host.dataDir, 'pg_wal'), slot: '', create_slot: 'off' });
+    await expectError('wa_pgwal', /the archive directory ".*" is inside this server's pg_wal/, /outside the data directory/);
+    assert.deepEqual(fs.readdirSync(path.join(host.dataDir, 'pg_wal')).filter((n) => /partial|walarchive/.test(n)), [], 'nothing written into pg_wal');
+    for (const name of ['wa_datadir', 'wa_pgwal']) await host.query('SELECT tsworker.stop($1)', [name]); // free their slots
+    // the server's OS user's own directory, without write permission: the hint is chmod, not chown
+    const readOnly = archiveDir(host, 'readonly');
+    fs.chmodSync(readOnly, 0o555);
+    await launch('wa_readonly', { directory: readOnly, slot: '', create_slot: 'off' });
+    await expectError('wa_readonly', /the archive directory ".*" is not writable by the server's OS user/, /chmod u\+wx/);
     // an idle source sends nothing while the worker's status updates keep coming: the worker asks for a
     // reply at half receive_timeout, and the stream is not given up
     await launch('wa_idle', { directory: archiveDir(host, 'idle'), source_conninfo: other.connectionString(), slot: '', create_slot: 'off', receive_timeout: '2s', status_interval: '500ms' });

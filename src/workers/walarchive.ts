@@ -64,7 +64,7 @@ class Archiver {
   private config(): ArchiveConfig | null {
     try {
       const primary = this.w.settings.source_conninfo ? null : this.inRecovery() ? this.w.setting('primary_conninfo') : null;
-      return checkConfig(this.w.settings, this.w.name, primary);
+      return checkConfig(this.w.settings, this.w.name, primary, this.w.setting('data_directory'));
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       this.fail('configuration error', err.message, err.hint);

@@ -16,7 +16,7 @@ export const settings = {
     superuserOnly: true,
     description: "Connection string of the server to stream WAL from (default: this standby's primary_conninfo); several hosts are tried in order.",
   },
-  directory: { type: 'string', default: '', description: 'Absolute path of the archive directory, writable by the server\'s OS user.' },
+  directory: { type: 'string', default: '', description: 'Absolute path of the archive directory, writable by the server\'s OS user, outside its data directory.' },
   slot: { type: 'string', default: '', description: 'Physical replication slot to stream from (empty: none).' },
   create_slot: { type: 'bool', default: false, description: 'Create the replication slot on the source when it does not exist.' },
   synchronous: {
@@ -74,7 +74,7 @@ type Values = { [K in keyof Settings]: Settings[K]['default'] extends number ? n
  * while it is a standby (null on a primary), the source when
  * `source_conninfo` is empty. Throws ConfigError.
  */
-export function checkConfig(s: Values, workerName: string, primaryConninfo: string | null): ArchiveConfig {
+export function checkConfig(s: Values, workerName: string, primaryConninfo: string | null, dataDirectory: string | null): ArchiveConfig {
   const conninfo = s.source_conninfo || primaryConninfo || '';
   if (!conninfo) {
     throw new ConfigError(
@@ -101,7 +101,18 @@ export function checkConfig(s: Values, workerName: string, primaryConninfo: stri
   try {
     fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
   } catch {
-    throw new ConfigError(`the archive directory "${dir}" is not writable by the server's OS user`, 'Give it to that user (chown), then reload.');
+    const own = st.uid === process.getuid?.();
+    throw new ConfigError(
+      `the archive directory "${dir}" is not writable by the server's OS user`,
+      own ? 'It is that user\'s but its permissions do not let it write (chmod u+wx), then reload.' : 'Give it to that user (chown), then reload.',
+    );
+  }
+  const server = serverDirectoryHolding(dir, dataDirectory);
+  if (server) {
+    throw new ConfigError(
+      `the archive directory "${dir}" is inside this server's ${server}`,
+      'PostgreSQL owns what is there (a standby\'s pg_wal holds segments of the same names): use a directory outside the data directory, then reload.',
+    );
   }
   const slot = s.slot.trim();
   if (slot && !/^[a-z0-9_]{1,63}$/.test(slot)) {
@@ -129,6 +140,32 @@ export function checkConfig(s: Values, workerName: string, primaryConninfo: stri
     receiveTimeout: s.receive_timeout,
     retryInterval: s.retry_interval,
   };
+}
+
+/**
+ * Which of this server's directories holds `dir` (the same or a parent):
+ * "pg_wal" (where it really is, if a link) or "data directory"; null for
+ * neither, or when the data directory is unknown.
+ */
+function serverDirectoryHolding(dir: string, dataDirectory: string | null): string | null {
+  if (!dataDirectory) return null;
+  const real = (p: string): string | null => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return null;
+    }
+  };
+  const target = real(dir);
+  if (!target) return null;
+  const within = (base: string | null): boolean => {
+    if (!base) return false;
+    const rel = path.relative(base, target);
+    return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  };
+  if (within(real(path.join(dataDirectory, 'pg_wal')))) return 'pg_wal';
+  if (within(real(dataDirectory))) return 'data directory';
+  return null;
 }
 
 /** Whether a change of configuration needs a new connection (anything but the live knobs). */
