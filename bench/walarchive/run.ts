@@ -70,7 +70,8 @@ function parseArgs(argv: string[]): Options {
     // A decimal number (pgbench -R takes fractions), at least `min`; no hex, exponent or empty string.
     const num = (min: number): number => {
       const text = argv[++i];
-      if (text === undefined || !/^[0-9]+(\.[0-9]+)?$/.test(text)) throw new Error(`${a} needs a number >= ${min}`);
+      if (text === undefined) throw new Error(`${a} needs a number >= ${min}`);
+      if (!/^[0-9]+(\.[0-9]+)?$/.test(text)) throw new Error(`${a} needs a number >= ${min} in plain digits, not "${text}"`);
       const v = Number(text);
       if (v < min) throw new Error(`${a} needs a number >= ${min}`);
       return v;
@@ -86,7 +87,10 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--seconds') o.seconds = int(1);
     else if (a === '--trials') o.trials = int(0);
     else if (a === '--clients') o.clients = int(1);
-    else if (a === '--rate') o.rate = num(0);
+    else if (a === '--rate') {
+      o.rate = num(0);
+      if (o.rate === 0) throw new Error('--rate needs a number > 0 (leave it out for no rate limit)');
+    }
     else if (a === '--warmup') o.warmup = int(0);
     else if (a === '--floor') o.floor = true;
     else if (a !== '--quick') throw new Error(`unknown argument ${a} (see --help)`);
