@@ -41,10 +41,11 @@ export interface WriterEvents {
 const MAX_IOV = 256;
 
 /**
- * Segment files made ahead of the open one. Two: a catch-up fills a 16 MB
- * segment in 50-100 ms, about what making one (16 MB of zeros, fsync) takes
- * on a busy machine; with one only, the next was often not ready, and the
- * event loop then wrote the zeros itself while the stream waited.
+ * Segment files made ahead of the open one. Three: a catch-up fills a
+ * 16 MB segment in 50-100 ms, about what making one (16 MB of zeros,
+ * fsync) takes on a busy machine; with one only, the next was often not
+ * ready, and with two the stream still reached segments being made in
+ * bench runs under pgbench (bench/walarchive/README.md, sixth pass).
  */
 const PREP_AHEAD = 3;
 
