@@ -25,8 +25,16 @@ after(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
+/** A writer on a new directory, and what it reported. */
+interface Writer {
+  w: SegmentWriter;
+  dir: string;
+  resumed: () => number;
+  failures: Error[];
+}
+
 /** A writer on a new directory, starting at segment `first` of timeline 1; `resumed` writes what waited, as the receiver does. */
-function writer(first: bigint): { w: SegmentWriter; dir: string; resumed: () => number; failures: Error[] } {
+function writer(first: bigint): Writer {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgtsw-segwriter-'));
   dirs.push(dir);
   let resumed = 0;
@@ -51,8 +59,13 @@ function segmentBytes(dir: string, segno: bigint): Buffer {
   return fs.readFileSync(path.join(dir, file));
 }
 
-/** Close the writer, wait for the files made ahead to be gone, and check every byte of `data` from segment `first` on. */
-async function closeAndCheck(w: SegmentWriter, dir: string, first: bigint, data: Buffer): Promise<void> {
+/** Wait until everything queued is written (the segments it waited for made). */
+async function writtenAll({ w }: Writer): Promise<void> {
+  await waitFor(() => w.position === w.end, { what: 'the queued WAL to be written once the segments are made' });
+}
+
+/** Close the writer, wait for the files made ahead to be gone, and check every byte of `data` from segment `first` on, and no failure. */
+async function closeAndCheck({ w, dir, failures }: Writer, first: bigint, data: Buffer): Promise<void> {
   await w.close();
   await waitFor(() => !fs.readdirSync(dir).some((n) => n.endsWith('.prep')), { what: 'the files made ahead to be removed' });
   const segs = Math.ceil(data.length / SEG);
@@ -66,12 +79,14 @@ async function closeAndCheck(w: SegmentWriter, dir: string, first: bigint, data:
   // complete segments lost their .partial; the last one (half full) kept it
   assert.ok(fs.existsSync(path.join(dir, segmentName(1, first + BigInt(segs - 1), SEG) + '.partial')));
   assert.ok(fs.existsSync(path.join(dir, segmentName(1, first, SEG))));
+  assert.deepEqual(failures, []);
 }
 
 describe('walarchive segment writer', () => {
   test('what reaches a segment still being made waits, queued, and is then written whole and in order', async () => {
     const first = 5n;
-    const { w, dir, resumed, failures } = writer(first);
+    const t = writer(first);
+    const { w } = t;
     const data = crypto.randomBytes(SEG * 3.5);
     // in 64 kB pieces, written after each as the receiver does per turn
     for (let off = 0; off < data.length; off += 64 * 1024) {
@@ -82,15 +97,15 @@ describe('walarchive segment writer', () => {
     assert.equal(w.position, (first + 1n) * BigInt(SEG), 'written up to the segment still being made');
     assert.equal(w.end, first * BigInt(SEG) + BigInt(data.length), 'the rest queued, none lost');
     assert.equal(w.dirty, true);
-    await waitFor(() => w.position === w.end, { what: 'the queued WAL to be written once the segments are made' });
-    assert.ok(resumed() >= 1, 'resumed once a segment was made');
-    assert.deepEqual(failures, []);
-    await closeAndCheck(w, dir, first, data);
+    await writtenAll(t);
+    assert.ok(t.resumed() >= 1, 'resumed once a segment was made');
+    await closeAndCheck(t, first, data);
   });
 
   test('more than 64 MB queued: the event loop pads the next segment itself instead of waiting', async () => {
     const first = 9n;
-    const { w, dir, failures } = writer(first);
+    const t = writer(first);
+    const { w } = t;
     const data = crypto.randomBytes(SEG * 66.5);
     w.append(data);
     w.writePending();
@@ -98,19 +113,17 @@ describe('walarchive segment writer', () => {
     const left = Number(w.end - w.position);
     assert.ok(left <= 64 * SEG, `at most 64 MB left queued (${left} bytes)`);
     assert.ok(w.position >= (first + 2n) * BigInt(SEG), 'segments padded by the event loop past the first');
-    await waitFor(() => w.position === w.end, { what: 'the queued WAL to be written' });
-    assert.deepEqual(failures, []);
-    await closeAndCheck(w, dir, first, data);
+    await writtenAll(t);
+    await closeAndCheck(t, first, data);
   });
 
   test('close() writes what waits for a segment still being made, at once', async () => {
     const first = 2n;
-    const { w, dir, failures } = writer(first);
+    const t = writer(first);
     const data = crypto.randomBytes(SEG * 1.5);
-    w.append(data);
-    w.writePending();
-    assert.ok(w.position < w.end, 'waiting for the second segment');
-    await closeAndCheck(w, dir, first, data);
-    assert.deepEqual(failures, []);
+    t.w.append(data);
+    t.w.writePending();
+    assert.ok(t.w.position < t.w.end, 'waiting for the second segment');
+    await closeAndCheck(t, first, data);
   });
 });

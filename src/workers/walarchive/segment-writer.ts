@@ -140,7 +140,7 @@ export class SegmentWriter {
   writePending(force = false): void {
     const bufs = this.queued;
     if (bufs.length === 0) return;
-    if (this.waitingFor && !force && this.queuedBytes <= MAX_WAIT_QUEUE) return;
+    if (this.waitingFor && this.mayWait(force, this.queuedBytes)) return;
     this.waitingFor = null;
     const total = this.queuedBytes;
     this.queued = [];
@@ -156,7 +156,7 @@ export class SegmentWriter {
       if (offset >= seg) {
         this.closeOpen();
         const segno = segmentOf(this.written, seg);
-        const making = force || total - done > MAX_WAIT_QUEUE ? undefined : this.preps.find((p) => p.timeline === this.timeline && p.segno === segno && !p.settled && !p.abandoned);
+        const making = this.mayWait(force, total - done) ? this.preps.find((p) => p.timeline === this.timeline && p.segno === segno && !p.settled && !p.abandoned) : undefined;
         if (making) {
           this.waitingFor = making;
           this.queued = [off === 0 ? bufs[i] : bufs[i].subarray(off), ...bufs.slice(i + 1)];
@@ -186,6 +186,11 @@ export class SegmentWriter {
       done += n;
       if (offset + n === seg) this.completeOpen();
     }
+  }
+
+  /** Whether `queued` bytes may wait for a segment file still being made. */
+  private mayWait(force: boolean, queued: number): boolean {
+    return !force && queued <= MAX_WAIT_QUEUE;
   }
 
   /** fdatasync the open segment (synchronously): everything written to it becomes durable. */
