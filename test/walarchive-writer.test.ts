@@ -7,6 +7,9 @@
  * stream tests (walarchive.test.ts) reach these paths only when the
  * machine happens to be slow; here they are reached every time, since the
  * appends run synchronously, before any file made ahead can be ready.
+ * And the size of the writes of a segment's zeros follows the stream's:
+ * counted in system calls (/proc/self/io), since the page cache's folios
+ * they make are not visible from here.
  */
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
@@ -17,6 +20,7 @@ import { after, describe, test } from 'node:test';
 
 import { segmentName } from '../src/workers/walarchive/lsn';
 import { SegmentWriter } from '../src/workers/walarchive/segment-writer';
+import { PREP_SUFFIX, ZERO_WRITE, ZERO_WRITE_SMALL, zeroWriteFor } from '../src/workers/walarchive/walfile';
 import { waitFor } from './harness/cluster';
 
 const SEG = 1024 * 1024;
@@ -126,4 +130,43 @@ describe('walarchive segment writer', () => {
     assert.ok(t.w.position < t.w.end, 'waiting for the second segment');
     await closeAndCheck(t, first, data);
   });
+
+  test("a segment's zeros are written in 64 kB pieces after small turns, in 1 MB pieces after large ones", async () => {
+    assert.equal(zeroWriteFor(0), ZERO_WRITE_SMALL, 'nothing written yet: small');
+    assert.equal(zeroWriteFor(300), ZERO_WRITE_SMALL);
+    assert.equal(zeroWriteFor(ZERO_WRITE_SMALL - 1), ZERO_WRITE_SMALL);
+    assert.equal(zeroWriteFor(ZERO_WRITE_SMALL), ZERO_WRITE);
+    assert.equal(zeroWriteFor(256 * 1024), ZERO_WRITE);
+    // Write system calls (write, pwrite, writev; all threads, libuv's wake-ups included) while a
+    // turn of `turn` bytes opens segment 3 (padded here) and three segments are made ahead.
+    const writesFor = async (turn: number): Promise<number> => {
+      const t = writer(3n);
+      const data = crypto.randomBytes(turn);
+      const before = syscw();
+      t.w.append(data);
+      t.w.writePending();
+      await waitFor(() => fs.readdirSync(t.dir).filter((n) => n.endsWith(PREP_SUFFIX) && fs.statSync(path.join(t.dir, n)).size === SEG).length === 3, {
+        what: 'three segments made ahead',
+      });
+      const n = syscw() - before;
+      await t.w.close();
+      const got = segmentBytes(t.dir, 3n);
+      assert.equal(got.length, SEG);
+      assert.ok(got.subarray(0, turn).equals(data) && got.subarray(turn).every((b) => b === 0), 'the WAL, then zeros');
+      assert.deepEqual(t.failures, []);
+      return n;
+    };
+    // four segments of 1 MB: 4 x 16 writes of 64 kB; or 4 x 1 write of 1 MB, and the turn's own
+    const small = await writesFor(300);
+    const large = await writesFor(128 * 1024);
+    assert.ok(small >= (4 * SEG) / ZERO_WRITE_SMALL, `small turns: zeros in 64 kB writes (${small} write calls)`);
+    assert.ok(large < (4 * SEG) / ZERO_WRITE_SMALL / 2, `large turns: zeros in 1 MB writes (${large} write calls)`);
+  });
 });
+
+/** Write system calls this process has made so far (/proc/self/io's syscw). */
+function syscw(): number {
+  const m = /^syscw: (\d+)$/m.exec(fs.readFileSync('/proc/self/io', 'utf8'));
+  if (!m) throw new Error('no syscw in /proc/self/io');
+  return Number(m[1]);
+}

@@ -52,15 +52,39 @@ export function writeDurably(file: string, data: Buffer | string): void {
 export const MAX_WRITE = 256 * 1024;
 
 /**
- * Bytes of one write of a segment's zeros: 1 MB, which costs no more CPU
- * per byte than 256 kB (above) in four times fewer system calls. A segment
- * made ahead takes one round trip through libuv's thread pool and the
- * event loop per write; with 256 kB writes (64 per 16 MB segment) those
- * round trips, each waiting for the turn the loop is in, made a segment
- * take longer than the stream took to fill one while catching up, and
- * the event loop then wrote the zeros itself while the stream waited.
+ * Bytes of one write of a segment's zeros for a stream that writes in
+ * large pieces (catching up): 1 MB, which costs no more CPU per byte than
+ * 256 kB (above) in four times fewer system calls. A segment made ahead
+ * takes one round trip through libuv's thread pool and the event loop per
+ * write; with 256 kB writes (64 per 16 MB segment) those round trips, each
+ * waiting for the turn the loop is in, made a segment take longer than the
+ * stream took to fill one while catching up, and the event loop then
+ * wrote the zeros itself while the stream waited.
  */
 export const ZERO_WRITE = 1024 * 1024;
+
+/**
+ * Bytes of one write of a segment's zeros for a stream that writes in
+ * small pieces (a synchronous archive: a few hundred bytes to a few kB a
+ * turn). The page cache (Linux 6.18, ext4) makes a new file's pages in
+ * folios as large as the write that creates them, up to 1 MB here, and
+ * every later write into a folio, and every fdatasync of it, walks all of
+ * its buffers (ext4_block_write_begin, block_commit_write, the writeback):
+ * small writes into the folios of 1 MB zero writes cost 10 % more CPU per
+ * synchronous commit at 1000 commits/s than into those of 64 kB writes,
+ * and commit latency with it (bench/walarchive/README.md, seventh pass).
+ * pg_receivewal writes its zeros 8 kB at a time, in small folios too.
+ */
+export const ZERO_WRITE_SMALL = 64 * 1024;
+
+/**
+ * The size of the writes of a segment's zeros, for a stream whose last
+ * turn wrote `turnBytes` (0: nothing written yet): small writes after
+ * small turns, large ones after large turns.
+ */
+export function zeroWriteFor(turnBytes: number): number {
+  return turnBytes >= ZERO_WRITE_SMALL ? ZERO_WRITE : ZERO_WRITE_SMALL;
+}
 
 const ZEROS = Buffer.alloc(ZERO_WRITE);
 
@@ -77,14 +101,16 @@ function allZeros(fd: number, size: number): boolean {
 }
 
 /**
- * Write zeros over `[from, to)` of an open file, every byte: a write that
- * the kernel cuts short (a disk that fills up mid-write returns the bytes
- * it took, and only the next write fails with ENOSPC) is continued, so
- * that a padding either covers the whole range or throws.
+ * Write zeros over `[from, to)` of an open file, every byte, in writes of
+ * `chunk` bytes at most (up to ZERO_WRITE): a write that the kernel cuts
+ * short (a disk that fills up mid-write returns the bytes it took, and
+ * only the next write fails with ENOSPC) is continued, so that a padding
+ * either covers the whole range or throws.
  */
-export function writeZeros(fd: number, from: number, to: number): void {
+export function writeZeros(fd: number, from: number, to: number, chunk = ZERO_WRITE): void {
+  const n = Math.min(chunk, ZEROS.length);
   for (let off = from; off < to; ) {
-    off += fs.writeSync(fd, ZEROS, 0, Math.min(ZEROS.length, to - off), off);
+    off += fs.writeSync(fd, ZEROS, 0, Math.min(n, to - off), off);
   }
 }
 
@@ -117,19 +143,20 @@ export function repairShortPartial(file: string, segSize: number): string | null
 export const PREP_SUFFIX = '.partial.prep';
 
 /**
- * Make `<segment>.partial.prep`: zero-filled to the segment size and
- * fsynced, off the event loop. Resolves to false (and leaves nothing
- * behind) when `abandoned()` turned true meanwhile or it failed.
+ * Make `<segment>.partial.prep`: zero-filled to the segment size in writes
+ * of `chunk` bytes (zeroWriteFor()) and fsynced, off the event loop.
+ * Resolves to false (and leaves nothing behind) when `abandoned()` turned
+ * true meanwhile or it failed.
  */
-export async function prepareSegment(dir: string, timeline: number, segno: bigint, segSize: number, abandoned: () => boolean): Promise<boolean> {
+export async function prepareSegment(dir: string, timeline: number, segno: bigint, segSize: number, chunk: number, abandoned: () => boolean): Promise<boolean> {
   const file = path.join(dir, segmentName(timeline, segno, segSize) + PREP_SUFFIX);
   let fh: fs.promises.FileHandle | undefined;
   try {
     fh = await fs.promises.open(file, 'wx', 0o600);
     for (let off = 0; off < segSize && !abandoned(); ) {
-      // ZERO_WRITE per system call (larger writes cost more CPU per byte); a
+      // `chunk` per system call (larger writes cost more CPU per byte); a
       // short write (the disk filling up) is continued: the next one throws ENOSPC.
-      off += (await fh.write(ZEROS, 0, Math.min(ZEROS.length, segSize - off), off)).bytesWritten;
+      off += (await fh.write(ZEROS, 0, Math.min(chunk, ZEROS.length, segSize - off), off)).bytesWritten;
     }
     if (!abandoned()) await fh.sync();
     await fh.close();
@@ -171,9 +198,10 @@ export class WalFile {
   /**
    * Open `<segment>.partial` of a timeline: an existing one must be a whole
    * padded segment (anything else is refused, as pg_receivewal does); a new
-   * one is padded with zeros and fsynced with its directory.
+   * one is padded with zeros (in writes of `zeroWrite` bytes) and fsynced
+   * with its directory.
    */
-  static open(dir: string, timeline: number, segno: bigint, segSize: number, prepared = false): WalFile {
+  static open(dir: string, timeline: number, segno: bigint, segSize: number, prepared = false, zeroWrite = ZERO_WRITE): WalFile {
     const name = segmentName(timeline, segno, segSize);
     const file = path.join(dir, `${name}.partial`);
     if (prepared && !fs.existsSync(file)) {
@@ -190,7 +218,7 @@ export class WalFile {
       }
       if (size === 0) {
         padding = true;
-        writeZeros(fd, 0, segSize);
+        writeZeros(fd, 0, segSize, zeroWrite);
         fs.fsyncSync(fd);
         fsyncDir(dir);
       }
