@@ -7,9 +7,9 @@
  * stream tests (walarchive.test.ts) reach these paths only when the
  * machine happens to be slow; here they are reached every time, since the
  * appends run synchronously, before any file made ahead can be ready.
- * And the size of the writes of a segment's zeros follows the stream's:
- * counted in system calls (/proc/self/io), since the page cache's folios
- * they make are not visible from here.
+ * And a synchronous archive's segments are zero-filled 64 kB at a time,
+ * another's 1 MB at a time: counted in system calls (/proc/self/io), since
+ * the page cache folios they make are not visible from here.
  */
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
@@ -20,7 +20,7 @@ import { after, describe, test } from 'node:test';
 
 import { segmentName } from '../src/workers/walarchive/lsn';
 import { SegmentWriter } from '../src/workers/walarchive/segment-writer';
-import { PREP_SUFFIX, ZERO_WRITE, ZERO_WRITE_SMALL, zeroWriteFor } from '../src/workers/walarchive/walfile';
+import { PREP_SUFFIX, ZERO_WRITE, ZERO_WRITE_SYNC, zeroWriteFor } from '../src/workers/walarchive/walfile';
 import { waitFor } from './harness/cluster';
 
 const SEG = 1024 * 1024;
@@ -131,17 +131,15 @@ describe('walarchive segment writer', () => {
     await closeAndCheck(t, first, data);
   });
 
-  test("a segment's zeros are written in 64 kB pieces after small turns, in 1 MB pieces after large ones", async () => {
-    assert.equal(zeroWriteFor(0), ZERO_WRITE_SMALL, 'nothing written yet: small');
-    assert.equal(zeroWriteFor(300), ZERO_WRITE_SMALL);
-    assert.equal(zeroWriteFor(ZERO_WRITE_SMALL - 1), ZERO_WRITE_SMALL);
-    assert.equal(zeroWriteFor(ZERO_WRITE_SMALL), ZERO_WRITE);
-    assert.equal(zeroWriteFor(256 * 1024), ZERO_WRITE);
+  test("a synchronous archive's zeros are written 64 kB at a time, another's 1 MB at a time", async () => {
+    assert.equal(zeroWriteFor(true), ZERO_WRITE_SYNC);
+    assert.equal(zeroWriteFor(false), ZERO_WRITE);
     // Write system calls (write, pwrite, writev; all threads, libuv's wake-ups included) while a
-    // turn of `turn` bytes opens segment 3 (padded here) and three segments are made ahead.
-    const writesFor = async (turn: number): Promise<number> => {
+    // small turn opens segment 3 (padded by the event loop) and segments 4 to 6 are made ahead.
+    const writesFor = async (zeroWrite: number): Promise<number> => {
       const t = writer(3n);
-      const data = crypto.randomBytes(turn);
+      t.w.zeroWrite = zeroWrite;
+      const data = crypto.randomBytes(300);
       const before = syscw();
       t.w.append(data);
       t.w.writePending();
@@ -152,15 +150,15 @@ describe('walarchive segment writer', () => {
       await t.w.close();
       const got = segmentBytes(t.dir, 3n);
       assert.equal(got.length, SEG);
-      assert.ok(got.subarray(0, turn).equals(data) && got.subarray(turn).every((b) => b === 0), 'the WAL, then zeros');
+      assert.ok(got.subarray(0, data.length).equals(data) && got.subarray(data.length).every((b) => b === 0), 'the WAL, then zeros');
       assert.deepEqual(t.failures, []);
       return n;
     };
-    // four segments of 1 MB: 4 x 16 writes of 64 kB; or 4 x 1 write of 1 MB, and the turn's own
-    const small = await writesFor(300);
-    const large = await writesFor(128 * 1024);
-    assert.ok(small >= (4 * SEG) / ZERO_WRITE_SMALL, `small turns: zeros in 64 kB writes (${small} write calls)`);
-    assert.ok(large < (4 * SEG) / ZERO_WRITE_SMALL / 2, `large turns: zeros in 1 MB writes (${large} write calls)`);
+    // four segments of 1 MB: 4 x 16 writes of 64 kB, or 4 x 1 of 1 MB
+    const sync = await writesFor(zeroWriteFor(true));
+    const other = await writesFor(zeroWriteFor(false));
+    assert.ok(sync >= (4 * SEG) / ZERO_WRITE_SYNC, `synchronous: zeros in 64 kB writes (${sync} write calls)`);
+    assert.ok(other < (4 * SEG) / ZERO_WRITE_SYNC / 2, `not synchronous: zeros in 1 MB writes (${other} write calls)`);
   });
 });
 

@@ -27,6 +27,7 @@ import { formatLsn } from './lsn';
 import { parseSourceMessage } from './messages';
 import { startReplication, type ReplicationStream, type StartPoint, type StreamEnd } from './replication';
 import { SegmentWriter } from './segment-writer';
+import { zeroWriteFor } from './walfile';
 
 /** How the receiver writes and reports. */
 export interface ReceiverOptions {
@@ -83,6 +84,7 @@ export class Receiver {
       // the segment file the writer waited for is made: write what waited, as at the end of a turn
       resumed: () => this.writeArrived(),
     });
+    this.writer.zeroWrite = zeroWriteFor(opts.synchronous);
   }
 
   /** End of what is written. */
@@ -102,6 +104,7 @@ export class Receiver {
   /** Change the options that a reload may change. */
   configure(opts: Partial<Pick<ReceiverOptions, 'synchronous' | 'statusInterval' | 'receiveTimeout'>>): void {
     this.opts = { ...this.opts, ...opts };
+    this.writer.zeroWrite = zeroWriteFor(this.opts.synchronous);
   }
 
   state(): ReceiverState {

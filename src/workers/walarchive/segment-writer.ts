@@ -17,16 +17,13 @@
  * made, what arrives stays queued (up to MAX_WAIT_QUEUE bytes) until the
  * file is ready, instead of the event loop writing the zeros again while
  * the thread pool's file is thrown away: that put every following
- * segment behind as well. A segment's zeros are written in large pieces
- * after a turn that wrote a large one, in small pieces otherwise (the
- * later small writes cost less in small page cache folios: walfile.ts,
- * zeroWriteFor()).
+ * segment behind as well.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { segmentName, segmentOf, segmentOffset, segmentStart } from './lsn';
-import { MAX_WRITE, PREP_SUFFIX, prepareSegment, WalFile, zeroWriteFor } from './walfile';
+import { MAX_WRITE, PREP_SUFFIX, prepareSegment, WalFile, ZERO_WRITE } from './walfile';
 
 /** What the writer reports back. */
 export interface WriterEvents {
@@ -87,8 +84,8 @@ export class SegmentWriter {
   private preps: Prep[] = [];
   /** The file being made that writePending() waits for, with the rest queued. */
   private waitingFor: Prep | null = null;
-  /** Bytes the last writePending() had to write: sets the size of the writes of new segments' zeros. */
-  private turnBytes = 0;
+  /** Bytes per write of the zeros of the segments made from now on (walfile.ts, zeroWriteFor()). */
+  zeroWrite = ZERO_WRITE;
 
   constructor(
     private readonly dir: string,
@@ -148,7 +145,6 @@ export class SegmentWriter {
     if (this.waitingFor && this.mayWait(force, this.queuedBytes)) return;
     this.waitingFor = null;
     const total = this.queuedBytes;
-    this.turnBytes = total;
     this.queued = [];
     this.queuedBytes = 0;
     const seg = this.segSize;
@@ -237,7 +233,7 @@ export class SegmentWriter {
       else this.dropPrep(p); // still being made, or for another segment: not used
     }
     this.preps = keep;
-    this.file = WalFile.open(this.dir, this.timeline, segno, this.segSize, prepared, zeroWriteFor(this.turnBytes));
+    this.file = WalFile.open(this.dir, this.timeline, segno, this.segSize, prepared, this.zeroWrite);
     this.syncedOpen = this.written;
     for (let n = segno + 1n; n <= segno + BigInt(PREP_AHEAD); n++) {
       if (!this.preps.some((p) => p.segno === n)) this.prepare(n);
@@ -247,7 +243,7 @@ export class SegmentWriter {
   private prepare(segno: bigint): void {
     const next: Prep = { timeline: this.timeline, segno, ready: false, settled: false, abandoned: false };
     this.preps.push(next);
-    void prepareSegment(this.dir, next.timeline, segno, this.segSize, zeroWriteFor(this.turnBytes), () => next.abandoned).then((ok) => {
+    void prepareSegment(this.dir, next.timeline, segno, this.segSize, this.zeroWrite, () => next.abandoned).then((ok) => {
       next.ready = ok;
       next.settled = true;
       if (ok && next.abandoned) {

@@ -52,38 +52,32 @@ export function writeDurably(file: string, data: Buffer | string): void {
 export const MAX_WRITE = 256 * 1024;
 
 /**
- * Bytes of one write of a segment's zeros for a stream that writes in
- * large pieces (catching up): 1 MB, which costs no more CPU per byte than
- * 256 kB (above) in four times fewer system calls. A segment made ahead
- * takes one round trip through libuv's thread pool and the event loop per
- * write; with 256 kB writes (64 per 16 MB segment) those round trips, each
- * waiting for the turn the loop is in, made a segment take longer than the
- * stream took to fill one while catching up, and the event loop then
- * wrote the zeros itself while the stream waited.
+ * Bytes of one write of a segment's zeros, at most: 1 MB, which costs no
+ * more CPU per byte than 256 kB (above) in four times fewer system calls,
+ * and fewer round trips between libuv's thread pool and the event loop
+ * for a segment made ahead (PREP_WINDOW).
  */
 export const ZERO_WRITE = 1024 * 1024;
 
 /**
- * Bytes of one write of a segment's zeros for a stream that writes in
- * small pieces (a synchronous archive: a few hundred bytes to a few kB a
- * turn). The page cache (Linux 6.18, ext4) makes a new file's pages in
- * folios as large as the write that creates them, up to 1 MB here, and
- * every later write into a folio, and every fdatasync of it, walks all of
- * its buffers (ext4_block_write_begin, block_commit_write, the writeback):
- * small writes into the folios of 1 MB zero writes cost 10 % more CPU per
- * synchronous commit at 1000 commits/s than into those of 64 kB writes,
- * and commit latency with it (bench/walarchive/README.md, seventh pass).
+ * Bytes of one write of a segment's zeros for a synchronous archive. The
+ * page cache (Linux 6.18, ext4) makes a new file's pages in folios as
+ * large as the write that creates them (up to 1 MB here), and every later
+ * write into a folio, and every fdatasync of it, walks all of its buffers
+ * (ext4_block_write_begin, block_commit_write, the writeback). A
+ * synchronous archive writes and fdatasyncs a few hundred bytes to a few
+ * kB a turn: into the folios of 1 MB zero writes that cost about 10 %
+ * more CPU per commit at 1000 commits/s than into those of 64 kB writes,
+ * and as much commit latency (bench/walarchive/README.md, seventh pass).
  * pg_receivewal writes its zeros 8 kB at a time, in small folios too.
+ * Catching up, the 256 writes a 16 MB segment then takes cost a fifth more
+ * CPU than 16 of 1 MB: an archive that is not synchronous takes ZERO_WRITE.
  */
-export const ZERO_WRITE_SMALL = 64 * 1024;
+export const ZERO_WRITE_SYNC = 64 * 1024;
 
-/**
- * The size of the writes of a segment's zeros, for a stream whose last
- * turn wrote `turnBytes` (0: nothing written yet): small writes after
- * small turns, large ones after large turns.
- */
-export function zeroWriteFor(turnBytes: number): number {
-  return turnBytes >= ZERO_WRITE_SMALL ? ZERO_WRITE : ZERO_WRITE_SMALL;
+/** The size of the writes of a segment's zeros, for a synchronous archive or not. */
+export function zeroWriteFor(synchronous: boolean): number {
+  return synchronous ? ZERO_WRITE_SYNC : ZERO_WRITE;
 }
 
 const ZEROS = Buffer.alloc(ZERO_WRITE);
@@ -101,11 +95,11 @@ function allZeros(fd: number, size: number): boolean {
 }
 
 /**
- * Write zeros over `[from, to)` of an open file, every byte, in writes of
- * `chunk` bytes at most (up to ZERO_WRITE): a write that the kernel cuts
- * short (a disk that fills up mid-write returns the bytes it took, and
- * only the next write fails with ENOSPC) is continued, so that a padding
- * either covers the whole range or throws.
+ * Write zeros over `[from, to)` of an open file, every byte, `chunk`
+ * bytes (at most ZERO_WRITE) at a time: a write that the kernel cuts short
+ * (a disk that fills up mid-write returns the bytes it took, and only the
+ * next write fails with ENOSPC) is continued, so that a padding either
+ * covers the whole range or throws.
  */
 export function writeZeros(fd: number, from: number, to: number, chunk = ZERO_WRITE): void {
   const n = Math.min(chunk, ZEROS.length);
@@ -143,8 +137,18 @@ export function repairShortPartial(file: string, segSize: number): string | null
 export const PREP_SUFFIX = '.partial.prep';
 
 /**
- * Make `<segment>.partial.prep`: zero-filled to the segment size in writes
- * of `chunk` bytes (zeroWriteFor()) and fsynced, off the event loop.
+ * Writes of a segment's zeros in flight at once while it is made ahead:
+ * one at a time, each write was a round trip between the thread pool and
+ * the event loop, with a wake-up of each on this 2-core machine (64 kB
+ * writes one at a time took half again the worker's CPU while catching
+ * up, 8 at a time a fifth); with several in flight the thread pool goes
+ * from one to the next and the loop takes their completions together.
+ */
+const PREP_WINDOW = 8;
+
+/**
+ * Make `<segment>.partial.prep`: zero-filled to the segment size, `chunk`
+ * bytes (at most ZERO_WRITE) per write, and fsynced, off the event loop.
  * Resolves to false (and leaves nothing behind) when `abandoned()` turned
  * true meanwhile or it failed.
  */
@@ -153,11 +157,28 @@ export async function prepareSegment(dir: string, timeline: number, segno: bigin
   let fh: fs.promises.FileHandle | undefined;
   try {
     fh = await fs.promises.open(file, 'wx', 0o600);
-    for (let off = 0; off < segSize && !abandoned(); ) {
-      // `chunk` per system call (larger writes cost more CPU per byte); a
-      // short write (the disk filling up) is continued: the next one throws ENOSPC.
-      off += (await fh.write(ZEROS, 0, Math.min(chunk, ZEROS.length, segSize - off), off)).bytesWritten;
-    }
+    const handle = fh;
+    let next = 0;
+    let failed = false;
+    // One of PREP_WINDOW lanes: writes the next `chunk` of the file until none
+    // is left; a short write (the disk filling up) is continued, and the
+    // next one throws ENOSPC.
+    const lane = async (): Promise<void> => {
+      try {
+        while (next < segSize && !failed && !abandoned()) {
+          let off = next;
+          const end = Math.min(off + chunk, off + ZEROS.length, segSize);
+          next = end;
+          while (off < end) off += (await handle.write(ZEROS, 0, end - off, off)).bytesWritten;
+        }
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    };
+    // every lane settled before the file is closed or removed
+    const lanes = await Promise.allSettled(Array.from({ length: PREP_WINDOW }, lane));
+    for (const l of lanes) if (l.status === 'rejected') throw l.reason;
     if (!abandoned()) await fh.sync();
     await fh.close();
     fh = undefined;
@@ -198,7 +219,7 @@ export class WalFile {
   /**
    * Open `<segment>.partial` of a timeline: an existing one must be a whole
    * padded segment (anything else is refused, as pg_receivewal does); a new
-   * one is padded with zeros (in writes of `zeroWrite` bytes) and fsynced
+   * one is padded with zeros, `zeroWrite` bytes per write, and fsynced
    * with its directory.
    */
   static open(dir: string, timeline: number, segno: bigint, segSize: number, prepared = false, zeroWrite = ZERO_WRITE): WalFile {
