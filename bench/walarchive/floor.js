@@ -17,9 +17,10 @@
  * reads and replies as the worker does. HOST: a host name or, as run.ts
  * passes it, the source's Unix socket directory. Streams from the start of
  * the source's current segment on its timeline until SIGINT/SIGTERM;
- * writes DIR/floor.wal (one 16 MB file, reused). It is a reference point,
- * not a lower bound: its latency moves with the machine as the worker's
- * does, and a round may find either one ahead.
+ * writes DIR/floor.wal (one 16 MB file, zero-filled 64 kB at a time as
+ * the worker's synchronous segments are, and reused). It is a reference
+ * point, not a lower bound: its latency moves with the machine as the
+ * worker's does, and a round may find either one ahead.
  */
 'use strict';
 const fs = require('fs');
@@ -45,7 +46,10 @@ async function main() {
   const [hi, lo] = id.xlogpos.split('/').map((h) => parseInt(h, 16));
   const start = hi * 2 ** 32 + lo - (lo % SEG);
   const fd = fs.openSync(path.join(dir, 'floor.wal'), 'w+', 0o600);
-  fs.writeSync(fd, Buffer.alloc(SEG));
+  // zeros in 64 kB writes, as the worker zero-fills a synchronous archive's segments (walfile.ts,
+  // ZERO_WRITE_SYNC): page cache folios as large as one 16 MB write make every small write cost more
+  const zeros = Buffer.alloc(64 * 1024);
+  for (let off = 0; off < SEG; off += zeros.length) fs.writeSync(fd, zeros, 0, zeros.length, off);
   fs.fsyncSync(fd);
   const q = both(`START_REPLICATION SLOT "${slot}" PHYSICAL ${Math.floor(start / 2 ** 32).toString(16)}/${(start % 2 ** 32).toString(16)} TIMELINE ${id.timeline}`, {
     alignOnCopyDataFrame: true,

@@ -18,7 +18,10 @@
  *               single-row INSERTs (-c 4) for --seconds, after --warmup
  *               seconds of the same load that are not counted (a worker
  *               just launched runs unoptimized JavaScript at first); p50 and
- *               p99 of its per-transaction latencies (-l).
+ *               p99 of its per-transaction latencies (-l). Both start in a
+ *               new segment (pg_switch_wal() once the receiver is a
+ *               synchronous standby), made by each as a synchronous
+ *               receiver, as for one that has run for long.
  *   floor       --floor: floor.js in the latency runs too, a minimal
  *               synchronous receiver on the worker's stack (the same
  *               Node.js, node-postgres, socket and pg-copy-streams; write,
@@ -320,6 +323,15 @@ async function latencyOf(r: Receivers, o: Options, system: Sync): Promise<Latenc
   else rw = startReceivewal(r, ['--synchronous'], app);
   try {
     await r.src.pollQueryUntil(`SELECT sync_state FROM pg_stat_replication WHERE application_name = '${app}'`, 'sync', { timeoutMs: 300_000 });
+    // The commits measured go into a segment the receiver made as a synchronous receiver, as those of
+    // one that has run for long do, not into the one it resumed in (made by the catch-up before it:
+    // the worker zero-fills a synchronous archive's segments in smaller writes, walfile.ts).
+    await r.src.query('SELECT pg_switch_wal()');
+    const next = await lsn(r.src, 'SELECT pg_current_wal_insert_lsn()');
+    await waitFor(async () => (await lsn(r.src, `SELECT flush_lsn FROM pg_stat_replication WHERE application_name = '${app}'`)) >= next, {
+      timeoutMs: 120_000,
+      what: `${app} to flush past the switch to a new segment`,
+    });
     await settle();
     const logDir = fs.mkdtempSync(path.join(r.src.baseDir, 'pgbench-'));
     fs.chmodSync(logDir, 0o777);
