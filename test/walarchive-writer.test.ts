@@ -20,7 +20,8 @@ import { after, describe, test } from 'node:test';
 
 import { segmentName } from '../src/workers/walarchive/lsn';
 import { SegmentWriter } from '../src/workers/walarchive/segment-writer';
-import { PREP_SUFFIX, ZERO_WRITE, ZERO_WRITE_SYNC, zeroWriteFor } from '../src/workers/walarchive/walfile';
+import { Receiver } from '../src/workers/walarchive/receiver';
+import { PREP_SUFFIX, prepareSegment, WalFile, ZERO_WRITE, ZERO_WRITE_SYNC, zeroWriteFor } from '../src/workers/walarchive/walfile';
 import { waitFor } from './harness/cluster';
 
 const SEG = 1024 * 1024;
@@ -134,31 +135,66 @@ describe('walarchive segment writer', () => {
   test("a synchronous archive's zeros are written 64 kB at a time, another's 1 MB at a time", async () => {
     assert.equal(zeroWriteFor(true), ZERO_WRITE_SYNC);
     assert.equal(zeroWriteFor(false), ZERO_WRITE);
-    // Write system calls (write, pwrite, writev; all threads, libuv's wake-ups included) while a
-    // small turn opens segment 3 (padded by the event loop) and segments 4 to 6 are made ahead.
-    const writesFor = async (zeroWrite: number): Promise<number> => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgtsw-zeros-'));
+    dirs.push(dir);
+    // Padded by the event loop, synchronously: nothing else writes meanwhile, the count is exact.
+    const padWrites = (segno: bigint, zeroWrite: number): number => {
+      const before = syscw();
+      WalFile.open(dir, 1, segno, SEG, false, zeroWrite).close(false);
+      return syscw() - before;
+    };
+    assert.equal(padWrites(1n, ZERO_WRITE_SYNC), SEG / ZERO_WRITE_SYNC);
+    assert.equal(padWrites(2n, ZERO_WRITE), 1);
+    // Made ahead on the thread pool: libuv's wake-ups of the event loop (one per completion at
+    // most: open, writes, fsync, close) are write calls too.
+    const prepWrites = async (segno: bigint, zeroWrite: number): Promise<number> => {
+      const before = syscw();
+      assert.equal(await prepareSegment(dir, 1, segno, SEG, zeroWrite, () => false), true);
+      return syscw() - before;
+    };
+    const prepSync = await prepWrites(3n, ZERO_WRITE_SYNC);
+    const prepOther = await prepWrites(4n, ZERO_WRITE);
+    assert.ok(prepSync >= SEG / ZERO_WRITE_SYNC && prepSync <= 2 * (SEG / ZERO_WRITE_SYNC) + 3, `64 kB: ${prepSync} write calls`);
+    assert.ok(prepOther >= 1 && prepOther <= 5, `1 MB: ${prepOther} write calls`);
+    for (const n of [3n, 4n]) {
+      const got = fs.readFileSync(path.join(dir, segmentName(1, n, SEG) + PREP_SUFFIX));
+      assert.ok(got.length === SEG && got.every((b) => b === 0), 'made ahead: the segment size, all zeros');
+    }
+    // A size that is not a positive whole number is refused, and nothing is left behind.
+    assert.throws(() => WalFile.open(dir, 1, 5n, SEG, false, 0), RangeError);
+    assert.equal(await prepareSegment(dir, 1, 6n, SEG, Number.NaN, () => false), false);
+    assert.ok(!fs.existsSync(path.join(dir, segmentName(1, 6n, SEG) + PREP_SUFFIX)));
+
+    // The writer takes its `zeroWrite` for the segment it pads and those it makes ahead; over its
+    // whole life (until the files made ahead are removed) a small turn that opens segment 3 writes
+    // 4 segments of zeros: 4 x 16 writes, or 4 x 1.
+    const writerWrites = async (zeroWrite: number): Promise<number> => {
       const t = writer(3n);
       t.w.zeroWrite = zeroWrite;
-      const data = crypto.randomBytes(300);
       const before = syscw();
-      t.w.append(data);
+      t.w.append(crypto.randomBytes(300));
       t.w.writePending();
       await waitFor(() => fs.readdirSync(t.dir).filter((n) => n.endsWith(PREP_SUFFIX) && fs.statSync(path.join(t.dir, n)).size === SEG).length === 3, {
         what: 'three segments made ahead',
       });
-      const n = syscw() - before;
       await t.w.close();
-      const got = segmentBytes(t.dir, 3n);
-      assert.equal(got.length, SEG);
-      assert.ok(got.subarray(0, data.length).equals(data) && got.subarray(data.length).every((b) => b === 0), 'the WAL, then zeros');
+      await waitFor(() => !fs.readdirSync(t.dir).some((n) => n.endsWith(PREP_SUFFIX)), { what: 'the files made ahead to be removed' });
       assert.deepEqual(t.failures, []);
-      return n;
+      return syscw() - before;
     };
-    // four segments of 1 MB: 4 x 16 writes of 64 kB, or 4 x 1 of 1 MB
-    const sync = await writesFor(zeroWriteFor(true));
-    const other = await writesFor(zeroWriteFor(false));
-    assert.ok(sync >= (4 * SEG) / ZERO_WRITE_SYNC, `synchronous: zeros in 64 kB writes (${sync} write calls)`);
-    assert.ok(other < (4 * SEG) / ZERO_WRITE_SYNC / 2, `not synchronous: zeros in 1 MB writes (${other} write calls)`);
+    const sync = await writerWrites(ZERO_WRITE_SYNC);
+    const other = await writerWrites(ZERO_WRITE);
+    assert.ok(sync >= (4 * SEG) / ZERO_WRITE_SYNC, `synchronous: ${sync} write calls`);
+    assert.ok(other < (4 * SEG) / ZERO_WRITE_SYNC / 2, `not synchronous: ${other} write calls`);
+
+    // The receiver sets it from `synchronous`, at the start and on a reload.
+    const receiver = new Receiver({ dir, segSize: SEG, synchronous: true, statusInterval: 0, receiveTimeout: 0, onSegment: () => undefined });
+    const zeroWriteOf = (): number => (receiver as unknown as { writer: SegmentWriter }).writer.zeroWrite;
+    assert.equal(zeroWriteOf(), ZERO_WRITE_SYNC);
+    receiver.configure({ synchronous: false });
+    assert.equal(zeroWriteOf(), ZERO_WRITE);
+    receiver.configure({ synchronous: true });
+    assert.equal(zeroWriteOf(), ZERO_WRITE_SYNC);
   });
 });
 

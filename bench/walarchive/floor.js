@@ -47,7 +47,7 @@ async function main() {
   const start = hi * 2 ** 32 + lo - (lo % SEG);
   const fd = fs.openSync(path.join(dir, 'floor.wal'), 'w+', 0o600);
   // zeros in 64 kB writes, as the worker zero-fills a synchronous archive's segments (walfile.ts,
-  // ZERO_WRITE_SYNC): page cache folios as large as one 16 MB write make every small write cost more
+  // ZERO_WRITE_SYNC): the large page cache folios of one 16 MB write make small writes cost more
   const zeros = Buffer.alloc(64 * 1024);
   for (let off = 0; off < SEG; off += zeros.length) fs.writeSync(fd, zeros, 0, zeros.length, off);
   fs.fsyncSync(fd);

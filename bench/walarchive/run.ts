@@ -325,13 +325,10 @@ async function latencyOf(r: Receivers, o: Options, system: Sync): Promise<Latenc
     await r.src.pollQueryUntil(`SELECT sync_state FROM pg_stat_replication WHERE application_name = '${app}'`, 'sync', { timeoutMs: 300_000 });
     // The commits measured go into a segment the receiver made as a synchronous receiver, as those of
     // one that has run for long do, not into the one it resumed in (made by the catch-up before it:
-    // the worker zero-fills a synchronous archive's segments in smaller writes, walfile.ts).
+    // the worker zero-fills a synchronous archive's segments in smaller writes, walfile.ts). A commit
+    // after the switch returns once the receiver has flushed it, in the new segment.
     await r.src.query('SELECT pg_switch_wal()');
-    const next = await lsn(r.src, 'SELECT pg_current_wal_insert_lsn()');
-    await waitFor(async () => (await lsn(r.src, `SELECT flush_lsn FROM pg_stat_replication WHERE application_name = '${app}'`)) >= next, {
-      timeoutMs: 120_000,
-      what: `${app} to flush past the switch to a new segment`,
-    });
+    await r.src.query('INSERT INTO sync_bench(v) VALUES (0)');
     await settle();
     const logDir = fs.mkdtempSync(path.join(r.src.baseDir, 'pgbench-'));
     fs.chmodSync(logDir, 0o777);

@@ -69,7 +69,8 @@ export const ZERO_WRITE = 1024 * 1024;
  * kB a turn: into the folios of 1 MB zero writes that cost about 10 %
  * more CPU per commit at 1000 commits/s than into those of 64 kB writes,
  * and as much commit latency (bench/walarchive/README.md, seventh pass).
- * pg_receivewal writes its zeros 8 kB at a time, in small folios too.
+ * pg_receivewal 15 writes its zeros 8 kB at a time, in small folios too
+ * (16 and later: 256 kB per pwritev).
  * Catching up, the 256 writes a 16 MB segment then takes cost a fifth more
  * CPU than 16 of 1 MB: an archive that is not synchronous takes ZERO_WRITE.
  */
@@ -94,6 +95,12 @@ function allZeros(fd: number, size: number): boolean {
   return true;
 }
 
+/** `chunk` as the bytes of one write of zeros: a positive whole number, at most ZERO_WRITE. */
+function zeroChunk(chunk: number): number {
+  if (!Number.isInteger(chunk) || chunk <= 0) throw new RangeError(`a write of zeros must be a positive whole number of bytes, not ${chunk}`);
+  return Math.min(chunk, ZEROS.length);
+}
+
 /**
  * Write zeros over `[from, to)` of an open file, every byte, `chunk`
  * bytes (at most ZERO_WRITE) at a time: a write that the kernel cuts short
@@ -102,7 +109,7 @@ function allZeros(fd: number, size: number): boolean {
  * covers the whole range or throws.
  */
 export function writeZeros(fd: number, from: number, to: number, chunk = ZERO_WRITE): void {
-  const n = Math.min(chunk, ZEROS.length);
+  const n = zeroChunk(chunk);
   for (let off = from; off < to; ) {
     off += fs.writeSync(fd, ZEROS, 0, Math.min(n, to - off), off);
   }
@@ -143,6 +150,8 @@ export const PREP_SUFFIX = '.partial.prep';
  * writes one at a time took half again the worker's CPU while catching
  * up, 8 at a time a fifth); with several in flight the thread pool goes
  * from one to the next and the loop takes their completions together.
+ * Twice libuv's 4 threads: a complete segment's fsync and rename wait
+ * behind at most a few of them (a few ms).
  */
 const PREP_WINDOW = 8;
 
@@ -156,6 +165,7 @@ export async function prepareSegment(dir: string, timeline: number, segno: bigin
   const file = path.join(dir, segmentName(timeline, segno, segSize) + PREP_SUFFIX);
   let fh: fs.promises.FileHandle | undefined;
   try {
+    const n = zeroChunk(chunk);
     fh = await fs.promises.open(file, 'wx', 0o600);
     const handle = fh;
     let next = 0;
@@ -167,7 +177,7 @@ export async function prepareSegment(dir: string, timeline: number, segno: bigin
       try {
         while (next < segSize && !failed && !abandoned()) {
           let off = next;
-          const end = Math.min(off + chunk, off + ZEROS.length, segSize);
+          const end = Math.min(off + n, segSize);
           next = end;
           while (off < end) off += (await handle.write(ZEROS, 0, end - off, off)).bytesWritten;
         }
