@@ -4,7 +4,8 @@
  * across the switch; a setting reloaded to '' is ''; live knobs changed
  * while connecting are kept; a conninfo is hidden from plain roles; two
  * workers never share a directory; a promoted standby stops following its
- * old primary.
+ * old primary; a failover to the next host of a multi-host conninfo is
+ * followed onto the new timeline.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -170,6 +171,42 @@ describe('walarchive: a promoted standby', () => {
     await standby.promote();
     await standby.waitForLog(/tsworker "walarchive": configuration error: no source to stream WAL from/, off);
     await primary.pollQueryUntil(`SELECT count(*) = 0 FROM pg_stat_replication WHERE application_name = 'walarchive'`);
+  });
+});
+
+describe('walarchive: a failover to the next host of a multi-host conninfo', () => {
+  test('the primary stopped and its standby promoted: the worker goes on from the standby onto timeline 2, with its .history', async () => {
+    const primary = await archiveSource('mh-primary', clusters);
+    const standby = await Cluster.createStandby(primary, 'mh-standby');
+    clusters.push(standby);
+    const { host, dir } = await archiveHost(
+      'mh-host',
+      primary,
+      {
+        'tsworker_walarchive.source_conninfo': `host=${primary.host},${standby.host} port=${primary.port},${standby.port} user=postgres dbname=postgres`,
+        'tsworker_walarchive.retry_interval': '200ms',
+      },
+      clusters,
+    );
+    await primary.pollQueryUntil(`SELECT count(*) = 1 FROM pg_stat_replication WHERE application_name = 'walarchive'`);
+    await primary.query('CREATE TABLE t(id int); INSERT INTO t SELECT generate_series(1, 1000)');
+    const first = await switchWal(primary);
+    await segmentArchived(dir, first);
+    // a fast shutdown sends the standby and the worker all of the primary's WAL
+    await primary.stop('fast');
+    await standby.promote();
+    await standby.query('INSERT INTO t SELECT generate_series(1001, 2000)');
+    const seg = await switchWal(standby);
+    assert.ok(seg.startsWith('00000002'), `a segment of timeline 2 (${seg})`);
+    await segmentArchived(dir, seg);
+    assert.equal(fs.readFileSync(path.join(dir, '00000002.history'), 'utf8'), fs.readFileSync(path.join(standby.dataDir, 'pg_wal', '00000002.history'), 'utf8'));
+    assert.equal((await archiveStatus(host))?.timeline, 2);
+    assert.equal(await standby.queryText(`SELECT count(*) FROM pg_stat_replication WHERE application_name = 'walarchive'`), '1', 'streaming from the second host');
+    // no gap: every segment from the first one archived to the last, on one timeline or the other
+    const names = fs.readdirSync(dir).filter((n) => /^[0-9A-F]{24}(\.partial)?$/.test(n));
+    for (let n = segno(first, SEG); n <= segno(seg, SEG); n++) {
+      assert.ok(names.some((x) => segno(x.slice(0, 24), SEG) === n), `segment ${n} is in the archive`);
+    }
   });
 });
 
