@@ -66,9 +66,9 @@ export const ZERO_WRITE = 1024 * 1024;
  * write into a folio, and every fdatasync of it, walks all of its buffers
  * (ext4_block_write_begin, block_commit_write, the writeback). A
  * synchronous archive writes and fdatasyncs a few hundred bytes to a few
- * kB a turn: into the folios of 1 MB zero writes that cost about 10 %
- * more CPU per commit at 1000 commits/s than into those of 64 kB writes,
- * and as much commit latency (bench/walarchive/README.md, seventh pass).
+ * kB a turn: into the folios of 1 MB zero writes that cost 5-10 % more
+ * CPU per commit at 1000 commits/s than into those of 64 kB writes
+ * (bench/walarchive/README.md, seventh pass).
  * pg_receivewal 15 writes its zeros 8 kB at a time, in small folios too
  * (16 and later: 256 kB per pwritev).
  * Catching up, the 256 writes a 16 MB segment then takes cost a fifth more
