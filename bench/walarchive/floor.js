@@ -12,9 +12,9 @@
  *   pg_tsworker_node floor.js RUNTIME_DIR HOST PORT USER SLOT DIR APPLICATION_NAME
  *
  * RUNTIME_DIR: the installed runtime ($(pg_config --sharedir)/pg_tsworker);
- * it loads two of the worker's compiled modules from there
- * (dist/workers/walarchive/stream-socket.js and messages.js), so that it
- * reads and replies as the worker does. HOST: a host name or, as run.ts
+ * it loads three of the worker's compiled modules from there
+ * (dist/workers/walarchive/stream-socket.js, messages.js and walfile.js),
+ * so that it reads, zero-fills and replies as the worker does. HOST: a host name or, as run.ts
  * passes it, the source's Unix socket directory. Streams from the start of
  * the source's current segment on its timeline until SIGINT/SIGTERM;
  * writes DIR/floor.wal (one 16 MB file, zero-filled 64 kB at a time as
@@ -35,6 +35,7 @@ const pg = require(path.join(runtimeDir, 'node_modules/pg'));
 const { both } = require(path.join(runtimeDir, 'node_modules/pg-copy-streams'));
 const { streamSocket } = require(path.join(runtimeDir, 'dist/workers/walarchive/stream-socket.js'));
 const { STATUS_UPDATE_SIZE, viewOf, writeStatusUpdate } = require(path.join(runtimeDir, 'dist/workers/walarchive/messages.js'));
+const { writeZeros, ZERO_WRITE_SYNC } = require(path.join(runtimeDir, 'dist/workers/walarchive/walfile.js'));
 
 const SEG = 16 * 1024 * 1024;
 
@@ -46,10 +47,9 @@ async function main() {
   const [hi, lo] = id.xlogpos.split('/').map((h) => parseInt(h, 16));
   const start = hi * 2 ** 32 + lo - (lo % SEG);
   const fd = fs.openSync(path.join(dir, 'floor.wal'), 'w+', 0o600);
-  // zeros in 64 kB writes, as the worker zero-fills a synchronous archive's segments (walfile.ts,
-  // ZERO_WRITE_SYNC): the large page cache folios of one 16 MB write make small writes cost more
-  const zeros = Buffer.alloc(64 * 1024);
-  for (let off = 0; off < SEG; off += zeros.length) fs.writeSync(fd, zeros, 0, zeros.length, off);
+  // zeroed as the worker zeroes a synchronous archive's segments: the large page cache folios of
+  // one 16 MB write would make every small write cost more
+  writeZeros(fd, 0, SEG, ZERO_WRITE_SYNC);
   fs.fsyncSync(fd);
   const q = both(`START_REPLICATION SLOT "${slot}" PHYSICAL ${Math.floor(start / 2 ** 32).toString(16)}/${(start % 2 ** 32).toString(16)} TIMELINE ${id.timeline}`, {
     alignOnCopyDataFrame: true,
